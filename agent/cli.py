@@ -1,0 +1,200 @@
+"""The ``tunesmith`` command line: the project's public face and the benchmark's entry point.
+
+Each sub-command is a thin wrapper over the same functions the app and the tests use. Heavy
+libraries are imported inside the handlers, so ``tunesmith validate`` starts in a blink.
+
+Errors a person can act on (a bad file, an empty prompt, a missing model) print as one line on
+stderr with a non-zero exit; set ``TUNESMITH_DEBUG=1`` to see the traceback of anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from agent.errors import InputError, TunesmithError
+
+EXIT_INVALID = 1  # the input was read, and it is not valid (validate) or the turn failed
+EXIT_UNREADABLE = 2  # the input could not be read at all, or the command line was wrong
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="base model: smollm2-135m (default), gemma3-270m, a Hugging Face id or a local folder",
+    )
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="LoRA adapter folder, or 'none' for the bare base (default: the adapter in models/)",
+    )
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser. The training and benchmark options are only loaded when ``command`` is
+    ``finetune`` or ``eval`` (their modules are large), so other commands start fast."""
+    parser = argparse.ArgumentParser(
+        prog="tunesmith", description="A conversational composer: chat in, sheet music and audio out."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compose = commands.add_parser("compose", help="one turn from an empty session")
+    compose.add_argument("prompt", help='what to write, e.g. "a sad waltz in D minor"')
+    compose.add_argument("--out", type=Path, required=True, help="folder for the score and renders")
+    compose.add_argument("--seed", type=int, default=0)
+    _add_model_arguments(compose)
+
+    converse = commands.add_parser("converse", help="a scripted conversation, one message per line")
+    converse.add_argument("--script", type=Path, required=True, help="text file, one user message per line")
+    converse.add_argument("--out", type=Path, required=True)
+    converse.add_argument("--seed", type=int, default=0)
+    _add_model_arguments(converse)
+
+    render = commands.add_parser("render", help="ABC, MIDI, MusicXML, SVG, PDF and WAV from an ABC file")
+    render.add_argument("score", type=Path)
+    render.add_argument("--out", type=Path, required=True)
+
+    validate = commands.add_parser("validate", help="check an ABC file; exit 0 valid, 1 invalid, 2 unreadable")
+    validate.add_argument("score", type=Path)
+    validate.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
+
+    ui = commands.add_parser("ui", help="the chat app in the browser")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=7860)
+    _add_model_arguments(ui)
+
+    finetune = commands.add_parser("finetune", help="build training data, train an adapter")
+    evaluate = commands.add_parser("eval", help="the benchmark: prompt suite in, table out")
+    if command == "finetune":
+        from finetune import data as data_stage
+        from finetune import train as train_stage
+
+        stages = finetune.add_subparsers(dest="stage", required=True, metavar="STAGE")
+        data_stage.add_arguments(stages.add_parser("data", help="training data from the bundled corpora"))
+        train_stage.add_arguments(stages.add_parser("train", help="LoRA training (CPU or CUDA)"))
+    if command == "eval":
+        from finetune import evaluate as eval_stage
+
+        eval_stage.add_arguments(evaluate)
+    return parser
+
+
+def _read_abc_file(path: Path) -> str:
+    from agent.abc_reader import read_text_file
+
+    return read_text_file(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from agent.validate import validate_abc
+
+    text = _read_abc_file(args.score)
+    report = validate_abc(text)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(report.format_text())
+    return 0 if report.valid else EXIT_INVALID
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from agent.render import render_score_text
+
+    text = _read_abc_file(args.score)
+    started = time.perf_counter()
+    files = render_score_text(text, args.out)
+    summary = {name: str(path) for name, path in files.items()}
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    from agent.conversation import run_compose
+
+    summary = run_compose(args.prompt, args.out, seed=args.seed, base=args.base, adapter=args.adapter)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if summary.get("valid") else EXIT_INVALID
+
+
+def cmd_converse(args: argparse.Namespace) -> int:
+    from agent.conversation import run_script
+
+    try:
+        lines = args.script.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{args.script} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {args.script}: {exc.strerror}") from None
+    messages = [line for line in lines if line.strip()]
+    if not messages:
+        raise InputError(f"{args.script} has no messages (one user message per line)")
+    transcript = run_script(messages, args.out, seed=args.seed, base=args.base, adapter=args.adapter)
+    print(json.dumps({"turns": len(transcript), "transcript": str(args.out / "transcript.json")}))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ui.app import launch
+
+    launch(host=args.host, port=args.port, base=args.base, adapter=args.adapter)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    if args.stage == "data":
+        from finetune import data as stage
+    else:
+        from finetune import train as stage
+    return stage.run(stage.config_from_args(args)) or 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from finetune import evaluate
+
+    return evaluate.run(evaluate.config_from_args(args)) or 0
+
+
+HANDLERS = {
+    "compose": cmd_compose,
+    "converse": cmd_converse,
+    "render": cmd_render,
+    "validate": cmd_validate,
+    "ui": cmd_ui,
+    "finetune": cmd_finetune,
+    "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    try:
+        return HANDLERS[args.command](args)
+    except InputError as exc:
+        print(f"tunesmith {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except TunesmithError as exc:
+        print(f"tunesmith {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(f"tunesmith {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the promise is one line, never a traceback; keep it debuggable
+        if os.environ.get("TUNESMITH_DEBUG"):
+            raise
+        print(
+            f"tunesmith {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set TUNESMITH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Answers to questions about the current score, from music21's analysis, never from the model.
+
+"What key is it in?", "what's the time signature?", "how many bars?", "what's the range?",
+"what chords fit?", "why does it sound sad?" — each answer reads the score: the key signature
+first (what the composer wrote), then music21's key analysis as a second opinion; bars are
+counted from the ABC text as written. Asking a question never changes the score.
+
+>>> tune = "X:1\\nT:Scale\\nM:4/4\\nL:1/8\\nQ:1/4=100\\nK:Dm\\nDEFG A2d2|cAGE D4|]\\n"
+>>> answer_question(tune, "meter")
+'It is in 4/4 (4 quarter-note beats to the bar).'
+>>> answer_question(tune, "bars")
+'It has 2 bars.'
+>>> answer_question(tune, "weather")
+Traceback (most recent call last):
+...
+ValueError: unknown question kind 'weather'
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+
+from agent.abc_reader import read_tune
+from agent.abc_text import parse_tune, split_bars, tokenize_body
+
+QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument")
+
+_BEAT_NAMES = {2: "half-note", 4: "quarter-note", 8: "eighth-note", 16: "sixteenth-note"}
+
+# The triads a melody note most often sits in, by scale degree (1-based) of a major or minor key.
+_DEGREE_NAMES = ("I", "ii", "iii", "IV", "V", "vi", "vii")
+
+
+@dataclass(frozen=True)
+class ScoreFacts:
+    """What the questions need, read once from the ABC."""
+
+    title: str
+    key_field: str
+    meter: str
+    tempo: str
+    bars: int
+    lowest: str
+    highest: str
+    span_semitones: int
+    analysed_key: str
+    analysis_confidence: float
+    mode: str
+    tonic_name: str
+    program: int | None
+
+
+def score_facts(abc: str) -> ScoreFacts:
+    """Read the facts a question may ask about."""
+    tune = parse_tune(abc)
+    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune)) if bar.notes]
+    read = read_tune(abc)
+    score = read.score
+    pitches = [p for n in score.recurse().notes if not _is_chord_symbol(n) for p in n.pitches]
+    if not pitches:
+        raise ValueError("the score has no notes")
+    low = min(pitches, key=lambda p: p.ps)
+    high = max(pitches, key=lambda p: p.ps)
+    signature = score.recurse().getElementsByClass("Key")
+    written = signature[0] if signature else None
+    analysed = score.analyze("key")
+    program = None
+    for line in abc.splitlines():
+        if line.replace(" ", "").lower().startswith("%%midiprogram"):
+            digits = "".join(ch for ch in line.split("program", 1)[1] if ch.isdigit())
+            program = int(digits) if digits else None
+    return ScoreFacts(
+        title=tune.get("T") or "Untitled",
+        key_field=tune.get("K") or "",
+        meter=tune.get("M") or "free",
+        tempo=tune.get("Q") or "",
+        bars=len(bars),
+        lowest=low.nameWithOctave,
+        highest=high.nameWithOctave,
+        span_semitones=int(high.ps - low.ps),
+        analysed_key=f"{analysed.tonic.name} {analysed.mode}",
+        analysis_confidence=float(analysed.correlationCoefficient or 0.0),
+        mode=(written.mode if written is not None and getattr(written, "mode", None) else analysed.mode),
+        tonic_name=(written.tonic.name if written is not None and hasattr(written, "tonic") else analysed.tonic.name),
+        program=program,
+    )
+
+
+def _is_chord_symbol(element) -> bool:
+    return "ChordSymbol" in element.classes
+
+
+def _nice(name: str) -> str:
+    return name.replace("-", "♭").replace("#", "♯")
+
+
+def answer_question(abc: str, kind: str) -> str:
+    """One or two sentences answering a question of ``kind`` (see QUESTION_KINDS) about ``abc``."""
+    if kind not in QUESTION_KINDS:
+        raise ValueError(f"unknown question kind {kind!r}")
+    if kind == "meter":
+        tune = parse_tune(abc)
+        meter = tune.get("M") or "free"
+        if "/" in meter:
+            top, bottom = meter.split("/", 1)
+            beat = _BEAT_NAMES.get(int(bottom), f"1/{bottom}")
+            return f"It is in {meter} ({top} {beat} beats to the bar)."
+        return f"It is in {meter} time."
+    if kind == "bars":
+        tune = parse_tune(abc)
+        count = sum(1 for bar in split_bars(tokenize_body(tune.body, tune)) if bar.notes)
+        return f"It has {count} bars."
+    facts = score_facts(abc)
+    if kind == "key":
+        agree = facts.analysed_key.split()[0] == facts.tonic_name
+        second = (
+            "the notes agree" if agree else f"the notes on their own lean towards {_nice(facts.analysed_key)}"
+        )
+        return (
+            f"It is in {_nice(facts.tonic_name)} {facts.mode} (key signature K:{facts.key_field}); "
+            f"{second} (music21's key analysis, confidence {facts.analysis_confidence:.2f})."
+        )
+    if kind == "range":
+        return (
+            f"It goes from {_nice(facts.lowest)} up to {_nice(facts.highest)}, "
+            f"a span of {facts.span_semitones} semitones."
+        )
+    if kind == "tempo":
+        return f"The tempo is {facts.tempo}." if facts.tempo else "No tempo is marked."
+    if kind == "title":
+        return f"It is called “{facts.title}”."
+    if kind == "instrument":
+        if facts.program is None:
+            return "No instrument is set, so it plays on the piano (General MIDI program 1)."
+        return f"It plays on General MIDI program {facts.program + 1}."
+    if kind == "chords":
+        return suggest_chords(abc)
+    return explain_mood(abc, facts)
+
+
+def explain_mood(abc: str, facts: ScoreFacts | None = None) -> str:
+    """Why the tune sounds as it does: mode, tempo, direction of the melody, range."""
+    facts = facts or score_facts(abc)
+    reasons = []
+    if facts.mode in ("minor", "dorian", "phrygian", "aeolian", "locrian"):
+        reasons.append(f"it is in a {facts.mode} key, whose lowered third sounds dark or sad")
+    else:
+        reasons.append(f"it is in a {facts.mode} key, whose major third sounds bright")
+    bpm = _bpm(facts.tempo)
+    if bpm is not None:
+        reasons.append(f"the tempo is {'slow' if bpm < 80 else 'moderate' if bpm < 120 else 'quick'} ({bpm} beats a minute)")
+    tune = parse_tune(abc)
+    pitches = [t.pitches[-1] for t in tokenize_body(tune.body, tune) if t.pitches]
+    steps = [b - a for a, b in zip(pitches, pitches[1:])]
+    if steps:
+        down = sum(1 for s in steps if s < 0) / len(steps)
+        small = sum(1 for s in steps if abs(s) <= 2) / len(steps)
+        if down > 0.55:
+            reasons.append("the melody falls more often than it rises")
+        elif down < 0.4:
+            reasons.append("the melody rises more often than it falls")
+        if small > 0.6:
+            reasons.append("it moves mostly by step")
+    return "It sounds that way because " + ", ".join(reasons) + "."
+
+
+def _bpm(tempo: str) -> int | None:
+    if "=" in tempo:
+        digits = "".join(ch for ch in tempo.split("=", 1)[1] if ch.isdigit())
+        return int(digits) if digits else None
+    return None
+
+
+def suggest_chords(abc: str) -> str:
+    """A chord per bar that fits the melody: the diatonic triad covering most of the bar's notes.
+
+    Written here because music21 offers chord analysis of harmony already present, not the
+    choice of a triad under a bare melody. Each bar's notes are weighted by duration, and the
+    tonic, subdominant and dominant win ties, as in folk accompaniment.
+    """
+    from music21 import key as m21key
+
+    facts = score_facts(abc)
+    mode = facts.mode if facts.mode in ("major", "minor") else (
+        "minor" if facts.mode in ("dorian", "phrygian", "aeolian", "locrian") else "major")
+    scale_key = m21key.Key(facts.tonic_name, mode)
+    triads = []
+    for degree in range(1, 8):
+        root = scale_key.pitchFromDegree(degree)
+        third = scale_key.pitchFromDegree((degree + 1) % 7 + 1)
+        fifth = scale_key.pitchFromDegree((degree + 3) % 7 + 1)
+        triads.append((degree, root, {root.pitchClass, third.pitchClass, fifth.pitchClass}, third))
+    tune = parse_tune(abc)
+    names = []
+    for bar in split_bars(tokenize_body(tune.body, tune)):
+        weights: Counter[int] = Counter()
+        for token in bar.notes:
+            for midi in token.pitches or ():
+                weights[midi % 12] += Fraction(token.duration or 0)
+        if not weights:
+            continue
+        preference = {1: 0.3, 4: 0.2, 5: 0.25}
+
+        def fit(triad):
+            degree, _, members, _ = triad
+            return sum(w for pc, w in weights.items() if pc in members) + preference.get(degree, 0)
+
+        degree, root, _, third = max(triads, key=fit)
+        quality = "m" if (third.pitchClass - root.pitchClass) % 12 == 3 else ""
+        if degree == 7:
+            quality = "dim"
+        names.append(f"{_nice(root.name)}{quality}")
+    if not names:
+        return "There are no notes to harmonise yet."
+    return "Chords that fit, one per bar: " + " | ".join(names) + "."

@@ -1,0 +1,617 @@
+"""The composer: the model writes a tune body under constraints, and what fails is rewritten.
+
+One turn of composing, as :func:`compose_tune` runs it:
+
+1. **Prompt.** The chat from :func:`agent.prompts.compose_messages`, and as the start of the
+   answer (the *prefill*) the ABC header the agent built with :func:`agent.prompts.abc_header`.
+   Key, meter and tempo are therefore exact by construction; the model writes only the body.
+2. **Constrained sampling.** A hand-written loop over the model with its KV cache: at each step
+   the logits get a repetition penalty, and :func:`agent.decoding.choose_token` samples among the
+   tokens the body automaton accepts (every bar exactly full, the planned bar lines, the
+   requested number of bars, bar-level repetition rules). The loop stops the moment the last
+   bar line is written. Sampling uses its own seeded ``torch.Generator``: the same prompt,
+   header, plan and seed give the same tune.
+3. **Streaming.** ``on_progress(stage, bars_written, text_so_far)`` is called as each bar is
+   completed, and at each stage (``"compose"``, ``"validate"``, ``"repair"``, ``"done"``).
+4. **Validation and repair.** :func:`agent.validate.validate_abc` checks the tune. Bars it
+   flags are resampled with everything before them as the prefill, exactly as many bars as were
+   flagged, and the rest of the tune is appended unchanged; this repeats up to
+   ``max_attempts`` decodes in all. A tune that still fails comes back with ``valid=False``
+   and the diagnostics: nothing is faked or silently replaced.
+
+:func:`edit_span` regenerates bars ``first..last`` of an existing tune with
+:func:`agent.prompts.edit_messages` (the whole tune and the instruction in the user turn, the
+tune up to ``first`` as the prefill) and keeps every other byte of the body as it was. ``w:``
+lyric lines are removed before an edit, because rewritten bars no longer fit them; the result
+says so (``lyrics_removed``) and the lyrics module writes new ones.
+
+Why an own loop rather than ``generate()``: the constraint, the stop at the final bar line,
+the per-bar progress and the timing of the model and of the constraint separately are all
+explicit here, and the loop is as fast (``scripts/bench_decoding.py`` measures both).
+
+torch is imported inside the functions that run the model.
+
+>>> config = ComposeConfig(seed=7, temperature=0.8)
+>>> config.sampling().temperature, config.repetition().block_ngram
+(0.8, 2)
+>>> ComposeConfig(max_attempts=0)
+Traceback (most recent call last):
+...
+agent.decoding.DecodingError: max_attempts must be at least 1
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable
+
+from agent.abc_text import Bar, Kind, TuneText, parse_tune, split_bars, tokenize_body
+from agent.decoding import (
+    BODY_CHARS,
+    Boundary,
+    BodySpec,
+    BodyState,
+    DecodingError,
+    FormPlan,
+    RepetitionRules,
+    SamplingSettings,
+    TokenTable,
+    body_spec,
+    choose_token,
+    normalize_bar,
+    start_state,
+    token_table,
+)
+from agent.errors import AbcError
+from agent.prompts import chat_prompt_ids, compose_messages, edit_messages
+
+__all__ = [
+    "ComposeConfig",
+    "ComposeResult",
+    "DecodeStats",
+    "compose_tune",
+    "repair_tune",
+    "edit_span",
+    "decode_body",
+    "distinct_bar_share",
+    "strip_lyrics",
+]
+
+Progress = Callable[[str, int, str], None]
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    """Settings of one composition: sampling, repetition control, repair."""
+
+    temperature: float = field(default=0.9, metadata={"help": "sampling temperature; 0 is greedy"})
+    top_k: int = field(default=40, metadata={"help": "candidates checked against the grammar and sampled among"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus cut among the viable candidates"})
+    widen_k: int = field(default=512, metadata={"help": "second round of candidates when the top_k has none"})
+    max_new_tokens: int = field(
+        default=0, metadata={"help": "token budget per decode; 0 means 48 per bar plus 32"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the sampling generator"})
+    repetition_penalty: float = field(
+        default=1.15, metadata={"help": "divides the logits of note tokens used in the last penalty_window tokens"}
+    )
+    penalty_window: int = field(default=64, metadata={"help": "how many recent tokens the penalty looks at"})
+    max_repeats_in_a_row: int = field(
+        default=1, metadata={"help": "how often in a row a bar may repeat the bar before it (0: no rule)"}
+    )
+    block_ngram: int = field(
+        default=2, metadata={"help": "a run of this many bars may not copy an earlier run (0: no rule)"}
+    )
+    max_attempts: int = field(default=3, metadata={"help": "decodes in all: the first plus repairs"})
+    subdivision: int = field(default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
+    allow_pickup: bool = field(
+        default=False, metadata={"help": "let bar 1 be a pickup, completed by the last bar"}
+    )
+    constrained: bool = field(
+        default=True, metadata={"help": "False samples the raw model (a baseline for the benchmark)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DecodingError("max_attempts must be at least 1")
+        if self.top_k < 1 or not 0 < self.top_p <= 1 or self.temperature < 0:
+            raise DecodingError("top_k >= 1, 0 < top_p <= 1 and temperature >= 0 are required")
+        if self.repetition_penalty <= 0:
+            raise DecodingError("repetition_penalty must be positive (1 switches it off)")
+
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_k, self.top_p, self.widen_k)
+
+    def repetition(self) -> RepetitionRules:
+        return RepetitionRules(self.max_repeats_in_a_row, self.block_ngram)
+
+    def token_budget(self, bars: int) -> int:
+        return self.max_new_tokens or 48 * bars + 32
+
+
+@dataclass
+class DecodeStats:
+    """Where the time of one or more decodes went."""
+
+    tokens: int = 0
+    prompt_tokens: int = 0
+    forward_seconds: float = 0.0  # the model, prompt included
+    constraint_seconds: float = 0.0  # the automaton and the sampler
+    checked: int = 0  # candidate tokens run through the automaton
+    widened: int = 0  # steps where the top_k held no viable token
+    relaxed: int = 0  # steps where the repetition rules had to be lifted
+
+    def add(self, other: "DecodeStats") -> None:
+        for name in ("tokens", "prompt_tokens", "forward_seconds", "constraint_seconds",
+                     "checked", "widened", "relaxed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class ComposeResult:
+    """A tune and how it was made. ``diagnostics`` are the validator's findings on ``abc``."""
+
+    abc: str
+    valid: bool
+    attempts: int
+    diagnostics: list
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    bars: int
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    lyrics_removed: bool = False
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["diagnostics"] = [_diagnostic_dict(d) for d in self.diagnostics]
+        return data
+
+
+def _diagnostic_dict(diagnostic: Any) -> dict:
+    if hasattr(diagnostic, "to_dict"):
+        return diagnostic.to_dict()
+    if dataclasses.is_dataclass(diagnostic):
+        return dataclasses.asdict(diagnostic)
+    return {"message": str(diagnostic)}
+
+
+# --------------------------------------------------------------------------------------------
+# Small text helpers
+
+
+def strip_lyrics(abc: str) -> tuple[str, bool]:
+    """``abc`` without its ``w:`` lyric lines, and whether there were any.
+
+    >>> strip_lyrics("X:1\\nK:C\\nCDEF|\\nw: la la la la\\n")
+    ('X:1\\nK:C\\nCDEF|\\n', True)
+    >>> strip_lyrics("X:1\\nK:C\\nCDEF|\\n")
+    ('X:1\\nK:C\\nCDEF|\\n', False)
+    """
+    lines = abc.splitlines(keepends=True)
+    kept = [line for line in lines if not line.lstrip().startswith("w:")]
+    return "".join(kept), len(kept) != len(lines)
+
+
+def _bars_of(abc: str) -> tuple[TuneText, list[Bar]]:
+    tune = parse_tune(abc)
+    return tune, split_bars(tokenize_body(tune.body, tune), tune)
+
+
+def distinct_bar_share(abc: str) -> float:
+    """The share of a tune's bars that are distinct (1.0: no bar written twice).
+
+    >>> distinct_bar_share("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF | CDEF | G4 | CDEF |]\\n")
+    0.5
+    >>> distinct_bar_share("X:1\\nK:C\\n")
+    Traceback (most recent call last):
+    ...
+    agent.errors.AbcError: the tune has no bars
+    """
+    tune, bars = _bars_of(abc)
+    if not bars:
+        raise AbcError("the tune has no bars")
+    texts = [normalize_bar(bar.text_in(tune.body)) for bar in bars]
+    return len(set(texts)) / len(texts)
+
+
+def _header_spec(header: str, plan: FormPlan, config: ComposeConfig) -> BodySpec:
+    """The decoding spec for a header (``M:`` and ``L:`` read from it) and a plan."""
+    tune = parse_tune(header if header.endswith("\n") else header + "\n")
+    meter, unit = tune.get("M"), tune.get("L")
+    if meter is None:
+        raise AbcError("the header has no M: (meter) field")
+    return body_spec(meter, unit or str(tune.unit_length), plan, subdivision=config.subdivision,
+                     allow_pickup=config.allow_pickup, repetition=config.repetition())
+
+
+# --------------------------------------------------------------------------------------------
+# The decoding loop
+
+
+def _penalize(logits: Any, recent: list[int], table: TokenTable, penalty: float) -> Any:
+    """CTRL-style repetition penalty on note tokens seen recently (bar lines and blanks are
+    left alone: every bar needs them)."""
+    if penalty == 1.0 or not recent:
+        return logits
+    import torch
+
+    ids = sorted({t for t in recent if t in table.musical})
+    if not ids:
+        return logits
+    index = torch.tensor(ids, dtype=torch.long, device=logits.device)
+    picked = logits[index]
+    scores = logits.clone()
+    scores[index] = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return scores
+
+
+def _sample_free(scores: Any, settings: SamplingSettings, generator: Any) -> int:
+    """Unconstrained top-k / top-p sampling (the baseline without the grammar)."""
+    import torch
+
+    if settings.temperature <= 0:
+        return int(torch.argmax(scores).item())
+    values, ids = torch.topk(scores.double() / settings.temperature, settings.top_k)
+    probs = torch.softmax(values, dim=0)
+    cumulative = torch.cumsum(probs, dim=0)
+    keep = int((cumulative < settings.top_p).sum().item()) + 1
+    probs = probs[:keep] / probs[:keep].sum()
+    pick = torch.multinomial(probs.float(), 1, generator=generator).item()
+    return int(ids[pick].item())
+
+
+@dataclass
+class _Decoded:
+    text: str
+    state: BodyState | None
+    complete: bool
+    stats: DecodeStats
+
+
+def decode_body(
+    loaded: Any,
+    prompt_ids: list[int],
+    state: BodyState | None,
+    config: ComposeConfig,
+    generator: Any,
+    *,
+    budget: int,
+    on_bar: Callable[[int, str], None] | None = None,
+) -> _Decoded:
+    """Run the model from ``prompt_ids`` and return the text it writes after them.
+
+    With a ``state`` every token is checked by the automaton and decoding stops when the body
+    (or span) is complete; with ``state=None`` the raw model runs until its end-of-turn token.
+    ``budget`` caps the new tokens; ``complete`` says whether the text got to its end.
+    ``on_bar(bars_done, text)`` is called each time a bar is finished.
+    """
+    import torch
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    table = token_table(tokenizer)
+    settings = config.sampling()
+    device = getattr(loaded, "device", "cpu")
+    stops = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+             if isinstance(i, int) and i >= 0}
+    stats = DecodeStats(prompt_tokens=len(prompt_ids))
+    pieces: list[str] = []
+    generated: list[int] = []
+    complete = False
+    with torch.inference_mode():
+        clock = time.perf_counter()
+        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
+                    logits_to_keep=1)
+        stats.forward_seconds += time.perf_counter() - clock
+        for _ in range(budget):
+            logits = out.logits[0, -1].float().cpu()
+            clock = time.perf_counter()
+            scores = _penalize(logits, generated[-config.penalty_window:], table, config.repetition_penalty)
+            if state is not None:
+                bars_before = state.bars_done
+                choice = choose_token(scores, state, table, settings, generator)
+                token, state = choice.token_id, choice.state
+                stats.checked += choice.checked
+                stats.widened += bool(choice.widened)
+                stats.relaxed += choice.relaxed
+                pieces.append(table.texts[token])
+                complete = state.is_complete
+            else:
+                token = _sample_free(scores, settings, generator)
+                complete = token in stops
+            stats.constraint_seconds += time.perf_counter() - clock
+            generated.append(token)
+            stats.tokens += 1
+            if state is not None and on_bar is not None and state.bars_done > bars_before:
+                on_bar(state.bars_done, "".join(pieces))
+            if complete:
+                break
+            clock = time.perf_counter()
+            out = model(input_ids=torch.tensor([[token]], device=device),
+                        past_key_values=out.past_key_values, use_cache=True)
+            stats.forward_seconds += time.perf_counter() - clock
+    if state is None:  # decode at once: a character may span several byte-level tokens
+        pieces = [tokenizer.decode([t for t in generated if t not in stops],
+                                   clean_up_tokenization_spaces=False)]
+    return _Decoded("".join(pieces), state, complete, stats)
+
+
+# --------------------------------------------------------------------------------------------
+# Composing
+
+
+def _validate(abc: str) -> tuple[bool, list]:
+    from agent.validate import validate_abc
+
+    report = validate_abc(abc)
+    return bool(report.valid), list(report.diagnostics)
+
+
+def _errors(diagnostics: list) -> list:
+    return [d for d in diagnostics if getattr(d, "severity", "error") == "error"]
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def _finish(abc: str, valid: bool, attempts: int, diagnostics: list, stats: DecodeStats,
+            started: float, lyrics_removed: bool = False) -> ComposeResult:
+    seconds = time.perf_counter() - started
+    try:
+        bars = len(_bars_of(abc)[1])
+    except AbcError:
+        bars = 0
+    return ComposeResult(
+        abc=abc, valid=valid, attempts=attempts, diagnostics=diagnostics, tokens=stats.tokens,
+        seconds=seconds, tokens_per_second=stats.tokens / seconds if seconds else 0.0,
+        bars=bars, stats=stats, lyrics_removed=lyrics_removed,
+    )
+
+
+def _plan_of(plan: FormPlan | int) -> FormPlan:
+    return FormPlan.through(plan) if isinstance(plan, int) else plan
+
+
+def compose_tune(
+    loaded: Any,
+    request: str,
+    header: str,
+    plan: FormPlan | int,
+    config: ComposeConfig = ComposeConfig(),
+    on_progress: Progress | None = None,
+) -> ComposeResult:
+    """Write a new tune: ``header`` (from :func:`agent.prompts.abc_header`) as the prefill, a
+    body of ``plan`` (a :class:`~agent.decoding.FormPlan`, or a number of bars in one section)
+    by the model ``loaded`` (an :class:`agent.model.LoadedModel`), then validation and repair.
+
+    With ``config.constrained=False`` the raw model writes the body (no grammar, no repair):
+    the baseline the benchmark compares with.
+    """
+    started = time.perf_counter()
+    plan = _plan_of(plan)
+    header = header if header.endswith("\n") else header + "\n"
+    spec = _header_spec(header, plan, config)
+    generator = _generator(config.seed)
+    messages = compose_messages(request)
+    prompt = chat_prompt_ids(loaded.tokenizer, messages, prefill=header)
+    budget = config.token_budget(plan.total_bars)
+    report = on_progress or (lambda stage, bars, text: None)
+    report("compose", 0, header)
+
+    def on_bar(bars: int, text: str) -> None:
+        report("compose", bars, header + text)
+
+    state = start_state(spec) if config.constrained else None
+    decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar)
+    stats = decoded.stats
+    abc = header + decoded.text.rstrip("\n") + "\n"
+    if not config.constrained:
+        report("validate", 0, abc)
+        valid, diagnostics = _validate(abc)
+        report("done", plan.total_bars, abc)
+        return _finish(abc, valid, 1, diagnostics, stats, started)
+    if not decoded.complete:
+        report("done", decoded.state.bars_done, abc)
+        message = (f"the token budget ({budget}) ran out at bar {decoded.state.bar_number} "
+                   f"of {plan.total_bars}")
+        return _finish(abc, False, 1, [AbcError(message, bar=decoded.state.bar_number)], stats, started)
+    result = repair_tune(loaded, abc, request, config, on_progress=on_progress,
+                         generator=generator, attempts_used=1)
+    stats.add(result.stats)
+    return _finish(result.abc, result.valid, result.attempts, result.diagnostics, stats, started)
+
+
+def repair_tune(
+    loaded: Any,
+    abc: str,
+    request: str,
+    config: ComposeConfig = ComposeConfig(),
+    on_progress: Progress | None = None,
+    *,
+    generator: Any = None,
+    attempts_used: int = 0,
+) -> ComposeResult:
+    """Validate ``abc``; while it fails and attempts are left, resample the bars the validator
+    flags (each run of flagged bars: the tune before it as the prefill, as many bars as the
+    run, the rest appended unchanged). A diagnostic without a bar number cannot be localized:
+    then the whole body is resampled. ``attempts`` counts decodes, ``attempts_used`` included.
+    """
+    started = time.perf_counter()
+    generator = generator if generator is not None else _generator(config.seed)
+    report = on_progress or (lambda stage, bars, text: None)
+    stats = DecodeStats()
+    attempts = attempts_used
+    report("validate", 0, abc)
+    valid, diagnostics = _validate(abc)
+    while not valid and attempts < config.max_attempts:
+        tune, bars = _bars_of(abc)
+        flagged = sorted({d.bar for d in _errors(diagnostics) if getattr(d, "bar", None)})
+        unplaced = any(not getattr(d, "bar", None) for d in _errors(diagnostics))
+        if unplaced or not flagged or flagged[-1] > len(bars):
+            flagged = list(range(1, len(bars) + 1))
+        attempts += 1
+        messages = compose_messages(request)
+        for first, last in _runs(flagged):
+            report("repair", first - 1, abc)
+            abc, decoded_stats, _ = _regenerate(loaded, abc, first, last, messages, config,
+                                                generator, keep_partial=True)
+            stats.add(decoded_stats)
+        report("validate", 0, abc)
+        valid, diagnostics = _validate(abc)
+    report("done", len(_bars_of(abc)[1]), abc)
+    return _finish(abc, valid, attempts, diagnostics, stats, started)
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs in a sorted list: [2, 3, 7] -> [(2, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Spans: regenerating some bars of an existing tune
+
+
+_NOTE_TEXT = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
+
+
+def _tie_into(bar: Bar, body: str) -> str | None:
+    """The pitch a tie at the end of ``bar`` asks the next bar's first note to spell, or None.
+
+    The spelling carries the accidental the tied note sounds with (its own, or one written
+    earlier in the bar on the same letter), as :class:`~agent.decoding.BodyState` requires.
+    """
+    timed = [t for t in bar.tokens if t.kind is not Kind.SPACE]
+    if len(timed) < 2 or timed[-1].kind is not Kind.TIE or timed[-2].kind is not Kind.NOTE:
+        return None
+    match = _NOTE_TEXT.match(timed[-2].text)
+    if not match:
+        return None
+    accidental, letter, marks = match.groups()
+    if not accidental:
+        for token in timed[:-2]:
+            if token.kind in (Kind.NOTE, Kind.CHORD):
+                for found in _NOTE_TEXT.finditer(token.text):
+                    if found.group(2).upper() == letter.upper() and found.group(1):
+                        accidental = found.group(1)
+    return (accidental or "") + letter + marks
+
+
+def _ticks(duration: Fraction, unit: Fraction, subdivision: int) -> int | None:
+    ticks = duration / unit * subdivision
+    return int(ticks) if ticks.denominator == 1 and ticks > 0 else None
+
+
+def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: ComposeConfig,
+               keep_partial: bool) -> tuple[BodySpec, str]:
+    """The spec for regenerating bars ``first..last`` and the separator forced before them."""
+    unit, sub = tune.unit_length, config.subdivision
+    expected = [b.expected for b in bars]
+    if any(expected[i] is None for i in range(first - 1, last)):
+        raise DecodingError("bars in free meter cannot be regenerated under constraints")
+    full = [_ticks(e, unit, sub) for e in expected]
+    if any(full[i] is None for i in range(first - 1, last)):
+        raise DecodingError(f"the meter is not a whole number of 1/{sub} units of L:{unit}")
+    capacities = []
+    pickup = (len(bars) > 1 and bars[0].duration < expected[0] and bars[0].duration > 0
+              and bars[0].duration + bars[-1].duration == expected[0])
+    for number in range(first, last + 1):
+        ticks = full[number - 1]
+        if keep_partial and pickup and number in (1, len(bars)):
+            ticks = _ticks(bars[number - 1].duration, unit, sub) or ticks
+        capacities.append((number, ticks))
+    body = tune.body
+    boundaries: list[Boundary] = [Boundary(("",))] * (last + 1)
+    for number in range(first, last):
+        between = body[bars[number - 1].end:bars[number].start].lstrip(" ")
+        if not set(between) <= BODY_CHARS:
+            raise DecodingError(f"the bar line after bar {number} holds text the model cannot write")
+        boundaries[number] = Boundary((between,), plain=between.strip() == "|")
+    before = body[:bars[first - 1].start]
+    lead = before[len(before.rstrip(" ")):]
+    spec = BodySpec(
+        bar_ticks=max(t for _, t in capacities), subdivision=sub, unit_length=unit,
+        boundaries=tuple(boundaries), first_bar=first, last_bar=last, span_end=True,
+        capacities=tuple(capacities), repetition=config.repetition(),
+        history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
+        tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
+    )
+    return spec, lead
+
+
+def _regenerate(loaded: Any, abc: str, first: int, last: int, messages: list, config: ComposeConfig,
+                generator: Any, *, keep_partial: bool, on_bar: Callable[[int, str], None] | None = None
+                ) -> tuple[str, DecodeStats, bool]:
+    """``abc`` with bars ``first..last`` rewritten by the model, every other byte kept, and
+    whether that worked (False: the token budget ran out, and ``abc`` comes back unchanged)."""
+    tune, bars = _bars_of(abc)
+    if not 1 <= first <= last <= len(bars):
+        raise DecodingError(f"bars {first}..{last} are not in a tune of {len(bars)} bars")
+    spec, lead = _span_spec(tune, bars, first, last, config, keep_partial)
+    body = tune.body
+    cut = bars[first - 1].start - len(lead)
+    prefill = abc[:tune.body_offset] + body[:cut]
+    prompt = chat_prompt_ids(loaded.tokenizer, messages, prefill=prefill)
+    state = start_state(spec, leading=(lead,))
+    budget = config.token_budget(last - first + 1)
+    progress = None if on_bar is None else (lambda bars, text: on_bar(bars, prefill + text))
+    decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=progress)
+    if not decoded.complete:
+        return abc, decoded.stats, False
+    new_body = body[:cut] + decoded.text + body[bars[last - 1].end:]
+    return abc[:tune.body_offset] + new_body + abc[tune.body_offset + len(body):], decoded.stats, True
+
+
+def edit_span(
+    loaded: Any,
+    current_abc: str,
+    instruction: str,
+    first_bar: int,
+    last_bar: int,
+    config: ComposeConfig = ComposeConfig(),
+    on_progress: Progress | None = None,
+) -> ComposeResult:
+    """Rewrite bars ``first_bar..last_bar`` (1-based, as :func:`agent.abc_text.split_bars`
+    counts them) following ``instruction``; every other bar stays byte-identical.
+
+    The prompt is :func:`agent.prompts.edit_messages` with the tune up to ``first_bar`` as the
+    prefill. Each bar keeps its length (a pickup stays a pickup) and the bar lines between the
+    rewritten bars stay as they were. ``w:`` lines are removed first (``lyrics_removed``). If
+    the result fails validation inside the span, the span is rewritten again, up to
+    ``max_attempts`` times.
+    """
+    started = time.perf_counter()
+    abc, lyrics_removed = strip_lyrics(current_abc)
+    messages = edit_messages(abc, instruction)
+    generator = _generator(config.seed)
+    report = on_progress or (lambda stage, bars, text: None)
+    stats = DecodeStats()
+    attempts, valid, diagnostics, result = 0, False, [], abc
+    while attempts < config.max_attempts:
+        attempts += 1
+        report("edit", first_bar - 1, result)
+        result, decoded_stats, done = _regenerate(
+            loaded, abc, first_bar, last_bar, messages, config, generator, keep_partial=True,
+            on_bar=lambda bars, text: report("edit", bars, text))
+        stats.add(decoded_stats)
+        if not done:  # out of tokens: the span was left as it was; try again
+            continue
+        report("validate", last_bar, result)
+        valid, diagnostics = _validate(result)
+        inside = [d for d in _errors(diagnostics)
+                  if not getattr(d, "bar", None) or first_bar <= d.bar <= last_bar]
+        if valid or not inside:
+            break
+    report("done", last_bar, result)
+    return _finish(result, valid, attempts, diagnostics, stats, started, lyrics_removed)

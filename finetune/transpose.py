@@ -1,0 +1,114 @@
+"""Transposing a tune's ABC text into another key, spelled as a musician would write it.
+
+Only the note names and the ``K:`` field change; every other character (bar lines, lengths,
+decorations, line breaks) stays as it was. Pitches come from the app's tokenizer
+(:mod:`agent.abc_text`, which applies the key signature and ABC 2.1's carrying accidentals), each
+is moved by one music21 interval (so spelling follows the new key), and accidentals are written
+only where the new key signature and the accidentals already in the bar do not give the pitch.
+music21 can transpose a score, but turning it back into text would lose the tune's own layout;
+no library rewrites ABC text in place, hence this module.
+
+>>> tune = "X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDF^GA|d2=c2|]\\n"
+>>> print(transpose_abc(tune, "Eb", "major"), end="")
+X:1
+T:t
+M:2/4
+L:1/8
+Q:1/4=100
+K:Eb
+EG=AB|e2_d2|]
+>>> TONIC_SPELLING["minor"][1], TONIC_SPELLING["major"][6]
+('C#', 'F#')
+>>> transpose_abc("X:1\\nK:D\\nD[K:G]G|\\n", "E", "major")
+Traceback (most recent call last):
+...
+ValueError: tunes that change key cannot be transposed here
+"""
+from __future__ import annotations
+
+import re
+
+from agent.abc_text import Kind, parse_key, parse_tune, tokenize_body
+
+# The tonic name to use for each pitch class (C=0) and mode: the spelling with the fewer
+# sharps or flats in its signature (no seven-sharp keys).
+TONIC_SPELLING = {
+    "major": ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
+    "minor": ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"),
+    "dorian": ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"),
+    "mixolydian": ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
+    "lydian": ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"),
+    "phrygian": ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"),
+}
+MODE_SUFFIX = {"major": "", "minor": "m", "dorian": "dor", "mixolydian": "mix", "lydian": "lyd",
+               "phrygian": "phr"}
+_HEAD = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)")
+_ACCIDENTAL_TEXT = {2: "^^", 1: "^", 0: "=", -1: "_", -2: "__"}
+
+
+def pitch_class(tonic: str) -> int:
+    """The pitch class of a tonic name (C is 0).
+
+    >>> pitch_class("Bb"), pitch_class("F#")
+    (10, 6)
+    """
+    base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[tonic[0].upper()]
+    return (base + {"#": 1, "b": -1}.get(tonic[1:], 0)) % 12
+
+
+def _abc_head(step: str, octave: int, alter: int | None) -> str:
+    """ABC for a note (letter, octave 4 = middle C's), with this accidental written (None: none)."""
+    letter = step if octave <= 4 else step.lower()
+    marks = "," * (4 - octave) if octave < 4 else "'" * (octave - 5) if octave > 5 else ""
+    return ("" if alter is None else _ACCIDENTAL_TEXT[alter]) + letter + marks
+
+
+def transpose_abc(abc: str, tonic: str, mode: str) -> str:
+    """``abc`` moved to the key of ``tonic`` (same mode), by the interval between the tonics
+    that moves the melody least (a tritone goes down)."""
+    from music21 import interval, pitch
+
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    if any(t.kind in (Kind.INLINE_FIELD, Kind.FIELD) and t.text.lstrip("[")[:2] == "K:" for t in tokens):
+        raise ValueError("tunes that change key cannot be transposed here")
+    old_tonic = tune.key.tonic
+    if old_tonic is None:
+        raise ValueError("the tune has no tonic")
+    shift = (pitch_class(tonic) - pitch_class(old_tonic)) % 12
+    octave = 4 if shift <= 5 else 3
+    move = interval.Interval(noteStart=pitch.Pitch(old_tonic.replace("b", "-") + "4"),
+                             noteEnd=pitch.Pitch(tonic.replace("b", "-") + str(octave)))
+    new_key = parse_key(tonic + MODE_SUFFIX[mode])
+    signature = dict(zip("CDEFGAB", new_key.alterations))
+    pieces = []
+    cursor = 0
+    state = dict(signature)
+    for token in tokens:
+        if token.kind is Kind.BAR:
+            state = dict(signature)
+            continue
+        if token.kind not in (Kind.NOTE, Kind.CHORD, Kind.GRACE) or not token.names:
+            continue
+        names = iter(token.names)
+        rewritten = []
+        position = 0
+        for match in _HEAD.finditer(token.text):
+            name = next(names, None)
+            if name is None:
+                break
+            new = pitch.Pitch(name).transpose(move)
+            alter = int(new.alter)
+            if alter not in _ACCIDENTAL_TEXT:
+                raise ValueError(f"{new.nameWithOctave} needs a triple accidental")
+            written = None if state[new.step] == alter else alter
+            state[new.step] = alter
+            rewritten.append(token.text[position:match.start()] + _abc_head(new.step, new.octave, written))
+            position = match.end()
+        rewritten.append(token.text[position:])
+        pieces.append(tune.body[cursor:token.start] + "".join(rewritten))
+        cursor = token.end
+    pieces.append(tune.body[cursor:])
+    header = abc[:tune.body_offset]
+    header = re.sub(r"(?m)^K:.*$", "K:" + tonic + MODE_SUFFIX[mode], header, count=1)
+    return header + "".join(pieces)

@@ -1,0 +1,265 @@
+"""The body automaton, the token sampler and the grammar they share (no model needed).
+
+Bodies are produced by walking the automaton with a seeded random choice among the characters
+it accepts, then read back with :mod:`agent.abc_text` (an independent reader): every bar must
+hold exactly its meter, the bar count and the bar lines must follow the plan.
+"""
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import pytest
+import torch
+
+from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+from agent.decoding import (
+    BODY_CHARS,
+    FormPlan,
+    Literal,
+    Part,
+    RepetitionRules,
+    SamplingSettings,
+    TokenTable,
+    body_spec,
+    choose_token,
+    grammar_rules,
+    normalize_bar,
+    start_state,
+)
+
+METERS = ["3/4", "6/8", "4/4", "5/4", "9/8", "2/4", "12/8", "C|"]
+PLANS = {
+    "through-8": FormPlan.through(8),
+    "AABB-4": FormPlan.dance(4),
+    "endings": FormPlan((Part(6, repeat=True, ending_bars=2), Part(4))),
+}
+ALPHABET = sorted(BODY_CHARS)
+# Weights that make random bodies look a little like music: mostly notes, some spaces.
+WEIGHTS = {c: 6 for c in "ABCDEFGabcdefg"} | {" ": 3, "|": 3}
+
+
+def random_body(spec, rng: random.Random, relax: bool = True) -> str:
+    """Walk the automaton to a complete body, one accepted character at a time."""
+    state, text = start_state(spec), ""
+    while not state.is_complete:
+        options = [c for c in ALPHABET if state.feed(c) is not None]
+        if not options:
+            assert relax and state.repetition_on, f"dead end after {text!r}"
+            state = state.relaxed()
+            continue
+        ch = rng.choices(options, [WEIGHTS.get(c, 1) for c in options])[0]
+        state, text = state.feed(ch), text + ch
+        assert len(text) < 4000, "the body never ends"
+    return text
+
+
+def read_bars(meter: str, body: str):
+    tune = parse_tune(f"X:1\nT:t\nM:{meter}\nL:1/8\nK:C\n{body}\n")
+    tokens = tokenize_body(tune.body, tune)
+    return tune, tokens, split_bars(tokens, tune)
+
+
+@pytest.mark.parametrize("plan_name", list(PLANS))
+@pytest.mark.parametrize("meter", METERS)
+def test_random_bodies_have_full_bars(meter, plan_name):
+    plan = PLANS[plan_name]
+    rng = random.Random(f"{meter}-{plan_name}")
+    for _ in range(4):
+        body = random_body(body_spec(meter, "1/8", plan), rng)
+        tune, tokens, bars = read_bars(meter, body)
+        assert not [t for t in tokens if t.kind is Kind.UNKNOWN], body
+        assert len(bars) == plan.total_bars, body
+        assert all(bar.duration == bar.expected for bar in bars), body
+        assert body.count("\n") >= plan.total_bars // plan.bars_per_line - 1
+
+
+def test_plan_bar_lines_are_written():
+    rng = random.Random(3)
+    body = random_body(body_spec("6/8", "1/8", PLANS["endings"]), rng)
+    tune, tokens, bars = read_bars("6/8", body)
+    assert [b.ending for b in bars] == [None] * 4 + ["1"] * 2 + ["2"] * 2 + [None] * 4
+    assert bars[5].ends_repeat and not bars[7].ends_repeat
+    assert body.rstrip().endswith("|]")
+    dance = random_body(body_spec("4/4", "1/8", FormPlan.dance(4)), rng)
+    assert dance.count(":|") == 2 and "|:" in dance
+
+
+def test_pickup_is_completed_by_the_last_bar():
+    rng = random.Random(5)
+    spec = body_spec("3/4", "1/8", FormPlan.through(6), allow_pickup=True)
+    state = start_state(spec).feed("A | ")
+    assert state is not None and state.bars_done == 1
+    body = "A | " + random_body_from(state, rng)
+    _, _, bars = read_bars("3/4", body)
+    assert len(bars) == 6
+    assert bars[0].duration == Fraction(1, 8) and bars[-1].duration == Fraction(5, 8)
+    assert all(b.duration == Fraction(3, 4) for b in bars[1:-1])
+    assert start_state(body_spec("3/4", "1/8", FormPlan.through(6))).feed("A |") is None
+
+
+def random_body_from(state, rng: random.Random) -> str:
+    text = ""
+    while not state.is_complete:
+        options = [c for c in ALPHABET if state.feed(c) is not None]
+        ch = rng.choices(options, [WEIGHTS.get(c, 1) for c in options])[0]
+        state, text = state.feed(ch), text + ch
+    return text
+
+
+@pytest.mark.parametrize(
+    "text, viable",
+    [
+        ("A2 B2 C2 |", True),
+        ("A2 B2 C2 D", False),  # the bar is full: only its bar line may follow
+        ("A2 B2 |", False),  # the bar is not full
+        ("(3ABC A2 B2 |", True),  # a triplet of eighths lasts a quarter
+        ("(3AB2", False),  # tuplet notes share one length
+        ("A>B C2 D2 |", True),
+        ("(3ABC>D", False),  # no broken rhythm out of a tuplet
+        ('"Am"A2 "E7"B2 C2 |', True),
+        ('"Xq"A', False),  # not a chord symbol
+        ("[CEG]2 [DF]4 |", True),
+        ("[C]2", False),  # a chord has two notes at least
+        ("^c2-^c2 d2 |", True),
+        ("^c2-c2", False),  # a tie's partner spells the pitch it sounds with
+        ("^c2 c2 c2- | c", False),  # ...also over the bar line: c is c sharp here
+        ("^c2 c2 c2- | ^c", True),
+        ("A2  B2", False),  # one space between groups
+        ("A2 B2 C2 | D6 |]", True),
+        ("A2 B2 C2 | D6 |] A", False),  # nothing after the end
+        ("A2 B2 C2 | D6 ||", False),  # the plan ends with |]
+        ("A2 B2 C2 | D6-|]", False),  # no tie out of the last bar
+        ("A2 [K:G]", False),
+        ("A2 é", False),
+        ("c'''", False),  # at most two octave marks
+        ("C,2 c'2 z2 |", True),
+    ],
+)
+def test_automaton_accepts_and_rejects(text, viable):
+    spec = body_spec("3/4", "1/8", FormPlan.through(2))
+    assert (start_state(spec).feed(text) is not None) == viable
+
+
+def test_must_close_bar_and_completion():
+    spec = body_spec("2/4", "1/8", FormPlan.through(2))
+    state = start_state(spec).feed("A2 B")  # B may still become B2 or B/2
+    assert not state.must_close_bar and state.remaining == 4
+    state = state.feed("2")
+    assert state.feed(" ").must_close_bar
+    assert not state.is_complete
+    done = state.feed(" | c4 |]")
+    assert done.is_complete and done.bars_done == 2
+    assert done.feed("\n").is_complete
+
+
+def test_repetition_rules():
+    spec = body_spec("2/4", "1/8", FormPlan.through(8))
+    state = start_state(spec).feed("A4 | A4 | ")
+    assert state.feed("A4 |") is None  # a third A4 in a row
+    assert state.feed("A2 B2 |") is not None
+    state = start_state(spec).feed("A4 | B4 | c4 | A4 | ")
+    assert state.feed("B4 |") is None  # "A4 B4" again: a copied pair of bars
+    assert state.feed("B2 A2 |") is not None
+    off = body_spec("2/4", "1/8", FormPlan.through(8), repetition=RepetitionRules(0, 0))
+    assert start_state(off).feed("A4 | A4 | A4 | A4 |") is not None
+
+
+def test_repetition_never_blocks_the_last_way_out():
+    # A tie forces the next note; the automaton checks the repetition rules before a bar fills,
+    # so every reachable state still has a way on.
+    spec = body_spec("2/4", "1/8", FormPlan.through(8))
+    rng = random.Random(11)
+    for _ in range(20):
+        assert random_body(spec, rng, relax=False)
+
+
+def test_normalize_bar():
+    assert normalize_bar(" A2 B \n") == "A2B"
+
+
+# ---- tokens -------------------------------------------------------------------------------
+
+
+def small_table() -> TokenTable:
+    texts = ["<|im_end|>", "A", "B2", " |", "|", " ", "\n", "é", "hello", "c", "2", "|]", "(3", "4"]
+    return TokenTable(texts, special_ids=[0])
+
+
+def test_token_table_keeps_only_body_tokens():
+    table = small_table()
+    assert table.texts[0] is None  # special
+    assert table.texts[7] is None and table.texts[8] is None  # non-ASCII, not ABC
+    assert table.texts[1] == "A" and 1 in table.musical and 3 not in table.musical
+    assert set(table.by_first_char) >= {"A", "|", " "}
+
+
+def test_choose_token_widens_when_the_top_candidates_do_not_fit():
+    table = small_table()
+    spec = body_spec("2/4", "1/8", FormPlan.through(2))
+    state = start_state(spec).feed("A2 B2")  # full: only a bar line may follow
+    scores = torch.full((table.size,), -5.0)
+    scores[[0, 7, 8, 9]] = torch.tensor([9.0, 8.0, 7.0, 6.0])  # end of turn, é, hello, c: none fit
+    scores[3] = -4.0
+    choice = choose_token(scores, state, table, SamplingSettings(temperature=0.0, top_k=4))
+    assert choice.token_id == 3 and choice.widened == 1
+    assert choice.state.bars_done == 1
+
+
+def test_choose_token_is_seeded():
+    table = small_table()
+    spec = body_spec("2/4", "1/8", FormPlan.through(2))
+    state = start_state(spec)
+    scores = torch.zeros(table.size)
+    settings = SamplingSettings(temperature=1.0, top_k=10, top_p=1.0)
+
+    def draws(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return [choose_token(scores, state, table, settings, gen).token_id for _ in range(20)]
+
+    assert draws(1) == draws(1)
+    assert draws(1) != draws(2)
+    assert {table.texts[t] for t in draws(3)} <= {"A", "B2", "c", "(3"}
+
+
+# ---- the grammar as data -------------------------------------------------------------------
+
+
+def recognizes(rules, text: str) -> bool:
+    """A memoized recursive-descent recognizer for :func:`grammar_rules` (no left recursion)."""
+    memo: dict = {}
+
+    def ends(symbol, pos):
+        if isinstance(symbol, Literal):
+            return {pos + len(symbol.text)} if text.startswith(symbol.text, pos) else set()
+        key = (symbol, pos)
+        if key not in memo:
+            memo[key] = set()
+            found = set()
+            for alternative in rules[symbol]:
+                positions = {pos}
+                for item in alternative:
+                    positions = {e for p in positions for e in ends(item, p)}
+                    if not positions:
+                        break
+                found |= positions
+            memo[key] = found
+        return memo[key]
+
+    return len(text) in ends("root", 0)
+
+
+@pytest.mark.parametrize("meter", ["3/4", "6/8", "5/4"])
+def test_grammar_accepts_what_the_automaton_writes(meter):
+    spec = body_spec(meter, "1/8", FormPlan.dance(2))
+    rules = grammar_rules(spec)
+    rng = random.Random(meter)
+    for _ in range(3):
+        assert recognizes(rules, random_body(spec, rng))
+    assert not recognizes(rules, "A2 B2 |")  # short bar, unfinished tune
+
+
+def test_grammar_rejects_an_overfull_bar():
+    rules = grammar_rules(body_spec("2/4", "1/8", FormPlan.through(1)))
+    assert recognizes(rules, "A2 B2 |]")
+    assert not recognizes(rules, "A2 B2 c |]")

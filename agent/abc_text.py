@@ -15,7 +15,8 @@ The ABC 2.1 rules applied here:
   The key signature applies unless a note has an accidental; an accidental carries to the end
   of the bar for every note with the same letter, in all octaves (ABC 2.1 section 11.3, default
   ``%%propagate-accidentals pitch``, which abc2midi also applies). ``%%propagate-accidentals``
-  or ``I:propagate-accidentals`` with ``not`` / ``octave`` / ``pitch`` changes that.
+  or ``I:propagate-accidentals`` with ``not`` / ``octave`` / ``pitch`` changes that. A note
+  tied over a bar line keeps the pitch it is tied from (as abc2midi and abcm2ps play it).
 * Length: ``L:`` (or the default from ``M:``), the note's multiplier, tuplets ``(p:q:r`` and
   broken rhythm ``>`` / ``<``. Chords last as long as their first note. Grace notes take no time.
 * Inline fields ``[K:]``, ``[L:]``, ``[M:]``, ``[V:]`` and field lines in the body take effect
@@ -809,7 +810,7 @@ class _VoiceState:
     unit: Fraction
 
 
-@dataclass
+@dataclass(slots=True)
 class _Scanner:
     """Mutable tokenizer state; lives only inside :func:`scan_body`."""
 
@@ -830,6 +831,8 @@ class _Scanner:
     broken_next: Fraction | None = None
     last_timed: int = -1
     voices: dict = field(default_factory=dict)
+    tied: dict | None = None  # (letter, octave) -> alteration of the note(s) a tie comes from
+    lengths: dict = field(default_factory=dict)  # written length -> duration, for this unit
 
 
 _NOTE_RE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)(\d*)(/*)(\d*)")
@@ -841,7 +844,7 @@ _TUPLET_RE = re.compile(r"\((\d+)(?::(\d*))?(?::(\d*))?")
 _SPACE_RE = re.compile(r"[ \t`$]+")
 _LENGTH_RE = re.compile(r"(\d*)(/*)(\d*)")
 _CHORD_SYMBOL_RE = re.compile(r"[A-G][#b]?|\(")
-_DIRECTIVE_DECORATION_RE = re.compile(r"!([^!\n]*)!|\+([A-Za-z0-9.<>()]+)\+")
+_DIRECTIVE_DECORATION_RE = re.compile(r"!([^!\s|]{1,40})!|\+([A-Za-z0-9.<>()]{1,40})\+")
 
 @lru_cache(maxsize=512)
 def _multiplier(digits: str, slashes: str, divisor: str) -> Fraction:
@@ -904,12 +907,30 @@ def _emit(s: _Scanner, kind: Kind, start: int, end: int, duration: Fraction | No
                           duration, pitches, names, s.voice))
 
 
+@lru_cache(maxsize=256)
+def _written(letter: str, marks: str) -> tuple[str, int]:
+    """Letter (upper case) and octave of a written note: ``c'`` is ('C', 6)."""
+    upper = letter.upper()
+    return upper, (4 if letter == upper else 5) + marks.count("'") - marks.count(",")
+
+
+@lru_cache(maxsize=1024)
+def _spelled(upper: str, octave: int, alteration: int) -> tuple[int, str]:
+    """MIDI number and music21-style name: ('F', 4, 1) is (66, 'F#4')."""
+    midi = 12 * (octave + 1) + LETTER_SEMITONES[upper] + alteration
+    name = upper + ("#" * alteration if alteration > 0 else "-" * -alteration) + str(octave)
+    return midi, name
+
+
 def _pitch(s: _Scanner, accidental: str | None, letter: str, marks: str) -> tuple[int, str]:
     """MIDI number and spelled name of one written note, updating the bar's accidentals."""
-    upper = letter.upper()
-    octave = (4 if letter == upper else 5) + marks.count("'") - marks.count(",")
+    upper, octave = _written(letter, marks)
     memo = upper if s.propagation == "pitch" else (upper, octave)
-    if accidental is not None:
+    if accidental is None and s.tied is not None and (upper, octave) in s.tied:
+        # a note tied over a bar line keeps the pitch it is tied from, without carrying
+        # that accidental to the rest of the bar (as abc2midi and abcm2ps/abc2svg play it)
+        alteration = s.tied[(upper, octave)]
+    elif accidental is not None:
         alteration = _ACCIDENTALS[accidental]
         if s.propagation != "not":
             s.bar_accidentals[memo] = alteration
@@ -917,9 +938,7 @@ def _pitch(s: _Scanner, accidental: str | None, letter: str, marks: str) -> tupl
         alteration = s.bar_accidentals.get(memo)
         if alteration is None:
             alteration = s.key.alterations[LETTERS.index(upper)]
-    midi = 12 * (octave + 1) + LETTER_SEMITONES[upper] + alteration
-    name = upper + ("#" * alteration if alteration > 0 else "-" * -alteration) + str(octave)
-    return midi, name
+    return _spelled(upper, octave, alteration)
 
 
 def _timed(s: _Scanner, kind: Kind, start: int, end: int, duration: Fraction,
@@ -933,6 +952,7 @@ def _timed(s: _Scanner, kind: Kind, start: int, end: int, duration: Fraction,
         s.broken_next = None
     _emit(s, kind, start, end, duration, pitches, names)
     s.last_timed = len(s.tokens) - 1
+    s.tied = None
 
 
 def _apply_field(s: _Scanner, name: str, value: str) -> None:
@@ -943,6 +963,7 @@ def _apply_field(s: _Scanner, name: str, value: str) -> None:
             s.bar_accidentals.clear()
         elif name == "L":
             s.unit = parse_unit_length(value)
+            s.lengths.clear()
         elif name == "M":
             s.meter = parse_meter(value)
         elif name == "V":
@@ -965,6 +986,7 @@ def _switch_voice(s: _Scanner, voice: str) -> None:
     s.voices[s.voice] = _VoiceState(s.key, s.meter, s.unit)
     state = s.voices.get(voice) or _VoiceState(s.context.key, s.context.meter, s.context.unit)
     s.key, s.meter, s.unit, s.voice = state.key, state.meter, state.unit, voice
+    s.lengths.clear()
     s.bar_accidentals.clear()
     s.tuplet_left, s.broken_next, s.last_timed = 0, None, -1
 
@@ -1002,7 +1024,10 @@ def _scan(s: _Scanner) -> None:  # noqa: C901 - one flat dispatch on the next ch
             if match:
                 accidental, letter, marks, digits, slashes, divisor = match.groups()
                 midi, name = _pitch(s, accidental, letter, marks)
-                duration = s.unit * _multiplier(digits, slashes, divisor)
+                written = (digits, slashes, divisor)
+                duration = s.lengths.get(written)
+                if duration is None:
+                    duration = s.lengths[written] = s.unit * _multiplier(*written)
                 _timed(s, Kind.NOTE, pos, match.end(), duration, (midi,), (name,))
                 pos = match.end()
                 continue
@@ -1069,6 +1094,8 @@ def _scan(s: _Scanner) -> None:  # noqa: C901 - one flat dispatch on the next ch
             pos += 1
             continue
         if ch == "-":
+            if s.last_timed >= 0 and s.last_timed == len(s.tokens) - 1:
+                s.tied = _tie_sources(s.tokens[-1])
             _emit(s, Kind.TIE, pos, pos + 1)
             pos += 1
             continue
@@ -1135,6 +1162,18 @@ def _scan(s: _Scanner) -> None:  # noqa: C901 - one flat dispatch on the next ch
             pos += 1
             continue
         pos = _unknown(s, pos)
+
+
+_NAME_RE = re.compile(r"([A-G])([#-]*)(-?\d+)$")
+
+
+def _tie_sources(token: Token) -> dict[tuple[str, int], int]:
+    """(letter, octave) -> alteration for each note of a note or chord that a tie follows."""
+    sources = {}
+    for name in token.names:
+        letter, accidentals, octave = _NAME_RE.match(name).groups()
+        sources[(letter, int(octave))] = accidentals.count("#") - accidentals.count("-")
+    return sources
 
 
 def _unknown(s: _Scanner, pos: int, end: int | None = None) -> int:
@@ -1251,8 +1290,8 @@ def _grace(s: _Scanner, pos: int) -> int:
     body = s.body
     end = body.find("}", pos)
     newline = body.find("\n", pos)
-    if end < 0 or (0 <= newline < end):
-        return _unknown(s, pos, pos + 1)
+    if end < 0 or (0 <= newline < end):  # unclosed: the rest of the line is not music
+        return _unknown(s, pos, newline if newline >= 0 else len(body))
     pitches: list[int] = []
     names: list[str] = []
     cursor = pos + 1

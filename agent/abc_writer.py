@@ -23,7 +23,7 @@ with ``z`` rests). A part with two voices inside one bar cannot be written and r
 :class:`~agent.errors.AbcError`, as does a score without notes.
 
 >>> from music21 import converter
->>> score = converter.parse("X:1\\nT:Tiny\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d2B2|]", format="abc")
+>>> score = converter.parse("X:1\\nT:Tiny\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d2B2|G4|]", format="abc")
 >>> print(write_abc(score))
 %abc-2.1
 X:1
@@ -31,7 +31,8 @@ T:Tiny
 M:2/4
 L:1/8
 K:G
-GA Bc | d2 B2 |]
+GA Bc | d2 B2 | G4 |]
+<BLANKLINE>
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from music21 import bar, chord, clef, harmony, key, meter, note, pitch, spanner, stream, tempo
+from music21 import (articulations, bar, chord, clef, dynamics, expressions, harmony, key, meter,
+                     note, pitch, spanner, stream, tempo)
 from music21 import duration as m21duration
 
 from agent.errors import AbcError
@@ -95,10 +97,17 @@ def write_abc(
     keywords for the less common settings (:class:`WriterConfig`).
 
     >>> from music21 import converter
-    >>> tune = converter.parse("X:1\\nT:Jig\\nM:6/8\\nL:1/8\\nK:Dmix\\n|:A>Bc d2e|f3 =f3:|",
+    >>> tune = converter.parse("X:1\\nT:Jig\\nM:6/8\\nL:1/8\\nK:Dmix\\n|:A>Bc d2e|f3 =f3|d6:|",
     ...                        format="abc")
-    >>> print(write_abc(tune, reference_number=7, config=None).split("K:Dmix")[1].strip())
-    |: A>Bc d2e | ^f3 f3 :|
+    >>> print(write_abc(tune, reference_number=7))
+    %abc-2.1
+    X:7
+    T:Jig
+    M:6/8
+    L:1/8
+    K:Dmix
+    |: A>Bc d2e | f3 =f3 | d6 :|
+    <BLANKLINE>
 
     A score without notes cannot be written:
 
@@ -206,6 +215,8 @@ class _Event:
     length: Fraction  # quarter notes
     ratio: tuple[int, int] | None = None  # tuplet: p notes in the time of q
     symbols: list[str] = field(default_factory=list)  # chord symbols, quoted
+    decorations: list[str] = field(default_factory=list)  # "!fermata!", ".", "!p!"
+    inline_fields: str = ""  # "[Q:1/4=90]": a tempo change inside the bar
     graces: list[note.GeneralNote] = field(default_factory=list)
     trailing_graces: list[note.GeneralNote] = field(default_factory=list)  # after the note
     tuplet_marker: str = ""
@@ -260,6 +271,7 @@ def _bar_events(container: stream.Stream, number: int | None) -> list[_Event]:
         if offset > cursor:
             events.append(_Event(None, cursor, offset - cursor))
         event = _Event(element, offset, length, _tuplet_ratio(element), graces=graces)
+        event.decorations = _decorations_of(element)
         graces = []
         events.append(event)
         cursor = offset + length
@@ -268,15 +280,53 @@ def _bar_events(container: stream.Stream, number: int | None) -> list[_Event]:
     if graces:  # grace notes after the bar's last note, as in "E2{F}|"
         events[-1].trailing_graces = graces
     _attach_chord_symbols(events, symbols)
+    for mark in contents.getElementsByClass(dynamics.Dynamic):
+        if mark.value in _DYNAMICS:
+            _event_at(events, _frac(mark.offset)).decorations.insert(0, f"!{mark.value}!")
+    for mark in contents.getElementsByClass(tempo.MetronomeMark):
+        text = _tempo_field(mark)
+        if _frac(mark.offset) > 0 and text:  # a change at the bar's start is a Q: line
+            _event_at(events, _frac(mark.offset)).inline_fields += f"[Q:{text}]"
     return events
+
+
+def _event_at(events: list[_Event], offset: Fraction) -> _Event:
+    """The first event starting at or after ``offset``, else the last one."""
+    return next((e for e in events if e.offset >= offset), events[-1])
 
 
 def _attach_chord_symbols(events: list[_Event], symbols: list[tuple[Fraction, str]]) -> None:
     """Put each chord symbol on the first event starting at or after it (else the last)."""
     for offset, text in symbols:
-        target = next((e for e in events if e.offset >= offset), events[-1] if events else None)
-        if target is not None:
-            target.symbols.append(text)
+        if events:
+            _event_at(events, offset).symbols.append(text)
+
+
+# Articulations and ornaments written as ABC 2.1 decorations; the long !name! forms, since
+# music21 misreads some one-letter ones (H before a note can swallow it).
+_DECORATION_TEXT = {
+    articulations.Staccato: ".",
+    articulations.Accent: "!accent!",
+    articulations.Tenuto: "!tenuto!",
+    articulations.UpBow: "!upbow!",
+    articulations.DownBow: "!downbow!",
+    expressions.Fermata: "!fermata!",
+    expressions.Trill: "!trill!",
+    expressions.Mordent: "!mordent!",
+    expressions.InvertedMordent: "!uppermordent!",
+    expressions.Turn: "!turn!",
+}
+_DYNAMICS = ("pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz")
+
+
+def _decorations_of(element: note.GeneralNote) -> list[str]:
+    """The decorations for a note's articulations and ornaments (others are not written)."""
+    found = []
+    for mark in list(element.expressions) + list(getattr(element, "articulations", [])):
+        text = _DECORATION_TEXT.get(type(mark))
+        if text and text not in found:
+            found.append(text)
+    return found
 
 
 def _chord_symbol_text(symbol: harmony.Harmony) -> str:
@@ -390,44 +440,79 @@ def _tuplet_edge(event: _Event, kind: str) -> bool:
     return any(t.type == kind for t in tuplets)
 
 
-def _mark_beams(events: list[_Event], beat: Fraction) -> None:
-    """Decide which events are written without a space before them (one beam group).
+def _mark_beams(
+    events: list[_Event], time_signature: meter.TimeSignature | None, start: Fraction
+) -> None:
+    """Decide which events are written without a space before them: the beam groups.
 
-    The score's own beams decide when it has any; otherwise notes shorter than a quarter
-    are grouped by beat.
+    Groups follow the meter, as an engraver beams: a dotted quarter in 6/8, 9/8, 12/8 (where
+    "A2B" is one group), a quarter in 2/4 and 3/4, half a bar of eighths in 4/4 and 2/2.
+    Notes a quarter long or longer (in compound meters: a beat long) and rests stand alone;
+    a tuplet is one word. ``start`` is where the bar's first event falls in a full bar (a
+    pickup starts late). The score's own beams are not used: music21 invents them on import.
     """
-    beamed = any(_beam_type(e) for e in events)
+    compound = _is_compound(time_signature)
+    edges = _group_edges(events, time_signature, start)
+    longest = _beat(time_signature) if compound else Fraction(1)
     for previous, current in zip(events, events[1:]):
-        if current.graces or current.symbols:
+        if current.graces or current.symbols or current.decorations or current.inline_fields:
             continue
         if current.tuplet_member:
-            current.joined = True  # a tuplet group is written as one word: (3z2A2[CE]2
-        elif current.is_rest or previous.is_rest:
+            current.joined = True
             continue
-        elif beamed:
-            current.joined = _beam_type(previous) in ("start", "continue") and _beam_type(
-                current
-            ) in ("continue", "stop")
-        else:
-            short = previous.length < 1 and current.length < 1
-            current.joined = short and (previous.offset // beat == current.offset // beat)
+        if current.tuplet_marker or current.is_rest or previous.is_rest:
+            continue
+        if previous.length >= longest or current.length >= longest:
+            continue
+        previous_group = _group_of(previous.offset + start, edges)
+        same_group = previous_group == _group_of(current.offset + start, edges)
+        current.joined = same_group and previous.offset + start + previous.length <= edges[
+            previous_group + 1
+        ]
 
 
-def _beam_type(event: _Event) -> str | None:
-    element = event.element
-    if element is None or not hasattr(element, "beams"):
-        return None
-    first = element.beams.getByNumber(1) if element.beams and len(element.beams) else None
-    return first.type if first is not None else None
+def _is_compound(time_signature: meter.TimeSignature | None) -> bool:
+    """6/8, 9/8, 12/8, 3/8, 6/16, ...: beats of three notes."""
+    return (
+        time_signature is not None
+        and time_signature.denominator >= 8
+        and time_signature.numerator % 3 == 0
+    )
 
 
-def _beat_length(time_signature: meter.TimeSignature | None) -> Fraction:
-    """The beat used to group unbeamed notes: a dotted quarter in 6/8, 9/8, 12/8."""
+def _beat(time_signature: meter.TimeSignature | None) -> Fraction:
+    """The beam-group length of a meter, in quarter notes (before 4/4's half bars)."""
     if time_signature is None:
         return Fraction(1)
-    if time_signature.denominator == 8 and time_signature.numerator % 3 == 0:
-        return Fraction(3, 2)
-    return Fraction(4, time_signature.denominator)
+    note_value = Fraction(4, time_signature.denominator)
+    if _is_compound(time_signature):
+        return 3 * note_value
+    return max(note_value, Fraction(1)) if time_signature.denominator >= 8 else note_value
+
+
+def _group_edges(
+    events: list[_Event], time_signature: meter.TimeSignature | None, start: Fraction
+) -> list[Fraction]:
+    """Where beam groups begin (offsets in a full bar), ending past the bar's end."""
+    beat = _beat(time_signature)
+    end = max([start + e.offset + e.length for e in events] + [start + beat])
+    edges = [Fraction(0)]
+    while edges[-1] < end:
+        edges.append(edges[-1] + beat)
+    if time_signature is not None and time_signature.ratioString == "4/4":
+        # Half bars of eighths make one group, unless they hold shorter notes.
+        shorter = {
+            int((start + e.offset) // 2)
+            for e in events
+            if e.length < Fraction(1, 2) and not e.is_rest
+        }
+        edges = [edge for edge in edges if edge % 2 == 0 or int(edge // 2) in shorter]
+    edges.append(max(edges[-1], end) + beat)  # past the end: every group has an end
+    return edges
+
+
+def _group_of(offset: Fraction, edges: list[Fraction]) -> int:
+    return max(index for index, edge in enumerate(edges) if edge <= offset)
 
 
 def _mark_broken_rhythm(events: list[_Event], unit_ql: Fraction) -> None:
@@ -560,11 +645,13 @@ def _pitch_text(p: pitch.Pitch, accidentals: _BarAccidentals, where: str) -> str
 
 
 def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) -> str:
-    """One event: chord symbols, grace notes, tuplet marker, the note itself, tie, > or <."""
-    parts = list(event.symbols)
+    """One event: chord symbols, grace notes, tuplet marker, decorations, the note itself,
+    its length, tie, and > or <."""
+    parts = [event.inline_fields] + event.symbols
     if event.graces:
         parts.append("{" + "".join(_grace_text(g, unit_ql, accidentals) for g in event.graces) + "}")
     parts.append(event.tuplet_marker)
+    parts.extend(event.decorations)
     # Both notes of a broken-rhythm pair are written one unit long: A>B.
     if event.broken or event.after_broken:
         units = Fraction(1)
@@ -864,15 +951,27 @@ def _syllable_text(text: str) -> str:
     return re.sub(r"\s+", "~", text).replace("-", "\\-")
 
 
-def _verse_text(slots: list[dict[int, note.Lyric] | None], verse: int, held: bool) -> tuple[str, bool]:
+def _verse_text(
+    slots: list[dict[int, note.Lyric] | None], verse: int, held: bool
+) -> tuple[str, bool]:
     """The w: line for one verse over one music line (ABC 2.1 section 5.1).
 
-    ``held`` says whether the previous line ended inside a held syllable. Returns the text
-    and whether this line ends inside one.
+    Syllables of a word are joined by ``-``; a note without a syllable is ``_`` while the
+    last syllable is held, ``-`` inside a word, ``*`` otherwise. ``held`` says whether the
+    previous line ended inside a held syllable. Returns the text and whether this line ends
+    inside one.
+
+    >>> def sung(text, syllabic):
+    ...     lyric = note.Lyric(text)
+    ...     lyric.syllabic = syllabic
+    ...     return {1: lyric}
+    >>> slots = [sung("a", "begin"), {}, sung("ble", "end"), {}, None, {}, sung("go", "single")]
+    >>> _verse_text(slots, 1, False)
+    ('a--ble_ * go', True)
     """
     text = ""
     joining = False  # the last syllable ends with a hyphen: its word goes on
-    for slot in slots:
+    for index, slot in enumerate(slots):
         if slot is None:  # a rest: no syllable slot, but a held syllable ends
             held = False
             continue
@@ -887,6 +986,10 @@ def _verse_text(slots: list[dict[int, note.Lyric] | None], verse: int, held: boo
             held = True
         elif joining:
             text += "-"  # a hyphen after a hyphen: the syllable lasts one more note
+        elif _word_goes_on(slots, index, verse):
+            # The next syllable continues a word although the last one did not say so
+            # (single, then middle): a hyphen standing alone keeps the word open.
+            text += (" " if text else "") + "-"
         elif held:
             text += "_"
         else:
@@ -894,6 +997,15 @@ def _verse_text(slots: list[dict[int, note.Lyric] | None], verse: int, held: boo
     if joining:
         text += "-"
     return text, held
+
+
+def _word_goes_on(slots: list[dict[int, note.Lyric] | None], index: int, verse: int) -> bool:
+    """True when the next syllable of ``verse`` after ``index`` is the middle or end of a word."""
+    for slot in slots[index + 1:]:
+        lyric = (slot or {}).get(verse)
+        if lyric is not None:
+            return lyric.syllabic in ("middle", "end")
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -906,7 +1018,6 @@ class _Bar:
 
     text: str
     fields: list[str]
-    inline_fields: str
     slots: list
     before: object  # left bar line
     after: object  # right bar line
@@ -932,7 +1043,7 @@ def _part_lines(
         )
         events = _bar_events(container, number)
         _mark_tuplets(events)
-        _mark_beams(events, _beat_length(time_signature))
+        _mark_beams(events, time_signature, _pickup_start(container, time_signature, index == 0))
         if config.broken_rhythm:
             _mark_broken_rhythm(events, unit_ql)
         key_alters = _key_field(signature)[1]
@@ -942,7 +1053,6 @@ def _part_lines(
             _Bar(
                 text=_bar_text(events, unit_ql, key_alters),
                 fields=_close_field_block(fields, unit),
-                inline_fields="",
                 slots=_lyric_slots(events, verse_of),
                 before=container.leftBarline,
                 after=container.rightBarline,
@@ -950,7 +1060,21 @@ def _part_lines(
                 pickup=index == 0 and _is_short(container, time_signature),
             )
         )
-    return _layout(prepared, config.bars_per_line)
+    return _layout(prepared, config.bars_per_line, sung=bool(verse_of))
+
+
+def _pickup_start(
+    container: stream.Stream, time_signature: meter.TimeSignature | None, first: bool
+) -> Fraction:
+    """Where a bar's first note falls in a full bar: late in a pickup, else 0."""
+    if not first or not isinstance(container, stream.Measure):
+        return Fraction(0)
+    if not _is_short(container, time_signature):
+        return Fraction(0)
+    if container.paddingLeft:
+        return _frac(container.paddingLeft)
+    full = _frac(time_signature.barDuration.quarterLength)
+    return full - _frac(container.duration.quarterLength)
 
 
 def _is_short(measure: stream.Stream, time_signature: meter.TimeSignature | None) -> bool:
@@ -1019,7 +1143,7 @@ def _refuse_mid_bar_changes(container: stream.Stream, index: int) -> None:
                 )
 
 
-def _layout(bars: list[_Bar], bars_per_line: int) -> list[str]:
+def _layout(bars: list[_Bar], bars_per_line: int, sung: bool) -> list[str]:
     """Music lines of ``bars_per_line`` bars (a pickup does not count), each followed by its
     w: lines; a line also ends before a key, meter or tempo change and after a repeat or
     double bar that closes a section."""
@@ -1027,14 +1151,19 @@ def _layout(bars: list[_Bar], bars_per_line: int) -> list[str]:
     current: list[_Bar] = []
     counted = 0
     held: dict[int, bool] = {}
+    # The bar line that opens the next music line: a repeat sign split at a line break
+    # ("|:" or "::" becomes "|" or ":|" at the end of one line and "|:" at the next).
+    opening = _boundary_text(None, bars[0].before) if bars else "|"
+    opening = opening if opening in ("|:", "[|") else ""
 
     def flush(closing: str) -> None:
-        nonlocal current, counted
+        nonlocal current, counted, opening
         if not current:
             return
-        lines.append(_music_line(current, closing))
-        lines.extend(_lyric_lines([b.slots for b in current], held))
+        lines.append(_music_line(current, opening, closing))
+        lines.extend(_lyric_lines([b.slots for b in current], held, sung))
         current, counted = [], 0
+        opening = "|:" if closing in ("|:", "::") else ""
 
     for index, item in enumerate(bars):
         if item.fields and current:
@@ -1049,29 +1178,27 @@ def _layout(bars: list[_Bar], bars_per_line: int) -> list[str]:
         )
         # A full line still takes another bar while a word of the lyrics runs on into it.
         full = counted >= bars_per_line and (
-            counted >= 2 * bars_per_line or not _word_runs_on(current)
+            counted >= 2 * bars_per_line or not _word_runs_on([b.slots for b in current])
         )
         if following is None or full or section_end:
             flush(closing)
     return lines
 
 
-def _word_runs_on(bars: list[_Bar]) -> bool:
-    """True when, in some verse, the last syllable under these bars ends with a hyphen."""
+def _word_runs_on(slot_lists: list[list]) -> bool:
+    """True when, in some verse, the last syllable in these slots ends with a hyphen."""
     last: dict[int, note.Lyric] = {}
-    for item in bars:
-        for slot in item.slots:
+    for slots in slot_lists:
+        for slot in slots:
             for verse, lyric in (slot or {}).items():
                 last[verse] = lyric
     return any(lyric.syllabic in ("begin", "middle") for lyric in last.values())
 
 
-def _music_line(bars: list[_Bar], closing: str) -> str:
+def _music_line(bars: list[_Bar], opening: str, closing: str) -> str:
     """One music line: the bars with the bar lines between them and the closing bar line."""
     first = bars[0]
-    opening = _boundary_text(None, first.before)
-    text = opening if opening != "|" else ""
-    text += first.label
+    text = opening + first.label
     text += (" " if text else "") + first.text
     for previous, item in zip(bars, bars[1:]):
         text += " " + _boundary_text(previous.after, item.before) + item.label + " " + item.text
@@ -1081,16 +1208,22 @@ def _music_line(bars: list[_Bar], closing: str) -> str:
     return text + " " + closing
 
 
-def _lyric_lines(slot_lists: list[list], held: dict[int, bool]) -> list[str]:
+def _lyric_lines(slot_lists: list[list], held: dict[int, bool], sung: bool) -> list[str]:
+    """The w: lines under one music line, one per verse.
+
+    In a part with lyrics (``sung``) every music line with notes gets at least a verse-1
+    line, all ``*`` if need be: readers that align a w: line with all the music since the
+    previous w: line then agree with those that take only the line above.
+    """
     slots = [slot for bar_slots in slot_lists for slot in bar_slots]
     verses = sorted({verse for slot in slots if slot for verse in slot})
-    if not verses:
+    if not verses and not (sung and any(slot is not None for slot in slots)):
         held.clear()
         return []
     lines = []
-    for verse in range(1, max(verses) + 1):
+    for verse in range(1, max(verses or [1]) + 1):
         text, held[verse] = _verse_text(slots, verse, held.get(verse, False))
-        lines.append(f"w:{text}" if text else "w:*")
+        lines.append(f"w:{text}")
     return lines
 
 
@@ -1120,10 +1253,12 @@ def _unbarred_lines(
                 text += " "
             text += _event_text(event, unit_ql, accidentals)
         lines.append(text)
-        lines.extend(_lyric_lines([_lyric_slots(chunk, verse_of)], held))
+        lines.extend(_lyric_lines([_lyric_slots(chunk, verse_of)], held, bool(verse_of)))
 
     for event in events:
-        if chunk and event.offset - start >= span and not event.joined and not event.ratio:
+        long_enough = event.offset - start >= span and not event.joined and not event.ratio
+        word_open = _word_runs_on([_lyric_slots(chunk, verse_of)])
+        if chunk and long_enough and (not word_open or event.offset - start >= 2 * span):
             flush()
             chunk, start = [], event.offset
         chunk.append(event)
@@ -1156,8 +1291,10 @@ def score_bars(score: stream.Stream) -> list[list[tuple]]:
     notes have length 0; chord symbols are left out. A part without bar lines is one bar.
 
     >>> from music21 import converter
-    >>> score_bars(converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:C\\nC2 z2|[CE]4|]", format="abc"))
-    [[((0, (60,), 1), (1, (), 1)), ((0, (60, 64), 2),)]]
+    >>> bars = score_bars(converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:C\\nC2 z2|[CE]4|C4|]",
+    ...                                   format="abc"))
+    >>> [len(part) for part in bars], bars[0][1]
+    ([3], ((Fraction(0, 1), (60, 64), Fraction(2, 1)),))
     """
     result = []
     for part in _parts_with_notes(score):
@@ -1213,12 +1350,12 @@ def first_difference(
     ("pitch", "length", "offset", "bar count", ...) for grouping failures.
 
     >>> from music21 import converter
-    >>> a = converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]", format="abc")
-    >>> b = converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:C\\nGABc|d4|]", format="abc")
+    >>> a = converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|F4|]", format="abc")
+    >>> b = converter.parse("X:1\\nM:2/4\\nL:1/8\\nK:C\\nGABc|d4|F4|]", format="abc")
     >>> first_difference(a, a) is None
     True
     >>> print(first_difference(a, b))
-    part 1, bar 1: pitch: at offset 0: expected F#4? no: expected (67,) got (67,)...
+    part 1, bar 3: pitch: expected F#4 (2 at 0), got F4 (2 at 0)
     """
     left, right = score_bars(expected), score_bars(actual)
     if len(left) != len(right):

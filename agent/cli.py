@@ -107,8 +107,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     text = _read_abc_file(args.score)
     started = time.perf_counter()
     files = render_score_text(text, args.out)
-    summary = {name: str(path) for name, path in files.items()}
+    summary: dict = {name: str(path) for name, path in files.items()}
+    summary["warnings"] = list(files.warnings)
     summary["seconds"] = round(time.perf_counter() - started, 3)
+    for warning in files.warnings:
+        print(f"tunesmith render: warning: {warning}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 

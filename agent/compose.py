@@ -350,6 +350,14 @@ def _validate(abc: str) -> tuple[bool, list]:
     return bool(report.valid), list(report.diagnostics)
 
 
+def _diagnostic(message: str, bar: int | None = None) -> Any:
+    """A decoding failure as a validator diagnostic (code ``decoding``), so callers read one
+    kind of finding."""
+    from agent.validate import Diagnostic
+
+    return Diagnostic("error", "decoding", message, bar=bar)
+
+
 def _errors(diagnostics: list) -> list:
     return [d for d in diagnostics if getattr(d, "severity", "error") == "error"]
 
@@ -420,7 +428,7 @@ def compose_tune(
         report("done", decoded.state.bars_done, abc)
         message = (f"the token budget ({budget}) ran out at bar {decoded.state.bar_number} "
                    f"of {plan.total_bars}")
-        return _finish(abc, False, 1, [AbcError(message, bar=decoded.state.bar_number)], stats, started)
+        return _finish(abc, False, 1, [_diagnostic(message, decoded.state.bar_number)], stats, started)
     result = repair_tune(loaded, abc, request, config, on_progress=on_progress,
                          generator=generator, attempts_used=1)
     stats.add(result.stats)
@@ -597,15 +605,18 @@ def edit_span(
     generator = _generator(config.seed)
     report = on_progress or (lambda stage, bars, text: None)
     stats = DecodeStats()
-    attempts, valid, diagnostics, result = 0, False, [], abc
+    attempts, valid, result, diagnostics = 0, False, abc, []
     while attempts < config.max_attempts:
         attempts += 1
-        report("edit", first_bar - 1, result)
+        report("edit", first_bar - 1, abc)
         result, decoded_stats, done = _regenerate(
             loaded, abc, first_bar, last_bar, messages, config, generator, keep_partial=True,
             on_bar=lambda bars, text: report("edit", bars, text))
         stats.add(decoded_stats)
         if not done:  # out of tokens: the span was left as it was; try again
+            valid = False
+            diagnostics = [_diagnostic(f"bars {first_bar}..{last_bar} could not be rewritten "
+                                       "within the token budget", first_bar)]
             continue
         report("validate", last_bar, result)
         valid, diagnostics = _validate(result)

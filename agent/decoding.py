@@ -1105,10 +1105,10 @@ def _alphabet_rules() -> Rules:
         "accidental": [(Literal(a),) for a in ACCIDENTALS],
         "letter": letters,
         "chord": [(Literal("["),) + ("pitch",) * n + (Literal("]"),) for n in range(2, MAX_CHORD_NOTES + 1)],
-        "symbol": [(Literal('"'), "root", "quality", "bass", Literal('"'))],
-        "root": [(Literal(r),) for r in CHORD_SYMBOL_ROOTS],
+        "symbol": [(Literal('"'), "symbol_root", "quality", "bass", Literal('"'))],
+        "symbol_root": [(Literal(r),) for r in CHORD_SYMBOL_ROOTS],
         "quality": qualities,
-        "bass": [(Literal("/"), "root"), ()],
+        "bass": [(Literal("/"), "symbol_root"), ()],
         "symbol_opt": [("symbol",), ()],
         "space": [(Literal(" "),), ()],
     }

@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
+from typing import Callable
 
 from agent.abc_text import (
     LETTER_SEMITONES, LETTERS, Bar, Context, Key, Kind, Token, TuneText, parse_key, parse_tune,
@@ -39,7 +41,7 @@ from agent.abc_text import (
 )
 from agent.errors import AbcError, InputError
 from agent.understand import (
-    ABC_MODE_SUFFIX, ChangeLength, ChangeMode, KeyName, RepeatPart, ReplaceBar, SetInstrument,
+    ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
 )
 
@@ -97,26 +99,23 @@ class EditResult:
 # Reading the tune
 
 
-@dataclass(frozen=True)
 class _Tune:
-    """A parsed tune with its tokens and bars (of the first voice)."""
+    """A parsed tune with its tokens; its bars (of the first voice) are split when asked for."""
 
-    text: str
-    tune: TuneText
-    tokens: list[Token]
-    bars: list[Bar]
-    voices: tuple[str, ...]
+    def __init__(self, text: str, tune: TuneText, tokens: list[Token]):
+        self.text, self.tune, self.tokens = text, tune, tokens
+        self.voices = tuple(dict.fromkeys(t.voice for t in tokens if t.is_timed)) or ("",)
+
+    @cached_property
+    def bars(self) -> list[Bar]:
+        return [bar for bar in split_bars(self.tokens, self.tune) if bar.voice == self.voices[0]]
 
 
 def _read(abc_text: str) -> _Tune:
     if not isinstance(abc_text, str) or not abc_text.strip():
         raise InputError("there is no tune to edit (the ABC text is empty)")
     tune = parse_tune(abc_text)
-    tokens = tokenize_body(tune.body, tune)
-    all_bars = split_bars(tokens, tune)
-    voices = tuple(dict.fromkeys(t.voice for t in tokens if t.is_timed)) or ("",)
-    bars = [bar for bar in all_bars if bar.voice == voices[0]]
-    return _Tune(abc_text, tune, tokens, bars, voices)
+    return _Tune(abc_text, tune, tokenize_body(tune.body, tune))
 
 
 def _assemble(t: _Tune, header_lines: dict[int, str | None] | None = None,
@@ -216,11 +215,13 @@ def _note_text(letter_index: int, octave: int, accidental: str) -> str:
 @dataclass
 class _Section:
     """How notes move while one key is in force: ``move(midi, letter_index)`` gives the new
-    pitch and letter; ``old``/``new`` are the key signatures before and after."""
+    pitch and letter; ``old``/``new`` are the key signatures before and after; ``chord``,
+    when set, adjusts a moved chord symbol's quality: ``chord(old_text, moved_text)``."""
 
-    move: object
+    move: Callable[[int, int], tuple[int, int]]
     old: tuple[int, ...]
     new: tuple[int, ...]
+    chord: Callable[[str, str], str] | None = None
 
 
 class _Writer:
@@ -316,31 +317,33 @@ def _rewrite_grace(text: str, pitches: tuple[int, ...], writer: _Writer,
 
 
 _CHORD_ROOT = re.compile(r"(?<![A-Za-z])([A-G])([#b]?)")
+# What a chord symbol may look like ("Am", "Bbmaj7", "G7(b9)", "D/F#"); anything else in
+# quotes ("D.C.", "Fine") is text and is left alone.
+_CHORD_SYMBOL_TEXT = re.compile(r"\(?[A-G][#b]?(?:[mMajinduags]|[0-9#b+°ø^Δ(),-])*"
+                                r"(?:/[A-G][#b]?)?\)?")
 
 
-def _move_name(letter: str, accidental: str, section: _Section, simple: bool) -> str:
-    """A note name (chord root or bass) moved like the notes of ``section``."""
+def _move_name(letter: str, accidental: str, section: _Section) -> str:
+    """A note name (chord root or bass) moved like the notes of ``section``; a double sharp
+    or flat is respelled (sharps in sharp keys, flats in flat keys)."""
     midi = 60 + LETTER_SEMITONES[letter] + {"": 0, "#": 1, "b": -1}[accidental]
     new_midi, new_letter = section.move(midi, LETTERS.index(letter))
     letter_index, _octave, alteration = _spell(new_midi, new_letter)
-    if simple and abs(alteration) > 1:
-        pitch_class = new_midi % 12
-        names = _spellings(pitch_class)
-        return names[0]
-    return LETTERS[letter_index] + {0: "", 1: "#", -1: "b", 2: "##", -2: "bb"}[alteration]
+    if abs(alteration) > 1:
+        names = _spellings(new_midi % 12)
+        return names[-1] if sum(section.new) < 0 else names[0]
+    return LETTERS[letter_index] + {0: "", 1: "#", -1: "b"}[alteration]
 
 
-def _rewrite_chord_symbol(text: str, section: _Section, quality_map=None) -> str:
-    """A quoted chord symbol ("Am", "D7/F#") with its root and bass moved."""
+def _rewrite_chord_symbol(text: str, section: _Section) -> str:
+    """A quoted chord symbol ("Am", "D7/F#") with its root and bass moved (and its quality
+    adjusted by ``section.chord`` when set)."""
     inner = text[1:-1]
-    if inner.upper().startswith("N.C") or not inner:
+    if not _CHORD_SYMBOL_TEXT.fullmatch(inner):
         return text
-    first = _CHORD_ROOT.match(inner.lstrip("("))
-    if not first:
-        return text
-    out = _CHORD_ROOT.sub(lambda m: _move_name(m.group(1), m.group(2), section, True), inner)
-    if quality_map is not None:
-        out = quality_map(inner, out)
+    out = _CHORD_ROOT.sub(lambda m: _move_name(m.group(1), m.group(2), section), inner)
+    if section.chord is not None:
+        out = section.chord(inner, out)
     return '"' + out + '"'
 
 
@@ -409,21 +412,18 @@ def _field_token_value(token: Token) -> str:
     return token.text[3:-1] if token.kind is Kind.INLINE_FIELD else token.text[2:]
 
 
-def _rewrite(t: _Tune, plan) -> tuple[str, list[str]]:
-    """Apply ``plan(key) -> (section, new K: value or None)`` to the header key and to every
-    key change in the body, and rewrite every note, chord, grace group and chord symbol.
-
-    Returns the new text and the new K: values (header first)."""
+def _rewrite(t: _Tune, plan: Callable[[Key, str], tuple[_Section, str | None]]) -> str:
+    """Apply ``plan(key, K: value) -> (section, new K: value or None)`` to the header key and
+    to every key change in the body, and rewrite every note, chord, grace group and chord
+    symbol by the section in force. Returns the new text."""
     tune = t.tune
     decorations = Context.from_tune(tune).decorations
     header_section, header_value = plan(tune.key, _header_field(t, "K").value)
-    new_values = [header_value]
     sections: dict[str, _Section] = {}
     keys: dict[str, Key] = {}
     writer = _Writer(tune.propagation)
     changes: list[tuple[int, int, str]] = []
     voice = None
-    chord_quality = getattr(plan, "chord_quality", None)
     for token in t.tokens:
         if token.voice != voice:
             voice = token.voice
@@ -447,24 +447,23 @@ def _rewrite(t: _Tune, plan) -> tuple[str, list[str]]:
             if new != token.text:
                 changes.append((token.start, token.end, new))
         elif kind is Kind.CHORD_SYMBOL:
-            new = _rewrite_chord_symbol(token.text, section, chord_quality and (
-                lambda old, moved, s=section: chord_quality(old, moved, s)))
+            new = _rewrite_chord_symbol(token.text, section)
             if new != token.text:
                 changes.append((token.start, token.end, new))
         elif (kind is Kind.FIELD and token.text.startswith("K:")) or (
                 kind is Kind.INLINE_FIELD and token.text.startswith("[K:")):
             value = _field_token_value(token)
+            previous = keys[voice]
             try:
-                key = parse_key(value, previous=keys[voice])
+                key = parse_key(value, previous=previous)
             except AbcError:
                 continue  # an unreadable key change is left as written (validation reports it)
-            if _key_words(value) is None:
-                keys[voice] = key
-                continue  # a clef or "none": no new tonic
             keys[voice] = key
+            if _key_words(value) is None and (key.tonic, key.alterations) == (
+                    previous.tonic, previous.alterations):
+                continue  # a clef only: the key goes on
             sections[voice], new_value = plan(key, value)
             writer.reset()
-            new_values.append(new_value)
             if new_value is not None:
                 changes.append((token.start, token.end,
                                 _replace_field_value(token.text, "K", new_value)))
@@ -473,7 +472,7 @@ def _rewrite(t: _Tune, plan) -> tuple[str, list[str]]:
         key_field = _header_field(t, "K")
         header_lines[key_field.line - 1] = _replace_field_value(
             _header_line(t, key_field.line), "K", header_value)
-    return _assemble(t, header_lines, changes), new_values
+    return _assemble(t, header_lines, changes)
 
 
 def _transposition_plan(semitones: int, first_tonic: str | None = None):
@@ -496,8 +495,7 @@ def _transposition_plan(semitones: int, first_tonic: str | None = None):
                 and _signature(state["first"], mode) is not None:
             new_tonic = state["first"]
         else:
-            new_tonic = _best_tonic(target_class, mode, prefer_flats=(key.sharps or 0) < 0
-                                    or ((key.sharps or 0) == 0 and semitones % 12 in (5, 10, 3, 8, 1)))
+            new_tonic = _best_tonic(target_class, mode, prefer_flats=(key.sharps or 0) < 0)
         state["first"] = None
         shift = (LETTERS.index(new_tonic[0]) - LETTERS.index(key.tonic[0])) % 7
         standard = _signature(new_tonic, mode)
@@ -531,13 +529,16 @@ def _moved_signature(alterations: tuple[int, ...], semitones: int, shift: int) -
 
 
 def _interval_words(semitones: int) -> str:
+    """ "up a fifth (7 semitones)", "down an octave and a whole step (14 semitones)"."""
     size = abs(semitones)
-    name = INTERVAL_NAMES.get(size) or (
-        f"{size // 12} octaves and {INTERVAL_NAMES[size % 12][2:]}" if size % 12 else
-        f"{size // 12} octaves")
-    direction = "up" if semitones > 0 else "down"
+    octaves, rest = divmod(size, 12)
+    if size in INTERVAL_NAMES:
+        name = INTERVAL_NAMES[size]
+    else:
+        name = ("an octave" if octaves == 1 else f"{octaves} octaves") + (
+            f" and {INTERVAL_NAMES[rest]}" if rest else "")
     unit = "semitone" if size == 1 else "semitones"
-    return f"{direction} {name} ({size} {unit})"
+    return f"{'up' if semitones > 0 else 'down'} {name} ({size} {unit})"
 
 
 def _key_words_for(tonic: str | None, mode: str | None) -> str:
@@ -596,7 +597,7 @@ def transpose(abc_text: str, op: Transpose) -> EditResult:
     text = abc_text
     summary = ""
     if semitones:
-        text, values = _rewrite(t, _transposition_plan(semitones, first_tonic))
+        text = _rewrite(t, _transposition_plan(semitones, first_tonic))
         new_key = parse_tune(text).key
         summary = (f"Transposed {_interval_words(semitones)}, from "
                    f"{_key_words_for(key.tonic, key.mode)} to "
@@ -620,10 +621,10 @@ def moved_degrees(source: str, target: str) -> dict[int, int]:
     {3: -1, 6: -1, 7: -1}
     >>> moved_degrees("minor", "dorian"), moved_degrees("major", "mixolydian")
     ({6: 1}, {7: -1})
-    >>> moved_degrees("major", "hypodorian")
+    >>> moved_degrees("major", "hypodorian")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    agent.errors.InputError: unknown mode 'hypodorian' (use major, minor, dorian, mixolydian, lydian, phrygian or locrian)
+    agent.errors.InputError: unknown mode 'hypodorian' (use major, minor, dorian, ...
     """
     steps = []
     for mode in (source, target):
@@ -675,21 +676,22 @@ def _mode_plan(target: str):
         for index in range(7):
             degree = (index - tonic_letter) % 7
             moved[index] += new_steps[degree] - old_steps[degree]
-        section = _Section(move, key.alterations, tuple(moved))
+        chord = _mode_chord_quality(key.tonic, _canonical_mode(key.mode), target)
+        section = _Section(move, key.alterations, tuple(moved), chord)
         new_value = _key_value(tonic, ABC_MODE_SUFFIX[target], None, others, tuple(moved),
                                standard, key.explicit)
         return section, new_value
 
-    plan.chord_quality = None
     return plan
 
 
-def _mode_chord_quality(tonic: str, old_mode: str, new_mode: str):
-    """Chord-symbol quality for a parallel mode change on ``tonic``."""
+def _mode_chord_quality(tonic: str, old_mode: str, new_mode: str) -> Callable[[str, str], str]:
+    """Chord-symbol quality for a parallel mode change on ``tonic``: a plain triad or seventh
+    symbol on a scale degree takes the new mode's triad on that degree."""
     old_steps, new_steps = MODE_STEPS[old_mode], MODE_STEPS[new_mode]
     tonic_class, tonic_letter = _pitch_class(tonic), LETTERS.index(tonic[0])
 
-    def adjust(old: str, moved: str, _section: _Section) -> str:
+    def adjust(old: str, moved: str) -> str:
         o, m = _QUALITY.match(old), _QUALITY.match(moved)
         if not (o and m):
             return moved
@@ -756,20 +758,11 @@ def change_mode(abc_text: str, op: ChangeMode) -> EditResult:
         # Db minor would need 8 flats: respell the tune in C# first (no pitch changes)
         enharmonic = next(name for name in _spellings(_pitch_class(key.tonic))
                           if name != key.tonic and _signature(name, target) is not None)
-        respelled, _values = _rewrite(t, _transposition_plan(0, enharmonic))
+        respelled = _rewrite(t, _transposition_plan(0, enharmonic))
         result = change_mode(respelled, op)
         return EditResult(result.abc, result.summary.replace(
             "Changed from", f"Respelled {key.tonic} as {enharmonic} and changed from", 1))
-    plan = _mode_plan(target)
-
-    def planned(k: Key, value: str):
-        plan.chord_quality = (_mode_chord_quality(k.tonic, _canonical_mode(k.mode), target)
-                              if k.tonic else None)
-        return plan(k, value)
-
-    planned.chord_quality = lambda old, moved, section: (
-        plan.chord_quality(old, moved, section) if plan.chord_quality else moved)
-    text, _values = _rewrite(t, planned)
+    text = _rewrite(t, _mode_plan(target))
     moves = moved_degrees(current, target)
     moved_words = ", ".join(f"{'raised' if d > 0 else 'lowered'} degree {n}"
                             for n, d in moves.items())
@@ -794,7 +787,7 @@ def _relative_mode(t: _Tune, target: str) -> EditResult:
     header_key = t.tune.key
     new_tonic = relative_tonic(header_key)
     words = _key_words(key_field.value)
-    tonic, _glued, _mode_word, others = words
+    others = words[3]
     new_value = " ".join([new_tonic + ABC_MODE_SUFFIX[target]] + others)
     if parse_key(new_value).alterations != header_key.alterations:
         raise InputError("the tune's key signature is not a standard one; its relative key "
@@ -830,12 +823,16 @@ _MODE_START = {"major": 0, "dorian": 1, "phrygian": 2, "lydian": 3, "mixolydian"
 # Tempo
 
 
-def _metronome(bpm: float, direction: int) -> int:
-    """The metronome mark nearest ``bpm``; with ``direction`` +1/-1, strictly past ``bpm``'s
-    starting value in that direction is the caller's job."""
-    if bpm < METRONOME_MARKS[0] or bpm > METRONOME_MARKS[-1]:
-        return int(round(bpm))
-    return min(METRONOME_MARKS, key=lambda mark: (abs(mark - bpm), -direction * mark))
+def _faster_or_slower(current: float, factor: float) -> int:
+    """The metronome mark nearest ``current * factor`` among those really faster (factor > 1)
+    or slower than ``current``; outside the marks' range, the rounded product."""
+    direction = 1 if factor > 1 else -1
+    target = current * factor
+    beyond = [mark for mark in METRONOME_MARKS if direction * (mark - current) > 0]
+    if beyond and METRONOME_MARKS[0] <= target <= METRONOME_MARKS[-1]:
+        return min(beyond, key=lambda mark: abs(mark - target))
+    new = int(round(target))
+    return new if direction * (new - current) > 0 else int(round(current)) + direction
 
 
 def set_tempo(abc_text: str, op: SetTempo, config: EditConfig = DEFAULT_EDIT_CONFIG
@@ -874,13 +871,9 @@ def set_tempo(abc_text: str, op: SetTempo, config: EditConfig = DEFAULT_EDIT_CON
     elif op.factor is not None:
         if not op.factor > 0:
             raise InputError(f"a tempo factor must be positive, not {op.factor}")
-        direction = 1 if op.factor > 1 else -1
-        new = _metronome(float(current) * op.factor, direction)
-        if direction * (new - float(current)) <= 0:
-            new = int(round(float(current))) + direction
-            marks = [m for m in METRONOME_MARKS if direction * (m - float(current)) > 0]
-            if marks:
-                new = min(marks, key=lambda m: abs(m - float(current)))
+        if op.factor == 1:
+            raise InputError("a tempo factor of 1 changes nothing")
+        new = _faster_or_slower(float(current), op.factor)
     else:
         raise InputError("say how fast (a bpm number) or how much faster or slower")
     if not config.min_bpm <= new <= config.max_bpm:
@@ -1044,7 +1037,10 @@ def resolve_span(abc_text: str, span: Span, config: EditConfig = DEFAULT_EDIT_CO
     ...
     agent.errors.InputError: there is no bar 12: the tune has 8 bars
     """
-    t = _read(abc_text)
+    return _span_bars(_read(abc_text), span, config)
+
+
+def _span_bars(t: _Tune, span: Span, config: EditConfig) -> tuple[int, int]:
     bars = _bars_for_edit(t, "choosing bars")
     count = len(bars)
     if span.kind == "bars":
@@ -1105,7 +1101,7 @@ def repeat_part(abc_text: str, op: RepeatPart) -> EditResult:
         ranges = [(1, count // 2), (count // 2 + 1, count)] if count >= 8 and count % 2 == 0 \
             else [(1, count)]
     else:
-        ranges = [resolve_span(abc_text, op.span)]
+        ranges = [_span_bars(t, op.span, DEFAULT_EDIT_CONFIG)]
     changes: list[tuple[int, int, str]] = []
     for first, last in ranges:
         changes += _repeat_changes(t, bars, first, last)
@@ -1122,10 +1118,27 @@ def repeat_part(abc_text: str, op: RepeatPart) -> EditResult:
     return EditResult(text, f"Added repeat signs: {words} now play twice.")
 
 
+def _repeated_regions(bars: list[Bar]) -> list[tuple[int, int]]:
+    """Bars (first, last) already inside repeat signs; a ``:|`` with no ``|:`` before it
+    repeats from the start of the tune (or from the last ``:|``)."""
+    regions, start = [], 1
+    for bar in bars:
+        if bar.starts_repeat:
+            start = bar.number
+        if bar.ends_repeat:
+            regions.append((start, bar.number))
+            start = bar.number + 1
+    return regions
+
+
 def _repeat_changes(t: _Tune, bars: list[Bar], first: int, last: int) -> list[tuple[int, int, str]]:
     opening_bar, closing_bar = bars[first - 1], bars[last - 1]
-    if opening_bar.starts_repeat and closing_bar.ends_repeat:
-        raise InputError(f"bars {first}-{last} are already repeated")
+    for start, end in _repeated_regions(bars):
+        if (start, end) == (first, last):
+            raise InputError(f"bars {first}-{last} are already repeated")
+        if start <= last and first <= end:
+            raise InputError(f"bars {first}-{last} overlap the repeated bars {start}-{end}; "
+                             "repeats cannot be nested or overlap")
     inner = bars[first - 1:last]
     for bar in inner:
         if bar.ending is not None:
@@ -1243,7 +1256,10 @@ def _lengthen(t: _Tune, bars: list[Bar], k: int) -> EditResult:
                          "a time")
     body = t.tune.body
     final = bars[-1]
-    incomplete = final.expected is not None and final.duration < final.expected and count > k
+    incomplete = final.expected is not None and final.duration < final.expected
+    if incomplete and k > count - 1:
+        raise InputError(f"the tune has {count} bars and a short last bar; it can grow by at "
+                         f"most {count - 1} bars at a time")
     copied = bars[count - 1 - k:count - 1] if incomplete else bars[count - k:]
     for bar in copied:
         if bar.ending is not None:
@@ -1259,7 +1275,7 @@ def _lengthen(t: _Tune, bars: list[Bar], k: int) -> EditResult:
         if index < len(copied) - 1:
             line = bar.bar_line.text if bar.bar_line is not None else "|"
             pieces.append(_REPEAT_COLONS.sub("", line).replace("[", "") or "|")
-    copy = "|".join([]) + "".join(pieces)
+    copy = "".join(pieces)
     if incomplete:
         text = _assemble(t, body_changes=[(final.start, final.start, copy + "|")])
         words = f"bars {copied[0].number}-{copied[-1].number}"

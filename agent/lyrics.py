@@ -133,6 +133,10 @@ class FitConfig:
         default=-1.5,
         metadata={"help": "cost of carrying a syllable (not the last) over a strong beat"},
     )
+    weak_hold: float = field(
+        default=-1.0,
+        metadata={"help": "cost of holding an unstressed syllable (\"the\", \"-ing\") over a note"},
+    )
     inner_word_hold: float = field(
         default=-0.5, metadata={"help": "cost of a hold inside a word rather than at its end"}
     )
@@ -172,7 +176,9 @@ class LyricsConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed of the first request; each next +1"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
-    max_new_tokens: int = field(default=160, metadata={"help": "tokens per model request"})
+    tokens_per_line: int = field(
+        default=24, metadata={"help": "new tokens allowed per requested line (a line is ~10)"}
+    )
     fit: FitConfig = field(default_factory=FitConfig, metadata={"help": "syllable placement"})
 
     def __post_init__(self) -> None:
@@ -442,8 +448,8 @@ def fit_line(
 
     >>> line = note_slots("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F2 G|c3|\\n")[0]
     >>> fit = fit_line("Sleep my little one", line)
-    >>> fit.text, fit.melismas, fit.stress_share  # "my" held so "lit-" falls on the downbeat
-    ('Sleep my_ lit-tle one', 1, 1.0)
+    >>> fit.text, fit.melismas, fit.stress_share  # "Sleep" held so "lit-" falls on the downbeat
+    ('Sleep_ my lit-tle one', 1, 1.0)
     >>> fit_line("", line).reason
     'no words to set'
     """
@@ -486,6 +492,8 @@ def _place(syl: list[_Syl], notes: list[NoteSlot], cfg: FitConfig) -> list[int]:
             value += cfg.strong_hold
         if not syl[k].last_in_word:
             value += cfg.inner_word_hold
+        if not syl[k].stressed:
+            value += cfg.weak_hold
         return value
 
     minus = -math.inf
@@ -933,13 +941,16 @@ def check_line(
     if not _PLAIN_WORDS.match(text):
         return LineCheck(text, 0, ("not plain words",))
     words = split_text(text)
+    cores = [core_of(w.text).lower() for w in words if core_of(w.text)]
+    known = sum(1 for w in words if w.source == "cmudict")
+    if any(len(c) == 1 and c not in "aio" for c in cores) or known * 5 < len(words) * 3:
+        return LineCheck(text, 0, ("not plain words",))  # "C D E F", or mostly unknown words
     count = sum(w.count for w in words)
     low, high = syllable_range(notes, config.max_melisma)
     if count > high:
         problems.append(f"{count} syllables, the phrase has {notes} notes")
     elif count < low:
         problems.append(f"{count} syllables, the phrase needs at least {low} of its {notes} notes")
-    cores = [core_of(w.text).lower() for w in words if core_of(w.text)]
     if cores:
         vocables = sum(1 for c in cores if c in _VOCABLES)
         most = Counter(cores).most_common(1)[0][1]
@@ -1015,7 +1026,10 @@ def _group_scheme(scheme: str, size: int) -> str:
 
 @dataclass
 class _Stanza:
-    """Choosing lines for one stanza from every line the model has proposed so far."""
+    """Choosing lines for one stanza from every line the model has proposed so far.
+
+    ``hints`` maps a proposed line (normalised) to the stanza positions it was asked for.
+    """
 
     positions: list[int]
     scheme: str
@@ -1023,24 +1037,41 @@ class _Stanza:
     config: LyricsConfig
     lexicon: ThemeLexicon
 
-    def choose(self, pool: list[str], taken: set[str]) -> tuple[dict[int, str], dict[int, list[str]]]:
-        """The best lines per position and what is still wrong per position."""
+    def choose(self, pool: list[str], taken: set[str], hints: dict[str, set[int]]
+               ) -> tuple[dict[int, str], dict[int, list[str]]]:
+        """The best line per position, and what is still wrong per position.
+
+        First every group of positions that must rhyme gets the best rhyming set; then the
+        positions left get a usable line, the ones proposed for them first. A position with an
+        empty problem list is the partner of a line that does not rhyme: both are asked again.
+        """
+        used = {_normal(t) for t in taken}
         chosen: dict[int, str] = {}
-        problems: dict[int, list[str]] = {}
-        used = set(taken)
+        options = {i: [t for t in pool if check_line(t, self.notes[i], self.config).ok]
+                   for i in range(len(self.scheme))}
         for letter in dict.fromkeys(self.scheme):
             group = [i for i, ch in enumerate(self.scheme) if ch == letter]
-            picks = self._pick(group, pool, used)
-            for i in group:
-                if picks.get(i):
-                    chosen[i] = picks[i]
-                    used.add(picks[i])
-            missing = [i for i in group if i not in chosen]
-            for i in missing:
+            if len(group) > 1:
+                for i, text in self._rhyming_set(group, options, used, hints).items():
+                    chosen[i] = text
+                    used.add(_normal(text))
+        for hinted_only in (True, False):
+            for i in range(len(self.scheme)):
+                free = [t for t in options[i] if _normal(t) not in used
+                        and (not hinted_only or i in hints.get(_normal(t), ()))]
+                if i not in chosen and free:
+                    chosen[i] = max(free, key=lambda t: self._score(t, i, hints))
+                    used.add(_normal(chosen[i]))
+        return chosen, self._problems(chosen, pool)
+
+    def _problems(self, chosen: dict[int, str], pool: list[str]) -> dict[int, list[str]]:
+        problems: dict[int, list[str]] = {}
+        for i in range(len(self.scheme)):
+            if i not in chosen:
                 low, high = syllable_range(self.notes[i], self.config.max_melisma)
-                problems.setdefault(i, []).append(
-                    f"no usable line of {low}-{high} syllables among {len(pool)} proposed")
-            rhymed = [i for i in group if i in chosen]
+                problems[i] = [f"no usable line of {low}-{high} syllables among {len(pool)} proposed"]
+        for letter in dict.fromkeys(self.scheme):
+            rhymed = [i for i, ch in enumerate(self.scheme) if ch == letter and i in chosen]
             for i in rhymed[1:]:
                 if not rhymes(last_word(chosen[i]), last_word(chosen[rhymed[0]])):
                     problems.setdefault(i, []).append(
@@ -1048,54 +1079,39 @@ class _Stanza:
                     problems.setdefault(rhymed[0], [])
         if self.config.min_theme_lines and chosen:
             showing = sum(1 for t in chosen.values() if self.lexicon.classify(t))
-            if showing < min(self.config.min_theme_lines, len(self.positions)):
-                for i in range(len(self.positions)):
+            if showing < min(self.config.min_theme_lines, len(self.scheme)):
+                for i in range(len(self.scheme)):
                     problems.setdefault(i, []).append("no line in this stanza shows the theme")
-        # A position with an empty list is the first line of an unrhymed pair: it is asked for
-        # again together with its partner.
-        return chosen, problems
+        return problems
 
-    def _fits(self, i: int, pool: list[str], used: set[str]) -> list[str]:
-        return [t for t in pool if check_line(t, self.notes[i], self.config, taken=used).ok]
-
-    def _score(self, text: str, i: int) -> float:
+    def _score(self, text: str, i: int, hints: dict[str, set[int]]) -> float:
         kind = self.lexicon.classify(text)
         closeness = -0.25 * (self.notes[i] - check_line(text, self.notes[i], self.config).syllables)
-        return {"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness
+        asked = 1.5 if i in hints.get(_normal(text), ()) else 0.0
+        return {"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness + asked
 
-    def _pick(self, group: list[int], pool: list[str], used: set[str]) -> dict[int, str]:
-        options = {i: self._fits(i, pool, used) for i in group}
-        if len(group) == 1 or not all(options.values()):
-            picks: dict[int, str] = {}
-            for i in group:
-                free = [t for t in options[i] if _normal(t) not in {_normal(p) for p in picks.values()}]
-                if free:
-                    picks[i] = max(free, key=lambda t: self._score(t, i))
-            return picks
+    def _rhyming_set(self, group: list[int], options: dict[int, list[str]], used: set[str],
+                     hints: dict[str, set[int]]) -> dict[int, str]:
+        """The best lines for positions that must rhyme with each other, or {} if none rhyme."""
         head, rest = group[0], group[1:]
         best: tuple[float, dict[int, str]] | None = None
         for first in options[head]:
+            if _normal(first) in used:
+                continue
             picks = {head: first}
-            total = self._score(first, head)
+            total = self._score(first, head, hints)
             for i in rest:
                 partners = [t for t in options[i] if rhymes(last_word(t), last_word(first))
+                            and _normal(t) not in used
                             and _normal(t) not in {_normal(p) for p in picks.values()}]
                 if not partners:
                     break
-                picks[i] = max(partners, key=lambda t: self._score(t, i))
-                total += self._score(picks[i], i)
+                picks[i] = max(partners, key=lambda t: self._score(t, i, hints))
+                total += self._score(picks[i], i, hints)
             else:
                 if best is None or total > best[0]:
                     best = (total, picks)
-        if best is not None:
-            return best[1]
-        # No rhyming set: the best lines one by one (the rhyme problem is reported).
-        picks = {}
-        for i in group:
-            free = [t for t in options[i] if _normal(t) not in {_normal(p) for p in picks.values()}]
-            if free:
-                picks[i] = max(free, key=lambda t: self._score(t, i))
-        return picks
+        return best[1] if best else {}
 
 
 def _request_lines(
@@ -1103,7 +1119,7 @@ def _request_lines(
     request_no: int,
 ) -> list[str]:
     settings = GenerationSettings(seed=config.seed + request_no, temperature=config.temperature,
-                                  max_new_tokens=config.max_new_tokens)
+                                  max_new_tokens=config.tokens_per_line * len(notes) + 8)
     return parse_model_lines(generate_text(lyrics_messages(theme, notes, scheme), settings))
 
 
@@ -1126,13 +1142,16 @@ def _write_verse(
         pending = list(range(len(positions)))
         chosen: dict[int, str] = {}
         wrong: dict[int, list[str]] = {}
+        hints: dict[str, set[int]] = {}
         for _ in range(config.requests_per_stanza):
             ask = [notes[positions[i]] for i in pending]
-            proposed = _request_lines(theme, ask, _group_scheme("".join(scheme[i] for i in pending), len(pending)),
-                                      generate_text, config, requests)
+            ask_scheme = _group_scheme("".join(scheme[i] for i in pending), len(pending))
+            proposed = _request_lines(theme, ask, ask_scheme, generate_text, config, requests)
             requests += 1
+            for i, text in zip(pending, proposed):
+                hints.setdefault(_normal(text), set()).add(i)
             pool += [t for t in proposed if _normal(t) not in {_normal(p) for p in pool}]
-            chosen, wrong = stanza.choose(pool, taken)
+            chosen, wrong = stanza.choose(pool, taken, hints)
             if not wrong:
                 break
             pending = sorted(wrong)
@@ -1421,9 +1440,9 @@ def _flow(words: list[Word], capacities: list[int]) -> list[list[Word]]:
 
     def line_cost(i: int, a: int, b: int) -> float:
         sung = prefix[b] - prefix[a]
-        if sung == 0:
-            return 0.0 if a == count else 4.0
-        return (sung - targets[i]) ** 2 / max(1.0, targets[i]) + 2.0 * max(0, sung - capacities[i])
+        empty = 4.0 if sung == 0 else 0.0  # a music line left without words
+        return (empty + (sung - targets[i]) ** 2 / max(1.0, targets[i])
+                + 2.0 * max(0, sung - capacities[i]))
 
     best = [[math.inf] * (count + 1) for _ in range(lines + 1)]
     back = [[0] * (count + 1) for _ in range(lines + 1)]

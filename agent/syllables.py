@@ -313,8 +313,8 @@ def split_word(text: str) -> Word:
     >>> w = split_word("snowdrift")  # not in CMUdict: spelling rules
     >>> w.syllables, w.stresses, w.source
     (('snow', 'drift'), (1, 0), 'rules')
-    >>> split_word("moon-lit").syllables
-    ('moon', 'lit')
+    >>> split_word("moon-lit").syllables, split_word("lit-tle").stresses
+    (('moon', 'lit'), (1, 0))
     """
     if not text or not any(ch.isalnum() for ch in text):
         raise ValueError(f"not a word: {text!r}")
@@ -349,10 +349,21 @@ def _merge_stresses(stresses: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 
 def _split_compound(text: str) -> Word:
-    """A hyphenated word: each part on its own, the hyphens dropped (they mark syllables in w:)."""
+    """A hyphenated word, the hyphens dropped (they mark syllables in w:).
+
+    When the hyphens already cut a dictionary word into its syllables ("lit-tle"), those are
+    its syllables, with the dictionary's stresses; otherwise (a compound such as "moon-lit" or
+    "snow-white") each part is a word of its own.
+    """
     match = _CORE.match(text)
     lead, core, trail = match.group(1), match.group(2), match.group(3)
     parts = [p for p in core.split("-") if p]
+    joined = _cmu_stresses("".join(parts).lower())
+    if joined is not None and len(joined) == len(parts) and len(parts) > 1:
+        syllables = list(parts)
+        syllables[0] = lead + syllables[0]
+        syllables[-1] = syllables[-1] + trail
+        return Word(text=text, syllables=tuple(syllables), stresses=joined, source="cmudict")
     words = [split_word(p) for p in parts]
     syllables = [s for w in words for s in w.syllables]
     syllables[0] = lead + syllables[0]

@@ -39,8 +39,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
 
 from finetune.styles import BY_NAME as STYLE_TABLE
+from finetune.styles import beat_unit
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -95,6 +97,9 @@ STYLE_FORMS = {
     "lullaby": (16, "AB"), "ballad": (16, "AB"), "hymn": (16, "AB"), "song": (16, "AB"),
     "air": (16, "AB"),
 }
+
+# Styles that are sung: "a ballad about the sea" wants words.
+SUNG_STYLES = ("ballad", "lullaby", "hymn", "song")
 
 # Mood words -> (the mood as stored, the mode it suggests or None).
 MOODS = {
@@ -200,9 +205,8 @@ ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth
 # Intervals -> semitones; "minor" takes one off a major interval, "augmented" adds one,
 # "diminished" takes one off a perfect interval (two off a major one).
 INTERVALS = {
-    "unison": 0, "semitone": 1, "half step": 1, "half-step": 1, "half tone": 1,
-    "halftone": 1, "whole step": 2, "whole-step": 2, "whole tone": 2, "whole-tone": 2,
-    "tone": 2, "step": 2, "second": 2, "third": 4, "fourth": 5, "tritone": 6, "fifth": 7,
+    "unison": 0, "semitone": 1, "half step": 1, "half tone": 1, "whole step": 2,
+    "whole tone": 2, "tone": 2, "step": 2, "second": 2, "third": 4, "fourth": 5, "tritone": 6, "fifth": 7,
     "sixth": 9, "seventh": 11, "octave": 12, "ninth": 14,
 }
 PERFECT_INTERVALS = {"unison", "fourth", "fifth", "octave"}
@@ -298,7 +302,9 @@ class UnderstandConfig:
     long_bars: int = field(default=32, metadata={"help": "length of a 'long' tune"})
     default_bars: int = field(default=16, metadata={"help": "length when nothing says"})
     default_meter: str = field(default="4/4", metadata={"help": "meter when nothing says"})
-    default_bpm: int = field(default=100, metadata={"help": "speed when nothing says"})
+    default_bpm: int = field(default=100, metadata={
+        "help": "speed when neither style nor words say, in quarter notes a minute (a 6/8 "
+                "tune gets the same speed in dotted quarters: 67)"})
 
 
 DEFAULT_CONFIG = UnderstandConfig()
@@ -636,49 +642,51 @@ _ARTICLE_FOLLOWERS = re.compile(r"\s+(?:key|keys|mode|scale|tonality|feel|flavou
 
 
 def _find_keys(text: str) -> list[tuple[int, int, KeyName]]:
-    """Every key named in ``text``: (start, end, key), with a plain letter only where the words
-    around it make it a key ("in G", "key of D"); "a minor tune" is an article, not A minor."""
-    found = []
+    """Every key named in ``text``: (start, end, key). A plain letter counts only where the
+    words around it make it a key ("in G", "key of D", "waltz g 3/4"); "a minor tune" is an
+    article and a mode, not A minor."""
     low = _lower(text)
+    found = []
     for m in _KEY.finditer(text):
-        letter, acc, abbr, mode_word = m.group("letter", "acc", "abbr", "mode")
-        before = low[max(0, m.start() - 24): m.start()]
-        in_context = bool(_KEY_CONTEXT.search(before))
-        after = low[m.end(): m.end() + 16]
-        terse = bool(re.match(r"\s+\d{1,2}/\d{1,2}\s*(?:$|[,.;!?]|please|thanks)", low[m.end():]))
-        if terse:
-            in_context = True  # terse "waltz g 3/4", "air em 6/8", "reel a minor 4/4"
-
-        if abbr and letter.islower() and not in_context:
-            continue  # "am", "em", "bdor": words, not keys
-        if abbr == "m" and re.match(r"\s+i\b", after):
-            continue  # "Am I ..."
-        if not (acc or abbr or mode_word) and not in_context:
-            continue
-        if acc and not (abbr or mode_word or in_context) and letter.islower():
-            continue  # "b flat" alone in a sentence is too weak without "in"
-        if letter in "aA" and not acc and not abbr:
-            at_sentence_start = not text[: m.start()].strip() or \
-                text[: m.start()].rstrip()[-1] in ".!?\n"
-            article = (letter == "a" or at_sentence_start) and not terse
-            if article and mode_word and (not in_context or _ARTICLE_FOLLOWERS.match(after)):
-                continue
-            if not mode_word and letter == "a" and in_context and not terse:
-                # "in a" is only a key at the end of a clause ("in a, please")
-                if not re.match(r"\s*(?:$|[,.;!?)]|\s(?:and|please|at|with|for)\b)", after):
-                    continue
-        if mode_word and _ARTICLE_FOLLOWERS.match(after) and re.match(
-                r"\s+(?:third|sixth|seventh|second|chord)", after):
-            continue  # "a minor third" is an interval
-        tonic = letter.upper()
-        acc_text = (acc or "").strip(" -").lower()
-        if acc_text in ("b", "flat"):
-            tonic += "b"
-        elif acc_text in ("#", "sharp"):
-            tonic += "#"
-        mode = MODE_WORDS.get(mode_word.lower()) if mode_word else MODE_ABBREVIATIONS.get(abbr or "")
-        found.append((m.start(), m.end(), KeyName(tonic, mode)))
+        if _names_a_key(text, low, m):
+            found.append((m.start(), m.end(), _key_from_match(m)))
     return found
+
+
+def _names_a_key(text: str, low: str, m: re.Match[str]) -> bool:
+    """Whether one match of ``_KEY`` is really a key, judged by the words around it."""
+    letter, acc, abbr, mode_word = m.group("letter", "acc", "abbr", "mode")
+    after = low[m.end(): m.end() + 16]
+    terse = bool(re.match(r"\s+\d{1,2}/\d{1,2}\s*(?:$|[,.;!?]|please|thanks)", low[m.end():]))
+    in_context = terse or bool(_KEY_CONTEXT.search(low[max(0, m.start() - 24): m.start()]))
+    if abbr and letter.islower() and not in_context:
+        return False  # "am", "em": words, not keys
+    if abbr == "m" and re.match(r"\s+i\b", after):
+        return False  # "Am I ..."
+    if not (acc or abbr or mode_word or in_context):
+        return False  # a bare letter needs "in", "key of", ...
+    if acc and letter.islower() and not (abbr or mode_word or in_context):
+        return False  # "b flat" alone in a sentence is too weak
+    if mode_word and re.match(r"\s+(?:third|sixth|seventh|second|chord)", after):
+        return False  # "a minor third" is an interval
+    if letter in "aA" and not acc and not abbr and not terse:
+        before = text[: m.start()].rstrip()
+        article = letter == "a" or not before or before[-1] in ".!?\n"
+        if article and mode_word and (not in_context or _ARTICLE_FOLLOWERS.match(after)):
+            return False  # "a minor tune", "A minor waltz please", "in a minor key"
+        if not mode_word and letter == "a" and not re.match(
+                r"\s*(?:$|[,.;!?)]|\s(?:and|please|at|with|for)\b)", after):
+            return False  # "in a slow tempo"; "in a, please" is A
+    return True
+
+
+def _key_from_match(m: re.Match[str]) -> KeyName:
+    letter, acc, abbr, mode_word = m.group("letter", "acc", "abbr", "mode")
+    accidental = (acc or "").strip(" -").lower()
+    tonic = letter.upper() + {"b": "b", "flat": "b", "#": "#", "sharp": "#"}.get(accidental, "")
+    if mode_word:
+        return KeyName(tonic, MODE_WORDS[mode_word.lower()])
+    return KeyName(tonic, MODE_ABBREVIATIONS.get(abbr or ""))
 
 
 def parse_key(text: str) -> KeyName | None:
@@ -747,7 +755,8 @@ _BPM = (
     re.compile(r"(?P<n>\d{2,3})\s*(?:bpm|b\.p\.m\.?|beats? (?:per|a) minute)"),
     re.compile(r"\btempo\b[^\d\n]{0,20}?(?P<n>\d{2,3})\b(?!\s*(?:%|percent|bars?))"),
     re.compile(r"(?:\bq|♩|\b1/4|\b3/8|\b1/2|\b3/4|\b1/8)\s*=\s*(?P<n>\d{2,3})\b"),
-    re.compile(r"\bat\s+(?:about\s+|around\s+)?(?P<n>\d{2,3})\b(?!\s*(?:bars?|measures?|%|percent))"),
+    re.compile(r"\bat\s+(?:about\s+|around\s+)?(?P<n>\d{2,3})\b"
+               r"(?!\s*(?:bars?|measures?|%|percent))"),
 )
 
 
@@ -793,7 +802,8 @@ _SPAN_WORDS_BEFORE = re.compile(r"\b(?:first|last|final|opening|closing|next|tho
 def _find_bars(low: str, config: UnderstandConfig) -> tuple[int, int, int] | None:
     """The length asked for: "16 bars", "a 12 bar tune", "sixteen measures", "short", "long"."""
     for m in _BARS.finditer(low):
-        if _SPAN_WORDS_BEFORE.search(low[: m.start()]) or re.search(r"\bbars?\s+$", low[: m.start()]):
+        before = low[: m.start()]
+        if _SPAN_WORDS_BEFORE.search(before) or re.search(r"\bbars?\s+$", before):
             continue
         n = parse_number(m.group("n"))
         if n and 1 < n <= 256:
@@ -895,14 +905,13 @@ _LYRICS_QUOTED = re.compile(
 _THEME = re.compile(
     r"(?<!how )(?<!what )\b(?:about|on the (?:theme|subject) of|celebrating|describing|"
     r"telling of|inspired by)\s+(?!\d|around\b|a minute\b|the same\b)(?P<theme>.+?)"
-    r"(?=$|\n|[,;!?()]|\.(?:\s|$)|\s+(?:in (?:the key|[A-Ga-g]\b|[A-Ga-g][b#]|\d|a (?:major|minor)\b|"
+    r"(?=$|\n|[,;!?()]|\.(?:\s|$)|\s+(?:"
+    r"in (?:the key|[A-Ga-g]\b|[A-Ga-g][b#]|\d|a (?:major|minor)\b|"
     r"common|cut|waltz time)|at (?:\d|about \d|a (?:slow|fast|lively|brisk|gentle))|"
     r"with (?:lyrics|words|chords|repeats)|for (?:a |an |the )?(?:solo |two )?(?:"
     + "|".join(sorted(INSTRUMENTS, key=len, reverse=True)) + r")|please|but|using|which|"
     r"that (?:is|isn't)|and (?:make|put|use|add|set|play|in|at|with|call)|called|titled|named)\b)",
     re.IGNORECASE)
-# Styles that are sung: "a ballad about X" wants words.
-SUNG_STYLES = ("ballad", "lullaby", "hymn")
 _LYRICS_WORD = re.compile(r"\b(?:lyrics?|words|verses?|sung|sing|singing|singable|vocals?|"
                           r"sing-along|singalong)\b")
 _NO_LYRICS = re.compile(r"\b(?:no|without|instrumental|w/o)\s+(?:any\s+)?(?:lyrics|words|vocals)\b|"
@@ -930,7 +939,8 @@ def _free_text(text: str, config: UnderstandConfig) -> _FreeText:
     m = _TITLE_QUOTED.search(masked) or _TITLE_PLAIN.search(masked)
     if m:
         title = clean_line(m.group("title"), config.max_title_chars)
-        masked = _mask(masked, m.start("title"), m.end("title") + (1 if m.groupdict().get("q") else 0))
+        closing_quote = 1 if m.groupdict().get("q") else 0
+        masked = _mask(masked, m.start("title"), m.end("title") + closing_quote)
     m = _THEME.search(masked)
     if m:
         theme = clean_line(m.group("theme"), config.max_theme_chars)
@@ -948,7 +958,7 @@ def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attribu
     low = _lower(text)
     values: dict[str, object] = {"title": free.title, "lyrics_text": free.lyrics_text}
     inferred: list[str] = []
-    keys = [k for k in _find_keys(text)]
+    keys = _find_keys(text)
     if keys:
         key = keys[0][2]
         values["tonic"] = key.tonic
@@ -986,7 +996,7 @@ def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attribu
     instrument = _find_instrument(text, low)
     if instrument:
         values["instrument"] = instrument[2]
-        values["program"] = INSTRUMENTS.get(instrument[2], INSTRUMENTS.get("saxophone"))
+        values["program"] = INSTRUMENTS[instrument[2]]
     wants_words = bool(_LYRICS_WORD.search(low)) or bool(free.lyrics_text) or bool(
         free.theme and (re.search(r"\bsongs?\b", low) or values.get("style") in SUNG_STYLES))
     if _NO_LYRICS.search(low):
@@ -994,10 +1004,6 @@ def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attribu
     values["lyrics"] = wants_words
     values["lyrics_theme"] = free.theme
     return Attributes(**values, inferred=tuple(inferred))
-
-
-def _has_attributes(attrs: Attributes) -> bool:
-    return bool(attrs.stated())
 
 
 def resolve(attrs: Attributes, config: UnderstandConfig = DEFAULT_CONFIG) -> Attributes:
@@ -1027,8 +1033,13 @@ def resolve(attrs: Attributes, config: UnderstandConfig = DEFAULT_CONFIG) -> Att
         filled["tonic"] = DEFAULT_TONIC[mode]
     if attrs.meter is None:
         filled["meter"] = style.meters[0] if style else config.default_meter
+    meter = attrs.meter or filled["meter"]
     if attrs.tempo_bpm is None:
-        base = style.bpm if style else config.default_bpm
+        try:
+            beat = beat_unit(meter)
+        except ValueError:
+            beat = Fraction(1, 4)
+        base = style.bpm if style else float(config.default_bpm * Fraction(1, 4) / beat)
         if attrs.tempo_word in TEMPO_WORDS:
             factor, low, high = TEMPO_WORDS[attrs.tempo_word]
             base = min(max(base * factor, low), high)
@@ -1068,8 +1079,6 @@ def tempo_beat(meter: str) -> str:
     ...
     ValueError: not a meter: 'waltz'
     """
-    from finetune.styles import beat_unit
-
     unit = beat_unit(meter)
     return f"{unit.numerator}/{unit.denominator}"
 
@@ -1088,33 +1097,30 @@ _INTERVAL_RE = re.compile(
 )
 
 
-def _interval(low: str, config: UnderstandConfig) -> tuple[int, int, int] | None:
+def _interval(low: str, config: UnderstandConfig) -> int | None:
     """Semitones of a transposition said in words: "up a fifth", "down 3 semitones"."""
     up, down = re.search(_UP, low), re.search(_DOWN, low)
     m = _INTERVAL_RE.search(low)
     if not m:
-        if re.search(r"\b(?:higher|lower)\b", low) or re.search(r"\btranspose\b.*\b(up|down)\b", low):
-            sign = -1 if down and not up else 1
-            return 0, len(low), sign * config.default_transpose
+        if re.search(r"\b(?:higher|lower)\b|\btranspose\b.*\b(?:up|down)\b", low):
+            return (-1 if down and not up else 1) * config.default_transpose
         return None
-    name = re.sub(r"s$", "", m.group("interval").replace("-", " ").replace("  ", " "))
-    name = {"semi tone": "semitone", "semitone": "semitone", "halftone": "half tone"}.get(name, name)
-    name = re.sub(r"\s+", " ", name)
-    semitones = INTERVALS.get(name, INTERVALS.get(name.replace(" ", "-"), 0))
+    if not (up or down) and not re.search(r"\btranspos", low):
+        return None
+    name = re.sub(r"s$", "", re.sub(r"[\s-]+", " ", m.group("interval")))
+    name = {"semi tone": "semitone", "halftone": "half tone"}.get(name, name)
+    semitones = INTERVALS[name]
     quality = m.group("quality")
     if quality:
         shift = QUALITY_SHIFT[quality]
         if quality in ("diminished", "dim") and name not in PERFECT_INTERVALS:
             shift = -2
         semitones += shift
-    count = parse_number(m.group("count")) if m.group("count") else 1
     if name in ("semitone", "half step", "half tone", "whole step", "whole tone", "tone",
                 "step", "octave"):
-        semitones *= count or 1
-    if not (up or down) and not re.search(r"\btranspos", low):
-        return None
+        semitones *= parse_number(m.group("count") or "") or 1
     sign = -1 if down and (not up or down.start() < up.start()) else 1
-    return m.start(), m.end(), sign * semitones
+    return sign * semitones
 
 
 _FASTER = re.compile(r"\b(?:faster|quicker|speed (?:it |this |things )?up|speed up|"
@@ -1141,7 +1147,7 @@ def _tempo_edit(low: str, config: UnderstandConfig) -> SetTempo | None:
         change = int(m.group("n")) / 100
         factor = 1 + change if m.group("dir") != "slower" else max(0.1, 1 - change)
         return SetTempo(factor=round(factor, 3))
-    if re.search(r"\b(?:twice as fast|double (?:the )?(?:tempo|speed)|double-time|double time)\b", low):
+    if re.search(r"\b(?:twice as fast|double (?:the )?(?:tempo|speed)|double[- ]time)\b", low):
         return SetTempo(factor=2.0)
     if re.search(r"\b(?:half (?:the )?(?:speed|tempo)|half as fast|twice as slow|half-time|"
                  r"half time)\b", low):
@@ -1202,7 +1208,7 @@ def _find_span(low: str) -> Span | None:
     if re.search(r"\b(?:ending|the end|last bars|final bars|finish|cadence|last few bars|"
                  r"close|outro)\b", low):
         return Span("ending")
-    if re.search(r"\b(?:beginning|the start|opening|intro|first bars|first few bars|start of)\b", low):
+    if re.search(r"\b(?:beginning|the start|opening|intro|first (?:few )?bars|start of)\b", low):
         return Span("beginning")
     if re.search(r"\bmiddle\b", low):
         return Span("middle")
@@ -1269,7 +1275,8 @@ def _length_edit(low: str, config: UnderstandConfig) -> ChangeLength | None:
     return None
 
 
-_RELATIVE_MODE = re.compile(r"\b(?:the\s+)?(?P<rel>relative|parallel|tonic)\s+(?P<mode>major|minor)\b")
+_RELATIVE_MODE = re.compile(r"\b(?:the\s+)?(?P<rel>relative|parallel|tonic)\s+"
+                            r"(?P<mode>major|minor)\b")
 _MODE_CHANGE = re.compile(
     r"\b(?:make|turn|change|switch|put|convert|transform|try|do|play|have|rewrite|set)\b.*?"
     r"\b(?:in(?:to)?|to|it|the tune|this|as)\s+(?:the\s+|a\s+)?(?P<mode>major|minor|dorian|"
@@ -1282,7 +1289,8 @@ _MODE_CHANGE = re.compile(
 def _mode_edit(low: str) -> ChangeMode | None:
     m = _RELATIVE_MODE.search(low)
     if m:
-        return ChangeMode(m.group("mode"), "relative" if m.group("rel") == "relative" else "parallel")
+        relation = "relative" if m.group("rel") == "relative" else "parallel"
+        return ChangeMode(m.group("mode"), relation)
     m = _MODE_CHANGE.search(low)
     if m:
         return ChangeMode(m.group("mode") or m.group("mode2") or m.group("mode3"), "parallel")
@@ -1304,14 +1312,16 @@ def _instrument_edit(text: str, low: str) -> SetInstrument | None:
     if not _INSTRUMENT_EDIT.search(low[max(0, start - 40): start]) and not re.match(
             r"\s*(?:instead|please|version|sound|tune|piece|[.!]|$)", low[end:]):
         return None
-    return SetInstrument(INSTRUMENTS.get(name, INSTRUMENTS["saxophone"]), name)
+    return SetInstrument(INSTRUMENTS[name], name)
 
 
-_REPEAT = re.compile(r"\b(?:repeat|repeats|repeat signs|repeat marks|play (?:it|the \w+ part) twice)\b")
+_REPEAT = re.compile(r"\b(?:repeat|repeats|repeat signs|repeat marks|"
+                     r"play (?:it|the \w+ part) twice)\b")
 
 
 def _repeat_edit(low: str) -> RepeatPart | None:
-    if not _REPEAT.search(low) or re.search(r"\b(?:less|not|no|remove|without)\s+(?:the\s+)?repe", low):
+    if not _REPEAT.search(low) or re.search(
+            r"\b(?:less|not|no|remove|without)\s+(?:the\s+)?repe", low):
         return None
     if re.search(r"\brepetitive\b", low):
         return None
@@ -1345,7 +1355,7 @@ def _clause_edits(text: str, low: str, config: UnderstandConfig) -> list[ExactEd
     interval = _interval(low, config)
     if interval and re.search(r"\b(?:transpos|up|down|higher|lower|raise|drop|shift|move|"
                               r"octave)\w*", low):
-        found.append(Transpose(semitones=interval[2]))
+        found.append(Transpose(semitones=interval))
     else:
         mode = _mode_edit(low)
         key = _key_edit(text, low)
@@ -1396,7 +1406,8 @@ _CREATIVE_WORDS = re.compile(
     r"chords?|bass ?line|counter-?melody|second voice|harmony|descant|bridge|coda|intro|"
     r"modulat\w*|key change)\b|\badd (?:a |an )?(?:b|c|third|second|new) (?:part|section)\b|"
     r"\b(?:make|turn) (?:it|this|the tune) (?:into )?(?:a|an)\b(?!\s+(?:bit|little|lot|touch|tad|"
-    r"few|couple|semitone|tone|step|half|whole|third|fourth|fifth|sixth|octave))|\b(?:sound|feel) (?:more )?like\b"
+    r"few|couple|semitone|tone|step|half|whole|third|fourth|fifth|sixth|octave))|"
+    r"\b(?:sound|feel) (?:more )?like\b"
     r"|\bchange (?:the )?(?:rhythm|melody|ending|beginning|notes|time signature|meter|metre)\b"
     r"|\bdifferent\b|\binteresting\b|\bexciting\b|\bboring\b|\brepetitive\b|\bplain\b")
 
@@ -1426,7 +1437,8 @@ _LINE_REPLACE = re.compile(
     r"sixth|seventh|eighth|last|final|1st|2nd|3rd|4th)\s+(?:lyric\s+)?line|(?:lyric\s+)?line\s+"
     r"(?P<num>\d{1,2}))(?:\s+of\s+(?:the\s+)?(?:lyrics|words))?(?:\s+(?:with|to|into|so it "
     r"(?:says|reads))\s*:?\s*(?P<text>.+))?$|"
-    r"\b(?:the\s+)?(?:(?P<ord2>first|second|third|fourth|last|final)\s+line|line\s+(?P<num2>\d{1,2}))"
+    r"\b(?:the\s+)?(?:(?P<ord2>first|second|third|fourth|last|final)\s+line|"
+    r"line\s+(?P<num2>\d{1,2}))"
     r"\s+(?:should (?:be|say|read)|=)\s*:?\s*(?P<text2>.+)$",
     re.IGNORECASE | re.DOTALL)
 _WORD_REPLACE = re.compile(
@@ -1482,7 +1494,8 @@ _POLITE_REQUEST = re.compile(r"^\s*(?:can|could|would|will)\s+(?:you|we|i)\s+(?!
 _QUESTION_FORM = re.compile(r"\?\s*$|^\s*(?:what|which|why|how|is|are|does|do|can you tell|"
                             r"could you tell|tell me|explain|who|where|when)\b")
 _DEFINE = re.compile(r"^\s*(?:what(?:'s| is| are)|what does|explain|define|tell me about)\s+"
-                     r"(?:an?\s+)?(?!the\b|this\b|it\b)(?P<subject>[\w /#-]+?)(?:\s+mean)?\s*\??\s*$")
+                     r"(?:an?\s+)?(?!the\b|this\b|it\b)(?P<subject>[\w /#-]+?)"
+                     r"(?:\s+mean)?\s*\??\s*$")
 
 
 def _question(low: str) -> Question | None:
@@ -1509,7 +1522,8 @@ _UNDO = re.compile(r"^(?:please\s+)?(?:undo|go back|revert|take (?:that|it) back
                    r"change it back|undo last)(?:\s+please)?\s*[.!]*$")
 _REDO = re.compile(r"^(?:please\s+)?(?:redo|redo (?:that|it|the last (?:change|edit))|"
                    r"go forward|undo (?:the|that) undo|forward|re-do)(?:\s+please)?\s*[.!]*$")
-_START_OVER = re.compile(r"^(?:please\s+|let'?s\s+|ok,?\s+|okay,?\s+)?(?:start (?:over|again|afresh|"
+_START_OVER = re.compile(r"^(?:please\s+|let'?s\s+|ok,?\s+|okay,?\s+)?"
+                         r"(?:start (?:over|again|afresh|"
                          r"from scratch|a new (?:tune|one|song))|begin again|new (?:tune|song|"
                          r"piece|melody)|a new (?:tune|one)|reset|clear(?: (?:it|all|everything))?|"
                          r"scrap (?:it|that|this)|throw (?:it|this) away|from scratch|"
@@ -1588,12 +1602,13 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
         return _edit_request(base, text, free, attrs, config)
     if not has_score and not wants_new:
         edit = _edit_request(base, text, free, attrs, config)
+        writes_words = any(isinstance(op, WriteLyrics) for op in edit.lyric_ops)
         relative = edit.intent in ("exact_edit", "creative_edit") or (
-            edit.intent == "lyrics" and not any(isinstance(op, WriteLyrics) for op in edit.lyric_ops))
+            edit.intent == "lyrics" and not writes_words)
         if relative and (_REFERS_TO_TUNE.search(masked_low) or _EDIT_VERB.search(masked_low)) \
                 and not _standalone(attrs):
             return replace(base, attributes=attrs, explanation=NEEDS_SCORE[edit.intent])
-    if wants_new or _has_attributes(attrs) or re.search(
+    if wants_new or bool(attrs.stated()) or re.search(
             r"\b(?:tune|melody|song|piece|music|something|compose|write)\b", masked_low):
         if free.theme and not attrs.lyrics and re.search(r"\b(?:lyrics|words|song)\b", masked_low):
             attrs = replace(attrs, lyrics=True)
@@ -1638,7 +1653,7 @@ def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
             r"\b(?:make|change|turn|give|add|put|rewrite|let|could|can|try|improve|fix)\b", low):
         return replace(base, intent="creative_edit", attributes=attrs,
                        creative=CreativeEdit(clean_line(text, 400) or "", span))
-    if _has_attributes(attrs):
+    if bool(attrs.stated()):
         if _REFERS_TO_TUNE.search(low):  # "I want it in 6/8": about this tune
             return replace(base, intent="creative_edit", attributes=attrs,
                            creative=CreativeEdit(clean_line(text, 400) or "", span))

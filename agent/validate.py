@@ -337,25 +337,37 @@ def describe_length(length: Fraction, meter: Meter) -> str:
     >>> describe_length(Fraction(5, 8), parse_meter("2/4"))
     '2½ beats'
     """
+    name, counts = _in_units([length], meter)
+    return f"{counts[0]} {_plural(name, counts[0])}"
+
+
+_UNITS = ((Fraction(1, 8), "eighth"), (Fraction(1, 16), "sixteenth"),
+          (Fraction(1, 32), "thirty-second"), (Fraction(1, 64), "sixty-fourth"))
+
+
+def _in_units(lengths: list[Fraction], meter: Meter) -> tuple[str, list[str]]:
+    """One unit all ``lengths`` can be counted in (beats if possible), and the counts."""
     beat = meter.beat_length or Fraction(1, 4)
-    beats = length / beat
-    if not meter.is_compound and beats.denominator == 1:
-        return f"{beats.numerator} beat{'s' * (beats != 1)}"
-    if not meter.is_compound and beats.denominator == 2:
-        whole = beats.numerator // 2
-        return f"{whole or ''}½ beats" if whole else "½ beat"
-    for unit, name in ((Fraction(1, 8), "eighth"), (Fraction(1, 16), "sixteenth"),
-                       (Fraction(1, 32), "thirty-second"), (Fraction(1, 64), "sixty-fourth")):
-        if unit <= Fraction(1, meter.denominator or 4) and (length / unit).denominator == 1:
-            count = (length / unit).numerator
-            return f"{count} {name}{'s' * (count != 1)}"
-    return f"{length} of a whole note"
+    if not meter.is_compound and not meter.groups:
+        counts = [length / beat for length in lengths]
+        if all(c.denominator in (1, 2) for c in counts):
+            return "beat", [_count_text(c) for c in counts]
+    for unit, name in _UNITS:
+        counts = [length / unit for length in lengths]
+        if all(c.denominator == 1 for c in counts):
+            return name, [str(c.numerator) for c in counts]
+    return "whole note", [str(length) for length in lengths]
 
 
-def _meter_size(meter: Meter, length: Fraction) -> str:
-    """How many of the same units the meter has, for 'the meter 3/4 has 3'."""
-    text = describe_length(length, meter)
-    return text.split(" ", 1)[0]
+def _count_text(count: Fraction) -> str:
+    if count.denominator == 1:
+        return str(count.numerator)
+    whole = count.numerator // 2
+    return f"{whole}½" if whole else "½"
+
+
+def _plural(name: str, count: str) -> str:
+    return name if count in ("1", "½") else name + "s"
 
 
 def _check_bars(bars: list[Bar], tokens: list[Token]) -> list[Diagnostic]:
@@ -410,10 +422,9 @@ def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction]
     index = number - 1
     following = bars[index + 1] if index + 1 < len(bars) else None
     meter = bar.meter
-    have = describe_length(bar.duration, meter)
-    full = _meter_size(meter, bar.expected)
-    difference = abs(bar.expected - bar.duration)
-    delta = describe_length(difference, meter).split(" ", 1)[0]
+    unit, (have, full, delta) = _in_units(
+        [bar.duration, bar.expected, abs(bar.expected - bar.duration)], meter)
+    have = f"{have} {_plural(unit, have)}"
     if bar.duration > bar.expected:
         split = _missing_bar_line(bar)
         if split is not None:
@@ -453,28 +464,24 @@ def _check_repeats(bars: list[Bar]) -> list[Diagnostic]:
         by_voice.setdefault(bar.voice, []).append(bar)
     for voice_bars in by_voice.values():
         open_at: tuple[int, int] | None = None
-        last_ending = 0
+        previous_label: str | None = None
+        last_number = 0
         for number, bar in enumerate(voice_bars, start=1):
             opening = bar.opening.text if bar.opening is not None else ""
-            if opening.rstrip("]").endswith(":") or opening == "::":
+            if bar.starts_repeat:
                 if open_at is not None and not opening.lstrip("[").startswith(":"):
                     out.append(_unclosed(open_at))
                 open_at = (bar.opening.line, number)
-            if bar.ending and bar.ending != (voice_bars[number - 2].ending if number > 1
-                                             else None):
-                first = int(re.match(r"\d+", bar.ending).group())
-                if first != last_ending + 1 and first != 1:
-                    out.append(Diagnostic("warning", "ending", f"ending [{bar.ending} comes "
-                                          f"after ending {last_ending or 'none'}", bar.line,
-                                          number))
-                last_ending = int(re.findall(r"\d+", bar.ending)[-1])
-            elif not bar.ending:
-                last_ending = 0 if _starts_section(bar) and not bar.starts_repeat else last_ending
-            closing = bar.bar_line.text if bar.bar_line is not None else ""
-            if closing.lstrip("[").startswith(":"):
+                last_number = 0
+            if bar.ending and bar.ending != previous_label:
+                numbers = [int(n) for n in re.findall(r"\d+", bar.ending)]
+                if numbers[0] not in (1, last_number + 1):
+                    out.append(Diagnostic("warning", "ending", f"ending [{bar.ending} follows "
+                                          f"ending {last_number or 'none'}", bar.line, number))
+                last_number = numbers[-1]
+            previous_label = bar.ending
+            if bar.ends_repeat:
                 open_at = None
-                if closing.rstrip("]").endswith(":") or closing == "::":
-                    open_at = (bar.bar_line.line, number + 1)
         if open_at is not None:
             out.append(_unclosed(open_at))
     return out
@@ -551,7 +558,8 @@ def _check_music21(tune: TuneText) -> list[Diagnostic]:
     from agent.abc_reader import _read
 
     try:
-        _read(tune)
+        read = _read(tune)
     except AbcError as error:
         return [Diagnostic("error", "music21", error.message, error.line, error.bar)]
-    return []
+    return [Diagnostic("warning", "music21", message, tune.body_line)
+            for message in read.warnings if "could not be matched" in message]

@@ -225,38 +225,21 @@ def read_and_write(raw_text: str) -> tuple[Any, str]:
         raise Rejected("cannot be read or written", f"{type(exc).__name__}: {exc}") from None
 
 
-def validate_problems(abc: str) -> list[str]:
-    """The reasons ``abc`` does not validate clean (empty when it does), by the app's validator."""
-    try:
-        from agent.validate import validate_abc
-    except ImportError:  # the validator is not in this checkout yet
-        return _provisional_problems(abc)
-    report = validate_abc(abc)
-    problems = [d for d in getattr(report, "diagnostics", []) if getattr(d, "severity", "error") == "error"]
-    if getattr(report, "valid", not problems):
+def validate_problems(abc: str, music21: bool = True) -> list[str]:
+    """The codes of the errors the app's validator finds in ``abc`` (empty when it is valid).
+
+    ``music21=False`` leaves out the validator's music21 reading (a third of the cost of a
+    tune): the builder uses it for text it has just written from a score music21 read.
+
+    >>> validate_problems("X:1\\nT:t\\nM:3/4\\nL:1/4\\nK:G\\nG A B|c2 B A|G3|]\\n")
+    ['bar-length']
+    """
+    from agent.validate import ValidateSettings, validate_abc
+
+    report = validate_abc(abc, ValidateSettings(music21=music21))
+    if report.valid:
         return []
-    return [getattr(d, "code", None) or str(d) for d in problems] or ["invalid"]
-
-
-def _provisional_problems(abc: str) -> list[str]:
-    """Stand-in for the app's validator until it exists: the tokenizer finds nothing unknown,
-    and every bar is full but the first and last, endings, and bars at part boundaries."""
-    from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
-
-    tune = parse_tune(abc)
-    tokens = tokenize_body(tune.body, tune)
-    if any(t.kind is Kind.UNKNOWN for t in tokens):
-        return ["unknown symbols"]
-    bars = split_bars(tokens, tune)
-    section = re.compile(r"\|\||\|\]|:\||::|\|:")
-
-    def at_section_edge(bar: Any) -> bool:  # pickups and split bars at part boundaries
-        return any(line is not None and section.search(line.text)
-                   for line in (bar.opening, bar.bar_line))
-
-    wrong = [b.number for b in bars[1:-1]
-             if not b.is_full and b.ending is None and not at_section_edge(b)]
-    return [f"bars of the wrong length: {wrong[:5]}"] if wrong else []
+    return [d.code for d in report.diagnostics if d.severity == "error"] or ["invalid"]
 
 
 # --- attributes --------------------------------------------------------------------------------
@@ -395,9 +378,9 @@ def describe(abc: str, score: Any, *, title: str, rhythm: str, q_value: str,
     except ValueError as exc:
         raise Rejected("header", str(exc)) from None
     canonical = header + body.strip("\n") + "\n"
-    problems = validate_problems(canonical)
+    problems = validate_problems(canonical, music21=False)
     if problems:
-        raise Rejected("does not validate", problems[0])
+        raise Rejected(f"does not validate ({problems[0]})", ", ".join(sorted(set(problems))))
     parts, form = form_of(body)
     low, high = min(n[0] for n in notes), max(n[0] for n in notes)
     lyrics = [line[2:].strip() for line in body.splitlines() if line.startswith("w:")]

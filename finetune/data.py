@@ -36,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from agent.prompts import abc_header, compose_messages, edit_messages, lyrics_messages
 from finetune import corpus, edits, lyrics, phrasing
@@ -169,9 +169,8 @@ def read_corpus(config: DataConfig, cache: Path) -> list[dict]:
             records[raw.tune_id] = json.loads(path.read_text())
         else:
             todo.append(raw)
-    if todo:
-        results = _map(_analyse, todo, config.workers, "reading tunes")
-        for raw, record in zip(todo, results):
+    if todo:  # each result is cached as it comes, so an interrupted build loses little
+        for raw, record in zip(todo, _map(_analyse, todo, config.workers, "reading tunes")):
             path = _cache_path(cache, raw, version)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
@@ -181,17 +180,19 @@ def read_corpus(config: DataConfig, cache: Path) -> list[dict]:
     return [records[raw.tune_id] for raw in raws]
 
 
-def _map(function: Any, items: list, workers: int, label: str) -> list:
-    """``function`` over ``items`` with a progress bar, in ``workers`` processes, in order."""
+def _map(function: Any, items: list, workers: int, label: str) -> Iterator:
+    """``function`` over ``items`` with a progress bar, in ``workers`` processes; results are
+    yielded in order as they come."""
     from tqdm import tqdm
 
     if workers == 1 or len(items) < 8:
-        return [function(item) for item in tqdm(items, desc=label, unit="tune")]
+        yield from (function(item) for item in tqdm(items, desc=label, unit="tune"))
+        return
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return list(tqdm(pool.imap(function, items, chunksize=4), total=len(items), desc=label,
-                         unit="tune"))
+        yield from tqdm(pool.imap(function, items, chunksize=4), total=len(items), desc=label,
+                        unit="tune")
 
 
 # --- duplicates and splits ---------------------------------------------------------------------
@@ -327,7 +328,7 @@ def _transpose_one(job: tuple[dict, str]) -> dict | None:
         text = transpose_abc(tune["abc"], tonic, attributes["mode"])
     except ValueError:
         return None
-    if corpus.validate_problems(text):
+    if corpus.validate_problems(text, music21=False):
         return None
     shift = _semitone_shift(attributes["tonic"], tonic)
     attributes.update(tonic=tonic, key=corpus.key_field(tonic, attributes["mode"]), range={

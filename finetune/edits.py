@@ -19,7 +19,7 @@ the first bar that changes, so training takes loss only on the part that is new.
 
 >>> tune = "X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAF|GBdB|AFDF|E2D2|]\\n"
 >>> flatten_bar_text(tune, 2)
-'X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAF|G2d2|AFDF|E2D2|]\\n'
+'X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAF|G2 d2|AFDF|E2D2|]\\n'
 >>> edit_prefill(flatten_bar_text(tune, 2), tune)
 'X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAF|'
 >>> flatten_bar_text(tune, 9)
@@ -91,7 +91,7 @@ def flattened(bar: Bar, beat: Fraction, unit: Fraction) -> str | None:
     for index, (head, start) in enumerate(pieces):
         end = pieces[index + 1][1] if index + 1 < len(pieces) else position
         out.append(head + _length_text((end - start) / unit))
-    return "".join(out)
+    return " ".join(out)
 
 
 def flatten_bar_text(abc: str, number: int) -> str:
@@ -154,8 +154,9 @@ def add_part_pair(abc: str, rng: random.Random) -> EditPair | None:
     """First part -> first two parts, when the tune has a second part of at least 4 bars."""
     tune = parse_tune(abc)
     bars = split_bars(tokenize_body(tune.body, tune), tune)
-    ends = [i for i, bar in enumerate(bars)
-            if bar.bar_line is not None and re.search(r":\||::|\|\||\|\]", bar.bar_line.text)]
+    ends = [i for i, bar in enumerate(bars)  # part ends, a first ending's repeat excluded
+            if bar.bar_line is not None and re.search(r":\||::|\|\||\|\]", bar.bar_line.text)
+            and (i + 1 == len(bars) or bars[i + 1].ending is None)]
     if len(ends) < 2 or ends[0] < 3 or ends[1] - ends[0] < 4:
         return None
     first_end = bars[ends[0]].bar_line.end

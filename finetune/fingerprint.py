@@ -36,13 +36,9 @@ MIN_BAR_NOTES = 3  # shorter bars ("A4 A4") are too common to count as copies
 
 
 def parse_abc(abc: str) -> Any:
-    """A music21 score of one ABC tune, read by the app's reader when it is there."""
-    try:
-        from agent.abc_reader import read_tune
-    except ImportError:  # the reader module is not in this checkout yet
-        from music21 import converter
+    """A music21 score of one ABC tune, read by the app's reader (ABC 2.1 rules)."""
+    from agent.abc_reader import read_tune
 
-        return converter.parse(abc, format="abc")
     return read_tune(abc).score
 
 

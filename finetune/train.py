@@ -406,7 +406,6 @@ def _decoder_layers(model: Any) -> int:
 
 def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
     """The base (frozen; 4-bit with --qlora) wrapped with a fresh LoRA adapter, and the tokenizer."""
-    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from agent.model import ModelConfig, base_identity, load_model
@@ -463,12 +462,12 @@ def trainable_summary(model: Any) -> str:
 def lr_factor(step: int, config: TrainConfig, total_steps: int) -> float:
     """The learning rate at ``step`` as a fraction of ``config.lr``: linear warm-up, then cosine.
 
-    >>> config = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
-    >>> [round(lr_factor(s, config, 110), 3) for s in (0, 5, 10, 60, 110)]
-    [0.0, 0.5, 1.0, 0.55, 0.1]
+    >>> config = TrainConfig(warmup_steps=9, min_lr_ratio=0.1)
+    >>> [round(lr_factor(s, config, 109), 3) for s in (0, 4, 9, 59, 109)]
+    [0.1, 0.5, 1.0, 0.55, 0.1]
     """
     if step < config.warmup_steps:
-        return step / config.warmup_steps
+        return (step + 1) / (config.warmup_steps + 1)
     progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
     cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
@@ -709,8 +708,6 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from agent.model import cpu_cores
-
     # --- where it runs
     want_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -723,14 +720,12 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
         recover_dirs(out)
     accelerator.wait_for_everyone()
     log = _Log(out / "train.log", main)
-    torch.set_num_threads(config.threads or cpu_cores())
 
     # --- data
     data_dir = Path(config.data)
     data_hash = split_hash(data_dir)
     set_seed(config.seed)
-    model, tokenizer = build_model(config, device)
-    torch.set_num_threads(config.threads or cpu_cores())
+    model, tokenizer = build_model(config, device)  # also sets torch's CPU threads
     train_examples, train_dropped = encode_records(tokenizer, read_jsonl(data_dir / "train.jsonl"), config.max_length)
     valid_examples, valid_dropped = encode_records(tokenizer, read_jsonl(data_dir / "valid.jsonl"), config.max_length)
     if not train_examples or not valid_examples:
@@ -773,7 +768,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
         progress = Progress(**saved["progress"])
         saved_rng = saved["rng"][accelerator.process_index]
         log(f"resumed from {resume_from} at step {progress.step}")
-    elif main:
+    if main:
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
 
     def evaluate() -> float:

@@ -164,7 +164,7 @@ def test_broken_rhythm(read):
     score = abc("A3/2B/2 c/d3/2 e3/2f/2 g2 | A3B c2d2 | z8 |")
     text = assert_round_trip(score, read)
     assert body_of(text) == ["A>B c<d e>f g2 | A3 B c2 d2 | z8 |"]
-    plain = write_abc(score, config=WriterConfig(broken_rhythm=False))
+    plain = write_abc(score, config=WriterConfig(broken_rhythm=False, unit_length=Fraction(1, 8)))
     assert body_of(plain) == ["A3/2B/ c/d3/2 e3/2f/ g2 | A3 B c2 d2 | z8 |"]
 
 
@@ -317,6 +317,35 @@ def test_key_and_meter_change_mid_tune(read):
     assert meters == ["4/4", "3/4", "4/4"]
 
 
+def test_tempo_changes_at_and_inside_bars():
+    # music21 drops Q: fields inside the tune; the project's reader keeps them
+    score = _read_project(
+        "X:1\nT:Tempi\nM:4/4\nL:1/8\nQ:1/4=100\nK:C\nA8 | B8 |\nQ:1/4=80\nc8 | d4 [Q:1/4=60] d4 | e8 |]\n"
+    )
+    text = assert_round_trip(score, _read_project)
+    assert body_of(text) == ["A8 | B8 |", "Q:1/4=80", "L:1/8", "c8 | d4 [Q:1/4=60]d4 | e8 |]"]
+    marks = [(m.number, mark.number, mark.offset)
+             for m in _read_project(text).parts[0].getElementsByClass(stream.Measure)
+             for mark in m.getElementsByClass(tempo.MetronomeMark)]
+    assert [(number, offset) for _, number, offset in marks] == [(100, 0), (80, 0), (60, 2)]
+
+
+def test_articulations_ornaments_and_dynamics():
+    source = ("!p!.A2 !trill!B2 !accent!c2 !fermata!d2 | !mf!!tenuto!A2 !upbow!d2 "
+              "!downbow![CE]2 !fermata!z2 | !mordent!A2 !uppermordent!B2 c4 |]")
+    score = _read_project(f"X:1\nT:Marks\nM:4/4\nL:1/8\nK:C\n{source}\n")
+    text = assert_round_trip(score, _read_project)
+    assert body_of(text) == [source]
+
+    def marks(s):
+        return [sorted(type(m).__name__ for m in list(n.articulations) + list(n.expressions))
+                for n in s.recurse().notesAndRests]
+
+    again = _read_project(text)
+    assert marks(again) == marks(score)
+    assert [d.value for d in again.recurse().getElementsByClass("Dynamic")] == ["p", "mf"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Several parts
 
@@ -410,7 +439,8 @@ def test_output_is_deterministic_and_tidy():
     first, second = write_abc(score), write_abc(score)
     assert first == second
     assert all(line == line.rstrip() and line for line in first.splitlines())
-    assert body_of(first) == ["|: GABc dBAG | FGAB c2BA :|", "|: g2fe dcBA | GABc d4 :|"]
+    # eighths beamed by half bars in 4/4; a quarter note stands alone
+    assert body_of(first) == ["|: GABc dBAG | FGAB c2 BA :|", "|: g2 fe dcBA | GABc d4 :|"]
 
 
 def test_empty_or_unsupported_input_is_refused():

@@ -154,14 +154,15 @@ def test_must_close_bar_and_completion():
 
 
 def test_repetition_rules():
-    spec = body_spec("2/4", "1/8", FormPlan.through(8))
+    spec = body_spec("2/4", "1/8", FormPlan.through(8, bars_per_line=8))
     state = start_state(spec).feed("A4 | A4 | ")
     assert state.feed("A4 |") is None  # a third A4 in a row
     assert state.feed("A2 B2 |") is not None
     state = start_state(spec).feed("A4 | B4 | c4 | A4 | ")
     assert state.feed("B4 |") is None  # "A4 B4" again: a copied pair of bars
     assert state.feed("B2 A2 |") is not None
-    off = body_spec("2/4", "1/8", FormPlan.through(8), repetition=RepetitionRules(0, 0))
+    off = body_spec("2/4", "1/8", FormPlan.through(8, bars_per_line=8),
+                    repetition=RepetitionRules(0, 0))
     assert start_state(off).feed("A4 | A4 | A4 | A4 |") is not None
 
 

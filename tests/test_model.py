@@ -97,7 +97,7 @@ def tiny_base(tmp_path_factory) -> Path:
     return make_tiny_base(tmp_path_factory.mktemp("tiny-base"))
 
 
-def sample_ids(tokenizer, text: str = "X:1\nT:Test\nM:3/4\nK:Dm\nA2 d2 f2|e4 d2|") -> "torch.Tensor":
+def sample_ids(tokenizer, text: str = "X:1\nT:Test\nM:3/4\nK:Dm\nA2 d2 f2|e4 d2|"):
     import torch
 
     return torch.tensor([tokenizer.encode(text)])

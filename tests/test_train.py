@@ -224,3 +224,20 @@ def test_killed_while_replacing_a_folder_recovers(tmp_path):
     recover_dirs(tmp_path)
     assert (tmp_path / "best" / "weights").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+@pytest.mark.slow
+def test_two_steps_on_smollm2_give_an_adapter_that_loads_back(tiny, tmp_path):
+    import torch
+
+    _, data = tiny
+    config = TrainConfig(base="smollm2-135m", data=str(data), out=str(tmp_path / "run"), max_steps=2, batch_size=1,
+                         eval_batches=1, log_interval=1, device="cpu")
+    result = train(config)
+    assert result.progress.step == 2 and all(loss < 10 for loss in train_losses(result))
+    adapter = json.loads((tmp_path / "run" / "final" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "smollm2-135m"
+    loaded = load_model(ModelConfig(base="smollm2-135m", adapter=str(tmp_path / "run" / "final")))
+    ids = torch.tensor([loaded.tokenizer.encode("X:1\nM:6/8\nK:G\nGAB")])
+    with torch.no_grad():
+        assert torch.equal(loaded.model(ids).logits, result.model.eval()(input_ids=ids).logits)

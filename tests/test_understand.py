@@ -31,14 +31,18 @@ CASES = [
      {"tonic": "D", "mode": "minor", "style": "waltz", "mood": "sad"}),
     ("a lively jig in G", False, "compose",
      {"tonic": "G", "mode": "major", "style": "jig", "tempo_word": "lively"}),
-    ("compose a reel in D major", False, "compose", {"tonic": "D", "mode": "major", "style": "reel"}),
-    ("slip jig in A dorian", False, "compose", {"tonic": "A", "mode": "dorian", "style": "slip jig"}),
-    ("a hornpipe in B flat", False, "compose", {"tonic": "Bb", "mode": "major", "style": "hornpipe"}),
+    ("compose a reel in D major", False, "compose",
+     {"tonic": "D", "mode": "major", "style": "reel"}),
+    ("slip jig in A dorian", False, "compose",
+     {"tonic": "A", "mode": "dorian", "style": "slip jig"}),
+    ("a hornpipe in B flat", False, "compose",
+     {"tonic": "Bb", "mode": "major", "style": "hornpipe"}),
     ("a tune in b-flat major", False, "compose", {"tonic": "Bb", "mode": "major"}),
     ("in b-flat major", False, "compose", {"tonic": "Bb", "mode": "major"}),
     ("a march in B♭", False, "compose", {"tonic": "Bb", "mode": "major", "style": "march"}),
     ("a polka in F#", False, "compose", {"tonic": "F#", "mode": "major", "style": "polka"}),
-    ("a waltz in F sharp minor", False, "compose", {"tonic": "F#", "mode": "minor", "style": "waltz"}),
+    ("a waltz in F sharp minor", False, "compose",
+     {"tonic": "F#", "mode": "minor", "style": "waltz"}),
     ("something in f-sharp minor", False, "compose", {"tonic": "F#", "mode": "minor"}),
     ("a tune in Am", False, "compose", {"tonic": "A", "mode": "minor"}),
     ("a jig in a-minor", False, "compose", {"tonic": "A", "mode": "minor", "style": "jig"}),
@@ -46,16 +50,19 @@ CASES = [
     ("a reel in E phrygian", False, "compose", {"tonic": "E", "mode": "phrygian", "style": "reel"}),
     ("a tune in Bbm", False, "compose", {"tonic": "Bb", "mode": "minor"}),
     ("a march in Eb", False, "compose", {"tonic": "Eb", "mode": "major", "style": "march"}),
-    ("write an air in C# minor", False, "compose", {"tonic": "C#", "mode": "minor", "style": "air"}),
+    ("write an air in C# minor", False, "compose",
+     {"tonic": "C#", "mode": "minor", "style": "air"}),
     ("in F", False, "compose", {"tonic": "F", "mode": "major"}),
     ("a tune in the key of G", False, "compose", {"tonic": "G", "mode": "major"}),
     ("a B locrian study", False, "compose", {"tonic": "B", "mode": "locrian"}),
     ("a tune in A aeolian", False, "compose", {"tonic": "A", "mode": "aeolian"}),
     ("Gm reel", False, "compose", {"tonic": "G", "mode": "minor", "style": "reel"}),
-    ("a D mixolydian reel", False, "compose", {"tonic": "D", "mode": "mixolydian", "style": "reel"}),
+    ("a D mixolydian reel", False, "compose",
+     {"tonic": "D", "mode": "mixolydian", "style": "reel"}),
     ("Ador jig", False, "compose", {"tonic": "A", "mode": "dorian", "style": "jig"}),
     ("a tune in E lydian", False, "compose", {"tonic": "E", "mode": "lydian"}),
-    ("a hornpipe in G ionian", False, "compose", {"tonic": "G", "mode": "ionian", "style": "hornpipe"}),
+    ("a hornpipe in G ionian", False, "compose",
+     {"tonic": "G", "mode": "ionian", "style": "hornpipe"}),
     ("write a tune in a minor", False, "compose", {"tonic": "A", "mode": "minor"}),
     ("a waltz in A minor", False, "compose", {"tonic": "A", "mode": "minor", "style": "waltz"}),
     ("a minor tune", False, "compose", {"mode": "minor"}),
@@ -72,7 +79,8 @@ CASES = [
     ("an uplifting melody in 3/4", False, "compose",
      {"mode": "major", "mood": "uplifting", "meter": "3/4"}),
     ("a happy jig", False, "compose", {"mode": "major", "mood": "happy", "style": "jig"}),
-    ("a bright tune in E minor", False, "compose", {"tonic": "E", "mode": "minor", "mood": "bright"}),
+    ("a bright tune in E minor", False, "compose",
+     {"tonic": "E", "mode": "minor", "mood": "bright"}),
     ("a sad tune in G", False, "compose", {"tonic": "G", "mode": "major", "mood": "sad"}),
     ("a dark, brooding tune in D minor", False, "compose",
      {"tonic": "D", "mode": "minor", "mood": "dark"}),
@@ -92,7 +100,8 @@ CASES = [
     ("six-eight time please", False, "compose", {"meter": "6/8"}),
     ("a tune in nine-eight", False, "compose", {"meter": "9/8"}),
     ("a march in 6/8", False, "compose", {"meter": "6/8", "style": "march"}),
-    ("a piece in 9/8 in E minor", False, "compose", {"meter": "9/8", "tonic": "E", "mode": "minor"}),
+    ("a piece in 9/8 in E minor", False, "compose",
+     {"meter": "9/8", "tonic": "E", "mode": "minor"}),
     ("a tune in waltz time", False, "compose", {"meter": "3/4"}),
     # --- tempo ------------------------------------------------------------------------------
     ("a tune at 90 bpm in D", False, "compose", {"tempo_bpm": 90, "tonic": "D", "mode": "major"}),
@@ -191,7 +200,8 @@ CASES = [
     ("a strathspey in A", False, "compose", {"style": "strathspey", "tonic": "A", "mode": "major"}),
     ("a mazurka in E minor", False, "compose", {"style": "mazurka", "tonic": "E", "mode": "minor"}),
     ("a minuet in G", False, "compose", {"style": "minuet", "tonic": "G", "mode": "major"}),
-    ("a schottische in D", False, "compose", {"style": "schottische", "tonic": "D", "mode": "major"}),
+    ("a schottische in D", False, "compose",
+     {"style": "schottische", "tonic": "D", "mode": "major"}),
     ("a hymn in F", False, "compose", {"style": "hymn", "tonic": "F", "mode": "major"}),
     ("a lullaby in F", False, "compose", {"style": "lullaby", "tonic": "F", "mode": "major"}),
     ("a ballad in G major, 16 bars", False, "compose",
@@ -285,7 +295,8 @@ CASES = [
     ("transpose it down a tone, then call it Evening", True, "exact_edit",
      {"edits": (SetTitle("Evening"), Transpose(semitones=-2)), "title": "Evening"}),
     # --- creative edits ---------------------------------------------------------------------
-    ("change bar 5 to something more exciting", True, "creative_edit", {"span": Span("bars", 5, 5)}),
+    ("change bar 5 to something more exciting", True, "creative_edit",
+     {"span": Span("bars", 5, 5)}),
     ("put it in 6/8", True, "creative_edit", {"meter": "6/8", "span": None}),
     ("make it a jig", True, "creative_edit", {"style": "jig"}),
     ("make the second half livelier", True, "creative_edit",
@@ -328,7 +339,8 @@ CASES = [
     ("how many bars is it?", True, "question", {"question": "bars"}),
     ("what is the range?", True, "question", {"question": "range"}),
     ("what chords go with it?", True, "question", {"question": "chords"}),
-    ("why does it sound sad?", True, "question", {"question": "mood", "mood": "sad", "mode": "minor"}),
+    ("why does it sound sad?", True, "question",
+     {"question": "mood", "mood": "sad", "mode": "minor"}),
     ("how fast is it?", True, "question", {"question": "tempo"}),
     ("what's it called?", True, "question", {"question": "title"}),
     ("what instrument is it?", True, "question", {"question": "instrument"}),
@@ -460,7 +472,8 @@ def test_mood_mode_is_marked_inferred():
 def test_tempo_words_stay_in_range():
     fast_reel = resolve(understand("a fast reel", has_score=False).attributes).tempo_bpm
     reel = resolve(understand("a reel", has_score=False).attributes).tempo_bpm
-    relaxed = resolve(understand("a reel that isn't too fast", has_score=False).attributes).tempo_bpm
+    relaxed_request = understand("a reel that isn't too fast", has_score=False)
+    relaxed = resolve(relaxed_request.attributes).tempo_bpm
     assert relaxed < reel <= fast_reel <= 216
 
 
@@ -478,7 +491,8 @@ def test_titles_and_themes_are_one_safe_line():
                 assert "\n" not in value and "%" not in value and "[" not in value
                 assert not any(f"{c}:" in value for c in "XTKMLQVw")
                 assert len(value) <= 80
-    assert len(understand(hostile[-1], False).attributes.title) <= UnderstandConfig().max_title_chars
+    title = understand(hostile[-1], False).attributes.title
+    assert len(title) <= UnderstandConfig().max_title_chars
 
 
 def test_never_raises_on_odd_text():

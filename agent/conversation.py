@@ -1,0 +1,558 @@
+"""One chat message in, one new version of the score and a reply out.
+
+:func:`take_turn` is the whole flow of a turn (see the design notes): *understand* the message
+(:mod:`agent.understand`), then *compose* (:mod:`agent.compose`), *edit* exactly
+(:mod:`agent.edits`), rewrite a span, write or revise *lyrics* (:mod:`agent.lyrics`), *answer* a
+question (:mod:`agent.answer`) or move through the *session*'s versions (:mod:`agent.session`);
+every new score is *validated* (:mod:`agent.validate`) before it becomes a version. Rendering is
+left to the caller (:func:`render_version`), so the CLI, the app and the benchmark choose which
+files they need.
+
+Only composing, creative edits and lyric writing need the model; :class:`Composer` loads it
+once, on first use, and serialises calls to it. Everything else is rules, tables and music21.
+
+>>> from agent.session import Session
+>>> turn = take_turn(Session(), "", Composer.unavailable())
+>>> turn.changed, turn.reply.startswith("Tell me")
+(False, True)
+>>> tune = "X:1\\nT:Air\\nM:3/4\\nL:1/8\\nQ:1/4=90\\nK:D\\nD2 F2 A2|d6|]\\n"
+>>> turn = take_turn(Session(), tune, Composer.unavailable())
+>>> turn.changed, turn.session.versions[-1].abc == tune
+(True, True)
+>>> turn = take_turn(turn.session, "transpose it up a whole step", Composer.unavailable())
+>>> turn.session.versions[-1].abc.splitlines()[-2:]
+['K:E', 'E2 G2 B2|e6|]']
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from agent import session as sessions
+from agent.errors import ModelError, TunesmithError
+from agent.session import Session
+from agent.understand import Attributes, Request, UnderstandConfig, resolve, understand
+from agent.validate import validate_abc
+
+Progress = Callable[[str, int, str], None]
+
+HELP_TEXT = (
+    "Ask me for a tune — for example “a sad waltz in D minor”, “a lively jig in G for fiddle”, "
+    "“a lullaby with words about the moon”. Then keep shaping it: “faster”, “put it in E minor”, "
+    "“up a fifth”, “make it major”, “call it The Long Road”, “play it on the flute”, “replace bar 3 "
+    "with |A2 B2 c2|”, “make the second half livelier”, “add lyrics about autumn”, “change the "
+    "first line to …”, “remove the lyrics”. Ask “what key is it in?”, “how many bars?”, “what "
+    "chords fit?”. Say “undo”, “redo” or “start over” at any time. You can also paste ABC."
+)
+
+DEFAULT_ADAPTER = Path(__file__).resolve().parent.parent / "models" / "tunesmith-smollm2-135m"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Settings of the agent: which model, and each stage's own settings."""
+
+    base: str = field(default="smollm2-135m", metadata={"help": "base model name, HF id or folder"})
+    adapter: str | None = field(
+        default=None, metadata={"help": "adapter folder; None: the shipped adapter; 'none': bare base"}
+    )
+    quantize: str = field(default="none", metadata={"help": "none or int8-dynamic (CPU)"})
+    seed: int = field(default=0, metadata={"help": "seed of every sampling in the turn"})
+    temperature: float = field(default=0.9, metadata={"help": "model sampling temperature"})
+    max_message_chars: int = field(
+        default=20_000, metadata={"help": "longer chat messages are refused (pasted ABC: 100 kB)"}
+    )
+    understand: UnderstandConfig = field(default_factory=UnderstandConfig)
+
+
+def resolve_adapter(adapter: str | None) -> str | None:
+    """The adapter folder to load: ``None`` means the shipped one, ``'none'`` the bare base."""
+    if adapter is None:
+        if not (DEFAULT_ADAPTER / "adapter_config.json").is_file():
+            raise ModelError(
+                f"the shipped adapter is missing ({DEFAULT_ADAPTER}); pass --adapter none for the bare base"
+            )
+        return str(DEFAULT_ADAPTER)
+    if adapter.lower() == "none":
+        return None
+    return adapter
+
+
+class Composer:
+    """The language model, loaded once on first use; one generation at a time.
+
+    ``Composer.unavailable()`` gives one that refuses politely: turns that need no model
+    (edits, questions, undo) work without loading anything.
+    """
+
+    def __init__(self, config: AgentConfig | None, loader: Callable[[Any], Any] | None = None):
+        self.config = config
+        self._loader = loader
+        self._loaded: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def unavailable(cls) -> "Composer":
+        return cls(None)
+
+    @property
+    def loaded(self) -> Any:
+        """The :class:`agent.model.LoadedModel`, loading it on first use."""
+        if self.config is None:
+            raise ModelError("no model is loaded in this context")
+        if self._loaded is None:
+            from agent.model import ModelConfig, load_model
+
+            model_config = ModelConfig(
+                base=self.config.base,
+                adapter=resolve_adapter(self.config.adapter),
+                quantize=self.config.quantize,
+            )
+            self._loaded = (self._loader or load_model)(model_config)
+        return self._loaded
+
+    def run(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(loaded_model)`` with the model to itself."""
+        with self._lock:
+            return work(self.loaded)
+
+
+@dataclass
+class Turn:
+    """What a turn did: the new session, the reply, whether the score changed and why not."""
+
+    session: Session
+    reply: str
+    changed: bool
+    intent: str
+    diagnostics: list[dict] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Headers and plans for new tunes
+
+
+def tempo_field(meter: str, bpm: int) -> str:
+    """The ``Q:`` value for ``bpm`` beats a minute, the beat being the meter's natural beat.
+
+    >>> tempo_field("6/8", 116), tempo_field("3/4", 90), tempo_field("2/2", 100)
+    ('3/8=116', '1/4=90', '1/2=100')
+    """
+    top, _, bottom = meter.partition("/")
+    if not top.isdigit() or not bottom.isdigit():
+        return f"1/4={bpm}"
+    numerator, denominator = int(top), int(bottom)
+    if denominator >= 8 and numerator % 3 == 0 and numerator > 3:
+        return f"3/{denominator}={bpm}"
+    return f"1/{denominator}={bpm}"
+
+
+def form_plan(attrs: Attributes) -> Any:
+    """The bars and sections to write: dance tunes are two repeated parts, others one section."""
+    from agent.decoding import FormPlan
+
+    bars = attrs.bars or 16
+    if attrs.form == "AABB" and bars % 2 == 0 and bars >= 4:
+        return FormPlan.dance(bars // 2)
+    return FormPlan.through(bars)
+
+
+def header_for(attrs: Attributes) -> str:
+    """The ABC header of a new tune, from fully resolved attributes."""
+    from agent.prompts import abc_header
+
+    key = attrs.tonic + _mode_suffix(attrs.mode)
+    return abc_header(
+        title=attrs.title or "Untitled",
+        meter=attrs.meter or "4/4",
+        tempo=tempo_field(attrs.meter or "4/4", attrs.tempo_bpm or 100),
+        key=key,
+        style=attrs.style,
+    )
+
+
+def _mode_suffix(mode: str | None) -> str:
+    from agent.understand import ABC_MODE_SUFFIX
+
+    return ABC_MODE_SUFFIX[mode or "major"]
+
+
+def describe(abc: str) -> str:
+    """One sentence on a tune: title, key, meter, tempo, bars, form."""
+    from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    bars = [bar for bar in split_bars(tokens, tune) if bar.notes]
+    repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
+    key = tune.key
+    mode = "" if key.mode == "major" else f" {key.mode}"
+    if key.mode == "major":
+        mode = " major"
+    form = ", with repeats" if repeats else ""
+    tempo = tune.get("Q")
+    tempo_text = f" at {tempo.split('=')[-1]} beats a minute" if tempo and "=" in tempo else ""
+    return (
+        f"“{tune.title or 'Untitled'}”: {key.tonic}{mode}, {tune.get('M') or 'free meter'}"
+        f"{tempo_text}, {len(bars)} bars{form}."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The turn
+
+
+def take_turn(
+    session: Session,
+    message: str,
+    composer: Composer,
+    config: AgentConfig = AgentConfig(),
+    on_progress: Progress | None = None,
+) -> Turn:
+    """Answer ``message`` in ``session``: never raises for anything the person typed."""
+    text = message if isinstance(message, str) else ""
+    limit = config.understand.max_abc_chars if "K:" in text else config.max_message_chars
+    if len(text) > limit:
+        reply = (f"That message is {len(text):,} characters long; I can read up to {limit:,}. "
+                 "Your score is unchanged.")
+        return _reply_only(session, message, reply, "too_long")
+    if not text.strip():
+        return _reply_only(session, message, "Tell me what to write — " + HELP_TEXT[len("Ask me for a tune — "):],
+                           "empty")
+    current = sessions.current_abc(session)
+    request = understand(text, has_score=current is not None, config=config.understand)
+    try:
+        turn = _dispatch(session, request, current, composer, config, on_progress)
+    except TunesmithError as err:
+        turn = _reply_only(session, None, f"I could not do that: {err}. Your score is unchanged.",
+                           request.intent)
+    except Exception as err:  # a bug must not lose the person's score; say what happened
+        turn = _reply_only(session, None, f"Something went wrong on my side ({type(err).__name__}: "
+                           f"{err}). Your score is unchanged.", request.intent)
+        turn.details["internal_error"] = True
+    turn.session = sessions.add_message(sessions.add_message(turn.session, "user", text), "assistant",
+                                        turn.reply)
+    return turn
+
+
+def _reply_only(session: Session, message: str | None, reply: str, intent: str) -> Turn:
+    if message is not None:
+        session = sessions.add_message(sessions.add_message(session, "user", message), "assistant", reply)
+    return Turn(session=session, reply=reply, changed=False, intent=intent)
+
+
+def _new_version(session: Session, abc: str, summary: str, reply: str, intent: str,
+                 details: dict | None = None) -> Turn:
+    """Validate ``abc`` and make it the current version, or explain why not."""
+    report = validate_abc(abc)
+    if not report.valid:
+        problems = "; ".join(d.message for d in report.errors[:3])
+        return Turn(session=session, changed=False, intent=intent,
+                    reply=f"The result did not hold together ({problems}), so I kept your score as it was.",
+                    diagnostics=[d.to_dict() for d in report.diagnostics])
+    session = sessions.add_version(session, abc, summary)
+    return Turn(session=session, reply=reply, changed=True, intent=intent,
+                diagnostics=[d.to_dict() for d in report.diagnostics], details=details or {})
+
+
+def _dispatch(session: Session, request: Request, current: str | None, composer: Composer,
+              config: AgentConfig, on_progress: Progress | None) -> Turn:
+    intent = request.intent
+    if intent == "undo":
+        try:
+            session = sessions.undo(session)
+        except sessions.SessionError:
+            return Turn(session, "There is nothing to undo.", False, intent)
+        abc = sessions.current_abc(session)
+        return Turn(session, "Undone. " + (f"Back to {describe(abc)}" if abc else "The score is empty again."),
+                    True, intent)
+    if intent == "redo":
+        try:
+            session = sessions.redo(session)
+        except sessions.SessionError:
+            return Turn(session, "There is nothing to redo.", False, intent)
+        return Turn(session, "Redone: " + describe(sessions.current_abc(session)), True, intent)
+    if intent == "start_over":
+        if current is None:
+            return Turn(session, "The score is already empty. " + HELP_TEXT, False, intent)
+        return Turn(sessions.start_over(session),
+                    "Starting over with an empty score (say “undo” to get the last one back).", True, intent)
+    if intent == "help":
+        return Turn(session, HELP_TEXT, False, intent)
+    if intent == "chat":
+        reply = request.explanation or ("I write and edit tunes. " + HELP_TEXT)
+        return Turn(session, reply, False, intent)
+    if intent == "abc_paste":
+        return _adopt_pasted(session, request)
+    if intent == "question":
+        return _answer(session, request, current)
+    if intent == "compose":
+        return _compose(session, request, composer, config, on_progress)
+    if current is None:
+        return Turn(session, "There is no tune yet to change. " + HELP_TEXT, False, intent)
+    if intent == "exact_edit":
+        return _exact_edit(session, request, current)
+    if intent == "creative_edit":
+        return _creative_edit(session, request, current, composer, config, on_progress)
+    if intent == "lyrics":
+        return _lyrics(session, request, current, composer, config)
+    return Turn(session, "I am not sure what to do with that. " + HELP_TEXT, False, intent)
+
+
+def _adopt_pasted(session: Session, request: Request) -> Turn:
+    abc = (request.abc or "").strip() + "\n"
+    report = validate_abc(abc)
+    if not report.valid:
+        listing = "\n".join(f"- {d.message}" + (f" (line {d.line})" if d.line else "")
+                            for d in report.errors[:8])
+        return Turn(session, f"That ABC has problems, so I kept your score:\n{listing}", False,
+                    "abc_paste", diagnostics=[d.to_dict() for d in report.diagnostics])
+    return _new_version(session, abc, "pasted ABC", "Got it: " + describe(abc), "abc_paste")
+
+
+def _answer(session: Session, request: Request, current: str | None) -> Turn:
+    from agent.answer import QUESTION_KINDS, answer_question
+
+    if current is None:
+        return Turn(session, "There is no tune yet to ask about. " + HELP_TEXT, False, "question")
+    kind = request.question.kind if request.question else "key"
+    kind = {"time": "meter", "length": "bars", "sad": "mood", "why": "mood"}.get(kind, kind)
+    if kind not in QUESTION_KINDS:
+        return Turn(session, describe(current), False, "question")
+    return Turn(session, answer_question(current, kind), False, "question")
+
+
+def _compose(session: Session, request: Request, composer: Composer, config: AgentConfig,
+             on_progress: Progress | None) -> Turn:
+    from agent.compose import ComposeConfig, compose_tune
+    from agent.edits import set_instrument
+    from agent.understand import SetInstrument
+
+    attrs = resolve(request.attributes, config.understand)
+    header = header_for(attrs)
+    plan = form_plan(attrs)
+    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
+    result = composer.run(lambda loaded: compose_tune(loaded, request.text, header, plan,
+                                                      compose_config, on_progress))
+    details = {"attempts": result.attempts, "seconds": round(result.seconds, 2),
+               "tokens_per_second": round(result.tokens_per_second, 1), "tokens": result.tokens}
+    if not result.valid:
+        problems = "; ".join(getattr(d, "message", str(d)) for d in result.diagnostics[:3])
+        return Turn(session, f"I could not write a valid tune in {result.attempts} attempts "
+                    f"({problems}). Try again or rephrase; your score is unchanged.", False, "compose",
+                    diagnostics=[_as_dict(d) for d in result.diagnostics], details=details)
+    abc = result.abc
+    notes = []
+    if attrs.program is not None:
+        abc = set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc
+    if attrs.lyrics_text:
+        abc, words_report = _set_words(abc, attrs.lyrics_text)
+        notes.append(words_report)
+    elif attrs.lyrics:
+        lyrics = _write_lyrics(abc, attrs.lyrics_theme or attrs.mood or "the tune", composer, config)
+        if lyrics.ok:
+            abc = lyrics.abc
+            notes.append(f"Words about {attrs.lyrics_theme or 'it'} are under the notes.")
+        else:
+            notes.append("I could not write lyrics that fit the melody well enough ("
+                         + "; ".join(lyrics.report.problems[:2]) + "); ask again for another try.")
+    reply = f"Here is {describe(abc)} " + " ".join(notes)
+    reply += " You can ask me to change the key or tempo, add lyrics, or rewrite a part."
+    return _new_version(session, abc, f"composed: {request.text[:60]}", reply.strip(), "compose", details)
+
+
+def _as_dict(diagnostic: Any) -> dict:
+    if hasattr(diagnostic, "to_dict"):
+        return diagnostic.to_dict()
+    return {"message": str(diagnostic)}
+
+
+def _exact_edit(session: Session, request: Request, current: str) -> Turn:
+    from agent.edits import apply_edits
+
+    if not request.edits:
+        return Turn(session, "I understood that as an edit, but not which one. " + HELP_TEXT, False,
+                    "exact_edit")
+    result = apply_edits(current, request.edits)
+    return _new_version(session, result.abc, result.summary, result.summary + " " + describe(result.abc),
+                        "exact_edit")
+
+
+def _creative_edit(session: Session, request: Request, current: str, composer: Composer,
+                   config: AgentConfig, on_progress: Progress | None) -> Turn:
+    from agent.compose import ComposeConfig, edit_span
+    from agent.edits import resolve_span
+
+    creative = request.creative
+    if creative is None:
+        return Turn(session, "Which part should I change?", False, "creative_edit")
+    first, last = resolve_span(current, creative.span) if creative.span else _whole_tune(current)
+    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
+    result = composer.run(lambda loaded: edit_span(loaded, current, creative.instruction, first, last,
+                                                   compose_config, on_progress))
+    if not result.valid:
+        return Turn(session, f"I could not rewrite bars {first}–{last} validly in {result.attempts} "
+                    "attempts; your score is unchanged.", False, "creative_edit",
+                    diagnostics=[_as_dict(d) for d in result.diagnostics])
+    note = " (the lyrics were removed, since the notes changed)" if result.lyrics_removed else ""
+    return _new_version(session, result.abc, f"rewrote bars {first}-{last}",
+                        f"I rewrote bars {first}–{last}{note}; the rest is as it was.", "creative_edit")
+
+
+def _whole_tune(abc: str) -> tuple[int, int]:
+    from agent.abc_text import parse_tune, split_bars, tokenize_body
+
+    tune = parse_tune(abc)
+    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
+    return 1, len(bars)
+
+
+def _generate_text(composer: Composer) -> Callable:
+    from agent.lyrics import model_text_generator
+
+    def generate(messages, settings):
+        return composer.run(lambda loaded: model_text_generator(loaded)(messages, settings))
+
+    return generate
+
+
+def _lyrics_config(config: AgentConfig) -> Any:
+    from agent.lyrics import LyricsConfig
+
+    return LyricsConfig(seed=config.seed)
+
+
+def _write_lyrics(abc: str, theme: str, composer: Composer, config: AgentConfig) -> Any:
+    from agent.lyrics import write_lyrics
+
+    return write_lyrics(abc, theme, _generate_text(composer), _lyrics_config(config))
+
+
+def _set_words(abc: str, text: str) -> tuple[str, str]:
+    from agent.lyrics import set_words
+
+    new_abc, report = set_words(abc, text)
+    note = "Your words are set to the melody."
+    if report.splits:
+        note += f" To fit them I split {len(report.splits)} note(s) in two."
+    if report.unset:
+        note += f" {len(report.unset)} music line(s) have no words."
+    return new_abc, note
+
+
+def _lyrics(session: Session, request: Request, current: str, composer: Composer,
+            config: AgentConfig) -> Turn:
+    from agent import lyrics as lyric_ops
+    from agent.understand import (AddVerse, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord,
+                                  SetLyrics, WriteLyrics)
+
+    if not request.lyric_ops:
+        return Turn(session, "What should the words be about?", False, "lyrics")
+    abc, notes = current, []
+    for op in request.lyric_ops:
+        if isinstance(op, WriteLyrics):
+            result = _write_lyrics(lyric_ops.remove_lyrics(abc)[0], op.theme or "the tune", composer, config)
+            if not result.ok:
+                return Turn(session, "I could not write lyrics that fit well enough ("
+                            + "; ".join(result.report.problems[:2]) + "). Ask again for another try.",
+                            False, "lyrics")
+            abc = result.abc
+            notes.append(f"Here are words about {op.theme or 'the tune'}.")
+        elif isinstance(op, AddVerse):
+            result = lyric_ops.add_verse(abc, op.theme or "the tune", _generate_text(composer),
+                                         _lyrics_config(config))
+            if not result.ok:
+                return Turn(session, "I could not write a verse that fits well enough; ask again.",
+                            False, "lyrics")
+            abc = result.abc
+            notes.append(f"A new verse about {op.theme or 'the tune'} is under the first.")
+        elif isinstance(op, SetLyrics):
+            abc, summary = _set_words(abc, op.text)
+            notes.append(summary)
+        elif isinstance(op, ReplaceLyricLine):
+            abc, _ = lyric_ops.replace_line(abc, op.line, op.text or "")
+            notes.append(f"Line {op.line} now reads “{op.text}”.")
+        elif isinstance(op, ReplaceLyricWord):
+            abc, _ = lyric_ops.replace_word(abc, op.old, op.new)
+            notes.append(f"“{op.old}” is now “{op.new}”.")
+        elif isinstance(op, RemoveLyrics):
+            abc, removed = lyric_ops.remove_lyrics(abc)
+            notes.append("The lyrics are gone." if removed else "There were no lyrics to remove.")
+    if abc == current:
+        return Turn(session, " ".join(notes) or "Nothing changed.", False, "lyrics")
+    return _new_version(session, abc, "lyrics", " ".join(notes) + " The notes are unchanged.", "lyrics")
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering and the command-line runs
+
+
+def render_version(abc: str, out_dir: Path, formats: Any = None) -> dict:
+    """Write the score's files (ABC, MIDI, MusicXML, SVG, PDF, WAV) into ``out_dir``."""
+    from agent.render import render_score_text
+
+    return dict(render_score_text(abc, Path(out_dir), formats=formats))
+
+
+def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = None,
+                adapter: str | None = None) -> dict:
+    """``tunesmith compose``: one turn from an empty session; renders into ``out``."""
+    from agent.errors import InputError
+
+    if not prompt.strip():
+        raise InputError("the prompt is empty; say what to write, e.g. \"a sad waltz in D minor\"")
+    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
+    composer = Composer(config)
+    started = time.perf_counter()
+    turn = take_turn(Session(), prompt, composer, config)
+    abc = sessions.current_abc(turn.session)
+    summary: dict[str, Any] = {"reply": turn.reply, "valid": bool(turn.changed and abc),
+                               "attempts": turn.details.get("attempts", 0)}
+    if turn.details.get("internal_error"):
+        raise TunesmithError(turn.reply)
+    if abc:
+        render_version(abc, out)
+        summary.update(score_summary(abc))
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["tokens_per_second"] = turn.details.get("tokens_per_second")
+    return summary
+
+
+def score_summary(abc: str) -> dict:
+    """Title, key, meter, tempo in bpm and bars of a tune, for JSON output."""
+    from agent.abc_text import parse_tune, split_bars, tokenize_body
+
+    tune = parse_tune(abc)
+    tempo = tune.get("Q") or ""
+    bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
+    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
+    return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
+            "tempo_bpm": bpm, "bars": len(bars)}
+
+
+def run_script(messages: list[str], out: Path, *, seed: int = 0, base: str | None = None,
+               adapter: str | None = None) -> list[dict]:
+    """``tunesmith converse``: each message a turn; files per turn and ``transcript.json``."""
+    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
+    composer = Composer(config)
+    session, transcript = Session(), []
+    out = Path(out)
+    for number, message in enumerate(messages, start=1):
+        turn = take_turn(session, message, composer, dataclasses.replace(config, seed=seed + number - 1))
+        session = turn.session
+        abc = sessions.current_abc(session)
+        folder = out / f"turn-{number:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if abc:
+            render_version(abc, folder)
+        transcript.append({"user": message, "assistant": turn.reply, "changed": turn.changed})
+    sessions.save(session, out / "session.json")
+    (out / "transcript.json").write_text(json.dumps(transcript, ensure_ascii=False, indent=1),
+                                         encoding="utf-8")
+    return transcript

@@ -1,0 +1,167 @@
+"""The composer with a tiny random llama model (fast) and the real SmolLM2 base (slow).
+
+The tiny model has random weights and the real SmolLM2 tokenizer: its text is noise, which is
+the point. Whatever it prefers, the constrained decoder must turn it into a valid tune with the
+bars and bar lines asked for, and :func:`agent.validate.validate_abc` must agree.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agent.abc_text import parse_tune, split_bars, tokenize_body
+from agent.compose import (
+    ComposeConfig,
+    compose_tune,
+    distinct_bar_share,
+    edit_span,
+    repair_tune,
+    strip_lyrics,
+)
+from agent.decoding import FormPlan
+from agent.model import LoadedModel, ModelConfig, load_model, load_tokenizer
+from agent.prompts import abc_header
+from agent.validate import validate_abc
+
+TEMPO = {"3/4": "1/4=100", "6/8": "3/8=110", "4/4": "1/4=120", "5/4": "1/4=100", "9/8": "3/8=100"}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A two-layer llama with random weights over SmolLM2's real tokenizer (49k tokens)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model runs fastest on one thread, and the CPU is shared
+    tokenizer = load_tokenizer(ModelConfig())
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    yield LoadedModel(model=model, tokenizer=tokenizer, config=ModelConfig(), load_seconds=0.0)
+    torch.set_num_threads(threads)
+
+
+def header(meter: str, key: str = "D") -> str:
+    return abc_header(title="Test", meter=meter, tempo=TEMPO[meter], key=key)
+
+
+def bars_of(abc: str):
+    tune = parse_tune(abc)
+    return tune, split_bars(tokenize_body(tune.body, tune), tune)
+
+
+def bar_texts(abc: str) -> list[str]:
+    tune, bars = bars_of(abc)
+    return [bar.text_in(tune.body) for bar in bars]
+
+
+@pytest.fixture(scope="module")
+def jig(tiny):
+    return compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=3))
+
+
+@pytest.mark.parametrize("meter", ["3/4", "6/8", "4/4", "5/4", "9/8"])
+def test_constrained_tunes_are_valid_with_the_bars_asked_for(tiny, meter):
+    seen = []
+    result = compose_tune(tiny, f"a tune in {meter}", header(meter), FormPlan.dance(4),
+                          ComposeConfig(seed=1), on_progress=lambda *event: seen.append(event))
+    report = validate_abc(result.abc)
+    assert result.valid and report.valid, [str(d) for d in report.diagnostics]
+    assert result.attempts == 1 and result.bars == 8
+    tune, bars = bars_of(result.abc)
+    assert all(bar.duration == bar.expected for bar in bars)
+    assert result.abc.startswith(header(meter))
+    assert sum(bar.ends_repeat for bar in bars) == 2
+    counts = [bars_written for stage, bars_written, _ in seen if stage == "compose"]
+    assert counts == sorted(counts) and counts[-1] == 8 and set(range(1, 9)) <= set(counts)
+    assert seen[-1][0] == "done" and seen[-1][2] == result.abc
+    assert result.tokens > 8 and result.tokens_per_second > 0
+    assert result.stats.constraint_seconds > 0 and result.stats.forward_seconds > 0
+
+
+def test_same_seed_same_tune_other_seed_other_tune(tiny, jig):
+    again = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=3))
+    other = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=4))
+    assert again.abc == jig.abc
+    assert other.abc != jig.abc and other.valid
+
+
+def test_repair_rewrites_only_the_broken_bar(tiny, jig):
+    tune, bars = bars_of(jig.abc)
+    body = tune.body
+    broken_body = body[:bars[2].start] + "A2 B2 c2 d2" + body[bars[2].end:]  # 8/8 in a 6/8 bar
+    broken = jig.abc[:tune.body_offset] + broken_body
+    report = validate_abc(broken)
+    assert not report.valid and {d.bar for d in report.diagnostics if d.severity == "error"} == {3}
+
+    fixed = repair_tune(tiny, broken, "a jig", ComposeConfig(seed=5))
+    assert fixed.valid and validate_abc(fixed.abc).valid
+    assert fixed.attempts == 1  # one resampling decode
+    before, after = bar_texts(broken), bar_texts(fixed.abc)
+    assert len(after) == len(before)
+    assert after[2] != before[2]
+    assert [t for i, t in enumerate(after) if i != 2] == [t for i, t in enumerate(before) if i != 2]
+    assert fixed.abc[:tune.body_offset] == broken[:tune.body_offset]
+
+
+def test_repair_that_cannot_succeed_says_so(tiny):
+    bad = "X:1\nT:t\nM:3/4\nL:1/8\nK:C\n|: A6 | B6 |\n"  # a repeat never closed
+    result = repair_tune(tiny, bad, "a tune", ComposeConfig(seed=1, max_attempts=2))
+    assert not result.valid and result.attempts == 2
+    assert any(d.code == "repeat" for d in result.diagnostics)
+
+
+def test_edit_span_keeps_every_other_bar_byte_identical(tiny, jig):
+    with_lyrics = jig.abc + "w: la la la\n"
+    result = edit_span(tiny, with_lyrics, "make bars 5 and 6 livelier", 5, 6, ComposeConfig(seed=9))
+    assert result.valid and result.lyrics_removed and "w:" not in result.abc
+    old_tune, old_bars = bars_of(jig.abc)
+    new_tune, new_bars = bars_of(result.abc)
+    assert len(new_bars) == len(old_bars)
+    old, new = old_tune.body, new_tune.body
+    assert new[:new_bars[4].start] == old[:old_bars[4].start]
+    assert new[new_bars[5].end:] == old[old_bars[5].end:]
+    assert bar_texts(result.abc)[4:6] != bar_texts(jig.abc)[4:6]
+    assert all(bar.duration == bar.expected for bar in new_bars)
+
+
+def test_edit_span_keeps_a_pickup_and_a_tie(tiny):
+    abc = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nD | G2 A2 B2- | B2 A2 G2 | c2 B2 A2 | G5 |]\n"
+    first = edit_span(tiny, abc, "new opening", 1, 1, ComposeConfig(seed=2))
+    tune, bars = bars_of(first.abc)
+    assert first.valid and bars[0].duration == bars_of(abc)[1][0].duration
+    second = edit_span(tiny, abc, "change bar 3", 3, 3, ComposeConfig(seed=2))
+    tune, bars = bars_of(second.abc)
+    assert second.valid and bars[2].text_in(tune.body).startswith("B")  # B2- ties into it
+
+
+def test_budget_that_runs_out_is_reported(tiny):
+    result = compose_tune(tiny, "a waltz", header("3/4"), 16, ComposeConfig(seed=1, max_new_tokens=5))
+    assert not result.valid and result.tokens == 5
+    assert result.diagnostics[0].code == "decoding"
+
+
+def test_unconstrained_baseline_runs_the_raw_model(tiny):
+    result = compose_tune(tiny, "a waltz", header("3/4"), 8,
+                          ComposeConfig(seed=1, constrained=False, max_new_tokens=20))
+    assert result.attempts == 1 and 1 <= result.tokens <= 20
+    assert result.abc.startswith(header("3/4"))
+
+
+def test_distinct_bar_share_and_lyrics_helpers(jig):
+    assert 0 < distinct_bar_share(jig.abc) <= 1
+    assert strip_lyrics("K:C\nw:a\nCD|\n") == ("K:C\nCD|\n", True)
+
+
+@pytest.mark.slow
+def test_real_smollm2_base_writes_a_valid_16_bar_tune():
+    loaded = load_model(ModelConfig(adapter=None))
+    result = compose_tune(loaded, "a lively reel in D major", header("4/4"), FormPlan.dance(8),
+                          ComposeConfig(seed=0))
+    assert result.valid, [str(d) for d in result.diagnostics]
+    assert result.bars == 16 and validate_abc(result.abc).valid
+    assert distinct_bar_share(result.abc) >= 0.5

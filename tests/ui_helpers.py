@@ -1,0 +1,77 @@
+"""Helpers for the app's tests: a composer with a tiny random model, and the app on a free port.
+
+The tiny model is a two-layer llama with random weights over SmolLM2's real tokenizer: its
+preferences are noise, and the constrained decoder still turns them into valid tunes, so the app
+can be driven through real turns in seconds without the real weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import socket
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from agent.conversation import AgentConfig, Composer
+
+#: The agent settings the app tests run with: no adapter (none may be trained yet).
+TEST_CONFIG = AgentConfig(adapter="none")
+
+
+def tiny_loaded_model():
+    """A :class:`agent.model.LoadedModel` holding a tiny random llama and the real tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agent.model import LoadedModel, ModelConfig, load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig())
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    torch.random.set_rng_state(generator_state)
+    return LoadedModel(model=model, tokenizer=tokenizer, config=ModelConfig(), load_seconds=0.0)
+
+
+def tiny_composer(config: AgentConfig = TEST_CONFIG) -> Composer:
+    """A composer whose loader gives the tiny model (built once, on first use)."""
+    import torch
+
+    torch.set_num_threads(1)  # a tiny model runs fastest on one thread, and the CPU is shared
+    built = []
+
+    def loader(_model_config):
+        if not built:
+            built.append(tiny_loaded_model())
+        return built[0]
+
+    return Composer(config, loader=loader)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(composer: Composer | None = None) -> Iterator[tuple[str, object]]:
+    """The real app served on 127.0.0.1 at a free port (in this process's threads), with the
+    tiny composer; yields ``(url, demo)`` and stops the server afterwards."""
+    from ui.app import UiConfig, launch
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-ui-test-") as root:
+        port = free_port()
+        demo = launch(host="127.0.0.1", port=port, adapter="none",
+                      composer=composer or tiny_composer(), block=False,
+                      ui_config=UiConfig(render_root=str(Path(root))))
+        try:
+            yield f"http://127.0.0.1:{port}/", demo
+        finally:
+            demo.close()

@@ -1,0 +1,847 @@
+"""The tunesmith browser app: a chat beside the score it is writing.
+
+Left, the conversation: a chat with example prompts, where a tune being composed shows its
+progress (the stage, the bars written so far and the ABC as it grows). Right, the version on
+screen: the sheet music with any lyrics under the notes (every page of the engraving), an audio
+player, downloads (ABC, MIDI, MusicXML, PDF, WAV), an ABC editor checked as you type with an
+Apply button, the list of versions with undo / redo / start over, and the settings
+(temperature, seed, fine-tuned adapter on or off).
+
+Every musical decision is the agent's (:mod:`agent.conversation`): this module lays out, wires,
+renders files and shows them. Per browser tab, ``gr.State`` holds the
+:class:`agent.session.Session` and the tab's render folder (one subfolder per version, named by
+the hash of its ABC, so the files of older versions stay valid and undo needs no re-render). Per
+process, one :class:`agent.conversation.Composer` holds the model; :class:`Models` loads it in a
+background thread at start, while turns that need no model (edits, questions, undo) work.
+
+A turn runs in a worker thread; the event handler is a generator that polls a queue fed by the
+turn's ``on_progress`` and yields each update, so a long composition never freezes the page,
+and the queue (``demo.queue(default_concurrency_limit=8)``) keeps other tabs served meanwhile.
+
+Scripts talk to the named endpoint ``/chat``: a message in; the reply, the current ABC and the
+files out. A ``gradio_client.Client`` keeps one session across its calls::
+
+    client = Client("http://127.0.0.1:7860/")
+    reply, abc, files = client.predict("write a sad waltz in D minor", api_name="/chat")
+    reply, abc, files = client.predict("transpose it to E minor", api_name="/chat")
+
+Run it with ``tunesmith ui [--host H] [--port P] [--base B] [--adapter A]`` or
+``python -m ui.app``. Importing this module starts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import html
+import logging
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from agent import session as sessions
+from agent.conversation import AgentConfig, Composer, Turn, describe, render_version, take_turn
+from agent.errors import TunesmithError
+from agent.session import Session
+from agent.validate import validate_abc
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+CSS_FILE = HERE / "app.css"
+
+EXAMPLES = (
+    "write a sad waltz in D minor",
+    "a lively jig in G for fiddle",
+    "a slow air in E dorian, 16 bars",
+    "a lullaby in F with words about the moon",
+    "a march in 2/4 for trumpet",
+)
+
+#: The formats shown as soon as they exist (the sheet and the quick files), then the slow ones.
+QUICK_FORMATS = ("abc", "midi", "musicxml", "svg")
+SLOW_FORMATS = ("pdf", "wav")
+#: Download buttons, in the order they are laid out: (format, label).
+DOWNLOADS = (("abc", "ABC"), ("midi", "MIDI"), ("musicxml", "MusicXML"), ("pdf", "PDF"),
+             ("wav", "WAV"))
+FILE_NAMES = {"abc": "score.abc", "midi": "score.mid", "musicxml": "score.musicxml",
+              "svg": "score.svg", "pdf": "score.pdf", "wav": "score.wav"}
+STEP_WORDS = {"undo": "undo", "redo": "redo", "start_over": "start over"}
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    """Settings of the app itself (the agent's are in :class:`agent.conversation.AgentConfig`)."""
+
+    concurrency: int = field(default=8, metadata={
+        "help": "events served at once across all tabs (demo.queue default_concurrency_limit)"})
+    poll_seconds: float = field(default=0.4, metadata={
+        "help": "how often a running turn's progress is sent to the page"})
+    status_seconds: float = field(default=1.0, metadata={
+        "help": "how often a tab asks whether the model is ready, until it is"})
+    render_root: str | None = field(default=None, metadata={
+        "help": "folder for the tabs' render folders (default: a new folder under the system temp)"})
+    shown_message_chars: int = field(default=1500, metadata={
+        "help": "chat messages longer than this are shown cut (the agent reads them whole)"})
+    max_editor_chars: int = field(default=100_000, metadata={
+        "help": "the ABC editor refuses to check or apply text longer than this"})
+    versions_shown: int = field(default=40, metadata={"help": "how many recent versions the list shows"})
+
+
+# --------------------------------------------------------------------------------------------
+# The model, once per process
+
+
+class Models:
+    """The composers of this process.
+
+    The configured one (``config.adapter``) loads in a background thread started by
+    :meth:`start`; the bare base (adapter off in the settings) is a second composer, created on
+    first use and loaded then. :meth:`status` says where loading stands, for the page.
+    """
+
+    def __init__(self, config: AgentConfig, composer: Composer | None = None):
+        self.config = config
+        self.primary = composer if composer is not None else Composer(config)
+        self._bare: Composer | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._state = ("idle", "The model loads when the app starts.")
+
+    @property
+    def has_adapter(self) -> bool:
+        """Whether the configured model has an adapter that the settings can switch off."""
+        return (self.config.adapter or "").lower() != "none"
+
+    def start(self) -> None:
+        """Load the configured model in a background thread (once; later calls do nothing)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._state = ("loading", f"Loading the model ({self._model_name()})…")
+            self._thread = threading.Thread(target=self._load, name="tunesmith-model-load", daemon=True)
+            self._thread.start()
+
+    def _model_name(self) -> str:
+        adapter = self.config.adapter
+        if adapter is None:
+            return f"{self.config.base} + the tunesmith adapter"
+        if adapter.lower() == "none":
+            return f"{self.config.base}, no adapter"
+        return f"{self.config.base} + {Path(adapter).name}"
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.primary.run(lambda loaded: loaded)
+        except Exception as err:  # shown on the page; turns that need the model say it too
+            message = str(err) if isinstance(err, TunesmithError) else f"{type(err).__name__}: {err}"
+            log.error("the model could not be loaded: %s", message)
+            with self._lock:
+                self._state = ("failed", f"The model could not be loaded: {message}")
+            return
+        seconds = time.perf_counter() - started
+        log.info("model ready (%s) in %.1f s", self._model_name(), seconds)
+        with self._lock:
+            self._state = ("ready", f"Model ready ({self._model_name()}), loaded in {seconds:.0f} s.")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until background loading has finished (ready or failed); True when it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.status()[0] in ("ready", "failed")
+
+    def status(self) -> tuple[str, str]:
+        """``(state, message)``: state is idle, loading, ready or failed."""
+        with self._lock:
+            return self._state
+
+    def composer(self, adapter_on: bool = True) -> Composer:
+        """The composer for a turn: the configured one, or the bare base when the adapter is off."""
+        if adapter_on or not self.has_adapter:
+            return self.primary
+        with self._lock:
+            if self._bare is None:
+                self._bare = Composer(dataclasses.replace(self.config, adapter="none"))
+            return self._bare
+
+
+@dataclass
+class App:
+    """What every handler shares: the agent's settings, the app's, the models, the render root."""
+
+    config: AgentConfig
+    ui: UiConfig
+    models: Models
+    _root: Path | None = None
+    _root_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def render_root(self) -> Path:
+        """The folder holding every tab's render folder, made on first use."""
+        with self._root_lock:
+            if self._root is None:
+                if self.ui.render_root:
+                    self._root = Path(self.ui.render_root)
+                    self._root.mkdir(parents=True, exist_ok=True)
+                else:
+                    self._root = Path(tempfile.mkdtemp(prefix="tunesmith-ui-"))
+            return self._root
+
+    def tab_folder(self, folder: str) -> str:
+        """The tab's render folder: ``folder`` when it still exists, else a new one."""
+        if folder and Path(folder).is_dir():
+            return folder
+        return tempfile.mkdtemp(prefix="tab-", dir=self.render_root())
+
+
+def remove_folder(folder: str) -> None:
+    """Delete a tab's render folder (called by Gradio when the tab's state is dropped)."""
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering the version on screen
+
+
+@dataclass
+class Rendered:
+    """The files of one version that exist so far, and what could not be made."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def version_folder(tab_folder: str, abc: str) -> Path:
+    """The subfolder of a tab's folder that holds the files of one version of the score.
+
+    >>> version_folder("/tmp/tab", "X:1\\nK:C\\nC|\\n").name
+    'v-6ab3cdbfd7d71b56'
+    """
+    digest = hashlib.sha256(abc.encode("utf-8")).hexdigest()[:16]
+    return Path(tab_folder) / f"v-{digest}"
+
+
+def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rendered | None = None
+                 ) -> Rendered:
+    """Make the files of ``formats`` for ``abc`` (those already there are kept, not redone)."""
+    rendered = done or Rendered()
+    folder = version_folder(tab_folder, abc)
+    missing = [name for name in formats if not (folder / FILE_NAMES[name]).is_file()]
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        # The quick formats share one reading of the score; each slow one is separate, so a
+        # failing audio render still leaves the PDF (and the other way round).
+        groups = [missing] if set(missing) <= set(QUICK_FORMATS) else [[name] for name in missing]
+        for group in groups:
+            try:
+                render_version(abc, folder, formats=group)
+            except TunesmithError as err:
+                rendered.problems.append(f"{'/'.join(group)}: {err}")
+            except Exception as err:  # a renderer bug must not take the page down; say it
+                log.error("rendering %s failed: %s: %s", group, type(err).__name__, err)
+                rendered.problems.append(f"{'/'.join(group)}: {type(err).__name__}: {err}")
+    for name in formats:
+        path = folder / FILE_NAMES[name]
+        if path.is_file():
+            rendered.paths[name] = path
+    return rendered
+
+
+EMPTY_SHEET = ('<div class="ts-sheet-empty">No score yet. Ask for a tune in the chat, or write ABC '
+               'in the editor below and press Apply.</div>')
+
+
+def sheet_html(rendered: Rendered | None) -> str:
+    """The sheet-music panel: every page of the SVG, or a sentence on why there is none."""
+    if rendered is None:
+        return EMPTY_SHEET
+    svg_path = rendered.paths.get("svg")
+    if svg_path is None:
+        problems = "; ".join(p for p in rendered.problems if p.startswith(("abc", "svg"))) or "unknown"
+        return (f'<div class="ts-sheet-empty ts-problem">This version could not be engraved '
+                f'({html.escape(problems)}).</div>')
+    svg = svg_path.read_text(encoding="utf-8")
+    return f'<div class="ts-sheet">{svg}</div>'
+
+
+def download_updates(rendered: Rendered | None) -> list[dict]:
+    """One update per download button, in :data:`DOWNLOADS` order: a file, or disabled."""
+    updates = []
+    for name, label in DOWNLOADS:
+        path = rendered.paths.get(name) if rendered else None
+        updates.append(gr.update(value=str(path) if path else None, interactive=path is not None,
+                                 label=label))
+    return updates
+
+
+def versions_html(session: Session, shown: int = 40) -> str:
+    """The list of versions, newest last, the one on screen marked."""
+    from agent.conversation import score_summary
+
+    if not session.versions:
+        return '<p class="ts-muted">No versions yet.</p>'
+    first = max(0, len(session.versions) - shown)
+    items = []
+    for number, version in enumerate(session.versions[first:], start=first):
+        try:
+            facts = score_summary(version.abc)
+            about = f"{facts['key']}, {facts['meter']}, {facts['bars']} bars"
+            title = facts["title"] or "Untitled"
+        except Exception:  # an old version the reader now refuses: list it anyway
+            about, title = "", "Untitled"
+        current = number == session.position
+        mark = ' class="ts-current"' if current else ""
+        here = " <em>(on screen)</em>" if current else ""
+        items.append(f"<li{mark}><strong>{html.escape(title)}</strong> — {html.escape(version.summary)}"
+                     f"<span class='ts-muted'> · {html.escape(about)}</span>{here}</li>")
+    state = ("The score is empty (start over); undo brings the last version back."
+             if session.position < 0 else "")
+    start = f' start="{first + 1}"'
+    return f'<ol class="ts-versions"{start}>{"".join(items)}</ol>' + (
+        f'<p class="ts-muted">{state}</p>' if state else "")
+
+
+def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
+    """The editor's check panel: valid or not, then each problem by bar (and line).
+
+    >>> "valid" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|]\\n", None)
+    True
+    >>> "bar 2" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GAB|]\\n", None)
+    True
+    """
+    text = text if isinstance(text, str) else ""
+    if not text.strip():
+        return '<p class="ts-muted">The editor is empty: write or paste a tune in ABC.</p>'
+    if len(text) > max_chars:
+        return (f'<p class="ts-bad">This text is {len(text):,} characters long; the editor checks '
+                f'up to {max_chars:,}.</p>')
+    try:
+        report = validate_abc(text)
+    except Exception as err:  # the checker must answer, whatever was typed
+        log.error("validating the editor's text failed: %s: %s", type(err).__name__, err)
+        return f'<p class="ts-bad">This text could not be checked ({html.escape(type(err).__name__)}).</p>'
+    same = current is not None and text.strip() == current.strip()
+    bars = f"{report.bars} bar{'s' * (report.bars != 1)}"
+    if report.valid:
+        head = f'<p class="ts-good">✓ Valid, {bars}.'
+        head += " This is the version on screen." if same else " Press <b>Apply</b> to make it the new version."
+    else:
+        errors = len(report.errors)
+        head = f'<p class="ts-bad">✗ {errors} error{"s" * (errors != 1)} — fix {"it" if errors == 1 else "them"} to apply.'
+    ordered = sorted(report.diagnostics, key=lambda d: (d.severity != "error", d.bar or 0, d.line or 0))
+    items = []
+    for diagnostic in ordered[:30]:
+        where = ", ".join(part for part in (f"bar {diagnostic.bar}" if diagnostic.bar else "",
+                                            f"line {diagnostic.line}" if diagnostic.line else "") if part)
+        items.append(f'<li class="ts-{diagnostic.severity}"><b>{html.escape(where or "tune")}</b>: '
+                     f'{html.escape(diagnostic.message)}</li>')
+    more = f"<li>… and {len(ordered) - 30} more</li>" if len(ordered) > 30 else ""
+    listing = f'<ul class="ts-diagnostics">{"".join(items)}{more}</ul>' if items else ""
+    return head + "</p>" + listing
+
+
+@dataclass
+class View:
+    """Everything the score side shows for one state of the session."""
+
+    sheet: str
+    audio: str | None
+    downloads: list[dict]
+    abc: str
+    check: str
+    versions: str
+
+    def values(self) -> tuple:
+        return (self.sheet, self.audio, *self.downloads, self.abc, self.check, self.versions)
+
+
+def score_views(app: App, session: Session, folder: str) -> Iterator[View]:
+    """The score side for ``session``: once with the sheet and quick files, then with all."""
+    abc = sessions.current_abc(session)
+    versions = versions_html(session, app.ui.versions_shown)
+    if abc is None:
+        yield View(EMPTY_SHEET, None, download_updates(None), "", check_html("", None), versions)
+        return
+    check = check_html(abc, abc, app.ui.max_editor_chars)
+    rendered = render_files(abc, folder, QUICK_FORMATS)
+    audio_path = version_folder(folder, abc) / FILE_NAMES["wav"]
+    if not all((version_folder(folder, abc) / FILE_NAMES[name]).is_file() for name in SLOW_FORMATS):
+        yield View(sheet_html(rendered), None, download_updates(rendered), abc, check, versions)
+    rendered = render_files(abc, folder, SLOW_FORMATS, rendered)
+    audio = str(audio_path) if "wav" in rendered.paths else None
+    yield View(sheet_html(rendered), audio, download_updates(rendered), abc, check, versions)
+
+
+def unchanged_view() -> tuple:
+    """Outputs that leave the score side as it is (while a turn is still running)."""
+    return tuple(gr.skip() for _ in range(5 + len(DOWNLOADS)))
+
+
+# --------------------------------------------------------------------------------------------
+# Running a turn in a worker thread
+
+
+def turn_config(config: AgentConfig, session: Session, temperature: Any, seed: Any) -> AgentConfig:
+    """The agent's settings for the next turn: the tab's temperature, and its seed plus the
+    number of turns so far (a conversation replays the same; two requests differ).
+
+    >>> turn_config(AgentConfig(), Session(), 0.7, 5).seed
+    5
+    >>> turn_config(AgentConfig(), Session(), "bad", None).temperature == AgentConfig().temperature
+    True
+    """
+    try:
+        temperature = min(max(float(temperature), 0.0), 2.0)
+    except (TypeError, ValueError):
+        temperature = config.temperature
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        seed = config.seed
+    turns = sum(1 for message in session.messages if message.get("role") == "user")
+    return dataclasses.replace(config, temperature=temperature, seed=seed + turns)
+
+
+def run_turn(session: Session, message: str, composer: Composer, config: AgentConfig,
+             poll_seconds: float = 0.4) -> Iterator[tuple[str, Any]]:
+    """Run :func:`take_turn` in a worker thread; yield ``("progress", (stage, bars, text))`` for
+    its latest progress, ``("tick", seconds)`` while it works quietly, then ``("turn", Turn)``."""
+    events: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["turn"] = take_turn(session, message, composer, config,
+                                        on_progress=lambda *event: events.put(("progress", event)))
+        except BaseException as err:  # take_turn promises not to raise; if it does, report it
+            outcome["error"] = err
+        finally:
+            events.put(("end", None))
+
+    started = time.perf_counter()
+    threading.Thread(target=work, name="tunesmith-turn", daemon=True).start()
+    while True:
+        try:
+            kind, value = events.get(timeout=poll_seconds)
+        except queue.Empty:
+            yield "tick", time.perf_counter() - started
+            continue
+        latest = None
+        while kind == "progress":  # several bars since the last look: show only the newest
+            latest = value
+            try:
+                kind, value = events.get_nowait()
+            except queue.Empty:
+                break
+        if latest is not None:
+            yield "progress", latest
+        if kind == "end":
+            break
+    if "error" in outcome:
+        error = outcome["error"]
+        log.error("a turn failed: %s: %s", type(error).__name__, error)
+        reply = (f"Something went wrong on my side ({type(error).__name__}: {error}). "
+                 "Your score is unchanged.")
+        yield "turn", Turn(session=session, reply=reply, changed=False, intent="error")
+    else:
+        yield "turn", outcome["turn"]
+
+
+STAGES = {"compose": "Composing", "edit": "Rewriting", "validate": "Checking",
+          "repair": "Repairing", "done": "Finishing"}
+
+
+def progress_message(stage: str, bars: int, text: str, seconds: float, done: bool = False) -> dict:
+    """A chat message showing a composition's progress: stage, bars written, the ABC so far.
+
+    >>> progress_message("compose", 3, "X:1", 4.2)["metadata"]["title"]
+    'Composing — 3 bars written'
+    """
+    label = STAGES.get(stage, stage.capitalize())
+    if done:
+        title = f"Written in {seconds:.0f} s — {bars} bars"
+    elif stage in ("compose", "edit"):
+        title = f"{label} — {bars} bar{'s' * (bars != 1)} written"
+    else:
+        title = f"{label}…"
+    body = f"```\n{text.strip()}\n```" if text.strip() else "…"
+    return {"role": "assistant", "content": body,
+            "metadata": {"title": title, "status": "done" if done else "pending",
+                         "duration": round(seconds, 1)}}
+
+
+def waiting_message(seconds: float, model_state: str) -> dict:
+    """A chat message for a turn that has not reported progress yet."""
+    if model_state == "loading":
+        title = f"Waiting for the model to finish loading… {seconds:.0f} s"
+    else:
+        title = f"Working… {seconds:.0f} s"
+    return {"role": "assistant", "content": "…", "metadata": {"title": title, "status": "pending"}}
+
+
+def shown_text(text: str, limit: int) -> str:
+    """A chat message as displayed: empty ones named, long ones cut.
+
+    >>> shown_text("", 10)
+    '*(empty message)*'
+    >>> shown_text("x" * 30, 10)
+    'xxxxxxxxxx … *(30 characters in all)*'
+    """
+    if not text.strip():
+        return "*(empty message)*"
+    if len(text) > limit:
+        return f"{text[:limit]} … *({len(text):,} characters in all)*"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Event handlers (bound to an App with functools.partial in build_app)
+
+
+def chat(app: App, message: Any, history: list | None, session: Session, folder: str,
+         temperature: Any, seed: Any, adapter_on: Any) -> Iterator[tuple]:
+    """Send one chat message: streams progress, then the reply and the new score.
+
+    Yields ``(chat, message box, send button, session, folder, *score side)``.
+    """
+    text = message if isinstance(message, str) else ""
+    history = list(history or [])
+    session = session if isinstance(session, Session) else Session()
+    history.append({"role": "user", "content": shown_text(text, app.ui.shown_message_chars)})
+    busy, ready = gr.update(interactive=False), gr.update(interactive=True)
+    model_state = app.models.status()[0]
+    yield (history + [waiting_message(0, model_state)], "", busy, session, folder, *unchanged_view())
+
+    config = turn_config(app.config, session, temperature, seed)
+    composer = app.models.composer(bool(adapter_on))
+    progress: dict | None = None
+    turn: Turn | None = None
+    started = time.perf_counter()
+    for kind, value in run_turn(session, text, composer, config, app.ui.poll_seconds):
+        seconds = time.perf_counter() - started
+        if kind == "progress":
+            stage, bars, so_far = value
+            progress = progress_message(stage, bars, so_far, seconds)
+            yield (history + [progress], "", busy, session, folder, *unchanged_view())
+        elif kind == "tick":
+            shown = progress or waiting_message(seconds, app.models.status()[0])
+            if progress is not None:
+                shown = dict(progress, metadata=dict(progress["metadata"], duration=round(seconds, 1)))
+            yield (history + [shown], "", busy, session, folder, *unchanged_view())
+        else:
+            turn = value
+    seconds = time.perf_counter() - started
+    if progress is not None and turn is not None and turn.changed:
+        final_abc = sessions.current_abc(turn.session) or ""
+        bars = turn.details.get("bars") or _bars_in(final_abc)
+        history.append(progress_message("done", bars, final_abc, seconds, done=True))
+    history.append({"role": "assistant", "content": turn.reply})
+    session = turn.session
+    if not turn.changed:
+        yield (history, "", ready, session, folder, *unchanged_view())
+        return
+    folder = app.tab_folder(folder)
+    for view in score_views(app, session, folder):
+        yield (history, "", ready, session, folder, *view.values())
+
+
+def _bars_in(abc: str) -> int:
+    from agent.conversation import score_summary
+
+    try:
+        return score_summary(abc)["bars"]
+    except Exception:
+        return 0
+
+
+def chat_api(app: App, message: Any, temperature: Any, seed: Any, adapter_on: Any,
+             session: Session, folder: str) -> tuple[str, str, list[str], Session, str]:
+    """The ``/chat`` endpoint: one message in; the reply, the current ABC and its files out."""
+    session = session if isinstance(session, Session) else Session()
+    text = message if isinstance(message, str) else ""
+    config = turn_config(app.config, session, temperature, seed)
+    composer = app.models.composer(bool(adapter_on) if adapter_on is not None else True)
+    turn = None
+    for kind, value in run_turn(session, text, composer, config, app.ui.poll_seconds):
+        if kind == "turn":
+            turn = value
+    session = turn.session
+    abc = sessions.current_abc(session)
+    if abc is None:
+        return turn.reply, "", [], session, folder
+    folder = app.tab_folder(folder)
+    rendered = render_files(abc, folder, QUICK_FORMATS + SLOW_FORMATS)
+    reply = turn.reply
+    if rendered.problems:
+        reply += " (Some files could not be made: " + "; ".join(rendered.problems) + ".)"
+    files = [str(rendered.paths[name]) for name in ("abc", "midi", "musicxml", "svg", "pdf", "wav")
+             if name in rendered.paths]
+    return reply, abc, files, session, folder
+
+
+def step(app: App, action: str, history: list | None, session: Session, folder: str) -> Iterator[tuple]:
+    """Undo, redo or start over (the agent's own words for them; no model needed).
+
+    Yields ``(chat, session, folder, *score side)``.
+    """
+    history = list(history or [])
+    session = session if isinstance(session, Session) else Session()
+    word = STEP_WORDS[action]
+    turn = take_turn(session, word, Composer.unavailable(), app.config)
+    history += [{"role": "user", "content": word}, {"role": "assistant", "content": turn.reply}]
+    session = turn.session
+    if not turn.changed:
+        yield (history, session, folder, *unchanged_view())
+        return
+    folder = app.tab_folder(folder)
+    for view in score_views(app, session, folder):
+        yield (history, session, folder, *view.values())
+
+
+def check_edit(app: App, text: Any, session: Session) -> str:
+    """The editor's live check (runs as the text changes)."""
+    current = sessions.current_abc(session) if isinstance(session, Session) else None
+    return check_html(text if isinstance(text, str) else "", current, app.ui.max_editor_chars)
+
+
+def apply_edit(app: App, text: Any, history: list | None, session: Session, folder: str
+               ) -> Iterator[tuple]:
+    """Make the editor's text the new version when it is valid; otherwise say why not.
+
+    Yields ``(chat, session, folder, *score side)``; an edit that is not applied leaves the
+    editor as typed and only updates the check panel.
+    """
+    text = text if isinstance(text, str) else ""
+    history = list(history or [])
+    session = session if isinstance(session, Session) else Session()
+    current = sessions.current_abc(session)
+    skip_score = list(unchanged_view())
+    check_index = 5 + len(DOWNLOADS) - 2  # position of the check panel in the score side
+
+    def refused(reason: str) -> tuple:
+        skip_score[check_index] = f'<p class="ts-bad">{html.escape(reason)}</p>' + check_html(
+            text, current, app.ui.max_editor_chars)
+        return (history, session, folder, *skip_score)
+
+    if not text.strip():
+        yield refused("Nothing to apply: the editor is empty.")
+        return
+    if len(text) > app.ui.max_editor_chars:
+        yield refused(f"Not applied: the text is longer than {app.ui.max_editor_chars:,} characters.")
+        return
+    if current is not None and text.strip() == current.strip():
+        yield refused("Nothing to apply: the editor holds the version on screen.")
+        return
+    report = validate_abc(text)
+    if not report.valid:
+        yield refused("Not applied: the score has errors (listed below); the version on screen is unchanged.")
+        return
+    abc = text.strip() + "\n"
+    session = sessions.add_version(session, abc, "edited in the ABC editor")
+    try:
+        reply = "Applied your edit: " + describe(abc)
+    except Exception:
+        reply = "Applied your edit."
+    session = sessions.add_message(session, "assistant", reply)
+    history.append({"role": "assistant", "content": reply})
+    folder = app.tab_folder(folder)
+    for view in score_views(app, session, folder):
+        yield (history, session, folder, *view.values())
+
+
+def revert_edit(session: Session) -> tuple[str, str]:
+    """Put the version on screen back into the editor."""
+    abc = sessions.current_abc(session) if isinstance(session, Session) else None
+    return abc or "", check_html(abc or "", abc)
+
+
+def model_status(app: App) -> tuple[str, Any]:
+    """The model's status line, and the timer switched off once loading has settled."""
+    app.models.start()
+    state, message = app.models.status()
+    icon = {"ready": "✓", "failed": "⚠", "loading": "⏳"}.get(state, "")
+    extra = ""
+    if state == "loading":
+        extra = " Edits, questions and undo work meanwhile."
+    elif state == "failed" and app.models.has_adapter:
+        extra = " Untick “fine-tuned adapter” in Settings to use the bare base model."
+    line = f'<div class="ts-status ts-status-{state}">{icon} {html.escape(message)}{extra}</div>'
+    return line, gr.Timer(active=state in ("idle", "loading"))
+
+
+def pick_example(sample: Any) -> str:
+    """The text of a clicked example prompt."""
+    if isinstance(sample, (list, tuple)):
+        sample = sample[0] if sample else ""
+    return sample if isinstance(sample, str) else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and wiring
+
+
+def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
+              ui_config: UiConfig = UiConfig(), models: Models | None = None) -> gr.Blocks:
+    """The app's page: lays out the components and wires them to the handlers above.
+
+    ``composer`` replaces the model (tests pass one with a tiny model); ``models`` shares a
+    :class:`Models` whose loading :func:`launch` has already started.
+    """
+    models = models or Models(agent_config, composer)
+    app = App(config=agent_config, ui=ui_config, models=models)
+    bind: Callable[..., Callable] = lambda fn, *args: functools.partial(fn, app, *args)
+
+    with gr.Blocks(title="tunesmith", analytics_enabled=False, fill_width=True) as demo:
+        session = gr.State(Session())
+        folder = gr.State("", delete_callback=remove_folder)
+
+        with gr.Row(elem_id="ts-header"):
+            gr.HTML('<div class="ts-brand"><h1>tunesmith</h1><p>Ask for a tune; keep shaping it '
+                    'in words. Sheet music, audio and files follow every change.</p></div>',
+                    js_on_load=None)
+            status = gr.HTML('<div class="ts-status">…</div>', elem_id="ts-status", js_on_load=None)
+
+        with gr.Row(elem_id="ts-main", equal_height=False):
+            with gr.Column(scale=5, min_width=320, elem_id="ts-chat-column"):
+                chatbot = gr.Chatbot(label="Conversation", elem_id="ts-chat", height=560,
+                                     buttons=["copy"], feedback_options=None,
+                                     placeholder="**Ask for a tune** — or pick an example below.")
+                with gr.Row(elem_id="ts-input-row"):
+                    message = gr.Textbox(show_label=False, placeholder="Ask for a tune, or say how to change it…",
+                                         lines=1, max_lines=6, scale=6, autofocus=True,
+                                         elem_id="ts-message")
+                    send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="ts-send")
+                examples = gr.Dataset(components=[message], samples=[[p] for p in EXAMPLES],
+                                      label="Examples", elem_id="ts-examples", layout="gallery")
+                with gr.Row(elem_id="ts-steps"):
+                    undo = gr.Button("↶ Undo", size="sm", elem_id="ts-undo")
+                    redo = gr.Button("↷ Redo", size="sm", elem_id="ts-redo")
+                    start_over = gr.Button("Start over", size="sm", variant="stop", elem_id="ts-start-over")
+
+            with gr.Column(scale=7, min_width=320, elem_id="ts-score-column"):
+                sheet = gr.HTML(EMPTY_SHEET, elem_id="ts-sheet", js_on_load=None)
+                audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="ts-audio",
+                                 buttons=["download"])
+                with gr.Row(elem_id="ts-downloads"):
+                    downloads = [gr.DownloadButton(label, interactive=False, size="sm", min_width=90,
+                                                   elem_id=f"ts-download-{name}")
+                                 for name, label in DOWNLOADS]
+                with gr.Tabs(elem_id="ts-tabs"):
+                    with gr.Tab("ABC editor", elem_id="ts-editor-tab"):
+                        editor = gr.Code(language=None, lines=10, max_lines=24, label="ABC",
+                                         interactive=True, wrap_lines=True, elem_id="ts-editor")
+                        with gr.Row():
+                            apply = gr.Button("Apply edit", variant="primary", size="sm", elem_id="ts-apply")
+                            revert = gr.Button("Revert to the version on screen", size="sm", elem_id="ts-revert")
+                        check = gr.HTML(check_html("", None), elem_id="ts-check", js_on_load=None)
+                    with gr.Tab("Versions", elem_id="ts-versions-tab"):
+                        versions = gr.HTML(versions_html(Session()), elem_id="ts-versions", js_on_load=None)
+                    with gr.Tab("Settings", elem_id="ts-settings-tab"):
+                        temperature = gr.Slider(0.0, 1.5, value=agent_config.temperature, step=0.05,
+                                                label="Temperature",
+                                                info="how adventurous the model's choices are (0: always the likeliest)")
+                        seed = gr.Number(value=agent_config.seed, precision=0, label="Seed",
+                                         info="of the first turn; each later turn adds one")
+                        adapter = gr.Checkbox(value=models.has_adapter, interactive=models.has_adapter,
+                                              label="Fine-tuned adapter",
+                                              info="off: the bare base model (loaded on first use)"
+                                              if models.has_adapter else "this app was started without one")
+
+        # The /chat endpoint's own inputs and outputs; never shown on the page.
+        with gr.Column(visible=False):
+            api_message = gr.Textbox(label="message")
+            api_reply = gr.Textbox(label="reply")
+            api_abc = gr.Textbox(label="abc")
+            api_files = gr.File(label="files", file_count="multiple")
+            api_trigger = gr.Button("chat")
+        timer = gr.Timer(ui_config.status_seconds)
+
+        score_side = [sheet, audio, *downloads, editor, check, versions]
+        private = {"api_visibility": "private"}
+
+        chat_event = dict(fn=bind(chat),
+                          inputs=[message, chatbot, session, folder, temperature, seed, adapter],
+                          outputs=[chatbot, message, send, session, folder, *score_side],
+                          show_progress="hidden", **private)
+        send.click(**chat_event)
+        message.submit(**chat_event)
+        examples.click(pick_example, examples, message, show_progress="hidden", **private
+                       ).then(**chat_event)
+        for button, action in ((undo, "undo"), (redo, "redo"), (start_over, "start_over")):
+            button.click(bind(step, action), [chatbot, session, folder],
+                         [chatbot, session, folder, *score_side], show_progress="hidden", **private)
+        editor.input(bind(check_edit), [editor, session], check, trigger_mode="always_last",
+                     show_progress="hidden", **private)
+        apply.click(bind(apply_edit), [editor, chatbot, session, folder],
+                    [chatbot, session, folder, *score_side], show_progress="hidden", **private)
+        revert.click(revert_edit, session, [editor, check], show_progress="hidden", **private)
+        api_trigger.click(bind(chat_api), [api_message, temperature, seed, adapter, session, folder],
+                          [api_reply, api_abc, api_files, session, folder], api_name="chat",
+                          api_description="Send a message; get the reply, the current ABC and its files.")
+        demo.load(bind(model_status), None, [status, timer], show_progress="hidden", **private)
+        timer.tick(bind(model_status), None, [status, timer], show_progress="hidden", **private)
+    demo.queue(default_concurrency_limit=ui_config.concurrency)
+    return demo
+
+
+def app_css() -> str:
+    """The page's CSS (responsive: the columns stack on a narrow screen)."""
+    return CSS_FILE.read_text(encoding="utf-8")
+
+
+def app_theme() -> gr.themes.Base:
+    """A theme with system fonts only, so the page needs nothing from the internet."""
+    system = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+    return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=system, font_mono=mono)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, base: str | None = None,
+           adapter: str | None = None, *, composer: Composer | None = None,
+           ui_config: UiConfig = UiConfig(), block: bool = True) -> gr.Blocks:
+    """Start the app: the model begins loading in the background, the page is served at once.
+
+    With ``block=False`` it returns the running app (close it with ``demo.close()``); tests use
+    that, with a ``composer`` of their own.
+    """
+    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter)
+    models = Models(config, composer)
+    models.start()
+    own_root = ui_config.render_root is None
+    if own_root:
+        ui_config = dataclasses.replace(ui_config, render_root=tempfile.mkdtemp(prefix="tunesmith-ui-"))
+    demo = build_app(config, composer, ui_config=ui_config, models=models)
+    try:
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                    show_error=False, allowed_paths=[ui_config.render_root], theme=app_theme(),
+                    css=app_css(), footer_links=["api"])
+    finally:
+        if block and own_root:  # the server has stopped: the rendered files go with it
+            shutil.rmtree(ui_config.render_root, ignore_errors=True)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ui.app``: the same options as ``tunesmith ui``."""
+    parser = argparse.ArgumentParser(prog="python -m ui.app", description="tunesmith in the browser")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--base", default=None, help="base model (default smollm2-135m)")
+    parser.add_argument("--adapter", default=None, help="adapter folder, or 'none' for the bare base")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    launch(host=args.host, port=args.port, base=args.base, adapter=args.adapter)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,9 @@ one ABC tune: a header (``X T C R M L Q K``), then the body, a few bars per line
 What it writes: notes and rests with lengths relative to ``L:``, dotted notes, broken rhythm
 (``A>B``), tuplets (``(3abc``, ``(p:q:r``), ties (also across bar lines), chords ``[CEG]2``,
 quoted chord symbols, grace notes ``{g}``, octave marks, accidentals, bar lines, repeats,
-first and second endings, pickups, key / meter / tempo changes and lyrics.
+first and second endings, pickups, key / meter / tempo changes, slurs, the common
+articulations, ornaments and dynamics (``.``, ``!fermata!``, ``!trill!``, ``!p!``, ...) and
+lyrics. Spaces group notes by beat, the way an engraver beams them.
 
 Accidentals follow the ABC 2.1 rule that an accidental lasts to the end of the bar. Readers
 disagree on the details (does ``^f`` also raise a later ``F`` an octave below? does an
@@ -17,10 +19,13 @@ any of those readings would otherwise give a different pitch, and leaves out the
 every reading already implies. A ``%abc-2.1`` first line tells readers such as music21 to
 apply the 2.1 rules rather than the older 1.3 ones.
 
-Not written: slurs, decorations and articulations, dynamics, text, clef changes inside a
-part, octave-transposing clefs, and the ``x`` invisible rest (gaps inside a bar are filled
-with ``z`` rests). A part with two voices inside one bar cannot be written and raises
-:class:`~agent.errors.AbcError`, as does a score without notes.
+A bar longer than its meter gets a meter change of its own length (``M:3/4`` for three
+quarters in 2/4): readers such as music21 would otherwise split it in two.
+
+Not written: text expressions, other decorations, clef changes inside a part,
+octave-transposing clefs, and the ``x`` invisible rest (gaps inside a bar are filled with
+``z`` rests). A part with two voices inside one bar, a key or meter change inside a bar, and
+a score without notes raise :class:`~agent.errors.AbcError`.
 
 >>> from music21 import converter
 >>> score = converter.parse("X:1\\nT:Tiny\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d2B2|G4|]", format="abc")
@@ -36,6 +41,7 @@ GA Bc | d2 B2 | G4 |]
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -217,6 +223,8 @@ class _Event:
     symbols: list[str] = field(default_factory=list)  # chord symbols, quoted
     decorations: list[str] = field(default_factory=list)  # "!fermata!", ".", "!p!"
     inline_fields: str = ""  # "[Q:1/4=90]": a tempo change inside the bar
+    slurs_opened: int = 0  # slurs that start on this note: "("
+    slurs_closed: int = 0  # slurs that end on it: ")"
     graces: list[note.GeneralNote] = field(default_factory=list)
     trailing_graces: list[note.GeneralNote] = field(default_factory=list)  # after the note
     tuplet_marker: str = ""
@@ -243,10 +251,13 @@ def _tuplet_ratio(element: note.GeneralNote) -> tuple[int, int] | None:
     return None if actual == normal else (actual, normal)
 
 
-def _bar_events(container: stream.Stream, number: int | None) -> list[_Event]:
+def _bar_events(
+    container: stream.Stream, number: int | None, full: Fraction | None = None
+) -> list[_Event]:
     """The events of one bar in time order, chord symbols and grace notes attached.
 
-    Gaps between notes become rests; notes that overlap cannot be written in one voice.
+    Gaps between notes become rests, and so does an empty bar (``full`` is the length of a
+    full bar, when the meter gives one); notes that overlap cannot be written in one voice.
     """
     contents = _bar_contents(container, number)
     events: list[_Event] = []
@@ -277,6 +288,10 @@ def _bar_events(container: stream.Stream, number: int | None) -> list[_Event]:
         cursor = offset + length
     if not events and graces:
         raise AbcError("a bar holds grace notes but no note to lean on", bar=number)
+    if not events:
+        if not full:
+            raise AbcError("an empty bar without a meter cannot be written", bar=number)
+        events.append(_Event(None, Fraction(0), full))
     if graces:  # grace notes after the bar's last note, as in "E2{F}|"
         events[-1].trailing_graces = graces
     _attach_chord_symbols(events, symbols)
@@ -537,7 +552,9 @@ def _can_break(first: _Event, second: _Event) -> bool:
         e.element is not None and not e.is_rest and e.ratio is None and not e.broken
         for e in (first, second)
     )
-    return plain and second.joined and not _is_tied(first.element)
+    # music21 loses the rhythm of "B>(c" and "B)>c": no broken rhythm next to a slur mark
+    slur_free = not first.slurs_closed and not second.slurs_opened
+    return plain and slur_free and second.joined and not _is_tied(first.element)
 
 
 def _is_tied(element: note.GeneralNote | None) -> bool:
@@ -651,6 +668,7 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
     if event.graces:
         parts.append("{" + "".join(_grace_text(g, unit_ql, accidentals) for g in event.graces) + "}")
     parts.append(event.tuplet_marker)
+    parts.append("(" * event.slurs_opened)  # after "(3": music21 misreads "((3"
     parts.extend(event.decorations)
     # Both notes of a broken-rhythm pair are written one unit long: A>B.
     if event.broken or event.after_broken:
@@ -681,7 +699,28 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
         parts.append(
             "{" + "".join(_grace_text(g, unit_ql, accidentals) for g in event.trailing_graces) + "}"
         )
+    parts.append(")" * event.slurs_closed)
     return "".join(parts)
+
+
+def _slur_ends(part: stream.Stream) -> tuple[collections.Counter, collections.Counter]:
+    """How many slurs start and end on each note of a part (by id).
+
+    Only slurs between two different notes or chords of the part are written; any other
+    (on a rest, a grace note, or a note not in the part) is left out so that every "("
+    has its ")".
+    """
+    playable = {
+        id(n) for n in part.recurse().notes if not n.duration.isGrace and not _is_chord_symbol(n)
+    }
+    opened: collections.Counter = collections.Counter()
+    closed: collections.Counter = collections.Counter()
+    for slur in part.spannerBundle.getByClass(spanner.Slur):
+        first, last = slur.getFirst(), slur.getLast()
+        if first is not last and id(first) in playable and id(last) in playable:
+            opened[id(first)] += 1
+            closed[id(last)] += 1
+    return opened, closed
 
 
 def _grace_text(grace: note.GeneralNote, unit_ql: Fraction, accidentals: _BarAccidentals) -> str:
@@ -785,6 +824,7 @@ class _State:
     key: str
     meter: str
     tempo: str | None
+    alters: tuple = ()  # the key's accidentals, to tell a new key from a new name for it
 
 
 def _first(container: stream.Stream, cls) -> object | None:
@@ -802,10 +842,12 @@ def _initial_state(part: stream.Stream) -> _State:
     signature = _first_at_start(part, opening, key.KeySignature)
     time_signature = _first_at_start(part, opening, meter.TimeSignature)
     mark = _first_at_start(part, opening, tempo.MetronomeMark)
+    key_text, alters = _key_field(signature)
     return _State(
-        _key_field(signature)[0],
+        key_text,
         _meter_field(time_signature),
         _tempo_field(mark) if mark is not None else None,
+        tuple(sorted(alters.items())),
     )
 
 
@@ -825,7 +867,11 @@ def _header_lines(
 ) -> list[str]:
     state = _initial_state(first_part)
     info = score.metadata if score.metadata is not None else None
-    title = (info.title or info.movementName) if info is not None else None
+    title = info.title if info is not None else None
+    if not title and info is not None and info.movementName:
+        # music21 names a movement after its file when nothing better is known
+        if not re.search(r"\.(mxl|xml|musicxml|krn|abc|midi?)$", info.movementName):
+            title = info.movementName
     composer = info.composer if info is not None else None
     rhythm = config.rhythm
     if rhythm is None and info is not None:
@@ -1031,6 +1077,7 @@ def _part_lines(
     bars = _bars_of(part)
     labels = _ending_labels(part, bars)
     verse_of = _verse_numbers(part)
+    slurs = _slur_ends(part)
     unit_ql = unit * 4
     state = header
     signature = None
@@ -1038,10 +1085,35 @@ def _part_lines(
     prepared: list[_Bar] = []
     for index, container in enumerate(bars):
         number = container.number if isinstance(container, stream.Measure) else None
-        fields, signature, time_signature, state = _bar_fields(
-            container, part, index, state, signature, time_signature
+        _refuse_mid_bar_changes(container)
+        opening = _first_at_start if index == 0 else _starting_in
+        found_key = opening(part, container, key.KeySignature)
+        found_meter = opening(part, container, meter.TimeSignature)
+        found_tempo = opening(part, container, tempo.MetronomeMark)
+        signature = found_key if found_key is not None else signature
+        time_signature = found_meter if found_meter is not None else time_signature
+        full = _frac(time_signature.barDuration.quarterLength) if time_signature else None
+        events = _bar_events(container, number, full)
+        for event in events:
+            event.slurs_opened = slurs[0][id(event.element)]
+            event.slurs_closed = slurs[1][id(event.element)]
+        new_state = _State(
+            state.key,
+            _written_meter(time_signature, sum(e.length for e in events), container is part),
+            _tempo_field(found_tempo) if found_tempo is not None else state.tempo,
+            state.alters,
         )
-        events = _bar_events(container, number)
+        if found_key is not None:
+            key_text, alters = _key_field(found_key)
+            alters = tuple(sorted(alters.items()))
+            # The same accidentals under another name are a new key inside a part (G major
+            # to E minor), but not at the start of a voice: a chorale's alto may say F major
+            # where the soprano, and the header, say D minor.
+            renamed = index > 0 and isinstance(found_key, key.Key)
+            if alters != state.alters or renamed:
+                new_state = dataclasses.replace(new_state, key=key_text, alters=alters)
+        fields = _changed_fields(state, new_state)
+        state = new_state
         _mark_tuplets(events)
         _mark_beams(events, time_signature, _pickup_start(container, time_signature, index == 0))
         if config.broken_rhythm:
@@ -1061,6 +1133,42 @@ def _part_lines(
             )
         )
     return _layout(prepared, config.bars_per_line, sung=bool(verse_of))
+
+
+def _written_meter(
+    time_signature: meter.TimeSignature | None, content: Fraction, unbarred: bool = False
+) -> str:
+    """The M: value for a bar: its meter, or, for a bar longer than its meter, a meter of the
+    bar's own length (6/4 for a bar of six quarters in 2/4).
+
+    music21 splits a bar that is longer than its meter in two, so such a bar would not read
+    back as one bar without a meter that fits it.
+
+    >>> _written_meter(meter.TimeSignature("2/4"), Fraction(3)), _written_meter(None, Fraction(9))
+    ('3/4', 'none')
+    >>> _written_meter(meter.TimeSignature("6/8"), Fraction(7, 2))
+    '7/8'
+    """
+    if time_signature is None:
+        return "none"
+    if unbarred or content <= _frac(time_signature.barDuration.quarterLength):
+        return _meter_field(time_signature)
+    denominator = time_signature.denominator
+    while (content * denominator / 4).denominator != 1:
+        denominator *= 2
+    return f"{content * denominator / 4}/{denominator}"
+
+
+def _changed_fields(before: _State, after: _State) -> list[str]:
+    """Field lines that take the tune from one state to the next, in the order M: Q: K:."""
+    fields = []
+    if after.meter != before.meter:
+        fields.append(f"M:{after.meter}")
+    if after.tempo != before.tempo and after.tempo is not None:
+        fields.append(f"Q:{after.tempo}")
+    if after.key != before.key:
+        fields.append(f"K:{after.key}")
+    return fields
 
 
 def _pickup_start(
@@ -1084,41 +1192,6 @@ def _is_short(measure: stream.Stream, time_signature: meter.TimeSignature | None
     return 0 < content < _frac(time_signature.barDuration.quarterLength)
 
 
-def _bar_fields(container, part, index, state, signature, time_signature):
-    """Key, meter and tempo changes at the start of a bar, as field lines to write before it.
-
-    Returns the lines and the key signature, time signature and field state now in force.
-    """
-    at_start = part if index == 0 and container is part else container
-    found_key = _first_at_start(part, at_start, key.KeySignature) if index == 0 else _starting(
-        container, key.KeySignature
-    )
-    found_meter = (
-        _first_at_start(part, at_start, meter.TimeSignature)
-        if index == 0
-        else _starting(container, meter.TimeSignature)
-    )
-    found_tempo = (
-        _first_at_start(part, at_start, tempo.MetronomeMark)
-        if index == 0
-        else _starting(container, tempo.MetronomeMark)
-    )
-    _refuse_mid_bar_changes(container, index)
-    signature = found_key if found_key is not None else signature
-    time_signature = found_meter if found_meter is not None else time_signature
-    fields = []
-    new_meter = _meter_field(time_signature) if found_meter is not None else state.meter
-    new_key = _key_field(signature)[0] if found_key is not None else state.key
-    new_tempo = _tempo_field(found_tempo) if found_tempo is not None else state.tempo
-    if new_meter != state.meter:
-        fields.append(f"M:{new_meter}")
-    if new_tempo != state.tempo and new_tempo is not None:
-        fields.append(f"Q:{new_tempo}")
-    if new_key != state.key:
-        fields.append(f"K:{new_key}")
-    return fields, signature, time_signature, _State(new_key, new_meter, new_tempo)
-
-
 def _close_field_block(fields: list[str], unit: Fraction) -> list[str]:
     """Field lines due before a bar, ended by a repeat of L: (which changes nothing).
 
@@ -1128,12 +1201,13 @@ def _close_field_block(fields: list[str], unit: Fraction) -> list[str]:
     return fields + [f"L:{_unit_field(unit)}"] if fields else fields
 
 
-def _starting(container: stream.Stream, cls):
+def _starting_in(part: stream.Stream, container: stream.Stream, cls):
+    """The last object of class ``cls`` at the start of a bar (not the first bar)."""
     found = [e for e in container.getElementsByClass(cls) if _frac(e.offset) == 0]
     return found[-1] if found else None
 
 
-def _refuse_mid_bar_changes(container: stream.Stream, index: int) -> None:
+def _refuse_mid_bar_changes(container: stream.Stream) -> None:
     for cls in (key.KeySignature, meter.TimeSignature):
         for element in container.getElementsByClass(cls):
             if _frac(element.offset) != 0:

@@ -24,7 +24,61 @@ from fractions import Fraction
 from agent.abc_reader import read_tune
 from agent.abc_text import parse_tune, split_bars, tokenize_body
 
-QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument")
+QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument",
+                  "form", "style", "lyrics", "notes")
+
+# Short answers to "what is a ...?" questions, which need no tune.
+GLOSSARY = {
+    "jig": "A jig is a lively dance tune in 6/8, two groups of three eighth notes to the bar.",
+    "slip jig": "A slip jig is a dance tune in 9/8: three groups of three eighth notes to the bar.",
+    "reel": "A reel is a fast dance tune in 4/4 (or 2/2), running mostly in eighth notes.",
+    "hornpipe": "A hornpipe is a dance tune in 4/4 with a swung, dotted rhythm, slower than a reel.",
+    "polka": "A polka is a quick dance tune in 2/4.",
+    "waltz": "A waltz is a dance in 3/4 with the weight on the first beat of each bar.",
+    "mazurka": "A mazurka is a Polish dance in 3/4, often with the accent on the second or third beat.",
+    "march": "A march is a tune for walking in step, in 2/4, 4/4 or 6/8.",
+    "strathspey": "A strathspey is a Scottish dance tune in 4/4 full of 'Scotch snaps' (short-long pairs).",
+    "air": "An air is a slow, song-like tune, played freely and expressively.",
+    "lullaby": "A lullaby is a gentle, slow song to send a child to sleep.",
+    "mode": "A mode is a scale with its own pattern of steps: major (ionian), dorian, phrygian, "
+            "lydian, mixolydian, minor (aeolian) and locrian start on different degrees of the same notes.",
+    "dorian": "Dorian is a minor mode with a raised sixth: D dorian is D E F G A B C.",
+    "mixolydian": "Mixolydian is a major mode with a lowered seventh: G mixolydian is G A B C D E F.",
+    "lydian": "Lydian is a major mode with a raised fourth: F lydian is F G A B C D E.",
+    "phrygian": "Phrygian is a minor mode with a lowered second: E phrygian is E F G A B C D.",
+    "locrian": "Locrian is the mode on the seventh degree, with a lowered second and fifth: B C D E F G A.",
+    "time signature": "The time signature says how many beats a bar has and which note gets the beat: "
+                      "3/4 is three quarter-note beats.",
+    "meter": "The meter is the pattern of beats in each bar, written as a time signature like 6/8.",
+    "key signature": "The key signature is the set of sharps or flats at the start of each staff.",
+    "tempo": "The tempo is the speed of the beat, in beats per minute (bpm).",
+    "bar": "A bar (or measure) is one group of beats between two bar lines.",
+    "triplet": "A triplet is three notes played in the time of two.",
+    "abc": "ABC is a plain-text music notation: letters for notes, | for bar lines, a header with "
+           "the title (T:), meter (M:), note length (L:), tempo (Q:) and key (K:).",
+    "transpose": "To transpose is to move every note up or down by the same interval, changing the key.",
+    "relative minor": "The relative minor shares the major key's signature and starts a sixth above "
+                      "its tonic: A minor is the relative minor of C major.",
+    "tonic": "The tonic is the home note of a key, where a tune usually ends.",
+    "chord": "A chord is three or more notes sounding together; a triad is built of stacked thirds.",
+}
+
+
+def define(topic: str | None) -> str:
+    """A short definition of a music word, or an honest 'I don't know that one'.
+
+    >>> define("jig")
+    'A jig is a lively dance tune in 6/8, two groups of three eighth notes to the bar.'
+    >>> define("zither tuning")
+    "I don't have a definition for “zither tuning”."
+    """
+    key = (topic or "").strip().lower()
+    if key in GLOSSARY:
+        return GLOSSARY[key]
+    for word, text in GLOSSARY.items():
+        if word in key.split() or key.endswith(word):
+            return text
+    return f"I don't have a definition for “{topic}”."
 
 _BEAT_NAMES = {2: "half-note", 4: "quarter-note", 8: "eighth-note", 16: "sixteenth-note"}
 
@@ -136,7 +190,35 @@ def answer_question(abc: str, kind: str) -> str:
         return f"It plays on General MIDI program {facts.program + 1}."
     if kind == "chords":
         return suggest_chords(abc)
+    if kind in ("form", "style", "lyrics", "notes"):
+        return _describe_text(abc, kind)
     return explain_mood(abc, facts)
+
+
+def _describe_text(abc: str, kind: str) -> str:
+    """Answers read straight from the ABC text: form, style, lyrics and notes."""
+    from agent.abc_text import Kind
+
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    if kind == "style":
+        style = tune.get("R")
+        return f"It is a {style}." if style else "No style is named (there is no R: field)."
+    if kind == "lyrics":
+        words = [t.text[2:].strip() for t in tokens if t.kind is Kind.LYRICS]
+        return ("The words are: " + " / ".join(words).replace("-", "").replace("_", "")) if words else \
+            "It has no lyrics yet; ask me to add some."
+    if kind == "notes":
+        notes = [t for t in tokens if t.kind is Kind.NOTE or t.kind is Kind.CHORD]
+        first, last = notes[0].names[0], notes[-1].names[0]
+        return f"It has {len(notes)} notes; it starts on {_nice(first)} and ends on {_nice(last)}."
+    repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
+    bars = sum(1 for bar in split_bars(tokens, tune) if bar.notes)
+    endings = sum(1 for t in tokens if t.kind is Kind.ENDING)
+    if not repeats:
+        return f"It is through-composed: {bars} bars played once, with no repeats."
+    extra = f" and {endings} first/second endings" if endings else ""
+    return f"It has {bars} written bars with {repeats} repeat signs{extra}, so some parts are played twice."
 
 
 def explain_mood(abc: str, facts: ScoreFacts | None = None) -> str:

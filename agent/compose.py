@@ -105,6 +105,10 @@ class ComposeConfig:
     block_ngram: int = field(
         default=2, metadata={"help": "a run of this many bars may not copy an earlier run (0: no rule)"}
     )
+    max_pitch_run: int = field(
+        default=4, metadata={"help": "most notes in a row on one pitch, tied notes aside (0: no rule)"}
+    )
+    max_ties_per_bar: int = field(default=1, metadata={"help": "most ties in one bar (0: no rule)"})
     max_attempts: int = field(default=3, metadata={"help": "decodes in all: the first plus repairs"})
     subdivision: int = field(default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
@@ -126,7 +130,8 @@ class ComposeConfig:
         return SamplingSettings(self.temperature, self.top_k, self.top_p, self.widen_k)
 
     def repetition(self) -> RepetitionRules:
-        return RepetitionRules(self.max_repeats_in_a_row, self.block_ngram)
+        return RepetitionRules(self.max_repeats_in_a_row, self.block_ngram, self.max_pitch_run,
+                               self.max_ties_per_bar)
 
     def token_budget(self, bars: int) -> int:
         return self.max_new_tokens or 48 * bars + 32

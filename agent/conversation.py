@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent import session as sessions
-from agent.errors import ModelError, TunesmithError
+from agent.errors import InputError, ModelError, TunesmithError
 from agent.session import Session
 from agent.understand import Attributes, Request, UnderstandConfig, resolve, understand
 from agent.validate import validate_abc
@@ -319,9 +319,13 @@ def _adopt_pasted(session: Session, request: Request) -> Turn:
 def _answer(session: Session, request: Request, current: str | None) -> Turn:
     from agent.answer import QUESTION_KINDS, answer_question
 
+    kind = request.question.kind if request.question else "key"
+    if kind == "define":
+        from agent.answer import define
+
+        return Turn(session, define(request.question.subject), False, "question")
     if current is None:
         return Turn(session, "There is no tune yet to ask about. " + HELP_TEXT, False, "question")
-    kind = request.question.kind if request.question else "key"
     kind = {"time": "meter", "length": "bars", "sad": "mood", "why": "mood"}.get(kind, kind)
     if kind not in QUESTION_KINDS:
         return Turn(session, describe(current), False, "question")
@@ -361,7 +365,7 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
             notes.append(f"Words about {attrs.lyrics_theme or 'it'} are under the notes.")
         else:
             notes.append("I could not write lyrics that fit the melody well enough ("
-                         + "; ".join(lyrics.report.problems[:2]) + "); ask again for another try.")
+                         + "; ".join(lyrics.reasons[:2]) + "); ask again for another try.")
     reply = f"Here is {describe(abc)} " + " ".join(notes)
     reply += " You can ask me to change the key or tempo, add lyrics, or rewrite a part."
     return _new_version(session, abc, f"composed: {request.text[:60]}", reply.strip(), "compose", details)
@@ -400,9 +404,16 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
         return Turn(session, f"I could not rewrite bars {first}–{last} validly in {result.attempts} "
                     "attempts; your score is unchanged.", False, "creative_edit",
                     diagnostics=[_as_dict(d) for d in result.diagnostics])
+    abc, extra = result.abc, ""
+    if request.edits:  # "make it sadder and slower": the exact part of the request too
+        from agent.edits import apply_edits
+
+        edited = apply_edits(abc, request.edits)
+        abc, extra = edited.abc, " " + edited.summary
     note = " (the lyrics were removed, since the notes changed)" if result.lyrics_removed else ""
-    return _new_version(session, result.abc, f"rewrote bars {first}-{last}",
-                        f"I rewrote bars {first}–{last}{note}; the rest is as it was.", "creative_edit")
+    return _new_version(session, abc, f"rewrote bars {first}-{last}",
+                        f"I rewrote bars {first}–{last}{note}; the rest is as it was.{extra}",
+                        "creative_edit")
 
 
 def _whole_tune(abc: str) -> tuple[int, int]:
@@ -438,11 +449,9 @@ def _set_words(abc: str, text: str) -> tuple[str, str]:
     from agent.lyrics import set_words
 
     new_abc, report = set_words(abc, text)
-    note = "Your words are set to the melody."
-    if report.splits:
-        note += f" To fit them I split {len(report.splits)} note(s) in two."
-    if report.unset:
-        note += f" {len(report.unset)} music line(s) have no words."
+    if not report.ok:
+        raise InputError("those words cannot be set to this melody: " + "; ".join(report.problems[:2]))
+    note = report.summary()
     return new_abc, note
 
 
@@ -460,7 +469,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             result = _write_lyrics(lyric_ops.remove_lyrics(abc)[0], op.theme or "the tune", composer, config)
             if not result.ok:
                 return Turn(session, "I could not write lyrics that fit well enough ("
-                            + "; ".join(result.report.problems[:2]) + "). Ask again for another try.",
+                            + "; ".join(result.reasons[:2]) + "). Ask again for another try.",
                             False, "lyrics")
             abc = result.abc
             notes.append(f"Here are words about {op.theme or 'the tune'}.")
@@ -476,7 +485,10 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             abc, summary = _set_words(abc, op.text)
             notes.append(summary)
         elif isinstance(op, ReplaceLyricLine):
-            abc, _ = lyric_ops.replace_line(abc, op.line, op.text or "")
+            if not op.text:
+                return Turn(session, f"What should line {op.line} say? For example: “change line "
+                            f"{op.line} to …”.", False, "lyrics")
+            abc, _ = lyric_ops.replace_line(abc, op.line, op.text)
             notes.append(f"Line {op.line} now reads “{op.text}”.")
         elif isinstance(op, ReplaceLyricWord):
             abc, _ = lyric_ops.replace_word(abc, op.old, op.new)

@@ -251,7 +251,7 @@ def plan_boundaries(plan: FormPlan) -> tuple[Boundary, ...]:
 
 @dataclass(frozen=True)
 class RepetitionRules:
-    """Bar-level repetition control (0 switches a rule off)."""
+    """Repetition control for bars and notes (0 switches a rule off)."""
 
     max_repeats_in_a_row: int = field(
         default=1, metadata={"help": "how often in a row a bar may repeat the bar just before it"}
@@ -259,6 +259,12 @@ class RepetitionRules:
     block_ngram: int = field(
         default=2, metadata={"help": "a run of this many bars may not copy an earlier run"}
     )
+    max_pitch_run: int = field(
+        default=4,
+        metadata={"help": "most notes in a row on one letter and octave (a tie's second note "
+                  "does not count)"},
+    )
+    max_ties_per_bar: int = field(default=1, metadata={"help": "most ties written in one bar"})
 
 
 def normalize_bar(text: str) -> str:
@@ -530,6 +536,9 @@ class BodyState:
         """A tie: the next note must spell the same pitch. It may cross a plain bar line only."""
         if self.tie_req is not None or self.last_kind != "note" or self.tuplet_left:
             return False
+        limit = self.spec.repetition.max_ties_per_bar
+        if limit and self.bar_text.count("-") >= limit:
+            return False
         if self.remaining == 0:
             bar = self.bars_done + 1
             if bar >= self.spec.last_bar or not self.spec.boundaries[bar].plain:
@@ -602,7 +611,21 @@ class BodyState:
         self.mode, self.pitch, self.length, self.marks = _NOTE, pitch, "", 0
         self.bar_text += letter
         self.symbol_pending = False
-        return self._length_viable("")
+        return self._run_possible() and self._length_viable("")
+
+    def _run_possible(self) -> bool:
+        """The note being written can still keep the pitch-run limit: as it is, or with one
+        more octave mark (which gives another pitch)."""
+        return self._run_ok() or self.marks < MAX_OCTAVE_MARKS
+
+    def _run_ok(self) -> bool:
+        """Whether the note being written, as it is now, keeps the limit on notes in a row at
+        one pitch (its letter and octave marks)."""
+        limit = self.spec.repetition.max_pitch_run
+        if not limit or self.tie_req is not None:
+            return True
+        name = self.pitch[len(self.pitch) - 1 - self.marks:]
+        return name != self.run_pitch or self.run_length < limit
 
     def _accidental(self, ch: str) -> bool:
         if ch == self.pitch and ch in "^_":
@@ -626,9 +649,9 @@ class BodyState:
                 return False
             self.pitch, self.marks = pitch, self.marks + 1
             self.bar_text += ch
-            return self._length_viable("")
+            return self._run_possible() and self._length_viable("")
         if ch in LENGTH_CHARS:
-            if self.tie_req is not None and self.pitch != self.tie_req:
+            if (self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok():
                 return False
             return self._extend_length(ch)
         return self._finish_element() and self._after(ch)
@@ -684,12 +707,17 @@ class BodyState:
         if ticks is None or not self._fits(ticks, self.length):
             return False
         if mode == _NOTE:
-            if self.tie_req is not None and self.pitch != self.tie_req:
+            if (self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok():
                 return False
             self._note_accidental()
             self.last_kind = "note"
+            name = self.pitch[len(self.pitch) - 1 - self.marks:]
+            if self.tie_req is None:  # a tie's second note continues the same sound
+                same = name == self.run_pitch
+                self.run_pitch, self.run_length = name, self.run_length + 1 if same else 1
         else:
             self.last_kind = "rest" if mode == _REST else "chord"
+            self.run_pitch, self.run_length = "", 0
         self.tie_req = None
         self.remaining -= self._contribution(ticks)
         self.last_in_tuplet = self.tuplet_left > 0
@@ -910,6 +938,7 @@ def start_state(
     state.last_was_second = state.last_in_tuplet = False
     state.repetition_on = True
     state.newline_done = False
+    state.run_pitch, state.run_length = "", 0
     return state
 
 

@@ -4,7 +4,9 @@ Each edit is a pure function ``(abc_text, op) -> EditResult`` working on the tun
 through :mod:`agent.abc_text` (tokens with offsets and MIDI pitches, bars with text spans), so
 an edit changes exactly what it is about and leaves every other byte as it was: decorations,
 spacing, line breaks, comments and lyrics stay identical, and so does every bar the edit does
-not touch. No model is involved; every change can be checked note by note.
+not touch. No model is involved; every change can be checked note by note. (music21 can
+transpose its own score objects, but it has no ABC writer, and rewriting the whole tune from
+a score would lose the person's spelling, spacing and ornaments: hence edits on the text.)
 
 The operations are the dataclasses of :mod:`agent.understand` (``Transpose``, ``SetTempo``,
 ``ChangeMode``, ...). :func:`apply_edit` dispatches on them. A request that cannot be done
@@ -900,8 +902,9 @@ def set_tempo(abc_text: str, op: SetTempo, config: EditConfig = DEFAULT_EDIT_CON
                 scaled = int(round(float(number.group(1)) * ratio))
                 body_changes.append((token.start, token.end, _set_q_number(token.text, scaled)))
     text = _assemble(t, header_lines, body_changes, insert)
-    old_words = f"{float(current):g}"
-    summary = f"Tempo {old_words} -> {new} beats per minute ({beat_text} notes)."
+    summary = f"Tempo {float(current):g} -> {new} beats a minute ({beat_text} notes)."
+    if q_field is None:
+        summary += " The tune had no tempo mark, so it was playing at the default."
     return EditResult(text, summary)
 
 

@@ -56,23 +56,29 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from agent import abc_lyrics
-from agent.abc_text import Kind, Meter, Token, parse_meter, parse_tune, split_bars, tokenize_body
+from agent.abc_text import Kind, Meter, Token, parse_tune, split_bars, tokenize_body
 from agent.errors import AbcError, InputError
 from agent.prompts import lyrics_messages
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
 
 __all__ = [
+    "EditReport",
     "FitConfig",
     "GenerationSettings",
     "LineCheck",
     "LineFit",
+    "LineReport",
     "LineSlots",
     "LyricsConfig",
     "LyricsReport",
     "LyricsResult",
     "NoteSlot",
+    "Phrase",
+    "SyllableFit",
+    "ThemeConfig",
     "ThemeLexicon",
     "ThemePresence",
+    "WordsReport",
     "add_verse",
     "check_line",
     "fit_line",
@@ -80,13 +86,16 @@ __all__ = [
     "model_text_generator",
     "note_slots",
     "parse_model_lines",
+    "read_lyrics",
     "remove_lyrics",
     "replace_line",
     "replace_word",
     "rhyme_rate",
     "set_words",
     "stress_on_strong_beats",
+    "sung_text",
     "syllable_fit",
+    "syllable_range",
     "theme_lexicon",
     "theme_presence",
     "theme_words",
@@ -146,10 +155,10 @@ class FitConfig:
 class GenerationSettings:
     """What ``generate_text`` is asked to honour for one request."""
 
-    seed: int = 0
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 160
+    seed: int = field(default=0, metadata={"help": "seed of this request's sampling"})
+    temperature: float = field(default=0.8, metadata={"help": "0 means greedy"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=160, metadata={"help": "most tokens in the answer"})
 
 
 @dataclass(frozen=True)
@@ -247,8 +256,9 @@ def _strong_onsets(meter: Meter | None) -> tuple[Fraction, ...]:
     (4/4, 12/8, 4/2) or five and more, and the start of each group of an additive meter
     (3/8+3/8+2/8). In two- and three-beat bars (2/4, 6/8, 3/4) only the downbeat is strong.
 
-    >>> [str(f) for f in _strong_onsets(parse_meter("4/4"))], [str(f) for f in _strong_onsets(parse_meter("6/8"))]
-    (['0', '1/2'], ['0'])
+    >>> from agent.abc_text import parse_meter
+    >>> [[str(f) for f in _strong_onsets(parse_meter(m))] for m in ("4/4", "6/8", "3/8+3/8+2/8")]
+    [['0', '1/2'], ['0'], ['0', '3/8', '3/4']]
     """
     if meter is None or meter.is_free:
         return (Fraction(0),)
@@ -266,10 +276,7 @@ def _strong_onsets(meter: Meter | None) -> tuple[Fraction, ...]:
 
 def _melody_tokens(abc: str):
     """The tune, its body tokens, and the voice that carries the melody (the first with notes)."""
-    try:
-        tune = parse_tune(abc)
-    except AbcError:
-        raise
+    tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
     voice = next((t.voice for t in tokens if t.is_note), "")
     return tune, tokens, voice
@@ -297,13 +304,13 @@ def note_slots(abc: str) -> list[LineSlots]:
     # Where each timed token sits in its bar, from the bars as written.
     onsets: dict[int, tuple[int, Fraction, Meter | None]] = {}
     bars = [b for b in split_bars(tokens, tune) if b.voice == voice]
-    for bar in bars:
+    for number, bar in enumerate(bars, start=1):
         position = Fraction(0)
-        if bar.index == bars[0].index and bar.expected and bar.duration < bar.expected:
+        if number == 1 and bar.expected and bar.duration < bar.expected:
             position = bar.expected - bar.duration  # a pickup ends on the next downbeat
         for token in bar.tokens:
             if token.duration is not None:
-                onsets[token.start] = (bar.number, position, bar.meter)
+                onsets[token.start] = (number, position, bar.meter)
                 position += token.duration
     lines: list[LineSlots] = []
     current: list[NoteSlot] = []
@@ -600,7 +607,8 @@ def _rewrite_blocks(abc: str, blocks: dict[int, list[str]], lines: Sequence[Line
         music = line.line - 1  # 0-based position of the music line's last text line
         first_w, last_w = music + 1, max(line.end_line, line.line)  # block: (music, last_w]
         if not text_lines[music].endswith(("\n", "\r")):
-            text_lines[music] += "\n"
+            ended = next((t for t in text_lines if t.endswith(("\n", "\r"))), "\n")
+            text_lines[music] += _newline_of(ended)
         newline = _newline_of(text_lines[music])
         new = [f"w:{t}{newline}" for t in blocks[index]]
         if last_w == len(text_lines) and new and not text_lines[-1].endswith(("\n", "\r")):
@@ -814,7 +822,8 @@ def theme_lexicon(
                                    len(sample), config)
         return lexicon(found, "given verse")
     cache = (cache_dir or _default_cache()) / "lyrics-images"
-    key = f"{config.images}-{config.min_count}-{config.min_lift}-{config.background_lines}-{config.theme_lines}"
+    key = "-".join(str(v) for v in (config.images, config.min_count, config.min_lift,
+                                     config.background_lines, config.theme_lines))
     found = {}
     for word in words:
         path = cache / f"{word}.{key}.json"
@@ -865,7 +874,8 @@ class ThemePresence:
 def theme_presence(lines: Sequence[str], theme: str | ThemeLexicon) -> ThemePresence:
     """Count the lines that show the theme (by its words, or by close images).
 
-    >>> theme_presence(["The moon is high", "a silver boat", "I sleep"], ThemeLexicon("moon", ("moon",), ("silver",)))
+    >>> lexicon = ThemeLexicon("moon", ("moon",), ("silver",))
+    >>> theme_presence(["The moon is high", "a silver boat", "I sleep"], lexicon)
     ThemePresence(lines=3, theme_word_lines=1, image_lines=1)
     """
     lexicon = theme if isinstance(theme, ThemeLexicon) else ThemeLexicon(theme, theme_words(theme))
@@ -876,8 +886,12 @@ def theme_presence(lines: Sequence[str], theme: str | ThemeLexicon) -> ThemePres
 # --------------------------------------------------------------------------------------------
 # Checking the model's lines
 
-_PLAIN_WORDS = re.compile(r"^[A-Za-z\u00C0-\u017F'\u2019][A-Za-z\u00C0-\u017F'\u2019 ,.;:!?\-\u2014\u2013\"\u201C\u201D()]*$")
-_NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022]|(?:line|verse)\s*\d+\s*[:.)-])\s*", re.IGNORECASE)
+# A line of words: letters (Latin, accented too), apostrophes and ordinary punctuation only.
+_LETTER = "A-Za-z\u00C0-\u017F'\u2019"
+_PLAIN_WORDS = re.compile(rf"^[{_LETTER}][{_LETTER} ,.;:!?\-\u2014\u2013\"\u201C\u201D()]*$")
+# "1.", "2)", "-", "Line 3:" in front of a line of a model's answer.
+_NUMBERING = re.compile(
+    r"^\s*(?:\d+\s*[.):]|[-*\u2022]|(?:line|verse)\s*\d+\s*[:.)-])\s*", re.IGNORECASE)
 
 
 def parse_model_lines(text: str) -> list[str]:
@@ -954,7 +968,8 @@ def check_line(
     if cores:
         vocables = sum(1 for c in cores if c in _VOCABLES)
         most = Counter(cores).most_common(1)[0][1]
-        if vocables * 2 > len(cores) or most >= 3 or (len(cores) >= 4 and len(set(cores)) * 2 < len(cores)):
+        repetitive = len(cores) >= 4 and len(set(cores)) * 2 < len(cores)
+        if vocables * 2 > len(cores) or most >= 3 or repetitive:
             problems.append(f"filler: {text}")
     if _normal(text) in {_normal(t) for t in taken}:
         problems.append(f"repeats the line {text!r}")
@@ -1043,7 +1058,8 @@ class _Stanza:
 
         First every group of positions that must rhyme gets the best rhyming set; then the
         positions left get a usable line, the ones proposed for them first. A position with an
-        empty problem list is the partner of a line that does not rhyme: both are asked again.
+        empty problem list is the rhyme partner of a line that is missing or does not rhyme:
+        both are asked for again, as a rhyming set (lines already proposed stay in the pool).
         """
         used = {_normal(t) for t in taken}
         chosen: dict[int, str] = {}
@@ -1062,20 +1078,28 @@ class _Stanza:
                 if i not in chosen and free:
                     chosen[i] = max(free, key=lambda t: self._score(t, i, hints))
                     used.add(_normal(chosen[i]))
-        return chosen, self._problems(chosen, pool)
+        return chosen, self._problems(chosen, pool, taken)
 
-    def _problems(self, chosen: dict[int, str], pool: list[str]) -> dict[int, list[str]]:
+    def _problems(self, chosen: dict[int, str], pool: list[str], taken: set[str]
+                  ) -> dict[int, list[str]]:
         problems: dict[int, list[str]] = {}
         for i in range(len(self.scheme)):
             if i not in chosen:
                 low, high = syllable_range(self.notes[i], self.config.max_melisma)
-                problems[i] = [f"no usable line of {low}-{high} syllables among {len(pool)} proposed"]
+                why = Counter(p for t in pool
+                              for p in check_line(t, self.notes[i], self.config, taken=taken).problems)
+                common = "; ".join(p[:60] for p, _ in why.most_common(2))
+                problems[i] = [f"no usable line of {low}-{high} syllables among {len(pool)} "
+                               f"proposed ({common})"]
+                for partner, letter in enumerate(self.scheme):  # asked again as a rhyming set
+                    if letter == self.scheme[i] and partner != i:
+                        problems.setdefault(partner, [])
         for letter in dict.fromkeys(self.scheme):
             rhymed = [i for i, ch in enumerate(self.scheme) if ch == letter and i in chosen]
             for i in rhymed[1:]:
                 if not rhymes(last_word(chosen[i]), last_word(chosen[rhymed[0]])):
-                    problems.setdefault(i, []).append(
-                        f"{last_word(chosen[i])!r} does not rhyme with {last_word(chosen[rhymed[0]])!r}")
+                    word, partner = last_word(chosen[i]), last_word(chosen[rhymed[0]])
+                    problems.setdefault(i, []).append(f"{word!r} does not rhyme with {partner!r}")
                     problems.setdefault(rhymed[0], [])
         if self.config.min_theme_lines and chosen:
             showing = sum(1 for t in chosen.values() if self.lexicon.classify(t))
@@ -1279,7 +1303,7 @@ def write_lyrics(
     ...     return "|: C D E :|"
     >>> bad = write_lyrics(tune, "the moon", junk, lexicon=ThemeLexicon("the moon", ("moon",)))
     >>> bad.ok, bad.abc == tune, bad.reasons[0]
-    (False, True, 'line 1: no usable line of 4-6 syllables among 1 proposed')
+    (False, True, 'line 1: no usable line of 4-6 syllables among 1 proposed (not plain words)')
     """
     return _compose(abc, theme, generate_text, config, lexicon, verse=1)
 
@@ -1292,6 +1316,14 @@ def add_verse(
 
     Lines of the earlier verses are not repeated. Everything else in the tune stays as it is.
     Checks and reporting are those of :func:`write_lyrics`.
+
+    >>> tune = "X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F G A|\\nw:The moon is bright to-night\\n"
+    >>> lexicon = ThemeLexicon("the moon", ("moon",))
+    >>> add_verse(tune, "the moon", lambda m, s: "A silver moon on high", lexicon=lexicon).abc
+    'X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F G A|\\nw:The moon is bright to-night\\nw:A sil-ver moon on high\\n'
+    >>> again = add_verse(tune, "the moon", lambda m, s: "The moon is bright tonight", lexicon=lexicon)
+    >>> again.reasons[0]
+    "line 1: no usable line of 4-6 syllables among 1 proposed (repeats the line 'The moon is bright tonight')"
     """
     lines = note_slots(abc)
     verses = max((len(_block_texts(abc, line)) for line in lines), default=0)
@@ -1331,14 +1363,15 @@ class WordsReport:
         """What was done, in a few plain sentences."""
         parts = [f"Set {len(self.placed)} line(s) of words."]
         if self.melismas:
-            parts.append(f"{self.melismas} note(s) hold a syllable over from the note before (melisma).")
+            parts.append(f"{self.melismas} note(s) hold the syllable of the note before (melisma).")
         if self.splits:
             parts.append(f"Split {len(self.splits)} note(s) in two to fit extra syllables: "
                          + "; ".join(self.splits) + ".")
         if self.removed:
             parts.append(f"Left out {self.removed!r}: a lyric line cannot print them.")
         if self.unset:
-            parts.append("No words for music line(s) " + ", ".join(str(i + 1) for i in self.unset) + ".")
+            lines = ", ".join(str(i + 1) for i in self.unset)
+            parts.append(f"No words for music line(s) {lines}.")
         parts += list(self.notes) + list(self.problems)
         return " ".join(parts)
 
@@ -1373,7 +1406,9 @@ def _halves(piece: Fraction) -> list[Fraction]:
     return [piece / 2, piece / 2]
 
 
-def _split_notes(abc: str, line: LineSlots, extra: int, shortest: Fraction) -> tuple[str, list[str], int]:
+def _split_notes(
+    abc: str, line: LineSlots, extra: int, shortest: Fraction
+) -> tuple[str, list[str], int]:
     """Make ``extra`` more notes on a music line by splitting its longest plain notes into two
     notes of the same pitch. Tied notes, chords, tuplets and broken rhythm are left alone.
     Returns the new text, what was split (in words) and how many notes were added."""
@@ -1544,7 +1579,8 @@ def set_words(
                                 (), removed=removed, problems=tuple(problems))
     lines = note_slots(new_abc)
     fits = [fit_line(words, lines[index], config.fit) for index, _, words in placed]
-    bad = [f"music line {i + 1}, verse {v}: {f.reason}" for (i, v, _), f in zip(placed, fits) if not f.ok]
+    bad = [f"music line {i + 1}, verse {v}: {f.reason}"
+           for (i, v, _), f in zip(placed, fits) if not f.ok]
     if bad:
         return abc, WordsReport((), tuple(fits), problems=tuple(bad))
     verses: dict[int, dict[int, str]] = {}
@@ -1613,7 +1649,8 @@ def replace_line(
     line = _line_at(lines, line_no)
     have = _block_texts(abc, line)
     if not 1 <= verse <= len(have) + 1:
-        raise InputError(f"line {line_no} has {len(have)} verse(s); there is no verse {verse} to change")
+        raise InputError(
+            f"line {line_no} has {len(have)} verse(s); there is no verse {verse} to change")
     clean, _ = sung_text(new_text)
     fit = fit_line(clean, line, config.fit)
     if not fit.ok:
@@ -1727,8 +1764,11 @@ def syllable_fit(abc: str) -> SyllableFit:
     """Per ``w:`` line (every verse), whether its syllables and holds match its notes one to one,
     read with the ABC 2.1 alignment of :mod:`agent.abc_lyrics`.
 
-    >>> syllable_fit("X:1\\nK:C\\nCDEF|\\nw:one two three four\\nG4|\\nw:too many\\n")
-    SyllableFit(lines=2, exact=1, issues=('the lyrics on line 6 (verse 1) have 2 syllables for 1 notes: 1 too many',))
+    >>> fit = syllable_fit("X:1\\nK:C\\nCDEF|\\nw:one two three four\\nG4|\\nw:too many\\n")
+    >>> fit.lines, fit.exact, fit.rate
+    (2, 1, 0.5)
+    >>> len(fit.issues), "line 6" in fit.issues[0]
+    (1, True)
     """
     _, tokens, _ = _melody_tokens(abc)
     aligned = abc_lyrics.align_lyrics(tokens)

@@ -226,8 +226,9 @@ _ONSET_SPELLINGS = {
     "ZH": ("s", "g", "z"),
 }
 _ONSET_PHONE_PAIRS = frozenset(
-    tuple(p.split()) for p in
-    "S T|S P|S K|S L|S M|S N|S W|P R|P L|B R|B L|T R|D R|K R|K L|K W|G R|G L|F R|F L|TH R|SH R".split("|")
+    tuple(pair.split()) for pair in (
+        "S T|S P|S K|S L|S M|S N|S W|P R|P L|B R|B L|T R|D R|K R|K L|K W|G R|G L|F R|F L|TH R|SH R"
+    ).split("|")
 )
 
 

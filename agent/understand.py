@@ -206,8 +206,8 @@ ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth
 # "diminished" takes one off a perfect interval (two off a major one).
 INTERVALS = {
     "unison": 0, "semitone": 1, "half step": 1, "half tone": 1, "whole step": 2,
-    "whole tone": 2, "tone": 2, "step": 2, "second": 2, "third": 4, "fourth": 5, "tritone": 6, "fifth": 7,
-    "sixth": 9, "seventh": 11, "octave": 12, "ninth": 14,
+    "whole tone": 2, "tone": 2, "step": 2, "second": 2, "third": 4, "fourth": 5, "tritone": 6,
+    "fifth": 7, "sixth": 9, "seventh": 11, "octave": 12, "ninth": 14,
 }
 PERFECT_INTERVALS = {"unison", "fourth", "fifth", "octave"}
 QUALITY_SHIFT = {"major": 0, "perfect": 0, "minor": -1, "augmented": 1, "aug": 1,
@@ -246,6 +246,8 @@ QUESTION_PATTERNS = (
     ("bars", r"\bhow long\b"),
     ("notes", r"\b(what|which)\b.*\bnotes?\b|\bfirst note\b|\blast note\b"),
 )
+# Every question kind a request can carry ("define" is about a word, not the tune).
+QUESTION_KINDS = tuple(dict.fromkeys(kind for kind, _ in QUESTION_PATTERNS)) + ("define",)
 # Topics a "what is a ..." question can be about without any tune.
 GLOSSARY_TOPICS = tuple(STYLE_WORDS) + tuple(MODE_WORDS) + tuple(TEMPO_TERMS) + (
     "abc", "abc notation", "mode", "meter", "metre", "time signature", "key signature",
@@ -960,7 +962,8 @@ def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attribu
     inferred: list[str] = []
     keys = _find_keys(text)
     if keys:
-        key = keys[0][2]
+        # "from D to E minor": the key named last is the one wanted
+        key = keys[-1][2] if len(keys) > 1 and re.search(r"\bfrom\b", low) else keys[0][2]
         values["tonic"] = key.tonic
         values["mode"] = key.mode or "major"
         if key.mode is None:
@@ -1203,7 +1206,7 @@ def _find_span(low: str) -> Span | None:
     if m:
         part = {"first": "A", "second": "B", "third": "C", "last": "last"}[m.group("o")]
         return Span("part", part=part)
-    if re.search(r"\b(?:the )?turn\b(?!\s+it)", low) and re.search(r"\bthe turn\b", low):
+    if re.search(r"\bthe turn\b", low):  # in Irish music the B part is "the turn"
         return Span("part", part="B")
     if re.search(r"\b(?:ending|the end|last bars|final bars|finish|cadence|last few bars|"
                  r"close|outro)\b", low):
@@ -1341,7 +1344,8 @@ def _key_edit(text: str, low: str) -> Transpose | None:
         return Transpose(to_key=whole) if whole else None
     if not _TRANSPOSE_VERB.search(low) and not re.match(r"\s*[A-G]", text):
         return None
-    start, end, key = keys[-1] if len(keys) > 1 and re.search(r"\bfrom\b", low) else keys[0]
+    # "from D to E minor": the key named last is the target
+    key = keys[-1][2] if len(keys) > 1 and re.search(r"\bfrom\b", low) else keys[0][2]
     return Transpose(to_key=key)
 
 
@@ -1634,8 +1638,8 @@ def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
         return replace(base, intent="lyrics", attributes=attrs, lyric_ops=tuple(lyric_ops))
     edits = tuple(_exact_edits(masked, low, config, free.title))
     span = _find_span(low)
-    creative = bool(_CREATIVE_WORDS.search(low)) or (
-        attrs.meter is not None and not any(isinstance(op, SetTempo) for op in edits)) or (
+    # a new meter, style or mood needs the notes rewritten; exact edits said with it come along
+    creative = bool(_CREATIVE_WORDS.search(low)) or attrs.meter is not None or (
         attrs.style is not None) or (attrs.mood is not None and not edits)
     if span and not any(isinstance(op, (RepeatPart, ReplaceBar, ChangeLength)) for op in edits):
         creative = True

@@ -7,6 +7,7 @@ diagnostics back to the model) and the benchmark (``to_dict()`` is JSON-ready).
 
 Checks, with their codes:
 
+* ``missing-x``, ``text-before-tune`` (warnings): no ``X:`` line; prose before the tune;
 * ``parse`` (error): the tune cannot be read (no ``K:``, bad ``M:``/``L:``/``K:`` value, ...);
   ``music21`` (error): music21 cannot read what we could;
 * ``empty`` / ``no-notes`` (error): nothing to play;
@@ -100,8 +101,9 @@ class Diagnostic:
     def to_dict(self) -> dict:
         """A JSON-ready dict.
 
-        >>> Diagnostic("warning", "no-meter", "no M: field", line=2).to_dict()
-        {'severity': 'warning', 'code': 'no-meter', 'message': 'no M: field', 'line': 2, 'bar': None, 'tune': None}
+        >>> data = Diagnostic("warning", "no-meter", "no M: field", line=2).to_dict()
+        >>> data["severity"], data["code"], data["line"], data["bar"]
+        ('warning', 'no-meter', 2, None)
         """
         return asdict(self)
 
@@ -175,6 +177,14 @@ def validate_abc(text: str, settings: ValidateSettings = ValidateSettings()) -> 
         diagnostic = Diagnostic("error", "empty", "there is no ABC here: the text is empty")
         return Report(False, (diagnostic,))
     diagnostics: list[Diagnostic] = []
+    first_x = re.search(r"^X:", text, re.MULTILINE)
+    if first_x:
+        stray = [number for number, line in enumerate(text[:first_x.start()].splitlines(), 1)
+                 if line.strip() and not line.lstrip().startswith("%")
+                 and not re.match(r"[A-Za-z+]:", line.strip())]
+        if stray:
+            diagnostics.append(Diagnostic("warning", "text-before-tune", "the text before the "
+                                          "first X: line is not ABC and was ignored", stray[0]))
     bars = 0
     several = len(sources) > 1
     for source in sources:
@@ -236,6 +246,10 @@ def _check_tune(tune: TuneText, settings: ValidateSettings) -> tuple[list[Diagno
 
 def _check_header(tune: TuneText) -> list[Diagnostic]:
     out = []
+    if tune.get("X") is None:
+        out.append(Diagnostic("warning", "missing-x", "the tune does not start with an X: "
+                              "(reference number) line, which ABC programs look for",
+                              tune.fields[0].line if tune.fields else None))
     for fld in tune.fields:
         if fld.name not in KNOWN_FIELDS:
             out.append(Diagnostic("warning", "unknown-field",
@@ -426,6 +440,9 @@ def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction]
         [bar.duration, bar.expected, abs(bar.expected - bar.duration)], meter)
     have = f"{have} {_plural(unit, have)}"
     if bar.duration > bar.expected:
+        if bar.opening is None and bar.bar_line is None and bar.duration > 2 * bar.expected:
+            return "bar-length", (f"the tune has no bar lines: all {have} are one bar; the "
+                                  f"meter {meter} has {full} a bar")
         split = _missing_bar_line(bar)
         if split is not None:
             return "missing-bar-line", (

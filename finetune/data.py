@@ -69,7 +69,7 @@ class DataConfig:
     max_tokens: int = field(default=512, metadata={
         "help": "most tokens in one example, prompt included; longer tunes are cut at a part "
                 "boundary or after a multiple of 4 bars, longer edits are left out"})
-    test_fraction: float = field(default=0.035, metadata={"help": "share of tunes held out for test"})
+    test_fraction: float = field(default=0.04, metadata={"help": "share of tunes held out for test"})
     valid_fraction: float = field(default=0.03, metadata={"help": "share of tunes for validation"})
     edit_share: float = field(default=0.17, metadata={"help": "share of examples that are edits"})
     lyrics_share: float = field(default=0.15, metadata={"help": "share of examples that are lyrics"})
@@ -436,7 +436,7 @@ def fit_compose(example: dict, tune: dict, measure: Measure, max_tokens: int) ->
     for kept, text in cut_points(tune["abc"]):
         if kept < 8:
             break
-        if corpus.validate_problems(text):
+        if corpus.validate_problems(text, music21=False):  # a prefix of a tune music21 read
             continue
         attributes = dict(example["attributes"])
         parts, form = corpus.form_of(corpus.split_header(text)[1])
@@ -564,6 +564,8 @@ def statistics(config, records, rejected, merged, splits, split_info, examples, 
         "rejected": dict(rejected.most_common()),
         "duplicates_merged": merged,
         "tunes_per_split": {name: len(items) for name, items in splits.items()},
+        "tunes_per_collection": _counts(t["source"].split("/")[0]
+                                        for items in splits.values() for t in items),
         **split_info,
         "examples_per_split": {name: len(items) for name, items in examples.items()},
         "task": {name: _counts(e["task"] for e in items) for name, items in examples.items()},

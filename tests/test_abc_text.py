@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.abc_text import (Context, Kind, Meter, Token, default_unit_length, parse_key,
+from agent.abc_text import (Context, Kind, Token, default_unit_length, parse_key,
                             parse_meter, parse_tempo, parse_tune, parse_unit_length, scan_body,
                             split_bars, split_tunebook, tokenize_body, tunebook_sources)
 from agent.errors import AbcError

@@ -330,6 +330,26 @@ def test_tempo_changes_at_and_inside_bars():
     assert [(number, offset) for _, number, offset in marks] == [(100, 0), (80, 0), (60, 2)]
 
 
+def test_slurs(read):
+    score = abc("(EG) (c3B) (3(ABc) | (c8 | d4) (e>f) g2 |]")
+    text = assert_round_trip(score, read)
+    assert body_of(text) == ["(EG) (c3 B) (3(ABc) | (c8 | d4) (e>f) g2 |]"]
+    spans = [[n.nameWithOctave for n in slur.getSpannedElements()]
+             for slur in read(text).recurse().getElementsByClass(spanner.Slur)]
+    assert [(s[0], s[-1]) for s in spans] == [
+        ("E4", "G4"), ("C5", "B4"), ("A4", "C5"), ("C5", "D5"), ("E5", "F5")]
+
+
+def test_a_bar_longer_than_its_meter_keeps_its_length(read):
+    # music21 splits such a bar; the writer gives it a meter of its own
+    measures = [[note.Note("C5", quarterLength=2)], [note.Note("D5", quarterLength=3)],
+                [note.Note("E5", quarterLength=2)]]
+    score = measure_score(measures, "2/4")
+    text = write_abc(score)
+    assert body_of(text) == ["c4 |", "M:3/4", "L:1/8", "d6 |", "M:2/4", "L:1/8", "e4 |"]
+    assert first_difference(score, _read_music21(text)) is None
+
+
 def test_articulations_ornaments_and_dynamics():
     source = ("!p!.A2 !trill!B2 !accent!c2 !fermata!d2 | !mf!!tenuto!A2 !upbow!d2 "
               "!downbow![CE]2 !fermata!z2 | !mordent!A2 !uppermordent!B2 c4 |]")

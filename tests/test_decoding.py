@@ -162,8 +162,18 @@ def test_repetition_rules():
     assert state.feed("B4 |") is None  # "A4 B4" again: a copied pair of bars
     assert state.feed("B2 A2 |") is not None
     off = body_spec("2/4", "1/8", FormPlan.through(8, bars_per_line=8),
-                    repetition=RepetitionRules(0, 0))
+                    repetition=RepetitionRules(0, 0, 0, 0))
     assert start_state(off).feed("A4 | A4 | A4 | A4 |") is not None
+
+
+def test_note_level_rules():
+    spec = body_spec("2/4", "1/8", FormPlan.through(4))
+    state = start_state(spec).feed("A A A A | ")
+    assert state.feed("A ") is None and state.feed("A2") is None  # a fifth A in a row
+    assert state.feed("A") is not None  # it may still become A, (another pitch)
+    assert state.feed("A, ") is not None and state.feed("B ") is not None
+    assert start_state(spec).feed("A A A A- | A") is not None  # a tie's second note is free
+    assert start_state(spec).feed("A- A B- B") is None  # one tie per bar
 
 
 def test_repetition_never_blocks_the_last_way_out():

@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import music21
 import pytest
 
 from agent.abc_text import (
-    Kind, parse_key, parse_tune, split_bars, tokenize_body, tunebook_sources,
+    LETTER_SEMITONES, LETTERS, Kind, parse_key, parse_tune, split_bars, tokenize_body,
+    tunebook_sources,
 )
 from agent.edits import (
     MODE_STEPS, EditConfig, apply_edit, apply_edits, change_length, change_mode, moved_degrees,
@@ -274,13 +276,10 @@ def test_transpose_errors():
 
 def _degree_rule(tune, before_tokens, target):
     """The pitches a parallel mode change must give: diatonic degrees move, others stay."""
-    from agent.abc_text import LETTERS
-
     old, new = MODE_STEPS[_mode(tune.key.mode)], MODE_STEPS[target]
-    letter = LETTERS.index(tune.key.tonic[0])
-    tonic = (parse_tune(f"X:1\nK:{tune.key.tonic}\nC|\n").key, tune.key.tonic)[1]
-    tonic_class = ({"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[tonic[0]]
-                   + {"": 0, "#": 1, "b": -1}[tonic[1:]]) % 12
+    tonic = tune.key.tonic
+    letter = LETTERS.index(tonic[0])
+    tonic_class = (LETTER_SEMITONES[tonic[0]] + {"": 0, "#": 1, "b": -1}[tonic[1:]]) % 12
     expected = []
     for token in before_tokens:
         if token.kind not in PITCHED:
@@ -382,7 +381,7 @@ def test_tempo_set_inserted_and_inline():
     jig = "X:1\nT:t\nM:6/8\nL:1/8\nK:D\nDFA dAF|[Q:3/8=100]DFA d3|\n"
     result = set_tempo(jig, SetTempo(bpm=110))
     tune = parse_tune(result.abc)
-    assert (tune.tempo.beat, tune.tempo.bpm) == (music21.common.opFrac(3 / 8), 110)
+    assert (tune.tempo.beat, tune.tempo.bpm) == (Fraction(3, 8), 110)
     assert "[Q:3/8=138]" in result.abc  # 100 x 110/80: the untempoed tune played at 80 (120 q)
     old_style = set_tempo("X:1\nL:1/8\nQ:180\nK:D\nD|\n", SetTempo(factor=0.8))
     assert "Q:144" in old_style.abc

@@ -331,15 +331,23 @@ def test_write_lyrics_with_fitting_rhyming_lines():
 
 
 def test_write_lyrics_rewrites_failing_lines_with_new_seeds():
-    model = FakeModel([[GOOD[0], JUNK[0], GOOD[2], "Beside the water blue"], GOOD[1::2]])
+    # Line 3 is junk, so lines 3 and 4 are asked for again as a rhyming pair; 1 and 2 stay.
+    model = FakeModel([[GOOD[0], GOOD[1], JUNK[0], "Beside the water blue"], GOOD[2:]])
     result = write_lyrics(TUNE, "the moon", model, lexicon=MOON, config=LyricsConfig(seed=7))
     assert result.ok, result.reasons
     assert result.lines == tuple(GOOD)
     first, second = model.requests
-    # Asked again: line 2 (junk), and lines 3 and 4, which did not rhyme; line 1 is kept.
-    assert second[0] == ("Write 3 lyric lines about the moon. "
-                         "Syllables per line: 6, 7, 6. Rhyme scheme: ABB.")
+    assert second[0] == ("Write 2 lyric lines about the moon. "
+                         "Syllables per line: 7, 6. Rhyme scheme: AA.")
     assert (first[1].seed, second[1].seed) == (7, 8)
+
+
+def test_write_lyrics_asks_again_for_a_pair_that_does_not_rhyme():
+    model = FakeModel([GOOD[:3] + ["Beside the water blue"], ["She sings the night to sleep",
+                                                             "Above the valley deep"]])
+    result = write_lyrics(TUNE, "the moon", model, lexicon=MOON)
+    assert result.ok and result.lines == tuple(GOOD)
+    assert model.requests[1][0].endswith("Syllables per line: 7, 6. Rhyme scheme: AA.")
 
 
 def test_write_lyrics_reports_junk_and_never_fills_it_in():

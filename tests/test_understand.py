@@ -292,12 +292,18 @@ CASES = [
     ('bar 2 should be "G4 A2"', True, "exact_edit", {"edits": (ReplaceBar(2, "G4 A2"),)}),
     ("make it faster and transpose it up a fifth", True, "exact_edit",
      {"edits": (SetTempo(factor=1.2), Transpose(semitones=7))}),
+    ("transpose it from D to E minor", True, "exact_edit",
+     {"edits": (Transpose(to_key=KeyName("E", "minor")),), "tonic": "E", "mode": "minor"}),
     ("transpose it down a tone, then call it Evening", True, "exact_edit",
      {"edits": (SetTitle("Evening"), Transpose(semitones=-2)), "title": "Evening"}),
     # --- creative edits ---------------------------------------------------------------------
     ("change bar 5 to something more exciting", True, "creative_edit",
      {"span": Span("bars", 5, 5)}),
     ("put it in 6/8", True, "creative_edit", {"meter": "6/8", "span": None}),
+    ("put it in 6/8 at 100 bpm", True, "creative_edit",
+     {"meter": "6/8", "tempo_bpm": 100, "edits": (SetTempo(bpm=100),)}),
+    ("make it sadder and slower", True, "creative_edit",
+     {"mood": "sad", "mode": "minor", "edits": (SetTempo(factor=round(1 / 1.2, 3)),)}),
     ("make it a jig", True, "creative_edit", {"style": "jig"}),
     ("make the second half livelier", True, "creative_edit",
      {"span": Span("half", part="second"), "edits": ()}),
@@ -442,6 +448,36 @@ def test_benchmark_prompts(item):
             assert attrs.lyrics and value in attrs.lyrics_theme, attrs
         else:
             assert getattr(attrs, name) == value, (name, attrs)
+
+
+def test_training_phrasings_are_understood():
+    """Requests phrased by the training-data builder give back the facts they were built from,
+    so what the model learned to honour is what a person's words produce."""
+    import random
+
+    from finetune.phrasing import compose_request
+    from finetune.styles import STYLES
+
+    rng = random.Random(7)
+    keys = [("C", "major"), ("D", "major"), ("Bb", "major"), ("F#", "minor"), ("E", "minor"),
+            ("A", "minor"), ("A", "dorian"), ("D", "mixolydian"), ("G", "dorian")]
+    for _ in range(300):
+        tonic, mode = rng.choice(keys)
+        style = rng.choice(STYLES)
+        facts = {"tonic": tonic, "mode": mode, "meter": style.meters[0], "style": style.name,
+                 "bars": rng.choice([8, 16, 24, 32]), "tempo": f"1/4={style.bpm}",
+                 "tempo_bpm": style.bpm, "title": "The Silver Spear"}
+        text = compose_request(facts, rng)
+        request = understand(text, has_score=False)
+        attrs = resolve(request.attributes)
+        assert request.intent == "compose", text
+        assert (attrs.tonic, attrs.mode) == (tonic, mode), text
+        if facts["meter"] in text:
+            assert attrs.meter == facts["meter"], text
+        if f"{facts['bars']} bars" in text:
+            assert attrs.bars == facts["bars"], text
+        if style.name in text.lower():
+            assert attrs.style == style.name, text
 
 
 def test_style_gives_form_and_resolve_fills_meter_tempo_length():

@@ -158,6 +158,14 @@ def test_header_warnings():
                                                  "key"]
 
 
+def test_prose_around_the_tune_and_missing_x():
+    report = validate_abc("Here is your tune:\n\n" + _tune("C8 |]"), FAST)
+    assert report.valid and [(d.code, d.line) for d in report.warnings] == [
+        ("text-before-tune", 1)]
+    bare = validate_abc("T:No number\nM:4/4\nL:1/8\nK:C\nC8 |]\n", FAST)
+    assert bare.valid and [d.code for d in bare.warnings] == ["missing-x"]
+
+
 def test_lyrics_errors_and_warnings():
     assert _codes(_tune("C8 | D8 |]\nw:one two three")) == ["lyrics"]
     report = validate_abc(_tune("C2D2E2F2 | D8 |]\nw:one two"), FAST)

@@ -10,7 +10,7 @@ import contextlib
 import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from agent.conversation import AgentConfig, Composer
 
@@ -38,19 +38,25 @@ def tiny_loaded_model():
     return LoadedModel(model=model, tokenizer=tokenizer, config=ModelConfig(), load_seconds=0.0)
 
 
-def tiny_composer(config: AgentConfig = TEST_CONFIG) -> Composer:
-    """A composer whose loader gives the tiny model (built once, on first use)."""
-    import torch
+def tiny_loader() -> Callable[[Any], Any]:
+    """A model loader for :class:`agent.conversation.Composer` that gives the tiny model (built
+    on its first call, then the same one)."""
+    built: list = []
 
-    torch.set_num_threads(1)  # a tiny model runs fastest on one thread, and the CPU is shared
-    built = []
-
-    def loader(_model_config):
+    def load(_model_config: Any) -> Any:
         if not built:
+            import torch
+
+            torch.set_num_threads(1)  # a tiny model runs fastest on one thread; the CPU is shared
             built.append(tiny_loaded_model())
         return built[0]
 
-    return Composer(config, loader=loader)
+    return load
+
+
+def tiny_composer(config: AgentConfig = TEST_CONFIG) -> Composer:
+    """A composer with the tiny model."""
+    return Composer(config, loader=tiny_loader())
 
 
 def free_port() -> int:

@@ -225,7 +225,7 @@ def version_folder(tab_folder: str, abc: str) -> Path:
     """The subfolder of a tab's folder that holds the files of one version of the score.
 
     >>> version_folder("/tmp/tab", "X:1\\nK:C\\nC|\\n").name
-    'v-6ab3cdbfd7d71b56'
+    'v-26b445527bc6a9ea'
     """
     digest = hashlib.sha256(abc.encode("utf-8")).hexdigest()[:16]
     return Path(tab_folder) / f"v-{digest}"
@@ -314,7 +314,7 @@ def versions_html(session: Session, shown: int = 40) -> str:
 def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
     """The editor's check panel: valid or not, then each problem by bar (and line).
 
-    >>> "valid" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|]\\n", None)
+    >>> "Valid" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|]\\n", None)
     True
     >>> "bar 2" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GAB|]\\n", None)
     True
@@ -461,14 +461,19 @@ STAGES = {"compose": "Composing", "edit": "Rewriting", "validate": "Checking",
           "repair": "Repairing", "done": "Finishing"}
 
 
-def progress_message(stage: str, bars: int, text: str, seconds: float, done: bool = False) -> dict:
+def progress_message(stage: str, bars: int, text: str, seconds: float, done: bool = False,
+                     gave_up: bool = False) -> dict:
     """A chat message showing a composition's progress: stage, bars written, the ABC so far.
 
     >>> progress_message("compose", 3, "X:1", 4.2)["metadata"]["title"]
     'Composing — 3 bars written'
+    >>> progress_message("done", 8, "X:1", 4.2, done=True, gave_up=True)["metadata"]["title"]
+    'Not kept (4 s): the last attempt'
     """
     label = STAGES.get(stage, stage.capitalize())
-    if done:
+    if gave_up:
+        title = f"Not kept ({seconds:.0f} s): the last attempt"
+    elif done:
         title = f"Written in {seconds:.0f} s — {bars} bars"
     elif stage in ("compose", "edit"):
         title = f"{label} — {bars} bar{'s' * (bars != 1)} written"
@@ -508,6 +513,12 @@ def shown_text(text: str, limit: int) -> str:
 # Event handlers (bound to an App with functools.partial in build_app)
 
 
+def _failure(what: str, err: Exception) -> str:
+    """Log a handler's unexpected failure as one line, and say it to the person."""
+    log.error("%s failed: %s: %s", what, type(err).__name__, err)
+    return f"Something went wrong on my side ({type(err).__name__}: {err}). Your score is unchanged."
+
+
 def chat(app: App, message: Any, history: list | None, session: Session, folder: str,
          temperature: Any, seed: Any, adapter_on: Any) -> Iterator[tuple]:
     """Send one chat message: streams progress, then the reply and the new score.
@@ -517,6 +528,17 @@ def chat(app: App, message: Any, history: list | None, session: Session, folder:
     text = message if isinstance(message, str) else ""
     history = list(history or [])
     session = session if isinstance(session, Session) else Session()
+    try:
+        yield from _chat(app, text, history, session, folder, temperature, seed, adapter_on)
+    except Exception as err:  # whatever happens, the page gets a sentence and the score is kept
+        history += [{"role": "user", "content": shown_text(text, app.ui.shown_message_chars)},
+                    {"role": "assistant", "content": _failure("chat", err)}]
+        yield (history, "", gr.update(interactive=True), session, folder, *unchanged_view())
+
+
+def _chat(app: App, text: str, history: list, session: Session, folder: str, temperature: Any,
+          seed: Any, adapter_on: Any) -> Iterator[tuple]:
+    history = list(history)
     history.append({"role": "user", "content": shown_text(text, app.ui.shown_message_chars)})
     busy, ready = gr.update(interactive=False), gr.update(interactive=True)
     model_state = app.models.status()[0]
@@ -530,8 +552,8 @@ def chat(app: App, message: Any, history: list | None, session: Session, folder:
     for kind, value in run_turn(session, text, composer, config, app.ui.poll_seconds):
         seconds = time.perf_counter() - started
         if kind == "progress":
-            stage, bars, so_far = value
-            progress = progress_message(stage, bars, so_far, seconds)
+            progress_stage, progress_bars, progress_text = value
+            progress = progress_message(progress_stage, progress_bars, progress_text, seconds)
             yield (history + [progress], "", busy, session, folder, *unchanged_view())
         elif kind == "tick":
             shown = progress or waiting_message(seconds, app.models.status()[0])
@@ -541,18 +563,22 @@ def chat(app: App, message: Any, history: list | None, session: Session, folder:
         else:
             turn = value
     seconds = time.perf_counter() - started
-    if progress is not None and turn is not None and turn.changed:
+    if progress is not None and turn.changed:
         final_abc = sessions.current_abc(turn.session) or ""
-        bars = turn.details.get("bars") or _bars_in(final_abc)
-        history.append(progress_message("done", bars, final_abc, seconds, done=True))
+        history.append(progress_message("done", _bars_in(final_abc), final_abc, seconds, done=True))
+    elif progress is not None:
+        history.append(progress_message(progress_stage, progress_bars, progress_text, seconds,
+                                        done=True, gave_up=True))
     history.append({"role": "assistant", "content": turn.reply})
     session = turn.session
     if not turn.changed:
         yield (history, "", ready, session, folder, *unchanged_view())
         return
+    yield (history, "", busy, session, folder, *unchanged_view())  # the reply, while engraving
     folder = app.tab_folder(folder)
     for view in score_views(app, session, folder):
-        yield (history, "", ready, session, folder, *view.values())
+        yield (history, "", busy, session, folder, *view.values())
+    yield (history, "", ready, session, folder, *unchanged_view())
 
 
 def _bars_in(abc: str) -> int:
@@ -596,6 +622,15 @@ def step(app: App, action: str, history: list | None, session: Session, folder: 
     """
     history = list(history or [])
     session = session if isinstance(session, Session) else Session()
+    try:
+        yield from _step(app, action, history, session, folder)
+    except Exception as err:  # the page gets a sentence, the score is kept
+        history.append({"role": "assistant", "content": _failure(action, err)})
+        yield (history, session, folder, *unchanged_view())
+
+
+def _step(app: App, action: str, history: list, session: Session, folder: str) -> Iterator[tuple]:
+    history = list(history)
     word = STEP_WORDS[action]
     turn = take_turn(session, word, Composer.unavailable(), app.config)
     history += [{"role": "user", "content": word}, {"role": "assistant", "content": turn.reply}]
@@ -624,6 +659,16 @@ def apply_edit(app: App, text: Any, history: list | None, session: Session, fold
     text = text if isinstance(text, str) else ""
     history = list(history or [])
     session = session if isinstance(session, Session) else Session()
+    try:
+        yield from _apply_edit(app, text, history, session, folder)
+    except Exception as err:  # the page gets a sentence, the score is kept
+        history.append({"role": "assistant", "content": _failure("apply", err)})
+        yield (history, session, folder, *unchanged_view())
+
+
+def _apply_edit(app: App, text: str, history: list, session: Session, folder: str
+                ) -> Iterator[tuple]:
+    history = list(history)
     current = sessions.current_abc(session)
     skip_score = list(unchanged_view())
     check_index = 5 + len(DOWNLOADS) - 2  # position of the check panel in the score side

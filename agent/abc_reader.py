@@ -389,6 +389,8 @@ def _stretched(text: str, factor: Fraction) -> str:
         denominator = int(divisor) * 2 ** (len(slashes) - 1) if divisor else 2 ** len(slashes)
     else:
         denominator = 1
+    if not denominator:
+        return text  # a length like A/0 is reported by validation; nothing to scale
     return text[:match.start()] + _length_text(Fraction(numerator, denominator) * factor)
 
 

@@ -135,8 +135,9 @@ def write_abc(
         raise ValueError("bars_per_line must be at least 1")
 
     parts = _parts_with_notes(score)
-    if config.unit_length is not None:
-        unit, body = config.unit_length, _body_lines(parts, config.unit_length, config)
+    chosen_unit = _parse_unit(config.unit_length)
+    if chosen_unit is not None:
+        unit, body = chosen_unit, _body_lines(parts, chosen_unit, config)
     else:
         unit, body = _shorter_body(parts, config)
     lines = ["%abc-2.1"] if config.version_line else []
@@ -666,7 +667,7 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
     its length, tie, and > or <."""
     parts = [event.inline_fields] + event.symbols
     if event.graces:
-        parts.append("{" + "".join(_grace_text(g, unit_ql, accidentals) for g in event.graces) + "}")
+        parts.append(_grace_group(event.graces, unit_ql, accidentals))
     parts.append(event.tuplet_marker)
     parts.append("(" * event.slurs_opened)  # after "(3": music21 misreads "((3"
     parts.extend(event.decorations)
@@ -696,9 +697,7 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
     parts.append(_tie_text(element))
     parts.append(event.broken)
     if event.trailing_graces:
-        parts.append(
-            "{" + "".join(_grace_text(g, unit_ql, accidentals) for g in event.trailing_graces) + "}"
-        )
+        parts.append(_grace_group(event.trailing_graces, unit_ql, accidentals))
     parts.append(")" * event.slurs_closed)
     return "".join(parts)
 
@@ -721,6 +720,12 @@ def _slur_ends(part: stream.Stream) -> tuple[collections.Counter, collections.Co
             opened[id(first)] += 1
             closed[id(last)] += 1
     return opened, closed
+
+
+def _grace_group(
+    graces: list[note.GeneralNote], unit_ql: Fraction, accidentals: _BarAccidentals
+) -> str:
+    return "{" + "".join(_grace_text(g, unit_ql, accidentals) for g in graces) + "}"
 
 
 def _grace_text(grace: note.GeneralNote, unit_ql: Fraction, accidentals: _BarAccidentals) -> str:

@@ -356,8 +356,11 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
     if attrs.program is not None:
         abc = set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc
     if attrs.lyrics_text:
-        abc, words_report = _set_words(abc, attrs.lyrics_text)
-        notes.append(words_report)
+        try:
+            abc, words_note = _set_words(abc, attrs.lyrics_text)
+        except InputError as err:  # keep the new tune; say why the words are missing
+            words_note = f"I could not set your words ({err.args[0]})."
+        notes.append(words_note)
     elif attrs.lyrics:
         lyrics = _write_lyrics(abc, attrs.lyrics_theme or attrs.mood or "the tune", composer, config)
         if lyrics.ok:

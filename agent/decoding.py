@@ -108,15 +108,29 @@ CHORD_SYMBOL_QUALITIES = (
     "", "m", "7", "m7", "maj7", "dim", "dim7", "o", "o7", "aug", "+", "sus2", "sus4", "7sus4",
     "6", "m6", "9", "m9", "add9", "m7b5",
 )
+#: Decorations written between ``!`` (those the project's ABC writer uses); ``.`` is staccato.
+DECORATIONS = frozenset({
+    "accent", "tenuto", "upbow", "downbow", "fermata", "trill", "mordent", "uppermordent", "turn",
+    "pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz",
+})
+_DECORATION_PREFIXES = frozenset(d[:cut] for d in DECORATIONS for cut in range(len(d) + 1))
+#: Lengths a grace note may have.
+GRACE_LENGTHS = frozenset({"", "/", "/2", "/4", "/8", "2", "3", "4", "3/2", "3/4"})
+_GRACE_LENGTH_PREFIXES = frozenset(g[:cut] for g in GRACE_LENGTHS for cut in range(len(g) + 1))
+MAX_GRACE_NOTES = 4
+MAX_SLURS = 3  # slurs open at once
+MAX_PREFIX_ITEMS = 6  # chord symbols, decorations, slur starts, grace groups before one element
 BAR_CHARS = frozenset("|:")
 #: Every character a body token may contain.
 BODY_CHARS = frozenset(
-    "ABCDEFGabcdefgz^_=,'0123456789/[]()\"-<>|: \n#"
+    "ABCDEFGabcdefgz^_=,'0123456789/[]()\"-<>|: \n#.!{}"
     + "".join(sorted({c for q in CHORD_SYMBOL_QUALITIES for c in q}))
+    + "".join(sorted({c for d in DECORATIONS for c in d}))
 )
 
 # Modes of the automaton
-_BOUNDARY, _START, _AFTER, _ACC, _NOTE, _REST, _CHORD, _CHORD_LEN, _SYMBOL, _TUPLET, _FINAL = range(11)
+(_BOUNDARY, _START, _AFTER, _ACC, _NOTE, _REST, _CHORD, _CHORD_LEN, _SYMBOL, _PAREN, _DECO, _GRACE,
+ _FINAL) = range(13)
 
 
 class DecodingError(TunesmithError):
@@ -338,6 +352,8 @@ class BodySpec:
     repetition: RepetitionRules = RepetitionRules()
     history: tuple[str, ...] = ()  # normalized texts of the bars before ``first_bar``
     tie_in: str | None = None  # the pitch the first note must spell (a tie from the bar before)
+    slurs_in: int = 0  # slurs open when decoding starts
+    slurs_out: int = 0  # slurs that must be open when it ends
     lengths: dict = field(default=None, compare=False, repr=False)
     length_prefixes: dict = field(default=None, compare=False, repr=False)
 
@@ -419,7 +435,7 @@ class BodyState:
     True
     >>> s.feed("9 ") is None       # but "c9" alone is longer than the bar
     True
-    >>> s.feed("6 d2 |]").is_complete
+    >>> s.feed("6 (d2) |]").is_complete
     True
     """
 
@@ -456,7 +472,8 @@ class BodyState:
         if self.spec.span_end and self.bars_done == self.spec.last_bar - 1:
             probe = self.copy()
             return (probe._finish_element() and probe.mode == _AFTER and probe.remaining == 0
-                    and not probe.tuplet_left and probe.broken is None and probe.tie_req is None)
+                    and not probe.tuplet_left and probe.tie_req is None
+                    and probe.slurs == self.spec.slurs_out)
         return False
 
     @property
@@ -470,7 +487,7 @@ class BodyState:
         return self.mode in (_AFTER, _START) and self.remaining == 0 and not self.tuplet_left
 
     def relaxed(self) -> "BodyState":
-        """A copy with the repetition rules lifted until the current bar closes."""
+        """A copy with the bar repetition rules lifted until the current bar closes."""
         new = self.copy()
         new.repetition_on = False
         return new
@@ -495,8 +512,12 @@ class BodyState:
             return self._chord(ch)
         if mode == _SYMBOL:
             return self._symbol(ch)
-        if mode == _TUPLET:
-            return self._tuplet(ch)
+        if mode == _PAREN:
+            return self._paren(ch)
+        if mode == _DECO:
+            return self._decoration(ch)
+        if mode == _GRACE:
+            return self._grace(ch)
         if mode == _FINAL:
             if ch == "\n" and not self.newline_done:
                 self.newline_done = True
@@ -507,7 +528,8 @@ class BodyState:
     # ---- between elements -------------------------------------------------------------------
 
     def _start(self, ch: str) -> bool:
-        """At the start of a bar, after a space, or where an element must follow directly."""
+        """Where an element must begin: at the start of a bar, after a space, after ``>``, or
+        after a chord symbol, decoration, slur, grace group or tuplet mark."""
         if ch == " ":
             return False
         if ch in BAR_CHARS:
@@ -516,28 +538,37 @@ class BodyState:
         return self._begin_element(ch)
 
     def _after(self, ch: str) -> bool:
-        """Right after a complete note, rest or chord (or after its tie)."""
+        """Right after a complete note, rest or chord, or after what may follow it: a tie, a
+        trailing grace group, slur ends."""
         if ch == " ":
-            if self.tuplet_left or self.broken is not None:
-                return False
-            if self.remaining == 0 and not self._can_close():
+            if self.remaining == 0 and not self.tuplet_left and not self._can_close():
                 return False
             self.mode, self.after_space = _START, True
             return True
         if ch in BAR_CHARS:
             return self._open_boundary(ch)
+        if ch == ")":
+            if not self.slurs:
+                return False
+            self.slurs -= 1
+            self.extras = True
+            self.bar_text += ch
+            return True
         if ch == "-":
-            return self._tie()
+            return not self.extras and self._tie()
         if ch == ">" or ch == "<":
-            return self._broken(ch)
+            return not self.extras and self._broken(ch)
+        if ch == "{":
+            return self._open_grace(_AFTER)
         return self._begin_element(ch)
 
     def _tie(self) -> bool:
-        """A tie: the next note must spell the same pitch. It may cross a plain bar line only."""
-        if self.tie_req is not None or self.last_kind != "note" or self.tuplet_left:
+        """A tie: the next note (chord) must spell the same pitch (chord). It may cross a plain
+        bar line only."""
+        if self.tie_req is not None or self.last_kind not in ("note", "chord") or self.tuplet_left:
             return False
         limit = self.spec.repetition.max_ties_per_bar
-        if limit and self.bar_text.count("-") >= limit:
+        if limit and self.ties >= limit:
             return False
         if self.remaining == 0:
             bar = self.bars_done + 1
@@ -546,6 +577,7 @@ class BodyState:
             if not self._repetition_ok(self.bar_text + "-"):
                 return False
         self.tie_req = self.last_pitch
+        self.ties += 1
         self.bar_text += "-"
         return True
 
@@ -571,38 +603,44 @@ class BodyState:
         """Whether another element fits: the bar has ticks left, or a tuplet is under way."""
         return self.remaining > 0 or self.tuplet_left > 0
 
-    def _begin_element(self, ch: str) -> bool:
+    def _begin_element(self, ch: str) -> bool:  # noqa: C901 - one case per starting character
         if ch in NOTE_LETTERS:
             return self._begin_note("", ch)
         if not self._room():
             return False
-        tie_free = self.tie_req is None
+        tie = self.tie_req
         if ch in "^_=":
-            if not (tie_free or self.tie_req.startswith(ch)):
+            if tie is not None and not tie.startswith(ch):
                 return False
             self.mode, self.pitch = _ACC, ch
+        elif ch == "z":
+            if tie is not None:
+                return False
+            self.mode, self.length, self.prefix = _REST, "", 0
             self.bar_text += ch
-            return True
-        if ch == "z" and tie_free:
-            self.mode, self.length = _REST, ""
-            self.bar_text += ch
-            self.symbol_pending = False
             return self._length_viable("")
-        if ch == "[" and tie_free:
-            self.mode, self.chord_pitch, self.chord_notes = _CHORD, "", 0
-            self.bar_text += ch
-            self.symbol_pending = False
-            return True
-        plain = tie_free and not self.tuplet_left and self.broken is None and not self.symbol_pending
-        if ch == '"' and plain:
+        elif ch == "[":
+            if tie is not None and not tie.startswith("["):
+                return False
+            self.mode, self.chord_pitch, self.chord_notes, self.chord_text = _CHORD, "", 0, "["
+        elif self.prefix >= MAX_PREFIX_ITEMS:
+            return False
+        elif ch == '"':
             self.mode, self.symbol = _SYMBOL, ""
-            self.bar_text += ch
-            return True
-        if ch == "(" and plain and self.remaining >= min(TUPLETS.values()):
-            self.mode = _TUPLET
-            self.bar_text += ch
-            return True
-        return False
+        elif ch == ".":  # staccato
+            self.mode, self.after_space, self.prefix = _START, False, self.prefix + 1
+        elif ch == "!":
+            self.mode, self.decoration = _DECO, ""
+        elif ch == "{":
+            return self._open_grace(_START)
+        elif ch == "(":  # a slur, or a tuplet if a digit follows
+            if not (self.slurs < MAX_SLURS or self._tuplet_ok(min(TUPLETS.values()))):
+                return False
+            self.mode = _PAREN
+        else:
+            return False
+        self.bar_text += ch
+        return True
 
     def _begin_note(self, accidental: str, letter: str) -> bool:
         pitch = accidental + letter
@@ -610,7 +648,7 @@ class BodyState:
             return False
         self.mode, self.pitch, self.length, self.marks = _NOTE, pitch, "", 0
         self.bar_text += letter
-        self.symbol_pending = False
+        self.prefix = 0
         return self._run_possible() and self._length_viable("")
 
     def _run_possible(self) -> bool:
@@ -715,8 +753,13 @@ class BodyState:
             if self.tie_req is None:  # a tie's second note continues the same sound
                 same = name == self.run_pitch
                 self.run_pitch, self.run_length = name, self.run_length + 1 if same else 1
+        elif mode == _CHORD_LEN:
+            if self.tie_req is not None and self.chord_text != self.tie_req:
+                return False
+            self.last_kind, self.last_pitch = "chord", self.chord_text
+            self.run_pitch, self.run_length = "", 0
         else:
-            self.last_kind = "rest" if mode == _REST else "chord"
+            self.last_kind = "rest"
             self.run_pitch, self.run_length = "", 0
         self.tie_req = None
         self.remaining -= self._contribution(ticks)
@@ -730,7 +773,7 @@ class BodyState:
         self.last_was_second = self.broken is not None
         self.broken = None
         self.last_ticks = ticks
-        self.mode = _AFTER
+        self.mode, self.extras = _AFTER, False
         return True
 
     def _note_accidental(self) -> None:
@@ -781,12 +824,15 @@ class BodyState:
             self._chord_note_done()
             if self.chord_notes < 2:
                 return False
-            self.mode, self.length = _CHORD_LEN, ""
-            self.bar_text += ch
-            return self._length_viable("")
         else:
             return False
+        self.chord_text += ch
+        if self.tie_req is not None and not self.tie_req.startswith(self.chord_text):
+            return False
         self.bar_text += ch
+        if ch == "]":
+            self.mode, self.length, self.prefix = _CHORD_LEN, "", 0
+            return self._length_viable("")
         return True
 
     def _chord_note_done(self) -> None:
@@ -799,29 +845,92 @@ class BodyState:
                 self.accidentals = self.accidentals + ((letter, accidental),)
             self.chord_pitch = ""
 
-    # ---- chord symbols and tuplets ---------------------------------------------------------
+    # ---- what may stand before (or after) an element -----------------------------------------
+
+    def _item_done(self) -> bool:
+        """A chord symbol, decoration, slur start, grace group or tuplet mark was written before
+        an element: the element must follow."""
+        self.prefix += 1
+        self.mode, self.after_space = _START, False
+        return True
 
     def _symbol(self, ch: str) -> bool:
         full, prefixes = _chord_symbols()
-        if ch == '"':
-            if self.symbol not in full:
-                return False
-            self.mode, self.after_space, self.symbol_pending = _START, False, True
-        elif self.symbol + ch in prefixes:
-            self.symbol += ch
-        else:
-            return False
         self.bar_text += ch
+        if ch == '"':
+            return self.symbol in full and self._item_done()
+        self.symbol += ch
+        return self.symbol in prefixes
+
+    def _decoration(self, ch: str) -> bool:
+        self.bar_text += ch
+        if ch == "!":
+            return self.decoration in DECORATIONS and self._item_done()
+        self.decoration += ch
+        return self.decoration in _DECORATION_PREFIXES
+
+    def _tuplet_ok(self, q: int) -> bool:
+        return (not self.tuplet_left and self.tie_req is None and self.broken is None
+                and self.remaining >= q)
+
+    def _paren(self, ch: str) -> bool:
+        """After ``(``: a digit makes a tuplet mark, anything else starts a slur."""
+        if ch.isdigit():
+            p = int(ch)
+            if p not in TUPLETS or not self._tuplet_ok(TUPLETS[p]):
+                return False
+            self.tuplet_left, self.tuplet_q, self.tuplet_ticks = p, TUPLETS[p], None
+            self.bar_text += ch
+            return self._item_done()
+        if self.slurs >= MAX_SLURS:
+            return False
+        self.slurs += 1
+        self._item_done()
+        return self._start(ch)
+
+    def _open_grace(self, back: int) -> bool:
+        """``{`` starts a group of grace notes (they take no time), before an element or after
+        one."""
+        self.mode, self.grace_back, self.grace_notes = _GRACE, back, 0
+        self.grace_pitch, self.grace_length = "", ""
+        self.bar_text += "{"
         return True
 
-    def _tuplet(self, ch: str) -> bool:
-        if not ch.isdigit() or int(ch) not in TUPLETS:
+    def _grace(self, ch: str) -> bool:
+        """Inside ``{...}``: 1 to 4 notes, each with an optional short length."""
+        pitch, length = self.grace_pitch, self.grace_length
+        has_letter = any(c in NOTE_LETTERS for c in pitch)
+        complete = has_letter and length in GRACE_LENGTHS
+        if ch in "^_=" or ch in NOTE_LETTERS:
+            if pitch in ("^", "_") and ch == pitch:
+                self.grace_pitch += ch
+            elif ch in NOTE_LETTERS and pitch and not has_letter:
+                self.grace_pitch += ch
+            elif (complete or not pitch) and self.grace_notes < MAX_GRACE_NOTES:
+                self.grace_notes += 1
+                self.grace_pitch, self.grace_length = ch, ""
+            else:
+                return False
+        elif ch == "," or ch == "'":
+            letters = [c for c in pitch if c in NOTE_LETTERS]
+            marks = len(pitch) - pitch.index(letters[0]) - 1 if letters else 0
+            if not letters or length or marks >= MAX_OCTAVE_MARKS or (ch == ",") != letters[0].isupper():
+                return False
+            self.grace_pitch += ch
+        elif ch in LENGTH_CHARS:
+            if not has_letter or length + ch not in _GRACE_LENGTH_PREFIXES:
+                return False
+            self.grace_length += ch
+        elif ch == "}":
+            if not complete:
+                return False
+            self.bar_text += ch
+            if self.grace_back == _START:
+                return self._item_done()
+            self.mode, self.extras = _AFTER, True
+            return True
+        else:
             return False
-        p = int(ch)
-        if self.remaining < TUPLETS[p]:
-            return False
-        self.tuplet_left, self.tuplet_q, self.tuplet_ticks = p, TUPLETS[p], None
-        self.mode, self.after_space = _START, False
         self.bar_text += ch
         return True
 
@@ -829,7 +938,7 @@ class BodyState:
 
     def _can_close(self) -> bool:
         """Whether the current bar may end here."""
-        if self.tuplet_left or self.broken is not None or self.symbol_pending:
+        if self.tuplet_left or self.broken is not None or self.prefix:
             return False
         bar = self.bars_done + 1
         if self.spec.span_end and bar == self.spec.last_bar:
@@ -840,10 +949,11 @@ class BodyState:
                       and self.spec.last_bar > 1 and self.remaining < capacity)
             if not pickup:
                 return False
-        if self.tie_req is not None:
-            boundary = self.spec.boundaries[bar]
-            if not boundary.plain or bar >= self.spec.last_bar:
-                return False
+        boundary = self.spec.boundaries[bar]
+        if self.tie_req is not None and (not boundary.plain or bar >= self.spec.last_bar):
+            return False
+        if boundary.final and self.slurs != self.spec.slurs_out:
+            return False
         return self._repetition_ok(self.bar_text)
 
     def _repetition_ok(self, text: str) -> bool:
@@ -880,7 +990,7 @@ class BodyState:
         self.boundary = self.spec.boundaries[bar]
         self.typed = ""
         self.remaining = self.spec.capacity(bar + 1, self.pickup) if bar < self.spec.last_bar else 0
-        self.bar_text, self.accidentals = "", ()
+        self.bar_text, self.accidentals, self.ties = "", (), 0
         self.last_kind, self.last_was_second, self.last_in_tuplet = None, False, False
         self.repetition_on = True
         self.mode = _BOUNDARY
@@ -925,12 +1035,15 @@ def start_state(
     state.history = spec.history
     state.accidentals = ()
     state.tie_req = spec.tie_in
+    state.ties = 0
     state.tuplet_left, state.tuplet_q, state.tuplet_ticks = 0, 0, None
     state.broken = None
     state.after_space = False
     state.pitch, state.length, state.marks = "", "", 0
-    state.chord_pitch, state.chord_notes = "", 0
-    state.symbol, state.symbol_pending = "", False
+    state.chord_pitch, state.chord_notes, state.chord_text = "", 0, ""
+    state.symbol, state.decoration = "", ""
+    state.grace_back, state.grace_notes, state.grace_pitch, state.grace_length = _START, 0, "", ""
+    state.prefix, state.extras, state.slurs = 0, False, spec.slurs_in
     texts = leading if leading is not None else spec.boundaries[spec.first_bar - 1].texts
     state.boundary = Boundary(tuple(texts))
     state.typed = ""
@@ -1125,7 +1238,8 @@ Rules = dict  # rule name -> list of alternatives, each a tuple of rule names an
 
 
 def _alphabet_rules() -> Rules:
-    """Pitches, chords, chord symbols and the optional space, shared by every body grammar."""
+    """Pitches, chords, chord symbols, decorations, grace groups and the optional space,
+    shared by every body grammar."""
     letters = [(Literal(letter + marks),) for letter in "CDEFGAB" for marks in ("", ",", ",,")]
     letters += [(Literal(letter + marks),) for letter in "cdefgab" for marks in ("", "'", "''")]
     qualities = [(Literal(q),) if q else () for q in CHORD_SYMBOL_QUALITIES]
@@ -1138,7 +1252,16 @@ def _alphabet_rules() -> Rules:
         "symbol_root": [(Literal(r),) for r in CHORD_SYMBOL_ROOTS],
         "quality": qualities,
         "bass": [(Literal("/"), "symbol_root"), ()],
-        "symbol_opt": [("symbol",), ()],
+        "decoration": [(Literal("."),)] + [(Literal(f"!{d}!"),) for d in sorted(DECORATIONS)],
+        "grace": [(Literal("{"),) + ("grace_note",) * n + (Literal("}"),)
+                  for n in range(1, MAX_GRACE_NOTES + 1)],
+        "grace_note": [("pitch", "grace_length")],
+        "grace_length": [(Literal(g),) if g else () for g in sorted(GRACE_LENGTHS)],
+        # What may stand before a note, rest or chord, and after it (slurs are not balanced
+        # here: a context-free grammar of bars cannot follow a slur across bar lines).
+        "prefix": [("symbol", "prefix"), ("decoration", "prefix"), ("grace", "prefix"),
+                   (Literal("("), "prefix"), ()],
+        "suffix": [(Literal(")"), "suffix"), ("grace", "suffix"), ()],
         "space": [(Literal(" "),), ()],
     }
 
@@ -1148,10 +1271,11 @@ def grammar_rules(spec: BodySpec) -> Rules:
     each alternative a tuple of rule names and :class:`Literal` texts; ``"root"`` is the body.
 
     It carries the automaton's bar arithmetic (tuplets and broken rhythm included), bar lines,
-    bar count and alphabet. What a context-free grammar cannot say is left out: that a tied
-    note's partner spells the same pitch, the repetition rules, and pickups (full bars only).
-    ``bar_T`` is a bar holding exactly T ticks; ``el_T`` one element (or tuplet, or broken pair)
-    adding T ticks; ``item_T`` a note, rest or chord written T ticks long.
+    bar count and alphabet. What a context-free grammar of bars cannot say is left out: that a
+    tied note's partner spells the same pitch, that slurs are balanced, the repetition and
+    note-level rules, and pickups (full bars only). ``bar_T`` is a bar holding exactly T ticks;
+    ``el_T`` one element (or tuplet, or broken pair) adding T ticks; ``item_T`` a note, rest or
+    chord written T ticks long with what may stand before it.
 
     >>> rules = grammar_rules(body_spec("3/4", "1/8", FormPlan.through(2)))
     >>> rules["root"][0][:3]
@@ -1164,19 +1288,23 @@ def grammar_rules(spec: BodySpec) -> Rules:
     for ticks in range(1, top + 1):
         length = f"len_{ticks}"
         rules[length] = [(Literal(t),) for t, v in spec.lengths.items() if v == ticks]
-        rules[f"item_{ticks}"] = [("pitch", length), (Literal("z"), length), ("chord", length)]
-        rules[f"end_{ticks}"] = [(f"item_{ticks}",), ("pitch", length, Literal("-"))]
+        rules[f"item_{ticks}"] = [("prefix", "pitch", length), ("prefix", Literal("z"), length),
+                                  ("prefix", "chord", length)]
+        rules[f"end_{ticks}"] = [(f"item_{ticks}", "suffix"),
+                                 ("prefix", "pitch", length, Literal("-"), "suffix"),
+                                 ("prefix", "chord", length, Literal("-"), "suffix")]
     for total in range(1, top + 1):
-        alternatives: list[tuple] = [("symbol_opt", f"end_{total}")]
+        alternatives: list[tuple] = [(f"end_{total}",)]
         for p, q in TUPLETS.items():
             if total % q == 0:
-                alternatives.append((Literal(f"({p}"),) + (f"item_{total // q}",) * p)
+                note = f"item_{total // q}"
+                alternatives.append(("prefix", Literal(f"({p}"), note, "suffix")
+                                    + ("space", note, "suffix") * (p - 1))
         for first in range(2, top + 1, 2):
             for second in range(2, top + 1, 2):
                 for sign, size in ((">", (3 * first + second) // 2), ("<", (first + 3 * second) // 2)):
                     if size == total:
-                        alternatives.append(
-                            ("symbol_opt", f"item_{first}", Literal(sign), f"end_{second}"))
+                        alternatives.append((f"item_{first}", Literal(sign), f"end_{second}"))
         rules[f"el_{total}"] = alternatives
         rules[f"bar_{total}"] = [(f"el_{total}",)] + [
             (f"el_{ticks}", "space", f"bar_{total - ticks}") for ticks in range(1, total)]

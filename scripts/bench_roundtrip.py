@@ -36,7 +36,7 @@ from tqdm import tqdm  # noqa: E402
 
 from agent.abc_text import split_tunebook  # noqa: E402
 from agent.abc_writer import first_difference, write_abc  # noqa: E402
-from agent.errors import TunesmithError  # noqa: E402
+from agent.errors import AbcError, TunesmithError  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,8 @@ def round_trip(tune: CorpusTune, read: Callable[[str], object]) -> Outcome:
     try:
         written = write_abc(original)
     except TunesmithError as error:
-        outcome.cause, outcome.detail = f"write refused: {error.args[0] if error.args else error}", str(error)
+        message = error.message if isinstance(error, AbcError) else str(error)
+        outcome.cause, outcome.detail = f"write refused: {message}", str(error)
         return outcome
     except Exception as error:
         outcome.cause, outcome.detail = "write crashed", f"{type(error).__name__}: {error}"

@@ -117,7 +117,8 @@ def test_key_modes(field, read):
 
 def test_locrian_key_reads_back_with_the_project_reader():
     score = measure_score(
-        [[quarter(n) for n in ("B4", "C5", "D5", "E5")], [quarter(n) for n in ("F5", "G5", "A5", "B5")]]
+        [[quarter(n) for n in ("B4", "C5", "D5", "E5")],
+         [quarter(n) for n in ("F5", "G5", "A5", "B5")]]
         + [[note.Note("B4", quarterLength=4)]],
         key_signature=key.Key("B", "locrian"),
     )
@@ -127,7 +128,8 @@ def test_locrian_key_reads_back_with_the_project_reader():
 
 
 def test_a_key_signature_without_mode_is_written_as_its_major_key():
-    score = measure_score([[note.Note("B-4", quarterLength=4)]] * 3, key_signature=key.KeySignature(-2))
+    score = measure_score([[note.Note("B-4", quarterLength=4)]] * 3,
+                          key_signature=key.KeySignature(-2))
     assert "K:Bb" in write_abc(score).splitlines()
 
 
@@ -181,7 +183,8 @@ def test_triplets_marked_by_the_score_group_as_marked(read):
     notes = [note.Note(n, quarterLength=Fraction(2, 3)) for n in ("C5", "D5", "E5")]
     notes[0].duration.tuplets[0].type = "start"
     notes[2].duration.tuplets[0].type = "stop"
-    score = measure_score([notes + [note.Note("F5", quarterLength=2)], [note.Note("G5", quarterLength=4)]])
+    score = measure_score([notes + [note.Note("F5", quarterLength=2)],
+                           [note.Note("G5", quarterLength=4)]])
     text = assert_round_trip(score, read)
     assert body_of(text)[0] == "(3c2d2e2 f4 | g8 |"
 
@@ -203,7 +206,8 @@ def test_chord_ties_are_written():
     whole.tie = tie.Tie("start")
     part_tied = chord.Chord(["C4", "E4", "G4"], quarterLength=4)
     part_tied.notes[0].tie = tie.Tie("start")
-    score = measure_score([[whole], [part_tied], [chord.Chord(["C4", "E4", "G4"], quarterLength=4)]])
+    untied = chord.Chord(["C4", "E4", "G4"], quarterLength=4)
+    score = measure_score([[whole], [part_tied], [untied]])
     assert body_of(write_abc(score)) == ["[CEG]8- | [C-EG]8 | [CEG]8 |"]
 
 
@@ -251,7 +255,8 @@ def test_accidentals(names, key_signature, expected, read):
         expected = "[^FA]4 ^F2 =F2"
     else:
         bar_notes = [quarter(n) for n in names]
-    score = measure_score([bar_notes, [note.Note("A4", quarterLength=4)]], key_signature=key_signature)
+    score = measure_score([bar_notes, [note.Note("A4", quarterLength=4)]],
+                          key_signature=key_signature)
     text = assert_round_trip(score, read)
     assert body_of(text)[0] == f"{expected} | A8 |"
 
@@ -320,7 +325,8 @@ def test_key_and_meter_change_mid_tune(read):
 def test_tempo_changes_at_and_inside_bars():
     # music21 drops Q: fields inside the tune; the project's reader keeps them
     score = _read_project(
-        "X:1\nT:Tempi\nM:4/4\nL:1/8\nQ:1/4=100\nK:C\nA8 | B8 |\nQ:1/4=80\nc8 | d4 [Q:1/4=60] d4 | e8 |]\n"
+        "X:1\nT:Tempi\nM:4/4\nL:1/8\nQ:1/4=100\nK:C\n"
+        "A8 | B8 |\nQ:1/4=80\nc8 | d4 [Q:1/4=60] d4 | e8 |]\n"
     )
     text = assert_round_trip(score, _read_project)
     assert body_of(text) == ["A8 | B8 |", "Q:1/4=80", "L:1/8", "c8 | d4 [Q:1/4=60]d4 | e8 |]"]
@@ -371,7 +377,8 @@ def test_articulations_ornaments_and_dynamics():
 
 
 def test_several_parts_become_voices(read):
-    upper = measure_score([[quarter(n) for n in "C5 D5 E5 F5".split()], [note.Note("G5", quarterLength=4)]] * 2)
+    upper = measure_score([[quarter(n) for n in "C5 D5 E5 F5".split()],
+                           [note.Note("G5", quarterLength=4)]] * 2)
     lower = measure_score([[note.Note("C3", quarterLength=2), note.Note("G2", quarterLength=2)],
                            [note.Note("C3", quarterLength=4)]] * 2)
     upper.parts[0].partName, lower.parts[0].partName = "Violin", "Cello"
@@ -436,7 +443,8 @@ def test_lyrics_hyphens_melismas_skips_and_verses():
 
 def test_lyric_escapes_and_verse_numbers():
     # music21 numbers a lone verse 2 (as MusicXML may); ABC verses are counted from 1
-    notes = [sung("C5", 2, None, ("of the", "single")), sung("D5", 2, None, ("well-known", "single"))]
+    notes = [sung("C5", 2, None, ("of the", "single")),
+             sung("D5", 2, None, ("well-known", "single"))]
     score = measure_score([notes, [sung("E5", 4, None, ("50%", "single"))]])
     text = write_abc(score)
     assert body_of(text) == ["c4 d4 | e8 |", "w:of~the well\\-known 50\\%"]
@@ -474,6 +482,14 @@ def test_empty_or_unsupported_input_is_refused():
         write_abc(abc("A8|B8|"), unit_length="1/3")
     with pytest.raises(ValueError):
         write_abc(abc("A8|B8|"), bars_per_line=2, config=WriterConfig())
+
+
+def test_a_part_and_an_empty_bar(read):
+    score = measure_score([[note.Note("C5", quarterLength=4)], [],
+                           [note.Note("D5", quarterLength=4)]])
+    text = write_abc(score.parts[0])  # a Part alone is written as a one-voice tune
+    assert body_of(text) == ["c8 | z8 | d8 |"]  # an empty bar is a bar's rest
+    assert [len(bar) for bar in score_bars(read(text))[0]] == [1, 1, 1]
 
 
 def test_overlapping_notes_are_refused():

@@ -48,6 +48,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 from music21 import (articulations, bar, chord, clef, dynamics, expressions, harmony, key, meter,
                      note, pitch, spanner, stream, tempo)
@@ -603,7 +604,7 @@ class _BarAccidentals:
 
     @staticmethod
     def _slot(reading: _Reading, p: pitch.Pitch) -> tuple[str, int | None]:
-        return (p.step, p.octave if reading.octave_only else None)
+        return (p.step, p.implicitOctave if reading.octave_only else None)
 
     def needs_mark(self, p: pitch.Pitch, where: str) -> bool:
         """True when some reading would not give ``p`` to the note written without a mark."""
@@ -650,7 +651,7 @@ def _pitch_text(p: pitch.Pitch, accidentals: _BarAccidentals, where: str) -> str
     if accidentals.needs_mark(p, where):
         mark = _ACCIDENTAL_TEXT[_alter_of(p)]
         accidentals.marked(p, where)
-    octave = p.octave if p.octave is not None else p.implicitOctave
+    octave = p.implicitOctave  # the written octave, or music21's default of 4
     if octave >= 5:
         letter = p.step.lower() + "'" * (octave - 5)
     else:
@@ -680,13 +681,11 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
     if event.is_rest:
         parts.append("z")
     elif isinstance(element, chord.Chord):
+        whole_chord_tied = _tie_text(element) != ""
         inner = ""
         for sub in element.notes:
             inner += _pitch_text(sub.pitch, accidentals, "chord")
-            if _tie_text(element) == "" and sub.tie is not None and sub.tie.type in (
-                "start",
-                "continue",
-            ):
+            if not whole_chord_tied and _tie_text(sub):
                 inner += "-"
         parts.append(f"[{inner}]")
     elif isinstance(element, note.Note):
@@ -776,8 +775,9 @@ def _key_field(signature: key.KeySignature | None) -> tuple[str, dict[str, int]]
     """
     if signature is None:
         return "none", {}
-    if signature.isNonTraditional:
-        # An unusual set of accidentals: write no signature and mark every note instead.
+    if _is_unusual(signature):
+        # An unusual set of accidentals (K:D exp _b ^f): write no signature and mark every
+        # note instead, which every reader understands.
         return "none", {}
     if abs(signature.sharps) > 7:
         raise AbcError(f"a key signature of {signature.sharps} sharps cannot be written")
@@ -789,6 +789,14 @@ def _key_field(signature: key.KeySignature | None) -> tuple[str, dict[str, int]]
             return _abc_name(tonic.name) + _MODE_SUFFIX[mode], alters
     major = signature.asKey("major").tonic.name
     return _abc_name(major), alters
+
+
+def _is_unusual(signature: key.KeySignature) -> bool:
+    """True for accidentals no number of sharps or flats gives (music21 may still say 0)."""
+    if signature.sharps is None:
+        return True
+    usual = key.KeySignature(signature.sharps).alteredPitches
+    return sorted(p.name for p in signature.alteredPitches) != sorted(p.name for p in usual)
 
 
 def _abc_name(name: str) -> str:
@@ -832,18 +840,8 @@ class _State:
     alters: tuple = ()  # the key's accidentals, to tell a new key from a new name for it
 
 
-def _first(container: stream.Stream, cls) -> object | None:
-    found = [e for e in container.recurse().getElementsByClass(cls) if _frac(e.offset) == 0]
-    return found[0] if found else None
-
-
-def _opening_container(part: stream.Stream) -> stream.Stream:
-    bars = _bars_of(part)
-    return bars[0] if bars[0] is not part else part
-
-
 def _initial_state(part: stream.Stream) -> _State:
-    opening = _opening_container(part)
+    opening = _bars_of(part)[0]
     signature = _first_at_start(part, opening, key.KeySignature)
     time_signature = _first_at_start(part, opening, meter.TimeSignature)
     mark = _first_at_start(part, opening, tempo.MetronomeMark)
@@ -903,7 +901,7 @@ _CLEF_NAMES = {clef.BassClef: "bass", clef.AltoClef: "alto", clef.TenorClef: "te
 def _voice_line(part: stream.Stream, index: int) -> str:
     """V:2 clef=bass name="Bass" — the start of one voice in a several-part score."""
     words = [f"V:{index + 1}"]
-    first_clef = _first(part, clef.Clef)
+    first_clef = _first_at_start(part, _bars_of(part)[0], clef.Clef)
     clef_name = _CLEF_NAMES.get(type(first_clef))
     if clef_name:
         words.append(f"clef={clef_name}")
@@ -922,9 +920,7 @@ _BARLINE_TEXT = {
     "final": "|]",
     "light-heavy": "|]",
     "heavy-light": "[|",
-    "dotted": ".|",
-    "dashed": ".|",
-}
+}  # dotted and dashed bar lines are written plain: music21 does not read ".|" reliably
 
 
 def _is_repeat(barline, direction: str) -> bool:
@@ -934,8 +930,9 @@ def _is_repeat(barline, direction: str) -> bool:
 def _boundary_text(before, after) -> str:
     """The one bar line written between two bars, from the right bar line of the bar before
     and the left bar line of the bar after (music21 may put the same bar line on both)."""
-    ends = _is_repeat(before, "end")
-    starts = _is_repeat(after, "start")
+    # music21 sometimes hangs a repeat on the other side of the bar line than it belongs
+    ends = _is_repeat(before, "end") or _is_repeat(after, "end")
+    starts = _is_repeat(after, "start") or _is_repeat(before, "start")
     if ends and starts:
         return "::"
     if ends:
@@ -964,99 +961,123 @@ def _ending_labels(part: stream.Stream, bars: list[stream.Stream]) -> dict[int, 
 # Lyrics
 
 
-def _lyric_slots(
-    events: list[_Event], verse_of: dict[int, int]
-) -> list[dict[int, note.Lyric] | None]:
-    """One slot per note or chord (rests and grace notes take no syllable): verse -> lyric.
-    ``None`` marks a rest, which ends a held syllable. ``verse_of`` maps music21 lyric
-    numbers to verses 1, 2, ... (a part whose only lyrics are numbered 2 has one verse)."""
-    slots: list[dict[int, note.Lyric] | None] = []
-    for event in events:
-        if event.is_rest:
-            slots.append(None)
-            continue
-        verses = {}
-        for lyric in event.element.lyrics:
-            if _has_text(lyric):
-                verses[verse_of[lyric.number or 1]] = lyric
-        slots.append(verses)
-    return slots
+class _Syllable(NamedTuple):
+    """A syllable as ABC writes it: its text and where it stands in its word."""
+
+    text: str
+    syllabic: str  # single, begin, middle or end
+
+
+def _writable(text: str) -> str:
+    """A syllable's text as a w: line can hold it.
+
+    "~" is how a w: line writes a space (and how music21 joins elided syllables); "_", "*"
+    and "|" have meanings there and no escape, so they are left out.
+
+    >>> _writable(" dolce~amor* "), _writable("_")
+    ('dolce amor', '')
+    """
+    text = re.sub(r"[_*|\\]", "", text or "").replace("~", " ")
+    return " ".join(text.split())
 
 
 def _has_text(lyric: note.Lyric) -> bool:
-    return bool(lyric.text and lyric.text.strip())
+    return bool(_writable(lyric.text))
 
 
-def _verse_numbers(part: stream.Stream) -> dict[int, int]:
-    """music21 lyric number -> verse (1, 2, ...) in the order of the numbers used."""
-    numbers = sorted(
-        {lyric.number or 1 for n in part.recurse().notes for lyric in n.lyrics if _has_text(lyric)}
-    )
-    return {number: rank for rank, number in enumerate(numbers, start=1)}
+def _part_lyrics(part: stream.Stream) -> dict[int, dict[int, _Syllable]]:
+    """id of each sung note or chord -> {verse: syllable}, for one part.
+
+    Verses are counted 1, 2, ... in the order of the lyric numbers the part uses (a part
+    whose only lyrics are numbered 2 has one verse). ABC has one hyphen between two
+    syllables of a word, where music21 (and MusicXML) let each syllable say on its own
+    whether it joins the one before and the one after; the two can disagree ("mich" single,
+    then "hast" end). Here two syllables are joined when either says so, and each syllable's
+    place in its word follows from that: what a w: line can say.
+    """
+    sung = [
+        n for n in part.recurse().notes
+        if not n.duration.isGrace and not _is_chord_symbol(n) and n.lyrics
+    ]
+    numbers = sorted({lyric.number or 1 for n in sung for lyric in n.lyrics if _has_text(lyric)})
+    verse_of = {number: rank for rank, number in enumerate(numbers, start=1)}
+    by_verse: dict[int, list[tuple[int, note.Lyric]]] = collections.defaultdict(list)
+    for n in sung:
+        for lyric in n.lyrics:
+            if _has_text(lyric):
+                by_verse[verse_of[lyric.number or 1]].append((id(n), lyric))
+    result: dict[int, dict[int, _Syllable]] = collections.defaultdict(dict)
+    for verse, sequence in by_verse.items():
+        joins = [
+            first.syllabic in ("begin", "middle") or second.syllabic in ("middle", "end")
+            for (_, first), (_, second) in zip(sequence, sequence[1:])
+        ] + [False]
+        joined_before = False
+        for (element_id, lyric), joined_after in zip(sequence, joins):
+            place = _PLACE_IN_WORD[(joined_before, joined_after)]
+            result[element_id][verse] = _Syllable(_writable(lyric.text), place)
+            joined_before = joined_after
+    return dict(result)
+
+
+_PLACE_IN_WORD = {
+    (False, False): "single",
+    (False, True): "begin",
+    (True, True): "middle",
+    (True, False): "end",
+}
+
+
+def _lyric_slots(
+    events: list[_Event], lyrics: dict[int, dict[int, _Syllable]]
+) -> list[dict[int, _Syllable] | None]:
+    """One slot per note or chord (rests and grace notes take no syllable): verse -> syllable.
+    ``None`` marks a rest, which ends a held syllable."""
+    return [None if e.is_rest else lyrics.get(id(e.element), {}) for e in events]
 
 
 def _syllable_text(text: str) -> str:
-    """Escape a syllable for w:: spaces become ~, hyphens \\-; _ * | cannot be written."""
-    text = text.strip().replace("\\", "").replace("%", "\\%")
-    text = re.sub(r"[_*|]", "", text)
-    return re.sub(r"\s+", "~", text).replace("-", "\\-")
+    """A writable syllable (see ``_writable``) escaped for a w: line: "~" for a space,
+    "\\-" for a hyphen inside the syllable, "\\%" for a percent sign."""
+    return text.replace("%", "\\%").replace(" ", "~").replace("-", "\\-")
 
 
-def _verse_text(
-    slots: list[dict[int, note.Lyric] | None], verse: int, held: bool
-) -> tuple[str, bool]:
+def _verse_text(slots: list[dict[int, _Syllable] | None], verse: int) -> str:
     """The w: line for one verse over one music line (ABC 2.1 section 5.1).
 
-    Syllables of a word are joined by ``-``; a note without a syllable is ``_`` while the
-    last syllable is held, ``-`` inside a word, ``*`` otherwise. ``held`` says whether the
-    previous line ended inside a held syllable. Returns the text and whether this line ends
-    inside one.
+    Syllables of a word are joined by ``-``; a note without a syllable is ``-`` inside a
+    word, ``_`` while the last syllable is held (up to a rest), ``*`` otherwise.
 
-    >>> def sung(text, syllabic):
-    ...     lyric = note.Lyric(text)
-    ...     lyric.syllabic = syllabic
-    ...     return {1: lyric}
-    >>> slots = [sung("a", "begin"), {}, sung("ble", "end"), {}, None, {}, sung("go", "single")]
-    >>> _verse_text(slots, 1, False)
-    ('a--ble_ * go', True)
+    >>> slots = [{1: _Syllable("a", "begin")}, {}, {1: _Syllable("ble", "end")}, {}, None, {},
+    ...          {1: _Syllable("go", "single")}]
+    >>> _verse_text(slots, 1)
+    'a--ble_ * go'
     """
     text = ""
     joining = False  # the last syllable ends with a hyphen: its word goes on
-    for index, slot in enumerate(slots):
+    held = False  # the last syllable is held over the following notes
+    for slot in slots:
         if slot is None:  # a rest: no syllable slot, but a held syllable ends
             held = False
             continue
-        lyric = slot.get(verse)
-        if lyric is not None:
-            word = _syllable_text(lyric.text)
+        syllable = slot.get(verse)
+        if syllable is not None:
+            word = _syllable_text(syllable.text)
             if joining:
                 text += "-" + word
             else:
                 text += (" " if text else "") + word
-            joining = lyric.syllabic in ("begin", "middle")
+            joining = syllable.syllabic in ("begin", "middle")
             held = True
         elif joining:
             text += "-"  # a hyphen after a hyphen: the syllable lasts one more note
-        elif _word_goes_on(slots, index, verse):
-            # The next syllable continues a word although the last one did not say so
-            # (single, then middle): a hyphen standing alone keeps the word open.
-            text += (" " if text else "") + "-"
         elif held:
             text += "_"
         else:
             text += (" " if text else "") + "*"
     if joining:
         text += "-"
-    return text, held
-
-
-def _word_goes_on(slots: list[dict[int, note.Lyric] | None], index: int, verse: int) -> bool:
-    """True when the next syllable of ``verse`` after ``index`` is the middle or end of a word."""
-    for slot in slots[index + 1:]:
-        lyric = (slot or {}).get(verse)
-        if lyric is not None:
-            return lyric.syllabic in ("middle", "end")
-    return False
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1081,7 +1102,7 @@ def _part_lines(
 ) -> list[str]:
     bars = _bars_of(part)
     labels = _ending_labels(part, bars)
-    verse_of = _verse_numbers(part)
+    lyrics = _part_lyrics(part)
     slurs = _slur_ends(part)
     unit_ql = unit * 4
     state = header
@@ -1125,19 +1146,19 @@ def _part_lines(
             _mark_broken_rhythm(events, unit_ql)
         key_alters = _key_field(signature)[1]
         if container is part:
-            return _unbarred_lines(events, unit_ql, key_alters, config, fields, verse_of)
+            return _unbarred_lines(events, unit_ql, key_alters, config, fields, lyrics)
         prepared.append(
             _Bar(
                 text=_bar_text(events, unit_ql, key_alters),
                 fields=_close_field_block(fields, unit),
-                slots=_lyric_slots(events, verse_of),
+                slots=_lyric_slots(events, lyrics),
                 before=container.leftBarline,
                 after=container.rightBarline,
                 label=labels.get(index, ""),
                 pickup=index == 0 and _is_short(container, time_signature),
             )
         )
-    return _layout(prepared, config.bars_per_line, sung=bool(verse_of))
+    return _layout(prepared, config.bars_per_line, sung=bool(lyrics))
 
 
 def _written_meter(
@@ -1229,7 +1250,6 @@ def _layout(bars: list[_Bar], bars_per_line: int, sung: bool) -> list[str]:
     lines: list[str] = []
     current: list[_Bar] = []
     counted = 0
-    held: dict[int, bool] = {}
     # The bar line that opens the next music line: a repeat sign split at a line break
     # ("|:" or "::" becomes "|" or ":|" at the end of one line and "|:" at the next).
     opening = _boundary_text(None, bars[0].before) if bars else "|"
@@ -1240,7 +1260,7 @@ def _layout(bars: list[_Bar], bars_per_line: int, sung: bool) -> list[str]:
         if not current:
             return
         lines.append(_music_line(current, opening, closing))
-        lines.extend(_lyric_lines([b.slots for b in current], held, sung))
+        lines.extend(_lyric_lines([b.slots for b in current], sung))
         current, counted = [], 0
         opening = "|:" if closing in ("|:", "::") else ""
 
@@ -1252,7 +1272,7 @@ def _layout(bars: list[_Bar], bars_per_line: int, sung: bool) -> list[str]:
         counted += 0 if item.pickup else 1
         following = bars[index + 1] if index + 1 < len(bars) else None
         closing = _boundary_text(item.after, following.before if following else None)
-        section_end = closing not in ("|", ".|") and not (
+        section_end = closing != "|" and not (
             closing == ":|" and following is not None and following.label
         )
         # A full line still takes another bar while a word of the lyrics runs on into it.
@@ -1266,7 +1286,7 @@ def _layout(bars: list[_Bar], bars_per_line: int, sung: bool) -> list[str]:
 
 def _word_runs_on(slot_lists: list[list]) -> bool:
     """True when, in some verse, the last syllable in these slots ends with a hyphen."""
-    last: dict[int, note.Lyric] = {}
+    last: dict[int, _Syllable] = {}
     for slots in slot_lists:
         for slot in slots:
             for verse, lyric in (slot or {}).items():
@@ -1287,7 +1307,7 @@ def _music_line(bars: list[_Bar], opening: str, closing: str) -> str:
     return text + " " + closing
 
 
-def _lyric_lines(slot_lists: list[list], held: dict[int, bool], sung: bool) -> list[str]:
+def _lyric_lines(slot_lists: list[list], sung: bool) -> list[str]:
     """The w: lines under one music line, one per verse.
 
     In a part with lyrics (``sung``) every music line with notes gets at least a verse-1
@@ -1297,12 +1317,10 @@ def _lyric_lines(slot_lists: list[list], held: dict[int, bool], sung: bool) -> l
     slots = [slot for bar_slots in slot_lists for slot in bar_slots]
     verses = sorted({verse for slot in slots if slot for verse in slot})
     if not verses and not (sung and any(slot is not None for slot in slots)):
-        held.clear()
         return []
     lines = []
     for verse in range(1, max(verses or [1]) + 1):
-        text, held[verse] = _verse_text(slots, verse, held.get(verse, False))
-        lines.append(f"w:{text}")
+        lines.append(f"w:{_verse_text(slots, verse)}")
     return lines
 
 
@@ -1312,7 +1330,7 @@ def _unbarred_lines(
     key_alters: dict[str, int],
     config: WriterConfig,
     fields: list[str],
-    verse_of: dict[int, int],
+    lyrics: dict[int, dict[int, _Syllable]],
 ) -> list[str]:
     """A part without bar lines: lines of about ``4 * bars_per_line`` beats, no bar lines.
 
@@ -1320,7 +1338,6 @@ def _unbarred_lines(
     """
     accidentals = _BarAccidentals(key_alters)
     lines: list[str] = list(fields)
-    held: dict[int, bool] = {}
     chunk: list[_Event] = []
     span = Fraction(4 * config.bars_per_line)
     start = Fraction(0)
@@ -1332,11 +1349,11 @@ def _unbarred_lines(
                 text += " "
             text += _event_text(event, unit_ql, accidentals)
         lines.append(text)
-        lines.extend(_lyric_lines([_lyric_slots(chunk, verse_of)], held, bool(verse_of)))
+        lines.extend(_lyric_lines([_lyric_slots(chunk, lyrics)], bool(lyrics)))
 
     for event in events:
         long_enough = event.offset - start >= span and not event.joined and not event.ratio
-        word_open = _word_runs_on([_lyric_slots(chunk, verse_of)])
+        word_open = _word_runs_on([_lyric_slots(chunk, lyrics)])
         if chunk and long_enough and (not word_open or event.offset - start >= 2 * span):
             flush()
             chunk, start = [], event.offset
@@ -1395,26 +1412,17 @@ def score_bars(score: stream.Stream) -> list[list[tuple]]:
 def score_lyrics(score: stream.Stream) -> list[list[tuple]]:
     """Per part with notes, per bar, the lyrics: (offset, verse, text, syllabic) tuples.
 
-    Verses are counted 1, 2, ... in the order of the lyric numbers the part uses."""
+    Verses are counted 1, 2, ... in the order of the lyric numbers the part uses, and a
+    syllable's place in its word is taken as ABC can write it (see ``_part_lyrics``)."""
     result = []
     for part in _parts_with_notes(score):
-        verse_of = _verse_numbers(part)
+        lyrics = _part_lyrics(part)
         bars = []
         for container in _bars_of(part):
             found = []
             for element in _bar_contents(container, None).notes:
-                if _is_chord_symbol(element):
-                    continue
-                for lyric in element.lyrics:
-                    if _has_text(lyric):
-                        found.append(
-                            (
-                                _frac(element.offset),
-                                verse_of[lyric.number or 1],
-                                lyric.text.strip(),
-                                lyric.syllabic or "single",
-                            )
-                        )
+                for verse, syllable in sorted(lyrics.get(id(element), {}).items()):
+                    found.append((_frac(element.offset), verse, *syllable))
             bars.append(tuple(found))
         result.append(bars)
     return result
@@ -1464,6 +1472,8 @@ def first_difference(
 
 
 def _bar_difference(bar_a: tuple, bar_b: tuple) -> tuple[str, str] | None:
+    if (not bar_a or not bar_b) and _silent(bar_a) and _silent(bar_b):
+        return None  # an empty bar is written as a bar's rest
     for event_a, event_b in zip(bar_a, bar_b):
         if event_a == event_b:
             continue
@@ -1479,6 +1489,11 @@ def _bar_difference(bar_a: tuple, bar_b: tuple) -> tuple[str, str] | None:
     if len(bar_a) != len(bar_b):
         return "note count", f"expected {len(bar_a)} notes, got {len(bar_b)}"
     return None
+
+
+def _silent(events: tuple) -> bool:
+    """Only rests, or nothing at all."""
+    return all(not midis for _, midis, _ in events)
 
 
 def _show_event(event: tuple) -> str:

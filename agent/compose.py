@@ -76,6 +76,7 @@ __all__ = [
     "repair_tune",
     "edit_span",
     "decode_body",
+    "Decoded",
     "distinct_bar_share",
     "strip_lyrics",
 ]
@@ -88,34 +89,47 @@ class ComposeConfig:
     """Settings of one composition: sampling, repetition control, repair."""
 
     temperature: float = field(default=0.9, metadata={"help": "sampling temperature; 0 is greedy"})
-    top_k: int = field(default=40, metadata={"help": "candidates checked against the grammar and sampled among"})
+    top_k: int = field(
+        default=40, metadata={"help": "candidates checked against the grammar and sampled among"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus cut among the viable candidates"})
-    widen_k: int = field(default=512, metadata={"help": "second round of candidates when the top_k has none"})
+    widen_k: int = field(
+        default=512, metadata={"help": "second round of candidates when the top_k has none"})
     max_new_tokens: int = field(
         default=0, metadata={"help": "token budget per decode; 0 means 48 per bar plus 32"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the sampling generator"})
     repetition_penalty: float = field(
-        default=1.15, metadata={"help": "divides the logits of note tokens used in the last penalty_window tokens"}
+        default=1.15,
+        metadata={"help": "divides the logits of note tokens used in the last penalty_window tokens"},
     )
-    penalty_window: int = field(default=64, metadata={"help": "how many recent tokens the penalty looks at"})
+    penalty_window: int = field(
+        default=64, metadata={"help": "how many recent tokens the penalty looks at"})
     max_repeats_in_a_row: int = field(
-        default=1, metadata={"help": "how often in a row a bar may repeat the bar before it (0: no rule)"}
+        default=1,
+        metadata={"help": "how often in a row a bar may repeat the bar before it (0: no rule)"},
     )
     block_ngram: int = field(
-        default=2, metadata={"help": "a run of this many bars may not copy an earlier run (0: no rule)"}
+        default=2,
+        metadata={"help": "a run of this many bars may not copy an earlier run (0: no rule)"},
     )
     max_pitch_run: int = field(
-        default=4, metadata={"help": "most notes in a row on one pitch, tied notes aside (0: no rule)"}
+        default=4,
+        metadata={"help": "most notes in a row on one pitch, tied notes aside (0: no rule)"},
     )
     max_ties_per_bar: int = field(default=1, metadata={"help": "most ties in one bar (0: no rule)"})
-    max_attempts: int = field(default=3, metadata={"help": "decodes in all: the first plus repairs"})
-    subdivision: int = field(default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
+    max_attempts: int = field(
+        default=3, metadata={"help": "decodes in all: the first plus repairs"})
+    subdivision: int = field(
+        default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
         default=False, metadata={"help": "let bar 1 be a pickup, completed by the last bar"}
     )
+    ornaments: bool = field(
+        default=True, metadata={"help": "allow slurs, grace notes and decorations (. !trill! ...)"}
+    )
     constrained: bool = field(
-        default=True, metadata={"help": "False samples the raw model (a baseline for the benchmark)"}
+        default=True,
+        metadata={"help": "False samples the raw model (a baseline for the benchmark)"},
     )
 
     def __post_init__(self) -> None:
@@ -144,7 +158,7 @@ class DecodeStats:
     tokens: int = 0
     prompt_tokens: int = 0
     forward_seconds: float = 0.0  # the model, prompt included
-    constraint_seconds: float = 0.0  # the automaton and the sampler
+    constraint_seconds: float = 0.0  # penalty, automaton, sampler (unconstrained: no automaton)
     checked: int = 0  # candidate tokens run through the automaton
     widened: int = 0  # steps where the top_k held no viable token
     relaxed: int = 0  # steps where the repetition rules had to be lifted
@@ -230,7 +244,8 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig) -> BodySpec
     if meter is None:
         raise AbcError("the header has no M: (meter) field")
     return body_spec(meter, unit or str(tune.unit_length), plan, subdivision=config.subdivision,
-                     allow_pickup=config.allow_pickup, repetition=config.repetition())
+                     allow_pickup=config.allow_pickup, repetition=config.repetition(),
+                     ornaments=config.ornaments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,7 +285,10 @@ def _sample_free(scores: Any, settings: SamplingSettings, generator: Any) -> int
 
 
 @dataclass
-class _Decoded:
+class Decoded:
+    """What :func:`decode_body` wrote: the text after the prompt, the automaton at its end
+    (None without constraints), whether the text reached its end, and the timings."""
+
     text: str
     state: BodyState | None
     complete: bool
@@ -286,7 +304,7 @@ def decode_body(
     *,
     budget: int,
     on_bar: Callable[[int, str], None] | None = None,
-) -> _Decoded:
+) -> Decoded:
     """Run the model from ``prompt_ids`` and return the text it writes after them.
 
     With a ``state`` every token is checked by the automaton and decoding stops when the body
@@ -314,7 +332,8 @@ def decode_body(
         for _ in range(budget):
             logits = out.logits[0, -1].float().cpu()
             clock = time.perf_counter()
-            scores = _penalize(logits, generated[-config.penalty_window:], table, config.repetition_penalty)
+            recent = generated[-config.penalty_window:]
+            scores = _penalize(logits, recent, table, config.repetition_penalty)
             if state is not None:
                 bars_before = state.bars_done
                 choice = choose_token(scores, state, table, settings, generator)
@@ -341,7 +360,7 @@ def decode_body(
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],
                                    clean_up_tokenization_spaces=False)]
-    return _Decoded("".join(pieces), state, complete, stats)
+    return Decoded("".join(pieces), state, complete, stats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,7 +452,8 @@ def compose_tune(
         report("done", decoded.state.bars_done, abc)
         message = (f"the token budget ({budget}) ran out at bar {decoded.state.bar_number} "
                    f"of {plan.total_bars}")
-        return _finish(abc, False, 1, [_diagnostic(message, decoded.state.bar_number)], stats, started)
+        failure = _diagnostic(message, decoded.state.bar_number)
+        return _finish(abc, False, 1, [failure], stats, started)
     result = repair_tune(loaded, abc, request, config, on_progress=on_progress,
                          generator=generator, attempts_used=1)
     stats.add(result.stats)
@@ -500,20 +520,24 @@ _NOTE_TEXT = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
 
 
 def _tie_into(bar: Bar, body: str) -> str | None:
-    """The pitch a tie at the end of ``bar`` asks the next bar's first note to spell, or None.
+    """The pitch (or chord) a tie at the end of ``bar`` asks the next bar to begin with.
 
-    The spelling carries the accidental the tied note sounds with (its own, or one written
-    earlier in the bar on the same letter), as :class:`~agent.decoding.BodyState` requires.
+    A note is spelled with the accidental it sounds with (its own, or one written earlier in
+    the bar on the same letter), as :class:`~agent.decoding.BodyState` requires; a chord as
+    its bracket.
     """
-    timed = [t for t in bar.tokens if t.kind is not Kind.SPACE]
-    if len(timed) < 2 or timed[-1].kind is not Kind.TIE or timed[-2].kind is not Kind.NOTE:
+    tail = [t for t in bar.tokens if t.kind not in (Kind.SPACE, Kind.SLUR, Kind.GRACE)]
+    if len(tail) < 2 or tail[-1].kind is not Kind.TIE:
         return None
-    match = _NOTE_TEXT.match(timed[-2].text)
+    element = tail[-2]
+    if element.kind is Kind.CHORD and "]" in element.text:
+        return element.text[:element.text.index("]") + 1]
+    match = _NOTE_TEXT.match(element.text) if element.kind is Kind.NOTE else None
     if not match:
         return None
     accidental, letter, marks = match.groups()
     if not accidental:
-        for token in timed[:-2]:
+        for token in tail[:-2]:
             if token.kind in (Kind.NOTE, Kind.CHORD):
                 for found in _NOTE_TEXT.finditer(token.text):
                     if found.group(2).upper() == letter.upper() and found.group(1):
@@ -527,8 +551,9 @@ def _ticks(duration: Fraction, unit: Fraction, subdivision: int) -> int | None:
 
 
 def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: ComposeConfig,
-               keep_partial: bool) -> tuple[BodySpec, str]:
-    """The spec for regenerating bars ``first..last`` and the separator forced before them."""
+               keep_partial: bool) -> tuple[BodySpec, str, str]:
+    """The spec for regenerating bars ``first..last``, the blank cut from the end of the
+    prompt (the model writes it again), and slur starts the new bars must begin with."""
     unit, sub = tune.unit_length, config.subdivision
     expected = [b.expected for b in bars]
     if any(expected[i] is None for i in range(first - 1, last)):
@@ -549,41 +574,72 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
     for number in range(first, last):
         between = body[bars[number - 1].end:bars[number].start].lstrip(" ")
         if not set(between) <= BODY_CHARS:
-            raise DecodingError(f"the bar line after bar {number} holds text the model cannot write")
+            raise DecodingError(
+                f"the bar line after bar {number} holds text the model cannot write")
         boundaries[number] = Boundary((between,), plain=between.strip() == "|")
     before = body[:bars[first - 1].start]
     lead = before[len(before.rstrip(" ")):]
+    slurs_in = _slur_depth(tune, bars[first - 1].start)
+    slurs_out = _slur_depth(tune, bars[last - 1].end)
+    opens = ""
+    if slurs_out > slurs_in:  # the old bars opened slurs the rest closes: open them up front
+        opens = "(" * (slurs_out - slurs_in)
+        slurs_in = slurs_out
     spec = BodySpec(
         bar_ticks=max(t for _, t in capacities), subdivision=sub, unit_length=unit,
         boundaries=tuple(boundaries), first_bar=first, last_bar=last, span_end=True,
-        capacities=tuple(capacities), repetition=config.repetition(),
+        capacities=tuple(capacities), repetition=config.repetition(), ornaments=config.ornaments,
         history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
         tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
+        slurs_in=slurs_in, slurs_out=slurs_out,
     )
-    return spec, lead
+    return spec, lead, opens
 
 
-def _regenerate(loaded: Any, abc: str, first: int, last: int, messages: list, config: ComposeConfig,
-                generator: Any, *, keep_partial: bool, on_bar: Callable[[int, str], None] | None = None
-                ) -> tuple[str, DecodeStats, bool]:
+def _slur_depth(tune: TuneText, offset: int) -> int:
+    """How many slurs are open at ``offset`` of the body."""
+    depth = 0
+    for token in tokenize_body(tune.body, tune):
+        if token.start >= offset:
+            break
+        if token.kind is Kind.SLUR:
+            depth += 1 if token.text == "(" else -1
+    return max(depth, 0)
+
+
+def _regenerate(
+    loaded: Any,
+    abc: str,
+    first: int,
+    last: int,
+    messages: list,
+    config: ComposeConfig,
+    generator: Any,
+    *,
+    keep_partial: bool,
+    on_bar: Callable[[int, str], None] | None = None,
+) -> tuple[str, DecodeStats, bool]:
     """``abc`` with bars ``first..last`` rewritten by the model, every other byte kept, and
     whether that worked (False: the token budget ran out, and ``abc`` comes back unchanged)."""
     tune, bars = _bars_of(abc)
     if not 1 <= first <= last <= len(bars):
         raise DecodingError(f"bars {first}..{last} are not in a tune of {len(bars)} bars")
-    spec, lead = _span_spec(tune, bars, first, last, config, keep_partial)
+    if len({bar.voice for bar in bars}) > 1:
+        raise DecodingError("bars can be rewritten in single-voice tunes only")
+    spec, lead, opens = _span_spec(tune, bars, first, last, config, keep_partial)
     body = tune.body
     cut = bars[first - 1].start - len(lead)
     prefill = abc[:tune.body_offset] + body[:cut]
     prompt = chat_prompt_ids(loaded.tokenizer, messages, prefill=prefill)
-    state = start_state(spec, leading=(lead,))
+    state = start_state(spec, leading=(lead + opens,))
     budget = config.token_budget(last - first + 1)
     progress = None if on_bar is None else (lambda bars, text: on_bar(bars, prefill + text))
     decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=progress)
     if not decoded.complete:
         return abc, decoded.stats, False
     new_body = body[:cut] + decoded.text + body[bars[last - 1].end:]
-    return abc[:tune.body_offset] + new_body + abc[tune.body_offset + len(body):], decoded.stats, True
+    rewritten = abc[:tune.body_offset] + new_body + abc[tune.body_offset + len(body):]
+    return rewritten, decoded.stats, True
 
 
 def edit_span(

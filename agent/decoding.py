@@ -6,48 +6,63 @@ follows the text character by character and answers, for every candidate token, 
 still be completed into a valid body?". The sampler (:func:`choose_token`) keeps only tokens for
 which the answer is yes.
 
-What the automaton enforces (the *canonical body grammar*, the subset of ABC 2.1 that the
-project's ABC writer produces and the composer may write):
+What the automaton enforces (the *canonical body grammar*: what the project's ABC writer
+produces, so a model trained on its output is not fought by the mask):
 
 * Elements: notes (``^^ ^ __ _ =`` accidentals, letters ``A-G a-g``, up to two ``,`` or ``'``
   octave marks, a length such as ``2``, ``3/2``, ``/2``, ``/``), rests ``z``, chords ``[CEG]2``
-  (2-4 notes, the length after the bracket), chord symbols ``"Am"`` (a fixed vocabulary, see
-  :data:`CHORD_SYMBOL_QUALITIES`), tuplets ``(2`` ``(3`` ``(4`` whose notes all share one
-  written length, ties ``-`` on single notes (the next note must spell the same pitch with the
-  accidental it sounds with), and broken rhythm ``A>B`` / ``A<B`` between notes whose lengths
-  are whole units' multiples of two ticks.
+  (2-4 notes, the length after the bracket), tuplets ``(2`` ``(3`` ``(4`` whose notes share one
+  written length, ties ``-`` (the next note must spell the same pitch with the accidental it
+  sounds with; a tied chord is followed by the same chord), broken rhythm ``A>B`` / ``A<B``.
+* Before an element: chord symbols ``"Am"`` (a fixed vocabulary, see
+  :data:`CHORD_SYMBOL_QUALITIES`), decorations ``.`` and ``!trill!`` (:data:`DECORATIONS`),
+  grace groups ``{ag}``, slur starts ``(``; after it: a grace group and slur ends ``)``. Slurs
+  may run over bar lines and are all closed by the end. ``ornaments=False`` leaves out
+  slurs, grace notes and decorations.
 * Lengths live on a grid of ``1/subdivision`` of ``L:`` (sixteenth notes for ``L:1/8``); a bar
   line may only come when the bar is exactly full, and a full bar must close.
-* Single spaces between beam groups; no space at the start of a bar, inside a tuplet, after a
-  chord symbol or around ``>``.
+* Single spaces between beam groups (also inside tuplets); no space at the start of a bar,
+  after a chord symbol, decoration or tuplet mark, or around ``>``.
 * Bar lines come from a :class:`FormPlan`: plain ``|`` inside a part, ``|:`` ``:|`` around
   repeated parts, ``[1`` ``[2`` endings, ``|]`` at the end, and a line break after every
   ``bars_per_line`` bars and at every part end. The last bar ends the tune.
 * Nothing else: no inline fields, no ``w:`` lines (lyrics are written by another module), no
-  decorations or grace notes, no comments, and no character outside ABC's ASCII alphabet.
+  comments, and no character outside :data:`BODY_CHARS` (ASCII only).
+
+On 40 random tunes of music21's corpus as the ABC writer spells them, 94% of the bars are in
+this grammar (``scripts/bench_decoding.py`` measures it); the rest are mostly slurs the writer
+leaves unbalanced and tuplets written ``(p:q:r``.
 
 Pickups: by default a tune has none (every bar is full), so the bar count and the validator's
 bar checks agree trivially. With ``allow_pickup=True`` the first bar may close early (an
 anacrusis); the last bar then holds exactly what completes it (full bar minus the pickup).
 Both count as written bars, as :func:`agent.abc_text.split_bars` counts them.
 
-Repetition (a tiny model loops on one bar): a bar may repeat the bar before it at most
-``max_repeats_in_a_row`` times, and a run of ``block_ngram`` bars may not copy an earlier run.
-Repeated sections are written with repeat signs, so these rules leave the repetition music has.
-The rules are checked before a bar fills, so they never leave the decoder without a move; if a
-state ever has no way forward under them, :func:`choose_token` lifts them for that bar and
-says so in its result.
+Repetition (a tiny model loops on one bar, or one note): a bar may repeat the bar before it
+at most ``max_repeats_in_a_row`` times, a run of ``block_ngram`` bars may not copy an earlier
+run, at most ``max_pitch_run`` notes in a row sit on one pitch, and a bar holds at most
+``max_ties_per_bar`` ties. Repeated sections are written with repeat signs, so these rules
+leave the repetition music has. The bar rules are checked before a bar fills, so they do not
+leave the decoder without a move; if a state ever has no way forward under them,
+:func:`choose_token` lifts them for that bar and says so in its result.
 
-The same grammar, minus what a context-free grammar cannot say (tie pitches, repetition), is
-emitted as EBNF by :func:`grammar_ebnf` for a serving engine's guided decoding (xgrammar,
-llama.cpp GBNF, vLLM).
+The same grammar, minus what a context-free grammar of bars cannot say (tie pitches, slur
+balance, repetition), is emitted as EBNF by :func:`grammar_ebnf` for a serving engine's guided
+decoding (xgrammar, llama.cpp GBNF, vLLM). xgrammar 0.2.8 compiles it and accepts the bodies
+this automaton writes.
 
-Why a hand-written automaton: the bar arithmetic needs durations (with tuplets and broken
-rhythm) rather than characters, and the repetition rules need the bars written so far; both are
-a few lines here and awkward in a grammar engine. :mod:`agent.abc_text` reads finished ABC; the
-decoder needs to judge *unfinished* text (a note whose length digits may still follow), so this
-module keeps its own character-level automaton and reuses ``abc_text`` for the header fields
-(``parse_meter``, ``parse_unit_length``) and for splitting existing tunes into bars.
+Why a hand-written automaton rather than xgrammar or outlines: the bar arithmetic needs
+durations (with tuplets and broken rhythm) rather than characters, and the repetition and tie
+rules need the bars and notes written so far; both are a few lines here and cannot be said in a
+context-free grammar. Checking the top-k candidates costs a few hundred microseconds per token,
+well under a millisecond, against tens of milliseconds for SmolLM2's forward pass on a CPU;
+xgrammar's token mask for this grammar (hundreds of rules: one per bar length in ticks) took
+longer to fill on this machine, and its Linux wheel pulls in triton.
+
+:mod:`agent.abc_text` reads finished ABC; the decoder needs to judge *unfinished* text (a note
+whose length digits may still follow), so this module keeps its own character-level automaton
+and reuses ``abc_text`` for the header fields (``parse_meter``, ``parse_unit_length``) and for
+splitting existing tunes into bars.
 
 >>> spec = body_spec("3/4", "1/8", FormPlan.through(2))
 >>> state = start_state(spec)
@@ -60,7 +75,6 @@ True
 """
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -75,6 +89,7 @@ __all__ = [
     "Part",
     "FormPlan",
     "Boundary",
+    "plan_boundaries",
     "RepetitionRules",
     "BodySpec",
     "BodyState",
@@ -352,6 +367,7 @@ class BodySpec:
     repetition: RepetitionRules = RepetitionRules()
     history: tuple[str, ...] = ()  # normalized texts of the bars before ``first_bar``
     tie_in: str | None = None  # the pitch the first note must spell (a tie from the bar before)
+    ornaments: bool = True  # slurs, grace notes and decorations (. !trill! ...) allowed
     slurs_in: int = 0  # slurs open when decoding starts
     slurs_out: int = 0  # slurs that must be open when it ends
     lengths: dict = field(default=None, compare=False, repr=False)
@@ -387,10 +403,12 @@ def body_spec(
     subdivision: int = 2,
     allow_pickup: bool = False,
     repetition: RepetitionRules = RepetitionRules(),
+    ornaments: bool = True,
 ) -> BodySpec:
     """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
 
     ``subdivision`` is how many ticks a unit splits into: 2 allows sixteenths under ``L:1/8``.
+    ``ornaments=False`` leaves out slurs, grace notes and decorations.
 
     >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
     >>> spec.bar_ticks, spec.last_bar
@@ -406,7 +424,8 @@ def body_spec(
     unit = parse_unit_length(unit_length)
     ticks = bar_length / unit * subdivision
     if ticks.denominator != 1:
-        raise DecodingError(f"a {meter} bar is not a whole number of 1/{subdivision} units of {unit}")
+        raise DecodingError(
+            f"a {meter} bar is not a whole number of 1/{subdivision} units of {unit}")
     plan = plan or FormPlan.through(16)
     return BodySpec(
         bar_ticks=int(ticks),
@@ -415,6 +434,7 @@ def body_spec(
         boundaries=plan_boundaries(plan),
         allow_pickup=allow_pickup,
         repetition=repetition,
+        ornaments=ornaments,
     )
 
 
@@ -548,7 +568,7 @@ class BodyState:
         if ch in BAR_CHARS:
             return self._open_boundary(ch)
         if ch == ")":
-            if not self.slurs:
+            if self.slurs <= self.spec.slurs_out:  # those the rest of the tune closes stay open
                 return False
             self.slurs -= 1
             self.extras = True
@@ -558,8 +578,8 @@ class BodyState:
             return not self.extras and self._tie()
         if ch == ">" or ch == "<":
             return not self.extras and self._broken(ch)
-        if ch == "{":
-            return self._open_grace(_AFTER)
+        if ch == "{":  # grace notes after the element, once, before its slur ends
+            return self.spec.ornaments and not self.extras and self._open_grace(_AFTER)
         return self._begin_element(ch)
 
     def _tie(self) -> bool:
@@ -627,16 +647,18 @@ class BodyState:
             return False
         elif ch == '"':
             self.mode, self.symbol = _SYMBOL, ""
+        elif ch == "(":  # a slur, or a tuplet if a digit follows
+            if not (self._slur_ok() or self._tuplet_ok(min(TUPLETS.values()))):
+                return False
+            self.mode = _PAREN
+        elif not self.spec.ornaments:
+            return False
         elif ch == ".":  # staccato
             self.mode, self.after_space, self.prefix = _START, False, self.prefix + 1
         elif ch == "!":
             self.mode, self.decoration = _DECO, ""
         elif ch == "{":
             return self._open_grace(_START)
-        elif ch == "(":  # a slur, or a tuplet if a digit follows
-            if not (self.slurs < MAX_SLURS or self._tuplet_ok(min(TUPLETS.values()))):
-                return False
-            self.mode = _PAREN
         else:
             return False
         self.bar_text += ch
@@ -680,7 +702,8 @@ class BodyState:
 
     def _note(self, ch: str) -> bool:
         if (ch == "," or ch == "'") and not self.length:
-            if self.marks >= MAX_OCTAVE_MARKS or (ch == ",") != self.pitch[-1 - self.marks].isupper():
+            letter = self.pitch[-1 - self.marks]
+            if self.marks >= MAX_OCTAVE_MARKS or (ch == ",") != letter.isupper():
                 return False
             pitch = self.pitch + ch
             if self.tie_req is not None and not self.tie_req.startswith(pitch):
@@ -869,6 +892,9 @@ class BodyState:
         self.decoration += ch
         return self.decoration in _DECORATION_PREFIXES
 
+    def _slur_ok(self) -> bool:
+        return self.spec.ornaments and self.slurs < MAX_SLURS
+
     def _tuplet_ok(self, q: int) -> bool:
         return (not self.tuplet_left and self.tie_req is None and self.broken is None
                 and self.remaining >= q)
@@ -882,7 +908,7 @@ class BodyState:
             self.tuplet_left, self.tuplet_q, self.tuplet_ticks = p, TUPLETS[p], None
             self.bar_text += ch
             return self._item_done()
-        if self.slurs >= MAX_SLURS:
+        if not self._slur_ok():
             return False
         self.slurs += 1
         self._item_done()
@@ -914,7 +940,8 @@ class BodyState:
         elif ch == "," or ch == "'":
             letters = [c for c in pitch if c in NOTE_LETTERS]
             marks = len(pitch) - pitch.index(letters[0]) - 1 if letters else 0
-            if not letters or length or marks >= MAX_OCTAVE_MARKS or (ch == ",") != letters[0].isupper():
+            if (not letters or length or marks >= MAX_OCTAVE_MARKS
+                    or (ch == ",") != letters[0].isupper()):
                 return False
             self.grace_pitch += ch
         elif ch in LENGTH_CHARS:
@@ -1064,8 +1091,9 @@ class TokenTable:
 
     ``texts[i]`` is None for ids that are special tokens, empty, or contain a character
     outside :data:`BODY_CHARS` (non-ASCII included): those are never allowed in a body.
-    ``by_first_char`` groups the allowed ids by their first character, so a widened search
-    only tries tokens whose first character the automaton accepts.
+    ``trie`` holds the allowed texts as a character tree (``{char: subtree}``, the ids ending
+    at a node under the key ``None``), so a search of the whole vocabulary walks the automaton
+    along shared prefixes and drops a whole subtree at the first character it rejects.
     """
 
     def __init__(self, texts: Sequence[str], special_ids: Sequence[int] = ()):
@@ -1075,16 +1103,19 @@ class TokenTable:
             text if i not in special and text and set(text) <= BODY_CHARS else None
             for i, text in enumerate(texts)
         ]
-        groups: dict[str, list[int]] = {}
+        self.trie: dict = {}
         for i, text in enumerate(self.texts):
             if text is not None:
-                groups.setdefault(text[0], []).append(i)
-        self.by_first_char = {ch: tuple(ids) for ch, ids in groups.items()}
+                node = self.trie
+                for ch in text:
+                    node = node.setdefault(ch, {})
+                node.setdefault(None, []).append(i)
         #: ids the repetition penalty applies to: tokens that name a pitch or a rest (not
         #: lengths, bar lines or blanks, which every tune repeats)
         pitched = NOTE_LETTERS | {"z"}
         self.musical = frozenset(
-            i for i, text in enumerate(self.texts) if text is not None and not pitched.isdisjoint(text)
+            i for i, text in enumerate(self.texts)
+            if text is not None and not pitched.isdisjoint(text)
         )
 
     @property
@@ -1116,11 +1147,13 @@ def token_table(tokenizer: Any) -> TokenTable:
 class SamplingSettings:
     """How one token is picked among the viable candidates."""
 
-    temperature: float = field(default=0.9, metadata={"help": "0 picks the most likely viable token"})
+    temperature: float = field(
+        default=0.9, metadata={"help": "0 picks the most likely viable token"})
     top_k: int = field(default=40, metadata={"help": "candidates checked first, and sampled among"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus cut among the viable candidates"})
     widen_k: int = field(
-        default=512, metadata={"help": "second round of candidates when none of the top_k is viable"}
+        default=512,
+        metadata={"help": "second round of candidates when none of the top_k is viable"},
     )
 
 
@@ -1134,7 +1167,8 @@ class Choice(NamedTuple):
     relaxed: bool  # the repetition rules had to be lifted to find a way on
 
 
-def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int) -> tuple[list, int]:
+def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int
+            ) -> tuple[list, int]:
     """Up to ``limit`` viable (id, new state) pairs among ``ids``, in their order."""
     found = []
     checked = 0
@@ -1152,29 +1186,44 @@ def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int)
     return found, checked
 
 
-def _whole_vocabulary(state: BodyState, table: TokenTable, scores: Any) -> list[int]:
-    """Allowed ids whose first character the automaton accepts, best score first."""
-    import torch
+def _whole_vocabulary(state: BodyState, table: TokenTable, scores: Any, limit: int
+                      ) -> tuple[list, int]:
+    """The ``limit`` best-scoring viable (id, state) pairs of the whole vocabulary, found by
+    walking the token trie with the automaton; also the number of trie nodes visited."""
+    found: list[tuple[int, BodyState]] = []
+    stack = [(table.trie, state)]
+    visited = 0
+    while stack:
+        node, current = stack.pop()
+        for ch, child in node.items():
+            if ch is None:
+                found.extend((token, current) for token in child)
+                continue
+            visited += 1
+            following = current.feed(ch)
+            if following is not None:
+                stack.append((child, following))
+    if len(found) > 1:
+        import torch
 
-    ids: list[int] = []
-    for ch, group in table.by_first_char.items():
-        if state.feed(ch) is not None:
-            ids.extend(group)
-    if not ids:
-        return []
-    index = torch.tensor(ids, dtype=torch.long)
-    order = torch.argsort(scores[index], descending=True)
-    return index[order].tolist()
+        values = scores[torch.tensor([token for token, _ in found])]
+        best = torch.topk(values, min(limit, len(found))).indices.tolist()
+        return [found[i] for i in best], visited
+    return found, visited
 
 
 def choose_token(
-    scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings, generator: Any = None
+    scores: Any,
+    state: BodyState,
+    table: TokenTable,
+    settings: SamplingSettings,
+    generator: Any = None,
 ) -> Choice:
     """Pick the next token from ``scores`` (1-D logits, already penalized) among those that
     keep the body valid.
 
     The top ``settings.top_k`` ids by score are run through the automaton; if none is viable,
-    the next ``widen_k``, then every allowed id whose first character fits. Among the viable
+    the next ``widen_k``, then the whole vocabulary (a walk of the token trie). Among the viable
     ones (at most ``top_k``, best first) the token is sampled with temperature and top-p using
     ``generator`` (a seeded ``torch.Generator``), or taken greedily at temperature 0.
     """
@@ -1191,12 +1240,11 @@ def choose_token(
         checked += more
     if not found:
         widened = 2
-        found, more = _viable(_whole_vocabulary(state, table, scores), state, table, settings.top_k)
+        found, more = _whole_vocabulary(state, table, scores, settings.top_k)
         checked += more
     if not found and state.repetition_on:
         relaxed = True
-        loose = state.relaxed()
-        found, more = _viable(_whole_vocabulary(loose, table, scores), loose, table, settings.top_k)
+        found, more = _whole_vocabulary(state.relaxed(), table, scores, settings.top_k)
         checked += more
     if not found:
         raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
@@ -1204,7 +1252,8 @@ def choose_token(
     return Choice(token, new, checked, widened, relaxed)
 
 
-def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any) -> tuple[int, BodyState]:
+def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any
+            ) -> tuple[int, BodyState]:
     """Temperature and top-p sampling among viable (id, state) pairs, best score first."""
     import torch
 
@@ -1237,7 +1286,7 @@ class Literal(NamedTuple):
 Rules = dict  # rule name -> list of alternatives, each a tuple of rule names and Literals
 
 
-def _alphabet_rules() -> Rules:
+def _alphabet_rules(ornaments: bool) -> Rules:
     """Pitches, chords, chord symbols, decorations, grace groups and the optional space,
     shared by every body grammar."""
     letters = [(Literal(letter + marks),) for letter in "CDEFGAB" for marks in ("", ",", ",,")]
@@ -1247,7 +1296,8 @@ def _alphabet_rules() -> Rules:
         "pitch": [("accidental", "letter"), ("letter",)],
         "accidental": [(Literal(a),) for a in ACCIDENTALS],
         "letter": letters,
-        "chord": [(Literal("["),) + ("pitch",) * n + (Literal("]"),) for n in range(2, MAX_CHORD_NOTES + 1)],
+        "chord": [(Literal("["),) + ("pitch",) * n + (Literal("]"),)
+                  for n in range(2, MAX_CHORD_NOTES + 1)],
         "symbol": [(Literal('"'), "symbol_root", "quality", "bass", Literal('"'))],
         "symbol_root": [(Literal(r),) for r in CHORD_SYMBOL_ROOTS],
         "quality": qualities,
@@ -1260,8 +1310,8 @@ def _alphabet_rules() -> Rules:
         # What may stand before a note, rest or chord, and after it (slurs are not balanced
         # here: a context-free grammar of bars cannot follow a slur across bar lines).
         "prefix": [("symbol", "prefix"), ("decoration", "prefix"), ("grace", "prefix"),
-                   (Literal("("), "prefix"), ()],
-        "suffix": [(Literal(")"), "suffix"), ("grace", "suffix"), ()],
+                   (Literal("("), "prefix"), ()] if ornaments else [("symbol", "prefix"), ()],
+        "suffix": [(Literal(")"), "suffix"), ("grace", "suffix"), ()] if ornaments else [()],
         "space": [(Literal(" "),), ()],
     }
 
@@ -1283,7 +1333,7 @@ def grammar_rules(spec: BodySpec) -> Rules:
     >>> rules["len_2"]
     [(Literal(text=''),)]
     """
-    rules = _alphabet_rules()
+    rules = _alphabet_rules(spec.ornaments)
     top = max(spec.capacity(bar) for bar in range(spec.first_bar, spec.last_bar + 1))
     for ticks in range(1, top + 1):
         length = f"len_{ticks}"
@@ -1302,7 +1352,8 @@ def grammar_rules(spec: BodySpec) -> Rules:
                                     + ("space", note, "suffix") * (p - 1))
         for first in range(2, top + 1, 2):
             for second in range(2, top + 1, 2):
-                for sign, size in ((">", (3 * first + second) // 2), ("<", (first + 3 * second) // 2)):
+                pairs = ((">", (3 * first + second) // 2), ("<", (first + 3 * second) // 2))
+                for sign, size in pairs:
                     if size == total:
                         alternatives.append((f"item_{first}", Literal(sign), f"end_{second}"))
         rules[f"el_{total}"] = alternatives

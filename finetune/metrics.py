@@ -65,6 +65,7 @@ __all__ = [
     "notes_of",
     "pitch_class_of",
     "profile_and_index",
+    "requested_attributes",
     "same_notes",
     "transposed_by",
     "tune_statistics",
@@ -194,22 +195,29 @@ def melody(abc: str) -> Melody:
 
 
 def bar_count(abc: str) -> int:
-    """Bars of the melody as written; a pickup and the short last bar that completes it count
-    as one bar.
+    """Bars of the melody as written, where short bars that make up a full one between them
+    (a pickup and the bar that closes its part) count once: full bars, plus the short bars'
+    lengths in bars, rounded. In free meter every bar counts.
 
     >>> bar_count("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|]\\n")
     2
     >>> bar_count("X:1\\nM:2/4\\nL:1/8\\nK:C\\nC|DEFG|ABc|]\\n")
     2
+    >>> bar_count("X:1\\nK:C\\n")
+    0
     """
     tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
     voice = _melody_voice(tokens)
-    bars = [b for b in split_bars(tokens, tune) if b.voice == voice and b.notes]
-    if (len(bars) > 1 and bars[0].expected and bars[0].duration < bars[0].expected
-            and bars[0].duration + bars[-1].duration == bars[0].expected):
-        return len(bars) - 1
-    return len(bars)
+    full, short = 0, Fraction(0)
+    for bar in split_bars(tokens, tune):
+        if bar.voice != voice or not bar.notes and not any(t.kind is Kind.REST for t in bar.tokens):
+            continue
+        if bar.expected is None or bar.duration >= bar.expected:
+            full += 1
+        else:
+            short += bar.duration / bar.expected
+    return full + round(short)
 
 
 def notes_of(abc: str) -> list[tuple[str, tuple[int, ...], Fraction | None]]:
@@ -291,6 +299,20 @@ def _on_theme(lines: Sequence[str], theme: str) -> bool:
     from agent.lyrics import theme_presence
 
     return bool(lines) and theme_presence(lines, theme).theme_word_used
+
+
+def requested_attributes(expect: Mapping[str, object]) -> list[str]:
+    """The names :func:`attribute_checks` reports for ``expect``, in its order.
+
+    >>> requested_attributes({"tonic": "D", "tempo_range": [40, 90], "lyrics_theme": "sea"})
+    ['key', 'tempo', 'lyrics']
+    """
+    names = {"tonic": "key", "mode": "key", "meter": "meter", "tempo_bpm": "tempo",
+             "tempo_range": "tempo", "bars": "bars", "instrument": "instrument",
+             "lyrics_theme": "lyrics", "style": "style"}
+    order = ["key", "meter", "tempo", "bars", "instrument", "lyrics", "style"]
+    wanted = {names[k] for k in expect if k in names}
+    return [name for name in order if name in wanted]
 
 
 def attribute_checks(abc: str, expect: Mapping[str, object]) -> dict[str, bool]:
@@ -422,7 +444,14 @@ def check_turn(check: Mapping[str, object], before: str | None, after: str | Non
 
     ``changed`` is whether the turn made a new score; ``undo_target`` the score an ``undo``
     must bring back byte for byte (the one before the previous turn). A check that needs a
-    score fails when there is none.
+    score fails when there is none. The checks: ``tempo_change`` (faster/slower than before),
+    ``transpose_semitones`` (every note, chord and grace note moved by that many semitones,
+    lengths kept), ``tonic``, ``mode``, ``undo``, ``unchanged`` (the same ABC), ``changed``
+    (the turn made a new score, or not), ``instrument``, ``lyrics_theme`` (words present, one
+    line uses a theme word), ``notes_unchanged`` (the same notes, pitch and length),
+    ``no_lyrics``, ``tempo_bpm``, ``title``, ``empty`` (no score), ``first_half_unchanged``
+    (the first half of the bars as they were) and ``first_lyric_line`` (the words under the
+    first music line).
 
     >>> a = "X:1\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAd|]\\n"
     >>> b = "X:1\\nM:2/4\\nL:1/8\\nQ:1/4=120\\nK:D\\nDFAd|]\\n"
@@ -515,10 +544,13 @@ def _first_half_unchanged(wanted, before, after, changed, target) -> bool:
 
 
 def _first_lyric_line(wanted, before, after, changed, target) -> bool:
+    """The words under the first music line (first verse) are ``wanted``."""
+    from agent.lyrics import read_lyrics
+
     if not _needs(after):
         return False
-    lines = lyric_lines(after)
-    return bool(lines) and _words(lines[0]) == _words(str(wanted))
+    blocks = read_lyrics(after)
+    return bool(blocks and blocks[0]) and _words(blocks[0][0]) == _words(str(wanted))
 
 
 _CHECKS = {

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -59,7 +60,9 @@ def raw_loop_speed(loaded, tokens: int) -> dict:
                                     pad_token_id=loaded.tokenizer.eos_token_id)
         generated = out.shape[1] - ids.shape[1]
         hf = generated / (time.perf_counter() - started)
-    return {"tokens": decoded.stats.tokens, "own_loop_tok_s": own, "generate_tok_s": hf}
+    return {"tokens": decoded.stats.tokens, "own_loop_tok_s": own, "generate_tok_s": hf,
+            "forward_ms_per_token": 1e3 * decoded.stats.forward_seconds / decoded.stats.tokens,
+            "sampler_us_per_token": 1e6 * decoded.stats.constraint_seconds / decoded.stats.tokens}
 
 
 def constrained_runs(loaded, runs: int, bars: int) -> dict:
@@ -114,18 +117,23 @@ def corpus_yardstick(count: int, seed: int = 0) -> dict:
             continue
         tunes += 1
         shares.append(distinct_bar_share(abc))
-        unit = tune.unit_length
+        unit, depth = tune.unit_length, 0
         for bar in bars:
             total += 1
+            text = bar.text_in(tune.body)
+            slurs_in = depth  # slurs may run over bar lines
+            depth += len(re.findall(r"\((?!\d)", text)) - text.count(")")
             ticks = bar.duration / unit * 2
             if ticks.denominator != 1 or ticks <= 0:
                 continue
             spec = BodySpec(bar_ticks=int(ticks), subdivision=2, unit_length=unit,
                             boundaries=(Boundary(("",)), Boundary(("",))), span_end=True,
-                            repetition=RepetitionRules(0, 0, 0, 0))
-            state = start_state(spec).feed(bar.text_in(tune.body))
+                            repetition=RepetitionRules(0, 0, 0, 0), slurs_in=slurs_in,
+                            slurs_out=depth)
+            state = start_state(spec).feed(text)
             accepted += state is not None and state.is_complete
-    return {"tunes": tunes, "distinct_bar_share_median": statistics.median(shares) if shares else None,
+    return {"tunes": tunes,
+            "distinct_bar_share_median": statistics.median(shares) if shares else None,
             "bars": total, "bars_in_grammar": accepted,
             "grammar_coverage": accepted / total if total else None}
 
@@ -153,7 +161,8 @@ def table(results: dict) -> str:
             f"| {name} | {raw['own_loop_tok_s']:.1f} | {raw['generate_tok_s']:.1f} | "
             f"{con['tok_s']:.1f} | {con['forward_ms_per_token']:.1f} | "
             f"{con['constraint_us_per_token']:.0f} | {100 * con['widened_share']:.0f}% | "
-            f"{con['seconds']:.1f} | {con['valid']}/{con['runs']} | {con['distinct_bar_share']:.2f} |")
+            f"{con['seconds']:.1f} | {con['valid']}/{con['runs']} | "
+            f"{con['distinct_bar_share']:.2f} |")
     corpus = results.get("corpus")
     if corpus:
         lines.append("")
@@ -162,7 +171,9 @@ def table(results: dict) -> str:
                      f"{corpus['bars_in_grammar']}/{corpus['bars']} of their bars "
                      f"({100 * corpus['grammar_coverage']:.1f}%) as the ABC writer spells them.")
     lines.append(f"Automaton: {results['automaton_us_per_check']:.1f} µs per candidate check. "
-                 f"Load average at start: {results['load_average']}.")
+                 f"Torch threads: {results['threads']}. Load average at start: "
+                 f"{tuple(round(x, 1) for x in results['load_average'])}, at the end: "
+                 f"{tuple(round(x, 1) for x in results['load_average_end'])}.")
     return "\n".join(lines)
 
 
@@ -172,16 +183,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=16, help="bars per tune (AABB)")
     parser.add_argument("--raw-tokens", type=int, default=128, help="tokens for the raw-speed runs")
     parser.add_argument("--quantize", default="none,int8-dynamic", help="comma-separated variants")
-    parser.add_argument("--corpus", type=int, default=40, help="corpus tunes for the yardstick (0: skip)")
-    parser.add_argument("--quick", action="store_true", help="1 run, 8 bars, 32 raw tokens, 10 corpus tunes")
+    parser.add_argument("--corpus", type=int, default=40,
+                        help="corpus tunes for the yardstick (0: skip)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: one per core; 1 is faster on a busy machine)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 run, 8 bars, 32 raw tokens, 10 corpus tunes")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.quick:
         args.runs, args.bars, args.raw_tokens, args.corpus = 1, 8, 32, 10
     results: dict = {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(),
+                     "threads": args.threads or os.cpu_count(), "command": " ".join(sys.argv),
                      "automaton_us_per_check": automaton_speed(), "models": {}}
     for quantize in args.quantize.split(","):
-        loaded = load_model(ModelConfig(quantize=quantize))
+        loaded = load_model(ModelConfig(quantize=quantize, threads=args.threads))
         results["models"][quantize] = {
             "raw": raw_loop_speed(loaded, args.raw_tokens),
             "constrained": constrained_runs(loaded, args.runs, args.bars),

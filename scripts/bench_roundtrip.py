@@ -7,9 +7,14 @@ length) and every lyric syllable. The script prints the pass rate and the failur
 cause (the first differing bar and why); ``--out`` keeps everything as JSON.
 
 Two more things are counted but do not decide a pass: repeats and endings (``|:`` ``:|``
-``[1`` ``[2`` on the same bars) and chord symbols (same names at the same offsets).
+``[1`` ``[2`` on the same bar lines) and chord symbols (same names at the same offsets).
 
-    nice .venv/bin/python scripts/bench_roundtrip.py --limit 1000 --seed 0 --out roundtrip.json
+Few ABC tunes of the corpus have lyrics, so ``--songs N`` also takes N MusicXML scores with
+lyrics from the corpus (mostly Bach chorales), writes them as ABC and compares what the reader
+reads back with the score: notes and lyrics.
+
+    nice .venv/bin/python scripts/bench_roundtrip.py --limit 1000 --seed 0 --songs 100 \\
+        --out roundtrip.json
 
 The reader is :func:`agent.abc_reader.read_tune` when that module is present, else music21's
 ``converter.parse``; the output says which.
@@ -46,6 +51,10 @@ class BenchConfig:
     limit: int = field(default=1000, metadata={"help": "how many tunes to try (0: all)"})
     seed: int = field(default=0, metadata={"help": "seed for picking the tunes"})
     out: str | None = field(default=None, metadata={"help": "write the results here as JSON"})
+    songs: int = field(
+        default=0,
+        metadata={"help": "also round-trip this many MusicXML songs with lyrics (0: none)"},
+    )
     show: int = field(default=12, metadata={"help": "failure groups to print"})
     reader: str = field(
         default="auto",
@@ -120,13 +129,22 @@ def choose_reader(which: str = "auto") -> tuple[str, Callable[[str], object]]:
 def round_trip(tune: CorpusTune, read: Callable[[str], object]) -> Outcome:
     """Read, write, read again and compare one tune."""
     started = time.perf_counter()
-    outcome = Outcome(tune.name, "fail")
     try:
         original = read(tune.text)
         first_difference(original, original)  # the original must have notes to compare
     except Exception as error:  # an unreadable original is not the writer's failure
-        outcome.status, outcome.cause, outcome.detail = "skip", "original unreadable", str(error)
-        return outcome
+        return Outcome(tune.name, "skip", "original unreadable", str(error))
+    outcome = write_and_compare(tune.name, original, read)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def write_and_compare(
+    name: str, original, read: Callable[[str], object], lyrics: bool = True
+) -> Outcome:
+    """Write a score as ABC, read the text back and compare it with the score (its lyrics
+    too, unless ``lyrics`` is False)."""
+    outcome = Outcome(name, "fail")
     try:
         written = write_abc(original)
     except TunesmithError as error:
@@ -141,13 +159,49 @@ def round_trip(tune: CorpusTune, read: Callable[[str], object]) -> Outcome:
     except Exception as error:
         outcome.cause, outcome.detail = "output unreadable", f"{type(error).__name__}: {error}"
         return outcome
-    difference = first_difference(original, again)
+    difference = first_difference(original, again, lyrics=lyrics)
     if difference is None:
         outcome.status = "pass"
     else:
         outcome.cause, outcome.detail = _diagnose(original, difference), str(difference)
     outcome.repeats_kept = _repeats(original) == _repeats(again)
     outcome.chord_symbols_kept = _chord_symbols(original) == _chord_symbols(again)
+    return outcome
+
+
+def songs_with_lyrics() -> list[Path]:
+    """The MusicXML files of music21's corpus that carry lyrics (Bach chorales, songs)."""
+    import zipfile
+
+    import music21
+
+    root = Path(music21.__file__).parent / "corpus"
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".mxl":
+            with zipfile.ZipFile(path) as archive:
+                text = b"".join(archive.read(n) for n in archive.namelist() if "META" not in n)
+        elif path.suffix in (".xml", ".musicxml"):
+            text = path.read_bytes()
+        else:
+            continue
+        if b"<lyric" in text:
+            found.append(path)
+    return found
+
+
+def song_round_trip(path: Path, read: Callable[[str], object], lyrics: bool = True) -> Outcome:
+    """Parse a MusicXML song, then write, read back and compare it (with its lyrics unless
+    ``lyrics`` is False: music21's own reader leaves w: lines out)."""
+    import music21
+
+    started = time.perf_counter()
+    name = str(path.relative_to(Path(music21.__file__).parent / "corpus"))
+    try:
+        original = music21.converter.parse(path)
+    except Exception as error:
+        return Outcome(name, "skip", "original unreadable", str(error))
+    outcome = write_and_compare(name, original, read, lyrics)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -170,21 +224,31 @@ def _diagnose(original, difference) -> str:
 
 
 def _repeats(score) -> list:
-    """Per bar: repeat start, repeat end, ending number."""
+    """Per bar line: does a repeat end there, does one start, and which ending follows.
+
+    Taken per bar line rather than per bar, since music21 may hang a repeat sign on either
+    of the two bars it separates."""
     from music21 import bar, spanner, stream
+
+    def repeat(barline, direction):
+        return isinstance(barline, bar.Repeat) and barline.direction == direction
 
     facts = []
     for part in score.parts:
         labels = {}
         for bracket in part.getElementsByClass(spanner.RepeatBracket):
-            for measure in bracket.getSpannedElements():
-                labels[id(measure)] = str(bracket.number)
-        for measure in part.getElementsByClass(stream.Measure):
+            spanned = bracket.getSpannedElements()
+            if spanned:
+                labels[id(spanned[0])] = str(bracket.number)
+        measures = list(part.getElementsByClass(stream.Measure))
+        for before, after in zip([None] + measures, measures + [None]):
+            right = before.rightBarline if before is not None else None
+            left = after.leftBarline if after is not None else None
             facts.append(
                 (
-                    isinstance(measure.leftBarline, bar.Repeat),
-                    isinstance(measure.rightBarline, bar.Repeat),
-                    labels.get(id(measure)),
+                    repeat(right, "end") or repeat(left, "end"),
+                    repeat(left, "start") or repeat(right, "start"),
+                    labels.get(id(after)),
                 )
             )
     return facts
@@ -242,25 +306,47 @@ def run(config: BenchConfig) -> dict:
         seconds=round(time.perf_counter() - started, 1),
         outcomes=[dataclasses.asdict(o) for o in outcomes],
     )
+    if config.songs:
+        paths = songs_with_lyrics()
+        chosen = sorted(random.Random(config.seed).sample(paths, min(config.songs, len(paths))))
+        song_outcomes = []
+        with_lyrics = reader_name != "music21.converter.parse"  # music21 drops w: lines
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for path in tqdm(chosen, desc="songs with lyrics", unit="song"):
+                song_outcomes.append(song_round_trip(path, read, lyrics=with_lyrics))
+        summary["songs"] = summarize(song_outcomes)
+        summary["songs"]["lyrics_compared"] = with_lyrics
+        summary["songs"]["outcomes"] = [dataclasses.asdict(o) for o in song_outcomes]
     return summary
 
 
 def report(summary: dict, show: int) -> str:
+    lines = [f"reader: {summary['reader']}", "ABC tunes of the corpus:"]
+    lines += _report_block(summary, show)
+    lines.append(f"seconds: {summary['seconds']}")
+    if "songs" in summary:
+        compared = "notes and lyrics" if summary["songs"]["lyrics_compared"] else "notes only"
+        lines.append(f"MusicXML songs with lyrics ({compared} compared):")
+        lines += _report_block(summary["songs"], show)
+    return "\n".join(lines)
+
+
+def _report_block(summary: dict, show: int) -> list[str]:
     lines = [
-        f"reader: {summary['reader']}",
-        f"tunes: {summary['tunes']} ({summary['skipped_unreadable']} unreadable originals skipped)",
-        f"pass: {summary['passed']}/{summary['tried']} = {100 * summary['pass_rate']:.2f}%",
-        f"repeats and endings kept: {100 * summary['repeats_kept_rate']:.2f}%",
-        f"chord symbols kept: {100 * summary['chord_symbols_kept_rate']:.2f}%",
-        f"seconds: {summary['seconds']}",
+        f"  read: {summary['tunes']} ({summary['skipped_unreadable']} unreadable originals "
+        "skipped)",
+        f"  pass: {summary['passed']}/{summary['tried']} = {100 * summary['pass_rate']:.2f}%",
+        f"  repeats and endings kept: {100 * summary['repeats_kept_rate']:.2f}%",
+        f"  chord symbols kept: {100 * summary['chord_symbols_kept_rate']:.2f}%",
     ]
     if summary["failure_causes"]:
-        lines.append("failures by cause (first differing bar):")
+        lines.append("  failures by cause (first differing bar):")
     for cause, count in list(summary["failure_causes"].items())[:show]:
         lines.append(f"  {count:5d}  {cause}")
         for example in summary["failure_examples"][cause][:2]:
             lines.append(f"         e.g. {example[:160]}")
-    return "\n".join(lines)
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:

@@ -127,6 +127,14 @@ def test_locrian_key_reads_back_with_the_project_reader():
     assert body_of(text)[0] == "B2 c2 d2 e2 | f2 g2 a2 b2 | B8 |"
 
 
+def test_an_unusual_key_signature_becomes_marked_notes():
+    score = _read_project(
+        "X:1\nT:t\nM:4/4\nL:1/8\nK:D exp _b ^f\nABcd efga | B2 F2 b2 f2 | c8 |]\n")
+    text = assert_round_trip(score, _read_project)
+    assert "K:none" in text.splitlines()
+    assert body_of(text) == ["A_Bcd e^fga | _B2 ^F2 _b2 ^f2 | c8 |]"]
+
+
 def test_a_key_signature_without_mode_is_written_as_its_major_key():
     score = measure_score([[note.Note("B-4", quarterLength=4)]] * 3,
                           key_signature=key.KeySignature(-2))
@@ -348,9 +356,7 @@ def test_slurs(read):
 
 def test_a_bar_longer_than_its_meter_keeps_its_length(read):
     # music21 splits such a bar; the writer gives it a meter of its own
-    measures = [[note.Note("C5", quarterLength=2)], [note.Note("D5", quarterLength=3)],
-                [note.Note("E5", quarterLength=2)]]
-    score = measure_score(measures, "2/4")
+    score = _long_bar_score()
     text = write_abc(score)
     assert body_of(text) == ["c4 |", "M:3/4", "L:1/8", "d6 |", "M:2/4", "L:1/8", "e4 |"]
     assert first_difference(score, _read_music21(text)) is None
@@ -525,11 +531,37 @@ def _read_original(text: str) -> stream.Score:
         pytest.skip(f"the reader cannot read this original: {error}")
 
 
+def _long_bar_score() -> stream.Score:
+    return measure_score([[note.Note("C5", quarterLength=2)], [note.Note("D5", quarterLength=3)],
+                          [note.Note("E5", quarterLength=2)]], "2/4")
+
+
+def _project_reader_keeps_long_bars() -> bool:
+    """Whether the project's reader reads a bar longer than its meter, written with a meter
+    change of its own, back as one bar (music21 does; a reader that loses the M: line
+    before the bar lets music21 split it)."""
+    score = _long_bar_score()
+    return first_difference(score, _read_project(write_abc(score))) is None
+
+
+def _longer_than_meter(score: stream.Score, part: int, bar_index: int) -> bool:
+    measures = list(score.parts[part].getElementsByClass(stream.Measure))
+    if bar_index >= len(measures):
+        return False
+    signature = measures[bar_index].getContextByClass(meter.TimeSignature)
+    return signature is not None and (
+        measures[bar_index].duration.quarterLength > signature.barDuration.quarterLength)
+
+
 @pytest.mark.parametrize("name, text", _SAMPLE, ids=[name for name, _ in _SAMPLE])
 def test_corpus_round_trip(name, text):
     original = _read_original(text)
     written = write_abc(original)
     difference = first_difference(original, _read_project(written))
+    if (difference is not None and _longer_than_meter(original, difference.part, difference.bar)
+            and not _project_reader_keeps_long_bars()):
+        pytest.xfail(f"{name}: the project's reader splits a bar longer than its meter "
+                     f"although the text gives it a meter of its own ({difference})")
     assert difference is None, f"{name}: {difference}\n{written}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.abc_text import parse_tune, split_bars, tokenize_body
+from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
 from agent.compose import (
     ComposeConfig,
     compose_tune,
@@ -139,8 +139,21 @@ def test_edit_span_keeps_a_pickup_and_a_tie(tiny):
     assert second.valid and bars[2].text_in(tune.body).startswith("B")  # B2- ties into it
 
 
+def test_edit_span_keeps_slurs_balanced(tiny):
+    abc = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nG2 A2 B2 | c2 (d2 e2 | f2) g2 a2 | b6 |]\n"
+    for first, last in ((2, 2), (3, 3), (1, 4)):
+        result = edit_span(tiny, abc, "vary it", first, last, ComposeConfig(seed=first))
+        tune, bars = bars_of(result.abc)
+        assert result.valid and len(bars) == 4
+        slurs = [t.text for t in tokenize_body(tune.body, tune) if t.kind is Kind.SLUR]
+        assert slurs.count("(") == slurs.count(")")
+        if last < 4:  # the slur over the bar line between bars 2 and 3 is kept
+            assert slurs.count("(") >= 1
+
+
 def test_budget_that_runs_out_is_reported(tiny):
-    result = compose_tune(tiny, "a waltz", header("3/4"), 16, ComposeConfig(seed=1, max_new_tokens=5))
+    config = ComposeConfig(seed=1, max_new_tokens=5)
+    result = compose_tune(tiny, "a waltz", header("3/4"), 16, config)
     assert not result.valid and result.tokens == 5
     assert result.diagnostics[0].code == "decoding"
 

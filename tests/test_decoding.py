@@ -193,7 +193,8 @@ def test_normalize_bar():
 
 
 def small_table() -> TokenTable:
-    texts = ["<|im_end|>", "A", "B2", " |", "|", " ", "\n", "é", "hello", "c", "2", "|]", "(3", "4"]
+    texts = ["<|im_end|>", "A", "B2", " |", "|", " ", "\n", "é", "hello", "c", "2", "|]", "(3",
+             "4"]
     return TokenTable(texts, special_ids=[0])
 
 
@@ -202,7 +203,8 @@ def test_token_table_keeps_only_body_tokens():
     assert table.texts[0] is None  # special
     assert table.texts[7] is None and table.texts[8] is None  # non-ASCII, not ABC
     assert table.texts[1] == "A" and 1 in table.musical and 3 not in table.musical
-    assert set(table.by_first_char) >= {"A", "|", " "}
+    assert table.trie["B"]["2"][None] == [2] and table.trie["|"][None] == [4]
+    assert "h" not in table.trie and "é" not in table.trie
 
 
 def test_choose_token_widens_when_the_top_candidates_do_not_fit():

@@ -26,8 +26,8 @@ from agent.errors import ModelError
 from agent.session import Session
 from agent.validate import validate_abc
 from ui_helpers import TEST_CONFIG, running_app, tiny_composer, tiny_loader
-from ui.app import (App, Models, UiConfig, apply_edit, chat, check_edit, model_status, render_files,
-                    step, version_folder)
+from ui.app import (App, Models, UiConfig, apply_edit, chat, chat_api, check_edit, model_status,
+                    render_files, step, version_folder)
 
 WALTZ = "write a sad waltz in D minor, 8 bars"
 AIR = """X:1
@@ -46,13 +46,13 @@ EDITOR, CHECK, VERSIONS = 12, 13, 14
 
 
 def pitches(abc: str) -> list[int]:
-    """The MIDI pitches of a tune's notes as written (chord symbols left out)."""
+    """The MIDI pitches of a tune's notes as written (chord symbols and grace notes left out)."""
     from music21 import harmony
 
     from agent.abc_reader import read_tune
 
     return [p.midi for n in read_tune(abc).score.recurse().notes
-            if not isinstance(n, harmony.ChordSymbol) for p in n.pitches]
+            if not isinstance(n, harmony.ChordSymbol) and not n.duration.isGrace for p in n.pitches]
 
 
 def midi_notes(path: str) -> list[int]:
@@ -176,11 +176,19 @@ def test_send_and_example_events_ignore_a_second_click_while_running(server):
 # ------------------------------------------------------------------------------ handlers
 
 
-def test_empty_message_gets_a_clear_answer(app, caplog):
+@pytest.mark.parametrize("message", ["", "   \n\t ", None])
+def test_an_empty_message_gets_a_note_and_changes_nothing(app, message, capsys, caplog):
     caplog.set_level(logging.WARNING)
-    out = chat_turn(app, "", Session())
-    assert last_reply(out[CHAT]).startswith("Tell me what to write")
-    assert out[SESSION].versions == () and not caplog.records
+    session = sessions.add_version(Session(), AIR, "pasted")
+    updates = list(chat(app, message, [{"role": "user", "content": "hi"}], session, "", 0.9, 0, True))
+    assert len(updates) == 1 and all(is_skip(value) for value in updates[0])
+    assert app_module.EMPTY_NOTE in capsys.readouterr().out  # outside a request gr.Info prints
+    assert not caplog.records
+
+
+def test_an_empty_message_through_the_api_gets_the_agents_answer(app):
+    reply, abc, files, session, _ = chat_api(app, "", 0.9, 0, True, Session(), "")
+    assert reply.startswith("Tell me what to write") and abc == "" and files == []
 
 
 @pytest.mark.parametrize("message", ["a" * 100_000, "write a waltz " * 8000], ids=["100kB", "long-prompt"])
@@ -197,10 +205,11 @@ def test_a_huge_message_is_refused_and_the_score_kept(app, message, caplog):
 
 
 @pytest.mark.parametrize("message", [
-    "\u202e\u0000 🎻 \ud800 ﷽ \U0001d11e zwj\u200d\u200d",
-    "transpose it to H♯♯ major",
+    "\u202e\u0000 \ud800 ﷽ \U0001d11e zwj\u200d\u200d ???",
+    "what key is it in? 🎻\u202e\u0000\ud800",
+    "Ω≈ç√∫˜µ≤≥÷ 田中さんにあげて下さい",
     "|||::: K: X: [[[ ((( w: - - -",
-], ids=["control-and-surrogate", "odd-key", "abc-like-garbage"])
+], ids=["control-and-surrogate", "question-with-odd-characters", "symbols-and-cjk", "abc-like-garbage"])
 def test_odd_unicode_and_garbage_get_an_answer(app, message, caplog):
     caplog.set_level(logging.WARNING)
     session = sessions.add_version(Session(), AIR, "pasted")

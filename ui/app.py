@@ -74,6 +74,7 @@ DOWNLOADS = (("abc", "ABC"), ("midi", "MIDI"), ("musicxml", "MusicXML"), ("pdf",
              ("wav", "WAV"))
 FILE_NAMES = {"abc": "score.abc", "midi": "score.mid", "musicxml": "score.musicxml",
               "svg": "score.svg", "pdf": "score.pdf", "wav": "score.wav"}
+EMPTY_NOTE = "Type a message first: ask for a tune, or say how to change the one on screen."
 STEP_WORDS = {"undo": "undo", "redo": "redo", "start_over": "start over"}
 
 
@@ -231,6 +232,17 @@ def version_folder(tab_folder: str, abc: str) -> Path:
     return Path(tab_folder) / f"v-{digest}"
 
 
+def _verovio_resources_for_this_thread() -> None:
+    """verovio 6.4 keeps its resource path (its fonts) per thread and sets it only in the thread
+    that imports it; in any other thread engraving fails ("font resources are not available").
+    The app renders in Gradio's worker threads, so each sets the path before rendering."""
+    from importlib.resources import files
+
+    import verovio
+
+    verovio.setDefaultResourcePath(str(files("verovio") / "data"))
+
+
 def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rendered | None = None
                  ) -> Rendered:
     """Make the files of ``formats`` for ``abc`` (those already there are kept, not redone)."""
@@ -239,6 +251,8 @@ def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rend
     missing = [name for name in formats if not (folder / FILE_NAMES[name]).is_file()]
     if missing:
         folder.mkdir(parents=True, exist_ok=True)
+        if {"svg", "pdf"} & set(missing):
+            _verovio_resources_for_this_thread()
         # The quick formats share one reading of the score; each slow one is separate, so a
         # failing audio render still leaves the PDF (and the other way round).
         groups = [missing] if set(missing) <= set(QUICK_FORMATS) else [[name] for name in missing]
@@ -523,17 +537,23 @@ def chat(app: App, message: Any, history: list | None, session: Session, folder:
          temperature: Any, seed: Any, adapter_on: Any) -> Iterator[tuple]:
     """Send one chat message: streams progress, then the reply and the new score.
 
-    Yields ``(chat, message box, send button, session, folder, *score side)``.
+    Yields ``(chat, message box, send button, session, folder, *score side)``. The message box
+    is cleared once, at the start, so what the person types meanwhile is kept. An empty message
+    shows a short note and changes nothing.
     """
     text = message if isinstance(message, str) else ""
     history = list(history or [])
     session = session if isinstance(session, Session) else Session()
+    if not text.strip():  # nothing typed (or the second click of a double click): say so, change nothing
+        gr.Info(EMPTY_NOTE)
+        yield (gr.skip(),) * (5 + 5 + len(DOWNLOADS))
+        return
     try:
         yield from _chat(app, text, history, session, folder, temperature, seed, adapter_on)
     except Exception as err:  # whatever happens, the page gets a sentence and the score is kept
         history += [{"role": "user", "content": shown_text(text, app.ui.shown_message_chars)},
                     {"role": "assistant", "content": _failure("chat", err)}]
-        yield (history, "", gr.update(interactive=True), session, folder, *unchanged_view())
+        yield (history, gr.skip(), gr.update(interactive=True), session, folder, *unchanged_view())
 
 
 def _chat(app: App, text: str, history: list, session: Session, folder: str, temperature: Any,
@@ -554,12 +574,12 @@ def _chat(app: App, text: str, history: list, session: Session, folder: str, tem
         if kind == "progress":
             progress_stage, progress_bars, progress_text = value
             progress = progress_message(progress_stage, progress_bars, progress_text, seconds)
-            yield (history + [progress], "", busy, session, folder, *unchanged_view())
+            yield (history + [progress], gr.skip(), busy, session, folder, *unchanged_view())
         elif kind == "tick":
             shown = progress or waiting_message(seconds, app.models.status()[0])
             if progress is not None:
                 shown = dict(progress, metadata=dict(progress["metadata"], duration=round(seconds, 1)))
-            yield (history + [shown], "", busy, session, folder, *unchanged_view())
+            yield (history + [shown], gr.skip(), busy, session, folder, *unchanged_view())
         else:
             turn = value
     seconds = time.perf_counter() - started
@@ -572,13 +592,13 @@ def _chat(app: App, text: str, history: list, session: Session, folder: str, tem
     history.append({"role": "assistant", "content": turn.reply})
     session = turn.session
     if not turn.changed:
-        yield (history, "", ready, session, folder, *unchanged_view())
+        yield (history, gr.skip(), ready, session, folder, *unchanged_view())
         return
-    yield (history, "", busy, session, folder, *unchanged_view())  # the reply, while engraving
+    yield (history, gr.skip(), busy, session, folder, *unchanged_view())  # the reply, while engraving
     folder = app.tab_folder(folder)
     for view in score_views(app, session, folder):
-        yield (history, "", busy, session, folder, *view.values())
-    yield (history, "", ready, session, folder, *unchanged_view())
+        yield (history, gr.skip(), busy, session, folder, *view.values())
+    yield (history, gr.skip(), ready, session, folder, *unchanged_view())
 
 
 def _bars_in(abc: str) -> int:

@@ -1,0 +1,178 @@
+"""The app in a real browser: headless Debian Chromium driven by Playwright.
+
+The app runs on 127.0.0.1 with the tiny random model behind the constrained decoder (see
+tests/ui_helpers.py). A person's path through it: type a prompt, watch the sheet appear, change
+it, undo, download the MIDI; paste a song with words into the editor and see the words under the
+notes; two tabs at once; a phone-width window. Nothing may be fetched from the internet.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mido
+import pytest
+
+from ui_helpers import running_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 120_000  # a composition plus its renders, on a busy 2-core machine
+
+SONG = """X:1
+T:Moon Song
+M:3/4
+L:1/4
+Q:1/4=80
+K:F
+C | F A c | d2 c | B A G | F2 |]
+w: The moon is ri-sing o-ver the still hill
+"""
+OTHER = """X:1
+T:Other Tab
+M:2/4
+L:1/8
+K:A
+A2 c2 | e2 a2 | g2 e2 | a4 |]
+"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed")
+    with running_app() as (url, demo):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser, server):
+    """A browser context that records every request leaving 127.0.0.1."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    outside: list[str] = []
+    context.on("request", lambda request: outside.append(request.url)
+               if not request.url.startswith((server, "data:", "blob:")) else None)
+    yield context
+    context.close()
+    assert outside == [], "the page fetched from outside the app"
+
+
+def open_app(context, server):
+    page = context.new_page()
+    page.goto(server)
+    page.wait_for_selector("#ts-message textarea")
+    return page
+
+
+def send(page, text: str) -> None:
+    before = page.locator('#ts-chat [data-testid="bot"]').count()
+    page.fill("#ts-message textarea", text)
+    page.click("#ts-send")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#ts-chat [data-testid=\"bot\"]').length > n "
+        "&& !document.querySelector('#ts-send').disabled", arg=before, timeout=WAIT_MS)
+
+
+def editor_text(page) -> str:
+    return page.inner_text("#ts-editor .cm-content")
+
+
+def wait_for_editor(page, needle: str) -> None:
+    page.wait_for_function("needle => document.querySelector('#ts-editor .cm-content')"
+                           ".innerText.includes(needle)", arg=needle, timeout=WAIT_MS)
+
+
+def paste_into_editor(page, text: str) -> None:
+    page.click("#ts-editor .cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
+def test_compose_change_undo_and_download_the_midi(context, server, tmp_path):
+    page = open_app(context, server)
+    page.fill("#ts-message textarea", "write a sad waltz in D minor, 8 bars")
+    page.dblclick("#ts-send")  # a double click sends once
+    page.wait_for_selector("#ts-sheet svg g.note", timeout=WAIT_MS)
+    wait_for_editor(page, "K:Dm")
+    assert page.locator('#ts-chat [data-testid="user"]').count() == 1
+    notes = page.locator("#ts-sheet svg g.note").count()
+    assert notes >= 8
+    assert "The Sad Waltz" in page.inner_text("#ts-sheet")
+    first = editor_text(page)
+
+    send(page, "transpose it to E minor")
+    wait_for_editor(page, "K:Em")
+
+    page.click("#ts-undo")
+    wait_for_editor(page, "K:Dm")
+    assert editor_text(page) == first
+    assert page.locator("#ts-sheet svg g.note").count() == notes
+    page.click('button[role="tab"]:has-text("Versions")')
+    versions = page.locator("#ts-versions li")
+    assert versions.count() == 2 and "on screen" in versions.nth(0).inner_text()
+    assert "Transposed" in versions.nth(1).inner_text()
+
+    download_button = page.locator("#ts-download-midi")
+    page.wait_for_function("() => !document.querySelector('#ts-download-midi').disabled",
+                           timeout=WAIT_MS)
+    with page.expect_download() as info:
+        download_button.click()
+    path = tmp_path / "score.mid"
+    info.value.save_as(path)
+    played = [m for m in mido.MidiFile(path) if m.type == "note_on" and m.velocity > 0]
+    assert len(played) >= 8
+    page.wait_for_selector("#ts-audio audio[src], #ts-audio [src*='score.wav']", state="attached",
+                           timeout=WAIT_MS)
+
+
+def test_words_pasted_in_the_editor_show_under_the_notes(context, server):
+    page = open_app(context, server)
+    paste_into_editor(page, SONG.replace("c | d2", "c | d2 e"))  # bar 3 one beat too long
+    page.wait_for_selector("#ts-check .ts-bad", timeout=WAIT_MS)
+    assert "bar 3" in page.inner_text("#ts-check")
+    paste_into_editor(page, SONG)
+    page.wait_for_selector("#ts-check .ts-good", timeout=WAIT_MS)
+    page.click("#ts-apply")
+    page.wait_for_selector("#ts-sheet svg g.syl", timeout=WAIT_MS)
+    syllables = page.locator("#ts-sheet svg g.syl").all_text_contents()
+    assert [s.strip() for s in syllables[:4]] == ["The", "moon", "is", "ri"]
+    assert [s.strip() for s in syllables[-2:]] == ["still", "hill"]
+    assert "Applied your edit" in page.inner_text("#ts-chat")
+
+
+def test_two_tabs_keep_their_own_scores(context, server):
+    one, two = open_app(context, server), open_app(context, server)
+    send(one, SONG)
+    one.wait_for_selector("#ts-sheet svg g.note", timeout=WAIT_MS)
+    assert "No score yet" in two.inner_text("#ts-sheet")
+    send(two, OTHER)
+    two.wait_for_selector("#ts-sheet svg g.note", timeout=WAIT_MS)
+    assert "Other Tab" in two.inner_text("#ts-sheet") and "Moon Song" in one.inner_text("#ts-sheet")
+    send(one, "what key is it in?")
+    assert "F major" in one.locator('#ts-chat [data-testid="bot"]').last.inner_text()
+    wait_for_editor(two, "T:Other Tab")
+
+
+def test_a_phone_width_window_stacks_the_columns(context, server):
+    page = open_app(context, server)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    chat = page.locator("#ts-chat-column").bounding_box()
+    score = page.locator("#ts-score-column").bounding_box()
+    assert score["y"] >= chat["y"] + chat["height"] - 1
+    assert chat["width"] <= 390 and score["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 392

@@ -1123,21 +1123,10 @@ def _part_lines(
         for event in events:
             event.slurs_opened = slurs[0][id(event.element)]
             event.slurs_closed = slurs[1][id(event.element)]
-        new_state = _State(
-            state.key,
-            _written_meter(time_signature, sum(e.length for e in events), container is part),
-            _tempo_field(found_tempo) if found_tempo is not None else state.tempo,
-            state.alters,
+        meter_text = _written_meter(
+            time_signature, sum(e.length for e in events), container is part
         )
-        if found_key is not None:
-            key_text, alters = _key_field(found_key)
-            alters = tuple(sorted(alters.items()))
-            # The same accidentals under another name are a new key inside a part (G major
-            # to E minor), but not at the start of a voice: a chorale's alto may say F major
-            # where the soprano, and the header, say D minor.
-            renamed = index > 0 and isinstance(found_key, key.Key)
-            if alters != state.alters or renamed:
-                new_state = dataclasses.replace(new_state, key=key_text, alters=alters)
+        new_state = _next_state(state, found_key, meter_text, found_tempo, index == 0)
         fields = _changed_fields(state, new_state)
         state = new_state
         _mark_tuplets(events)
@@ -1155,10 +1144,40 @@ def _part_lines(
                 before=container.leftBarline,
                 after=container.rightBarline,
                 label=labels.get(index, ""),
-                pickup=index == 0 and _is_short(container, time_signature),
+                # a short bar that opens the tune or a section is a pickup: it does not
+                # count towards the bars of its line
+                pickup=_is_short(container, time_signature)
+                and (index == 0 or _boundary_text(bars[index - 1].rightBarline,
+                                                  container.leftBarline) != "|"),
             )
         )
     return _layout(prepared, config.bars_per_line, sung=bool(lyrics))
+
+
+def _next_state(
+    state: _State,
+    found_key: key.KeySignature | None,
+    meter_text: str,
+    found_tempo: tempo.MetronomeMark | None,
+    first_bar: bool,
+) -> _State:
+    """The key, meter and tempo in force from a bar on, given what the bar starts with."""
+    new_state = dataclasses.replace(
+        state,
+        meter=meter_text,
+        tempo=_tempo_field(found_tempo) if found_tempo is not None else state.tempo,
+    )
+    if found_key is None:
+        return new_state
+    key_text, alters = _key_field(found_key)
+    alters = tuple(sorted(alters.items()))
+    # The same accidentals under another name are a new key inside a part (G major to
+    # E minor), but not at the start of a voice: a chorale's alto may say F major where the
+    # soprano, and the header, say D minor.
+    renamed = not first_bar and isinstance(found_key, key.Key)
+    if alters != state.alters or renamed:
+        return dataclasses.replace(new_state, key=key_text, alters=alters)
+    return new_state
 
 
 def _written_meter(

@@ -8,9 +8,11 @@ One turn of composing, as :func:`compose_tune` runs it:
 2. **Constrained sampling.** A hand-written loop over the model with its KV cache: at each step
    the logits get a repetition penalty, and :func:`agent.decoding.choose_token` samples among the
    tokens the body automaton accepts (every bar exactly full, the planned bar lines, the
-   requested number of bars, bar-level repetition rules). The loop stops the moment the last
-   bar line is written. Sampling uses its own seeded ``torch.Generator``: the same prompt,
-   header, plan and seed give the same tune.
+   requested number of bars, repetition rules for bars and notes). The loop stops the moment
+   the last bar line is written: the end of the answer is forced there. Slurs, grace notes and
+   decorations are allowed only when an adapter is loaded (``ComposeConfig.ornaments``): a
+   bare base writes them as noise. Sampling uses its own seeded ``torch.Generator``: the same
+   prompt, header, plan and seed give the same tune.
 3. **Streaming.** ``on_progress(stage, bars_written, text_so_far)`` is called as each bar is
    completed, and at each stage (``"compose"``, ``"validate"``, ``"repair"``, ``"done"``).
 4. **Validation and repair.** :func:`agent.validate.validate_abc` checks the tune. Bars it
@@ -23,7 +25,8 @@ One turn of composing, as :func:`compose_tune` runs it:
 :func:`agent.prompts.edit_messages` (the whole tune and the instruction in the user turn, the
 tune up to ``first`` as the prefill) and keeps every other byte of the body as it was. ``w:``
 lyric lines are removed before an edit, because rewritten bars no longer fit them; the result
-says so (``lyrics_removed``) and the lyrics module writes new ones.
+says so (``lyrics_removed``) and the lyrics module writes new ones. Edits work on
+single-voice tunes.
 
 Why an own loop rather than ``generate()``: the constraint, the stop at the final bar line,
 the per-bar progress and the timing of the model and of the constraint separately are all
@@ -95,12 +98,12 @@ class ComposeConfig:
     widen_k: int = field(
         default=512, metadata={"help": "second round of candidates when the top_k has none"})
     max_new_tokens: int = field(
-        default=0, metadata={"help": "token budget per decode; 0 means 48 per bar plus 32"}
+        default=0, metadata={"help": "token budget per decode; 0 means 64 per bar plus 32"}
     )
     seed: int = field(default=0, metadata={"help": "seed of the sampling generator"})
     repetition_penalty: float = field(
         default=1.15,
-        metadata={"help": "divides the logits of note tokens used in the last penalty_window tokens"},
+        metadata={"help": "divides the logits of note tokens seen in the last penalty_window"},
     )
     penalty_window: int = field(
         default=64, metadata={"help": "how many recent tokens the penalty looks at"})
@@ -124,9 +127,14 @@ class ComposeConfig:
     allow_pickup: bool = field(
         default=False, metadata={"help": "let bar 1 be a pickup, completed by the last bar"}
     )
-    ornaments: bool = field(
-        default=True, metadata={"help": "allow slurs, grace notes and decorations (. !trill! ...)"}
+    ornaments: bool | None = field(
+        default=None,
+        metadata={"help": "allow slurs, grace notes and decorations (. !trill! ...); None: only "
+                  "when an adapter is loaded (a bare base writes them as noise)"},
     )
+    max_accidentals_per_bar: int = field(
+        default=4, metadata={"help": "accidentals written in one bar (0: no limit)"})
+    double_accidentals: bool = field(default=False, metadata={"help": "allow ^^ and __"})
     constrained: bool = field(
         default=True,
         metadata={"help": "False samples the raw model (a baseline for the benchmark)"},
@@ -148,7 +156,13 @@ class ComposeConfig:
                                self.max_ties_per_bar)
 
     def token_budget(self, bars: int) -> int:
-        return self.max_new_tokens or 48 * bars + 32
+        return self.max_new_tokens or 64 * bars + 32
+
+    def ornaments_for(self, loaded: Any) -> bool:
+        """Whether ornaments are allowed with this model: as set, or when it has an adapter."""
+        if self.ornaments is not None:
+            return self.ornaments
+        return bool(getattr(getattr(loaded, "config", None), "adapter", None))
 
 
 @dataclass
@@ -237,7 +251,7 @@ def distinct_bar_share(abc: str) -> float:
     return len(set(texts)) / len(texts)
 
 
-def _header_spec(header: str, plan: FormPlan, config: ComposeConfig) -> BodySpec:
+def _header_spec(header: str, plan: FormPlan, config: ComposeConfig, ornaments: bool) -> BodySpec:
     """The decoding spec for a header (``M:`` and ``L:`` read from it) and a plan."""
     tune = parse_tune(header if header.endswith("\n") else header + "\n")
     meter, unit = tune.get("M"), tune.get("L")
@@ -245,7 +259,8 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig) -> BodySpec
         raise AbcError("the header has no M: (meter) field")
     return body_spec(meter, unit or str(tune.unit_length), plan, subdivision=config.subdivision,
                      allow_pickup=config.allow_pickup, repetition=config.repetition(),
-                     ornaments=config.ornaments)
+                     ornaments=ornaments, max_accidentals_per_bar=config.max_accidentals_per_bar,
+                     double_accidentals=config.double_accidentals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +443,7 @@ def compose_tune(
     started = time.perf_counter()
     plan = _plan_of(plan)
     header = header if header.endswith("\n") else header + "\n"
-    spec = _header_spec(header, plan, config)
+    spec = _header_spec(header, plan, config, config.ornaments_for(loaded))
     generator = _generator(config.seed)
     messages = compose_messages(request)
     prompt = chat_prompt_ids(loaded.tokenizer, messages, prefill=header)
@@ -551,7 +566,7 @@ def _ticks(duration: Fraction, unit: Fraction, subdivision: int) -> int | None:
 
 
 def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: ComposeConfig,
-               keep_partial: bool) -> tuple[BodySpec, str, str]:
+               keep_partial: bool, ornaments: bool) -> tuple[BodySpec, str, str]:
     """The spec for regenerating bars ``first..last``, the blank cut from the end of the
     prompt (the model writes it again), and slur starts the new bars must begin with."""
     unit, sub = tune.unit_length, config.subdivision
@@ -588,7 +603,9 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
     spec = BodySpec(
         bar_ticks=max(t for _, t in capacities), subdivision=sub, unit_length=unit,
         boundaries=tuple(boundaries), first_bar=first, last_bar=last, span_end=True,
-        capacities=tuple(capacities), repetition=config.repetition(), ornaments=config.ornaments,
+        capacities=tuple(capacities), repetition=config.repetition(), ornaments=ornaments,
+        max_accidentals_per_bar=config.max_accidentals_per_bar,
+        double_accidentals=config.double_accidentals,
         history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
         tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
         slurs_in=slurs_in, slurs_out=slurs_out,
@@ -626,7 +643,8 @@ def _regenerate(
         raise DecodingError(f"bars {first}..{last} are not in a tune of {len(bars)} bars")
     if len({bar.voice for bar in bars}) > 1:
         raise DecodingError("bars can be rewritten in single-voice tunes only")
-    spec, lead, opens = _span_spec(tune, bars, first, last, config, keep_partial)
+    spec, lead, opens = _span_spec(tune, bars, first, last, config, keep_partial,
+                                   config.ornaments_for(loaded))
     body = tune.body
     cut = bars[first - 1].start - len(lead)
     prefill = abc[:tune.body_offset] + body[:cut]

@@ -62,6 +62,9 @@ class AgentConfig:
         default=None, metadata={"help": "adapter folder; None: the shipped adapter; 'none': bare base"}
     )
     quantize: str = field(default="none", metadata={"help": "none or int8-dynamic (CPU)"})
+    threads: int = field(
+        default=0, metadata={"help": "torch CPU threads; 0 = one per core (use 1 on a busy machine)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of every sampling in the turn"})
     temperature: float = field(default=0.9, metadata={"help": "model sampling temperature"})
     max_message_chars: int = field(
@@ -112,6 +115,7 @@ class Composer:
                 base=self.config.base,
                 adapter=resolve_adapter(self.config.adapter),
                 quantize=self.config.quantize,
+                threads=self.config.threads,
             )
             self._loaded = (self._loader or load_model)(model_config)
         return self._loaded
@@ -501,7 +505,17 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             notes.append("The lyrics are gone." if removed else "There were no lyrics to remove.")
     if abc == current:
         return Turn(session, " ".join(notes) or "Nothing changed.", False, "lyrics")
-    return _new_version(session, abc, "lyrics", " ".join(notes) + " The notes are unchanged.", "lyrics")
+    if _note_tokens(abc) == _note_tokens(current):
+        notes.append("The notes are unchanged.")
+    return _new_version(session, abc, "lyrics", " ".join(notes), "lyrics")
+
+
+def _note_tokens(abc: str) -> list[tuple]:
+    """The notes of a tune as (text, pitches, duration), to tell whether an edit touched them."""
+    from agent.abc_text import parse_tune, tokenize_body
+
+    tune = parse_tune(abc)
+    return [(t.text, t.pitches, t.duration) for t in tokenize_body(tune.body, tune) if t.is_timed]
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,8 +17,12 @@ produces, so a model trained on its output is not fought by the mask):
 * Before an element: chord symbols ``"Am"`` (a fixed vocabulary, see
   :data:`CHORD_SYMBOL_QUALITIES`), decorations ``.`` and ``!trill!`` (:data:`DECORATIONS`),
   grace groups ``{ag}``, slur starts ``(``; after it: a grace group and slur ends ``)``. Slurs
-  may run over bar lines and are all closed by the end. ``ornaments=False`` leaves out
-  slurs, grace notes and decorations.
+  may run over bar lines and are all closed by the end. One element takes at most one chord
+  symbol, one grace group before it and one after, one slur start and two decorations; a bar
+  takes one dynamic mark (``!mf!``). ``ornaments=False`` leaves out slurs, grace notes and
+  decorations.
+* At most ``max_accidentals_per_bar`` accidentals in a bar; ``^^`` and ``__`` only with
+  ``double_accidentals``.
 * Lengths live on a grid of ``1/subdivision`` of ``L:`` (sixteenth notes for ``L:1/8``); a bar
   line may only come when the bar is exactly full, and a full bar must close.
 * Single spaces between beam groups (also inside tuplets); no space at the start of a bar,
@@ -124,17 +128,17 @@ CHORD_SYMBOL_QUALITIES = (
     "6", "m6", "9", "m9", "add9", "m7b5",
 )
 #: Decorations written between ``!`` (those the project's ABC writer uses); ``.`` is staccato.
+DYNAMICS = frozenset({"pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz"})
 DECORATIONS = frozenset({
     "accent", "tenuto", "upbow", "downbow", "fermata", "trill", "mordent", "uppermordent", "turn",
-    "pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz",
-})
+}) | DYNAMICS
 _DECORATION_PREFIXES = frozenset(d[:cut] for d in DECORATIONS for cut in range(len(d) + 1))
 #: Lengths a grace note may have.
 GRACE_LENGTHS = frozenset({"", "/", "/2", "/4", "/8", "2", "3", "4", "3/2", "3/4"})
 _GRACE_LENGTH_PREFIXES = frozenset(g[:cut] for g in GRACE_LENGTHS for cut in range(len(g) + 1))
 MAX_GRACE_NOTES = 4
 MAX_SLURS = 3  # slurs open at once
-MAX_PREFIX_ITEMS = 6  # chord symbols, decorations, slur starts, grace groups before one element
+MAX_DECORATIONS = 2  # decorations on one element, besides one dynamic mark
 BAR_CHARS = frozenset("|:")
 #: Every character a body token may contain.
 BODY_CHARS = frozenset(
@@ -368,6 +372,8 @@ class BodySpec:
     history: tuple[str, ...] = ()  # normalized texts of the bars before ``first_bar``
     tie_in: str | None = None  # the pitch the first note must spell (a tie from the bar before)
     ornaments: bool = True  # slurs, grace notes and decorations (. !trill! ...) allowed
+    max_accidentals_per_bar: int = 4  # accidentals written in one bar (0: no limit)
+    double_accidentals: bool = False  # ^^ and __ allowed
     slurs_in: int = 0  # slurs open when decoding starts
     slurs_out: int = 0  # slurs that must be open when it ends
     lengths: dict = field(default=None, compare=False, repr=False)
@@ -404,11 +410,15 @@ def body_spec(
     allow_pickup: bool = False,
     repetition: RepetitionRules = RepetitionRules(),
     ornaments: bool = True,
+    max_accidentals_per_bar: int = 4,
+    double_accidentals: bool = False,
 ) -> BodySpec:
     """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
 
     ``subdivision`` is how many ticks a unit splits into: 2 allows sixteenths under ``L:1/8``.
-    ``ornaments=False`` leaves out slurs, grace notes and decorations.
+    ``ornaments=False`` leaves out slurs, grace notes and decorations; a bar holds at most
+    ``max_accidentals_per_bar`` accidentals, double sharps and flats only when
+    ``double_accidentals``.
 
     >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
     >>> spec.bar_ticks, spec.last_bar
@@ -435,6 +445,8 @@ def body_spec(
         allow_pickup=allow_pickup,
         repetition=repetition,
         ornaments=ornaments,
+        max_accidentals_per_bar=max_accidentals_per_bar,
+        double_accidentals=double_accidentals,
     )
 
 
@@ -632,20 +644,22 @@ class BodyState:
         if ch in "^_=":
             if tie is not None and not tie.startswith(ch):
                 return False
+            if tie is None and not self._accidental_ok():
+                return False
             self.mode, self.pitch = _ACC, ch
         elif ch == "z":
             if tie is not None:
                 return False
-            self.mode, self.length, self.prefix = _REST, "", 0
+            self.mode, self.length, self.items = _REST, "", ""
             self.bar_text += ch
             return self._length_viable("")
         elif ch == "[":
             if tie is not None and not tie.startswith("["):
                 return False
             self.mode, self.chord_pitch, self.chord_notes, self.chord_text = _CHORD, "", 0, "["
-        elif self.prefix >= MAX_PREFIX_ITEMS:
-            return False
         elif ch == '"':
+            if "s" in self.items:  # one chord symbol per element
+                return False
             self.mode, self.symbol = _SYMBOL, ""
         elif ch == "(":  # a slur, or a tuplet if a digit follows
             if not (self._slur_ok() or self._tuplet_ok(min(TUPLETS.values()))):
@@ -654,11 +668,16 @@ class BodyState:
         elif not self.spec.ornaments:
             return False
         elif ch == ".":  # staccato
-            self.mode, self.after_space, self.prefix = _START, False, self.prefix + 1
+            if self.items.count("d") >= MAX_DECORATIONS:
+                return False
+            self.bar_text += ch
+            return self._item_done("d")
         elif ch == "!":
             self.mode, self.decoration = _DECO, ""
+            if not self._decoration_possible():
+                return False
         elif ch == "{":
-            return self._open_grace(_START)
+            return "g" not in self.items and self._open_grace(_START)
         else:
             return False
         self.bar_text += ch
@@ -670,7 +689,7 @@ class BodyState:
             return False
         self.mode, self.pitch, self.length, self.marks = _NOTE, pitch, "", 0
         self.bar_text += letter
-        self.prefix = 0
+        self.items = ""
         return self._run_possible() and self._length_viable("")
 
     def _run_possible(self) -> bool:
@@ -687,9 +706,19 @@ class BodyState:
         name = self.pitch[len(self.pitch) - 1 - self.marks:]
         return name != self.run_pitch or self.run_length < limit
 
+    def _accidental_ok(self) -> bool:
+        """Another accidental fits the bar's limit (a tie's second note is not counted)."""
+        limit = self.spec.max_accidentals_per_bar
+        if limit and self.accidental_count >= limit:
+            return False
+        self.accidental_count += 1
+        return True
+
     def _accidental(self, ch: str) -> bool:
         if ch == self.pitch and ch in "^_":
             if self.tie_req is not None and not self.tie_req.startswith(ch + ch):
+                return False
+            if self.tie_req is None and not self.spec.double_accidentals:
                 return False
             self.pitch += ch
             self.bar_text += ch
@@ -818,11 +847,14 @@ class BodyState:
         current = self.chord_pitch
         has_letter = any(c in NOTE_LETTERS for c in current)
         if ch in "^_=":
+            free = self.tie_req is None  # a tied chord repeats its accidentals
             if current in ("^", "_") and ch == current:
+                if free and not self.spec.double_accidentals:
+                    return False
                 self.chord_pitch += ch
             elif not current or has_letter:
                 self._chord_note_done()
-                if self.chord_notes >= MAX_CHORD_NOTES:
+                if self.chord_notes >= MAX_CHORD_NOTES or (free and not self._accidental_ok()):
                     return False
                 self.chord_pitch = ch
             else:
@@ -854,7 +886,7 @@ class BodyState:
             return False
         self.bar_text += ch
         if ch == "]":
-            self.mode, self.length, self.prefix = _CHORD_LEN, "", 0
+            self.mode, self.length, self.items = _CHORD_LEN, "", ""
             return self._length_viable("")
         return True
 
@@ -870,10 +902,11 @@ class BodyState:
 
     # ---- what may stand before (or after) an element -----------------------------------------
 
-    def _item_done(self) -> bool:
-        """A chord symbol, decoration, slur start, grace group or tuplet mark was written before
-        an element: the element must follow."""
-        self.prefix += 1
+    def _item_done(self, kind: str) -> bool:
+        """Something was written before an element (``kind``: ``s`` chord symbol, ``d``
+        decoration, ``y`` dynamic, ``g`` grace group, ``(`` slur start, ``t`` tuplet mark): the
+        element must follow. Each element takes one of each, and two decorations."""
+        self.items += kind
         self.mode, self.after_space = _START, False
         return True
 
@@ -881,23 +914,38 @@ class BodyState:
         full, prefixes = _chord_symbols()
         self.bar_text += ch
         if ch == '"':
-            return self.symbol in full and self._item_done()
+            return self.symbol in full and self._item_done("s")
         self.symbol += ch
         return self.symbol in prefixes
 
+    def _decoration_possible(self) -> bool:
+        """Some decoration allowed here starts with what was typed after ``!``."""
+        typed = self.decoration
+        if typed not in _DECORATION_PREFIXES:
+            return False
+        more = self.items.count("d") < MAX_DECORATIONS
+        return any(name.startswith(typed) and (not self.bar_dynamic if name in DYNAMICS else more)
+                   for name in DECORATIONS)
+
     def _decoration(self, ch: str) -> bool:
         self.bar_text += ch
-        if ch == "!":
-            return self.decoration in DECORATIONS and self._item_done()
-        self.decoration += ch
-        return self.decoration in _DECORATION_PREFIXES
+        if ch != "!":
+            self.decoration += ch
+            return self._decoration_possible()
+        if self.decoration in DYNAMICS:  # one dynamic mark a bar at most
+            if self.bar_dynamic:
+                return False
+            self.bar_dynamic = True
+            return self._item_done("y")
+        return (self.decoration in DECORATIONS and self.items.count("d") < MAX_DECORATIONS
+                and self._item_done("d"))
 
     def _slur_ok(self) -> bool:
-        return self.spec.ornaments and self.slurs < MAX_SLURS
+        return self.spec.ornaments and self.slurs < MAX_SLURS and "(" not in self.items
 
     def _tuplet_ok(self, q: int) -> bool:
         return (not self.tuplet_left and self.tie_req is None and self.broken is None
-                and self.remaining >= q)
+                and "t" not in self.items and self.remaining >= q)
 
     def _paren(self, ch: str) -> bool:
         """After ``(``: a digit makes a tuplet mark, anything else starts a slur."""
@@ -907,11 +955,11 @@ class BodyState:
                 return False
             self.tuplet_left, self.tuplet_q, self.tuplet_ticks = p, TUPLETS[p], None
             self.bar_text += ch
-            return self._item_done()
+            return self._item_done("t")
         if not self._slur_ok():
             return False
         self.slurs += 1
-        self._item_done()
+        self._item_done("(")
         return self._start(ch)
 
     def _open_grace(self, back: int) -> bool:
@@ -953,7 +1001,7 @@ class BodyState:
                 return False
             self.bar_text += ch
             if self.grace_back == _START:
-                return self._item_done()
+                return self._item_done("g")
             self.mode, self.extras = _AFTER, True
             return True
         else:
@@ -965,7 +1013,7 @@ class BodyState:
 
     def _can_close(self) -> bool:
         """Whether the current bar may end here."""
-        if self.tuplet_left or self.broken is not None or self.prefix:
+        if self.tuplet_left or self.broken is not None or self.items:
             return False
         bar = self.bars_done + 1
         if self.spec.span_end and bar == self.spec.last_bar:
@@ -1018,6 +1066,7 @@ class BodyState:
         self.typed = ""
         self.remaining = self.spec.capacity(bar + 1, self.pickup) if bar < self.spec.last_bar else 0
         self.bar_text, self.accidentals, self.ties = "", (), 0
+        self.accidental_count, self.bar_dynamic = 0, False
         self.last_kind, self.last_was_second, self.last_in_tuplet = None, False, False
         self.repetition_on = True
         self.mode = _BOUNDARY
@@ -1070,7 +1119,8 @@ def start_state(
     state.chord_pitch, state.chord_notes, state.chord_text = "", 0, ""
     state.symbol, state.decoration = "", ""
     state.grace_back, state.grace_notes, state.grace_pitch, state.grace_length = _START, 0, "", ""
-    state.prefix, state.extras, state.slurs = 0, False, spec.slurs_in
+    state.items, state.extras, state.slurs = "", False, spec.slurs_in
+    state.accidental_count, state.bar_dynamic = 0, False
     texts = leading if leading is not None else spec.boundaries[spec.first_bar - 1].texts
     state.boundary = Boundary(tuple(texts))
     state.typed = ""

@@ -358,7 +358,8 @@ def _split_compound(text: str) -> Word:
     """
     match = _CORE.match(text)
     lead, core, trail = match.group(1), match.group(2), match.group(3)
-    parts = [p for p in core.split("-") if p]
+    # Pieces with no letter or digit ("o'-'-the") are punctuation, not syllables.
+    parts = [p for p in core.split("-") if any(ch.isalnum() for ch in p)]
     joined = _cmu_stresses("".join(parts).lower())
     if joined is not None and len(joined) == len(parts) and len(parts) > 1:
         syllables = list(parts)

@@ -40,8 +40,8 @@ from typing import Any, Iterable, Iterator
 
 from agent.prompts import abc_header, compose_messages, edit_messages, lyrics_messages
 from finetune import corpus, edits, lyrics, phrasing
-from finetune.fingerprint import bar_fingerprints, shared_bar_fraction
-from finetune.transpose import TONIC_SPELLING, pitch_class, transpose_abc
+from finetune.fingerprint import bar_fingerprints
+from finetune.transpose import TONIC_SPELLING, pitch_class, semitone_shift, transpose_abc
 
 __all__ = ["DataConfig", "add_arguments", "config_from_args", "main", "run", "build",
            "load_test_split", "bar_fingerprints", "split_of"]
@@ -80,9 +80,17 @@ class DataConfig:
     scarce_transpositions: int = field(default=4, metadata={
         "help": "transposed copies of each training tune in a rarer mode (minor, dorian, ...)"})
     near_duplicate: float = field(default=0.5, metadata={
-        "help": "a train/valid tune sharing this fraction of its bars with a test tune is dropped"})
+        "help": "a train/valid tune sharing this fraction of its distinctive bars (3 at least) "
+                "with the test tunes is dropped"})
+    common_bar_tunes: int = field(default=10, metadata={
+        "help": "bars found in more than this many tunes are stock figures and are not "
+                "compared when looking for near-duplicates of test tunes"})
     tokenizer: str = field(default="smollm2-135m", metadata={
         "help": "base model whose tokenizer measures examples (see agent.model)"})
+    reuse_cache: bool = field(default=False, metadata={
+        "help": "take per-tune results cached by an earlier version of the reading code when "
+                "the current version has none (quick, but later reader/writer fixes are not "
+                "applied; the default re-reads every tune after such a change)"})
     splits_dir: str = field(default=str(SPLITS_DIR), metadata={
         "help": "folder of the held-out split kept in the repository"})
     write_splits: bool = field(default=False, metadata={
@@ -152,6 +160,17 @@ def _analyse(raw: corpus.RawTune) -> dict:
     return corpus.analyse_tune(raw)
 
 
+def _older_results(cache: Path) -> dict[str, Path]:
+    """The newest cached result for each tune id, whatever code version made it."""
+    newest: dict[str, tuple[float, Path]] = {}
+    for path in cache.glob("*/*.json"):
+        tune_id = json.loads(path.read_text())["id"]
+        stamp = path.stat().st_mtime
+        if tune_id not in newest or stamp > newest[tune_id][0]:
+            newest[tune_id] = (stamp, path)
+    return {tune_id: path for tune_id, (_, path) in newest.items()}
+
+
 def read_corpus(config: DataConfig, cache: Path) -> list[dict]:
     """Every (sampled) corpus tune analysed, from the cache where possible, in id order."""
     from tqdm import tqdm
@@ -162,13 +181,19 @@ def read_corpus(config: DataConfig, cache: Path) -> list[dict]:
     raws.sort(key=lambda r: r.tune_id)
     version = code_version()
     records: dict[str, dict] = {}
+    older = _older_results(cache) if config.reuse_cache else {}
     todo = []
     for raw in raws:
         path = _cache_path(cache, raw, version)
         if path.exists():
             records[raw.tune_id] = json.loads(path.read_text())
+        elif raw.tune_id in older:
+            records[raw.tune_id] = json.loads(older[raw.tune_id].read_text())
         else:
             todo.append(raw)
+    if older:
+        tqdm.write(f"{sum(r.tune_id in older for r in raws)} tunes taken from results cached "
+                   "by earlier versions of the reading code (--reuse-cache)")
     if todo:  # each result is cached as it comes, so an interrupted build loses little
         for raw, record in zip(todo, _map(_analyse, todo, config.workers, "reading tunes")):
             path = _cache_path(cache, raw, version)
@@ -232,6 +257,26 @@ def load_test_split(path: str | Path | None = None) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def common_bars(tunes: list[dict], most: int) -> set[str]:
+    """Bar fingerprints found in more than ``most`` tunes: stock figures (a bar of repeated
+    notes, a run up the scale) that say nothing about which tune a bar comes from."""
+    counts = Counter(bar for tune in tunes for bar in set(tune["bar_fingerprints"]))
+    return {bar for bar, count in counts.items() if count > most}
+
+
+def is_near_duplicate(bars: list[str], known: set[str], common: set[str], fraction: float) -> bool:
+    """Whether at least ``fraction`` of a tune's distinctive bars (three at least) are in ``known``.
+
+    >>> is_near_duplicate(["a", "b", "c", "d"], {"a", "b", "c"}, set(), 0.5)
+    True
+    >>> is_near_duplicate(["a", "b", "c", "d"], {"a", "b", "c"}, {"a"}, 0.5)
+    False
+    """
+    mine = set(bars) - common
+    shared = mine & known
+    return len(shared) >= 3 and len(shared) >= fraction * len(mine)
+
+
 def assign_splits(tunes: list[dict], config: DataConfig) -> tuple[dict[str, list[dict]], dict]:
     """Train, valid and test tunes. Tunes pinned in the repository's test split stay in test;
     train and valid tunes that share most bars with a test tune are dropped."""
@@ -249,11 +294,13 @@ def assign_splits(tunes: list[dict], config: DataConfig) -> tuple[dict[str, list
             ids = {tune["id"], *tune["duplicates"]}
             name = "test" if ids & pinned else ("valid" if name == "test" else name)
         splits[name].append(tune)
-    test_bars = {bar for tune in splits["test"] for bar in tune["bar_fingerprints"]}
+    common = common_bars(tunes, config.common_bar_tunes)
+    test_bars = {bar for tune in splits["test"] for bar in tune["bar_fingerprints"]} - common
     dropped = 0
     for name in ("train", "valid"):
         kept = [t for t in splits[name]
-                if shared_bar_fraction(t["bar_fingerprints"], test_bars) < config.near_duplicate]
+                if not is_near_duplicate(t["bar_fingerprints"], test_bars, common,
+                                         config.near_duplicate)]
         dropped += len(splits[name]) - len(kept)
         splits[name] = kept
     return splits, {"pinned_test_ids": len(pinned), "near_duplicates_of_test_dropped": dropped}
@@ -273,9 +320,6 @@ def write_repo_splits(splits: dict[str, list[dict]], folder: Path) -> None:
 
 # --- transposition -----------------------------------------------------------------------------
 
-def _semitone_shift(old_tonic: str, new_tonic: str) -> int:
-    shift = (pitch_class(new_tonic) - pitch_class(old_tonic)) % 12
-    return shift if shift <= 5 else shift - 12
 
 
 def _midi(name: str) -> int:
@@ -311,7 +355,7 @@ def plan_transpositions(train: list[dict], config: DataConfig) -> list[tuple[dic
             if target == pitch_class(attributes["tonic"]):
                 continue
             tonic = TONIC_SPELLING[mode][target]
-            shift = _semitone_shift(attributes["tonic"], tonic)
+            shift = semitone_shift(attributes["tonic"], tonic)
             if LOWEST <= low + shift and high + shift <= HIGHEST:
                 options.append((counts[(mode, target)], rng.random(), target, tonic))
         options.sort()
@@ -330,7 +374,7 @@ def _transpose_one(job: tuple[dict, str]) -> dict | None:
         return None
     if corpus.validate_problems(text, music21=False):
         return None
-    shift = _semitone_shift(attributes["tonic"], tonic)
+    shift = semitone_shift(attributes["tonic"], tonic)
     attributes.update(tonic=tonic, key=corpus.key_field(tonic, attributes["mode"]), range={
         "low": _shifted(attributes["range"]["low"], shift),
         "high": _shifted(attributes["range"]["high"], shift),

@@ -22,7 +22,9 @@ fresh process so its load time and peak memory are its own. The measures are in
 
 ``DIR/benchmark.json`` holds everything (each generated tune is in ``DIR/records/``),
 ``DIR/benchmark.md`` the tables with the date, the machine, the exact command and sample tunes,
-and ``DIR/benchmark-sample.png`` one sample's sheet music.
+and ``DIR/benchmark-sample.png`` one sample's sheet music. ``--reuse-records`` recomputes the
+measures and tables from the records of an earlier run (e.g. once the training split exists);
+``--threads 1`` keeps torch's threads from waiting on each other on a busy shared machine.
 
 >>> config = EvalConfig(out="/tmp/eval", configs=("no-adapter",), quick=True)
 >>> config.seed_list(), len(config.selected_prompt_ids()) == len(QUICK_PROMPTS)
@@ -133,7 +135,7 @@ class EvalConfig:
     prompt_ids: tuple[str, ...] = field(default=(), metadata={
         "help": "run only these prompts (default: all, or the quick subset)"})
     script_ids: tuple[str, ...] | None = field(default=None, metadata={
-        "help": "run only these scripts (default: all, or the quick subset; () for none)"})
+        "help": "run only these scripts (default: all, or the quick subset; empty for none)"})
     test_split: str = field(default=str(SPLITS_DIR / "test.jsonl"), metadata={
         "help": "held-out test tunes (finetune.data.load_test_split format)"})
     train_data: str = field(default=str(REPO / "data" / "build" / "train.jsonl"), metadata={
@@ -142,6 +144,12 @@ class EvalConfig:
         "help": "ids of the training tunes in the corpus (used when train_data is absent)"})
     isolate: bool = field(default=True, metadata={
         "help": "run each configuration in its own process (its own load time and peak memory)"})
+    threads: int = field(default=0, metadata={
+        "help": "torch CPU threads while the benchmark runs (0: the model loader's choice, one per "
+                "core). On a machine shared with other work, 1 avoids threads waiting on each other"})
+    reuse_records: bool = field(default=False, metadata={
+        "help": "read configurations already run (DIR/records/NAME.json, same prompts and seeds) "
+                "instead of running them again; the measures and table are recomputed"})
     samples: int = field(default=3, metadata={"help": "sample tunes shown in the table"})
     command: str = field(default="", metadata={"help": "the command line, recorded in the table"})
 
@@ -190,9 +198,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--adapter", default=None, help=help_of["adapter"])
     parser.add_argument("--prompts", default="", help="comma-separated prompt ids: " + help_of["prompt_ids"])
     parser.add_argument("--scripts", default=None,
-                        help="comma-separated script ids ('' for none): " + help_of["script_ids"])
+                        help="comma-separated script ids: " + help_of["script_ids"])
     parser.add_argument("--test-split", default=EvalConfig.test_split, help=help_of["test_split"])
     parser.add_argument("--train-data", default=EvalConfig.train_data, help=help_of["train_data"])
+    parser.add_argument("--threads", type=int, default=0, help=help_of["threads"])
+    parser.add_argument("--reuse-records", action="store_true", help=help_of["reuse_records"])
     parser.add_argument("--in-process", action="store_true",
                         help="run the configurations in this process (peak memory is then cumulative)")
     return parser
@@ -218,6 +228,10 @@ def _command_line(config: EvalConfig) -> str:
         words += ["--scripts", ",".join(config.script_ids)]
     if not config.isolate:
         words.append("--in-process")
+    if config.threads:
+        words += ["--threads", str(config.threads)]
+    if config.reuse_records:
+        words.append("--reuse-records")
     words += ["--out", config.out]
     return shlex.join(words)
 
@@ -231,14 +245,24 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     >>> config.configs, config.quick, config.command
     (('no-adapter', 'greedy'), True, 'tunesmith eval --configs no-adapter,greedy --quick --out q')
     """
-    config = EvalConfig(
+    from agent.errors import InputError
+
+    try:
+        config = _config_of(args)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    config.command = _command_line(config)
+    return config
+
+
+def _config_of(args: argparse.Namespace) -> EvalConfig:
+    return EvalConfig(
         out=args.out, configs=_ids(args.configs), quick=args.quick, seeds=args.seeds, base=args.base,
         adapter=args.adapter, prompt_ids=_ids(args.prompts),
         script_ids=None if args.scripts is None else _ids(args.scripts),
         test_split=args.test_split, train_data=args.train_data, isolate=not args.in_process,
+        threads=args.threads, reuse_records=args.reuse_records,
     )
-    config.command = _command_line(config)
-    return config
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +287,9 @@ def load_suite(config: EvalConfig) -> tuple[list[dict], list[dict]]:
         known = {item["id"] for item in items}
         missing = [i for i in wanted if i not in known]
         if missing:
-            raise ValueError(f"no {kind} with id {', '.join(missing)} in the suite")
+            from agent.errors import InputError
+
+            raise InputError(f"no {kind} with id {', '.join(missing)} in the suite")
         chosen.append([item for item in items if item["id"] in wanted])
     return chosen[0], chosen[1]
 
@@ -358,7 +384,8 @@ def _prompt_record(item: dict, seed: int, composer: Any, agent_config: Any,
             "direct": direct}
 
 
-def _script_record(script: dict, seed: int, composer: Any, agent_config: Any) -> dict:
+def _script_record(script: dict, seed: int, composer: Any, agent_config: Any,
+                   on_turn: Callable[[], None] = lambda: None) -> dict:
     from agent import session as sessions
     from agent.conversation import take_turn
     from finetune.metrics import check_turn
@@ -381,18 +408,20 @@ def _script_record(script: dict, seed: int, composer: Any, agent_config: Any) ->
         turns.append({"user": step["user"], "intent": turn.intent, "changed": turn.changed,
                       "seconds": round(seconds, 3), "checks": checks, "reply": turn.reply[:400],
                       "abc": after, "internal_error": bool(turn.details.get("internal_error"))})
+        on_turn()
     return {"id": script["id"], "seed": seed, "turns": turns}
 
 
-def run_configuration(config: EvalConfig, name: str,
-                      loader: Callable[[Any], Any] | None = None) -> dict:
+def run_configuration(config: EvalConfig, name: str, loader: Callable[[Any], Any] | None = None,
+                      checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Every selected prompt and script, for every seed, under configuration ``name``.
 
     Returns the raw records: ``prompts`` (one per prompt and seed, with the final ABC),
     ``scripts`` (each turn's intent, seconds and checks), ``load_seconds`` and
     ``peak_rss_mb``; or ``failed`` with the reason when the model cannot be loaded (a missing
     adapter, a base that is not installed). ``loader`` replaces :func:`agent.model.load_model`
-    (tests pass a tiny model).
+    (tests pass a tiny model); ``checkpoint(record)`` is called after each prompt and script
+    with the records so far.
     """
     from tqdm import tqdm
 
@@ -405,7 +434,8 @@ def run_configuration(config: EvalConfig, name: str,
     prompts, scripts = load_suite(config)
     seeds = config.seed_list()
     record: dict[str, Any] = {"name": name, "agent_config": _jsonable(dataclasses.asdict(agent_config)),
-                              "compose_overrides": configuration.compose, "direct_compose": direct}
+                              "compose_overrides": configuration.compose, "direct_compose": direct,
+                              "selection": _selection(config)}
     composer = Composer(agent_config, loader=loader)
     started = time.perf_counter()
     try:
@@ -414,6 +444,11 @@ def run_configuration(config: EvalConfig, name: str,
         record["failed"] = str(err)
         return record
     record["load_seconds"] = round(getattr(loaded, "load_seconds", None) or time.perf_counter() - started, 2)
+    if config.threads:  # after loading: the loader sets its own thread count
+        import torch
+
+        torch.set_num_threads(config.threads)
+    record["threads"] = _torch_threads()
     run_scripts = [] if direct else scripts  # the raw baseline is measured on composing only
     total = len(seeds) * (len(prompts) + sum(len(s["turns"]) for s in run_scripts))
     progress = tqdm(total=total, desc=name, unit="turn", dynamic_ncols=True)
@@ -424,14 +459,47 @@ def run_configuration(config: EvalConfig, name: str,
             record["prompts"].append(
                 _prompt_record(item, seed, composer, agent_config, configuration, direct))
             progress.update()
+            if checkpoint:
+                checkpoint(record)
         for script in run_scripts:
             progress.set_postfix_str(script["id"])
-            record["scripts"].append(_script_record(script, seed, composer, agent_config))
-            progress.update(len(script["turns"]))
+            record["scripts"].append(_script_record(script, seed, composer, agent_config, progress.update))
+            if checkpoint:
+                checkpoint(record)
     progress.close()
     record["scripts_skipped"] = "compose only (raw baseline)" if direct and scripts else None
     record["peak_rss_mb"] = _peak_rss_mb()
     return record
+
+
+def _torch_threads() -> int | None:
+    """torch's CPU threads in this process (None when torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _selection(config: EvalConfig) -> dict:
+    """What a configuration's records cover: prompt and script ids and seeds."""
+    prompts, scripts = load_suite(config)
+    return {"prompts": [p["id"] for p in prompts], "scripts": [s["id"] for s in scripts],
+            "seeds": config.seed_list()}
+
+
+def _reused_record(config: EvalConfig, path: Path) -> dict | None:
+    """The records of an earlier run that covers exactly the selected prompts, scripts and
+    seeds, or None (absent, failed, or another selection)."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("failed") or "prompts" not in record:
+        return None
+    wanted = _selection(config)
+    found = {"prompts": list(dict.fromkeys(p["id"] for p in record["prompts"])),
+             "scripts": list(dict.fromkeys(s["id"] for s in record["scripts"])),
+             "seeds": sorted({p["seed"] for p in record["prompts"]})}
+    if record.get("direct_compose"):  # the raw baseline runs no scripts
+        found["scripts"] = wanted["scripts"]
+    return record if found == wanted else None
 
 
 def _jsonable(value: Any) -> Any:
@@ -441,12 +509,18 @@ def _jsonable(value: Any) -> Any:
 def _configuration_process(config_dict: dict, name: str, path: str) -> None:
     """Entry of the process that runs one configuration (see :func:`run`)."""
     config = EvalConfig(**config_dict)
+    partial = Path(path).with_suffix(".partial.json")
+
+    def checkpoint(record: dict) -> None:
+        partial.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+
     try:
-        record = run_configuration(config, name)
+        record = run_configuration(config, name, checkpoint=checkpoint)
     except Exception as err:  # reported in the table as this configuration's failure
         record = {"name": name, "failed": f"{type(err).__name__}: {err}",
                   "traceback": traceback.format_exc()}
     Path(path).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    partial.unlink(missing_ok=True)
 
 
 def _run_isolated(config: EvalConfig, name: str, records_dir: Path) -> dict:
@@ -512,7 +586,8 @@ def _shown(path: Path) -> str:
 
 
 def _profile_to_dict(profile: metrics.MusicProfile) -> dict:
-    data = dataclasses.asdict(profile)
+    # not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting the pairs
+    data = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
     for key in ("pitch_classes", "intervals", "lengths"):
         data[key] = dict(data[key])
     return data
@@ -657,6 +732,7 @@ def summarize(record: dict, reference: Reference) -> dict:
         "cost": {"seconds": {intent: _timing(values) for intent, values in seconds.items()},
                  "tokens_per_second": round(tokens / compose_seconds, 1) if compose_seconds else None,
                  "load_seconds": record.get("load_seconds"), "peak_rss_mb": record.get("peak_rss_mb"),
+                 "threads": record.get("threads"),
                  "internal_errors": sum(p["internal_error"] for p in prompts)
                  + sum(t["internal_error"] for s in record["scripts"] for t in s["turns"])},
     }
@@ -752,6 +828,9 @@ def markdown_report(result: dict) -> str:
             f"- Machine: {machine['cores']} cores, {machine['cpu'] or 'unknown CPU'}, "
             f"{machine['memory_gib']} GiB; {machine['os']}; Python {machine['python']}; "
             + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+            "- Load average (1 min) at the start and end: "
+            + " and ".join(_num(v, 1) for v in result["load_average"])
+            + " — other work on the machine slows every timing below",
             f"- Command: `{result['command']}`"
             + (f" (commit {result['commit']})" if result.get("commit") else ""),
             f"- Suite: {suite['prompts']} prompts × {len(suite['seeds'])} seed(s) "
@@ -845,8 +924,8 @@ def markdown_report(result: dict) -> str:
             "validation, repair, lyrics). Tokens per second: tokens decoded while composing over the "
             "composing time (validation and repair included). Load = model load time; peak memory = "
             "peak resident set of the process that ran the configuration.", ""]
-    headings = ["config"] + [f"{label} s" for _, label in TIMED_INTENTS] + ["other turns s", "tokens/s",
-                                                                           "load s", "peak RSS MB"]
+    headings = ["config"] + [f"{label} s" for _, label in TIMED_INTENTS] + [
+        "other turns s", "tokens/s", "threads", "load s", "peak RSS MB"]
     table = []
     for name, s in rows.items():
         failed = _failed_row(name, s, len(headings))
@@ -858,8 +937,8 @@ def markdown_report(result: dict) -> str:
         others = [i for i in timed if i not in dict(TIMED_INTENTS)]
         other_text = ", ".join(f"{i} {_timing_text(timed[i])}" for i in sorted(others)) or "–"
         table.append([name] + [_timing_text(timed.get(i)) for i, _ in TIMED_INTENTS]
-                     + [other_text, _num(c["tokens_per_second"], 1), _num(c["load_seconds"], 1),
-                        _num(c["peak_rss_mb"], 0)])
+                     + [other_text, _num(c["tokens_per_second"], 1), str(c.get("threads") or "–"),
+                        _num(c["load_seconds"], 1), _num(c["peak_rss_mb"], 0)])
     out += _table(headings, table)
 
     if result.get("samples"):
@@ -909,18 +988,24 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
     ``loader`` (tests) replaces the model loader and implies running in this process."""
     from tqdm import tqdm
 
+    prompts, scripts = load_suite(config)  # an unknown id stops the run before anything is written
     out = Path(config.out)
     records_dir = out / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     config.command = config.command or _command_line(config)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
-    prompts, scripts = load_suite(config)
     tqdm.write(f"benchmark: {len(config.configs)} configuration(s), {len(prompts)} prompts, "
                f"{len(scripts)} scripts, seeds {config.seed_list()}")
     reference = load_reference(config)
     tqdm.write(f"held-out: {reference.test_note}\ntraining: {reference.train_note}")
+    load_at_start = os.getloadavg()[0]
     records: dict[str, dict] = {}
     for name in config.configs:
+        reused = _reused_record(config, records_dir / f"{name}.json") if config.reuse_records else None
+        if reused is not None:
+            tqdm.write(f"{name}: records of an earlier run reused")
+            records[name] = reused
+            continue
         if config.isolate and loader is None:
             record = _run_isolated(config, name, records_dir)
         else:
@@ -938,6 +1023,7 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_info(), "command": config.command, "full_command": _full_command(config),
         "commit": _commit(), "settings": config.to_dict(),
+        "load_average": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
         "suite": {"prompts": len(prompts), "scripts": len(scripts), "seeds": config.seed_list(),
                   "script_turns": sum(len(s["turns"]) for s in scripts), "quick": config.quick},
         "reference": _reference_summary(reference),

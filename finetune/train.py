@@ -2,7 +2,7 @@
 
 One file, read top to bottom: settings, data, the LoRA wrap, the loop, checkpoints, saving.
 
-    tunesmith finetune train --data data/finetune --out runs/lora            # CPU, fp32
+    tunesmith finetune train --data data/build --out runs/lora               # CPU, fp32
     tunesmith finetune train --config my-run.json --lr 5e-4                  # file, then flags
     tunesmith finetune train --device cuda --qlora --base HuggingFaceTB/SmolLM2-1.7B-Instruct
     accelerate launch -m finetune.train --device cuda ...                    # data parallel
@@ -65,7 +65,7 @@ class TrainConfig:
         default="smollm2-135m",
         metadata={"help": "base model: smollm2-135m, gemma3-270m, a Hugging Face id or a local folder"},
     )
-    data: str = field(default="data/finetune", metadata={"help": "folder with train.jsonl and valid.jsonl"})
+    data: str = field(default="data/build", metadata={"help": "folder with train.jsonl and valid.jsonl"})
     out: str = field(default="runs/lora", metadata={"help": "folder for checkpoints, logs and adapters"})
     cache_dir: str | None = field(
         default=None, metadata={"help": "cache of converted bases (default: $TUNESMITH_CACHE or ~/.cache/tunesmith)"}
@@ -404,6 +404,17 @@ def _decoder_layers(model: Any) -> int:
     return int(config.num_hidden_layers)
 
 
+def linear_module_names(model: Any) -> list[str]:
+    """The names of the linear layers inside the decoder (what ``all-linear`` means to PEFT)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    return sorted({
+        name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not output
+    })
+
+
 def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
     """The base (frozen; 4-bit with --qlora) wrapped with a fresh LoRA adapter, and the tokenizer."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -431,17 +442,21 @@ def build_model(config: TrainConfig, device: str) -> tuple[Any, Any]:
     layers = _decoder_layers(model)
     if not 0 <= config.freeze_layers < layers:
         raise InputError(f"freeze_layers must be between 0 and {layers - 1} for this base, not {config.freeze_layers}")
-    targets = config.target_modules.strip()
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
-        layers_to_transform=list(range(config.freeze_layers, layers)) if config.freeze_layers else None,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    targets: str | list[str] = config.target_modules.strip()
+    if targets != "all-linear":
+        targets = [name.strip() for name in targets.split(",") if name.strip()]
+    elif config.freeze_layers:  # PEFT takes a layer range only with named modules
+        targets = linear_module_names(model)
     try:
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=targets,
+            layers_to_transform=list(range(config.freeze_layers, layers)) if config.freeze_layers else None,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise InputError(f"cannot put LoRA on {config.target_modules!r}: {exc}") from None
@@ -851,7 +866,8 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     # --- the loop
     bar = tqdm(total=total_steps, initial=progress.step, desc="training", unit="step", disable=not main, dynamic_ncols=True)
     last_checkpoint = time.monotonic()
-    window_loss, window_targets, window_tokens, window_start = 0.0, 0, 0, time.monotonic()
+    window_loss, window_targets, window_tokens = 0.0, 0, 0
+    window_start, window_cpu = time.monotonic(), time.process_time()
     end = total_steps if stop_after is None else min(total_steps, stop_after)
     stopped_early = end < total_steps
     while progress.step < end:
@@ -891,14 +907,17 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
             elapsed = time.monotonic() - window_start
             mean = window_loss / max(1, window_targets)
             rate = window_tokens / max(elapsed, 1e-9)
+            # tokens per CPU-second of this process: on a shared machine, what it would do alone
+            cpu_rate = window_tokens / world / max(time.process_time() - window_cpu, 1e-9)
             progress.seconds += elapsed
             progress.history.append({"step": progress.step, "train_loss": mean})
             bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{rate:.0f}")
             log(
                 f"step {progress.step} | loss {mean:.4f} | lr {scheduler.get_last_lr()[0]:.2e} | "
-                f"{rate:.0f} tok/s | epoch {epoch} | {progress.tokens:,} tokens"
+                f"{rate:.0f} tok/s ({cpu_rate:.0f} per CPU-s) | epoch {epoch} | {progress.tokens:,} tokens"
             )
-            window_loss, window_targets, window_tokens, window_start = 0.0, 0, 0, time.monotonic()
+            window_loss, window_targets, window_tokens = 0.0, 0, 0
+            window_start, window_cpu = time.monotonic(), time.process_time()
 
         if progress.step % config.eval_interval == 0 or progress.step == total_steps:
             val = evaluate()
@@ -909,7 +928,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
                 save_named("best")
             log(f"eval step {progress.step} | val loss {val:.4f} | best {progress.best_val:.4f}"
                 + (" (saved to best/)" if improved else ""))
-            window_start = time.monotonic()
+            window_start, window_cpu = time.monotonic(), time.process_time()
 
         due = time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60
         due = broadcast_object_list([due])[0] if world > 1 else due
@@ -917,7 +936,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
             path = save_checkpoint()
             log(f"checkpoint {path}")
             last_checkpoint = time.monotonic()
-            window_start = time.monotonic()
+            window_start, window_cpu = time.monotonic(), time.process_time()
     bar.close()
 
     final = None if stopped_early else save_named("final")

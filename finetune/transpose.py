@@ -17,6 +17,8 @@ L:1/8
 Q:1/4=100
 K:Eb
 EG=AB|e2_d2|]
+>>> print(transpose_abc(tune, "A", "major").splitlines()[-1])
+A,C^DE|A2=G2|]
 >>> TONIC_SPELLING["minor"][1], TONIC_SPELLING["major"][6]
 ('C#', 'F#')
 >>> transpose_abc("X:1\\nK:D\\nD[K:G]G|\\n", "E", "major")
@@ -56,6 +58,16 @@ def pitch_class(tonic: str) -> int:
     return (base + {"#": 1, "b": -1}.get(tonic[1:], 0)) % 12
 
 
+def semitone_shift(old_tonic: str, new_tonic: str) -> int:
+    """The smallest move from one tonic to another, in semitones (-6 to 5; a tritone goes down).
+
+    >>> semitone_shift("E", "C"), semitone_shift("A", "D"), semitone_shift("C", "F#")
+    (-4, 5, -6)
+    """
+    shift = (pitch_class(new_tonic) - pitch_class(old_tonic)) % 12
+    return shift if shift <= 5 else shift - 12
+
+
 def _abc_head(step: str, octave: int, alter: int | None) -> str:
     """ABC for a note (letter, octave 4 = middle C's), with this accidental written (None: none)."""
     letter = step if octave <= 4 else step.lower()
@@ -75,10 +87,11 @@ def transpose_abc(abc: str, tonic: str, mode: str) -> str:
     old_tonic = tune.key.tonic
     if old_tonic is None:
         raise ValueError("the tune has no tonic")
-    shift = (pitch_class(tonic) - pitch_class(old_tonic)) % 12
-    octave = 4 if shift <= 5 else 3
-    move = interval.Interval(noteStart=pitch.Pitch(old_tonic.replace("b", "-") + "4"),
-                             noteEnd=pitch.Pitch(tonic.replace("b", "-") + str(octave)))
+    start = pitch.Pitch(old_tonic.replace("b", "-") + "4")
+    target = start.midi + semitone_shift(old_tonic, tonic)
+    end = next(p for p in (pitch.Pitch(tonic.replace("b", "-") + str(o)) for o in (3, 4, 5))
+               if p.midi == target)
+    move = interval.Interval(noteStart=start, noteEnd=end)
     new_key = parse_key(tonic + MODE_SUFFIX[mode])
     signature = dict(zip("CDEFGAB", new_key.alterations))
     pieces = []

@@ -57,18 +57,18 @@ def tune_loss(loaded, tunes: list[str]) -> float:
     return total / count
 
 
-def decode(loaded, prompt: list[int], tokens: int) -> tuple[float, list[int]]:
-    """Seconds for ``tokens`` greedy new tokens, and the tokens."""
+def decode(loaded, prompt: list[int], tokens: int) -> tuple[float, float, list[int]]:
+    """Wall seconds and CPU seconds for ``tokens`` greedy new tokens, and the tokens."""
     import torch
 
     ids = torch.tensor([prompt])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad():
         out = loaded.model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
             do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id,
         )
-    return time.perf_counter() - started, out[0, len(prompt):].tolist()
+    return time.perf_counter() - started, time.process_time() - cpu, out[0, len(prompt):].tolist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tunes", type=int, default=8, help="corpus tunes for the loss column")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = one per core")
     parser.add_argument("--fresh-cache", action="store_true", help="time the GGUF conversion too")
     args = parser.parse_args(argv)
 
@@ -88,16 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     first_load = load_model(ModelConfig(base=args.base, cache_dir=cache)).load_seconds
     cached_load = load_model(ModelConfig(base=args.base, cache_dir=cache)).load_seconds
     for quantize in ("none", "int8-dynamic"):
-        config = ModelConfig(base=args.base, adapter=args.adapter, cache_dir=cache, quantize=quantize)
+        config = ModelConfig(base=args.base, adapter=args.adapter, cache_dir=cache, quantize=quantize,
+                             threads=args.threads)
         loaded = load_model(config)
         prompt = chat_prompt_ids(loaded.tokenizer, compose_messages("a sad waltz in D minor"), header)
         decode(loaded, prompt, 8)  # warm-up
-        times = []
+        times, cpu_times = [], []
         for _ in range(args.runs):
-            seconds, tokens = decode(loaded, prompt, args.tokens)
+            seconds, cpu_seconds, tokens = decode(loaded, prompt, args.tokens)
             times.append(seconds)
+            cpu_times.append(cpu_seconds)
         outputs[quantize] = tokens
-        rows.append((quantize, loaded.load_seconds, args.tokens / statistics.median(times), tune_loss(loaded, tunes)))
+        rows.append((quantize, loaded.load_seconds, args.tokens / statistics.median(times),
+                     args.tokens / statistics.median(cpu_times), tune_loss(loaded, tunes)))
     a, b = outputs["none"], outputs["int8-dynamic"]
     same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
 
@@ -107,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.tokens} greedy tokens, median of {args.runs} runs"
           + (" (first load = GGUF conversion into an empty cache)" if args.fresh_cache else ""))
     print(f"\nbase load: first {first_load:.2f} s, from the cache {cached_load:.2f} s")
-    print("\n| weights | load s | decode tok/s | loss on corpus tunes |")
-    print("|---|---|---|---|")
-    for quantize, load_seconds, rate, loss in rows:
-        print(f"| {'float32' if quantize == 'none' else quantize} | {load_seconds:.2f} | {rate:.1f} | {loss:.3f} |")
+    print("\n| weights | load s | decode tok/s | tok per CPU-second | loss on corpus tunes |")
+    print("|---|---|---|---|---|")
+    for quantize, load_seconds, rate, cpu_rate, loss in rows:
+        name = "float32" if quantize == "none" else quantize
+        print(f"| {name} | {load_seconds:.2f} | {rate:.1f} | {cpu_rate:.1f} | {loss:.3f} |")
     print(f"\nint8 greedy output matches float32 for the first {same} of {len(a)} tokens")
     return 0
 

@@ -43,26 +43,30 @@ REQUEST = "a lively reel in D major"
 HEADER = abc_header(title="Morning Reel", meter="4/4", tempo="1/4=120", key="D", style="reel")
 
 
-def raw_loop_speed(loaded, tokens: int) -> dict:
-    """Greedy, no grammar: the composer's own loop, then generate(), the same token count."""
+def raw_loop_speed(loaded, tokens: int, rounds: int = 3) -> dict:
+    """Greedy, no grammar: the composer's own loop and generate(), the same token count,
+    taken in turns ``rounds`` times (medians), so a change in the machine's load hits both."""
     import torch
 
     prompt = chat_prompt_ids(loaded.tokenizer, compose_messages(REQUEST), prefill=HEADER)
     config = ComposeConfig(temperature=0.0, repetition_penalty=1.0, constrained=False)
-    started = time.perf_counter()
-    decoded = decode_body(loaded, prompt, None, config, None, budget=tokens)
-    own = decoded.stats.tokens / (time.perf_counter() - started)
-    with torch.inference_mode():
-        ids = torch.tensor([prompt])
+    own, hf, forward, sampler = [], [], [], []
+    for _ in range(rounds):
         started = time.perf_counter()
-        out = loaded.model.generate(ids, max_new_tokens=decoded.stats.tokens,
-                                    min_new_tokens=decoded.stats.tokens, do_sample=False,
-                                    pad_token_id=loaded.tokenizer.eos_token_id)
-        generated = out.shape[1] - ids.shape[1]
-        hf = generated / (time.perf_counter() - started)
-    return {"tokens": decoded.stats.tokens, "own_loop_tok_s": own, "generate_tok_s": hf,
-            "forward_ms_per_token": 1e3 * decoded.stats.forward_seconds / decoded.stats.tokens,
-            "sampler_us_per_token": 1e6 * decoded.stats.constraint_seconds / decoded.stats.tokens}
+        decoded = decode_body(loaded, prompt, None, config, None, budget=tokens)
+        count = decoded.stats.tokens
+        own.append(count / (time.perf_counter() - started))
+        forward.append(1e3 * decoded.stats.forward_seconds / count)
+        sampler.append(1e6 * decoded.stats.constraint_seconds / count)
+        with torch.inference_mode():
+            ids = torch.tensor([prompt])
+            started = time.perf_counter()
+            out = loaded.model.generate(ids, max_new_tokens=count, min_new_tokens=count,
+                                        do_sample=False, pad_token_id=loaded.tokenizer.eos_token_id)
+            hf.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - started))
+    median = statistics.median
+    return {"tokens": count, "own_loop_tok_s": median(own), "generate_tok_s": median(hf),
+            "forward_ms_per_token": median(forward), "sampler_us_per_token": median(sampler)}
 
 
 def constrained_runs(loaded, runs: int, bars: int) -> dict:

@@ -363,11 +363,11 @@ def test_a_32_bar_tune_tokenizes_in_a_few_milliseconds():
     context = Context.from_tune(tune)
     assert len(split_bars(tokenize_body(tune.body, context), context)) >= 32
     runs = []
-    for _ in range(5):  # best of five: the machine is shared
-        start = time.perf_counter()
+    for _ in range(5):  # best of five, in CPU time: the machine is shared
+        start = time.process_time()
         for _ in range(20):
             split_bars(tokenize_body(tune.body, context), context)
-        runs.append((time.perf_counter() - start) / 20)
+        runs.append((time.process_time() - start) / 20)
     assert min(runs) < 0.010, f"{min(runs) * 1000:.1f} ms for 32 bars"
 
 

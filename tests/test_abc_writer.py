@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from agent.abc_text import split_tunebook
 from agent.abc_writer import WriterConfig, first_difference, score_bars, write_abc
 from agent.errors import AbcError
 
-warnings.filterwarnings("ignore", module="music21")
+# music21 warns freely about quirks of the corpus files; they are not what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def _read_music21(text: str) -> stream.Score:

@@ -59,15 +59,20 @@ def browser(server):
 
 
 @pytest.fixture
-def context(browser, server):
-    """A browser context that records every request leaving 127.0.0.1."""
+def context(browser, server, capfd):
+    """A browser context that records every request leaving 127.0.0.1; afterwards, neither the
+    pages nor the server's log may show an error."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     outside: list[str] = []
     context.on("request", lambda request: outside.append(request.url)
                if not request.url.startswith((server, "data:", "blob:")) else None)
     yield context
+    error_toasts = sum(page.locator(".toast-body.error").count() for page in context.pages)
     context.close()
     assert outside == [], "the page fetched from outside the app"
+    assert error_toasts == 0
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out
 
 
 def open_app(context, server):
@@ -165,6 +170,18 @@ def test_two_tabs_keep_their_own_scores(context, server):
     send(one, "what key is it in?")
     assert "F major" in one.locator('#ts-chat [data-testid="bot"]').last.inner_text()
     wait_for_editor(two, "T:Other Tab")
+
+
+def test_a_huge_message_is_refused_and_the_score_kept(context, server):
+    page = open_app(context, server)
+    send(page, OTHER)
+    page.wait_for_selector("#ts-sheet svg g.note", timeout=WAIT_MS)
+    send(page, "la " * 34_000)  # about 100 kB
+    reply = page.locator('#ts-chat [data-testid="bot"]').last.inner_text()
+    assert "characters long" in reply and "unchanged" in reply
+    assert "characters in all" in page.locator('#ts-chat [data-testid="user"]').last.inner_text()
+    assert "Other Tab" in page.inner_text("#ts-sheet")
+    wait_for_editor(page, "T:Other Tab")
 
 
 def test_a_phone_width_window_stacks_the_columns(context, server):

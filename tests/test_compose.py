@@ -83,6 +83,18 @@ def test_constrained_tunes_are_valid_with_the_bars_asked_for(tiny, meter):
     assert result.stats.constraint_seconds > 0 and result.stats.forward_seconds > 0
 
 
+def test_ornaments_stay_valid(tiny):
+    # A bare base gets no slurs, grace notes or decorations by default; asked for, they come
+    # (the tiny model's noise is full of them) and the tune still validates.
+    plain = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=6))
+    ornate = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4),
+                          ComposeConfig(seed=6, ornaments=True))
+    assert plain.valid and ornate.valid and validate_abc(ornate.abc).valid
+    body = lambda abc: abc.split("K:D\n", 1)[1]  # noqa: E731
+    assert not set("{}!.") & set(body(plain.abc))
+    assert set("{}!.()") & set(body(ornate.abc))
+
+
 def test_same_seed_same_tune_other_seed_other_tune(tiny, jig):
     again = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=3))
     other = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=4))

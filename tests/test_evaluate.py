@@ -317,7 +317,8 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     prompts = tmp_path / "prompts.jsonl"  # one short tune keeps the tiny model's work small
     prompts.write_text(json.dumps({"id": "t4", "prompt": "a 4 bar tune in G",
                                    "expect": {"tonic": "G", "mode": "major", "bars": 4}}) + "\n")
-    config = evaluate.EvalConfig(out=str(tmp_path / "out"), configs=("no-adapter", "gemma"), quick=True,
+    config = evaluate.EvalConfig(out=str(tmp_path / "out"), configs=("no-adapter", "unconstrained", "gemma"),
+                                 quick=True, adapter="none",
                                  prompts_file=str(prompts), prompt_ids=("t4",),
                                  scripts_file=str(scripts), script_ids=("t1",),
                                  test_split=str(tmp_path / "absent-test.jsonl"),
@@ -336,13 +337,14 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
         "| config | tunes | JS pitch class | JS interval | JS length | range | cadence "
         "| distinct bars | copies |",
         "| config | compose s | exact edit s | creative edit s | lyrics edit s | other turns s "
-        "| tokens/s | load s | peak RSS MB |",
+        "| tokens/s | threads | load s | peak RSS MB |",
     )
     for heading in headings:
         assert heading in table
     assert "| gemma | failed: gemma3-270m is not installed here |" in table
     assert "no held-out split" in table and "no training split" in table
-    assert "- Machine: " in table and "- Command: `tunesmith eval --configs no-adapter,gemma --quick" in table
+    assert "- Machine: " in table
+    assert "- Command: `tunesmith eval --configs no-adapter,unconstrained,gemma --quick" in table
 
     row = result["configurations"]["no-adapter"]
     assert row["prompts"] == 1
@@ -353,7 +355,26 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     assert row["edits"]["checks"] == {name: {"share": 1.0, "passed": 1, "of": 1} for name in checked}
     assert row["cost"]["seconds"]["compose"]["n"] == 1
     assert result["configurations"]["gemma"] == {"failed": "gemma3-270m is not installed here"}
+    raw = result["configurations"]["unconstrained"]  # the raw model: composing only
+    assert raw["prompts"] == 1 and raw["validity"]["after_repair"]["of"] == 1
     records = json.loads((out / "records" / "no-adapter.json").read_text())
     assert records["prompts"][0]["id"] == "t4"
     if records["prompts"][0]["abc"]:
         assert (out / "benchmark-sample.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Run again reusing the records: no model is loaded for the configurations that ran.
+    def refuse(model_config):
+        raise AssertionError("a reused configuration loaded a model")
+
+    again = evaluate.EvalConfig(**{**config.to_dict(), "configs": ("no-adapter", "unconstrained"),
+                                   "reuse_records": True, "command": ""})
+    assert evaluate.run(again, loader=refuse) == 0
+    rerun = json.loads((out / "benchmark.json").read_text())
+    assert rerun["configurations"]["no-adapter"] == row
+    assert "--reuse-records" in rerun["command"]
+
+
+def test_music_profile_survives_the_json_cache():
+    profile = metrics.music_profile([REEL, JIG, HORNPIPE])
+    text = json.dumps(evaluate._profile_to_dict(profile))
+    assert evaluate._profile_from_dict(json.loads(text)) == profile

@@ -178,6 +178,11 @@ def test_freezing_lower_layers_puts_lora_only_above(tiny, tmp_path):
     names = [name for name, p in result.model.named_parameters() if p.requires_grad]
     assert names and all(".layers.1." in name for name in names)
     assert {name.split(".")[-4] for name in names} == {"q_proj", "v_proj"}
+    every = train(settings(tiny, tmp_path / "all", max_steps=1, freeze_layers=1, target_modules="all-linear"))
+    names = [name for name, p in every.model.named_parameters() if p.requires_grad]
+    assert all(".layers.1." in name for name in names)
+    assert {name.split(".")[-4] for name in names} == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
 def test_bucketing_trains_on_the_same_examples(tiny, tmp_path):

@@ -1,0 +1,1 @@
+"""The browser app of tunesmith (Gradio): :mod:`ui.app` lays it out and serves it."""

@@ -48,7 +48,8 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from agent import session as sessions
-from agent.conversation import AgentConfig, Composer, Turn, describe, render_version, take_turn
+from agent.conversation import (AgentConfig, Composer, Turn, describe, render_version, score_summary,
+                                take_turn)
 from agent.errors import TunesmithError
 from agent.session import Session
 from agent.validate import validate_abc
@@ -300,8 +301,6 @@ def download_updates(rendered: Rendered | None) -> list[dict]:
 
 def versions_html(session: Session, shown: int = 40) -> str:
     """The list of versions, newest last, the one on screen marked."""
-    from agent.conversation import score_summary
-
     if not session.versions:
         return '<p class="ts-muted">No versions yet.</p>'
     first = max(0, len(session.versions) - shown)
@@ -316,7 +315,8 @@ def versions_html(session: Session, shown: int = 40) -> str:
         current = number == session.position
         mark = ' class="ts-current"' if current else ""
         here = " <em>(on screen)</em>" if current else ""
-        items.append(f"<li{mark}><strong>{html.escape(title)}</strong> — {html.escape(version.summary)}"
+        items.append(f"<li{mark}><strong>{html.escape(title)}</strong> — "
+                     f"{html.escape(version.summary)}"
                      f"<span class='ts-muted'> · {html.escape(about)}</span>{here}</li>")
     state = ("The score is empty (start over); undo brings the last version back."
              if session.position < 0 else "")
@@ -343,20 +343,24 @@ def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
         report = validate_abc(text)
     except Exception as err:  # the checker must answer, whatever was typed
         log.error("validating the editor's text failed: %s: %s", type(err).__name__, err)
-        return f'<p class="ts-bad">This text could not be checked ({html.escape(type(err).__name__)}).</p>'
+        name = html.escape(type(err).__name__)
+        return f'<p class="ts-bad">This text could not be checked ({name}).</p>'
     same = current is not None and text.strip() == current.strip()
     bars = f"{report.bars} bar{'s' * (report.bars != 1)}"
     if report.valid:
         head = f'<p class="ts-good">✓ Valid, {bars}.'
-        head += " This is the version on screen." if same else " Press <b>Apply</b> to make it the new version."
+        head += (" This is the version on screen." if same
+                 else " Press <b>Apply</b> to make it the new version.")
     else:
         errors = len(report.errors)
-        head = f'<p class="ts-bad">✗ {errors} error{"s" * (errors != 1)} — fix {"it" if errors == 1 else "them"} to apply.'
+        head = (f'<p class="ts-bad">✗ {errors} error{"s" * (errors != 1)} — '
+                f'fix {"it" if errors == 1 else "them"} to apply.')
     ordered = sorted(report.diagnostics, key=lambda d: (d.severity != "error", d.bar or 0, d.line or 0))
     items = []
     for diagnostic in ordered[:30]:
-        where = ", ".join(part for part in (f"bar {diagnostic.bar}" if diagnostic.bar else "",
-                                            f"line {diagnostic.line}" if diagnostic.line else "") if part)
+        places = (f"bar {diagnostic.bar}" if diagnostic.bar else "",
+                  f"line {diagnostic.line}" if diagnostic.line else "")
+        where = ", ".join(place for place in places if place)
         items.append(f'<li class="ts-{diagnostic.severity}"><b>{html.escape(where or "tune")}</b>: '
                      f'{html.escape(diagnostic.message)}</li>')
     more = f"<li>… and {len(ordered) - 30} more</li>" if len(ordered) > 30 else ""
@@ -366,14 +370,15 @@ def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
 
 @dataclass
 class View:
-    """Everything the score side shows for one state of the session."""
+    """Everything the score side shows for one state of the session (``gr.skip()`` where a
+    part stays as it is)."""
 
-    sheet: str
+    sheet: Any
     audio: str | None
     downloads: list[dict]
-    abc: str
-    check: str
-    versions: str
+    abc: Any
+    check: Any
+    versions: Any
 
     def values(self) -> tuple:
         return (self.sheet, self.audio, *self.downloads, self.abc, self.check, self.versions)
@@ -388,12 +393,16 @@ def score_views(app: App, session: Session, folder: str) -> Iterator[View]:
         return
     check = check_html(abc, abc, app.ui.max_editor_chars)
     rendered = render_files(abc, folder, QUICK_FORMATS)
-    audio_path = version_folder(folder, abc) / FILE_NAMES["wav"]
-    if not all((version_folder(folder, abc) / FILE_NAMES[name]).is_file() for name in SLOW_FORMATS):
-        yield View(sheet_html(rendered), None, download_updates(rendered), abc, check, versions)
+    if all((version_folder(folder, abc) / FILE_NAMES[name]).is_file() for name in SLOW_FORMATS):
+        rendered = render_files(abc, folder, SLOW_FORMATS, rendered)  # rendered before: undo, redo
+        yield View(sheet_html(rendered), str(rendered.paths["wav"]), download_updates(rendered), abc,
+                   check, versions)
+        return
+    yield View(sheet_html(rendered), None, download_updates(rendered), abc, check, versions)
     rendered = render_files(abc, folder, SLOW_FORMATS, rendered)
-    audio = str(audio_path) if "wav" in rendered.paths else None
-    yield View(sheet_html(rendered), audio, download_updates(rendered), abc, check, versions)
+    audio = str(rendered.paths["wav"]) if "wav" in rendered.paths else None
+    skip = gr.skip()  # what the first view showed stays; only the audio and files are new
+    yield View(skip, audio, download_updates(rendered), skip, skip, skip)
 
 
 def unchanged_view() -> tuple:
@@ -602,8 +611,6 @@ def _chat(app: App, text: str, history: list, session: Session, folder: str, tem
 
 
 def _bars_in(abc: str) -> int:
-    from agent.conversation import score_summary
-
     try:
         return score_summary(abc)["bars"]
     except Exception:
@@ -615,6 +622,14 @@ def chat_api(app: App, message: Any, temperature: Any, seed: Any, adapter_on: An
     """The ``/chat`` endpoint: one message in; the reply, the current ABC and its files out."""
     session = session if isinstance(session, Session) else Session()
     text = message if isinstance(message, str) else ""
+    try:
+        return _chat_api(app, text, temperature, seed, adapter_on, session, folder)
+    except Exception as err:  # the caller gets a sentence and the score as it was
+        return _failure("chat API", err), sessions.current_abc(session) or "", [], session, folder
+
+
+def _chat_api(app: App, text: str, temperature: Any, seed: Any, adapter_on: Any, session: Session,
+              folder: str) -> tuple[str, str, list[str], Session, str]:
     config = turn_config(app.config, session, temperature, seed)
     composer = app.models.composer(bool(adapter_on) if adapter_on is not None else True)
     turn = None
@@ -709,7 +724,8 @@ def _apply_edit(app: App, text: str, history: list, session: Session, folder: st
         return
     report = validate_abc(text)
     if not report.valid:
-        yield refused("Not applied: the score has errors (listed below); the version on screen is unchanged.")
+        yield refused("Not applied: the score has errors (listed below); "
+                      "the version on screen is unchanged.")
         return
     abc = text.strip() + "\n"
     session = sessions.add_version(session, abc, "edited in the ABC editor")
@@ -773,8 +789,9 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
         with gr.Row(elem_id="ts-header"):
             gr.HTML('<div class="ts-brand"><h1>tunesmith</h1><p>Ask for a tune; keep shaping it '
                     'in words. Sheet music, audio and files follow every change.</p></div>',
-                    js_on_load=None)
-            status = gr.HTML('<div class="ts-status">…</div>', elem_id="ts-status", js_on_load=None)
+                    js_on_load=None, min_width=280)
+            status = gr.HTML('<div class="ts-status">…</div>', elem_id="ts-status", js_on_load=None,
+                             min_width=280)
 
         with gr.Row(elem_id="ts-main", equal_height=False):
             with gr.Column(scale=5, min_width=320, elem_id="ts-chat-column"):
@@ -782,16 +799,17 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
                                      buttons=["copy"], feedback_options=None,
                                      placeholder="**Ask for a tune** — or pick an example below.")
                 with gr.Row(elem_id="ts-input-row"):
-                    message = gr.Textbox(show_label=False, placeholder="Ask for a tune, or say how to change it…",
-                                         lines=1, max_lines=6, scale=6, autofocus=True,
-                                         elem_id="ts-message")
+                    message = gr.Textbox(show_label=False, lines=1, max_lines=6, scale=6,
+                                         placeholder="Ask for a tune, or say how to change it…",
+                                         autofocus=True, elem_id="ts-message")
                     send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="ts-send")
                 examples = gr.Dataset(components=[message], samples=[[p] for p in EXAMPLES],
                                       label="Examples", elem_id="ts-examples", layout="gallery")
                 with gr.Row(elem_id="ts-steps"):
                     undo = gr.Button("↶ Undo", size="sm", elem_id="ts-undo")
                     redo = gr.Button("↷ Redo", size="sm", elem_id="ts-redo")
-                    start_over = gr.Button("Start over", size="sm", variant="stop", elem_id="ts-start-over")
+                    start_over = gr.Button("Start over", size="sm", variant="stop",
+                                           elem_id="ts-start-over")
 
             with gr.Column(scale=7, min_width=320, elem_id="ts-score-column"):
                 sheet = gr.HTML(EMPTY_SHEET, elem_id="ts-sheet", js_on_load=None)
@@ -806,21 +824,28 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
                         editor = gr.Code(language=None, lines=10, max_lines=24, label="ABC",
                                          interactive=True, wrap_lines=True, elem_id="ts-editor")
                         with gr.Row():
-                            apply = gr.Button("Apply edit", variant="primary", size="sm", elem_id="ts-apply")
-                            revert = gr.Button("Revert to the version on screen", size="sm", elem_id="ts-revert")
+                            apply = gr.Button("Apply edit", variant="primary", size="sm",
+                                              elem_id="ts-apply")
+                            revert = gr.Button("Revert to the version on screen", size="sm",
+                                               elem_id="ts-revert")
                         check = gr.HTML(check_html("", None), elem_id="ts-check", js_on_load=None)
                     with gr.Tab("Versions", elem_id="ts-versions-tab"):
-                        versions = gr.HTML(versions_html(Session()), elem_id="ts-versions", js_on_load=None)
+                        versions = gr.HTML(versions_html(Session()), elem_id="ts-versions",
+                                           js_on_load=None)
                     with gr.Tab("Settings", elem_id="ts-settings-tab"):
                         temperature = gr.Slider(0.0, 1.5, value=agent_config.temperature, step=0.05,
-                                                label="Temperature",
-                                                info="how adventurous the model's choices are (0: always the likeliest)")
+                                                label="Temperature", elem_id="ts-temperature",
+                                                info="how adventurous the model's choices are "
+                                                     "(0: always the likeliest)")
                         seed = gr.Number(value=agent_config.seed, precision=0, label="Seed",
-                                         info="of the first turn; each later turn adds one")
+                                         info="of the first turn; each later turn adds one",
+                                         elem_id="ts-seed")
                         adapter = gr.Checkbox(value=models.has_adapter, interactive=models.has_adapter,
+                                              elem_id="ts-adapter",
                                               label="Fine-tuned adapter",
-                                              info="off: the bare base model (loaded on first use)"
-                                              if models.has_adapter else "this app was started without one")
+                                              info=("off: the bare base model (loaded on first use)"
+                                                    if models.has_adapter
+                                                    else "this app was started without one"))
 
         # The /chat endpoint's own inputs and outputs; never shown on the page.
         with gr.Column(visible=False):
@@ -852,7 +877,8 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
         revert.click(revert_edit, session, [editor, check], show_progress="hidden", **private)
         api_trigger.click(bind(chat_api), [api_message, temperature, seed, adapter, session, folder],
                           [api_reply, api_abc, api_files, session, folder], api_name="chat",
-                          api_description="Send a message; get the reply, the current ABC and its files.")
+                          api_description="Send a message; get the reply, the current ABC and "
+                                          "its files.")
         demo.load(bind(model_status), None, [status, timer], show_progress="hidden", **private)
         timer.tick(bind(model_status), None, [status, timer], show_progress="hidden", **private)
     demo.queue(default_concurrency_limit=ui_config.concurrency)

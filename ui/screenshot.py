@@ -29,6 +29,8 @@ class ShotConfig:
     ), metadata={"help": "chat messages, sent one after another"})
     base: str | None = field(default=None, metadata={"help": "base model (default smollm2-135m)"})
     adapter: str | None = field(default=None, metadata={"help": "adapter folder, or 'none'"})
+    temperature: float | None = field(default=None, metadata={
+        "help": "set in the page's settings before the first message (None: the app's default)"})
     width: int = field(default=1400, metadata={"help": "window width in CSS pixels"})
     height: int = field(default=900, metadata={"help": "window height in CSS pixels"})
     chromium: str = field(default="/usr/bin/chromium", metadata={"help": "the browser to drive"})
@@ -56,6 +58,11 @@ def take(config: ShotConfig) -> Path:
             page = browser.new_page(viewport={"width": config.width, "height": config.height})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector(".ts-status-ready", timeout=wait_ms)
+            if config.temperature is not None:
+                page.click('button[role="tab"]:has-text("Settings")')
+                page.fill("#ts-temperature input[type=number]", str(config.temperature))
+                page.press("#ts-temperature input[type=number]", "Enter")
+                page.click('button[role="tab"]:has-text("ABC editor")')
             for message in config.messages:
                 started = time.perf_counter()
                 replies = page.locator('#ts-chat [data-testid="bot"]').count()
@@ -80,10 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ShotConfig.out)
     parser.add_argument("--base", default=None)
     parser.add_argument("--adapter", default=None)
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--message", action="append", dest="messages",
                         help="a chat message (repeat for several; default: a waltz, then lyrics)")
     args = parser.parse_args(argv)
-    config = ShotConfig(out=args.out, base=args.base, adapter=args.adapter,
+    config = ShotConfig(out=args.out, base=args.base, adapter=args.adapter, temperature=args.temperature,
                         **({"messages": tuple(args.messages)} if args.messages else {}))
     print(take(config))
 

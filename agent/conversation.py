@@ -358,7 +358,9 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
     abc = result.abc
     notes = []
     if attrs.program is not None:
-        abc = set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc
+        abc, octave_note = _fit_instrument(
+            set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc)
+        notes.append(octave_note)
     if attrs.lyrics_text:
         try:
             abc, words_note = _set_words(abc, attrs.lyrics_text)
@@ -373,9 +375,30 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
         else:
             notes.append("I could not write lyrics that fit the melody well enough ("
                          + "; ".join(lyrics.reasons[:2]) + "); ask again for another try.")
-    reply = f"Here is {describe(abc)} " + " ".join(notes)
+    reply = f"Here is {describe(abc)} " + " ".join(note for note in notes if note)
     reply += " You can ask me to change the key or tempo, add lyrics, or rewrite a part."
     return _new_version(session, abc, f"composed: {request.text[:60]}", reply.strip(), "compose", details)
+
+
+def _fit_instrument(abc: str) -> tuple[str, str]:
+    """Move a tune by whole octaves into its instrument's range when it lies outside it.
+
+    The melody is composed before the instrument is known to the validator; an octave shift
+    keeps every note's name and the key, and is what a player would do. Returns the tune and a
+    sentence for the reply ('' when nothing moved).
+    """
+    from agent.edits import transpose
+    from agent.understand import Transpose
+
+    if not any(d.code == "range" for d in validate_abc(abc).errors):
+        return abc, ""
+    for shift in (12, -12, 24, -24):
+        moved = transpose(abc, Transpose(semitones=shift)).abc
+        if not any(d.code == "range" for d in validate_abc(moved).errors):
+            direction = "up" if shift > 0 else "down"
+            count = "an octave" if abs(shift) == 12 else "two octaves"
+            return moved, f"I moved it {direction} {count} to suit the instrument's range."
+    return abc, ""
 
 
 def _as_dict(diagnostic: Any) -> dict:

@@ -480,6 +480,20 @@ def _with_size(svg: str) -> str:
     return svg[: root.start()] + sized + svg[root.end() :]
 
 
+def _verovio_toolkit():
+    """A verovio toolkit that finds its fonts in any thread.
+
+    verovio 6.4 keeps its resource path per thread and sets it only in the thread that imported
+    it; a toolkit made in another thread (the app renders in worker threads) has no fonts.
+    """
+    from importlib.resources import files
+
+    import verovio
+
+    verovio.setDefaultResourcePath(str(files("verovio") / "data"))
+    return verovio.toolkit()
+
+
 def to_svg_pages(
     musicxml: bytes | str, config: RenderConfig = RenderConfig(), whole_pages: bool = False
 ) -> list[str]:
@@ -506,7 +520,7 @@ def to_svg_pages(
     # Verovio's log level is process-wide. Its warnings describe details of its MusicXML import
     # ("unsupported bar-style") a person cannot act on; errors still show.
     verovio.enableLog(verovio.LOG_ERROR)
-    toolkit = verovio.toolkit()
+    toolkit = _verovio_toolkit()
     toolkit.setOptions(_verovio_options(config, whole_pages))
     if not toolkit.loadData(text) or toolkit.getPageCount() < 1:
         raise RenderError("verovio could not read the MusicXML")
@@ -602,7 +616,7 @@ def _register_fonts_for_cairo(font_sets: tuple[str, ...]) -> bool:
     fontconfig = ctypes.CDLL(library)
     fontconfig.FcConfigAppFontAddFile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     fontconfig.FcConfigAppFontAddFile.restype = ctypes.c_int
-    resources = Path(verovio.toolkit().getResourcePath())
+    resources = Path(_verovio_toolkit().getResourcePath())
     registered = True
     for name in font_sets:
         try:

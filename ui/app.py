@@ -233,17 +233,6 @@ def version_folder(tab_folder: str, abc: str) -> Path:
     return Path(tab_folder) / f"v-{digest}"
 
 
-def _verovio_resources_for_this_thread() -> None:
-    """verovio 6.4 keeps its resource path (its fonts) per thread and sets it only in the thread
-    that imports it; in any other thread engraving fails ("font resources are not available").
-    The app renders in Gradio's worker threads, so each sets the path before rendering."""
-    from importlib.resources import files
-
-    import verovio
-
-    verovio.setDefaultResourcePath(str(files("verovio") / "data"))
-
-
 def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rendered | None = None
                  ) -> Rendered:
     """Make the files of ``formats`` for ``abc`` (those already there are kept, not redone)."""
@@ -252,8 +241,6 @@ def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rend
     missing = [name for name in formats if not (folder / FILE_NAMES[name]).is_file()]
     if missing:
         folder.mkdir(parents=True, exist_ok=True)
-        if {"svg", "pdf"} & set(missing):
-            _verovio_resources_for_this_thread()
         # The quick formats share one reading of the score; each slow one is separate, so a
         # failing audio render still leaves the PDF (and the other way round).
         groups = [missing] if set(missing) <= set(QUICK_FORMATS) else [[name] for name in missing]

@@ -70,6 +70,9 @@ class ReaderSettings:
         "help": "largest ABC file read_text_file accepts"})
     max_body_chars: int = field(default=200_000, metadata={
         "help": "longest tune body given to music21 (it is slow on huge inputs)"})
+    max_note_wholes: int = field(default=8, metadata={
+        "help": "longest note or rest accepted, in whole notes (music21 stalls on notes "
+                "hundreds of whole notes long); multi-bar rests Z/X are not limited"})
 
 
 @dataclass(frozen=True)
@@ -471,6 +474,12 @@ def _read(tune: TuneText, settings: ReaderSettings = ReaderSettings()) -> ReadTu
     tokens, _ = scan_body(tune.body, tune)
     if not any(t.is_timed for t in tokens):
         raise AbcError("the tune has no notes", line=tune.body_line)
+    for token in tokens:
+        if (token.duration is not None and token.duration > settings.max_note_wholes
+                and token.text[0] not in "ZX"):
+            raise AbcError(f"{token.text} lasts {token.duration} whole notes; notes longer "
+                           f"than {settings.max_note_wholes} whole notes are not read",
+                           line=token.line)
     warnings_out: list[str] = []
     for token in tokens:
         if token.kind is Kind.UNKNOWN:

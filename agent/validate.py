@@ -14,7 +14,8 @@ Checks, with their codes:
 * ``bar-length`` (error): a bar longer or shorter than the meter, counted as written in the
   text; a short first bar (pickup) is fine, and so is a short bar that ends a section when it
   makes a full bar with a pickup; ``missing-bar-line`` (error): the same, caused by a line that
-  ends without a bar line; ``note-length`` (error): a note of length zero;
+  ends without a bar line; ``note-length`` (error): a note of length zero or longer than
+  8 whole notes (music21 is not consulted then: it stalls on such notes);
 * ``field`` (error): an inline or body field that cannot be read; ``unknown-field`` (warning);
   ``missing-title``, ``no-meter`` (warnings); ``key`` (warning): words in ``K:`` not understood;
   ``tempo`` (warning): a ``Q:`` that cannot be read;
@@ -59,6 +60,9 @@ class ValidateSettings:
     highest: int = field(default=108, metadata={
         "help": "highest MIDI note accepted when the tune names no instrument"})
 
+
+#: Longest note or rest (in whole notes) that validation accepts; the reader refuses longer.
+LONGEST_NOTE = 8
 
 #: Playable MIDI ranges of General MIDI programs (0-based), used when a tune sets
 #: ``%%MIDI program N``; programs not listed use the default range.
@@ -235,7 +239,8 @@ def _check_tune(tune: TuneText, settings: ValidateSettings) -> tuple[list[Diagno
     out.extend(_check_range(tune, tokens, settings))
     out.extend(_check_lyrics(tokens))
     out.extend(_check_trailing(tune))
-    if settings.music21 and not any(d.severity == "error" and d.code == "parse" for d in out):
+    if settings.music21 and not any(d.severity == "error" and d.code in ("parse", "note-length")
+                                    for d in out):
         out.extend(_check_music21(tune))
     return out, len(bars)
 
@@ -285,6 +290,7 @@ _FIELD_PARSERS = {"K": parse_key, "M": parse_meter, "L": parse_unit_length}
 def _check_tokens(tokens: list[Token]) -> list[Diagnostic]:
     out = []
     overlay_reported = False
+    long_notes: list[Token] = []
     for index, token in enumerate(tokens):
         kind = token.kind
         if kind is Kind.UNKNOWN:
@@ -314,12 +320,21 @@ def _check_tokens(tokens: list[Token]) -> list[Diagnostic]:
             if token.duration == 0:
                 out.append(Diagnostic("error", "note-length", f"{token.text} has no length",
                                       token.line))
+            elif (token.duration is not None and token.duration > LONGEST_NOTE
+                  and token.text[0] not in "ZX"):
+                long_notes.append(token)
         elif kind is Kind.TIE:
             out.extend(_check_tie(tokens, index))
         elif kind is Kind.OVERLAY and not overlay_reported:
             overlay_reported = True
             out.append(Diagnostic("warning", "overlay", "voice overlays (&) are played one "
                                   "after the other by music21, not together", token.line))
+    if long_notes:
+        first = long_notes[0]
+        more = f" (and {len(long_notes) - 1} more notes as long)" if len(long_notes) > 1 else ""
+        out.append(Diagnostic("error", "note-length", f"{first.text} lasts {first.duration} "
+                              f"whole notes; at most {LONGEST_NOTE} are allowed{more}",
+                              first.line))
     return out
 
 

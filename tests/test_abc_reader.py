@@ -241,6 +241,11 @@ def test_clean_abc_rewrites_inline_fields_and_special_rests():
     assert not any("is not ABC" in line for line in result.removed)
 
 
+def test_absurdly_long_notes_are_refused_before_music21():
+    with pytest.raises(AbcError, match="C lasts 148 whole notes"):
+        read_tune(_tune("C D E F |", "M:4/4\nL:148\nK:C"))
+
+
 def test_read_text_file_refuses_what_is_not_abc_text(tmp_path: Path):
     with pytest.raises(InputError, match="no such file"):
         read_text_file(tmp_path / "missing.abc")

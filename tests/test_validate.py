@@ -158,6 +158,14 @@ def test_header_warnings():
                                                  "key"]
 
 
+def test_absurd_note_lengths_are_errors_without_asking_music21():
+    report = validate_abc(_tune("C D E F |", "M:4/4\nL:148\nK:C"))
+    assert [(d.code, d.message) for d in report.errors if d.code == "note-length"] == [
+        ("note-length", "C lasts 148 whole notes; at most 8 are allowed (and 3 more notes as "
+                        "long)")]
+    assert "music21" not in {d.code for d in report.diagnostics}
+
+
 def test_prose_around_the_tune_and_missing_x():
     report = validate_abc("Here is your tune:\n\n" + _tune("C8 |]"), FAST)
     assert report.valid and [(d.code, d.line) for d in report.warnings] == [
@@ -215,6 +223,32 @@ def test_music21_is_consulted_and_its_failures_reported(monkeypatch: pytest.Monk
     report = validate_abc(_tune("C8 |]"))
     assert [(d.code, d.line) for d in report.errors] == [("music21", 6)]
     assert validate_abc(_tune("C8 |]"), FAST).valid
+
+
+def test_mangled_tunes_never_raise_anything_but_our_errors():
+    """Random edits of the data files: a report or a TunesmithError, never a traceback."""
+    from agent.errors import TunesmithError
+
+    texts = [p.read_text(encoding="utf-8") for p in ALL_FILES
+             if EXPECTED[_id(p)] is not InputError and p.stat().st_size]
+    alphabet = "ABCDEFGabcdefg^_=,'/2345|:[]{}()<>-!+\"%\\&zxZXy.~HTuv \nKLMQVw:#@*;$`"
+    chance = random.Random(5)
+    for _ in range(300):
+        chars = list(chance.choice(texts))
+        for _ in range(chance.randint(1, 12)):
+            at = chance.randrange(len(chars))
+            action = chance.random()
+            if action < 0.4:
+                chars.insert(at, chance.choice(alphabet))
+            elif action < 0.7:
+                del chars[at]
+            else:
+                chars[at] = chance.choice(alphabet)
+        try:
+            report = validate_abc("".join(chars), FAST)
+        except TunesmithError:
+            continue
+        assert all(d.message for d in report.diagnostics)
 
 
 # --------------------------------------------------------------------------------------------

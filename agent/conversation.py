@@ -447,11 +447,16 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
 
 
 def _whole_tune(abc: str) -> tuple[int, int]:
-    from agent.abc_text import parse_tune, split_bars, tokenize_body
+    from agent.abc_text import parse_tune
 
-    tune = parse_tune(abc)
-    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
-    return 1, len(bars)
+    return 1, len(_sounding_bars(parse_tune(abc)))
+
+
+def _sounding_bars(tune: Any) -> list:
+    """The bars of a parsed tune that hold notes (what a musician counts as its bars)."""
+    from agent.abc_text import split_bars, tokenize_body
+
+    return [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
 
 
 def _generate_text(composer: Composer) -> Callable:
@@ -578,12 +583,12 @@ def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = Non
 
 def score_summary(abc: str) -> dict:
     """Title, key, meter, tempo in bpm and bars of a tune, for JSON output."""
-    from agent.abc_text import parse_tune, split_bars, tokenize_body
+    from agent.abc_text import parse_tune
 
     tune = parse_tune(abc)
     tempo = tune.get("Q") or ""
     bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
-    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
+    bars = _sounding_bars(tune)
     return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
             "tempo_bpm": bpm, "bars": len(bars)}
 

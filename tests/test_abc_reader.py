@@ -108,6 +108,17 @@ def test_body_key_change_shows_a_new_key_signature():
     _assert_events_match_tokens(read)
 
 
+def test_body_meter_line_before_notes_bars_the_next_bars_in_the_new_meter():
+    # music21 alone cuts the first 4/4 bar into 3 + 1 beats (it skips the last field line
+    # before a note); the reader's guard line keeps every bar whole.
+    text = _tune("GABc d2|e2 d2 B2|\nM:4/4\nA2 B2 c2 d2|e4 d4|\nM:3/4\nG2 A2 B2|]", "M:3/4\nL:1/8\nK:G")
+    read = read_tune(text)
+    measures = list(read.score.parts[0].getElementsByClass("Measure"))
+    assert [m.duration.quarterLength for m in measures] == [3.0, 3.0, 4.0, 4.0, 3.0]
+    assert [m.timeSignature.ratioString for m in measures if m.timeSignature] == ["3/4", "4/4", "3/4"]
+    _assert_events_match_tokens(read)
+
+
 def test_locrian_and_explicit_signatures():
     text = _tune("B c d e f g a b | [K:D exp _b ^f] B c f b |", "M:4/4\nL:1/8\nK:Bloc")
     assert _music21_alone(text).recurse().getElementsByClass(key.KeySignature)[0].sharps == 5

@@ -5,7 +5,8 @@ One file, read top to bottom: settings, data, the LoRA wrap, the loop, checkpoin
     tunesmith finetune train --data data/build --out runs/lora               # CPU, fp32
     tunesmith finetune train --config my-run.json --lr 5e-4                  # file, then flags
     tunesmith finetune train --device cuda --qlora --base HuggingFaceTB/SmolLM2-1.7B-Instruct
-    accelerate launch -m finetune.train --device cuda ...                    # data parallel
+    accelerate launch -m finetune.train --device cuda ...                    # several GPUs
+    torchrun --standalone --nproc-per-node 2 -m finetune.train --device cpu ... # several CPU processes
 
 Data: ``DATA/train.jsonl`` and ``DATA/valid.jsonl``, one chat per line
 (``{"id", "messages", "prefill"}``); the last message is the assistant's answer, which starts with

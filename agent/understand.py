@@ -1612,6 +1612,8 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
         if relative and (_REFERS_TO_TUNE.search(masked_low) or _EDIT_VERB.search(masked_low)) \
                 and not _standalone(attrs):
             return replace(base, attributes=attrs, explanation=NEEDS_SCORE[edit.intent])
+    if _unknown_key(low):
+        return replace(base, attributes=attrs, explanation=_unknown_key(low))
     if wants_new or bool(attrs.stated()) or re.search(
             r"\b(?:tune|melody|song|piece|music|something|compose|write)\b", masked_low):
         if free.theme and not attrs.lyrics and re.search(r"\b(?:lyrics|words|song)\b", masked_low):
@@ -1622,6 +1624,31 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
 
 _EDIT_VERB = re.compile(r"\b(?:transpose|replace|change|rename|repeat|shorten|lengthen|remove|"
                         r"delete|rewrite|vary|speed|slow|swap|drop|raise|lower)\b")
+
+
+_UNKNOWN_KEY = re.compile(
+    r"\b(?:(?:transpose|transposed|move|shift|put|modulate|change|take|bring)\b[\w\s]{0,12}?"
+    r"\b(?:to|into|in)|key\s+of|in\s+the\s+key)\s+([h-z])(?:\s*(?:#|b|sharp|flat))?"
+    r"(?:\s+(?:major|minor|dorian|mixolydian|lydian|phrygian|aeolian|ionian|locrian))?\s*[.!?]?\s*$"
+    r"|\bin\s+([h-z])(?:\s*(?:#|b|sharp|flat))?\s+(?:major|minor|dorian|mixolydian|lydian|phrygian|"
+    r"aeolian|ionian|locrian)\b")
+
+
+def _unknown_key(low: str) -> str | None:
+    """A clear reply when a key is named with a letter outside A-G ("transpose to H major").
+
+    >>> _unknown_key("transpose to h major")[:28]
+    'There is no key called "H": '
+    >>> _unknown_key("transpose to b major") is None
+    True
+    """
+    m = _UNKNOWN_KEY.search(low)
+    if not m:
+        return None
+    letter = (m.group(1) or m.group(2)).upper()
+    german = " (the German H is B: ask for \"B major\")" if letter == "H" else ""
+    return (f'There is no key called "{letter}": key names use the letters A to G, with sharp '
+            f'or flat, for example "B flat major" or "F# minor"{german}. The tune is unchanged.')
 
 
 def _standalone(attrs: Attributes) -> bool:
@@ -1636,6 +1663,9 @@ def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
     lyric_ops = _lyric_ops(text, _lower(text), free)
     if lyric_ops:
         return replace(base, intent="lyrics", attributes=attrs, lyric_ops=tuple(lyric_ops))
+    unknown = _unknown_key(low)
+    if unknown:
+        return replace(base, attributes=attrs, explanation=unknown)
     edits = tuple(_exact_edits(masked, low, config, free.title))
     span = _find_span(low)
     # a new meter, style or mood needs the notes rewritten; exact edits said with it come along

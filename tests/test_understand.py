@@ -376,6 +376,11 @@ CASES = [
     ("add lyrics about autumn", False, "compose", {"lyrics": True, "lyrics_theme": "autumn"}),
     ("write a jig in D", True, "compose", {"style": "jig", "tonic": "D", "mode": "major"}),
     ("another one", True, "compose", {}),
+    # --- keys that do not exist: a clear reply, the tune kept ---------------------------------
+    ("transpose to H major", True, "chat", {"explanation": True, "mode": "major"}),
+    ("put it in the key of Q", True, "chat", {"explanation": True}),
+    ("a jig in H minor", False, "chat", {"explanation": True, "style": "jig", "mode": "minor"}),
+    ("put it in a minor", True, "exact_edit", {"tonic": "A", "mode": "minor"}),
     # --- pasted ABC -------------------------------------------------------------------------
     ("X:1\nT:Test\nM:4/4\nK:G\nGABc|d4|]", False, "abc_paste", {"abc": "X:1\nT:Test"}),
     ("here's my tune:\nX:1\nK:D\nDEFG|", True, "abc_paste", {"abc": "X:1\nK:D"}),

@@ -69,7 +69,7 @@ from agent.decoding import (
     token_table,
 )
 from agent.errors import AbcError
-from agent.prompts import chat_prompt_ids, compose_messages, edit_messages
+from agent.prompts import chat_prompt_ids, compose_messages, edit_messages, stop_token_ids
 
 __all__ = [
     "ComposeConfig",
@@ -333,8 +333,7 @@ def decode_body(
     table = token_table(tokenizer)
     settings = config.sampling()
     device = getattr(loaded, "device", "cpu")
-    stops = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-             if isinstance(i, int) and i >= 0}
+    stops = stop_token_ids(tokenizer)
     stats = DecodeStats(prompt_tokens=len(prompt_ids))
     pieces: list[str] = []
     generated: list[int] = []

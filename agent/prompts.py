@@ -129,6 +129,18 @@ def end_of_turn_text(tokenizer: Any) -> str:
     return tail.rstrip("\n") or (tokenizer.eos_token or "")
 
 
+def stop_token_ids(tokenizer: Any) -> set[int]:
+    """The ids that end the assistant's turn: the end-of-turn marker of the chat template (when it
+    is one token, like ``<|im_end|>`` or ``<end_of_turn>``) and the tokenizer's end of sequence."""
+    ids = {tokenizer.eos_token_id}
+    marker = end_of_turn_text(tokenizer).strip()
+    if marker:
+        encoded = tokenizer.encode(marker, add_special_tokens=False)
+        if len(encoded) == 1:
+            ids.add(encoded[0])
+    return {i for i in ids if isinstance(i, int) and i >= 0}
+
+
 def training_ids(
     tokenizer: Any, messages: list[Message], prefill: str = ""
 ) -> tuple[list[int], list[int]]:

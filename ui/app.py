@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import hashlib
 import html
+import inspect
 import logging
 import queue
 import shutil
@@ -175,6 +176,68 @@ class Models:
             if self._bare is None:
                 self._bare = Composer(dataclasses.replace(self.config, adapter="none"))
             return self._bare
+
+
+BUSY_NOTE = "The last message is still being worked on in this tab: wait for its reply first."
+
+
+class TurnGuard:
+    """Lets one score-changing event at a time run in a tab.
+
+    Each tab holds its own guard: ``gr.State(TurnGuard())`` deep-copies its value for every page
+    load, and a copy is a new guard. Without it, an undo clicked while a tune is being composed would be lost when the
+    compose finishes, and a second message sent meanwhile would race the first for the session.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict) -> "TurnGuard":  # a copied tab gets its own guard
+        return TurnGuard()
+
+    def try_hold(self) -> bool:
+        """Take the tab for one event; False when another event has it."""
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def guarded(handler: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    """``handler`` run only while its tab's :class:`TurnGuard` is free; the guard is the last input.
+
+    A busy tab gets a short note and no change (``outputs`` skips). Works for streaming handlers
+    (generators) and plain ones alike.
+    """
+    def take(guard: Any) -> bool:
+        if not isinstance(guard, TurnGuard):
+            raise TypeError(f"the last input of a guarded handler must be a TurnGuard, not {type(guard).__name__}")
+        if guard.try_hold():
+            return True
+        gr.Warning(BUSY_NOTE)
+        return False
+
+    if inspect.isgeneratorfunction(handler):
+        def stream(*args: Any) -> Iterator[tuple]:
+            *inputs, guard = args
+            if not take(guard):
+                yield (gr.skip(),) * outputs
+                return
+            try:
+                yield from handler(*inputs)
+            finally:  # also when the tab closes mid-stream (Gradio closes the generator)
+                guard.release()
+        return stream
+
+    def call(*args: Any) -> tuple:
+        *inputs, guard = args
+        if not take(guard):
+            return (gr.skip(),) * outputs
+        try:
+            return handler(*inputs)
+        finally:
+            guard.release()
+    return call
 
 
 @dataclass
@@ -772,6 +835,7 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
     with gr.Blocks(title="tunesmith", analytics_enabled=False, fill_width=True) as demo:
         session = gr.State(Session())
         folder = gr.State("", delete_callback=remove_folder)
+        guard = gr.State(TurnGuard())  # copied for each tab: score-changing events take turns
 
         with gr.Row(elem_id="ts-header"):
             gr.HTML('<div class="ts-brand"><h1>tunesmith</h1><p>Ask for a tune; keep shaping it '
@@ -846,23 +910,25 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
         score_side = [sheet, audio, *downloads, editor, check, versions]
         private = {"api_visibility": "private"}
 
-        chat_event = dict(fn=bind(chat),
-                          inputs=[message, chatbot, session, folder, temperature, seed, adapter],
-                          outputs=[chatbot, message, send, session, folder, *score_side],
+        chat_outputs = [chatbot, message, send, session, folder, *score_side]
+        chat_event = dict(fn=guarded(bind(chat), len(chat_outputs)),
+                          inputs=[message, chatbot, session, folder, temperature, seed, adapter, guard],
+                          outputs=chat_outputs,
                           show_progress="hidden", **private)
         send.click(**chat_event)
         message.submit(**chat_event)
         examples.click(pick_example, examples, message, show_progress="hidden", **private
                        ).then(**chat_event)
         for button, action in ((undo, "undo"), (redo, "redo"), (start_over, "start_over")):
-            button.click(bind(step, action), [chatbot, session, folder],
+            button.click(guarded(bind(step, action), 3 + len(score_side)), [chatbot, session, folder, guard],
                          [chatbot, session, folder, *score_side], show_progress="hidden", **private)
         editor.input(bind(check_edit), [editor, session], check, trigger_mode="always_last",
                      show_progress="hidden", **private)
-        apply.click(bind(apply_edit), [editor, chatbot, session, folder],
+        apply.click(guarded(bind(apply_edit), 3 + len(score_side)), [editor, chatbot, session, folder, guard],
                     [chatbot, session, folder, *score_side], show_progress="hidden", **private)
         revert.click(revert_edit, session, [editor, check], show_progress="hidden", **private)
-        api_trigger.click(bind(chat_api), [api_message, temperature, seed, adapter, session, folder],
+        api_trigger.click(guarded(bind(chat_api), 5), [api_message, temperature, seed, adapter, session, folder,
+                                                       guard],
                           [api_reply, api_abc, api_files, session, folder], api_name="chat",
                           api_description="Send a message; get the reply, the current ABC and "
                                           "its files.")

@@ -453,23 +453,29 @@ def compose_tune(
     def on_bar(bars: int, text: str) -> None:
         report("compose", bars, header + text)
 
-    state = start_state(spec) if config.constrained else None
-    decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar)
-    stats = decoded.stats
-    abc = header + decoded.text.rstrip("\n") + "\n"
-    if not config.constrained:
-        report("validate", 0, abc)
-        valid, diagnostics = _validate(abc)
-        report("done", plan.total_bars, abc)
-        return _finish(abc, valid, 1, diagnostics, stats, started)
-    if not decoded.complete:
-        report("done", decoded.state.bars_done, abc)
-        message = (f"the token budget ({budget}) ran out at bar {decoded.state.bar_number} "
-                   f"of {plan.total_bars}")
-        failure = _diagnostic(message, decoded.state.bar_number)
-        return _finish(abc, False, 1, [failure], stats, started)
+    stats, attempts = DecodeStats(), 0
+    while True:  # a decode that runs out of tokens is sampled again, while attempts are left
+        attempts += 1
+        state = start_state(spec) if config.constrained else None
+        decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar)
+        stats.add(decoded.stats)
+        abc = header + decoded.text.rstrip("\n") + "\n"
+        if not config.constrained:
+            report("validate", 0, abc)
+            valid, diagnostics = _validate(abc)
+            report("done", plan.total_bars, abc)
+            return _finish(abc, valid, 1, diagnostics, stats, started)
+        if decoded.complete:
+            break
+        if attempts >= config.max_attempts:
+            report("done", decoded.state.bars_done, abc)
+            message = (f"the token budget ({budget}) ran out at bar {decoded.state.bar_number} "
+                       f"of {plan.total_bars}, {attempts} times")
+            failure = _diagnostic(message, decoded.state.bar_number)
+            return _finish(abc, False, attempts, [failure], stats, started)
+        report("compose", 0, header)  # starting over: progress goes back to the first bar
     result = repair_tune(loaded, abc, request, config, on_progress=on_progress,
-                         generator=generator, attempts_used=1)
+                         generator=generator, attempts_used=attempts)
     stats.add(result.stats)
     return _finish(result.abc, result.valid, result.attempts, result.diagnostics, stats, started)
 

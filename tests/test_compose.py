@@ -163,11 +163,19 @@ def test_edit_span_keeps_slurs_balanced(tiny):
             assert slurs.count("(") >= 1
 
 
-def test_budget_that_runs_out_is_reported(tiny):
+def test_budget_that_runs_out_is_retried_then_reported(tiny):
     config = ComposeConfig(seed=1, max_new_tokens=5)
     result = compose_tune(tiny, "a waltz", header("3/4"), 16, config)
-    assert not result.valid and result.tokens == 5
-    assert result.diagnostics[0].code == "decoding"
+    assert not result.valid and result.attempts == config.max_attempts
+    assert result.tokens == 5 * config.max_attempts  # every attempt spent its whole budget
+    assert result.diagnostics[0].code == "decoding" and "3 times" in result.diagnostics[0].message
+
+
+def test_a_decode_out_of_tokens_is_sampled_again(tiny):
+    # seed 0 spends its 14 tokens before the 2 bars end, then the second sample fits
+    result = compose_tune(tiny, "a waltz", header("3/4"), 2, ComposeConfig(seed=0, max_new_tokens=14))
+    assert result.valid and result.attempts == 2 and 14 < result.tokens <= 28
+    assert len(bars_of(result.abc)[1]) == 2
 
 
 def test_unconstrained_baseline_runs_the_raw_model(tiny):

@@ -41,8 +41,8 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 
-from finetune.styles import BY_NAME as STYLE_TABLE
-from finetune.styles import beat_unit
+from agent.styles import BY_NAME as STYLE_TABLE
+from agent.styles import beat_unit
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -73,7 +73,7 @@ DEFAULT_TONIC = {
     "mixolydian": "D", "lydian": "F", "phrygian": "E", "locrian": "B",
 }
 
-# Words for styles in a message -> the style's name in ``finetune.styles`` (meters and usual
+# Words for styles in a message -> the style's name in ``agent.styles`` (meters and usual
 # speed live there, one table shared with the training data).
 STYLE_WORDS = {
     "slip jig": "slip jig", "slip-jig": "slip jig", "slipjig": "slip jig", "hop jig": "slip jig",

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent.prompts import abc_header
 from finetune.fingerprint import melody_fingerprint, melody_notes, score_bar_fingerprints
-from finetune.styles import beat_unit, style_for, usual_tempo
+from agent.styles import beat_unit, style_for, usual_tempo
 
 # Tunebooks of music21's corpus, relative to its folder; multi-voice part-books are left out.
 TUNEBOOK_FOLDERS = ("airdsAirs", "essenFolksong", "miscFolk", "nottingham-dataset", "oneills1850",

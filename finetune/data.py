@@ -49,7 +49,7 @@ __all__ = ["DataConfig", "add_arguments", "config_from_args", "main", "run", "bu
 REPO = Path(__file__).resolve().parent.parent
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 # Source files whose change makes cached per-tune results stale.
-CODE_FILES = ("finetune/corpus.py", "finetune/fingerprint.py", "finetune/styles.py",
+CODE_FILES = ("finetune/corpus.py", "finetune/fingerprint.py", "agent/styles.py",
               "agent/abc_text.py", "agent/abc_writer.py", "agent/abc_reader.py",
               "agent/validate.py", "agent/prompts.py")
 # A comfortable written range for a transposed tune (MIDI): G3 to C7, the fiddle's and the

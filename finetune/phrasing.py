@@ -25,7 +25,7 @@ import random
 import re
 from typing import Any, Callable
 
-from finetune.styles import BY_NAME, tempo_words
+from agent.styles import BY_NAME, tempo_words
 
 MOODS = {
     "major": ("cheerful", "bright", "happy", "joyful", "sunny", "light-hearted", "carefree"),

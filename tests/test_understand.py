@@ -461,7 +461,7 @@ def test_training_phrasings_are_understood():
     import random
 
     from finetune.phrasing import compose_request
-    from finetune.styles import STYLES
+    from agent.styles import STYLES
 
     rng = random.Random(7)
     keys = [("C", "major"), ("D", "major"), ("Bb", "major"), ("F#", "minor"), ("E", "minor"),

@@ -1,8 +1,9 @@
 """Dance and song styles: one table, and the rules that name a tune's style and tempo.
 
 The table is the single place that says which meters a style uses, how fast it usually goes,
-which words in a title or ``R:`` field point to it, and how people describe it. The training
-data builder labels every tune with it, and requests are phrased with its words.
+which words in a title or ``R:`` field point to it, and how people describe it. The agent reads
+requests with it (a "jig" is 6/8 at its usual speed), the training data builder labels every
+tune with it, and training requests are phrased with its words.
 
 >>> style_for(rhythm="Reel", title="The Silver Spear", meter="4/4").name
 'reel'

@@ -19,9 +19,10 @@ from agent.compose import (
     strip_lyrics,
 )
 from agent.decoding import FormPlan
-from agent.model import LoadedModel, ModelConfig, load_model, load_tokenizer
+from agent.model import ModelConfig, load_model
 from agent.prompts import abc_header
 from agent.validate import validate_abc
+from ui_helpers import tiny_loaded_model
 
 TEMPO = {"3/4": "1/4=100", "6/8": "3/8=110", "4/4": "1/4=120", "5/4": "1/4=100", "9/8": "3/8=100"}
 
@@ -29,19 +30,9 @@ TEMPO = {"3/4": "1/4=100", "6/8": "3/8=110", "4/4": "1/4=120", "5/4": "1/4=100",
 @pytest.fixture(scope="module")
 def tiny():
     """A two-layer llama with random weights over SmolLM2's real tokenizer (49k tokens)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model runs fastest on one thread, and the CPU is shared
-    tokenizer = load_tokenizer(ModelConfig())
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config).eval()
-    yield LoadedModel(model=model, tokenizer=tokenizer, config=ModelConfig(), load_seconds=0.0)
+    yield tiny_loaded_model()
     torch.set_num_threads(threads)
 
 

@@ -281,24 +281,17 @@ def tiny_loader():
     """A loader giving a two-layer llama with random weights over SmolLM2's real tokenizer;
     it refuses Gemma, as a machine without that base would."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from agent.errors import ModelError
-    from agent.model import LoadedModel, ModelConfig, load_tokenizer
+    from ui_helpers import tiny_loaded_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    tokenizer = load_tokenizer(ModelConfig())
 
     def load(model_config):
         if model_config.base == "gemma3-270m":
             raise ModelError("gemma3-270m is not installed here")
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=4096, tie_word_embeddings=True)
-        return LoadedModel(model=LlamaForCausalLM(config).eval(), tokenizer=tokenizer, config=model_config,
-                           load_seconds=0.01)
+        return tiny_loaded_model(model_config, load_seconds=0.01)
 
     yield load
     torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""Helpers for the app's tests: a composer with a tiny random model, and the app on a free port.
+"""Test helpers: the tiny random model (composer, app and benchmark tests), the app on a free port.
 
 The tiny model is a two-layer llama with random weights over SmolLM2's real tokenizer: its
 preferences are noise, and the constrained decoder still turns them into valid tunes, so the app
@@ -18,8 +18,13 @@ from agent.conversation import AgentConfig, Composer
 TEST_CONFIG = AgentConfig(adapter="none")
 
 
-def tiny_loaded_model():
-    """A :class:`agent.model.LoadedModel` holding a tiny random llama and the real tokenizer."""
+def tiny_loaded_model(config: Any = None, load_seconds: float = 0.0):
+    """A :class:`agent.model.LoadedModel` holding a tiny random llama and the real tokenizer.
+
+    The weights are the same on every call (seed 0), and the global random state is left as it
+    was. ``config`` is the :class:`~agent.model.ModelConfig` the model claims to be loaded with.
+    Used by the app's, the composer's and the benchmark's tests alike.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -35,7 +40,8 @@ def tiny_loaded_model():
     )
     model = LlamaForCausalLM(config).eval()
     torch.random.set_rng_state(generator_state)
-    return LoadedModel(model=model, tokenizer=tokenizer, config=ModelConfig(), load_seconds=0.0)
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config or ModelConfig(),
+                       load_seconds=load_seconds)
 
 
 def tiny_loader() -> Callable[[Any], Any]:

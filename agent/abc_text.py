@@ -47,7 +47,7 @@ __all__ = [
     "Field", "TuneText", "TuneSource", "Meter", "Key", "Tempo", "Context", "Kind", "Token",
     "Bar", "split_tunebook", "tunebook_sources", "parse_tune", "parse_meter",
     "parse_unit_length", "default_unit_length", "parse_key", "parse_tempo", "tokenize_body",
-    "scan_body", "split_bars", "strip_comment",
+    "scan_body", "split_bars", "sounding_bars", "strip_comment",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -1451,6 +1451,19 @@ def split_bars(tokens: list[Token], context: Context | TuneText | None = None) -
     if any(t.kind not in TRIVIA_KINDS for t in current):
         close(None)
     return bars
+
+
+
+def sounding_bars(tune: TuneText, tokens: list[Token] | None = None) -> list[Bar]:
+    """The bars of ``tune`` that hold notes: what a musician counts as the tune's bars.
+
+    ``tokens`` saves tokenizing again when the caller has them.
+
+    >>> len(sounding_bars(parse_tune("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC|:EFG|z3|[1A3:|[2B2c|]\\n")))
+    4
+    """
+    tokens = tokenize_body(tune.body, tune) if tokens is None else tokens
+    return [bar for bar in split_bars(tokens, tune) if bar.notes]
 
 
 def _field_name(token: Token) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from agent.abc_reader import read_tune
-from agent.abc_text import parse_tune, split_bars, tokenize_body
+from agent.abc_text import parse_tune, sounding_bars, split_bars, tokenize_body
 
 QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument",
                   "form", "style", "lyrics", "notes")
@@ -108,7 +108,7 @@ class ScoreFacts:
 def score_facts(abc: str) -> ScoreFacts:
     """Read the facts a question may ask about."""
     tune = parse_tune(abc)
-    bars = [bar for bar in split_bars(tokenize_body(tune.body, tune)) if bar.notes]
+    bars = sounding_bars(tune)
     read = read_tune(abc)
     score = read.score
     pitches = [p for n in score.recurse().notes if not _is_chord_symbol(n) for p in n.pitches]
@@ -163,7 +163,7 @@ def answer_question(abc: str, kind: str) -> str:
         return f"It is in {meter} time."
     if kind == "bars":
         tune = parse_tune(abc)
-        count = sum(1 for bar in split_bars(tokenize_body(tune.body, tune)) if bar.notes)
+        count = len(sounding_bars(tune))
         return f"It has {count} bars."
     facts = score_facts(abc)
     if kind == "key":
@@ -213,7 +213,7 @@ def _describe_text(abc: str, kind: str) -> str:
         first, last = notes[0].names[0], notes[-1].names[0]
         return f"It has {len(notes)} notes; it starts on {_nice(first)} and ends on {_nice(last)}."
     repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
-    bars = sum(1 for bar in split_bars(tokens, tune) if bar.notes)
+    bars = len(sounding_bars(tune, tokens))
     endings = sum(1 for t in tokens if t.kind is Kind.ENDING)
     if not repeats:
         return f"It is through-composed: {bars} bars played once, with no repeats."

@@ -189,11 +189,11 @@ def _mode_suffix(mode: str | None) -> str:
 
 def describe(abc: str) -> str:
     """One sentence on a tune: title, key, meter, tempo, bars, form."""
-    from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+    from agent.abc_text import Kind, parse_tune, sounding_bars, tokenize_body
 
     tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
-    bars = [bar for bar in split_bars(tokens, tune) if bar.notes]
+    bars = sounding_bars(tune, tokens)
     repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
     key = tune.key
     mode = "" if key.mode == "major" else f" {key.mode}"
@@ -447,16 +447,9 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
 
 
 def _whole_tune(abc: str) -> tuple[int, int]:
-    from agent.abc_text import parse_tune
+    from agent.abc_text import parse_tune, sounding_bars
 
-    return 1, len(_sounding_bars(parse_tune(abc)))
-
-
-def _sounding_bars(tune: Any) -> list:
-    """The bars of a parsed tune that hold notes (what a musician counts as its bars)."""
-    from agent.abc_text import split_bars, tokenize_body
-
-    return [bar for bar in split_bars(tokenize_body(tune.body, tune), tune) if bar.notes]
+    return 1, len(sounding_bars(parse_tune(abc)))
 
 
 def _generate_text(composer: Composer) -> Callable:
@@ -583,12 +576,12 @@ def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = Non
 
 def score_summary(abc: str) -> dict:
     """Title, key, meter, tempo in bpm and bars of a tune, for JSON output."""
-    from agent.abc_text import parse_tune
+    from agent.abc_text import parse_tune, sounding_bars
 
     tune = parse_tune(abc)
     tempo = tune.get("Q") or ""
     bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
-    bars = _sounding_bars(tune)
+    bars = sounding_bars(tune)
     return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
             "tempo_bpm": bpm, "bars": len(bars)}
 

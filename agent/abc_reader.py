@@ -356,11 +356,11 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
                 continue  # set right after parsing (see _fix_signatures and _fix_notes)
             if name in "KM" or (name in "QV" and not for_music21):
                 field_line(name, value.strip())
-            if name in "KM" and for_music21:
-                # music21 applies a K:/M: line only when another field line follows before
-                # the notes (without one, a 4/4 bar after M:3/4 is cut into 3 + 1 beats).
-                # An L: line in the header's unit is that guard and changes nothing else.
-                field_line("L", _length_text(tune.unit_length))
+                if name in "KM" and for_music21:
+                    # music21 applies a K:/M: line only when another field line follows before
+                    # the notes (without one, a 4/4 bar after M:3/4 is cut into 3 + 1 beats).
+                    # An L: line in the header's unit is that guard and changes nothing else.
+                    field_line("L", _length_text(tune.unit_length))
             elif kind is Kind.INLINE_FIELD:
                 removed.append(f"{where}: inline field {token.text}")
         elif kind is Kind.DECORATION:

@@ -1612,8 +1612,9 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
         if relative and (_REFERS_TO_TUNE.search(masked_low) or _EDIT_VERB.search(masked_low)) \
                 and not _standalone(attrs):
             return replace(base, attributes=attrs, explanation=NEEDS_SCORE[edit.intent])
-    if _unknown_key(low):
-        return replace(base, attributes=attrs, explanation=_unknown_key(low))
+    unknown = _unknown_key(low)
+    if unknown:
+        return replace(base, attributes=attrs, explanation=unknown)
     if wants_new or bool(attrs.stated()) or re.search(
             r"\b(?:tune|melody|song|piece|music|something|compose|write)\b", masked_low):
         if free.theme and not attrs.lyrics and re.search(r"\b(?:lyrics|words|song)\b", masked_low):
@@ -1648,7 +1649,7 @@ def _unknown_key(low: str) -> str | None:
     letter = (m.group(1) or m.group(2)).upper()
     german = " (the German H is B: ask for \"B major\")" if letter == "H" else ""
     return (f'There is no key called "{letter}": key names use the letters A to G, with sharp '
-            f'or flat, for example "B flat major" or "F# minor"{german}. The tune is unchanged.')
+            f'or flat, for example "B flat major" or "F# minor"{german}. Nothing was changed.')
 
 
 def _standalone(attrs: Attributes) -> bool:

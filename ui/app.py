@@ -185,8 +185,9 @@ class TurnGuard:
     """Lets one score-changing event at a time run in a tab.
 
     Each tab holds its own guard: ``gr.State(TurnGuard())`` deep-copies its value for every page
-    load, and a copy is a new guard. Without it, an undo clicked while a tune is being composed would be lost when the
-    compose finishes, and a second message sent meanwhile would race the first for the session.
+    load, and a copy is a new guard. Without it, an undo clicked while a tune is being composed
+    would be lost when the compose finishes, and a second message sent meanwhile would race the
+    first for the session.
     """
 
     def __init__(self) -> None:

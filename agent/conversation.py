@@ -62,6 +62,10 @@ class AgentConfig:
         default=None, metadata={"help": "adapter folder; None: the shipped adapter; 'none': bare base"}
     )
     quantize: str = field(default="none", metadata={"help": "none or int8-dynamic (CPU)"})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "auto (bfloat16 where the CPU computes in it, else float32), float32, bfloat16"},
+    )
     threads: int = field(
         default=0, metadata={"help": "torch CPU threads; 0 = one per core (use 1 on a busy machine)"}
     )
@@ -115,6 +119,7 @@ class Composer:
                 base=self.config.base,
                 adapter=resolve_adapter(self.config.adapter),
                 quantize=self.config.quantize,
+                dtype=self.config.dtype,
                 threads=self.config.threads,
             )
             self._loaded = (self._loader or load_model)(model_config)
@@ -371,7 +376,8 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
         lyrics = _write_lyrics(abc, attrs.lyrics_theme or attrs.mood or "the tune", composer, config)
         if lyrics.ok:
             abc = lyrics.abc
-            notes.append(f"Words about {attrs.lyrics_theme or 'it'} are under the notes.")
+            notes.append(f"Words about {attrs.lyrics_theme or 'it'} are under the notes."
+                         f"{_unrhymed_note(lyrics)}")
         else:
             notes.append("I could not write lyrics that fit the melody well enough ("
                          + "; ".join(lyrics.reasons[:2]) + "); ask again for another try.")
@@ -473,6 +479,15 @@ def _write_lyrics(abc: str, theme: str, composer: Composer, config: AgentConfig)
     return write_lyrics(abc, theme, _generate_text(composer), _lyrics_config(config))
 
 
+def _unrhymed_note(result: Any) -> str:
+    """A sentence naming the rhymes the lyrics miss ("" when every pair rhymes)."""
+    misses = result.report.unrhymed
+    if not misses:
+        return ""
+    return (f" Not every pair rhymes ({'; '.join(misses[:2])}); ask again for another try "
+            "or change a line.")
+
+
 def _set_words(abc: str, text: str) -> tuple[str, str]:
     from agent.lyrics import set_words
 
@@ -500,7 +515,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
                             + "; ".join(result.reasons[:2]) + "). Ask again for another try.",
                             False, "lyrics")
             abc = result.abc
-            notes.append(f"Here are words about {op.theme or 'the tune'}.")
+            notes.append(f"Here are words about {op.theme or 'the tune'}.{_unrhymed_note(result)}")
         elif isinstance(op, AddVerse):
             result = lyric_ops.add_verse(abc, op.theme or "the tune", _generate_text(composer),
                                          _lyrics_config(config))
@@ -508,7 +523,8 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
                 return Turn(session, "I could not write a verse that fits well enough; ask again.",
                             False, "lyrics")
             abc = result.abc
-            notes.append(f"A new verse about {op.theme or 'the tune'} is under the first.")
+            notes.append(f"A new verse about {op.theme or 'the tune'} is under the first."
+                         f"{_unrhymed_note(result)}")
         elif isinstance(op, SetLyrics):
             abc, summary = _set_words(abc, op.text)
             notes.append(summary)

@@ -32,7 +32,7 @@ measures and tables from the records of an earlier run (e.g. once the training s
 >>> EvalConfig(out="/tmp/eval", configs=("fastest",))
 Traceback (most recent call last):
 ...
-ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, unconstrained, greedy, gemma
+ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, float32, unconstrained, greedy, gemma
 """
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ CONFIGURATIONS = {
         Configuration("no-adapter", "the bare base model, no adapter", agent={"adapter": "none"}),
         Configuration("int8", "the default model with int8 dynamic quantization",
                       agent={"quantize": "int8-dynamic"}),
+        Configuration("float32", "the default model in float32 (the default is bfloat16 on a CPU "
+                      "that computes in it)", agent={"dtype": "float32"}),
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),

@@ -33,7 +33,7 @@ from agent.lyrics import (
     theme_presence,
     write_lyrics,
 )
-from agent.syllables import rhymes, split_text, split_word, syllable_count
+from agent.syllables import last_word, rhymes, split_text, split_word, syllable_count
 from agent.validate import validate_abc
 
 MOON = ThemeLexicon("the moon", ("moon",), ("sky", "night", "silver", "stars"))
@@ -467,3 +467,32 @@ def test_write_lyrics_with_the_base_model():
         assert syllable_fit(result.abc).rate == 1.0
     else:
         assert result.abc == tune and result.reasons
+
+
+def test_a_rhyme_still_missing_after_every_request_is_reported_not_refused():
+    # Lines 3 and 4 fit and show the theme, but no answer ever makes them rhyme.
+    lines = GOOD[:3] + ["Beside the water blue"]
+    model = FakeModel([lines])
+    result = write_lyrics(TUNE, "the moon", model, lexicon=MOON, config=LyricsConfig(requests_per_stanza=2))
+    assert result.ok and result.lines == tuple(lines)
+    assert len(model.requests) == 2  # the pair was asked for again first
+    assert result.report.unrhymed == ("line 4: 'blue' does not rhyme with 'sleep'",)
+    assert result.report.rhyme_rate == 0.5
+    assert notes_of(result.abc) == notes_of(TUNE) and syllable_fit(result.abc).rate == 1.0
+
+
+def test_several_answers_per_request_are_all_candidates():
+    # One request, three answers: the rhyming pair for lines 3-4 is spread over two of them.
+    answers = [GOOD[:3] + ["Beside the water blue"], [GOOD[0], GOOD[1], "The silver stars will sleep",
+                                                      GOOD[3]], JUNK]
+    seen = []
+
+    def generate(messages, settings):
+        seen.append(settings.samples)
+        return ["\n".join(a) for a in answers]
+
+    result = write_lyrics(TUNE, "the moon", generate, lexicon=MOON)
+    assert seen == [3]  # LyricsConfig().samples_per_request, in one request
+    assert result.ok and not result.report.unrhymed
+    assert result.lines[:2] == tuple(GOOD[:2]) and result.lines[3] == GOOD[3]
+    assert rhymes(last_word(result.lines[2]), last_word(result.lines[3]))

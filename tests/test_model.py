@@ -107,7 +107,7 @@ def test_local_folder_base_loads_frozen_in_eval_mode(tiny_base):
     import torch
     from transformers import AutoModelForCausalLM
 
-    loaded = load_model(ModelConfig(base=str(tiny_base), threads=1))
+    loaded = load_model(ModelConfig(base=str(tiny_base), threads=1, dtype="float32"))
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert loaded.load_seconds > 0 and torch.get_num_threads() == 1

@@ -155,15 +155,40 @@ def test_adapter_loads_back_with_the_same_logits(tiny, tmp_path):
     base, _ = tiny
     result = train(settings(tiny, tmp_path / "run", max_steps=6))
     trained = result.model.eval()
-    loaded = load_model(ModelConfig(base=str(base), adapter=str(tmp_path / "run" / "final")))
-    merged = load_model(ModelConfig(base=str(base), adapter=str(tmp_path / "run" / "final"), merge_adapter=True))
-    bare = load_model(ModelConfig(base=str(base)))
+    adapter = str(tmp_path / "run" / "final")
+    loaded = load_model(ModelConfig(base=str(base), adapter=adapter, dtype="float32"))
+    merged = load_model(ModelConfig(base=str(base), adapter=adapter, merge_adapter=True, dtype="float32"))
+    bare = load_model(ModelConfig(base=str(base), dtype="float32"))
     ids = torch.tensor([loaded.tokenizer.encode("X:1\nT:Test\nM:6/8\nK:G\nGAB d2e|")])
     with torch.no_grad():
         expected = trained(input_ids=ids).logits
     assert torch.equal(loaded.model(ids).logits, expected)
     assert torch.allclose(merged.model(ids).logits, expected, atol=1e-5)
     assert not torch.allclose(bare.model(ids).logits, expected, atol=1e-3)
+
+
+def test_bfloat16_on_cpu_merges_the_adapter_in_float32_first(tiny, tmp_path):
+    import torch
+
+    from agent.model import cpu_has_bfloat16
+
+    base, _ = tiny
+    train(settings(tiny, tmp_path / "run", max_steps=6))
+    adapter = str(tmp_path / "run" / "final")
+    exact = load_model(ModelConfig(base=str(base), adapter=adapter, merge_adapter=True, dtype="float32"))
+    half = load_model(ModelConfig(base=str(base), adapter=adapter, dtype="bfloat16"))
+    assert half.dtype == "bfloat16" and exact.dtype == "float32"
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    assert not hasattr(half.model, "peft_config")  # merged: no LoRA layers left to run
+    ids = torch.tensor([exact.tokenizer.encode("X:1\nT:Test\nM:6/8\nK:G\nGAB d2e|")])
+    with torch.no_grad():
+        want, got = exact.model(ids).logits, half.model(ids).logits.float()
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9
+    auto = load_model(ModelConfig(base=str(base), adapter=adapter))
+    assert auto.dtype == ("bfloat16" if cpu_has_bfloat16() else "float32")
+    int8 = load_model(ModelConfig(base=str(base), adapter=adapter, quantize="int8-dynamic"))
+    assert int8.dtype == "float32"
 
 
 def test_adapter_on_another_base_is_refused(tiny, tmp_path):

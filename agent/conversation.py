@@ -61,7 +61,11 @@ class AgentConfig:
     adapter: str | None = field(
         default=None, metadata={"help": "adapter folder; None: the shipped adapter; 'none': bare base"}
     )
-    quantize: str = field(default="none", metadata={"help": "none or int8-dynamic (CPU)"})
+    quantize: str = field(
+        default="auto",
+        metadata={"help": "auto (int8 weights where the CPU computes in bfloat16), none, "
+                  "int8-weight or int8-dynamic (CPU)"},
+    )
     dtype: str = field(
         default="auto",
         metadata={"help": "auto (bfloat16 where the CPU computes in it, else float32), float32, bfloat16"},

@@ -32,7 +32,7 @@ measures and tables from the records of an earlier run (e.g. once the training s
 >>> EvalConfig(out="/tmp/eval", configs=("fastest",))
 Traceback (most recent call last):
 ...
-ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, float32, unconstrained, greedy, gemma
+ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, bfloat16, float32, unconstrained, greedy, gemma
 """
 from __future__ import annotations
 
@@ -102,12 +102,15 @@ class Configuration:
 
 CONFIGURATIONS = {
     c.name: c for c in (
-        Configuration("default", "the shipped adapter (models/tunesmith-smollm2-135m) on SmolLM2-135M"),
+        Configuration("default", "the shipped adapter (models/tunesmith-smollm2-135m) on SmolLM2-135M, "
+                      "merged; bfloat16 with int8 weights on a CPU that computes in bfloat16"),
         Configuration("no-adapter", "the bare base model, no adapter", agent={"adapter": "none"}),
         Configuration("int8", "the default model with int8 dynamic quantization",
                       agent={"quantize": "int8-dynamic"}),
-        Configuration("float32", "the default model in float32 (the default is bfloat16 on a CPU "
-                      "that computes in it)", agent={"dtype": "float32"}),
+        Configuration("bfloat16", "the default model in bfloat16 without int8 weights",
+                      agent={"quantize": "none"}),
+        Configuration("float32", "the default model in float32, not quantized",
+                      agent={"dtype": "float32", "quantize": "none"}),
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),

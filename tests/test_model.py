@@ -278,3 +278,31 @@ def test_gemma3_base_builds_prompts_composes_and_trains(tmp_path):
     run = train(TrainConfig(base="gemma3-270m", data=str(data), out=str(tmp_path / "run"), max_steps=1,
                             batch_size=1, max_length=512, eval_batches=1, device="cpu", threads=1))
     assert run.progress.step == 1 and (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_int8_weights_keep_predictions_and_auto_picks_them_only_in_bfloat16(tiny_base):
+    import torch
+
+    from agent.model import cpu_has_bfloat16
+
+    if not cpu_has_bfloat16():
+        with pytest.raises(ModelError, match="needs a CPU that computes in bfloat16"):
+            load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight"))
+        return
+    half = load_model(ModelConfig(base=str(tiny_base), dtype="bfloat16"))
+    int8 = load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight"))
+    assert (int8.dtype, int8.quantize) == ("bfloat16", "int8-weight")
+    assert not any(isinstance(m, torch.nn.Linear) for m in int8.model.modules())
+    layers = [m for m in int8.model.modules() if type(m).__name__ == "Int8WeightLinear"]
+    assert layers and all(m.weight_int8.dtype == torch.int8 for m in layers)
+    ids = sample_ids(int8.tokenizer)
+    with torch.no_grad():
+        want, got = half.model(ids).logits.float(), int8.model(ids).logits.float()
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9
+    auto = load_model(ModelConfig(base=str(tiny_base), quantize="auto"))
+    assert (auto.dtype, auto.quantize) == ("bfloat16", "int8-weight")
+    plain = load_model(ModelConfig(base=str(tiny_base), quantize="auto", dtype="float32"))
+    assert plain.quantize == "none"
+    with pytest.raises(ModelError, match="bfloat16 activations"):
+        ModelConfig(quantize="int8-weight", dtype="float32")

@@ -134,6 +134,11 @@ class ComposeConfig:
     )
     max_accidentals_per_bar: int = field(
         default=4, metadata={"help": "accidentals written in one bar (0: no limit)"})
+    max_range_steps: int = field(
+        default=12,
+        metadata={"help": "widest melody of a new tune, lowest to highest note, in diatonic steps "
+                  "(12: a thirteenth, about 20 semitones; 95% of the training tunes span at most "
+                  "21 semitones); 0: no limit"})
     double_accidentals: bool = field(default=False, metadata={"help": "allow ^^ and __"})
     constrained: bool = field(
         default=True,
@@ -260,7 +265,8 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig, ornaments: 
     return body_spec(meter, unit or str(tune.unit_length), plan, subdivision=config.subdivision,
                      allow_pickup=config.allow_pickup, repetition=config.repetition(),
                      ornaments=ornaments, max_accidentals_per_bar=config.max_accidentals_per_bar,
-                     double_accidentals=config.double_accidentals)
+                     double_accidentals=config.double_accidentals,
+                     max_range_steps=config.max_range_steps)
 
 
 # --------------------------------------------------------------------------------------------

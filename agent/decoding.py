@@ -379,6 +379,7 @@ class BodySpec:
     double_accidentals: bool = False  # ^^ and __ allowed
     slurs_in: int = 0  # slurs open when decoding starts
     slurs_out: int = 0  # slurs that must be open when it ends
+    max_range_steps: int = 0  # lowest to highest single note, in diatonic steps (0: no limit)
     lengths: dict = field(default=None, compare=False, repr=False)
     length_prefixes: dict = field(default=None, compare=False, repr=False)
 
@@ -415,13 +416,15 @@ def body_spec(
     ornaments: bool = True,
     max_accidentals_per_bar: int = 4,
     double_accidentals: bool = False,
+    max_range_steps: int = 0,
 ) -> BodySpec:
     """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
 
     ``subdivision`` is how many ticks a unit splits into: 2 allows sixteenths under ``L:1/8``.
     ``ornaments=False`` leaves out slurs, grace notes and decorations; a bar holds at most
     ``max_accidentals_per_bar`` accidentals, double sharps and flats only when
-    ``double_accidentals``.
+    ``double_accidentals``; the melody's notes span at most ``max_range_steps`` diatonic steps
+    (7 is an octave; 0: no limit).
 
     >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
     >>> spec.bar_ticks, spec.last_bar
@@ -450,7 +453,20 @@ def body_spec(
         ornaments=ornaments,
         max_accidentals_per_bar=max_accidentals_per_bar,
         double_accidentals=double_accidentals,
+        max_range_steps=max_range_steps,
     )
+
+
+def staff_step(name: str) -> int:
+    """A note name (letter and octave marks, no accidental) as a diatonic step: C (middle C) is
+    28, c 35, each ' or , one octave (7 steps) up or down.
+
+    >>> staff_step("C"), staff_step("c"), staff_step("B,"), staff_step("d'")
+    (28, 35, 27, 43)
+    """
+    letter = name[0]
+    octave = (4 if letter.isupper() else 5) + name.count("'") - name.count(",")
+    return 7 * octave + "CDEFGAB".index(letter.upper())
 
 
 # --------------------------------------------------------------------------------------------
@@ -693,20 +709,37 @@ class BodyState:
         self.mode, self.pitch, self.length, self.marks = _NOTE, pitch, "", 0
         self.bar_text += letter
         self.items = ""
-        return self._run_possible() and self._length_viable("")
+        return self._pitch_possible() and self._length_viable("")
 
-    def _run_possible(self) -> bool:
-        """The note being written can still keep the pitch-run limit: as it is, or with one
-        more octave mark (which gives another pitch)."""
-        return self._run_ok() or self.marks < MAX_OCTAVE_MARKS
+    def _note_name(self) -> str:
+        """The note being written: its letter and octave marks (no accidental)."""
+        return self.pitch[len(self.pitch) - 1 - self.marks:]
 
-    def _run_ok(self) -> bool:
-        """Whether the note being written, as it is now, keeps the limit on notes in a row at
-        one pitch (its letter and octave marks)."""
+    def _range_ok(self, step: int | None = None) -> bool:
+        """The note being written (or ``step``) keeps the melody within ``max_range_steps``."""
+        limit = self.spec.max_range_steps
+        if not limit or self.low_step is None:
+            return True
+        step = staff_step(self._note_name()) if step is None else step
+        return max(self.high_step, step) - min(self.low_step, step) <= limit
+
+    def _pitch_possible(self) -> bool:
+        """Some spelling of the note being written keeps both the pitch-run limit and the range:
+        as it is, or with more octave marks (commas take a capital letter down, apostrophes a
+        small letter up)."""
+        name = self._note_name()
+        mark, direction = ("," , -7) if name[0].isupper() else ("'", 7)
+        step = staff_step(name)
+        return any(self._run_ok(name + mark * k) and self._range_ok(step + direction * k)
+                   for k in range(MAX_OCTAVE_MARKS - self.marks + 1))
+
+    def _run_ok(self, name: str | None = None) -> bool:
+        """Whether the note being written, as it is now (or spelt ``name``), keeps the limit on
+        notes in a row at one pitch (its letter and octave marks)."""
         limit = self.spec.repetition.max_pitch_run
         if not limit or self.tie_req is not None:
             return True
-        name = self.pitch[len(self.pitch) - 1 - self.marks:]
+        name = self._note_name() if name is None else name
         return name != self.run_pitch or self.run_length < limit
 
     def _accidental_ok(self) -> bool:
@@ -742,9 +775,10 @@ class BodyState:
                 return False
             self.pitch, self.marks = pitch, self.marks + 1
             self.bar_text += ch
-            return self._run_possible() and self._length_viable("")
+            return self._pitch_possible() and self._length_viable("")
         if ch in LENGTH_CHARS:
-            if (self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok():
+            if ((self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok()
+                    or not self._range_ok()):
                 return False
             return self._extend_length(ch)
         return self._finish_element() and self._after(ch)
@@ -800,11 +834,15 @@ class BodyState:
         if ticks is None or not self._fits(ticks, self.length):
             return False
         if mode == _NOTE:
-            if (self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok():
+            if ((self.tie_req is not None and self.pitch != self.tie_req) or not self._run_ok()
+                    or not self._range_ok()):
                 return False
             self._note_accidental()
             self.last_kind = "note"
-            name = self.pitch[len(self.pitch) - 1 - self.marks:]
+            name = self._note_name()
+            step = staff_step(name)
+            self.low_step = step if self.low_step is None else min(self.low_step, step)
+            self.high_step = step if self.high_step is None else max(self.high_step, step)
             if self.tie_req is None:  # a tie's second note continues the same sound
                 same = name == self.run_pitch
                 self.run_pitch, self.run_length = name, self.run_length + 1 if same else 1
@@ -1132,6 +1170,7 @@ def start_state(
     state.repetition_on = True
     state.newline_done = False
     state.run_pitch, state.run_length = "", 0
+    state.low_step = state.high_step = None
     return state
 
 

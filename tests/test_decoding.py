@@ -276,3 +276,19 @@ def test_grammar_rejects_an_overfull_bar():
     rules = grammar_rules(body_spec("2/4", "1/8", FormPlan.through(1)))
     assert recognizes(rules, "A2 B2 |]")
     assert not recognizes(rules, "A2 B2 c |]")
+
+
+def test_range_limit_keeps_single_notes_within_the_span():
+    spec = body_spec("4/4", "1/8", FormPlan.through(2), max_range_steps=7)
+    state = start_state(spec).feed("C2 c2 ")
+    assert state is not None  # C to c: an octave, 7 steps
+    assert state.feed("d") is None  # c..C plus d is 8 steps
+    assert state.feed("B,") is None
+    assert state.feed("G2 E2 |") is not None
+    high = start_state(spec).feed("c2 c'2 ")
+    assert high.feed("C") is None  # a capital letter can only go lower: never back in range
+    low = start_state(spec).feed("C,2 C,,2 ")
+    assert low.feed("C") is not None  # "C," would fit ...
+    assert low.feed("C2") is None  # ... but C itself does not
+    assert low.feed("C,2") is not None
+    assert start_state(body_spec("4/4", "1/8", FormPlan.through(1))).feed("C,,2 c'2 C,,2 c'2 |")

@@ -157,7 +157,7 @@ def test_two_clients_keep_separate_sessions(server, tmp_path):
 def test_a_long_composition_does_not_block_another_tab(server, tmp_path):
     composing = Client(server, verbose=False, download_files=str(tmp_path / "a"))
     other = Client(server, verbose=False, download_files=str(tmp_path / "b"))
-    job = composing.submit("write a reel in D, 8 bars", api_name="/chat")  # then six renders
+    job = composing.submit("write a reel in D, 32 bars", api_name="/chat")  # then six renders
     time.sleep(1.0)
     started = time.perf_counter()
     answers = [other.predict(message, api_name="/chat")[0] for message in ("hello", "undo", "redo")]

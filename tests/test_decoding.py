@@ -6,6 +6,8 @@ hold exactly its meter, the bar count and the bar lines must follow the plan.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from fractions import Fraction
 
@@ -292,3 +294,14 @@ def test_range_limit_keeps_single_notes_within_the_span():
     assert low.feed("C2") is None  # ... but C itself does not
     assert low.feed("C,2") is not None
     assert start_state(body_spec("4/4", "1/8", FormPlan.through(1))).feed("C,,2 c'2 C,,2 c'2 |")
+
+
+def test_at_most_two_decorations_in_a_bar():
+    spec = body_spec("4/4", "1/8", FormPlan.through(2))
+    state = start_state(spec).feed(".C .D !trill!E")
+    assert state is None
+    state = start_state(spec).feed(".C !trill!D E F G4 |")
+    assert state is not None and state.feed(".A") is not None  # a new bar starts a new count
+    assert start_state(spec).feed(".C .D .E") is None
+    free = dataclasses.replace(body_spec("4/4", "1/8", FormPlan.through(1)), max_decorations_per_bar=0)
+    assert start_state(free).feed(".C .D .E .F G4 |") is not None

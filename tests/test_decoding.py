@@ -7,7 +7,6 @@ hold exactly its meter, the bar count and the bar lines must follow the plan.
 from __future__ import annotations
 
 import dataclasses
-
 import random
 from fractions import Fraction
 

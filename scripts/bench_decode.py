@@ -1,18 +1,27 @@
-"""Decode speed and load times of the base model: float32 against int8 dynamic quantization.
+"""Decode speed, load time and quality of each way of running the model, in one run.
 
-    .venv/bin/python scripts/bench_decode.py [--base smollm2-135m] [--adapter DIR] [--tokens 200]
-                                             [--runs 3] [--fresh-cache]
+    .venv/bin/python scripts/bench_decode.py [--base smollm2-135m] [--adapter DIR|none]
+                                             [--tokens 200] [--runs 3] [--examples 30]
+                                             [--variants float32-peft,float32,...]
 
-Prints a Markdown table: load seconds, greedy decode tokens/s (median of the runs, the prompt
-being a compose request with its ABC header prefilled), the loss of each variant on real tunes
-from music21's corpus (teacher-forced, the body after the header), and how many of the int8
-model's greedy tokens match the float32 model's before they first differ.
-``--fresh-cache`` converts the GGUF into an empty temporary cache first, to time a first start.
+Each variant loads the model its own way (adapter kept as LoRA layers or merged into the base;
+float32, bfloat16, int8 weights with bfloat16 inputs, int8 dynamic quantization; with or without
+the KV cache) and is timed on the same greedy decode: ``--tokens`` new tokens after a compose
+request with its ABC header prefilled, median of ``--runs``. Quality is the loss (nats per target
+token, teacher-forced) on the first ``--examples`` compose examples of ``data/build/valid.jsonl``
+(the tunes the adapter was validated on), and how many greedy tokens match float32's before the
+first difference.
+
+As a yardstick, when ``llama_cpp`` (llama-cpp-python, built from its sdist) is importable, the
+same prompt is decoded by llama.cpp on the base's own Q4_1 GGUF (the bare base: llama.cpp does
+not run the adapter here). Prints a Markdown table; the load average is recorded with it.
 """
 from __future__ import annotations
 
 import argparse
-import re
+import importlib.util
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -21,102 +30,134 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.model import ModelConfig, load_model  # noqa: E402
+from agent.conversation import resolve_adapter  # noqa: E402
+from agent.model import OFFLINE_BASES, ModelConfig, load_model  # noqa: E402
 from agent.prompts import abc_header, chat_prompt_ids, compose_messages, training_ids  # noqa: E402
 
-
-def corpus_tunes(count: int) -> list[str]:
-    """Real tunes from O'Neill's collection as music21 ships it (header lines up to K: first)."""
-    import music21
-
-    folder = Path(music21.__file__).parent / "corpus" / "oneills1850"
-    tunes = []
-    for path in sorted(folder.glob("*.abc"))[-3:]:
-        for chunk in re.split(r"\n(?=X:)", path.read_text(encoding="latin-1")):
-            if chunk.strip().startswith("X:") and "\nK:" in chunk:
-                tunes.append(chunk.strip() + "\n")
-    return tunes[:count]
+REPO = Path(__file__).resolve().parent.parent
+#: name -> (ModelConfig overrides, use the KV cache)
+VARIANTS = {
+    "float32-peft": ({"dtype": "float32"}, True),
+    "float32": ({"dtype": "float32", "merge_adapter": True}, True),
+    "float32-no-cache": ({"dtype": "float32", "merge_adapter": True}, False),
+    "bfloat16": ({"dtype": "bfloat16"}, True),
+    "int8-weight": ({"quantize": "int8-weight"}, True),
+    "int8-dynamic": ({"quantize": "int8-dynamic"}, True),
+}
 
 
-def tune_loss(loaded, tunes: list[str]) -> float:
-    """Mean cross-entropy per target token of the tunes' bodies, given request and header."""
+def validation_examples(count: int) -> list[dict]:
+    path = REPO / "data" / "build" / "valid.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: build the data first (tunesmith finetune data)")
+    examples = [json.loads(line) for line in path.open(encoding="utf-8")]
+    return [e for e in examples if e["task"] == "compose"][:count]
+
+
+def loss(loaded, examples: list[dict]) -> float:
+    """Mean cross-entropy per target token of the examples' bodies, given request and header."""
     import torch
     import torch.nn.functional as F
 
     total, count = 0.0, 0
-    for tune in tunes:
-        header = tune[: tune.index("\nK:") + 1]
-        header += tune[len(header):].split("\n", 1)[0] + "\n"
-        messages = compose_messages("an Irish tune") + [{"role": "assistant", "content": tune}]
-        ids, labels = training_ids(loaded.tokenizer, messages, header)
+    for example in examples:
+        ids, labels = training_ids(loaded.tokenizer, example["messages"], example["prefill"])
         with torch.no_grad():
-            logits = loaded.model(torch.tensor([ids])).logits[0, :-1]
+            logits = loaded.model(torch.tensor([ids])).logits[0, :-1].float()
         targets = torch.tensor(labels[1:])
-        total += float(F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum"))
+        total += float(F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum"))
         count += int((targets != -100).sum())
     return total / count
 
 
-def decode(loaded, prompt: list[int], tokens: int) -> tuple[float, float, list[int]]:
-    """Wall seconds and CPU seconds for ``tokens`` greedy new tokens, and the tokens."""
+def decode(loaded, prompt: list[int], tokens: int, use_cache: bool) -> tuple[float, list[int]]:
+    """Wall seconds for ``tokens`` greedy new tokens, and the tokens."""
     import torch
 
     ids = torch.tensor([prompt])
-    started, cpu = time.perf_counter(), time.process_time()
-    with torch.no_grad():
+    started = time.perf_counter()
+    with torch.inference_mode():
         out = loaded.model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
-            do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id,
+            do_sample=False, use_cache=use_cache, pad_token_id=loaded.tokenizer.pad_token_id,
         )
-    return time.perf_counter() - started, time.process_time() - cpu, out[0, len(prompt):].tolist()
+    return time.perf_counter() - started, out[0, len(prompt):].tolist()
+
+
+def llama_cpp_rate(base: str, prompt: list[int], tokens: int, runs: int, threads: int) -> float | None:
+    """Tokens/s of llama.cpp decoding greedily from ``prompt`` on the base's GGUF, or None."""
+    if importlib.util.find_spec("llama_cpp") is None or base not in OFFLINE_BASES:
+        return None
+    from llama_cpp import Llama
+
+    from agent.model import _gguf_path
+
+    with tempfile.TemporaryDirectory() as scratch:
+        gguf = _gguf_path(OFFLINE_BASES[base], Path(scratch))
+        llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, verbose=False)
+        times = []
+        for _ in range(runs):
+            llm.reset()
+            started = time.perf_counter()
+            generated = 0
+            for _token in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+                generated += 1
+                if generated == tokens:
+                    break
+            times.append(time.perf_counter() - started)
+    return tokens / statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="smollm2-135m")
-    parser.add_argument("--adapter", default=None)
+    parser.add_argument("--adapter", default=None, help="adapter folder, or none (default: shipped)")
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tunes", type=int, default=8, help="corpus tunes for the loss column")
+    parser.add_argument("--examples", type=int, default=30, help="validation examples for the loss")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = one per core")
-    parser.add_argument("--fresh-cache", action="store_true", help="time the GGUF conversion too")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
 
-    cache = tempfile.mkdtemp(prefix="tunesmith-bench-") if args.fresh_cache else None
-    rows, outputs = [], {}
+    adapter = resolve_adapter(args.adapter)
+    examples = validation_examples(args.examples)
     header = abc_header(title="Autumn Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
-    tunes = corpus_tunes(args.tunes)
-    first_load = load_model(ModelConfig(base=args.base, cache_dir=cache)).load_seconds
-    cached_load = load_model(ModelConfig(base=args.base, cache_dir=cache)).load_seconds
-    for quantize in ("none", "int8-dynamic"):
-        config = ModelConfig(base=args.base, adapter=args.adapter, cache_dir=cache, quantize=quantize,
-                             threads=args.threads)
-        loaded = load_model(config)
+    rows, outputs, prompt = [], {}, []
+    for name in args.variants.split(","):
+        overrides, use_cache = VARIANTS[name]
+        loaded = load_model(ModelConfig(base=args.base, adapter=adapter, threads=args.threads, **overrides))
         prompt = chat_prompt_ids(loaded.tokenizer, compose_messages("a sad waltz in D minor"), header)
-        decode(loaded, prompt, 8)  # warm-up
-        times, cpu_times = [], []
-        for _ in range(args.runs):
-            seconds, cpu_seconds, tokens = decode(loaded, prompt, args.tokens)
-            times.append(seconds)
-            cpu_times.append(cpu_seconds)
-        outputs[quantize] = tokens
-        rows.append((quantize, loaded.load_seconds, args.tokens / statistics.median(times),
-                     args.tokens / statistics.median(cpu_times), tune_loss(loaded, tunes)))
-    a, b = outputs["none"], outputs["int8-dynamic"]
-    same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+        decode(loaded, prompt, 8, use_cache)  # warm-up
+        runs = [decode(loaded, prompt, args.tokens, use_cache) for _ in range(args.runs)]
+        outputs[name] = runs[-1][1]
+        rate = args.tokens / statistics.median(seconds for seconds, _ in runs)
+        rows.append((name, loaded.dtype, loaded.quantize, loaded.load_seconds, rate, loss(loaded, examples)))
+        print(f"{name}: {rate:.1f} tok/s", file=sys.stderr, flush=True)
 
     import torch
 
-    print(f"\nbase {args.base}, adapter {args.adapter or 'none'}, {torch.get_num_threads()} threads, "
-          f"{args.tokens} greedy tokens, median of {args.runs} runs"
-          + (" (first load = GGUF conversion into an empty cache)" if args.fresh_cache else ""))
-    print(f"\nbase load: first {first_load:.2f} s, from the cache {cached_load:.2f} s")
-    print("\n| weights | load s | decode tok/s | tok per CPU-second | loss on corpus tunes |")
-    print("|---|---|---|---|---|")
-    for quantize, load_seconds, rate, cpu_rate, loss in rows:
-        name = "float32" if quantize == "none" else quantize
-        print(f"| {name} | {load_seconds:.2f} | {rate:.1f} | {cpu_rate:.1f} | {loss:.3f} |")
-    print(f"\nint8 greedy output matches float32 for the first {same} of {len(a)} tokens")
+    yardstick = llama_cpp_rate(args.base, prompt, args.tokens, args.runs, torch.get_num_threads())
+    reference = outputs.get("float32")
+    print(f"\nbase {args.base}, adapter {adapter or 'none'}, {torch.get_num_threads()} threads, "
+          f"{args.tokens} greedy tokens, median of {args.runs} runs, loss on {len(examples)} "
+          f"validation tunes, load average {os.getloadavg()[0]:.1f}")
+    print("\n| variant | dtype | quantize | load s | decode tok/s | × float32 | loss (nats/token) "
+          "| greedy tokens equal to float32's |")
+    print("|---|---|---|---|---|---|---|---|")
+    base_rate = next((rate for name, *_, rate, _ in rows if name == "float32"), None)
+    for name, dtype, quantize, load_seconds, rate, value in rows:
+        same = "–"
+        if reference is not None:
+            out = outputs[name]
+            same = str(next((i for i, (a, b) in enumerate(zip(reference, out)) if a != b), len(out)))
+        ratio = f"{rate / base_rate:.2f}" if base_rate else "–"
+        print(f"| {name} | {dtype} | {quantize} | {load_seconds:.2f} | {rate:.1f} | {ratio} "
+              f"| {value:.4f} | {same} |")
+    if yardstick is not None:
+        ratio = f"{yardstick / base_rate:.2f}" if base_rate else "–"
+        print(f"| llama.cpp (bare base, Q4_1 GGUF) | – | Q4_1 | – | {yardstick:.1f} | {ratio} | – | – |")
+    else:
+        print("\n(llama.cpp not measured: llama_cpp is not importable)")
     return 0
 
 

@@ -483,9 +483,25 @@ def _write_lyrics(abc: str, theme: str, composer: Composer, config: AgentConfig)
     return write_lyrics(abc, theme, _generate_text(composer), _lyrics_config(config))
 
 
+def _rewrite_lines(abc: str, op: Any, composer: Composer, config: AgentConfig) -> tuple[Any, str]:
+    """New words for the lines ``op`` names (the chorus: the last stanza), and how to say which."""
+    from agent.abc_text import parse_tune
+    from agent.lyrics import chorus_lines, rewrite_lines
+
+    lines = chorus_lines(abc) if op.chorus else op.lines
+    if not lines:
+        raise InputError("the tune has no words yet: ask for lyrics first")
+    span = (f"line {lines[0]}" if len(lines) == 1 and lines[0] > 0 else "the last line"
+            if lines == (-1,) else f"lines {lines[0]}–{lines[-1]}")
+    said = f"the chorus (taken as the last stanza: {span})" if op.chorus else span
+    theme = op.theme or parse_tune(abc).get("T") or "the song"
+    result = rewrite_lines(abc, lines, theme, _generate_text(composer), _lyrics_config(config))
+    return result, said
+
+
 def _unrhymed_note(result: Any) -> str:
     """A sentence naming the rhymes the lyrics miss ("" when every pair rhymes)."""
-    misses = result.report.unrhymed
+    misses = result.unrhymed if hasattr(result, "unrhymed") else result.report.unrhymed
     if not misses:
         return ""
     return (f" Not every pair rhymes ({'; '.join(misses[:2])}); ask again for another try "
@@ -506,7 +522,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             config: AgentConfig) -> Turn:
     from agent import lyrics as lyric_ops
     from agent.understand import (AddVerse, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord,
-                                  SetLyrics, WriteLyrics)
+                                  RewriteLyricLines, SetLyrics, WriteLyrics)
 
     if not request.lyric_ops:
         return Turn(session, "What should the words be about?", False, "lyrics")
@@ -538,6 +554,15 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
                             f"{op.line} to …”.", False, "lyrics")
             abc, _ = lyric_ops.replace_line(abc, op.line, op.text)
             notes.append(f"Line {op.line} now reads “{op.text}”.")
+        elif isinstance(op, RewriteLyricLines):
+            result, said = _rewrite_lines(abc, op, composer, config)
+            if not result.ok:
+                return Turn(session, f"I could not rewrite {said} well enough ("
+                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
+                            False, "lyrics")
+            abc = result.abc
+            notes.append(f"I rewrote {said} about {op.theme or 'the song'}; the other lines are as "
+                         f"they were.{_unrhymed_note(result)}")
         elif isinstance(op, ReplaceLyricWord):
             abc, _ = lyric_ops.replace_word(abc, op.old, op.new)
             notes.append(f"“{op.old}” is now “{op.new}”.")

@@ -1694,6 +1694,155 @@ def replace_line(
     return _rewrite_blocks(abc, blocks, lines), EditReport((line.index,), (fit,), tuple(notes))
 
 
+@dataclass(frozen=True)
+class RewriteResult:
+    """New words for some lines (:func:`rewrite_lines`). ``abc`` is the tune with them when
+    ``ok``, else the tune as given; ``unrhymed`` lists rhymes the new lines miss."""
+
+    abc: str
+    lines: tuple[int, ...]  # the music lines rewritten, 1-based
+    texts: tuple[str, ...]  # their new words, one text per music line
+    requests: int
+    problems: tuple[str, ...] = ()
+    unrhymed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _scheme_letters(count: int, scheme: str) -> list[str]:
+    """The rhyme letter of each of ``count`` lyric lines, stanza by stanza (letters of different
+    stanzas are told apart by a stanza number)."""
+    size = len(scheme)
+    return [f"{start}{letter}" for start in range(0, count, size)
+            for letter in _group_scheme(scheme, min(size, count - start))]
+
+
+def _worded_phrases(abc: str, lines: list[LineSlots], config: LyricsConfig) -> list[Phrase]:
+    worded = [line for line in lines if _block_texts(abc, line)]
+    return lyric_phrases(worded, config.max_line_syllables)
+
+
+def chorus_lines(abc: str, config: LyricsConfig = LyricsConfig()) -> tuple[int, ...]:
+    """The music lines (1-based) taken as the chorus: those of the last stanza of the words
+    (a stanza is as many lyric lines as the rhyme scheme); all lines with words when the song
+    has one stanza. ABC marks no chorus, so this is the usual song form's guess.
+
+    >>> tune = "X:1\\nM:2/4\\nL:1/4\\nK:C\\n" + "C D|E2|\\nw:one two three\\n" * 6
+    >>> chorus_lines(tune)
+    (5, 6)
+    """
+    phrases = _worded_phrases(abc, note_slots(abc), config)
+    if not phrases:
+        return ()
+    size = len(config.rhyme_scheme)
+    start = ((len(phrases) - 1) // size) * size
+    return tuple(sorted({p.line + 1 for p in phrases[start:]}))
+
+
+def rewrite_lines(
+    abc: str, line_numbers: Sequence[int], theme: str, generate_text: GenerateText,
+    config: LyricsConfig = LyricsConfig(), lexicon: ThemeLexicon | None = None,
+) -> RewriteResult:
+    """New words by the model for music lines ``line_numbers`` (1-based, -1 the last), about
+    ``theme``; every other line, every note and every other verse stays byte-identical.
+
+    The lines are asked for as :func:`write_lyrics` asks (syllable budgets per phrase, the rhyme
+    scheme among the lines asked for), ``samples_per_request`` answers at a time, up to
+    ``requests_per_stanza`` requests. Each new line must pass :func:`check_line`, not repeat a
+    line of the song, and one of them must show the theme; a new line whose rhyme partner is
+    kept should rhyme with it (the partner's last word is known when it ends its music line),
+    and a miss is reported in ``unrhymed`` rather than refused.
+
+    >>> tune = ("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F G A|\\nw:The moon is bright to-night\\n"
+    ...         "G E C|D D C|\\nw:She sails a-cross the night\\n")
+    >>> fake = lambda messages, settings: "The sea is wide and bright"
+    >>> lexicon = ThemeLexicon("the sea", ("sea",))
+    >>> result = rewrite_lines(tune, [1], "the sea", fake, lexicon=lexicon)
+    >>> result.ok, result.abc.splitlines()[5], result.abc.splitlines()[-1]
+    (True, 'w:The sea is wide and bright', 'w:She sails a-cross the night')
+    """
+    lines = note_slots(abc)
+    if not any(_block_texts(abc, line) for line in lines):
+        raise InputError("the tune has no words yet: ask for lyrics first")
+    numbers = sorted({n if n > 0 else len(lines) + 1 + n for n in line_numbers})
+    for number in numbers:
+        if not _block_texts(abc, _line_at(lines, number)):
+            raise InputError(f"line {number} has no words to rewrite")
+    lexicon = lexicon or theme_lexicon(theme)
+    phrases = _worded_phrases(abc, lines, config)
+    targets = {n - 1 for n in numbers}
+    todo = [i for i, p in enumerate(phrases) if p.line in targets]
+    letters = _scheme_letters(len(phrases), config.rhyme_scheme)
+    kept_ends: dict[int, str] = {}  # phrase -> last word, for kept phrases that end their line
+    for i, phrase in enumerate(phrases):
+        ends_line = i + 1 == len(phrases) or phrases[i + 1].line != phrase.line
+        if phrase.line not in targets and ends_line:
+            kept_ends[i] = last_word(_words_of_w(_block_texts(abc, lines[phrase.line])[0]))
+    song = [_words_of_w(t) for line in lines for t in _block_texts(abc, line)
+            if line.index not in targets]
+    ask_scheme = _group_scheme("".join(letters[i][-1] for i in todo), len(todo))
+    pool: list[str] = []
+    chosen: dict[int, str] = {}
+    requests = 0
+    for _ in range(config.requests_per_stanza):
+        for answer in _request_lines(theme, [phrases[i].notes for i in todo], ask_scheme,
+                                     generate_text, config, requests):
+            pool += [t for t in answer if _normal(t) not in {_normal(p) for p in pool}]
+        requests += 1
+        chosen, missing, unrhymed = _choose_rewrites(todo, phrases, letters, kept_ends, pool,
+                                                     song, lexicon, config)
+        if not missing and not unrhymed and any(lexicon.classify(t) for t in chosen.values()):
+            break
+    problems = [f"line {phrases[i].line + 1}: no usable line of words among {len(pool)} proposed"
+                for i in missing]
+    if chosen and not any(lexicon.classify(t) for t in chosen.values()):
+        problems.append(f"no new line is about {theme}")
+    if problems:
+        return RewriteResult(abc, tuple(numbers), (), requests, tuple(problems))
+    texts = tuple(" ".join(chosen[i] for i in todo if phrases[i].line == n - 1) for n in numbers)
+    new = abc
+    try:
+        for number, text in zip(numbers, texts):
+            new, _ = replace_line(new, number, text, config=config)
+    except InputError as err:
+        return RewriteResult(abc, tuple(numbers), texts, requests, (str(err),))
+    return RewriteResult(new, tuple(numbers), texts, requests, (), tuple(unrhymed))
+
+
+def _choose_rewrites(
+    todo: list[int], phrases: list[Phrase], letters: list[str], kept_ends: dict[int, str],
+    pool: list[str], song: list[str], lexicon: ThemeLexicon, config: LyricsConfig,
+) -> tuple[dict[int, str], list[int], list[str]]:
+    """The best proposed line for each phrase to rewrite, in order: (choices, phrases with no
+    usable line, rhymes missed)."""
+    chosen: dict[int, str] = {}
+    missing: list[int] = []
+    unrhymed: list[str] = []
+    for i in todo:
+        mates = [j for j, letter in enumerate(letters) if letter == letters[i] and j != i]
+        ends = [kept_ends[j] for j in mates if j in kept_ends]
+        ends += [last_word(chosen[j]) for j in mates if j in chosen]
+        taken = song + list(chosen.values())
+        usable = [t for t in pool if check_line(t, phrases[i].notes, config, taken=taken).ok]
+        if not usable:
+            missing.append(i)
+            continue
+
+        def score(text: str) -> float:
+            rhymed = 3.0 if ends and any(rhymes(last_word(text), end) for end in ends) else 0.0
+            theme = {"theme": 2.0, "image": 1.0}.get(lexicon.classify(text) or "", 0.0)
+            syllables = check_line(text, phrases[i].notes, config).syllables
+            return rhymed + theme - 0.25 * abs(phrases[i].notes - syllables)
+
+        chosen[i] = max(usable, key=score)
+        if ends and not any(rhymes(last_word(chosen[i]), end) for end in ends):
+            unrhymed.append(f"line {phrases[i].line + 1}: {last_word(chosen[i])!r} does not "
+                            f"rhyme with {ends[0]!r}")
+    return chosen, missing, unrhymed
+
+
 def replace_word(
     abc: str, old: str, new: str, config: LyricsConfig = LyricsConfig()
 ) -> tuple[str, EditReport]:

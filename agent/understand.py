@@ -477,6 +477,17 @@ class ReplaceLyricLine:
 
 
 @dataclass(frozen=True)
+class RewriteLyricLines:
+    """The model writes new words for some lyric lines, about ``theme`` (None: the song's own
+    theme). ``lines`` are 1-based music line numbers (-1 the last); empty with ``chorus``: the
+    song's last stanza. Every other line and every note stays as it is."""
+
+    lines: tuple[int, ...] = ()
+    theme: str | None = None
+    chorus: bool = False
+
+
+@dataclass(frozen=True)
 class ReplaceLyricWord:
     """Replace the word ``old`` with ``new`` in the lyrics."""
 
@@ -498,7 +509,8 @@ class AddVerse:
 
 ExactEdit = Transpose | SetTempo | ChangeMode | SetInstrument | SetTitle | RepeatPart | \
     ChangeLength | ReplaceBar
-LyricOp = WriteLyrics | SetLyrics | ReplaceLyricLine | ReplaceLyricWord | RemoveLyrics | AddVerse
+LyricOp = (WriteLyrics | SetLyrics | ReplaceLyricLine | RewriteLyricLines | ReplaceLyricWord
+           | RemoveLyrics | AddVerse)
 
 
 @dataclass(frozen=True)
@@ -1445,6 +1457,58 @@ _LINE_REPLACE = re.compile(
     r"line\s+(?P<num2>\d{1,2}))"
     r"\s+(?:should (?:be|say|read)|=)\s*:?\s*(?P<text2>.+)$",
     re.IGNORECASE | re.DOTALL)
+_LINE_ORDINAL = r"first|second|third|fourth|fifth|sixth|seventh|eighth|last|final|1st|2nd|3rd|4th"
+_LINE_THEME = re.compile(
+    r"\b(?P<verb>make|rewrite|change|redo|write new words for|new words for|give new words to)\s+"
+    r"(?:the\s+)?(?:words\s+(?:of|in|for)\s+(?:the\s+)?)?"
+    r"(?:(?P<chorus>chorus|refrain)|(?P<ord>" + _LINE_ORDINAL + r")\s+(?:lyric\s+)?line|"
+    r"(?:lyric\s+)?line\s+(?P<num>\d{1,2})|lines\s+(?P<a>\d{1,2})\s*(?:-|–|to|and|&)\s*"
+    r"(?P<b>\d{1,2})|(?P<end>first|last)\s+(?P<count>two|three|four|2|3|4)\s+lines)"
+    r"(?:\s+of\s+(?:the\s+)?(?:lyrics|words|song))?"
+    r"(?:\s+(?:to\s+be\s+|so\s+(?:it|they)\s+(?:is|are)\s+)?(?:about|on the theme of)\s+"
+    r"(?P<theme>[^.!?\n]+?))?\s*[.!]*\s*$",
+    re.IGNORECASE)
+_COUNTS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
+
+
+def _line_theme_op(text: str, config_chars: int = 80) -> RewriteLyricLines | None:
+    """ "make the chorus about leaving home", "rewrite line 2 about the sea", "new words for the
+    last line": lines the model rewrites. "make/change line 2" without a theme is not one (it
+    asks for the words instead).
+
+    >>> _line_theme_op("make the chorus about leaving home")
+    RewriteLyricLines(lines=(), theme='leaving home', chorus=True)
+    >>> _line_theme_op("Rewrite lines 3-4 about the sea.")
+    RewriteLyricLines(lines=(3, 4), theme='the sea', chorus=False)
+    >>> _line_theme_op("new words for the last line")
+    RewriteLyricLines(lines=(-1,), theme=None, chorus=False)
+    >>> _line_theme_op("change line 2") is None
+    True
+    """
+    m = _LINE_THEME.search(text.strip())
+    if not m:
+        return None
+    theme = clean_line(m.group("theme"), config_chars) if m.group("theme") else None
+    if theme is None and m.group("verb").lower() in ("make", "change"):
+        return None
+    if m.group("chorus"):
+        return RewriteLyricLines((), theme, chorus=True)
+    if m.group("ord"):
+        lines: tuple[int, ...] = (ORDINALS[m.group("ord").lower()],)
+    elif m.group("num"):
+        lines = (int(m.group("num")),)
+    elif m.group("a"):
+        low, high = sorted((int(m.group("a")), int(m.group("b"))))
+        lines = tuple(range(low, high + 1))
+    else:
+        count = _COUNTS[m.group("count").lower()]
+        lines = tuple(range(1, count + 1)) if m.group("end").lower() == "first" else \
+            tuple(range(-count, 0))
+    if any(n == 0 for n in lines):
+        return None
+    return RewriteLyricLines(lines, theme)
+
+
 _WORD_REPLACE = re.compile(
     r"\b(?:replace|change|swap)\s+(?:the\s+word\s+)?(?P<q>[\"'])(?P<old>[^\"']+)(?P=q)\s+"
     r"(?:with|to|for|into|by)\s+(?P<q2>[\"'])(?P<new>[^\"']+)(?P=q2)|"
@@ -1465,6 +1529,9 @@ _WRITE_LYRICS = re.compile(r"\b(?:add|write|give it|put|compose|make up|come up 
 def _lyric_ops(text: str, low: str, free: _FreeText) -> list[LyricOp]:
     """Operations on the words of a tune that has one."""
     ops: list[LyricOp] = []
+    rewrite = _line_theme_op(text)
+    if rewrite is not None:
+        return [rewrite]
     m = _LINE_REPLACE.search(text)
     if m and re.search(r"\bline\b", low):
         number = m.group("num") or m.group("num2")
@@ -1601,7 +1668,8 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
                            explanation=NEEDS_SCORE["question"])
         return replace(base, intent="question", attributes=attrs, question=question)
     wants_new = bool(_NEW_TUNE.search(masked_low)) and not re.search(
-        r"\b(?:make|turn)\s+(?:it|this|the tune)\b", masked_low)
+        r"\b(?:make|turn)\s+(?:it|this|the tune)\b", masked_low) and not (
+        has_score and _line_theme_op(text))  # "write new words for line 2"
     if has_score and not wants_new:
         return _edit_request(base, text, free, attrs, config)
     if not has_score and not wants_new:

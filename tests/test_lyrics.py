@@ -14,23 +14,9 @@ from agent import abc_lyrics
 from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body, tunebook_sources
 from agent.errors import InputError
 from agent.lyrics import (
-    GenerationSettings,
-    LyricsConfig,
-    ThemeLexicon,
-    add_verse,
-    check_line,
-    fit_line,
-    lyric_phrases,
-    note_slots,
-    read_lyrics,
-    remove_lyrics,
-    replace_line,
-    replace_word,
-    rhyme_rate,
-    set_words,
-    stress_on_strong_beats,
-    syllable_fit,
-    theme_presence,
+    GenerationSettings, LyricsConfig, ThemeLexicon, add_verse, check_line, chorus_lines, fit_line,
+    lyric_phrases, note_slots, read_lyrics, remove_lyrics, replace_line, replace_word,
+    rewrite_lines, rhyme_rate, set_words, stress_on_strong_beats, syllable_fit, theme_presence,
     write_lyrics,
 )
 from agent.syllables import last_word, rhymes, split_text, split_word, syllable_count
@@ -496,3 +482,48 @@ def test_several_answers_per_request_are_all_candidates():
     assert result.ok and not result.report.unrhymed
     assert result.lines[:2] == tuple(GOOD[:2]) and result.lines[3] == GOOD[3]
     assert rhymes(last_word(result.lines[2]), last_word(result.lines[3]))
+
+
+SEA = ThemeLexicon("the sea", ("sea",), ("waves", "shore", "tide"))
+
+
+def test_rewrite_one_line_keeps_every_other_line_and_note_and_rhymes_with_its_partner():
+    song = write_lyrics(TUNE, "the moon", FakeModel([GOOD]), lexicon=MOON).abc
+    # line 2 rhymes with line 1 ("high"); of the three answers only the last rhymes
+    model = FakeModel([["The sea is calling me"], ["The waves are rolling in"], ["The sea is rolling by"]])
+
+    def three(messages, settings):
+        return [model(messages, settings) for _ in range(settings.samples)]
+
+    result = rewrite_lines(song, [2], "the sea", three, lexicon=SEA)
+    assert result.ok and result.lines == (2,) and result.texts == ("The sea is rolling by",)
+    assert not result.unrhymed and result.requests == 1
+    diff = changed_lines(song, result.abc)
+    assert diff == ["- w:A lan-tern in the sky", "+ w:The sea is rol-ling by"]
+    assert notes_of(result.abc) == notes_of(song) and syllable_fit(result.abc).rate == 1.0
+    assert model.requests[0][0] == ("Write 1 lyric lines about the sea. Syllables per line: 6. "
+                                    "Rhyme scheme: A.")
+
+
+def test_rewrite_reports_a_missed_rhyme_and_refuses_lines_off_theme():
+    song = write_lyrics(TUNE, "the moon", FakeModel([GOOD]), lexicon=MOON).abc
+    result = rewrite_lines(song, [-1], "the sea", FakeModel([["The sea will take us home"]]),
+                           lexicon=SEA, config=LyricsConfig(requests_per_stanza=2))
+    assert result.ok and result.lines == (4,) and result.requests == 2
+    assert result.unrhymed == ("line 4: 'home' does not rhyme with 'sleep'",)
+    off = rewrite_lines(song, [1], "the sea", FakeModel([["A kettle on the stove"]]), lexicon=SEA,
+                        config=LyricsConfig(requests_per_stanza=1))
+    assert not off.ok and off.abc == song and "no new line is about the sea" in off.problems
+    with pytest.raises(InputError, match="no words yet"):
+        rewrite_lines(TUNE, [1], "the sea", FakeModel([GOOD]), lexicon=SEA)
+    with pytest.raises(InputError, match="no line 9"):
+        rewrite_lines(song, [9], "the sea", FakeModel([GOOD]), lexicon=SEA)
+
+
+def test_the_chorus_is_the_last_stanza():
+    eight = TUNE.replace("|]\n", "|\n") + "G A B c|d B G2|\nc B A G|F2 D2|\nG A B c|d B G2|\nc A F D|G2 G2|]\n"
+    verse = GOOD + ["The stars are shining bright", "They watch us through the night",
+                    "The moon will guard the door", "And light the silver floor"]
+    song = write_lyrics(eight, "the moon", FakeModel([GOOD, verse[4:]]), lexicon=MOON).abc
+    assert chorus_lines(song) == (5, 6, 7, 8)
+    assert chorus_lines(write_lyrics(TUNE, "the moon", FakeModel([GOOD]), lexicon=MOON).abc) == (1, 2, 3, 4)

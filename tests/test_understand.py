@@ -14,8 +14,8 @@ import pytest
 
 from agent.understand import (
     INSTRUMENTS, STYLE_FORMS, AddVerse, Attributes, ChangeLength, ChangeMode, KeyName,
-    RemoveLyrics, RepeatPart, ReplaceBar, ReplaceLyricLine, ReplaceLyricWord, SetInstrument,
-    SetLyrics, SetTempo, SetTitle, Span, Transpose, UnderstandConfig, WriteLyrics, clean_line,
+    RemoveLyrics, RepeatPart, ReplaceBar, ReplaceLyricLine, ReplaceLyricWord, RewriteLyricLines,
+    SetInstrument, SetLyrics, SetTempo, SetTitle, Span, Transpose, UnderstandConfig, WriteLyrics, clean_line,
     parse_key, resolve, understand,
 )
 
@@ -330,7 +330,19 @@ CASES = [
      {"lyric_ops": (ReplaceLyricLine(1, "over the water the gulls are calling"),)}),
     ("replace line 2 with the wind is cold", True, "lyrics",
      {"lyric_ops": (ReplaceLyricLine(2, "the wind is cold"),)}),
-    ("rewrite the last line", True, "lyrics", {"lyric_ops": (ReplaceLyricLine(-1, None),)}),
+    ("rewrite the last line", True, "lyrics", {"lyric_ops": (RewriteLyricLines((-1,)),)}),
+    ("change line 3", True, "lyrics", {"lyric_ops": (ReplaceLyricLine(3, None),)}),
+    ("make the chorus about leaving home", True, "lyrics",
+     {"lyric_ops": (RewriteLyricLines((), "leaving home", chorus=True),),
+      "lyrics_theme": "leaving home"}),
+    ("make the second line about the sea", True, "lyrics",
+     {"lyric_ops": (RewriteLyricLines((2,), "the sea"),), "lyrics_theme": "the sea"}),
+    ("rewrite lines 3 to 4 about autumn leaves", True, "lyrics",
+     {"lyric_ops": (RewriteLyricLines((3, 4), "autumn leaves"),), "lyrics_theme": "autumn leaves"}),
+    ("change the words of line 3 to be about love", True, "lyrics",
+     {"lyric_ops": (RewriteLyricLines((3,), "love"),), "lyrics": True, "lyrics_theme": "love"}),
+    ("write new words for the first two lines", True, "lyrics",
+     {"lyric_ops": (RewriteLyricLines((1, 2)),), "lyrics": True}),
     ('replace the word "love" with "hope"', True, "lyrics",
      {"lyric_ops": (ReplaceLyricWord("love", "hope"),)}),
     ("change 'sea' to 'shore'", True, "lyrics", {"lyric_ops": (ReplaceLyricWord("sea", "shore"),)}),

@@ -157,7 +157,7 @@ def test_bad_settings_are_refused():
 def test_int8_dynamic_quantizes_every_linear_and_keeps_predictions(tiny_base):
     import torch
 
-    plain = load_model(ModelConfig(base=str(tiny_base)))
+    plain = load_model(ModelConfig(base=str(tiny_base), dtype="float32"))
     quick = load_model(ModelConfig(base=str(tiny_base), quantize="int8-dynamic"))
     kinds = {type(m).__name__ for m in quick.model.modules()}
     assert "Linear" in kinds  # torch.ao.nn.quantized.dynamic.Linear
@@ -198,7 +198,7 @@ def test_smollm2_from_gguf_is_cached_once_and_matches_the_gguf(tmp_path):
 
     spec = OFFLINE_BASES["smollm2-135m"]
     folder = Path(importlib.util.find_spec(spec.package).submodule_search_locations[0])
-    config = ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path))
+    config = ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path), dtype="float32")
     first = load_model(config)
     cached = tmp_path / "bases" / "smollm2-135m"
     assert (cached / "model.safetensors").is_file() and (cached / "tunesmith-source.json").is_file()
@@ -224,7 +224,7 @@ def test_smollm2_int8_decodes_at_a_bounded_cost_in_quality(tmp_path):
 
     from agent.prompts import compose_messages, training_ids
 
-    plain = load_model(ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path)))
+    plain = load_model(ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path), dtype="float32"))
     quick = load_model(ModelConfig(base="smollm2-135m", cache_dir=str(tmp_path), quantize="int8-dynamic"))
 
     def loss(loaded) -> float:

@@ -90,7 +90,7 @@ def test_packed_examples_do_not_see_each_other(tiny):
     import torch
 
     base, data = tiny
-    loaded = load_model(ModelConfig(base=str(base)))
+    loaded = load_model(ModelConfig(base=str(base), dtype="float32"))  # as training runs it
     records = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()[:2]]
     examples = [training_ids(loaded.tokenizer, r["messages"], r["prefill"]) for r in records]
     packed = collate(examples, [[0, 1]], pad_id=0)
@@ -267,7 +267,8 @@ def test_two_steps_on_smollm2_give_an_adapter_that_loads_back(tiny, tmp_path):
     assert result.progress.step == 2 and all(loss < 10 for loss in train_losses(result))
     adapter = json.loads((tmp_path / "run" / "final" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "smollm2-135m"
-    loaded = load_model(ModelConfig(base="smollm2-135m", adapter=str(tmp_path / "run" / "final")))
+    loaded = load_model(ModelConfig(base="smollm2-135m", adapter=str(tmp_path / "run" / "final"),
+                                    dtype="float32"))
     ids = torch.tensor([loaded.tokenizer.encode("X:1\nM:6/8\nK:G\nGAB")])
     with torch.no_grad():
         assert torch.equal(loaded.model(ids).logits, result.model.eval()(input_ids=ids).logits)

@@ -102,8 +102,11 @@ class ComposeConfig:
     )
     seed: int = field(default=0, metadata={"help": "seed of the sampling generator"})
     repetition_penalty: float = field(
-        default=1.15,
-        metadata={"help": "divides the logits of note tokens seen in the last penalty_window"},
+        default=1.02,
+        metadata={"help": "divides the logits of note tokens seen in the last penalty_window. "
+                  "With the adapter, 6 dance tunes (seeds 0-5) had 71% distinct bars at 1.0 "
+                  "(loops of one bar), 87% at 1.02, 85% at 1.05 and 98% at 1.15 (no repetition, "
+                  "and the penalty pushed the model to odd tokens); held-out tunes have 81%"},
     )
     penalty_window: int = field(
         default=64, metadata={"help": "how many recent tokens the penalty looks at"})

@@ -573,11 +573,15 @@ class Phrase:
 
 def lyric_phrases(lines: Sequence[LineSlots], max_syllables: int = 12) -> list[Phrase]:
     """Lyric lines for the music lines: a music line offering more than ``max_syllables`` notes
-    is cut at the bar line nearest its middle (again, until each part fits or has one bar).
+    is cut at the bar line nearest its middle (again, until each part fits or has one bar), and
+    never so that a part keeps fewer than ``MIN_PHRASE_NOTES`` notes.
 
     >>> lines = note_slots("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|dcBA|G4|\\n")
     >>> [p.notes for p in lyric_phrases(lines, 12)], [p.notes for p in lyric_phrases(lines, 20)]
     ([8, 5], [13])
+    >>> lines = note_slots("X:1\\nM:3/4\\nL:1/16\\nK:C\\nCDEFGABcdefg|a12|\\n")
+    >>> [p.notes for p in lyric_phrases(lines, 12)]  # not [12, 1]
+    [13]
     """
     phrases: list[Phrase] = []
     for line in lines:
@@ -585,18 +589,24 @@ def lyric_phrases(lines: Sequence[LineSlots], max_syllables: int = 12) -> list[P
     return phrases
 
 
+#: Fewest notes a lyric line cut from a longer music line may have.
+MIN_PHRASE_NOTES = 4
+
+
 def _cut(slots: tuple[NoteSlot, ...], most: int) -> list[tuple[NoteSlot, ...]]:
     free = sum(1 for s in slots if not s.tied)
     if free <= most:
-        return [slots]
-    cuts = [i for i in range(1, len(slots)) if slots[i].bar != slots[i - 1].bar and not slots[i].tied]
-    if not cuts:
         return [slots]
     half = free / 2
 
     def before(i: int) -> int:
         return sum(1 for s in slots[:i] if not s.tied)
 
+    # a part too short for a line of words ("Home.") is not cut off: the line stays longer
+    cuts = [i for i in range(1, len(slots)) if slots[i].bar != slots[i - 1].bar
+            and not slots[i].tied and MIN_PHRASE_NOTES <= before(i) <= free - MIN_PHRASE_NOTES]
+    if not cuts:
+        return [slots]
     cut = min(cuts, key=lambda i: (abs(before(i) - half), i))
     return _cut(slots[:cut], most) + _cut(slots[cut:], most)
 
@@ -902,15 +912,23 @@ _NUMBERING = re.compile(
     r"^\s*(?:\d+\s*[.):]|[-*\u2022]|(?:line|verse)\s*\d+\s*[:.)-])\s*", re.IGNORECASE)
 
 
+_DASHES = re.compile(r"-{2,}|[\u2013\u2014]")
+
+
 def parse_model_lines(text: str) -> list[str]:
-    """The lines of a model answer, without list numbering, bullets or surrounding quotes.
+    """The lines of a model answer, without list numbering, bullets or surrounding quotes; a
+    dash written as punctuation ("away--", "sea \u2014 and") becomes a space, since a hyphen
+    in sung words joins syllables.
 
     >>> parse_model_lines('1. "The moon is high,"\\n\\n2) Over the hill\\n- so')
     ['The moon is high,', 'Over the hill', 'so']
+    >>> parse_model_lines("The song away-- and gone \u2014 now")
+    ['The song away and gone now']
     """
     lines = []
     for raw in text.splitlines():
         line = _NUMBERING.sub("", raw).strip().strip("\"\u201C\u201D").strip()
+        line = " ".join(_DASHES.sub(" ", line).split())
         if line:
             lines.append(line)
     return lines
@@ -1070,6 +1088,8 @@ class _Stanza:
     notes: list[int]
     config: LyricsConfig
     lexicon: ThemeLexicon
+    slots: list[tuple[NoteSlot, ...]] = field(default_factory=list)  # each position's notes
+    _stress: dict = field(default_factory=dict, repr=False)  # (text, position) -> share
 
     def choose(self, pool: list[str], taken: set[str], hints: dict[str, set[int]]
                ) -> tuple[dict[int, str], dict[int, list[_Issue]]]:
@@ -1132,7 +1152,19 @@ class _Stanza:
         kind = self.lexicon.classify(text)
         closeness = -0.25 * (self.notes[i] - check_line(text, self.notes[i], self.config).syllables)
         asked = 1.5 if i in hints.get(_normal(text), ()) else 0.0
-        return {"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness + asked
+        return ({"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness + asked
+                + self._stress_share(text, i))
+
+    def _stress_share(self, text: str, i: int) -> float:
+        """Share of the line's stressed syllables that the fit puts on strong beats (0 to 1):
+        between lines that are otherwise as good, the one that sings naturally wins."""
+        if i >= len(self.slots):
+            return 0.0
+        key = (text, i)
+        if key not in self._stress:
+            fit = fit_line(sung_text(text)[0], self.slots[i], self.config.fit)
+            self._stress[key] = (fit.stress_share or 0.0) if fit.ok else 0.0
+        return self._stress[key]
 
     def _rhyming_set(self, group: list[int], options: dict[int, list[str]], used: set[str],
                      hints: dict[str, set[int]]) -> dict[int, str]:
@@ -1186,7 +1218,8 @@ def _write_verse(
     for start in range(0, len(phrases), size):
         positions = list(range(start, min(start + size, len(phrases))))
         scheme = _group_scheme(config.rhyme_scheme, len(positions))
-        stanza = _Stanza(positions, scheme, [notes[p] for p in positions], config, lexicon)
+        stanza = _Stanza(positions, scheme, [notes[p] for p in positions], config, lexicon,
+                         [phrases[p].slots for p in positions])
         pending = list(range(len(positions)))
         chosen: dict[int, str] = {}
         wrong: dict[int, list[_Issue]] = {}

@@ -450,8 +450,9 @@ def check_turn(check: Mapping[str, object], before: str | None, after: str | Non
     (the turn made a new score, or not), ``instrument``, ``lyrics_theme`` (words present, one
     line uses a theme word), ``notes_unchanged`` (the same notes, pitch and length),
     ``no_lyrics``, ``tempo_bpm``, ``title``, ``empty`` (no score), ``first_half_unchanged``
-    (the first half of the bars as they were) and ``first_lyric_line`` (the words under the
-    first music line).
+    (the first half of the bars as they were), ``first_lyric_line`` (the words under the
+    first music line) and ``lyric_lines_kept`` (the words under those music lines as they were,
+    the others' changed).
 
     >>> a = "X:1\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDFAd|]\\n"
     >>> b = "X:1\\nM:2/4\\nL:1/8\\nQ:1/4=120\\nK:D\\nDFAd|]\\n"
@@ -553,6 +554,27 @@ def _first_lyric_line(wanted, before, after, changed, target) -> bool:
     return bool(blocks and blocks[0]) and _words(blocks[0][0]) == _words(str(wanted))
 
 
+def _lyric_lines_kept(wanted, before, after, changed, target) -> bool:
+    """The words under each music line named in ``wanted`` (1-based) are as they were, and the
+    words under the other lines changed.
+
+    >>> a = "X:1\\nM:2/4\\nL:1/4\\nK:C\\nC D|\\nw:one two\\nE F|\\nw:three four\\n"
+    >>> _lyric_lines_kept([1], a, a.replace("three four", "five six"), True, None)
+    True
+    >>> _lyric_lines_kept([1], a, a.replace("one two", "five six"), True, None)
+    False
+    """
+    from agent.lyrics import read_lyrics
+
+    if not _needs(before, after):
+        return False
+    old, new = read_lyrics(before), read_lyrics(after)
+    if len(old) != len(new) or not old:
+        return False
+    kept = {int(n) - 1 for n in wanted}
+    return all((old[i] == new[i]) == (i in kept) for i in range(len(old)) if old[i])
+
+
 _CHECKS = {
     "tempo_change": _tempo_change,
     "transpose_semitones": _transpose,
@@ -564,6 +586,7 @@ _CHECKS = {
     "instrument": _instrument,
     "lyrics_theme": _lyrics_theme,
     "notes_unchanged": _notes_unchanged,
+    "lyric_lines_kept": _lyric_lines_kept,
     "no_lyrics": _no_lyrics,
     "tempo_bpm": _tempo_bpm_check,
     "title": _title,

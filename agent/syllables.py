@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -269,6 +271,24 @@ def _onset_matches(lower: str, cuts: list[int], onsets: tuple[str | None, ...] |
     return score
 
 
+#: Most sets of cut points :func:`_choose_cuts` compares; beyond it, cuts are chosen greedily.
+MAX_CUT_SETS = 5000
+
+
+def _greedy_cuts(candidates: list[int], size: int, rank: dict[int, int],
+                 keeps_vowels: Callable[[tuple[int, ...]], bool]) -> list[int]:
+    """Up to ``size`` cut points, best-ranked first, each kept only if every piece still has a
+    vowel: linear in the candidates, for words whose cut sets are too many to compare."""
+    chosen: list[int] = []
+    for cut in sorted(candidates, key=lambda c: (rank[c], c)):
+        trial = tuple(sorted(chosen + [cut]))
+        if keeps_vowels(trial):
+            chosen = list(trial)
+            if len(chosen) == size:
+                break
+    return chosen
+
+
 def _choose_cuts(word: str, wanted: int) -> list[int]:
     """``wanted`` - 1 cut points (or fewer when no sensible point is left).
 
@@ -296,6 +316,8 @@ def _choose_cuts(word: str, wanted: int) -> list[int]:
         return all(any(ch in "aeiouy" for ch in lower[a:b]) for a, b in zip(bounds, bounds[1:]))
 
     for size in range(min(wanted - 1, len(candidates)), 0, -1):
+        if math.comb(len(candidates), size) > MAX_CUT_SETS:  # a long non-word ("aaaa...")
+            return _greedy_cuts(candidates, size, rank, keeps_vowels)
         sets = [c for c in itertools.combinations(candidates, size) if keeps_vowels(c)]
         if sets:
             best = max(

@@ -527,3 +527,14 @@ def test_the_chorus_is_the_last_stanza():
     song = write_lyrics(eight, "the moon", FakeModel([GOOD, verse[4:]]), lexicon=MOON).abc
     assert chorus_lines(song) == (5, 6, 7, 8)
     assert chorus_lines(write_lyrics(TUNE, "the moon", FakeModel([GOOD]), lexicon=MOON).abc) == (1, 2, 3, 4)
+
+
+def test_a_long_made_up_word_is_split_quickly():
+    import time
+
+    started = time.perf_counter()
+    word = split_word("Ah" + "ha" * 30 + "la" * 20)  # a small model's nonsense, 102 letters
+    assert time.perf_counter() - started < 1.0
+    assert "".join(word.syllables) == "Ah" + "ha" * 30 + "la" * 20
+    assert all(any(ch in "aeiouy" for ch in piece.lower()) for piece in word.syllables)
+    assert not check_line("Ah" + "ha" * 30, 8).ok

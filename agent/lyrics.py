@@ -1261,14 +1261,13 @@ def _w_texts(phrases: list[Phrase], fits: list[LineFit | None]) -> dict[int, str
 
 
 def _rhyme_partners(count: int, scheme: str) -> list[int | None]:
+    """For each of ``count`` lyric lines, the earlier line it must rhyme with (None: first of
+    its rhyme)."""
     partners: list[int | None] = []
-    size = len(scheme)
-    for start in range(0, count, size):
-        group = _group_scheme(scheme, min(size, count - start))
-        first: dict[str, int] = {}
-        for i, letter in enumerate(group):
-            partners.append(first.get(letter))
-            first.setdefault(letter, start + i)
+    first: dict[str, int] = {}
+    for i, letter in enumerate(_scheme_letters(count, scheme)):
+        partners.append(first.get(letter))
+        first.setdefault(letter, i)
     return partners
 
 

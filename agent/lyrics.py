@@ -1066,6 +1066,14 @@ def _group_scheme(scheme: str, size: int) -> str:
     return "".join(names.setdefault(ch, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(names)]) for ch in letters)
 
 
+def _line_score(text: str, notes: int, lexicon: ThemeLexicon, config: LyricsConfig) -> float:
+    """How good a usable line is for a phrase of ``notes`` notes: it names the theme (2) or a
+    close image (1), and it takes most of the notes (a quarter point off per note left over)."""
+    kind = lexicon.classify(text)
+    closeness = -0.25 * (notes - check_line(text, notes, config).syllables)
+    return {"theme": 2.0, "image": 1.0}.get(kind or "", 0.0) + closeness
+
+
 @dataclass(frozen=True)
 class _Issue:
     """Something wrong with a stanza position. A soft issue (a pair the scheme asks to rhyme
@@ -1149,10 +1157,8 @@ class _Stanza:
         return problems
 
     def _score(self, text: str, i: int, hints: dict[str, set[int]]) -> float:
-        kind = self.lexicon.classify(text)
-        closeness = -0.25 * (self.notes[i] - check_line(text, self.notes[i], self.config).syllables)
         asked = 1.5 if i in hints.get(_normal(text), ()) else 0.0
-        return ({"theme": 2.0, "image": 1.0}.get(kind, 0.0) + closeness + asked
+        return (_line_score(text, self.notes[i], self.lexicon, self.config) + asked
                 + self._stress_share(text, i))
 
     def _stress_share(self, text: str, i: int) -> float:
@@ -1864,9 +1870,7 @@ def _choose_rewrites(
 
         def score(text: str) -> float:
             rhymed = 3.0 if ends and any(rhymes(last_word(text), end) for end in ends) else 0.0
-            theme = {"theme": 2.0, "image": 1.0}.get(lexicon.classify(text) or "", 0.0)
-            syllables = check_line(text, phrases[i].notes, config).syllables
-            return rhymed + theme - 0.25 * abs(phrases[i].notes - syllables)
+            return rhymed + _line_score(text, phrases[i].notes, lexicon, config)
 
         chosen[i] = max(usable, key=score)
         if ends and not any(rhymes(last_word(chosen[i]), end) for end in ends):

@@ -43,6 +43,7 @@ import shlex
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -119,6 +120,14 @@ class TrainConfig:
             "same, an error if there is none; or a checkpoint folder"
         },
     )
+    warm_start: str | None = field(
+        default=None,
+        metadata={
+            "help": "when --out holds no checkpoint: start from this saved adapter (best/, final/ or a "
+            "shipped one with its progress.json) at the step, data position and schedule it reached; "
+            "the optimizer's moments start afresh and the learning rate warms up again"
+        },
+    )
     eval_only: bool = field(default=False, metadata={"help": "only report the validation loss, then stop"})
     # where it runs
     seed: int = field(default=1234, metadata={"help": "seeds the LoRA initialisation, dropout and data order"})
@@ -146,8 +155,10 @@ class TrainConfig:
 # Settings that may change between a checkpoint and its resumption without changing the result.
 RESUMABLE_CHANGES = {
     "out", "data", "cache_dir", "log_interval", "eval_interval", "eval_batches",
-    "checkpoint_minutes", "keep_checkpoints", "resume", "eval_only", "threads",
+    "checkpoint_minutes", "keep_checkpoints", "resume", "eval_only", "threads", "warm_start",
 }
+
+PROGRESS_FILE = "progress.json"  # written beside every saved adapter: where the run stood
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -489,6 +500,22 @@ def lr_factor(step: int, config: TrainConfig, total_steps: int) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
 
 
+def warm_lr_factor(step: int, config: TrainConfig, total_steps: int, warm_start_step: int | None) -> float:
+    """:func:`lr_factor`, ramped up again over ``warmup_steps`` after a warm start.
+
+    A warm start brings the adapter's weights but not Adam's moment estimates; the first updates
+    of a fresh Adam are as large as the learning rate itself, so they get the warm-up a new run gets.
+
+    >>> config = TrainConfig(warmup_steps=9, min_lr_ratio=0.1)
+    >>> [round(warm_lr_factor(s, config, 109, 59), 3) for s in (59, 63, 68, 109)]
+    [0.055, 0.247, 0.424, 0.1]
+    """
+    factor = lr_factor(step, config, total_steps)
+    if warm_start_step is None:
+        return factor
+    return factor * min(1.0, (step - warm_start_step + 1) / (config.warmup_steps + 1))
+
+
 def batch_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     """Summed cross-entropy over the target tokens of a micro-batch, and how many there were."""
     import torch.nn.functional as F
@@ -583,6 +610,28 @@ def save_adapter(model: Any, tokenizer: Any, folder: Path, card: str | None = No
         (folder / "README.md").write_text(card, encoding="utf-8")
 
 
+def write_progress(folder: Path, progress: "Progress", config: TrainConfig, data_hash: str) -> None:
+    """progress.json beside a saved adapter, so that a later run can warm-start from it."""
+    record = {"progress": dataclasses.asdict(progress), "config": config.to_dict(), "data_hash": data_hash}
+    (folder / PROGRESS_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def read_warm_start(config: TrainConfig, data_hash: str, world: int) -> tuple[Path, "Progress"]:
+    """The adapter folder named by ``--warm-start`` and where its run stood, checked against this run."""
+    folder = Path(config.warm_start or "")
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise InputError(f"--warm-start: {folder} holds no adapter_model.safetensors")
+    if not (folder / PROGRESS_FILE).is_file():
+        raise InputError(f"--warm-start: {folder} has no {PROGRESS_FILE} (saved by an older version?)")
+    saved = json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8"))
+    saved.setdefault("world_size", 1)
+    # Unlike a checkpoint, an adapter may continue on rebuilt data: the weights are what it brings.
+    _check_compatible({**saved, "data_hash": data_hash}, config, data_hash, world, folder)
+    progress = Progress(**saved["progress"])
+    progress.warm_start_step = progress.step
+    return folder, progress
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
@@ -600,6 +649,7 @@ class Progress:
     best_val: float = float("inf")
     history: list[dict[str, Any]] = field(default_factory=list)  # {"step", "train_loss"|"val_loss"}
     seconds: float = 0.0  # training time, summed over resumed runs
+    warm_start_step: int | None = None  # the step a warm start began at (fresh optimizer moments)
 
 
 @dataclass
@@ -767,13 +817,29 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     # --- optimizer and schedule
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    # --- resume
+    # --- resume from a checkpoint, or warm-start from a saved adapter
     progress = Progress()
     resume_from = _resume_path(config, out)
     saved_rng = None
+    if resume_from is None and config.warm_start:
+        warm_from, progress = read_warm_start(config, data_hash, world)
+        weights = load_file(str(warm_from / "adapter_model.safetensors"))
+        set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
+        log(f"warm start from {warm_from} at step {progress.step} (fresh optimizer moments)")
+        saved_hash = json.loads((warm_from / PROGRESS_FILE).read_text(encoding="utf-8"))["data_hash"]
+        if saved_hash != data_hash:
+            log(f"warm start: the data differ from the saved run's (split hash {saved_hash}, now {data_hash}); "
+                f"the run continues at the same position of the new data's order")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warm_lr_factor(step, config, total_steps, progress.warm_start_step)
+    )
+    if resume_from is None and progress.step:
+        scheduler.last_epoch = progress.step - 1
+        with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()  # sets each group's lr for the step the run continues at
     if resume_from is not None:
         saved = torch.load(resume_from / "state.pt", weights_only=True)
         _check_compatible(saved, config, data_hash, world, resume_from)
@@ -832,6 +898,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
                 shutil.rmtree(tmp)
             card = model_card(config, progress, data_hash, command, name)
             save_adapter(accelerator.unwrap_model(model), tokenizer, tmp, card)
+            write_progress(tmp, progress, config, data_hash)
             replace_dir(tmp, path)
         accelerator.wait_for_everyone()
         return path

@@ -149,6 +149,40 @@ def test_resume_refuses_other_settings_or_data(tiny, tmp_path):
         train(settings(tiny, tmp_path / "empty", resume="latest"))
 
 
+def test_warm_start_continues_from_a_saved_adapter(tiny, tmp_path):
+    """With no checkpoint left (a new machine), a run continues from best/ and its progress.json."""
+    straight = train(settings(tiny, tmp_path / "straight", eval_interval=6))
+    first = train(settings(tiny, tmp_path / "first", eval_interval=6), stop_after=6)
+    saved = json.loads((tmp_path / "first" / "best" / "progress.json").read_text())
+    assert saved["progress"]["step"] == 6 and saved["data_hash"]
+    warm = train(settings(tiny, tmp_path / "second", eval_interval=6, warm_start=str(tmp_path / "first" / "best")))
+    assert warm.progress.step == 12 and warm.progress.warm_start_step == 6
+    # the same data position as an unbroken run, and the earlier losses carried over
+    assert warm.progress.batch_in_epoch == straight.progress.batch_in_epoch
+    assert train_losses(warm)[:6] == train_losses(first)
+    # the adapter's weights came along: its first step beats the first step of a fresh start
+    assert train_losses(warm)[6] < 0.8 * train_losses(straight)[0]
+    # the learning rate warms up again over warmup_steps=2, then follows the unbroken run's schedule
+    def logged_lrs(run: str) -> list[float]:
+        log = (tmp_path / run / "train.log").read_text()
+        return [float(line.split("| lr ")[1].split(" ")[0]) for line in log.splitlines() if "| lr " in line]
+
+    assert "warm start from" in (tmp_path / "second" / "train.log").read_text()
+    warm_lrs, straight_lrs = logged_lrs("second"), logged_lrs("straight")[6:]
+    assert warm_lrs[0] < warm_lrs[1] and warm_lrs[0] < straight_lrs[0]
+    assert warm_lrs[2:] == straight_lrs[2:]
+
+
+def test_warm_start_refuses_other_settings_or_a_folder_without_progress(tiny, tmp_path):
+    train(settings(tiny, tmp_path / "first", eval_interval=2), stop_after=2)
+    best = tmp_path / "first" / "best"
+    with pytest.raises(InputError, match=r"changed settings \(rank\)"):
+        train(settings(tiny, tmp_path / "second", rank=8, warm_start=str(best)))
+    (best / "progress.json").unlink()
+    with pytest.raises(InputError, match="no progress.json"):
+        train(settings(tiny, tmp_path / "third", warm_start=str(best)))
+
+
 def test_adapter_loads_back_with_the_same_logits(tiny, tmp_path):
     import torch
 

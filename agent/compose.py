@@ -211,6 +211,14 @@ class ComposeResult:
         data["diagnostics"] = [_diagnostic_dict(d) for d in self.diagnostics]
         return data
 
+    def summary(self) -> dict:
+        """The figures a turn reports: attempts, bars, tokens, seconds in all, seconds of
+        decoding (model and constraints, without validation and repair checks) and tokens/s."""
+        decode = self.stats.forward_seconds + self.stats.constraint_seconds
+        return {"attempts": self.attempts, "bars": self.bars, "tokens": self.tokens,
+                "seconds": round(self.seconds, 2), "decode_seconds": round(decode, 3),
+                "tokens_per_second": round(self.tokens_per_second, 1)}
+
 
 def _diagnostic_dict(diagnostic: Any) -> dict:
     if hasattr(diagnostic, "to_dict"):

@@ -357,8 +357,7 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
     compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
     result = composer.run(lambda loaded: compose_tune(loaded, request.text, header, plan,
                                                       compose_config, on_progress))
-    details = {"attempts": result.attempts, "seconds": round(result.seconds, 2),
-               "tokens_per_second": round(result.tokens_per_second, 1), "tokens": result.tokens}
+    details = result.summary()
     if not result.valid:
         problems = "; ".join(getattr(d, "message", str(d)) for d in result.diagnostics[:3])
         return Turn(session, f"I could not write a valid tune in {result.attempts} attempts "

@@ -357,8 +357,7 @@ def _compose_direct(prompt: str, composer: Any, agent_config: Any, configuration
                                    **configuration.compose)
     result = composer.run(lambda loaded: compose_tune(loaded, request.text, header_for(attrs),
                                                       form_plan(attrs), compose_config))
-    details = {"attempts": result.attempts, "seconds": round(result.seconds, 2),
-               "tokens_per_second": round(result.tokens_per_second, 1), "tokens": result.tokens}
+    details = result.summary()
     return {"intent": "compose", "abc": result.abc if result.valid else None, "details": details,
             "reply": "" if result.valid else "; ".join(getattr(d, "message", str(d))
                                                        for d in result.diagnostics[:3])}
@@ -385,6 +384,7 @@ def _prompt_record(item: dict, seed: int, composer: Any, agent_config: Any,
     return {"id": item["id"], "seed": seed, "prompt": item["prompt"], "expect": item["expect"],
             "intent": intent, "valid": valid, "attempts": details.get("attempts"),
             "tokens": details.get("tokens"), "compose_seconds": details.get("seconds"),
+            "decode_seconds": details.get("decode_seconds"), "bars": details.get("bars"),
             "seconds": round(seconds, 3), "abc": abc, "reply": reply[:400], "internal_error": internal,
             "direct": direct}
 
@@ -725,6 +725,11 @@ def summarize(record: dict, reference: Reference) -> dict:
         music["copies"] = _share([metrics.copied_bars(abc, reference.copy_index) for abc in tunes])
     tokens = sum(p["tokens"] or 0 for p in prompts if p["compose_seconds"])
     compose_seconds = sum(p["compose_seconds"] or 0 for p in prompts)
+    decoded = [p for p in prompts if p.get("decode_seconds")]
+    decode_seconds = sum(p["decode_seconds"] for p in decoded)
+    # the composer's own time for a 16-bar tune: decoding, validation and repair (no lyrics, no render)
+    sixteen = [p["compose_seconds"] for p in prompts
+               if p.get("bars") == 16 and p["compose_seconds"] and "lyrics_theme" not in p["expect"]]
     return {
         "prompts": len(prompts), "tunes": len(tunes),
         "validity": validity,
@@ -736,6 +741,9 @@ def summarize(record: dict, reference: Reference) -> dict:
         "music": music,
         "cost": {"seconds": {intent: _timing(values) for intent, values in seconds.items()},
                  "tokens_per_second": round(tokens / compose_seconds, 1) if compose_seconds else None,
+                 "decode_tokens_per_second": round(sum(p["tokens"] or 0 for p in decoded) / decode_seconds, 1)
+                 if decode_seconds else None,
+                 "compose_16_bars": _timing(sixteen) if sixteen else None,
                  "load_seconds": record.get("load_seconds"), "peak_rss_mb": record.get("peak_rss_mb"),
                  "threads": record.get("threads"),
                  "internal_errors": sum(p["internal_error"] for p in prompts)
@@ -926,11 +934,14 @@ def markdown_report(result: dict) -> str:
 
     out += ["## Cost", "",
             "Seconds per turn, p50 / p90, measured around the whole turn (understanding, model, "
-            "validation, repair, lyrics). Tokens per second: tokens decoded while composing over the "
-            "composing time (validation and repair included). Load = model load time; peak memory = "
-            "peak resident set of the process that ran the configuration.", ""]
+            "validation, repair, lyrics). 16-bar tune: the composer's seconds (decoding, validation, "
+            "repair) for the prompts that got 16 bars without lyrics. Tokens per second: tokens "
+            "decoded while composing over the composing time (validation and repair included); "
+            "decoding tok/s: over the decoding loop's time only (model, grammar and sampler). "
+            "Load = model load time; peak memory = peak resident set of the process that ran the "
+            "configuration.", ""]
     headings = ["config"] + [f"{label} s" for _, label in TIMED_INTENTS] + [
-        "other turns s", "tokens/s", "threads", "load s", "peak RSS MB"]
+        "other turns s", "16-bar tune s", "tokens/s", "decoding tok/s", "threads", "load s", "peak RSS MB"]
     table = []
     for name, s in rows.items():
         failed = _failed_row(name, s, len(headings))
@@ -942,7 +953,8 @@ def markdown_report(result: dict) -> str:
         others = [i for i in timed if i not in dict(TIMED_INTENTS)]
         other_text = ", ".join(f"{i} {_timing_text(timed[i])}" for i in sorted(others)) or "–"
         table.append([name] + [_timing_text(timed.get(i)) for i, _ in TIMED_INTENTS]
-                     + [other_text, _num(c["tokens_per_second"], 1), str(c.get("threads") or "–"),
+                     + [other_text, _timing_text(c.get("compose_16_bars")), _num(c["tokens_per_second"], 1),
+                        _num(c.get("decode_tokens_per_second"), 1), str(c.get("threads") or "–"),
                         _num(c["load_seconds"], 1), _num(c["peak_rss_mb"], 0)])
     out += _table(headings, table)
 

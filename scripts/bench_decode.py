@@ -12,6 +12,11 @@ token, teacher-forced) on the first ``--examples`` compose examples of ``data/bu
 (the tunes the adapter was validated on), and how many greedy tokens match float32's before the
 first difference.
 
+The composer does not decode through ``generate``: its own loop (``agent.compose.decode_body``)
+checks every token with the bar-length automaton and samples. For the variants in
+``--composer-variants`` that loop is timed too: ``--runs`` 16-bar waltzes with the grammar on
+(seeds 0, 1, ...), new tokens per second of the loop, prompt included, validation excluded.
+
 As a yardstick, when ``llama_cpp`` (llama-cpp-python, built from its sdist) is importable, the
 same prompt is decoded by llama.cpp on the base's own Q4_1 GGUF (the bare base: llama.cpp does
 not run the adapter here). Prints a Markdown table; the load average is recorded with it.
@@ -84,6 +89,20 @@ def decode(loaded, prompt: list[int], tokens: int, use_cache: bool) -> tuple[flo
     return time.perf_counter() - started, out[0, len(prompt):].tolist()
 
 
+def composer_rate(loaded, header: str, runs: int) -> tuple[float, float]:
+    """Tokens/s of the composer's own decoding loop (grammar and sampling included) over
+    ``runs`` 16-bar tunes, and the share of that time spent outside the model."""
+    from agent.compose import ComposeConfig, compose_tune
+
+    tokens = model_seconds = other_seconds = 0.0
+    for seed in range(runs):
+        stats = compose_tune(loaded, "a sad waltz in D minor", header, 16, ComposeConfig(seed=seed)).stats
+        tokens += stats.tokens
+        model_seconds += stats.forward_seconds
+        other_seconds += stats.constraint_seconds
+    return tokens / (model_seconds + other_seconds), other_seconds / (model_seconds + other_seconds)
+
+
 def llama_cpp_rate(base: str, prompt: list[int], tokens: int, runs: int, threads: int) -> float | None:
     """Tokens/s of llama.cpp decoding greedily from ``prompt`` on the base's GGUF, or None."""
     if importlib.util.find_spec("llama_cpp") is None or base not in OFFLINE_BASES:
@@ -117,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=30, help="validation examples for the loss")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = one per core")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--composer-variants", default="float32,int8-weight",
+                        help="variants whose composer loop is timed too")
     args = parser.parse_args(argv)
 
     adapter = resolve_adapter(args.adapter)
     examples = validation_examples(args.examples)
     header = abc_header(title="Autumn Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
-    rows, outputs, prompt = [], {}, []
+    rows, outputs, prompt, loops = [], {}, [], []
     for name in args.variants.split(","):
         overrides, use_cache = VARIANTS[name]
         loaded = load_model(ModelConfig(base=args.base, adapter=adapter, threads=args.threads, **overrides))
@@ -133,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         rate = args.tokens / statistics.median(seconds for seconds, _ in runs)
         rows.append((name, loaded.dtype, loaded.quantize, loaded.load_seconds, rate, loss(loaded, examples)))
         print(f"{name}: {rate:.1f} tok/s", file=sys.stderr, flush=True)
+        if name in args.composer_variants.split(","):
+            loops.append((name, *composer_rate(loaded, header, args.runs)))
+            print(f"{name} composer loop: {loops[-1][1]:.1f} tok/s", file=sys.stderr, flush=True)
 
     import torch
 
@@ -158,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| llama.cpp (bare base, Q4_1 GGUF) | – | Q4_1 | – | {yardstick:.1f} | {ratio} | – | – |")
     else:
         print("\n(llama.cpp not measured: llama_cpp is not importable)")
+    if loops:
+        print(f"\nThe composer's own loop, 16-bar waltz with the grammar, sampled, seeds 0–{args.runs - 1}:\n")
+        print("| variant | tok/s, constraints included | share of the time outside the model |"
+              + (" × llama.cpp |" if yardstick else ""))
+        print("|---|---|---|" + ("---|" if yardstick else ""))
+        for name, rate, outside in loops:
+            print(f"| {name} | {rate:.1f} | {100 * outside:.0f} % |"
+                  + (f" {rate / yardstick:.2f} |" if yardstick else ""))
     return 0
 
 

@@ -330,7 +330,7 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
         "| config | tunes | JS pitch class | JS interval | JS length | range | cadence "
         "| distinct bars | copies |",
         "| config | compose s | exact edit s | creative edit s | lyrics edit s | other turns s "
-        "| tokens/s | threads | load s | peak RSS MB |",
+        "| 16-bar tune s | tokens/s | decoding tok/s | threads | load s | peak RSS MB |",
     )
     for heading in headings:
         assert heading in table
@@ -347,6 +347,11 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     checked = ("tempo_bpm", "tempo_change", "transpose_semitones", "tonic", "undo", "unchanged")
     assert row["edits"]["checks"] == {name: {"share": 1.0, "passed": 1, "of": 1} for name in checked}
     assert row["cost"]["seconds"]["compose"]["n"] == 1
+    prompt = json.loads((out / "records" / "no-adapter.json").read_text())["prompts"][0]
+    assert prompt["bars"] == 4 and 0 < prompt["decode_seconds"] <= prompt["compose_seconds"]
+    # decoding alone is faster than the compose around it; a 4-bar tune gives no 16-bar timing
+    assert row["cost"]["decode_tokens_per_second"] >= row["cost"]["tokens_per_second"] > 0
+    assert row["cost"]["compose_16_bars"] is None
     assert result["configurations"]["gemma"] == {"failed": "gemma3-270m is not installed here"}
     raw = result["configurations"]["unconstrained"]  # the raw model: composing only
     assert raw["prompts"] == 1 and raw["validity"]["after_repair"]["of"] == 1
@@ -371,3 +376,21 @@ def test_music_profile_survives_the_json_cache():
     profile = metrics.music_profile([REEL, JIG, HORNPIPE])
     text = json.dumps(evaluate._profile_to_dict(profile))
     assert evaluate._profile_from_dict(json.loads(text)) == profile
+
+
+def test_sixteen_bar_timing_takes_plain_sixteen_bar_tunes_only():
+    """The 16-bar figure is the composer's time for 16-bar tunes without lyrics; the decoding
+    rate counts the decoding loop's seconds only."""
+    def prompt(bars: int, seconds: float, expect: dict) -> dict:
+        return {"id": f"p{bars}-{seconds}", "prompt": "", "expect": expect, "intent": "compose",
+                "valid": False, "attempts": 1, "tokens": 100, "compose_seconds": seconds,
+                "decode_seconds": seconds / 2, "bars": bars, "seconds": seconds + 1, "abc": None,
+                "reply": "", "internal_error": False, "direct": False}
+
+    prompts = [prompt(16, 3.0, {}), prompt(16, 5.0, {}), prompt(16, 4.0, {}), prompt(32, 9.0, {}),
+               prompt(16, 20.0, {"lyrics_theme": "moon"})]
+    reference = evaluate.Reference(None, None, None, "none", "none")
+    cost = evaluate.summarize({"prompts": prompts, "scripts": []}, reference)["cost"]
+    assert cost["compose_16_bars"]["n"] == 3 and cost["compose_16_bars"]["p50"] == 4.0
+    assert cost["decode_tokens_per_second"] == round(500 / 20.5, 1)
+    assert cost["tokens_per_second"] == round(500 / 41.0, 1)

@@ -44,6 +44,7 @@ Twin-kle, twin-kle, lit-tle star
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -733,8 +734,24 @@ def _forms(word: str) -> set[str]:
     return forms
 
 
+@functools.lru_cache(maxsize=1)
+def _english_stemmer() -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
 def _same_word(a: str, b: str) -> bool:
-    return bool(_forms(a) & _forms(b))
+    """One word in two forms: "leaves" and "leaf", "dancing" and "danced" (Snowball's English
+    stemmer for the inflections, :func:`_forms` for the plurals it leaves apart).
+
+    >>> _same_word("dancing", "danced"), _same_word("leaves", "leaf"), _same_word("sea", "seal")
+    (True, True, False)
+    """
+    if _forms(a) & _forms(b):
+        return True
+    stem = _english_stemmer().stemWord
+    return stem(a.lower()) == stem(b.lower())
 
 
 def _compound_of(token: str, word: str) -> bool:
@@ -1097,6 +1114,9 @@ class _Stanza:
     config: LyricsConfig
     lexicon: ThemeLexicon
     slots: list[tuple[NoteSlot, ...]] = field(default_factory=list)  # each position's notes
+    #: True while no earlier stanza of the verse holds a word of the theme itself (an image
+    #: is not enough for the verse: it must name its theme somewhere)
+    needs_theme_word: bool = False
     _stress: dict = field(default_factory=dict, repr=False)  # (text, position) -> share
 
     def choose(self, pool: list[str], taken: set[str], hints: dict[str, set[int]]
@@ -1150,10 +1170,14 @@ class _Stanza:
                         _Issue(f"{word!r} does not rhyme with {partner!r}", soft=True))
                     problems.setdefault(rhymed[0], [])
         if self.config.min_theme_lines and chosen:
-            showing = sum(1 for t in chosen.values() if self.lexicon.classify(t))
-            if showing < min(self.config.min_theme_lines, len(self.scheme)):
+            kinds = [self.lexicon.classify(t) for t in chosen.values()]
+            if sum(1 for kind in kinds if kind) < min(self.config.min_theme_lines, len(self.scheme)):
                 for i in range(len(self.scheme)):
                     problems.setdefault(i, []).append(_Issue("no line in this stanza shows the theme"))
+            elif self.needs_theme_word and "theme" not in kinds:
+                for i in range(len(self.scheme)):
+                    problems.setdefault(i, []).append(
+                        _Issue(f"no line names the theme ({', '.join(self.lexicon.words)})"))
         return problems
 
     def _score(self, text: str, i: int, hints: dict[str, set[int]]) -> float:
@@ -1224,8 +1248,9 @@ def _write_verse(
     for start in range(0, len(phrases), size):
         positions = list(range(start, min(start + size, len(phrases))))
         scheme = _group_scheme(config.rhyme_scheme, len(positions))
+        named = any(lexicon.classify(t) == "theme" for t in lines if t)
         stanza = _Stanza(positions, scheme, [notes[p] for p in positions], config, lexicon,
-                         [phrases[p].slots for p in positions])
+                         [phrases[p].slots for p in positions], needs_theme_word=not named)
         pending = list(range(len(positions)))
         chosen: dict[int, str] = {}
         wrong: dict[int, list[_Issue]] = {}

@@ -353,6 +353,23 @@ def test_write_lyrics_rejects_lines_without_the_theme():
     assert result.draft_abc is not None and result.abc == TUNE
 
 
+def test_a_verse_of_images_only_is_asked_again_until_it_names_its_theme():
+    images = ["A silver light is high", "A lantern in the sky",
+              "She sings the night to sleep", "Above the valley deep"]
+    model = FakeModel([images, GOOD])
+    result = write_lyrics(TUNE, "the moon", model, lexicon=MOON)
+    assert result.ok, result.reasons
+    assert len(model.requests) == 2 and result.report.theme.theme_word_used
+    assert "moon" in " ".join(result.lines).lower()
+
+
+def test_a_theme_word_counts_in_any_of_its_forms():
+    lex = ThemeLexicon("a waltz about dancing", ("waltz", "dancing"))
+    assert lex.classify("We danced until the morning came") == "theme"
+    assert lex.classify("The dancers turn and sway") is None  # a dancer is not a dance
+    assert theme_presence(["Falling leaves upon the ground"], "autumn leaf").theme_word_used
+
+
 def test_add_verse_appends_second_w_lines():
     first = write_lyrics(TUNE, "the moon", FakeModel([GOOD]), lexicon=MOON)
     verse2 = ["The silver moon will glow", "Upon the hills below",

@@ -830,8 +830,10 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
         log(f"warm start from {warm_from} at step {progress.step} (fresh optimizer moments)")
         saved_hash = json.loads((warm_from / PROGRESS_FILE).read_text(encoding="utf-8"))["data_hash"]
         if saved_hash != data_hash:
+            progress.best_val = float("inf")  # measured on other validation data: not comparable
             log(f"warm start: the data differ from the saved run's (split hash {saved_hash}, now {data_hash}); "
-                f"the run continues at the same position of the new data's order")
+                f"the run continues at the same position of the new data's order, and the best "
+                f"validation loss is measured afresh")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warm_lr_factor(step, config, total_steps, progress.warm_start_step)
     )

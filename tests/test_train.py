@@ -178,6 +178,12 @@ def test_warm_start_refuses_other_settings_or_a_folder_without_progress(tiny, tm
     best = tmp_path / "first" / "best"
     with pytest.raises(InputError, match=r"changed settings \(rank\)"):
         train(settings(tiny, tmp_path / "second", rank=8, warm_start=str(best)))
+    # rebuilt data: allowed (the weights are what counts); the best loss is measured afresh
+    other_data = write_split(tmp_path / "other", corpus_tunes(26)[4:])
+    train(settings(tiny, tmp_path / "rebuilt", data=str(other_data), eval_interval=2, warm_start=str(best)),
+          stop_after=4)
+    assert "measured afresh" in (tmp_path / "rebuilt" / "train.log").read_text()
+    assert json.loads((tmp_path / "rebuilt" / "best" / "progress.json").read_text())["progress"]["step"] == 4
     (best / "progress.json").unlink()
     with pytest.raises(InputError, match="no progress.json"):
         train(settings(tiny, tmp_path / "third", warm_start=str(best)))

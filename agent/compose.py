@@ -70,6 +70,7 @@ from agent.decoding import (
 )
 from agent.errors import AbcError
 from agent.prompts import chat_prompt_ids, compose_messages, edit_messages, stop_token_ids
+from agent.validate import short_bars_allowed
 
 __all__ = [
     "ComposeConfig",
@@ -128,7 +129,9 @@ class ComposeConfig:
     subdivision: int = field(
         default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
-        default=False, metadata={"help": "let bar 1 be a pickup, completed by the last bar"}
+        default=True,
+        metadata={"help": "let the tune open with a pickup; each later section then opens with "
+                  "one as long, and each section's last bar completes it"}
     )
     ornaments: bool | None = field(
         default=None,
@@ -599,11 +602,10 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
     if any(full[i] is None for i in range(first - 1, last)):
         raise DecodingError(f"the meter is not a whole number of 1/{sub} units of L:{unit}")
     capacities = []
-    pickup = (len(bars) > 1 and bars[0].duration < expected[0] and bars[0].duration > 0
-              and bars[0].duration + bars[-1].duration == expected[0])
+    partial = short_bars_allowed(bars) if keep_partial else set()  # pickups and their closings
     for number in range(first, last + 1):
         ticks = full[number - 1]
-        if keep_partial and pickup and number in (1, len(bars)):
+        if number in partial:
             ticks = _ticks(bars[number - 1].duration, unit, sub) or ticks
         capacities.append((number, ticks))
     body = tune.body

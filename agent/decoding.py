@@ -38,10 +38,14 @@ this grammar, each read on its own (``scripts/bench_decoding.py`` measures it); 
 under slurs nested more than :data:`MAX_SLURS` deep, or close a slur that runs in from the bar
 before and open another, which a stretch of bars decoded on its own may not do.
 
-Pickups: by default a tune has none (every bar is full), so the bar count and the validator's
-bar checks agree trivially. With ``allow_pickup=True`` the first bar may close early (an
-anacrusis); the last bar then holds exactly what completes it (full bar minus the pickup).
-Both count as written bars, as :func:`agent.abc_text.split_bars` counts them.
+Pickups: with ``allow_pickup=False`` every bar is full. With ``allow_pickup=True`` (what the
+composer asks for: most dance tunes of the corpus begin each part with one) the tune may open
+with an anacrusis, a short bar closed by a plain ``|`` that is not one of the plan's bars. Its
+length P then holds for the whole tune, as players expect when a part repeats: every later
+section opens with a pickup of exactly P, and every bar that closes a section (``:|``, ``||``,
+``|]``) holds a full bar minus P, so that it makes a full bar with the pickup it leads back or
+on to. The plan's bar count is the count of musical bars, as the validator and the benchmark
+count them (a pickup with the bar that completes it).
 
 Repetition (a tiny model loops on one bar, or one note): a bar may repeat the bar before it
 at most ``max_repeats_in_a_row`` times, a run of ``block_ngram`` bars may not copy an earlier
@@ -81,6 +85,8 @@ True
 True
 """
 from __future__ import annotations
+
+import dataclasses
 
 import weakref
 from dataclasses import dataclass, field
@@ -235,6 +241,12 @@ class Boundary:
     texts: tuple[str, ...]
     plain: bool = False
     final: bool = False
+    section_end: bool = False  # the bar before it closes a section (with a pickup it is short)
+    section_start: bool = False  # the bar after it opens a section (a pickup may come first)
+
+
+#: The bar line after a pickup: plain, though no tie may cross it.
+PICKUP_BAR_LINE = Boundary(("|", "| "))
 
 
 def _boundary(close: str, opening: str, line_break: bool, final: bool) -> Boundary:
@@ -264,7 +276,7 @@ def plan_boundaries(plan: FormPlan) -> tuple[Boundary, ...]:
     ('', '|:', '|: ')
     """
     first = plan.parts[0]
-    bounds = [Boundary(("", "|:", "|: ") if first.repeat else ("",))]
+    bounds = [Boundary(("", "|:", "|: ") if first.repeat else ("",), section_start=True)]
     for index, part in enumerate(plan.parts):
         following = plan.parts[index + 1] if index + 1 < len(plan.parts) else None
         opening_next = "|:" if following is not None and following.repeat else ""
@@ -281,7 +293,11 @@ def plan_boundaries(plan: FormPlan) -> tuple[Boundary, ...]:
                 line_break = True
                 close = ":|" if part.repeat and not part.ending_bars else ("|]" if final else "||")
                 opening = opening_next
-            bounds.append(_boundary(close, opening, line_break, final))
+            boundary = _boundary(close, opening, line_break, final)
+            if close != "|":  # a part (or a first ending) ends here
+                boundary = dataclasses.replace(boundary, section_end=True,
+                                               section_start=not final and opening != "[2")
+            bounds.append(boundary)
     return tuple(bounds)
 
 
@@ -397,11 +413,12 @@ class BodySpec:
         object.__setattr__(self, "length_prefixes", _prefix_table(lengths))
 
     def capacity(self, bar: int, pickup: int = 0) -> int:
-        """Ticks that bar number ``bar`` must hold."""
+        """Ticks that bar number ``bar`` must hold (in a tune with a pickup of ``pickup`` ticks,
+        a bar that closes a section holds what completes the pickup)."""
         for number, ticks in self.capacities:
             if number == bar:
                 return ticks
-        if pickup and bar == len(self.boundaries) - 1:
+        if pickup and self.boundaries[bar].section_end:
             return self.bar_ticks - pickup
         return self.bar_ticks
 
@@ -624,7 +641,7 @@ class BodyState:
             return False
         if self.remaining == 0:
             bar = self.bars_done + 1
-            if bar >= self.spec.last_bar or not self.spec.boundaries[bar].plain:
+            if self.lead or bar >= self.spec.last_bar or not self.spec.boundaries[bar].plain:
                 return False
             if not self._repetition_ok(self.bar_text + "-"):
                 return False
@@ -1067,15 +1084,13 @@ class BodyState:
         """Whether the current bar may end here."""
         if self.tuplet_left or self.broken is not None or self.items:
             return False
+        if self._closing_pickup:
+            return self.tie_req is None
         bar = self.bars_done + 1
         if self.spec.span_end and bar == self.spec.last_bar:
             return False  # the rest of the tune, bar line included, follows the span
         if self.remaining:
-            capacity = self.spec.capacity(bar)
-            pickup = (self.spec.allow_pickup and bar == 1 and self.spec.first_bar == 1
-                      and self.spec.last_bar > 1 and self.remaining < capacity)
-            if not pickup:
-                return False
+            return False
         boundary = self.spec.boundaries[bar]
         if self.tie_req is not None and (not boundary.plain or bar >= self.spec.last_bar):
             return False
@@ -1105,18 +1120,36 @@ class BodyState:
                     return False
         return True
 
+    @property
+    def _closing_pickup(self) -> bool:
+        """A pickup is being written and may close now: the tune's first (any length short of
+        a full bar) or a later section's (exactly as long as the first)."""
+        if not self.lead:
+            return False
+        if self.pickup:
+            return self.remaining == 0
+        return 0 < self.remaining < self.spec.capacity(self.bars_done + 1)
+
     def _open_boundary(self, ch: str) -> bool:
         """The current bar ends here: record it, then start typing its bar line."""
         if not self._finish_element() or not self._can_close():
             return False
         bar = self.bars_done + 1
-        if bar == 1 and self.remaining and self.spec.first_bar == 1:
-            self.pickup = self.spec.capacity(1) - self.remaining
-        self.history = self.history + (self.bar_text,)
-        self.bars_done = bar
-        self.boundary = self.spec.boundaries[bar]
+        if self._closing_pickup:  # not one of the plan's bars: the same bar comes next, full
+            if not self.pickup:
+                self.pickup = self.spec.capacity(bar) - self.remaining
+            self.lead = False
+            self.boundary = PICKUP_BAR_LINE
+            self.remaining = self.spec.capacity(bar, self.pickup)
+        else:
+            self.lead = False
+            self.history = self.history + (self.bar_text,)
+            self.bars_done = bar
+            self.boundary = self.spec.boundaries[bar]
+            self.remaining = self.spec.capacity(bar + 1, self.pickup) if bar < self.spec.last_bar else 0
+            if self.pickup and self.boundary.section_start and bar < self.spec.last_bar:
+                self.lead, self.remaining = True, self.pickup  # the next section's pickup
         self.typed = ""
-        self.remaining = self.spec.capacity(bar + 1, self.pickup) if bar < self.spec.last_bar else 0
         self.bar_text, self.accidentals, self.ties = "", (), 0
         self.accidental_count, self.bar_dynamic, self.bar_decorations = 0, False, 0
         self.last_kind, self.last_was_second, self.last_in_tuplet = None, False, False
@@ -1158,6 +1191,7 @@ def start_state(
     state.mode = _BOUNDARY
     state.bars_done = spec.first_bar - 1
     state.pickup = 0
+    state.lead = spec.allow_pickup and spec.first_bar == 1 and spec.boundaries[0].section_start
     state.remaining = spec.capacity(spec.first_bar)
     state.bar_text = ""
     state.history = spec.history

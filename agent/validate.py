@@ -420,6 +420,21 @@ def _check_bars(bars: list[Bar], tokens: list[Token]) -> list[Diagnostic]:
     return out
 
 
+def short_bars_allowed(bars: list[Bar]) -> set[int]:
+    """Numbers (1-based) of the bars of one voice that are short on purpose: pickups and the
+    section-closing bars that complete them. An edit keeps their lengths.
+
+    >>> from agent.abc_text import parse_tune, split_bars, tokenize_body
+    >>> tune = parse_tune("X:1\\nM:2/4\\nL:1/8\\nK:G\\n|:D|GABc|dBA:|\\n|:d|gfed|cBA:|\\n")
+    >>> sorted(short_bars_allowed(split_bars(tokenize_body(tune.body, tune), tune)))
+    [1, 3, 4, 6]
+    """
+    pickups = _pickups(bars)
+    return {number for number, bar in enumerate(bars, start=1)
+            if bar.expected is not None and 0 < bar.duration < bar.expected
+            and _bar_problem(bar, number, bars, pickups) is None}
+
+
 def _starts_section(bar: Bar) -> bool:
     opening = bar.opening.text if bar.opening is not None else None
     return opening is None or ":" in opening or "||" in opening or "]" in opening \

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+from agent.validate import validate_abc
+from finetune.metrics import bar_count
 from agent.decoding import (
     BODY_CHARS,
     FormPlan,
@@ -86,17 +88,49 @@ def test_plan_bar_lines_are_written():
     assert dance.count(":|") == 2 and "|:" in dance
 
 
-def test_pickup_is_completed_by_the_last_bar():
+def test_a_pickup_is_not_a_plan_bar_and_the_last_bar_completes_it():
     rng = random.Random(5)
     spec = body_spec("3/4", "1/8", FormPlan.through(6), allow_pickup=True)
     state = start_state(spec).feed("A | ")
-    assert state is not None and state.bars_done == 1
+    assert state is not None and state.bars_done == 0  # the pickup is not bar 1 of the plan
     body = "A | " + random_body_from(state, rng)
     _, _, bars = read_bars("3/4", body)
-    assert len(bars) == 6
+    assert len(bars) == 7  # pickup, five full bars, the short last bar: six bars of music
     assert bars[0].duration == Fraction(1, 8) and bars[-1].duration == Fraction(5, 8)
     assert all(b.duration == Fraction(3, 4) for b in bars[1:-1])
+    abc = f"X:1\nT:t\nM:3/4\nL:1/8\nK:C\n{body}\n"
+    assert validate_abc(abc).valid and bar_count(abc) == 6
     assert start_state(body_spec("3/4", "1/8", FormPlan.through(6))).feed("A |") is None
+    assert start_state(spec).feed("A- |") is None  # no tie out of a pickup
+
+
+@pytest.mark.parametrize("meter", ["6/8", "4/4", "3/4", "9/8"])
+def test_every_section_of_a_dance_tune_repeats_the_pickup(meter):
+    """A tune that opens with a pickup opens each part with one as long, and closes each part
+    with the bar that completes it; one that opens with a full bar has no pickup anywhere."""
+    spec = body_spec(meter, "1/8", FormPlan.dance(4), allow_pickup=True)
+    with_pickup = 0
+    for seed in range(8):
+        prefix = ["", "D | ", "DE |", "D2 | "][seed % 4]
+        body = prefix + random_body_from(start_state(spec).feed(prefix), random.Random(seed))
+        abc = f"X:1\nT:t\nM:{meter}\nL:1/8\nK:C\n{body}\n"
+        tune, _, bars = read_bars(meter, body)
+        full = bars[1].expected
+        assert validate_abc(abc).valid, (body, validate_abc(abc).diagnostics)
+        assert bar_count(abc) == 8
+        assert (bars[0].duration < full) == bool(prefix)
+        if prefix:
+            with_pickup += 1
+            pickup = bars[0].duration
+            assert len(bars) == 10
+            opening_second = next(i for i, b in enumerate(bars) if i and b.opening is not None
+                                  and b.opening.text.endswith(":") and i > 1)
+            assert bars[opening_second].duration == pickup
+            for closing in (opening_second - 1, len(bars) - 1):
+                assert bars[closing].duration == full - pickup
+        else:
+            assert len(bars) == 8 and all(b.duration == full for b in bars)
+    assert with_pickup == 6
 
 
 def random_body_from(state, rng: random.Random) -> str:

@@ -54,6 +54,8 @@ from typing import Any, Callable
 from agent.abc_text import Bar, Kind, TuneText, parse_tune, split_bars, tokenize_body
 from agent.decoding import (
     BODY_CHARS,
+    DECORATIONS,
+    ORNAMENT_MARKS,
     Boundary,
     BodySpec,
     BodyState,
@@ -146,6 +148,11 @@ class ComposeConfig:
                   "(12: a thirteenth, about 20 semitones; 95% of the training tunes span at most "
                   "21 semitones); 0: no limit"})
     double_accidentals: bool = field(default=False, metadata={"help": "allow ^^ and __"})
+    performance_marks: bool = field(
+        default=False,
+        metadata={"help": "allow bowing marks and dynamics (!upbow! !f!) besides the ornaments; off: "
+                  "in the corpus they come with fiddle studies in sixteenths, and a tune that "
+                  "opens with one drifts there"})
     constrained: bool = field(
         default=True,
         metadata={"help": "False samples the raw model (a baseline for the benchmark)"},
@@ -161,6 +168,10 @@ class ComposeConfig:
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.temperature, self.top_k, self.top_p, self.widen_k)
+
+    def decorations(self) -> frozenset[str]:
+        """The ``!...!`` marks a decoded body may carry."""
+        return DECORATIONS if self.performance_marks else ORNAMENT_MARKS
 
     def repetition(self) -> RepetitionRules:
         return RepetitionRules(self.max_repeats_in_a_row, self.block_ngram, self.max_pitch_run,
@@ -280,7 +291,7 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig, ornaments: 
                      allow_pickup=config.allow_pickup, repetition=config.repetition(),
                      ornaments=ornaments, max_accidentals_per_bar=config.max_accidentals_per_bar,
                      double_accidentals=config.double_accidentals,
-                     max_range_steps=config.max_range_steps)
+                     max_range_steps=config.max_range_steps, decorations=config.decorations())
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +640,7 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
         boundaries=tuple(boundaries), first_bar=first, last_bar=last, span_end=True,
         capacities=tuple(capacities), repetition=config.repetition(), ornaments=ornaments,
         max_accidentals_per_bar=config.max_accidentals_per_bar,
-        double_accidentals=config.double_accidentals,
+        double_accidentals=config.double_accidentals, decorations=config.decorations(),
         history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
         tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
         slurs_in=slurs_in, slurs_out=slurs_out,

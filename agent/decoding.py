@@ -141,7 +141,16 @@ DYNAMICS = frozenset({"pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "f
 DECORATIONS = frozenset({
     "accent", "tenuto", "upbow", "downbow", "fermata", "trill", "mordent", "uppermordent", "turn",
 }) | DYNAMICS
-_DECORATION_PREFIXES = frozenset(d[:cut] for d in DECORATIONS for cut in range(len(d) + 1))
+#: Bowing marks: performance instructions of fiddle studies rather than of a tune.
+BOWINGS = frozenset({"upbow", "downbow"})
+#: What a composed tune may carry by default: the ornaments, without bowings and dynamics. In
+#: the corpus those come with fiddle studies written mostly in sixteenths; a model that opens
+#: with one follows them there (on 24 suite tunes, half the sixteenths came with them).
+ORNAMENT_MARKS = DECORATIONS - DYNAMICS - BOWINGS
+
+
+def _prefixes(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(d[:cut] for d in names for cut in range(len(d) + 1))
 #: Lengths a grace note may have.
 GRACE_LENGTHS = frozenset({"", "/", "/2", "/4", "/8", "2", "3", "4", "3/2", "3/4"})
 _GRACE_LENGTH_PREFIXES = frozenset(g[:cut] for g in GRACE_LENGTHS for cut in range(len(g) + 1))
@@ -397,8 +406,10 @@ class BodySpec:
     slurs_out: int = 0  # slurs that must be open when it ends
     max_range_steps: int = 0  # lowest to highest single note, in diatonic steps (0: no limit)
     max_decorations_per_bar: int = 2  # staccato dots and !...! marks in one bar (0: no limit)
+    decorations: frozenset = DECORATIONS  # the !...! marks allowed (dynamics among them)
     lengths: dict = field(default=None, compare=False, repr=False)
     length_prefixes: dict = field(default=None, compare=False, repr=False)
+    decoration_prefixes: frozenset = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.bar_ticks < 1:
@@ -411,6 +422,9 @@ class BodySpec:
         lengths = _length_table(self.subdivision, longest)
         object.__setattr__(self, "lengths", lengths)
         object.__setattr__(self, "length_prefixes", _prefix_table(lengths))
+        if not self.decorations <= DECORATIONS:
+            raise DecodingError(f"unknown decorations: {sorted(self.decorations - DECORATIONS)}")
+        object.__setattr__(self, "decoration_prefixes", _prefixes(self.decorations))
 
     def capacity(self, bar: int, pickup: int = 0) -> int:
         """Ticks that bar number ``bar`` must hold (in a tune with a pickup of ``pickup`` ticks,
@@ -435,6 +449,7 @@ def body_spec(
     max_accidentals_per_bar: int = 4,
     double_accidentals: bool = False,
     max_range_steps: int = 0,
+    decorations: frozenset[str] = DECORATIONS,
 ) -> BodySpec:
     """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
 
@@ -442,7 +457,7 @@ def body_spec(
     ``ornaments=False`` leaves out slurs, grace notes and decorations; a bar holds at most
     ``max_accidentals_per_bar`` accidentals, double sharps and flats only when
     ``double_accidentals``; the melody's notes span at most ``max_range_steps`` diatonic steps
-    (7 is an octave; 0: no limit).
+    (7 is an octave; 0: no limit); ``decorations`` names the ``!...!`` marks allowed.
 
     >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
     >>> spec.bar_ticks, spec.last_bar
@@ -472,6 +487,7 @@ def body_spec(
         max_accidentals_per_bar=max_accidentals_per_bar,
         double_accidentals=double_accidentals,
         max_range_steps=max_range_steps,
+        decorations=decorations,
     )
 
 
@@ -981,23 +997,25 @@ class BodyState:
     def _decoration_possible(self) -> bool:
         """Some decoration allowed here starts with what was typed after ``!``."""
         typed = self.decoration
-        if typed not in _DECORATION_PREFIXES:
+        if typed not in self.spec.decoration_prefixes:
             return False
         more = self.items.count("d") < MAX_DECORATIONS and self._bar_decoration_ok()
         return any(name.startswith(typed) and (not self.bar_dynamic if name in DYNAMICS else more)
-                   for name in DECORATIONS)
+                   for name in self.spec.decorations)
 
     def _decoration(self, ch: str) -> bool:
         self.bar_text += ch
         if ch != "!":
             self.decoration += ch
             return self._decoration_possible()
+        if self.decoration not in self.spec.decorations:
+            return False
         if self.decoration in DYNAMICS:  # one dynamic mark a bar at most
             if self.bar_dynamic:
                 return False
             self.bar_dynamic = True
             return self._item_done("y")
-        if not (self.decoration in DECORATIONS and self.items.count("d") < MAX_DECORATIONS
+        if not (self.items.count("d") < MAX_DECORATIONS
                 and self._bar_decoration_ok()):
             return False
         self.bar_decorations += 1

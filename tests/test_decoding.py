@@ -18,6 +18,8 @@ from agent.validate import validate_abc
 from finetune.metrics import bar_count
 from agent.decoding import (
     BODY_CHARS,
+    ORNAMENT_MARKS,
+    DecodingError,
     FormPlan,
     Literal,
     Part,
@@ -338,3 +340,14 @@ def test_at_most_two_decorations_in_a_bar():
     assert start_state(spec).feed(".C .D .E") is None
     free = dataclasses.replace(body_spec("4/4", "1/8", FormPlan.through(1)), max_decorations_per_bar=0)
     assert start_state(free).feed(".C .D .E .F G4 |") is not None
+
+
+def test_decorations_are_limited_to_the_spec():
+    ornaments = body_spec("4/4", "1/8", FormPlan.through(2), decorations=ORNAMENT_MARKS)
+    everything = body_spec("4/4", "1/8", FormPlan.through(2))
+    for mark in ("!upbow!", "!f!"):
+        assert start_state(ornaments).feed(mark + "A") is None
+        assert start_state(everything).feed(mark + "A") is not None
+    assert start_state(ornaments).feed("!trill!A2 !fermata!B2") is not None
+    with pytest.raises(DecodingError, match="unknown decorations"):
+        body_spec("4/4", "1/8", decorations=frozenset({"wiggle"}))

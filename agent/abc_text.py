@@ -47,7 +47,7 @@ __all__ = [
     "Field", "TuneText", "TuneSource", "Meter", "Key", "Tempo", "Context", "Kind", "Token",
     "Bar", "split_tunebook", "tunebook_sources", "parse_tune", "parse_meter",
     "parse_unit_length", "default_unit_length", "parse_key", "parse_tempo", "tokenize_body",
-    "scan_body", "split_bars", "sounding_bars", "strip_comment",
+    "scan_body", "split_bars", "sounding_bars", "strip_comment", "bar_count",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -1464,6 +1464,29 @@ def sounding_bars(tune: TuneText, tokens: list[Token] | None = None) -> list[Bar
     """
     tokens = tokenize_body(tune.body, tune) if tokens is None else tokens
     return [bar for bar in split_bars(tokens, tune) if bar.notes]
+
+
+def bar_count(tune: TuneText, tokens: list[Token] | None = None) -> int:
+    """Bars of the melody as a musician counts them: short bars that make a full one between
+    them (a pickup and the bar that closes its part) count once, so the count is the full bars
+    plus the short bars' lengths in bars, rounded. In free meter every bar counts.
+
+    >>> bar_count(parse_tune("X:1\\nM:2/4\\nL:1/8\\nK:C\\nC|DEFG|ABc|]\\n"))
+    2
+    >>> bar_count(parse_tune("X:1\\nM:6/8\\nL:1/8\\nK:G\\n|:D|GAB d2B|cBA G2:|\\n|:B|dBG d2B|cBA G2:|\\n"))
+    4
+    """
+    tokens = tokenize_body(tune.body, tune) if tokens is None else tokens
+    voice = next((t.voice for t in tokens if t.is_note), "")
+    full, short = 0, Fraction(0)
+    for bar in split_bars(tokens, tune):
+        if bar.voice != voice or not bar.notes and not any(t.kind is Kind.REST for t in bar.tokens):
+            continue
+        if bar.expected is None or bar.duration >= bar.expected:
+            full += 1
+        else:
+            short += bar.duration / bar.expected
+    return full + round(short)
 
 
 def _field_name(token: Token) -> str:

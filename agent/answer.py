@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from agent.abc_reader import read_tune
-from agent.abc_text import parse_tune, sounding_bars, split_bars, tokenize_body
+from agent.abc_text import bar_count, parse_tune, split_bars, tokenize_body
 
 QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument",
                   "form", "style", "lyrics", "notes")
@@ -108,7 +108,6 @@ class ScoreFacts:
 def score_facts(abc: str) -> ScoreFacts:
     """Read the facts a question may ask about."""
     tune = parse_tune(abc)
-    bars = sounding_bars(tune)
     read = read_tune(abc)
     score = read.score
     pitches = [p for n in score.recurse().notes if not _is_chord_symbol(n) for p in n.pitches]
@@ -129,7 +128,7 @@ def score_facts(abc: str) -> ScoreFacts:
         key_field=tune.get("K") or "",
         meter=tune.get("M") or "free",
         tempo=tune.get("Q") or "",
-        bars=len(bars),
+        bars=bar_count(tune),
         lowest=low.nameWithOctave,
         highest=high.nameWithOctave,
         span_semitones=int(high.ps - low.ps),
@@ -163,8 +162,7 @@ def answer_question(abc: str, kind: str) -> str:
         return f"It is in {meter} time."
     if kind == "bars":
         tune = parse_tune(abc)
-        count = len(sounding_bars(tune))
-        return f"It has {count} bars."
+        return f"It has {bar_count(tune)} bars."
     facts = score_facts(abc)
     if kind == "key":
         agree = facts.analysed_key.split()[0] == facts.tonic_name
@@ -213,7 +211,7 @@ def _describe_text(abc: str, kind: str) -> str:
         first, last = notes[0].names[0], notes[-1].names[0]
         return f"It has {len(notes)} notes; it starts on {_nice(first)} and ends on {_nice(last)}."
     repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
-    bars = len(sounding_bars(tune, tokens))
+    bars = bar_count(tune, tokens)
     endings = sum(1 for t in tokens if t.kind is Kind.ENDING)
     if not repeats:
         return f"It is through-composed: {bars} bars played once, with no repeats."

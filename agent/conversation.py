@@ -198,11 +198,11 @@ def _mode_suffix(mode: str | None) -> str:
 
 def describe(abc: str) -> str:
     """One sentence on a tune: title, key, meter, tempo, bars, form."""
-    from agent.abc_text import Kind, parse_tune, sounding_bars, tokenize_body
+    from agent.abc_text import Kind, bar_count, parse_tune, tokenize_body
 
     tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
-    bars = sounding_bars(tune, tokens)
+    bars = bar_count(tune, tokens)
     repeats = sum(1 for t in tokens if t.kind is Kind.BAR and ":" in t.text)
     key = tune.key
     mode = "" if key.mode == "major" else f" {key.mode}"
@@ -213,7 +213,7 @@ def describe(abc: str) -> str:
     tempo_text = f" at {tempo.split('=')[-1]} beats a minute" if tempo and "=" in tempo else ""
     return (
         f"“{tune.title or 'Untitled'}”: {key.tonic}{mode}, {tune.get('M') or 'free meter'}"
-        f"{tempo_text}, {len(bars)} bars{form}."
+        f"{tempo_text}, {bars} bars{form}."
     )
 
 
@@ -620,14 +620,13 @@ def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = Non
 
 def score_summary(abc: str) -> dict:
     """Title, key, meter, tempo in bpm and bars of a tune, for JSON output."""
-    from agent.abc_text import parse_tune, sounding_bars
+    from agent.abc_text import bar_count, parse_tune
 
     tune = parse_tune(abc)
     tempo = tune.get("Q") or ""
     bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
-    bars = sounding_bars(tune)
     return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
-            "tempo_bpm": bpm, "bars": len(bars)}
+            "tempo_bpm": bpm, "bars": bar_count(tune)}
 
 
 def run_script(messages: list[str], out: Path, *, seed: int = 0, base: str | None = None,

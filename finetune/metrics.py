@@ -206,18 +206,9 @@ def bar_count(abc: str) -> int:
     >>> bar_count("X:1\\nK:C\\n")
     0
     """
-    tune = parse_tune(abc)
-    tokens = tokenize_body(tune.body, tune)
-    voice = _melody_voice(tokens)
-    full, short = 0, Fraction(0)
-    for bar in split_bars(tokens, tune):
-        if bar.voice != voice or not bar.notes and not any(t.kind is Kind.REST for t in bar.tokens):
-            continue
-        if bar.expected is None or bar.duration >= bar.expected:
-            full += 1
-        else:
-            short += bar.duration / bar.expected
-    return full + round(short)
+    from agent.abc_text import bar_count as musical_bar_count
+
+    return musical_bar_count(parse_tune(abc))
 
 
 def notes_of(abc: str) -> list[tuple[str, tuple[int, ...], Fraction | None]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.answer import answer_question
+from agent.answer import answer_question, score_facts
 from agent.understand import understand
 
 REEL = """X:1
@@ -32,3 +32,12 @@ def test_questions_are_answered_from_the_score(question, expected):
 def test_an_unknown_kind_is_a_programming_error():
     with pytest.raises(ValueError, match="unknown question kind"):
         answer_question(REEL, "weather")
+
+
+def test_a_tune_with_pickups_is_counted_as_a_musician_counts_it():
+    # each part: a pickup, seven full bars and a closing bar that completes the pickup
+    jig = ("X:1\nT:The Jig\nM:6/8\nL:1/8\nK:G\n"
+           "F | GGF DEG | FED DEG | FDF FGA | B3 A2f |\ngfe dfe | dcB cAG | FEF DFG | A3 G2 :|\n"
+           "|: F | GAG ege | fdB agf | efd efe | dff gfe |\nfdA d3 | gec d2f | fdB agf | efd d2 :|\n")
+    assert answer_question(jig, "bars") == "It has 16 bars."
+    assert score_facts(jig).bars == 16

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
 
-from agent.abc_text import Bar, Kind, TuneText, parse_tune, split_bars, tokenize_body
+from agent.abc_text import Bar, Kind, TuneText, bar_count, parse_tune, split_bars, tokenize_body
 from agent.decoding import (
     BODY_CHARS,
     DECORATIONS,
@@ -441,7 +441,7 @@ def _finish(abc: str, valid: bool, attempts: int, diagnostics: list, stats: Deco
             started: float, lyrics_removed: bool = False) -> ComposeResult:
     seconds = time.perf_counter() - started
     try:
-        bars = len(_bars_of(abc)[1])
+        bars = bar_count(parse_tune(abc))  # as a musician counts them: a pickup with its closing bar
     except AbcError:
         bars = 0
     return ComposeResult(

@@ -729,7 +729,8 @@ def summarize(record: dict, reference: Reference) -> dict:
     decode_seconds = sum(p["decode_seconds"] for p in decoded)
     # the composer's own time for a 16-bar tune: decoding, validation and repair (no lyrics, no render)
     sixteen = [p["compose_seconds"] for p in prompts
-               if p.get("bars") == 16 and p["compose_seconds"] and "lyrics_theme" not in p["expect"]]
+               if (metrics.bar_count(p["abc"]) if p["abc"] else p.get("bars")) == 16
+               and p["compose_seconds"] and "lyrics_theme" not in p["expect"]]
     return {
         "prompts": len(prompts), "tunes": len(tunes),
         "validity": validity,

@@ -388,7 +388,7 @@ def test_sixteen_bar_timing_takes_plain_sixteen_bar_tunes_only():
                 "reply": "", "internal_error": False, "direct": False}
 
     jig = prompt(18, 4.0, {})  # 16 bars as written with two pickups: 18 bar lines' worth
-    jig["abc"] = ("X:1\nT:t\nM:6/8\nL:1/8\nK:G\n" + "|: F | " + "GGF DEG | " * 7 + "A3 G2 :|\n") * 2
+    jig["abc"] = "X:1\nT:t\nM:6/8\nL:1/8\nK:G\n" + ("|: F | " + "GGF DEG | " * 7 + "A3 G2 :|\n") * 2
     prompts = [prompt(16, 3.0, {}), prompt(16, 5.0, {}), jig, prompt(32, 9.0, {}),
                prompt(16, 20.0, {"lyrics_theme": "moon"})]
     reference = evaluate.Reference(None, None, None, "none", "none")

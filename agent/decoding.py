@@ -86,10 +86,8 @@ True
 """
 from __future__ import annotations
 
-import dataclasses
-
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple, Sequence
@@ -150,10 +148,13 @@ ORNAMENT_MARKS = DECORATIONS - DYNAMICS - BOWINGS
 
 
 def _prefixes(names: frozenset[str]) -> frozenset[str]:
+    """Every prefix of every name (the empty one included): what may be typed on the way."""
     return frozenset(d[:cut] for d in names for cut in range(len(d) + 1))
+
+
 #: Lengths a grace note may have.
 GRACE_LENGTHS = frozenset({"", "/", "/2", "/4", "/8", "2", "3", "4", "3/2", "3/4"})
-_GRACE_LENGTH_PREFIXES = frozenset(g[:cut] for g in GRACE_LENGTHS for cut in range(len(g) + 1))
+_GRACE_LENGTH_PREFIXES = _prefixes(GRACE_LENGTHS)
 MAX_GRACE_NOTES = 4
 MAX_SLURS = 8  # slurs open at once (long slurs in the corpus nest several deep)
 MAX_DECORATIONS = 2  # decorations on one element, besides one dynamic mark
@@ -304,8 +305,8 @@ def plan_boundaries(plan: FormPlan) -> tuple[Boundary, ...]:
                 opening = opening_next
             boundary = _boundary(close, opening, line_break, final)
             if close != "|":  # a part (or a first ending) ends here
-                boundary = dataclasses.replace(boundary, section_end=True,
-                                               section_start=not final and opening != "[2")
+                boundary = replace(boundary, section_end=True,
+                                   section_start=not final and opening != "[2")
             bounds.append(boundary)
     return tuple(bounds)
 

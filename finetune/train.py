@@ -616,8 +616,10 @@ def write_progress(folder: Path, progress: "Progress", config: TrainConfig, data
     (folder / PROGRESS_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def read_warm_start(config: TrainConfig, data_hash: str, world: int) -> tuple[Path, "Progress"]:
-    """The adapter folder named by ``--warm-start`` and where its run stood, checked against this run."""
+def read_warm_start(config: TrainConfig, data_hash: str, world: int) -> tuple[Path, "Progress", str]:
+    """The adapter folder named by ``--warm-start``, where its run stood (checked against this
+    run), and the split hash of the data it was trained on. On other data its best validation
+    loss is forgotten: it was measured on other validation examples."""
     folder = Path(config.warm_start or "")
     if not (folder / "adapter_model.safetensors").is_file():
         raise InputError(f"--warm-start: {folder} holds no adapter_model.safetensors")
@@ -629,7 +631,9 @@ def read_warm_start(config: TrainConfig, data_hash: str, world: int) -> tuple[Pa
     _check_compatible({**saved, "data_hash": data_hash}, config, data_hash, world, folder)
     progress = Progress(**saved["progress"])
     progress.warm_start_step = progress.step
-    return folder, progress
+    if saved["data_hash"] != data_hash:
+        progress.best_val = float("inf")
+    return folder, progress, saved["data_hash"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -824,13 +828,11 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     resume_from = _resume_path(config, out)
     saved_rng = None
     if resume_from is None and config.warm_start:
-        warm_from, progress = read_warm_start(config, data_hash, world)
+        warm_from, progress, saved_hash = read_warm_start(config, data_hash, world)
         weights = load_file(str(warm_from / "adapter_model.safetensors"))
         set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
         log(f"warm start from {warm_from} at step {progress.step} (fresh optimizer moments)")
-        saved_hash = json.loads((warm_from / PROGRESS_FILE).read_text(encoding="utf-8"))["data_hash"]
         if saved_hash != data_hash:
-            progress.best_val = float("inf")  # measured on other validation data: not comparable
             log(f"warm start: the data differ from the saved run's (split hash {saved_hash}, now {data_hash}); "
                 f"the run continues at the same position of the new data's order, and the best "
                 f"validation loss is measured afresh")

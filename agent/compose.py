@@ -548,7 +548,7 @@ def repair_tune(
             stats.add(decoded_stats)
         report("validate", 0, abc)
         valid, diagnostics = _validate(abc)
-    report("done", len(_bars_of(abc)[1]), abc)
+    report("done", bar_count(_bars_of(abc)[0]), abc)
     return _finish(abc, valid, attempts, diagnostics, stats, started)
 
 

@@ -38,6 +38,7 @@ from agent.abc_text import (
     LETTER_SEMITONES,
     Kind,
     Token,
+    bar_count as musical_bar_count,
     parse_key,
     parse_meter,
     parse_tune,
@@ -206,8 +207,6 @@ def bar_count(abc: str) -> int:
     >>> bar_count("X:1\\nK:C\\n")
     0
     """
-    from agent.abc_text import bar_count as musical_bar_count
-
     return musical_bar_count(parse_tune(abc))
 
 

@@ -72,6 +72,7 @@ from agent.decoding import (
 )
 from agent.errors import AbcError
 from agent.prompts import chat_prompt_ids, compose_messages, edit_messages, stop_token_ids
+from agent.step_decoder import open_decoder
 from agent.validate import short_bars_allowed
 
 __all__ = [
@@ -360,10 +361,9 @@ def decode_body(
     """
     import torch
 
-    model, tokenizer = loaded.model, loaded.tokenizer
+    tokenizer = loaded.tokenizer
     table = token_table(tokenizer)
     settings = config.sampling()
-    device = getattr(loaded, "device", "cpu")
     stops = stop_token_ids(tokenizer)
     stats = DecodeStats(prompt_tokens=len(prompt_ids))
     pieces: list[str] = []
@@ -371,11 +371,10 @@ def decode_body(
     complete = False
     with torch.inference_mode():
         clock = time.perf_counter()
-        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True,
-                    logits_to_keep=1)
+        decoder = open_decoder(loaded, capacity=len(prompt_ids) + budget)
+        logits = decoder.feed(prompt_ids)
         stats.forward_seconds += time.perf_counter() - clock
         for _ in range(budget):
-            logits = out.logits[0, -1].float().cpu()
             clock = time.perf_counter()
             recent = generated[-config.penalty_window:]
             scores = _penalize(logits, recent, table, config.repetition_penalty)
@@ -399,8 +398,7 @@ def decode_body(
             if complete:
                 break
             clock = time.perf_counter()
-            out = model(input_ids=torch.tensor([[token]], device=device),
-                        past_key_values=out.past_key_values, use_cache=True)
+            logits = decoder.feed([token])
             stats.forward_seconds += time.perf_counter() - clock
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ModelError
+from agent.step_decoder import DECODER_CHOICES, int8_llama_weights
 
 __all__ = [
     "OFFLINE_BASES",
@@ -158,9 +159,16 @@ class ModelConfig:
         default=False,
         metadata={"help": "let from_pretrained download a base (also: TUNESMITH_ALLOW_DOWNLOAD=1)"},
     )
+    decoder: str = field(
+        default="auto",
+        metadata={"help": "auto (the int8 Llama decoder of agent.step_decoder where the model "
+                          "has int8 weights and a Llama architecture, else transformers') or "
+                          "transformers"},
+    )
 
     def __post_init__(self) -> None:
         _check_choice("quantize", self.quantize, QUANTIZE_CHOICES)
+        _check_choice("decoder", self.decoder, DECODER_CHOICES)
         _check_choice("dtype", self.dtype, DTYPE_CHOICES)
         if self.threads < 0:
             raise ModelError(f"threads must be 0 (one per core) or more, not {self.threads}")
@@ -182,6 +190,8 @@ class LoadedModel:
     device: str = "cpu"
     dtype: str = "float32"
     quantize: str = "none"  # what "auto" became
+    #: the weights agent.step_decoder's int8 Llama decoder reads, where it runs this model
+    int8_llama: Any = None
 
 
 def default_cache_dir() -> Path:
@@ -578,7 +588,9 @@ def load_model(config: ModelConfig) -> LoadedModel:
     quantization, or the cast to bfloat16 and then int8 weights (``int8-weight``). On the CPU the
     base is read and the adapter merged in float32 first, so the adapter's small updates are
     added before rounding. The result is in
-    eval mode with every parameter frozen; training wraps it in a new adapter.
+    eval mode with every parameter frozen; training wraps it in a new adapter. With int8 weights
+    on a Llama architecture the weights are also prepared for ``agent.step_decoder``'s int8 Llama
+    decoder (unless ``decoder="transformers"``).
     """
     import torch
 
@@ -603,6 +615,9 @@ def load_model(config: ModelConfig) -> LoadedModel:
         model = _quantize_int8_weights(model)
     model.eval()
     model.requires_grad_(False)
+    int8_llama = None
+    if quantize == "int8-weight" and config.decoder == "auto":
+        int8_llama = int8_llama_weights(model)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -611,4 +626,5 @@ def load_model(config: ModelConfig) -> LoadedModel:
         device=device,
         dtype=str(dtype).removeprefix("torch."),
         quantize=quantize,
+        int8_llama=int8_llama,
     )

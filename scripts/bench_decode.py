@@ -5,10 +5,12 @@
                                              [--variants float32-peft,float32,...]
 
 Each variant loads the model its own way (adapter kept as LoRA layers or merged into the base;
-float32, bfloat16, int8 weights with bfloat16 inputs, int8 dynamic quantization; with or without
-the KV cache) and is timed on the same greedy decode: ``--tokens`` new tokens after a compose
-request with its ABC header prefilled, median of ``--runs``. Quality is the loss (nats per target
-token, teacher-forced) on the first ``--examples`` compose examples of ``data/build/valid.jsonl``
+float32, bfloat16, int8 weights with bfloat16 inputs run by the int8 Llama decoder of
+``agent.step_decoder`` or by transformers, int8 dynamic quantization; with or without the KV
+cache) and is timed on the same greedy decode through the decoder the composer uses: ``--tokens``
+new tokens after a compose request with its ABC header prefilled, median of ``--runs``. Quality is
+the loss (nats per target token, teacher-forced through the same decoder) on the first
+``--examples`` compose examples of ``data/build/valid.jsonl``
 (the tunes the adapter was validated on), and how many greedy tokens match float32's before the
 first difference.
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.conversation import resolve_adapter  # noqa: E402
 from agent.model import OFFLINE_BASES, ModelConfig, load_model  # noqa: E402
 from agent.prompts import abc_header, chat_prompt_ids, compose_messages, training_ids  # noqa: E402
+from agent.step_decoder import open_decoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 #: name -> (ModelConfig overrides, use the KV cache)
@@ -47,6 +50,7 @@ VARIANTS = {
     "float32-no-cache": ({"dtype": "float32", "merge_adapter": True}, False),
     "bfloat16": ({"dtype": "bfloat16"}, True),
     "int8-weight": ({"quantize": "int8-weight"}, True),
+    "int8-weight-transformers": ({"quantize": "int8-weight", "decoder": "transformers"}, True),
     "int8-dynamic": ({"quantize": "int8-dynamic"}, True),
 }
 
@@ -67,8 +71,8 @@ def loss(loaded, examples: list[dict]) -> float:
     total, count = 0.0, 0
     for example in examples:
         ids, labels = training_ids(loaded.tokenizer, example["messages"], example["prefill"])
-        with torch.no_grad():
-            logits = loaded.model(torch.tensor([ids])).logits[0, :-1].float()
+        with torch.inference_mode():
+            logits = open_decoder(loaded, len(ids)).feed(ids, every=True)[:-1]
         targets = torch.tensor(labels[1:])
         total += float(F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum"))
         count += int((targets != -100).sum())
@@ -76,11 +80,21 @@ def loss(loaded, examples: list[dict]) -> float:
 
 
 def decode(loaded, prompt: list[int], tokens: int, use_cache: bool) -> tuple[float, list[int]]:
-    """Wall seconds for ``tokens`` greedy new tokens, and the tokens."""
+    """Wall seconds for ``tokens`` greedy new tokens, and the tokens: through the decoder the
+    composer uses (``agent.step_decoder``), or ``generate`` without a KV cache."""
     import torch
 
     ids = torch.tensor([prompt])
     started = time.perf_counter()
+    if use_cache:
+        new: list[int] = []
+        with torch.inference_mode():
+            decoder = open_decoder(loaded, len(prompt) + tokens)
+            logits = decoder.feed(prompt)
+            while len(new) < tokens:
+                new.append(int(logits.argmax()))
+                logits = decoder.feed(new[-1:])
+        return time.perf_counter() - started, new
     with torch.inference_mode():
         out = loaded.model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
@@ -136,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=30, help="validation examples for the loss")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = one per core")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--composer-variants", default="float32,int8-weight",
+    parser.add_argument("--composer-variants", default="float32,int8-weight-transformers,int8-weight",
                         help="variants whose composer loop is timed too")
     args = parser.parse_args(argv)
 

@@ -1,0 +1,133 @@
+"""Tests of agent/step_decoder.py: the int8 Llama decoder against transformers' own forward.
+
+The model is the tiny random Llama of test_model.py with int8 weights (``quantize="int8-weight"``,
+which needs a CPU that computes in bfloat16). The two decoders differ only in the precision of
+attention (float32 here, bfloat16 in transformers), so their logits agree closely and their
+greedy choices agree; the tests feed the prompt in one piece, token by token, in several
+pieces, and past the cache's first capacity.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_model import make_tiny_base
+
+from agent.model import ModelConfig, cpu_has_bfloat16, load_model
+from agent.step_decoder import (
+    Int8LlamaDecoder,
+    TransformersDecoder,
+    int8_llama_weights,
+    open_decoder,
+)
+
+pytestmark = pytest.mark.skipif(not cpu_has_bfloat16(), reason="int8 weights need a bfloat16 CPU")
+
+TUNE = "X:1\nT:Test\nM:3/4\nL:1/8\nK:Dm\nA2 d2 f2|e4 d2|c2 A2 F2|G6|A2 d2 f2|a4 g2|f2 e2 d2|d6|]\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    # hidden 64: 4 heads of 16, 2 key/value heads, so attention is grouped as in SmolLM2
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-base"), hidden=64)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_base):
+    return load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight"))
+
+
+def _reference_logits(loaded, ids: list[int]):
+    """transformers' logits after each prefix of ``ids`` (one full forward, no cache)."""
+    import torch
+
+    with torch.inference_mode():
+        return loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+def _close(got, want) -> bool:
+    """Within 3 % of the logits' scale, with the same best token wherever transformers' best
+    leads its second by more than the difference (a random model has near ties)."""
+    difference = float((got - want).abs().max())
+    top = want.topk(2).values
+    clear = float(top[0] - top[1]) > 2 * difference
+    return difference <= 0.03 * float(want.abs().max()) and (
+        not clear or int(got.argmax()) == int(want.argmax()))
+
+
+def test_the_loader_prepares_the_int8_llama_decoder_and_open_decoder_picks_it(loaded, tiny_base):
+    assert loaded.int8_llama is not None
+    assert isinstance(open_decoder(loaded, 16), Int8LlamaDecoder)
+    plain = load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight", decoder="transformers"))
+    assert plain.int8_llama is None
+    assert isinstance(open_decoder(plain, 16), TransformersDecoder)
+    floating = load_model(ModelConfig(base=str(tiny_base), dtype="float32"))
+    assert floating.int8_llama is None and int8_llama_weights(floating.model) is None
+
+
+def test_fused_projections_leave_the_model_itself_unchanged(tiny_base, loaded):
+    import torch
+
+    other = load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight", decoder="transformers"))
+    ids = loaded.tokenizer.encode(TUNE)
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(input_ids=torch.tensor([ids])).logits,
+                           other.model(input_ids=torch.tensor([ids])).logits)
+    attention = loaded.model.model.layers[0].self_attn
+    fused = loaded.int8_llama.layers[0].qkv[0]
+    assert attention.k_proj.weight_int8.data_ptr() != fused.data_ptr()  # a view into it
+    assert attention.q_proj.weight_int8.data_ptr() == fused.data_ptr()
+
+
+@pytest.mark.parametrize("pieces", [(1,), "tokens", (5, 1, 7), (3,)])
+def test_logits_match_transformers_however_the_context_is_fed(loaded, pieces):
+    """The prompt fed whole, one token at a time, in uneven pieces (a piece after cached
+    tokens takes the causal mask path), and past a capacity of 4 tokens (the cache grows)."""
+    import torch
+
+    ids = loaded.tokenizer.encode(TUNE)[:40]
+    want = _reference_logits(loaded, ids)
+    sizes = [1] * len(ids) if pieces == "tokens" else list(pieces)
+    if pieces == (1,):
+        sizes = [len(ids)]
+    decoder = Int8LlamaDecoder(loaded.int8_llama, capacity=4)
+    position = 0
+    with torch.inference_mode():
+        while position < len(ids):
+            size = sizes.pop(0) if sizes else 1
+            got = decoder.feed(ids[position:position + size])
+            position += size
+            assert got.dtype == torch.float32 and got.shape == want[0].shape
+            assert _close(got, want[min(position, len(ids)) - 1]), position
+    assert decoder.length == len(ids) and decoder.capacity >= len(ids)
+
+
+def test_a_continuation_steps_as_the_transformers_decoder_does(loaded):
+    """Both decoders fed the int8 decoder's own greedy continuation, step by step, through
+    their caches: the logits agree at every step."""
+    import torch
+
+    prompt = loaded.tokenizer.encode(TUNE)[:12]
+    ours, theirs = Int8LlamaDecoder(loaded.int8_llama, 16), TransformersDecoder(loaded.model)
+    with torch.inference_mode():
+        got, want = ours.feed(prompt), theirs.feed(prompt)
+        for step in range(30):
+            assert _close(got, want), step
+            token = [int(got.argmax())]
+            got, want = ours.feed(token), theirs.feed(token)
+
+
+def test_sessions_do_not_share_a_cache(loaded):
+    import torch
+
+    ids = loaded.tokenizer.encode(TUNE)[:20]
+    with torch.inference_mode():
+        first = open_decoder(loaded, 32)
+        alone = first.feed(ids).clone()
+        second = open_decoder(loaded, 32)
+        second.feed(ids[:5])
+        second.feed(ids[5:])
+        again = open_decoder(loaded, 32).feed(ids)
+    assert torch.equal(alone, again)
+    with pytest.raises(ValueError, match="at least one token"):
+        first.feed([])

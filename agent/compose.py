@@ -129,6 +129,13 @@ class ComposeConfig:
     max_ties_per_bar: int = field(default=1, metadata={"help": "most ties in one bar (0: no rule)"})
     max_attempts: int = field(
         default=3, metadata={"help": "decodes in all: the first plus repairs"})
+    bar_retries: int = field(
+        default=3,
+        metadata={"help": "how often one bar may be taken back and sampled again: a bar is kept "
+                  "with the probability the model gave the tokens the grammar allowed (the "
+                  "product over its steps), so bars the grammar had to push the model into are "
+                  "rewritten; after the last retry the likeliest try is kept; 0 keeps every bar "
+                  "(see decode_body)"})
     subdivision: int = field(
         default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
@@ -199,10 +206,11 @@ class DecodeStats:
     checked: int = 0  # candidate tokens run through the automaton
     widened: int = 0  # steps where the top_k held no viable token
     relaxed: int = 0  # steps where the repetition rules had to be lifted
+    resampled_bars: int = 0  # bars taken back and written again (``bar_retries``)
 
     def add(self, other: "DecodeStats") -> None:
         for name in ("tokens", "prompt_tokens", "forward_seconds", "constraint_seconds",
-                     "checked", "widened", "relaxed"):
+                     "checked", "widened", "relaxed", "resampled_bars"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -316,6 +324,12 @@ def _penalize(logits: Any, recent: list[int], table: TokenTable, penalty: float)
     return scores
 
 
+def _draw(generator: Any) -> float:
+    import torch
+
+    return torch.rand((), generator=generator, dtype=torch.float64).item()
+
+
 def _sample_free(scores: Any, settings: SamplingSettings, generator: Any) -> int:
     """Unconstrained top-k / top-p sampling (the baseline without the grammar)."""
     import torch
@@ -342,6 +356,27 @@ class Decoded:
     stats: DecodeStats
 
 
+@dataclass(frozen=True)
+class _BarStart:
+    """Where the bar being written began: enough to take it back."""
+
+    cached: int  # tokens in the decoder's cache
+    logits: Any
+    state: BodyState
+    written: int  # tokens of the body
+
+
+@dataclass(frozen=True)
+class _BarTry:
+    """One written try of a bar: its tokens and texts, the automaton after it, and the chance
+    the model would have written it without the grammar's help."""
+
+    tokens: tuple[int, ...]
+    texts: tuple[str, ...]
+    state: BodyState
+    kept: float
+
+
 def decode_body(
     loaded: Any,
     prompt_ids: list[int],
@@ -358,6 +393,17 @@ def decode_body(
     (or span) is complete; with ``state=None`` the raw model runs until its end-of-turn token.
     ``budget`` caps the new tokens; ``complete`` says whether the text got to its end.
     ``on_bar(bars_done, text)`` is called each time a bar is finished.
+
+    Bars are sampled again where the grammar bent them. Masking the tokens the automaton
+    refuses, step by step, does not sample from the model's own distribution over valid bars:
+    each refusal hands the refused probability to what is left, and a model that wants to end a
+    bar early gets pushed into filling it with short notes, which it then copies (a tune in
+    sixteenths). The product of the allowed mass over a bar's steps is the chance the model
+    would have written that bar unaided, so keeping the bar with that probability, and else
+    writing it again from its start, is rejection sampling from the model's distribution over
+    valid bars. After ``config.bar_retries`` rejected tries the try with the highest chance is
+    kept. A bar is judged at its bar line (a pickup's too); the last bar of an edited span,
+    which ends without one, is kept as written.
     """
     import torch
 
@@ -366,6 +412,7 @@ def decode_body(
     settings = config.sampling()
     stops = stop_token_ids(tokenizer)
     stats = DecodeStats(prompt_tokens=len(prompt_ids))
+    retries = config.bar_retries if settings.temperature > 0 else 0  # greedy: the same bar again
     pieces: list[str] = []
     generated: list[int] = []
     complete = False
@@ -374,32 +421,67 @@ def decode_body(
         decoder = open_decoder(loaded, capacity=len(prompt_ids) + budget)
         logits = decoder.feed(prompt_ids)
         stats.forward_seconds += time.perf_counter() - clock
-        for _ in range(budget):
+        bar_start = _BarStart(decoder.length, logits, state, 0)
+        tries: list[_BarTry] = []
+        kept = 1.0
+        while len(generated) < budget and stats.tokens < budget * (1 + retries):
             clock = time.perf_counter()
             recent = generated[-config.penalty_window:]
             scores = _penalize(logits, recent, table, config.repetition_penalty)
+            closed = False
             if state is not None:
-                bars_before = state.bars_done
                 choice = choose_token(scores, state, table, settings, generator)
+                closed = choice.state.bar_lines > state.bar_lines
                 token, state = choice.token_id, choice.state
                 stats.checked += choice.checked
                 stats.widened += bool(choice.widened)
                 stats.relaxed += choice.relaxed
+                kept *= 1.0 - choice.refused_mass
                 pieces.append(table.texts[token])
                 complete = state.is_complete
             else:
                 token = _sample_free(scores, settings, generator)
                 complete = token in stops
-            stats.constraint_seconds += time.perf_counter() - clock
             generated.append(token)
             stats.tokens += 1
-            if state is not None and on_bar is not None and state.bars_done > bars_before:
-                on_bar(state.bars_done, "".join(pieces))
+            fed = False
+            if closed and retries:
+                tries.append(_BarTry(tuple(generated[bar_start.written:]),
+                                     tuple(pieces[bar_start.written:]), state, kept))
+                accepted = _draw(generator) < kept
+                if not accepted and len(tries) <= retries:  # take the bar back, write it again
+                    stats.resampled_bars += 1
+                    decoder.rewind(bar_start.cached)
+                    logits, state, kept, complete = bar_start.logits, bar_start.state, 1.0, False
+                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    stats.constraint_seconds += time.perf_counter() - clock
+                    continue
+                best = tries[-1] if accepted else max(tries, key=lambda t: t.kept)
+                if best is not tries[-1]:  # an earlier try was likelier: write it back
+                    decoder.rewind(bar_start.cached)
+                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    generated.extend(best.tokens)
+                    pieces.extend(best.texts)
+                    state, complete = best.state, best.state.is_complete
+                    if not complete:
+                        started = time.perf_counter()
+                        logits, fed = decoder.feed(list(best.tokens)), True
+                        spent = time.perf_counter() - started
+                        stats.forward_seconds += spent
+                        clock += spent  # model time, not the constraints
+                tries, kept = [], 1.0
+            if closed:
+                if on_bar is not None and state.bars_done > bar_start.state.bars_done:
+                    on_bar(state.bars_done, "".join(pieces))
+            stats.constraint_seconds += time.perf_counter() - clock
             if complete:
                 break
-            clock = time.perf_counter()
-            logits = decoder.feed([token])
-            stats.forward_seconds += time.perf_counter() - clock
+            if not fed:
+                clock = time.perf_counter()
+                logits = decoder.feed([token])
+                stats.forward_seconds += time.perf_counter() - clock
+            if closed:
+                bar_start = _BarStart(decoder.length, logits, state, len(generated))
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],
                                    clean_up_tokenization_spaces=False)]

@@ -513,7 +513,8 @@ class BodyState:
 
     States are cheap to copy; :meth:`feed` returns a new state (or None when the text cannot be
     part of a valid body), :meth:`advance` changes this one. ``bars_done`` counts completed
-    bars; ``remaining`` is what the current bar still needs, in ticks.
+    bars; ``bar_lines`` counts the bar lines begun (a pickup's included); ``remaining`` is what
+    the current bar still needs, in ticks.
 
     >>> s = start_state(body_spec("4/4", "1/8", FormPlan.through(1)))
     >>> s = s.feed("c")            # a note whose length may still follow ("c3", "c/2")
@@ -1154,6 +1155,7 @@ class BodyState:
         if not self._finish_element() or not self._can_close():
             return False
         bar = self.bars_done + 1
+        self.bar_lines += 1
         if self._closing_pickup:  # not one of the plan's bars: the same bar comes next, full
             if not self.pickup:
                 self.pickup = self.spec.capacity(bar) - self.remaining
@@ -1209,6 +1211,7 @@ def start_state(
     state.spec = spec
     state.mode = _BOUNDARY
     state.bars_done = spec.first_bar - 1
+    state.bar_lines = 0
     state.pickup = 0
     state.lead = spec.allow_pickup and spec.first_bar == 1 and spec.boundaries[0].section_start
     state.remaining = spec.capacity(spec.first_bar)
@@ -1321,6 +1324,9 @@ class Choice(NamedTuple):
     checked: int  # candidates run through the automaton
     widened: int  # 0: found among the top_k; 1: in the second round; 2: in the whole vocabulary
     relaxed: bool  # the repetition rules had to be lifted to find a way on
+    #: the model's probability (softmax of the scores at the sampling temperature, 1 when
+    #: greedy) on the top_k candidates the automaton refused: how far the grammar pushed it
+    refused_mass: float = 0.0
 
 
 def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int
@@ -1388,6 +1394,7 @@ def choose_token(
     k = min(settings.top_k, scores.shape[-1])
     top = torch.topk(scores, k).indices.tolist()
     found, checked = _viable(top, state, table, settings.top_k)
+    refused = _refused_mass(scores, top, found, settings.temperature)
     widened, relaxed = 0, False
     if not found:
         widened = 1
@@ -1405,7 +1412,19 @@ def choose_token(
     if not found:
         raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
     token, new = _sample(found, scores, settings, generator)
-    return Choice(token, new, checked, widened, relaxed)
+    return Choice(token, new, checked, widened, relaxed, refused)
+
+
+def _refused_mass(scores: Any, candidates: list[int], found: list, temperature: float) -> float:
+    """The probability the model puts on ``candidates`` that are not among ``found``."""
+    import torch
+
+    viable = {token for token, _ in found}
+    refused = [token for token in candidates if token not in viable]
+    if not refused:
+        return 0.0
+    probs = torch.softmax(scores.double() / (temperature if temperature > 0 else 1.0), dim=0)
+    return float(probs[torch.tensor(refused)].sum())
 
 
 def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any

@@ -42,12 +42,17 @@ DECODER_CHOICES = ("auto", "transformers")
 
 
 class StepDecoder(Protocol):
-    """A model with its KV cache, fed a few tokens at a time."""
+    """A model with its KV cache, fed a few tokens at a time; ``length`` tokens are cached."""
+
+    length: int
 
     def feed(self, ids: Sequence[int], every: bool = False) -> Any:
         """Append ``ids`` to the context; return the logits of the token after them (a float32
         tensor of the vocabulary's size, on the CPU), or with ``every`` the logits after each
         of them (one row per id: what a teacher-forced loss needs)."""
+
+    def rewind(self, length: int) -> None:
+        """Forget every token after the first ``length`` (to write them again otherwise)."""
 
 
 class TransformersDecoder:
@@ -55,6 +60,7 @@ class TransformersDecoder:
 
     def __init__(self, model: Any, device: str = "cpu") -> None:
         self.model, self.device, self.past = model, device, None
+        self.length = 0
 
     def feed(self, ids: Sequence[int], every: bool = False) -> Any:
         import torch
@@ -62,7 +68,19 @@ class TransformersDecoder:
         out = self.model(input_ids=torch.tensor([list(ids)], device=self.device),
                          past_key_values=self.past, use_cache=True, logits_to_keep=0 if every else 1)
         self.past = out.past_key_values
+        self.length += len(ids)
         return out.logits[0].float().cpu() if every else out.logits[0, -1].float().cpu()
+
+    def rewind(self, length: int) -> None:
+        _check_rewind(length, self.length)
+        if length < self.length:
+            self.past.crop(length - self.length)  # transformers 5: minus the tokens to drop
+            self.length = length
+
+
+def _check_rewind(length: int, cached: int) -> None:
+    if not 0 <= length <= cached:
+        raise ValueError(f"cannot rewind to {length} tokens: {cached} are cached")
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,10 @@ class Int8LlamaDecoder:
         self.length = end
         logits = matmul(_rms_norm(x if every else x[-1:], w.norm, w.eps), *w.head).float()
         return logits if every else logits[0]
+
+    def rewind(self, length: int) -> None:
+        _check_rewind(length, self.length)
+        self.length = length  # later feeds overwrite the cache from there
 
 
 def open_decoder(loaded: Any, capacity: int = 512) -> StepDecoder:

@@ -6,6 +6,9 @@ bars and bar lines asked for, and :func:`agent.validate.validate_abc` must agree
 """
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -72,6 +75,47 @@ def test_constrained_tunes_are_valid_with_the_bars_asked_for(tiny, meter):
     assert seen[-1][0] == "done" and seen[-1][2] == result.abc
     assert result.tokens > 8 and result.tokens_per_second > 0
     assert result.stats.constraint_seconds > 0 and result.stats.forward_seconds > 0
+
+
+class _EagerBarLines:
+    """A stand-in model that puts most of its probability on " |" at every step, the rest on a
+    few notes: it wants to close every bar after its first note, which the grammar refuses."""
+
+    class _Cache:
+        def crop(self, count: int) -> None:
+            pass
+
+    def __init__(self, tokenizer) -> None:
+        self.vocabulary = len(tokenizer)
+        self.bar_line = tokenizer.encode(" |")
+        self.notes = [tokenizer.encode(text) for text in ("A", "B", "c", "d", " A", " B")]
+        assert len(self.bar_line) == 1 and all(len(ids) == 1 for ids in self.notes)
+
+    def __call__(self, input_ids, **_ignored):
+        logits = torch.full((1, input_ids.shape[1], self.vocabulary), -10.0)
+        logits[..., [ids[0] for ids in self.notes]] = 0.0
+        logits[..., self.bar_line[0]] = 5.0
+        return SimpleNamespace(logits=logits, past_key_values=self._Cache())
+
+
+def test_bars_the_grammar_bent_are_written_again(tiny):
+    """A model that wants each bar closed after one note gets every bar refused most of its
+    probability: each bar is written again ``bar_retries`` times, then the last try is kept.
+    ``bar_retries=0`` keeps every first try; the tune is valid and seeded either way."""
+    eager = SimpleNamespace(model=_EagerBarLines(tiny.tokenizer), tokenizer=tiny.tokenizer,
+                            config=SimpleNamespace(adapter=None), device="cpu")
+    config = ComposeConfig(seed=2, allow_pickup=False, repetition_penalty=1.0, max_repeats_in_a_row=0,
+                           block_ngram=0, max_pitch_run=0)
+    again = compose_tune(eager, "a waltz", header("3/4"), 4, config)
+    kept = compose_tune(eager, "a waltz", header("3/4"), 4, dataclasses.replace(config, bar_retries=0))
+    assert again.valid and kept.valid and again.bars == kept.bars == 4
+    assert again.stats.resampled_bars == config.bar_retries * 4
+    assert kept.stats.resampled_bars == 0
+    assert again.tokens > kept.tokens  # the taken-back tokens are counted as decoded
+    assert compose_tune(eager, "a waltz", header("3/4"), 4, config).abc == again.abc
+    # the random tiny model spreads its probability thinly: the refused top candidates hold
+    # little of it, so its bars are kept
+    assert compose_tune(tiny, "a waltz", header("3/4"), 4, config).stats.resampled_bars == 0
 
 
 def test_ornaments_stay_valid(tiny):
@@ -163,9 +207,10 @@ def test_budget_that_runs_out_is_retried_then_reported(tiny):
 
 
 def test_a_decode_out_of_tokens_is_sampled_again(tiny):
-    # seed 0 spends its 14 tokens before the 2 bars end, then a later sample fits
+    # seed 0 spends its 14 tokens before the 2 bars end, then a later sample fits (no bar is
+    # taken back, so that every token counted is one of the budget's)
     result = compose_tune(tiny, "a waltz", header("3/4"), 2,
-                          ComposeConfig(seed=0, max_new_tokens=14, allow_pickup=False))
+                          ComposeConfig(seed=0, max_new_tokens=14, allow_pickup=False, bar_retries=0))
     assert result.valid and result.attempts in (2, 3)
     assert 14 * (result.attempts - 1) < result.tokens <= 14 * result.attempts
     assert len(bars_of(result.abc)[1]) == 2

@@ -131,3 +131,28 @@ def test_sessions_do_not_share_a_cache(loaded):
     assert torch.equal(alone, again)
     with pytest.raises(ValueError, match="at least one token"):
         first.feed([])
+
+
+@pytest.mark.parametrize("kind", ["int8-llama", "transformers"])
+def test_rewind_forgets_the_tokens_after_it(loaded, kind):
+    """A bar taken back: the tokens after the rewind point are gone, as if never fed."""
+    import torch
+
+    def fresh():
+        if kind == "int8-llama":
+            return Int8LlamaDecoder(loaded.int8_llama, 8)
+        return TransformersDecoder(loaded.model)
+
+    ids = loaded.tokenizer.encode(TUNE)[:30]
+    decoder = fresh()
+    with torch.inference_mode():
+        decoder.feed(ids[:20])
+        decoder.feed(ids[20:25])
+        decoder.rewind(20)
+        assert decoder.length == 20
+        got = decoder.feed(ids[25:30])
+        want = fresh().feed(ids[:20] + ids[25:30])
+    assert decoder.length == 25
+    assert _close(got, want)
+    with pytest.raises(ValueError, match="cannot rewind to 26 tokens: 25 are cached"):
+        decoder.rewind(26)

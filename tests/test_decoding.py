@@ -256,6 +256,33 @@ def test_choose_token_widens_when_the_top_candidates_do_not_fit():
     assert choice.state.bars_done == 1
 
 
+def test_refused_mass_is_the_probability_the_grammar_took_away():
+    table = small_table()
+    state = start_state(body_spec("2/4", "1/8", FormPlan.through(2))).feed("A2 B2")
+    scores = torch.full((table.size,), -30.0)
+    scores[9], scores[3] = 0.0, 0.0  # "c" (refused: the bar is full) and the bar line, equally
+    choice = choose_token(scores, state, table, SamplingSettings(temperature=1.0, top_k=4))
+    assert choice.token_id == 3 and choice.refused_mass == pytest.approx(0.5, abs=1e-6)
+    scores[9] = -30.0
+    assert choose_token(scores, state, table, SamplingSettings(temperature=1.0, top_k=4)
+                        ).refused_mass == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_slur_crosses_one_bar_line_at_most_and_does_not_nest():
+    spec = body_spec("3/4", "1/8", FormPlan.through(4))
+    start = start_state(spec)
+    assert start.feed("A2 B2 (c2 | d2 e2 f2) |") is not None
+    assert start.feed("A2 B2 (c2 | d2 e2 f2 |") is None  # it must close before a second
+    assert start.feed("A2 ((B2 c2) |") is None
+    assert start.feed("(A2 B2) (c2 | d2) (e2 f2) |") is not None
+    unlimited = start_state(dataclasses.replace(spec, slur_bars=0))
+    assert unlimited.feed("A2 B2 (c2 | d2 e2 f2 | (g2 (a4) |") is not None
+    # a span that must close a slur it inherits gets one bar line to do it
+    span = start_state(dataclasses.replace(spec, slurs_in=1))
+    assert span.feed("A2 B2 c2 | d2) e2 f2 |") is not None
+    assert span.feed("A2 B2 c2 | d2 e2 f2 |") is None
+
+
 def test_choose_token_is_seeded():
     table = small_table()
     spec = body_spec("2/4", "1/8", FormPlan.through(2))

@@ -34,9 +34,9 @@ produces, so a model trained on its output is not fought by the mask):
   comments, and no character outside :data:`BODY_CHARS` (ASCII only).
 
 On 40 random tunes of music21's corpus as the ABC writer spells them, 91% of the bars are in
-this grammar, each read on its own (``scripts/bench_decoding.py`` measures it, 2026-12-02); the
-rest hold lengths or nestings the grammar does not write (slurs nested within a bar, a slur
-closed from the bar before and another opened), or notes shorter than a sixteenth.
+this grammar, each read on its own (``scripts/bench_decoding.py`` measures it, 2026-12-02); most
+of the rest carry more than the two decorations a bar may hold (staccato dots on every note,
+bowing marks), a few close slurs the writer left open.
 
 Pickups: with ``allow_pickup=False`` every bar is full. With ``allow_pickup=True`` (what the
 composer asks for: most dance tunes of the corpus begin each part with one) the tune may open

@@ -556,6 +556,7 @@ class Reference:
     copy_index: set[str] | None
     test_note: str
     train_note: str
+    test_by_meter: dict[str, metrics.MusicProfile] | None = None  # the test tunes per meter
 
 
 def _training_tunes(config: EvalConfig) -> tuple[list[str] | None, str, str]:
@@ -646,13 +647,14 @@ def load_reference(config: EvalConfig) -> Reference:
     if test_path.exists():
         tunes = [item["abc"] for item in load_test_split(test_path)]
         test = metrics.music_profile(tunes)
+        test_by_meter = metrics.profiles_by_meter(tunes)
         test_note = f"{test.tunes} held-out test tunes from {_shown(test_path)}"
     else:
-        test = None
+        test, test_by_meter = None, None
         test_note = (f"no held-out split: {_shown(test_path)} is absent (run `tunesmith finetune data "
                      "--write-splits`); the musical distances are not measured")
     train, index, train_note = _training_reference(config)
-    return Reference(test, train, index, test_note, train_note)
+    return Reference(test, train, index, test_note, train_note, test_by_meter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -721,6 +723,8 @@ def summarize(record: dict, reference: Reference) -> dict:
     music: dict[str, Any] = dict(generated.summary())
     if reference.test is not None and generated.tunes:
         music.update(metrics.compare_profiles(generated, reference.test))
+    if reference.test_by_meter and generated.tunes:
+        music.update(metrics.compare_by_meter(tunes, reference.test_by_meter))
     if reference.copy_index is not None:
         music["copies"] = _share([metrics.copied_bars(abc, reference.copy_index) for abc in tunes])
     tokens = sum(p["tokens"] or 0 for p in prompts if p["compose_seconds"])
@@ -907,9 +911,12 @@ def markdown_report(result: dict) -> str:
             "(semitones); cadence = share of bars ending on a note of the tonic triad or of the "
             "bar's implied triad; distinct = mean share of distinct bars in a tune; copies = share of "
             f"tunes holding more than {metrics.COPY_BARS - 1} consecutive bars of a training tune in "
-            "any key.", ""]
-    headings = ["config", "tunes", "JS pitch class", "JS interval", "JS length", "range", "cadence",
-                "distinct bars", "copies"]
+            "any key. *Same meter*: each tune's histograms against the held-out tunes of its own "
+            "meter (a jig against jigs), averaged over meters by notes; the suite asks for more "
+            "hornpipes, strathspeys and 2/4 tunes, which run in sixteenths, than the held-out mix "
+            "holds.", ""]
+    headings = ["config", "tunes", "JS pitch class", "JS interval", "JS length", "JS length, same meter",
+                "range", "cadence", "distinct bars", "copies"]
     table = []
     for label, summary, divergence in (("held-out test tunes", ref["test"], None),
                                        ("training tunes (yardstick)", ref["train"], ref["yardstick"])):
@@ -919,7 +926,7 @@ def markdown_report(result: dict) -> str:
         divergence = divergence or {}
         table.append([label, str(summary["tunes"]), _num(divergence.get("js_pitch_class"), 3),
                       _num(divergence.get("js_interval"), 3), _num(divergence.get("js_length"), 3),
-                      _num(summary["range_semitones"], 1), _num(summary["cadence_share"]),
+                      "–", _num(summary["range_semitones"], 1), _num(summary["cadence_share"]),
                       _num(summary["distinct_bar_share"]), "–"])
     for name, s in rows.items():
         failed = _failed_row(name, s, len(headings))
@@ -929,7 +936,8 @@ def markdown_report(result: dict) -> str:
         m = s["music"]
         copies = _pct(m.get("copies")) if "copies" in m else "not measured"
         table.append([name, str(m["tunes"]), _num(m.get("js_pitch_class"), 3), _num(m.get("js_interval"), 3),
-                      _num(m.get("js_length"), 3), _num(m["range_semitones"], 1), _num(m["cadence_share"]),
+                      _num(m.get("js_length"), 3), _num(m.get("js_length_same_meter"), 3),
+                      _num(m["range_semitones"], 1), _num(m["cadence_share"]),
                       _num(m["distinct_bar_share"]), copies])
     out += _table(headings, table)
 

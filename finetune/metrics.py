@@ -55,6 +55,7 @@ __all__ = [
     "attribute_checks",
     "bar_count",
     "check_turn",
+    "compare_by_meter",
     "compare_profiles",
     "copied_bars",
     "copy_index",
@@ -62,10 +63,12 @@ __all__ = [
     "lyric_lines",
     "lyrics_measures",
     "melody",
+    "meter_of",
     "music_profile",
     "notes_of",
     "pitch_class_of",
     "profile_and_index",
+    "profiles_by_meter",
     "requested_attributes",
     "same_notes",
     "transposed_by",
@@ -764,6 +767,62 @@ def compare_profiles(generated: MusicProfile, reference: MusicProfile) -> dict[s
     return {"js_pitch_class": divergence(generated.pitch_classes, reference.pitch_classes),
             "js_interval": divergence(generated.intervals, reference.intervals),
             "js_length": divergence(generated.lengths, reference.lengths)}
+
+
+def meter_of(abc: str) -> str | None:
+    """The tune's meter as ``numerator/denominator`` (``C`` reads as 4/4, ``C|`` as 2/2), or
+    None for free meter or a tune that cannot be read.
+
+    >>> meter_of("X:1\\nM:C|\\nK:D\\nA4|\\n"), meter_of("X:1\\nM:6/8\\nK:D\\nA3|\\n")
+    ('2/2', '6/8')
+    """
+    try:
+        meter = parse_tune(abc).meter
+    except AbcError:
+        return None
+    return f"{meter.numerator}/{meter.denominator}" if meter.numerator else None
+
+
+def profiles_by_meter(tunes: Iterable[str]) -> dict[str, MusicProfile]:
+    """:func:`music_profile` of ``tunes`` grouped by :func:`meter_of`."""
+    groups: dict[str, list[str]] = {}
+    for abc in tunes:
+        meter = meter_of(abc)
+        if meter is not None:
+            groups.setdefault(meter, []).append(abc)
+    return {meter: music_profile(group) for meter, group in groups.items()}
+
+
+def compare_by_meter(tunes: Iterable[str], reference: Mapping[str, MusicProfile]
+                     ) -> dict[str, float | int | None]:
+    """The divergences of :func:`compare_profiles`, each tune compared with the reference tunes
+    of its own meter: per meter, the pooled histograms of the tunes in it against the
+    reference's, then the mean over meters weighted by the tunes' notes. A jig is then measured
+    against jigs rather than against a mix where reels and waltzes weigh as much as the
+    reference holds of them. Tunes in a meter the reference lacks are left out
+    (``meter_matched_tunes`` counts the others).
+
+    >>> ref = profiles_by_meter(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"])
+    >>> compare_by_meter(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"], ref)["js_length_same_meter"]
+    0.0
+    """
+    generated = profiles_by_meter(tunes)
+    totals: dict[str, float] = {}
+    weight, matched = 0, 0
+    for meter, profile in generated.items():
+        if meter not in reference or not profile.tunes or not reference[meter].tunes:
+            continue
+        notes = sum(profile.lengths.values())
+        for name, value in compare_profiles(profile, reference[meter]).items():
+            if value is not None:
+                totals[name] = totals.get(name, 0.0) + value * notes
+        weight += notes
+        matched += profile.tunes
+    result: dict[str, float | int | None] = {
+        f"{name}_same_meter": (round(totals[name] / weight, 6) if weight and name in totals else None)
+        for name in ("js_pitch_class", "js_interval", "js_length")}
+    result["meter_matched_tunes"] = matched
+    return result
 
 
 # --------------------------------------------------------------------------------------------

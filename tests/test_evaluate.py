@@ -239,6 +239,23 @@ def test_histogram_distance_grows_with_difference():
         {"a": 3, "b": 1}, {"a": 1, "b": 3})
 
 
+def test_same_meter_distance_compares_a_tune_with_its_own_meter():
+    """A jig against a reference of the same jig and a 2/4 song: pooled, the song's lengths
+    count against it; per meter it is measured against the jig alone. Meters the reference
+    lacks are left out."""
+    reference = [JIG, SONG]
+    pooled = metrics.compare_profiles(metrics.music_profile([JIG]), metrics.music_profile(reference))
+    by_meter = metrics.compare_by_meter([JIG, REEL], metrics.profiles_by_meter(reference))
+    assert pooled["js_length"] > 0.05
+    assert by_meter["js_length_same_meter"] == 0.0 and by_meter["meter_matched_tunes"] == 1
+    assert metrics.meter_of(AIR) == "2/2" and metrics.meter_of(SONG) == "2/4"
+    apart = metrics.compare_by_meter([HORNPIPE], metrics.profiles_by_meter(reference))
+    assert apart["js_length_same_meter"] > 0  # the hornpipe against the 2/4 song
+    assert metrics.compare_by_meter([REEL], metrics.profiles_by_meter(reference)) == {
+        "js_pitch_class_same_meter": None, "js_interval_same_meter": None,
+        "js_length_same_meter": None, "meter_matched_tunes": 0}
+
+
 def test_tune_statistics_of_a_real_tune():
     stats = metrics.tune_statistics(JIG)
     assert stats["range"] == max(p for p, _ in metrics.melody(JIG).notes()) - min(
@@ -327,8 +344,8 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
         "| config | tunes | valid, 1st try | valid after repair | mean attempts | key+mode | meter "
         "| tempo | length | instrument | lyrics on theme |",
         "| config | lyrics measured | syllable fit | rhyme | stress on strong | edit turns passed |",
-        "| config | tunes | JS pitch class | JS interval | JS length | range | cadence "
-        "| distinct bars | copies |",
+        "| config | tunes | JS pitch class | JS interval | JS length | JS length, same meter "
+        "| range | cadence | distinct bars | copies |",
         "| config | compose s | exact edit s | creative edit s | lyrics edit s | other turns s "
         "| 16-bar tune s | tokens/s | decoding tok/s | threads | load s | peak RSS MB |",
     )

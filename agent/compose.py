@@ -136,6 +136,12 @@ class ComposeConfig:
                   "product over its steps), so bars the grammar had to push the model into are "
                   "rewritten; after the last retry the likeliest try is kept; 0 keeps every bar "
                   "(see decode_body)"})
+    rhythm_prior: float = field(
+        default=0.5,
+        metadata={"help": "a new tune's bar that takes its share of notes shorter than L: past "
+                  "what its style usually holds (agent.styles.usual_short_notes) is kept with its "
+                  "chance times exp(-rhythm_prior x the short notes over that share), so it is "
+                  "resampled more often; 0: no prior"})
     subdivision: int = field(
         default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
@@ -324,6 +330,36 @@ def _penalize(logits: Any, recent: list[int], table: TokenTable, penalty: float)
     return scores
 
 
+def _usual_short_notes(header: str, config: ComposeConfig) -> float | None:
+    """The share of notes shorter than L: a tune of the header's style (or meter) usually holds
+    at most, or None without a rhythm prior."""
+    if not config.rhythm_prior:
+        return None
+    from agent.styles import BY_NAME, usual_short_notes
+
+    tune = parse_tune(header)
+    return usual_short_notes(BY_NAME.get((tune.get("R") or "").strip().lower()), tune.get("M") or "")
+
+
+def _rhythm_prior(before: BodyState, after: BodyState, share: float, strength: float) -> float:
+    """exp(-strength x the notes shorter than L: that a bar adds beyond ``share`` of the tune's
+    notes so far): 1 for a bar that keeps the tune within its style's usual share.
+
+    >>> from agent.decoding import FormPlan, body_spec, start_state
+    >>> start = start_state(body_spec("3/4", "1/8", FormPlan.through(2)))
+    >>> _rhythm_prior(start, start.feed("A2 B2 c2 |"), 0.25, 0.5)
+    1.0
+    >>> round(_rhythm_prior(start, start.feed("A/B/c/d/ e/f/g/a/ b/a/g/f/ |"), 0.25, 0.5), 3)
+    0.011
+    """
+    import math
+
+    def over(state: BodyState) -> float:
+        return max(0.0, state.short_elements - share * state.elements)
+
+    return math.exp(-strength * max(0.0, over(after) - over(before)))
+
+
 def _draw(generator: Any) -> float:
     import torch
 
@@ -386,6 +422,7 @@ def decode_body(
     *,
     budget: int,
     on_bar: Callable[[int, str], None] | None = None,
+    short_notes: float | None = None,
 ) -> Decoded:
     """Run the model from ``prompt_ids`` and return the text it writes after them.
 
@@ -404,6 +441,10 @@ def decode_body(
     valid bars. After ``config.bar_retries`` rejected tries the try with the highest chance is
     kept. A bar is judged at its bar line (a pickup's too); the last bar of an edited span,
     which ends without one, is kept as written.
+
+    With ``short_notes`` (the share of notes shorter than ``L:`` a tune of its style usually
+    holds at most), a bar's chance is also multiplied by :func:`_rhythm_prior`: the model alone,
+    even unconstrained, writes airs and waltzes in sixteenths far more often than the corpus.
     """
     import torch
 
@@ -446,6 +487,8 @@ def decode_body(
             stats.tokens += 1
             fed = False
             if closed and retries:
+                if short_notes is not None:
+                    kept *= _rhythm_prior(bar_start.state, state, short_notes, config.rhythm_prior)
                 tries.append(_BarTry(tuple(generated[bar_start.written:]),
                                      tuple(pieces[bar_start.written:]), state, kept))
                 accepted = _draw(generator) < kept
@@ -568,7 +611,8 @@ def compose_tune(
     while True:  # a decode that runs out of tokens is sampled again, while attempts are left
         attempts += 1
         state = start_state(spec) if config.constrained else None
-        decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar)
+        decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar,
+                              short_notes=_usual_short_notes(header, config))
         stats.add(decoded.stats)
         abc = header + decoded.text.rstrip("\n") + "\n"
         if not config.constrained:

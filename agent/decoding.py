@@ -518,8 +518,9 @@ class BodyState:
 
     States are cheap to copy; :meth:`feed` returns a new state (or None when the text cannot be
     part of a valid body), :meth:`advance` changes this one. ``bars_done`` counts completed
-    bars; ``bar_lines`` counts the bar lines begun (a pickup's included); ``remaining`` is what
-    the current bar still needs, in ticks.
+    bars; ``bar_lines`` counts the bar lines begun (a pickup's included); ``elements`` the notes,
+    rests and chords written, ``short_elements`` those written shorter than ``L:``;
+    ``remaining`` is what the current bar still needs, in ticks.
 
     >>> s = start_state(body_spec("4/4", "1/8", FormPlan.through(1)))
     >>> s = s.feed("c")            # a note whose length may still follow ("c3", "c/2")
@@ -908,6 +909,8 @@ class BodyState:
         self.last_was_second = self.broken is not None
         self.broken = None
         self.last_ticks = ticks
+        self.elements += 1
+        self.short_elements += ticks < self.spec.subdivision
         self.mode, self.extras = _AFTER, False
         return True
 
@@ -1231,6 +1234,7 @@ def start_state(
     state.bars_done = spec.first_bar - 1
     state.bar_lines = 0
     state.slur_lines = 0
+    state.elements = state.short_elements = 0  # notes, rests, chords; those shorter than L:
     state.pickup = 0
     state.lead = spec.allow_pickup and spec.first_bar == 1 and spec.boundaries[0].section_start
     state.remaining = spec.capacity(spec.first_bar)

@@ -32,41 +32,63 @@ class Style:
     bpm: int  # usual speed in beats per minute, the beat being the meter's natural beat
     keywords: tuple[str, ...]  # words in an R: field or a title that name the style
     feel: tuple[str, ...]  # how a person might describe its character
+    #: most notes shorter than the unit length (L:1/8: sixteenths) a tune of the style has,
+    #: as a share of its notes: the 90th percentile over the training tunes (see
+    #: SHORT_NOTES_BY_METER)
+    short_notes: float = 0.15
 
 
 # The first matching keyword wins, so more specific styles come first ("slip jig" before "jig").
 STYLES: tuple[Style, ...] = (
     Style("slip jig", ("9/8",), 116, ("slip jig", "slipjig", "slip-jig", "hop jig"),
-          ("lilting", "graceful", "flowing")),
-    Style("single jig", ("6/8", "12/8"), 120, ("single jig", "slide"), ("bouncy", "lively")),
-    Style("jig", ("6/8", "12/8"), 116, ("double jig", "jig", "gigue"), ("lively", "bouncy", "merry")),
-    Style("strathspey", ("4/4", "C"), 128, ("strathspey", "strath"), ("stately", "snappy", "proud")),
+          ("lilting", "graceful", "flowing"), 0.18),
+    Style("single jig", ("6/8", "12/8"), 120, ("single jig", "slide"), ("bouncy", "lively"), 0.12),
+    Style("jig", ("6/8", "12/8"), 116, ("double jig", "jig", "gigue"),
+          ("lively", "bouncy", "merry"), 0.12),
+    Style("strathspey", ("4/4", "C"), 128, ("strathspey", "strath"),
+          ("stately", "snappy", "proud"), 0.37),
     Style("hornpipe", ("4/4", "2/4", "C", "C|", "3/2"), 168, ("hornpipe", "clog"),
-          ("swinging", "sturdy", "rollicking")),
-    Style("reel", ("4/4", "2/2", "C|", "C"), 208, ("reel",), ("fast", "lively", "driving")),
-    Style("polka", ("2/4",), 132, ("polka",), ("bouncy", "cheerful", "quick")),
+          ("swinging", "sturdy", "rollicking"), 0.93),
+    Style("reel", ("4/4", "2/2", "C|", "C"), 208, ("reel",), ("fast", "lively", "driving"), 0.83),
+    Style("polka", ("2/4",), 132, ("polka",), ("bouncy", "cheerful", "quick"), 0.68),
     Style("schottische", ("4/4", "2/4", "C"), 120, ("schottische", "highland fling", "barn dance"),
-          ("bouncy", "easy-going")),
-    Style("mazurka", ("3/4",), 132, ("mazurka", "varsovienne"), ("lilting", "spirited")),
+          ("bouncy", "easy-going"), 0.37),
+    Style("mazurka", ("3/4",), 132, ("mazurka", "varsovienne"), ("lilting", "spirited"), 0.27),
     Style("waltz", ("3/4",), 120, ("waltz", "valse", "walzer", "ländler", "landler"),
-          ("swaying", "graceful", "gentle")),
+          ("swaying", "graceful", "gentle"), 0.27),
     Style("march", ("2/4", "6/8", "4/4", "C", "C|", "2/2"), 112,
           ("march", "quick step", "quickstep", "marsch", "retreat", "parade"),
-          ("stirring", "brisk", "proud")),
-    Style("minuet", ("3/4", "3/8"), 108, ("minuet", "menuet", "minuetto"), ("courtly", "elegant")),
+          ("stirring", "brisk", "proud"), 0.37),
+    Style("minuet", ("3/4", "3/8"), 108, ("minuet", "menuet", "minuetto"),
+          ("courtly", "elegant"), 0.27),
     Style("lullaby", ("3/4", "6/8", "4/4", "2/4"), 66,
-          ("lullaby", "cradle", "wiegen", "berceuse", "sleep"), ("gentle", "soothing", "tender")),
+          ("lullaby", "cradle", "wiegen", "berceuse", "sleep"),
+          ("gentle", "soothing", "tender"), 0.18),
     Style("ballad", ("3/4", "4/4", "6/8", "2/4", "C"), 84,
-          ("ballad", "ballade", "romanze", "erzaehl", "sage"), ("story-telling", "plain", "earnest")),
+          ("ballad", "ballade", "romanze", "erzaehl", "sage"),
+          ("story-telling", "plain", "earnest"), 0.16),
     Style("hymn", ("4/4", "3/4", "3/2", "4/2", "2/2", "C", "C|"), 76,
-          ("hymn", "chorale", "choral", "psalm", "geistlich", "religi"), ("solemn", "devout", "calm")),
+          ("hymn", "chorale", "choral", "psalm", "geistlich", "religi"),
+          ("solemn", "devout", "calm"), 0.05),
     Style("song", ("2/4", "3/4", "4/4", "6/8", "3/8", "C"), 96,
-          ("lied", "song", "xiaodiao", "shange", "canzone", "chanson"), ("singable", "simple")),
+          ("lied", "song", "xiaodiao", "shange", "canzone", "chanson"),
+          ("singable", "simple"), 0.41),
     Style("air", ("3/4", "4/4", "6/8", "2/4", "3/8", "C", "C|", "9/8"), 80,
-          ("air", "lament", "slow", "planxty", "aria"), ("slow", "tender", "expressive")),
+          ("air", "lament", "slow", "planxty", "aria"), ("slow", "tender", "expressive"), 0.33),
 )
 
 BY_NAME = {style.name: style for style in STYLES}
+
+# Measured on 8,000 compose examples of the training data (all written with L:1/8) by
+# ``scripts/measure_short_notes.py``: the share of each tune's notes, rests and chords written
+# shorter than L:, 90th percentile by ``R:`` style (the values in STYLES; single jig, schottische,
+# mazurka and minuet, under 20 tunes there, take jig's, strathspey's and waltz's) and by meter
+# for tunes without a style (below; meters with no short notes at all get 0.05). A 2/4 reel or a
+# hornpipe may run in sixteenths from end to end; an air, a waltz or a jig rarely has a third.
+SHORT_NOTES_BY_METER = {
+    "2/4": 0.89, "4/4": 0.17, "C": 0.17, "6/8": 0.14, "3/4": 0.13, "2/2": 0.10, "C|": 0.10,
+    "3/8": 0.48, "9/8": 0.17, "4/2": 0.05, "3/2": 0.05, "6/4": 0.05,
+}
 
 # When nothing names the style, the meter suggests one (dance music is by far the largest part).
 METER_DEFAULTS = {
@@ -97,6 +119,18 @@ def style_for(*, rhythm: str, title: str, meter: str) -> Style | None:
                     return style
     default = METER_DEFAULTS.get(meter)
     return BY_NAME[default] if default else None
+
+
+def usual_short_notes(style: Style | None, meter: str) -> float:
+    """The most a tune of ``style`` (or, without one, in ``meter``) usually writes of its notes
+    shorter than the unit length: the 90th percentile of the training tunes.
+
+    >>> usual_short_notes(BY_NAME["air"], "3/4"), usual_short_notes(None, "2/4")
+    (0.33, 0.89)
+    """
+    if style is not None:
+        return style.short_notes
+    return SHORT_NOTES_BY_METER.get(meter.strip(), 0.15)
 
 
 def beat_unit(meter: str) -> Fraction:

@@ -161,3 +161,123 @@ def test_the_rhythm_prior_resamples_an_air_toward_fewer_sixteenths(tiny):
     (free_share, free_resampled), (held_share, held_resampled) = runs.values()
     assert free_share > 0.6
     assert held_share < free_share - 0.03 and held_resampled > free_resampled
+
+
+def test_ornaments_stay_valid(tiny):
+    # A bare base gets no slurs, grace notes or decorations by default; asked for, they come
+    # (the tiny model's noise is full of them) and the tune still validates.
+    plain = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=6))
+    ornate = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4),
+                          ComposeConfig(seed=6, ornaments=True))
+    assert plain.valid and ornate.valid and validate_abc(ornate.abc).valid
+    body = lambda abc: abc.split("K:D\n", 1)[1]  # noqa: E731
+    assert not set("{}!.") & set(body(plain.abc))
+    assert set("{}!.()") & set(body(ornate.abc))
+
+
+def test_same_seed_same_tune_other_seed_other_tune(tiny, jig):
+    again = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=3))
+    other = compose_tune(tiny, "a jig", header("6/8"), FormPlan.dance(4), ComposeConfig(seed=4))
+    assert again.abc == jig.abc
+    assert other.abc != jig.abc and other.valid
+
+
+def test_repair_rewrites_only_the_broken_bar(tiny, jig):
+    tune, bars = bars_of(jig.abc)
+    body = tune.body
+    broken_body = body[:bars[2].start] + "A2 B2 c2 d2" + body[bars[2].end:]  # 8/8 in a 6/8 bar
+    broken = jig.abc[:tune.body_offset] + broken_body
+    report = validate_abc(broken)
+    assert not report.valid and {d.bar for d in report.diagnostics if d.severity == "error"} == {3}
+
+    fixed = repair_tune(tiny, broken, "a jig", ComposeConfig(seed=5))
+    assert fixed.valid and validate_abc(fixed.abc).valid
+    assert fixed.attempts == 1  # one resampling decode
+    before, after = bar_texts(broken), bar_texts(fixed.abc)
+    assert len(after) == len(before)
+    assert after[2] != before[2]
+    assert [t for i, t in enumerate(after) if i != 2] == [t for i, t in enumerate(before) if i != 2]
+    assert fixed.abc[:tune.body_offset] == broken[:tune.body_offset]
+
+
+def test_repair_that_cannot_succeed_says_so(tiny):
+    bad = "X:1\nT:t\nM:3/4\nL:1/8\nK:C\n|: A6 | B6 |\n"  # a repeat never closed
+    result = repair_tune(tiny, bad, "a tune", ComposeConfig(seed=1, max_attempts=2))
+    assert not result.valid and result.attempts == 2
+    assert any(d.code == "repeat" for d in result.diagnostics)
+
+
+def test_edit_span_keeps_every_other_bar_byte_identical(tiny, jig):
+    with_lyrics = jig.abc + "w: la la la\n"
+    result = edit_span(tiny, with_lyrics, "make bars 5 and 6 livelier", 5, 6, ComposeConfig(seed=10))
+    assert result.valid and result.lyrics_removed and "w:" not in result.abc
+    old_tune, old_bars = bars_of(jig.abc)
+    new_tune, new_bars = bars_of(result.abc)
+    assert len(new_bars) == len(old_bars)
+    old, new = old_tune.body, new_tune.body
+    assert new[:new_bars[4].start] == old[:old_bars[4].start]
+    assert new[new_bars[5].end:] == old[old_bars[5].end:]
+    assert bar_texts(result.abc)[4:6] != bar_texts(jig.abc)[4:6]
+    assert all(bar.duration == bar.expected for bar in new_bars)
+
+
+def test_edit_span_keeps_a_pickup_and_a_tie(tiny):
+    abc = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nD | G2 A2 B2- | B2 A2 G2 | c2 B2 A2 | G5 |]\n"
+    first = edit_span(tiny, abc, "new opening", 1, 1, ComposeConfig(seed=2))
+    tune, bars = bars_of(first.abc)
+    assert first.valid and bars[0].duration == bars_of(abc)[1][0].duration
+    second = edit_span(tiny, abc, "change bar 3", 3, 3, ComposeConfig(seed=2))
+    tune, bars = bars_of(second.abc)
+    assert second.valid and bars[2].text_in(tune.body).startswith("B")  # B2- ties into it
+
+
+def test_edit_span_keeps_slurs_balanced(tiny):
+    abc = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nG2 A2 B2 | c2 (d2 e2 | f2) g2 a2 | b6 |]\n"
+    for first, last in ((2, 2), (3, 3), (1, 4)):
+        result = edit_span(tiny, abc, "vary it", first, last, ComposeConfig(seed=first))
+        tune, bars = bars_of(result.abc)
+        assert result.valid and len(bars) == 4
+        slurs = [t.text for t in tokenize_body(tune.body, tune) if t.kind is Kind.SLUR]
+        assert slurs.count("(") == slurs.count(")")
+        if last < 4:  # the slur over the bar line between bars 2 and 3 is kept
+            assert slurs.count("(") >= 1
+
+
+def test_budget_that_runs_out_is_retried_then_reported(tiny):
+    config = ComposeConfig(seed=1, max_new_tokens=5)
+    result = compose_tune(tiny, "a waltz", header("3/4"), 16, config)
+    assert not result.valid and result.attempts == config.max_attempts
+    assert result.tokens == 5 * config.max_attempts  # every attempt spent its whole budget
+    assert result.diagnostics[0].code == "decoding" and "3 times" in result.diagnostics[0].message
+
+
+def test_a_decode_out_of_tokens_is_sampled_again(tiny):
+    # seed 0 spends its 14 tokens before the 2 bars end, then a later sample fits (no bar is
+    # taken back, so that every token counted is one of the budget's)
+    result = compose_tune(tiny, "a waltz", header("3/4"), 2,
+                          ComposeConfig(seed=0, max_new_tokens=14, allow_pickup=False, bar_retries=0))
+    assert result.valid and result.attempts in (2, 3)
+    assert 14 * (result.attempts - 1) < result.tokens <= 14 * result.attempts
+    assert len(bars_of(result.abc)[1]) == 2
+
+
+def test_unconstrained_baseline_runs_the_raw_model(tiny):
+    result = compose_tune(tiny, "a waltz", header("3/4"), 8,
+                          ComposeConfig(seed=1, constrained=False, max_new_tokens=20))
+    assert result.attempts == 1 and 1 <= result.tokens <= 20
+    assert result.abc.startswith(header("3/4"))
+
+
+def test_distinct_bar_share_and_lyrics_helpers(jig):
+    assert 0 < distinct_bar_share(jig.abc) <= 1
+    assert strip_lyrics("K:C\nw:a\nCD|\n") == ("K:C\nCD|\n", True)
+
+
+@pytest.mark.slow
+def test_real_smollm2_base_writes_a_valid_16_bar_tune():
+    loaded = load_model(ModelConfig(adapter=None))
+    result = compose_tune(loaded, "a lively reel in D major", header("4/4"), FormPlan.dance(8),
+                          ComposeConfig(seed=0))
+    assert result.valid, [str(d) for d in result.diagnostics]
+    assert result.bars == 16 and validate_abc(result.abc).valid
+    assert distinct_bar_share(result.abc) >= 0.5

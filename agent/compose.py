@@ -141,7 +141,7 @@ class ComposeConfig:
         metadata={"help": "a new tune's bar that takes its share of notes shorter than L: past "
                   "what its style usually holds (agent.styles.usual_short_notes) is kept with its "
                   "chance times exp(-rhythm_prior x the short notes over that share), so it is "
-                  "resampled more often; 0: no prior"})
+                  "resampled more often (with bar_retries); 0: no prior"})
     subdivision: int = field(
         default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
@@ -607,12 +607,13 @@ def compose_tune(
     def on_bar(bars: int, text: str) -> None:
         report("compose", bars, header + text)
 
+    short_notes = _usual_short_notes(header, config)
     stats, attempts = DecodeStats(), 0
     while True:  # a decode that runs out of tokens is sampled again, while attempts are left
         attempts += 1
         state = start_state(spec) if config.constrained else None
         decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=on_bar,
-                              short_notes=_usual_short_notes(header, config))
+                              short_notes=short_notes)
         stats.add(decoded.stats)
         abc = header + decoded.text.rstrip("\n") + "\n"
         if not config.constrained:

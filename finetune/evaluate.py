@@ -557,6 +557,7 @@ class Reference:
     test_note: str
     train_note: str
     test_by_meter: dict[str, metrics.MusicProfile] | None = None  # the test tunes per meter
+    test_by_mode: dict[str, metrics.MusicProfile] | None = None  # per mode class (major, minor)
 
 
 def _training_tunes(config: EvalConfig) -> tuple[list[str] | None, str, str]:
@@ -648,13 +649,14 @@ def load_reference(config: EvalConfig) -> Reference:
         tunes = [item["abc"] for item in load_test_split(test_path)]
         test = metrics.music_profile(tunes)
         test_by_meter = metrics.profiles_by_meter(tunes)
+        test_by_mode = metrics.profiles_by_mode(tunes)
         test_note = f"{test.tunes} held-out test tunes from {_shown(test_path)}"
     else:
-        test, test_by_meter = None, None
+        test, test_by_meter, test_by_mode = None, None, None
         test_note = (f"no held-out split: {_shown(test_path)} is absent (run `tunesmith finetune data "
                      "--write-splits`); the musical distances are not measured")
     train, index, train_note = _training_reference(config)
-    return Reference(test, train, index, test_note, train_note, test_by_meter)
+    return Reference(test, train, index, test_note, train_note, test_by_meter, test_by_mode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -725,6 +727,8 @@ def summarize(record: dict, reference: Reference) -> dict:
         music.update(metrics.compare_profiles(generated, reference.test))
     if reference.test_by_meter and generated.tunes:
         music.update(metrics.compare_by_meter(tunes, reference.test_by_meter))
+    if reference.test_by_mode and generated.tunes:
+        music.update(metrics.compare_by_mode(tunes, reference.test_by_mode))
     if reference.copy_index is not None:
         music["copies"] = _share([metrics.copied_bars(abc, reference.copy_index) for abc in tunes])
     tokens = sum(p["tokens"] or 0 for p in prompts if p["compose_seconds"])
@@ -770,6 +774,41 @@ def _reference_summary(reference: Reference) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # The report
+
+
+#: The configuration every other one is compared with, prompt by prompt.
+BASELINE = "no-adapter"
+#: The divergences compared with the baseline: (key in the report, histogram, grouping).
+PAIRED_MEASURES = (("js_pitch_class", "pitch_classes", None),
+                   ("js_pitch_class_same_mode", "pitch_classes", metrics.mode_class_of),
+                   ("js_interval", "intervals", None),
+                   ("js_length", "lengths", None),
+                   ("js_length_same_meter", "lengths", metrics.meter_of))
+
+
+def against_baseline(records: dict[str, dict], reference: Reference, draws: int = 2000) -> dict:
+    """For each configuration other than :data:`BASELINE` that ran beside it: how surely its
+    tunes are closer to the held-out tunes than the baseline's, per divergence, by
+    :func:`finetune.metrics.paired_bootstrap` over the prompts (and seeds) both answered."""
+    baseline = records.get(BASELINE)
+    if reference.test is None or not baseline or baseline.get("failed"):
+        return {}
+    references = {None: {"all": reference.test}, metrics.mode_class_of: reference.test_by_mode or {},
+                  metrics.meter_of: reference.test_by_meter or {}}
+    theirs = {(p["id"], p["seed"]): p["abc"] for p in baseline["prompts"] if p["abc"]}
+    result = {}
+    for name, record in records.items():
+        if name == BASELINE or record.get("failed"):
+            continue
+        ours = {(p["id"], p["seed"]): p["abc"] for p in record["prompts"] if p["abc"]}
+        both = sorted(set(ours) & set(theirs))
+        if not both:
+            continue
+        first, second = [ours[k] for k in both], [theirs[k] for k in both]
+        result[name] = {key: metrics.paired_bootstrap(first, second, references[kind_of], histogram,
+                                                      kind_of, draws=draws)
+                        for key, histogram, kind_of in PAIRED_MEASURES}
+    return result
 
 
 def machine_info() -> dict:
@@ -914,8 +953,11 @@ def markdown_report(result: dict) -> str:
             "any key. *Same meter*: each tune's histograms against the held-out tunes of its own "
             "meter (a jig against jigs), averaged over meters by notes; the suite asks for more "
             "hornpipes, strathspeys and 2/4 tunes, which run in sixteenths, than the held-out mix "
-            "holds.", ""]
-    headings = ["config", "tunes", "JS pitch class", "JS interval", "JS length", "JS length, same meter",
+            "holds. *Same mode*: likewise each tune's pitch classes against the held-out tunes of its "
+            "mode class (a minor or a major third above the tonic); the suite asks for a larger share "
+            "of minor and modal tunes than the held-out mix holds.", ""]
+    headings = ["config", "tunes", "JS pitch class", "JS pitch class, same mode", "JS interval",
+                "JS length", "JS length, same meter",
                 "range", "cadence", "distinct bars", "copies"]
     table = []
     for label, summary, divergence in (("held-out test tunes", ref["test"], None),
@@ -924,7 +966,7 @@ def markdown_report(result: dict) -> str:
             table.append([label, "not available"] + [""] * (len(headings) - 2))
             continue
         divergence = divergence or {}
-        table.append([label, str(summary["tunes"]), _num(divergence.get("js_pitch_class"), 3),
+        table.append([label, str(summary["tunes"]), _num(divergence.get("js_pitch_class"), 3), "–",
                       _num(divergence.get("js_interval"), 3), _num(divergence.get("js_length"), 3),
                       "–", _num(summary["range_semitones"], 1), _num(summary["cadence_share"]),
                       _num(summary["distinct_bar_share"]), "–"])
@@ -935,11 +977,31 @@ def markdown_report(result: dict) -> str:
             continue
         m = s["music"]
         copies = _pct(m.get("copies")) if "copies" in m else "not measured"
-        table.append([name, str(m["tunes"]), _num(m.get("js_pitch_class"), 3), _num(m.get("js_interval"), 3),
+        table.append([name, str(m["tunes"]), _num(m.get("js_pitch_class"), 3),
+                      _num(m.get("js_pitch_class_same_mode"), 3), _num(m.get("js_interval"), 3),
                       _num(m.get("js_length"), 3), _num(m.get("js_length_same_meter"), 3),
                       _num(m["range_semitones"], 1), _num(m["cadence_share"]),
                       _num(m["distinct_bar_share"]), copies])
     out += _table(headings, table)
+
+    if result.get("against_baseline"):
+        out += [f"### Against the bare base ({BASELINE}), prompt by prompt", "",
+                "Each divergence of a configuration minus the bare base's over the same prompts and "
+                "seeds (below 0: closer to the held-out tunes), with the 5th–95th percentiles of that "
+                "difference when the pairs are drawn again with replacement 2000 times, and the share of "
+                "those draws where the configuration is closer. A difference whose interval holds 0 is "
+                "not clearly a difference on this many prompts.", ""]
+        names = [key for key, _, _ in PAIRED_MEASURES]
+        table = []
+        for name, measures in result["against_baseline"].items():
+            cells = []
+            for key in names:
+                item = measures.get(key)
+                cells.append("–" if item is None else
+                             f"{item['difference']:+.3f} ({item['low']:+.3f} … {item['high']:+.3f}), "
+                             f"{item['closer_share']:.0%}")
+            table.append([name] + cells)
+        out += _table(["config"] + [key.replace("js_", "JS ").replace("_", " ") for key in names], table)
 
     out += ["## Cost", "",
             "Seconds per turn, p50 / p90, measured around the whole turn (understanding, model, "
@@ -1055,6 +1117,7 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
         "reference": _reference_summary(reference),
         "descriptions": {name: CONFIGURATIONS[name].description for name in config.configs},
         "configurations": {name: summarize(record, reference) for name, record in records.items()},
+        "against_baseline": against_baseline(records, reference),
         "samples": _samples(records, config.samples),
         "sample_image": None,
     }

@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from agent.abc_text import (
     LETTER_SEMITONES,
@@ -55,7 +55,9 @@ __all__ = [
     "attribute_checks",
     "bar_count",
     "check_turn",
+    "compare_by",
     "compare_by_meter",
+    "compare_by_mode",
     "compare_profiles",
     "copied_bars",
     "copy_index",
@@ -64,11 +66,15 @@ __all__ = [
     "lyrics_measures",
     "melody",
     "meter_of",
+    "mode_class_of",
     "music_profile",
     "notes_of",
+    "paired_bootstrap",
     "pitch_class_of",
     "profile_and_index",
+    "profiles_by",
     "profiles_by_meter",
+    "profiles_by_mode",
     "requested_attributes",
     "same_notes",
     "transposed_by",
@@ -783,46 +789,177 @@ def meter_of(abc: str) -> str | None:
     return f"{meter.numerator}/{meter.denominator}" if meter.numerator else None
 
 
-def profiles_by_meter(tunes: Iterable[str]) -> dict[str, MusicProfile]:
-    """:func:`music_profile` of ``tunes`` grouped by :func:`meter_of`."""
+def mode_class_of(abc: str) -> str | None:
+    """``minor`` for a tune whose mode has a minor third (minor, dorian, phrygian, locrian),
+    ``major`` for the others (a key without a mode is major), None for ``K:none`` or a tune that
+    cannot be read. Pitch classes relative to the tonic are compared within a class: a minor
+    tune's third and sixth are not a major tune's.
+
+    >>> mode_class_of("X:1\\nK:Ador\\nA4|\\n"), mode_class_of("X:1\\nK:G\\nG4|\\n")
+    ('minor', 'major')
+    """
+    try:
+        key = parse_tune(abc).key
+    except AbcError:
+        return None
+    if not key.tonic:
+        return None
+    return "minor" if _normal_mode(key.mode) in _MINOR_THIRD_MODES else "major"
+
+
+def profiles_by(tunes: Iterable[str], kind_of: Callable[[str], str | None]) -> dict[str, MusicProfile]:
+    """:func:`music_profile` of ``tunes`` grouped by ``kind_of`` (tunes of kind None left out)."""
     groups: dict[str, list[str]] = {}
     for abc in tunes:
-        meter = meter_of(abc)
-        if meter is not None:
-            groups.setdefault(meter, []).append(abc)
-    return {meter: music_profile(group) for meter, group in groups.items()}
+        kind = kind_of(abc)
+        if kind is not None:
+            groups.setdefault(kind, []).append(abc)
+    return {kind: music_profile(group) for kind, group in groups.items()}
 
 
-def compare_by_meter(tunes: Iterable[str], reference: Mapping[str, MusicProfile]
-                     ) -> dict[str, float | int | None]:
+def profiles_by_meter(tunes: Iterable[str]) -> dict[str, MusicProfile]:
+    """:func:`music_profile` of ``tunes`` grouped by :func:`meter_of`."""
+    return profiles_by(tunes, meter_of)
+
+
+def profiles_by_mode(tunes: Iterable[str]) -> dict[str, MusicProfile]:
+    """:func:`music_profile` of ``tunes`` grouped by :func:`mode_class_of`."""
+    return profiles_by(tunes, mode_class_of)
+
+
+def compare_by(tunes: Iterable[str], reference: Mapping[str, MusicProfile],
+               kind_of: Callable[[str], str | None], kind: str) -> dict[str, float | int | None]:
     """The divergences of :func:`compare_profiles`, each tune compared with the reference tunes
-    of its own meter: per meter, the pooled histograms of the tunes in it against the
-    reference's, then the mean over meters weighted by the tunes' notes. A jig is then measured
-    against jigs rather than against a mix where reels and waltzes weigh as much as the
-    reference holds of them. Tunes in a meter the reference lacks are left out
-    (``meter_matched_tunes`` counts the others).
+    of its own kind (``kind_of``; ``kind`` names it in the keys, ``js_length_same_meter``): per
+    kind, the pooled histograms of the tunes in it against the reference's, then the mean over
+    kinds weighted by the tunes' notes. A jig is then measured against jigs, a minor air against
+    minor tunes, rather than against a mix where the reference's commonest kind weighs most.
+    Tunes of a kind the reference lacks are left out (``{kind}_matched_tunes`` counts the others).
 
     >>> ref = profiles_by_meter(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"])
-    >>> compare_by_meter(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"], ref)["js_length_same_meter"]
+    >>> compare_by(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"], ref, meter_of, "meter")["js_length_same_meter"]
     0.0
     """
-    generated = profiles_by_meter(tunes)
+    generated = profiles_by(tunes, kind_of)
     totals: dict[str, float] = {}
     weight, matched = 0, 0
-    for meter, profile in generated.items():
-        if meter not in reference or not profile.tunes or not reference[meter].tunes:
+    for group, profile in generated.items():
+        if group not in reference or not profile.tunes or not reference[group].tunes:
             continue
         notes = sum(profile.lengths.values())
-        for name, value in compare_profiles(profile, reference[meter]).items():
+        for name, value in compare_profiles(profile, reference[group]).items():
             if value is not None:
                 totals[name] = totals.get(name, 0.0) + value * notes
         weight += notes
         matched += profile.tunes
     result: dict[str, float | int | None] = {
-        f"{name}_same_meter": (round(totals[name] / weight, 6) if weight and name in totals else None)
+        f"{name}_same_{kind}": (round(totals[name] / weight, 6) if weight and name in totals else None)
         for name in ("js_pitch_class", "js_interval", "js_length")}
-    result["meter_matched_tunes"] = matched
+    result[f"{kind}_matched_tunes"] = matched
     return result
+
+
+def compare_by_meter(tunes: Iterable[str], reference: Mapping[str, MusicProfile]
+                     ) -> dict[str, float | int | None]:
+    """:func:`compare_by` meter (note lengths depend on it: a jig's against jigs')."""
+    return compare_by(tunes, reference, meter_of, "meter")
+
+
+def compare_by_mode(tunes: Iterable[str], reference: Mapping[str, MusicProfile]
+                    ) -> dict[str, float | int | None]:
+    """:func:`compare_by` :func:`mode_class_of` (pitch classes depend on it)."""
+    return compare_by(tunes, reference, mode_class_of, "mode")
+
+
+def paired_bootstrap(first: Sequence[str], second: Sequence[str],
+                     reference: Mapping[str, MusicProfile], histogram: str,
+                     kind_of: Callable[[str], str | None] | None = None,
+                     draws: int = 2000, seed: int = 0) -> dict[str, float | int] | None:
+    """How surely ``first`` is closer to the reference than ``second`` in one histogram:
+    ``first[i]`` and ``second[i]`` answer the same prompt (two configurations), and the pairs
+    are drawn again with replacement ``draws`` times, both sides pooled over the same draw.
+
+    ``histogram`` is ``pitch_classes``, ``intervals`` or ``lengths``. Without ``kind_of`` the
+    pooled histograms are compared with ``reference["all"]``; with it, as :func:`compare_by`
+    does, each kind's tunes with the reference of its kind, weighted by their notes. Returns
+    ``difference`` (first's divergence minus second's on the pairs as they are; below 0 when
+    first is closer), ``low`` and ``high`` (the 5th and 95th percentiles of the difference over
+    the draws) and ``closer_share`` (the share of draws where first is closer); None when no
+    pair can be read. A pair where either tune cannot be read is left out.
+
+    >>> ref = {"all": music_profile(["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|GABc|B4|]\\n"])}
+    >>> near = ["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n", "X:1\\nM:2/4\\nL:1/8\\nK:D\\nDEFG|A4|]\\n"]
+    >>> far = ["X:1\\nM:2/4\\nL:1/8\\nK:G\\nF2F2|F4|]\\n", "X:1\\nM:2/4\\nL:1/8\\nK:D\\nC2C2|C4|]\\n"]
+    >>> result = paired_bootstrap(near, far, ref, "pitch_classes", draws=200)
+    >>> result["difference"] < 0, result["high"] < 0, result["closer_share"]
+    (True, True, 1.0)
+    """
+    import numpy as np
+
+    if histogram not in ("pitch_classes", "intervals", "lengths"):
+        raise ValueError(f"not a histogram: {histogram!r}")
+    kind_of = kind_of or (lambda abc: "all")
+    rows: list[tuple[dict, dict, str]] = []
+    for a, b in zip(first, second, strict=True):
+        try:
+            stats_a, stats_b = tune_statistics(a), tune_statistics(b)
+        except (AbcError, ValueError):
+            continue
+        kind_a, kind_b = kind_of(a), kind_of(b)
+        if kind_a is not None and kind_a == kind_b and kind_a in reference and reference[kind_a].tunes:
+            rows.append((stats_a, stats_b, kind_a))
+    if not rows:
+        return None
+    bins = sorted({key for a, b, _ in rows for key in (*a[histogram], *b[histogram])}
+                  | {key for profile in reference.values() for key in getattr(profile, histogram)})
+    column = {key: i for i, key in enumerate(bins)}
+
+    def matrix(side: int) -> "np.ndarray":
+        out = np.zeros((len(rows), len(bins)))
+        for i, row in enumerate(rows):
+            for key, count in row[side][histogram].items():
+                out[i, column[key]] = count
+        return out
+
+    def notes(side: int) -> "np.ndarray":
+        return np.array([float(sum(row[side]["lengths"].values())) for row in rows])
+
+    kinds = np.array([row[2] for row in rows])
+    targets = {}
+    for kind in set(kinds.tolist()):
+        target = np.zeros(len(bins))
+        for key, count in getattr(reference[kind], histogram).items():
+            target[column[key]] = count
+        targets[kind] = target / target.sum()
+
+    def divergence(weights: "np.ndarray", counts: "np.ndarray", sizes: "np.ndarray") -> "np.ndarray":
+        """The notes-weighted mean over kinds of each draw's JS divergence (draws x tunes weights)."""
+        total, weight = np.zeros(len(weights)), np.zeros(len(weights))
+        for kind, target in targets.items():
+            mask = kinds == kind
+            pooled = weights[:, mask] @ counts[mask]
+            share = pooled / np.maximum(pooled.sum(axis=1, keepdims=True), 1e-300)
+            middle = (share + target) / 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                js = (np.where(share > 0, share * np.log2(share / middle), 0).sum(axis=1)
+                      + np.where(target > 0, target * np.log2(target / middle), 0).sum(axis=1)) / 2
+            kind_notes = weights[:, mask] @ sizes[mask]
+            total += np.maximum(js, 0) * kind_notes
+            weight += kind_notes
+        return total / np.maximum(weight, 1e-300)
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(rows), size=(draws, len(rows)))
+    weights = np.zeros((draws, len(rows)))
+    np.add.at(weights, (np.arange(draws)[:, None], picks), 1.0)
+    everything = np.ones((1, len(rows)))
+    first_m, second_m = matrix(0), matrix(1)
+    first_n, second_n = notes(0), notes(1)
+    difference = (divergence(everything, first_m, first_n) - divergence(everything, second_m, second_n))[0]
+    drawn = divergence(weights, first_m, first_n) - divergence(weights, second_m, second_n)
+    return {"difference": round(float(difference), 6), "low": round(float(np.percentile(drawn, 5)), 6),
+            "high": round(float(np.percentile(drawn, 95)), 6),
+            "closer_share": round(float((drawn < 0).mean()), 4), "pairs": len(rows)}
 
 
 # --------------------------------------------------------------------------------------------

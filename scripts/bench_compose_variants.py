@@ -8,9 +8,10 @@ Each variant is a set of :class:`agent.compose.ComposeConfig` overrides. Every p
 benchmark suite (``finetune/suite/prompts.jsonl``) is understood as the agent understands it and
 composed with seeds 0.. under every variant, on one loaded model (the shipped adapter unless
 ``--adapter``). Printed per variant: valid tunes, seconds, the Jensen-Shannon divergences of the
-pooled pitch-class, interval and note-length histograms from the held-out test tunes (pooled, and
-each tune against its own meter's), the share of distinct bars, the commonest note lengths, the
-bars sampled again, and each tune's own length divergence. A quicker, narrower look than
+pooled pitch-class, interval and note-length histograms from the held-out test tunes (pooled, each
+tune against its own meter's, and pitch classes against its own mode class's), the share of
+distinct bars, the commonest note lengths, the bars sampled again, and each tune's own length
+divergence. A quicker, narrower look than
 ``tunesmith eval``, for choosing a setting; the suite's numbers come from ``tunesmith eval``.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     suite = {item["id"]: item["prompt"] for item in map(json.loads, (SUITE_DIR / "prompts.jsonl").open())}
     tests = [item["abc"] for item in load_test_split(EvalConfig().test_split)]
     held_out, by_meter = metrics.music_profile(tests), metrics.profiles_by_meter(tests)
+    by_mode = metrics.profiles_by_mode(tests)
     loaded = load_model(ModelConfig(adapter=resolve_adapter(args.adapter), quantize="auto"))
     understanding = UnderstandConfig()
     requests = []
@@ -73,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         profile = metrics.music_profile(tunes)
         pooled = metrics.compare_profiles(profile, held_out)
         matched = metrics.compare_by_meter(tunes, by_meter)
+        same_mode = metrics.compare_by_mode(tunes, by_mode)["js_pitch_class_same_mode"]
         print(f"{name}: valid {len(tunes)}/{len(requests) * args.seeds}, "
               f"{time.perf_counter() - started:.0f} s, JS pitch/interval/length "
               f"{pooled['js_pitch_class']:.3f}/{pooled['js_interval']:.3f}/{pooled['js_length']:.3f}, "
               f"same meter {matched['js_pitch_class_same_meter']:.3f}/"
               f"{matched['js_interval_same_meter']:.3f}/{matched['js_length_same_meter']:.3f}, "
-              f"distinct {profile.summary()['distinct_bar_share']:.2f}, lengths {shares(profile.lengths)}, "
+              f"pitch same mode {same_mode:.3f}, distinct {profile.summary()['distinct_bar_share']:.2f}, lengths {shares(profile.lengths)}, "
               f"bars resampled {resampled}", flush=True)
         print("   per tune, JS length:", " ".join(each), flush=True)
     return 0

@@ -256,6 +256,21 @@ def test_same_meter_distance_compares_a_tune_with_its_own_meter():
         "js_length_same_meter": None, "meter_matched_tunes": 0}
 
 
+def test_same_mode_distance_compares_a_tune_with_its_own_mode_class():
+    """An A-minor air against a reference of itself and a D-major reel: pooled, the reel's major
+    third counts against it; within its mode class it is measured against the air alone."""
+    reference = [AIR, REEL]
+    pooled = metrics.compare_profiles(metrics.music_profile([AIR]), metrics.music_profile(reference))
+    by_mode = metrics.compare_by_mode([AIR], metrics.profiles_by_mode(reference))
+    assert pooled["js_pitch_class"] > 0.05
+    assert by_mode["js_pitch_class_same_mode"] == 0.0 and by_mode["mode_matched_tunes"] == 1
+    assert [metrics.mode_class_of(t) for t in (AIR, JIG, REEL, SONG)] == ["minor", "minor", "major", "major"]
+    assert metrics.mode_class_of("X:1\nK:none\nA4|\n") is None
+    assert metrics.mode_class_of("X:1\nK:Dmix\nA4|\n") == "major"
+    assert metrics.mode_class_of("X:1\nK:E phrygian\nA4|\n") == "minor"
+    assert metrics.compare_by_mode([JIG], metrics.profiles_by_mode([REEL]))["mode_matched_tunes"] == 0
+
+
 def test_tune_statistics_of_a_real_tune():
     stats = metrics.tune_statistics(JIG)
     assert stats["range"] == max(p for p, _ in metrics.melody(JIG).notes()) - min(
@@ -344,8 +359,8 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
         "| config | tunes | valid, 1st try | valid after repair | mean attempts | key+mode | meter "
         "| tempo | length | instrument | lyrics on theme |",
         "| config | lyrics measured | syllable fit | rhyme | stress on strong | edit turns passed |",
-        "| config | tunes | JS pitch class | JS interval | JS length | JS length, same meter "
-        "| range | cadence | distinct bars | copies |",
+        "| config | tunes | JS pitch class | JS pitch class, same mode | JS interval | JS length "
+        "| JS length, same meter | range | cadence | distinct bars | copies |",
         "| config | compose s | exact edit s | creative edit s | lyrics edit s | other turns s "
         "| 16-bar tune s | tokens/s | decoding tok/s | threads | load s | peak RSS MB |",
     )
@@ -353,6 +368,7 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
         assert heading in table
     assert "| gemma | failed: gemma3-270m is not installed here |" in table
     assert "no held-out split" in table and "no training split" in table
+    assert result["against_baseline"] == {} and "Against the bare base" not in table  # nothing to compare with
     assert "- Machine: " in table
     assert "- Command: `tunesmith eval --configs no-adapter,unconstrained,gemma --quick" in table
 
@@ -387,6 +403,33 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     rerun = json.loads((out / "benchmark.json").read_text())
     assert rerun["configurations"]["no-adapter"] == row
     assert "--reuse-records" in rerun["command"]
+
+
+def test_against_baseline_pairs_the_prompts_both_configurations_answered():
+    """Each configuration's divergence minus the bare base's, over the prompts both answered:
+    the point difference is the plain divergences' difference, and a configuration whose tunes
+    are the held-out tunes themselves is closer in every draw."""
+    held_out = [REEL, JIG, HORNPIPE, SONG, AIR]
+    reference = evaluate.Reference(metrics.music_profile(held_out), None, None, "test", "none",
+                                   metrics.profiles_by_meter(held_out), metrics.profiles_by_mode(held_out))
+    flat = "X:1\nM:4/4\nL:1/8\nK:G\n" + "F2F2 F2F2|" * 8 + "\n"
+
+    def record(tunes: list[str | None]) -> dict:
+        return {"prompts": [{"id": f"p{i}", "seed": 0, "abc": abc} for i, abc in enumerate(tunes)]}
+
+    ours = record(held_out + [REEL])  # p5 only ours: left out
+    theirs = record([flat, flat, flat, flat, None])  # p4 not answered: left out
+    result = evaluate.against_baseline({"default": ours, "no-adapter": theirs, "broken": {"failed": "x"}},
+                                       reference, draws=300)
+    assert set(result) == {"default"}
+    pitch = result["default"]["js_pitch_class"]
+    pooled = metrics.compare_profiles(metrics.music_profile(held_out[:4]), reference.test)
+    flat_pooled = metrics.compare_profiles(metrics.music_profile([flat] * 4), reference.test)
+    assert pitch["pairs"] == 4
+    assert abs(pitch["difference"] - (pooled["js_pitch_class"] - flat_pooled["js_pitch_class"])) < 1e-5
+    assert pitch["high"] < 0 and pitch["closer_share"] == 1.0
+    assert set(result["default"]) == {key for key, _, _ in evaluate.PAIRED_MEASURES}
+    assert evaluate.against_baseline({"default": ours}, reference) == {}  # no bare base ran
 
 
 def test_music_profile_survives_the_json_cache():

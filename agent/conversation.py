@@ -430,17 +430,18 @@ def _exact_edit(session: Session, request: Request, current: str) -> Turn:
 def _creative_edit(session: Session, request: Request, current: str, composer: Composer,
                    config: AgentConfig, on_progress: Progress | None) -> Turn:
     from agent.compose import ComposeConfig, edit_span
-    from agent.edits import resolve_span
+    from agent.edits import resolve_span, shown_bars
 
     creative = request.creative
     if creative is None:
         return Turn(session, "Which part should I change?", False, "creative_edit")
     first, last = resolve_span(current, creative.span) if creative.span else _whole_tune(current)
+    shown = "–".join(map(str, shown_bars(current, first, last)))  # as the score numbers them
     compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
     result = composer.run(lambda loaded: edit_span(loaded, current, creative.instruction, first, last,
                                                    compose_config, on_progress))
     if not result.valid:
-        return Turn(session, f"I could not rewrite bars {first}–{last} validly in {result.attempts} "
+        return Turn(session, f"I could not rewrite bars {shown} validly in {result.attempts} "
                     "attempts; your score is unchanged.", False, "creative_edit",
                     diagnostics=[_as_dict(d) for d in result.diagnostics])
     abc, extra = result.abc, ""
@@ -450,8 +451,8 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
         edited = apply_edits(abc, request.edits)
         abc, extra = edited.abc, " " + edited.summary
     note = " (the lyrics were removed, since the notes changed)" if result.lyrics_removed else ""
-    return _new_version(session, abc, f"rewrote bars {first}-{last}",
-                        f"I rewrote bars {first}–{last}{note}; the rest is as it was.{extra}",
+    return _new_version(session, abc, f"rewrote bars {shown}",
+                        f"I rewrote bars {shown}{note}; the rest is as it was.{extra}",
                         "creative_edit")
 
 

@@ -112,6 +112,29 @@ class _Tune:
     def bars(self) -> list[Bar]:
         return [bar for bar in split_bars(self.tokens, self.tune) if bar.voice == self.voices[0]]
 
+    @cached_property
+    def first_shown(self) -> int:
+        """The number the engraved score gives the first bar: 0 for a pickup (a short first
+        bar; scores number an anacrusis 0 and count on from the next bar), else 1. People read
+        bar numbers off the score, so edits take and give them so; inside, bars are numbered
+        as written (``Bar.number``, from 1)."""
+        first = self.bars[0] if self.bars else None
+        return 0 if first is not None and first.expected is not None and first.duration < first.expected else 1
+
+    def written(self, shown: int) -> int:
+        """The written bar number (from 1) of the bar the score shows as ``shown``."""
+        return shown - self.first_shown + 1
+
+    def shown(self, written: int) -> int:
+        """The score's number of written bar ``written``."""
+        return written + self.first_shown - 1
+
+    def no_such_bar(self, shown: int) -> InputError:
+        last = self.shown(len(self.bars))
+        if self.first_shown == 0:
+            return InputError(f"there is no bar {shown}: the score numbers its bars 0 (the pickup) to {last}")
+        return InputError(f"there is no bar {shown}: the tune has {last} bars")
+
 
 def _read(abc_text: str) -> _Tune:
     if not isinstance(abc_text, str) or not abc_text.strip():
@@ -1026,13 +1049,15 @@ def _sections(bars: list[Bar]) -> list[tuple[int, int]]:
 
 def resolve_span(abc_text: str, span: Span, config: EditConfig = DEFAULT_EDIT_CONFIG
                  ) -> tuple[int, int]:
-    """The bars (first, last; 1-based, inclusive) a :class:`Span` means in this tune.
+    """The bars (first, last; as written, from 1, inclusive) a :class:`Span` means in this tune.
 
-    Parts (A, B, ...) are the sections between repeat signs or double bars; a tune without
-    them is split in halves. "ending"/"beginning" are the last/first four bars (or the number
-    given), "middle" the four around the centre.
+    A "bars" span is read as the engraved score numbers bars (a pickup is bar 0, the first full
+    bar 1); :func:`shown_bars` turns written numbers back. Parts (A, B, ...) are the sections
+    between repeat signs or double bars; a tune without them is split in halves.
+    "ending"/"beginning" are the last/first four bars (or the number given), "middle" the four
+    around the centre.
 
-    >>> tune = "X:1\\nM:2/4\\nK:G\\n|:GA|Bc|dB|AG:|\\n|:de|fg|ed|cB:|\\n"
+    >>> tune = "X:1\\nM:2/4\\nL:1/4\\nK:G\\n|:GA|Bc|dB|AG:|\\n|:de|fg|ed|cB:|\\n"
     >>> resolve_span(tune, Span("part", part="B")), resolve_span(tune, Span("ending", end=2))
     ((5, 8), (7, 8))
     >>> resolve_span(tune, Span("bars", 7, 12))
@@ -1043,15 +1068,29 @@ def resolve_span(abc_text: str, span: Span, config: EditConfig = DEFAULT_EDIT_CO
     return _span_bars(_read(abc_text), span, config)
 
 
+def shown_bars(abc_text: str, first: int, last: int) -> tuple[int, int]:
+    """Written bar numbers (from 1) as the engraved score numbers them: one less when the tune
+    opens with a pickup (bar 0).
+
+    >>> shown_bars("X:1\\nM:2/4\\nL:1/8\\nK:G\\nD|GABc|d4|]\\n", 2, 3)
+    (1, 2)
+    >>> shown_bars("X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n", 1, 2)
+    (1, 2)
+    """
+    t = _read(abc_text)
+    return t.shown(first), t.shown(last)
+
+
 def _span_bars(t: _Tune, span: Span, config: EditConfig) -> tuple[int, int]:
     bars = _bars_for_edit(t, "choosing bars")
     count = len(bars)
-    if span.kind == "bars":
-        first, last = span.start or 1, span.end or span.start or 1
-        for number in (first, last):
-            if not 1 <= number <= count:
-                raise InputError(f"there is no bar {number}: the tune has {count} bars")
-        return first, last
+    if span.kind == "bars":  # as the score numbers them
+        shown = (span.start if span.start is not None else 1,
+                 span.end if span.end is not None else span.start if span.start is not None else 1)
+        for number in shown:
+            if not 1 <= t.written(number) <= count:
+                raise t.no_such_bar(number)
+        return t.written(shown[0]), t.written(shown[1])
     if span.kind == "half":
         middle = count // 2
         return (1, middle) if span.part == "first" else (middle + 1, count)
@@ -1084,13 +1123,14 @@ def repeat_part(abc_text: str, op: RepeatPart) -> EditResult:
     With no span: a tune without repeats gets each half repeated (AABB) when it has an even
     number of bars (8 or more), else the whole tune repeated.
 
-    >>> print(repeat_part("X:1\\nM:2/4\\nK:G\\nGA|Bc|dB|AG|]\\n",
+    >>> print(repeat_part("X:1\\nM:2/4\\nL:1/4\\nK:G\\nGA|Bc|dB|AG|]\\n",
     ...                   RepeatPart(Span("bars", 3, 4))).abc, end="")
     X:1
     M:2/4
+    L:1/4
     K:G
     GA|Bc|:dB|AG:|]
-    >>> repeat_part("X:1\\nM:2/4\\nK:G\\n|:GA|Bc:|\\n", RepeatPart(Span("bars", 1, 2)))
+    >>> repeat_part("X:1\\nM:2/4\\nL:1/4\\nK:G\\n|:GA|Bc:|\\n", RepeatPart(Span("bars", 1, 2)))
     Traceback (most recent call last):
     ...
     agent.errors.InputError: bars 1-2 are already repeated
@@ -1117,7 +1157,7 @@ def repeat_part(abc_text: str, op: RepeatPart) -> EditResult:
         else:
             merged[key] = new if key not in merged else merged[key] + new
     text = _assemble(t, body_changes=[(s, e, n) for (s, e), n in merged.items()])
-    words = " and ".join(f"bars {a}-{b}" for a, b in ranges)
+    words = " and ".join(f"bars {t.shown(a)}-{t.shown(b)}" for a, b in ranges)
     return EditResult(text, f"Added repeat signs: {words} now play twice.")
 
 
@@ -1136,22 +1176,23 @@ def _repeated_regions(bars: list[Bar]) -> list[tuple[int, int]]:
 
 def _repeat_changes(t: _Tune, bars: list[Bar], first: int, last: int) -> list[tuple[int, int, str]]:
     opening_bar, closing_bar = bars[first - 1], bars[last - 1]
+    named = f"bars {t.shown(first)}-{t.shown(last)}"  # as the score numbers them
     for start, end in _repeated_regions(bars):
         if (start, end) == (first, last):
-            raise InputError(f"bars {first}-{last} are already repeated")
+            raise InputError(f"{named} are already repeated")
         if start <= last and first <= end:
-            raise InputError(f"bars {first}-{last} overlap the repeated bars {start}-{end}; "
+            raise InputError(f"{named} overlap the repeated bars {t.shown(start)}-{t.shown(end)}; "
                              "repeats cannot be nested or overlap")
     inner = bars[first - 1:last]
     for bar in inner:
         if bar.ending is not None:
-            raise InputError(f"bars {first}-{last} contain a first/second ending; repeat the "
+            raise InputError(f"{named} contain a first/second ending; repeat the "
                              "whole part instead")
         if bar is not closing_bar and (bar.ends_repeat or (
                 bar.bar_line is not None and bar.bar_line.text.endswith(":"))):
-            raise InputError(f"bars {first}-{last} already contain a repeat sign")
+            raise InputError(f"{named} already contain a repeat sign")
         if bar is not opening_bar and bar.starts_repeat:
-            raise InputError(f"bars {first}-{last} already contain a repeat sign")
+            raise InputError(f"{named} already contain a repeat sign")
     changes = []
     opening = opening_bar.opening
     if opening is None:
@@ -1306,7 +1347,7 @@ def _beats(duration: Fraction, t: _Tune, bar: Bar) -> str:
 
 
 def replace_bar(abc_text: str, op: ReplaceBar) -> EditResult:
-    """Replace bar ``op.bar`` (1-based, as written; a pickup is bar 1) with ``op.abc``.
+    """Replace bar ``op.bar`` (as the score numbers it: a pickup is bar 0) with ``op.abc``.
 
     The new bar is read in the key, meter and unit length in force at that bar and must last
     a full bar of the meter (or as long as the bar it replaces, for a pickup or a short last
@@ -1327,14 +1368,14 @@ def replace_bar(abc_text: str, op: ReplaceBar) -> EditResult:
     t = _read(abc_text)
     bars = _bars_for_edit(t, "replacing a bar")
     count = len(bars)
-    if not isinstance(op.bar, int) or not 1 <= op.bar <= count:
-        raise InputError(f"there is no bar {op.bar}: the tune has {count} bars")
+    if not isinstance(op.bar, int) or not 1 <= t.written(op.bar) <= count:
+        raise t.no_such_bar(op.bar)
     new_text = (op.abc or "").strip().strip("|").strip()
     if not new_text:
         raise InputError("the new bar is empty")
     if "\n" in new_text or "|" in new_text or re.search(r"(^|\s)[A-Za-z]:", new_text):
         raise InputError("give one bar of notes only (no bar lines, no fields)")
-    bar = bars[op.bar - 1]
+    bar = bars[t.written(op.bar) - 1]
     body = t.tune.body
     _before, context = scan_body(body[:bar.start], t.tune)
     tokens = tokenize_body(new_text, context)

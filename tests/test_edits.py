@@ -510,6 +510,36 @@ def test_replace_bar_leaves_other_bars_byte_identical():
     assert 80 in pitches  # the sharp of ^g is read in the bar's own key
 
 
+def _measure_pitches(abc: str, tmp_path: Path) -> dict[str, list[str]]:
+    """The engraved score's measures (MusicXML number -> the notes' steps and octaves)."""
+    import re
+
+    from agent.render import render_score_text
+
+    folder = tmp_path / str(len(list(tmp_path.iterdir())))
+    xml = render_score_text(abc, folder, formats=["musicxml"])["musicxml"].read_text(encoding="utf-8")
+    return {number: re.findall(r"<step>(\w)</step>\s*(?:<alter>-?\d</alter>\s*)?<octave>(\d)</octave>", body)
+            for number, body in re.findall(r'<measure[^>]* number="(\d+)"[^>]*>(.*?)</measure>', xml, re.S)}
+
+
+def test_bar_numbers_in_edits_are_the_engraved_scores(tmp_path):
+    """O'Neill's jig opens with a pickup, which the score numbers 0: "bar 3" is the third full
+    bar in the engraving, and a span, a repeat and a replaced bar all count so."""
+    jig = (LOCAL / "oneills_darby_the_driver.abc").read_text(encoding="utf-8")
+    before = _measure_pitches(jig, tmp_path)
+    assert before["0"] == [("A", "4"), ("G", "4")]  # the pickup A/G/
+    result = replace_bar(jig, ReplaceBar(3, "c3 e3"))
+    after = _measure_pitches(result.abc, tmp_path)
+    assert after["3"] == [("C", "5"), ("E", "5")]
+    assert {n: m for n, m in after.items() if n != "3"} == {n: m for n, m in before.items() if n != "3"}
+    assert result.summary.startswith("Bar 3 is now")
+    assert resolve_span(jig, Span("bars", 0, 2)) == (1, 3)  # written bars: the pickup is the first
+    with pytest.raises(InputError, match="numbers its bars 0 \\(the pickup\\) to"):
+        replace_bar(jig, ReplaceBar(99, "A6"))
+    plain = TWO_PARTS.replace("|:", "|").replace(":|", "|")
+    assert repeat_part(plain, RepeatPart(Span("bars", 5, 8))).summary.endswith("bars 5-8 now play twice.")
+
+
 @pytest.mark.parametrize("op,message", [
     (ReplaceBar(99, "A8"), "there is no bar 99: the tune has 8 bars"),
     (ReplaceBar(0, "A8"), "there is no bar 0: the tune has 8 bars"),

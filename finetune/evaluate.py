@@ -558,6 +558,7 @@ class Reference:
     train_note: str
     test_by_meter: dict[str, metrics.MusicProfile] | None = None  # the test tunes per meter
     test_by_mode: dict[str, metrics.MusicProfile] | None = None  # per mode class (major, minor)
+    train_tunes: list[str] | None = None  # the training tunes' ABC, for the matched yardstick
 
 
 def _training_tunes(config: EvalConfig) -> tuple[list[str] | None, str, str]:
@@ -615,19 +616,16 @@ def _cache_folder() -> Path:
     return Path(default_cache_dir()) / "eval"
 
 
-def _training_reference(config: EvalConfig) -> tuple[metrics.MusicProfile | None, set[str] | None, str]:
+def _training_reference(tunes: list[str], source_key: str) -> tuple[metrics.MusicProfile, set[str]]:
     """The training tunes' profile and copy index, cached by source and metrics code."""
     from tqdm import tqdm
 
-    tunes, note, source_key = _training_tunes(config)
-    if tunes is None:
-        return None, None, note
     code = Path(metrics.__file__).read_bytes()
     key = hashlib.sha1(source_key.encode() + code).hexdigest()[:16]
     cache = _cache_folder() / f"train-reference-{key}.json"
     if cache.exists():
         data = json.loads(cache.read_text(encoding="utf-8"))
-        return _profile_from_dict(data["profile"]), set(data["index"]), note
+        return _profile_from_dict(data["profile"]), set(data["index"])
     profile, index = metrics.profile_and_index(tqdm(tunes, desc="training tunes", unit="tune"))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -637,7 +635,7 @@ def _training_reference(config: EvalConfig) -> tuple[metrics.MusicProfile | None
         os.replace(tmp, cache)
     except OSError:
         pass  # the cache only saves time
-    return profile, index, note
+    return profile, index
 
 
 def load_reference(config: EvalConfig) -> Reference:
@@ -655,8 +653,9 @@ def load_reference(config: EvalConfig) -> Reference:
         test, test_by_meter, test_by_mode = None, None, None
         test_note = (f"no held-out split: {_shown(test_path)} is absent (run `tunesmith finetune data "
                      "--write-splits`); the musical distances are not measured")
-    train, index, train_note = _training_reference(config)
-    return Reference(test, train, index, test_note, train_note, test_by_meter, test_by_mode)
+    tunes, train_note, source_key = _training_tunes(config)
+    train, index = _training_reference(tunes, source_key) if tunes is not None else (None, None)
+    return Reference(test, train, index, test_note, train_note, test_by_meter, test_by_mode, tunes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,6 +783,19 @@ PAIRED_MEASURES = (("js_pitch_class", "pitch_classes", None),
                    ("js_interval", "intervals", None),
                    ("js_length", "lengths", None),
                    ("js_length_same_meter", "lengths", metrics.meter_of))
+
+
+def matched_reference(records: dict[str, dict], reference: Reference, draws: int = 20) -> dict | None:
+    """:func:`finetune.metrics.matched_yardstick` for the suite's requests: training tunes of
+    the style, meter and mode class of each tune of the configuration that wrote the most
+    (every configuration is asked the same), against the held-out tunes."""
+    if reference.test is None or not reference.train_tunes:
+        return None
+    written = [[p["abc"] for p in r["prompts"] if p["abc"]] for r in records.values() if not r.get("failed")]
+    if not any(written):
+        return None
+    return metrics.matched_yardstick(max(written, key=len), reference.train_tunes, reference.test,
+                                     reference.test_by_mode or {}, reference.test_by_meter or {}, draws=draws)
 
 
 def against_baseline(records: dict[str, dict], reference: Reference, draws: int = 2000) -> dict:
@@ -946,7 +958,10 @@ def markdown_report(result: dict) -> str:
             "JS = Jensen-Shannon divergence (base 2; 0 = same distribution, 1 = disjoint) of the pooled "
             "histograms of pitch class relative to the tonic, melodic interval and note length, from "
             "the held-out test tunes. The *training tunes* row is the yardstick: how far real tunes of "
-            "the same corpora are from the held-out ones. Range = mean highest minus lowest note "
+            "the same corpora are from the held-out ones. The *kinds asked* row is the yardstick on "
+            "this suite: for each generated tune a training tune of the same style, meter and mode "
+            "class; the suite's mix is not the held-out mix, and a few dozen tunes are a small "
+            "sample, so even real tunes are not at 0 there. Range = mean highest minus lowest note "
             "(semitones); cadence = share of bars ending on a note of the tonic triad or of the "
             "bar's implied triad; distinct = mean share of distinct bars in a tune; copies = share of "
             f"tunes holding more than {metrics.COPY_BARS - 1} consecutive bars of a training tune in "
@@ -970,6 +985,13 @@ def markdown_report(result: dict) -> str:
                       _num(divergence.get("js_interval"), 3), _num(divergence.get("js_length"), 3),
                       "–", _num(summary["range_semitones"], 1), _num(summary["cadence_share"]),
                       _num(summary["distinct_bar_share"]), "–"])
+    matched = result.get("matched_reference")
+    if matched:
+        table.append([f"training tunes of the kinds asked (yardstick on this suite, mean of {matched['draws']} draws)",
+                      str(matched["tunes"]), _num(matched.get("js_pitch_class"), 3),
+                      _num(matched.get("js_pitch_class_same_mode"), 3), _num(matched.get("js_interval"), 3),
+                      _num(matched.get("js_length"), 3), _num(matched.get("js_length_same_meter"), 3),
+                      "–", "–", "–", "–"])
     for name, s in rows.items():
         failed = _failed_row(name, s, len(headings))
         if failed:
@@ -1118,6 +1140,7 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
         "descriptions": {name: CONFIGURATIONS[name].description for name in config.configs},
         "configurations": {name: summarize(record, reference) for name, record in records.items()},
         "against_baseline": against_baseline(records, reference),
+        "matched_reference": matched_reference(records, reference),
         "samples": _samples(records, config.samples),
         "sample_image": None,
     }

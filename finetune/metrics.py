@@ -64,6 +64,7 @@ __all__ = [
     "jensen_shannon",
     "lyric_lines",
     "lyrics_measures",
+    "matched_yardstick",
     "melody",
     "meter_of",
     "mode_class_of",
@@ -78,6 +79,7 @@ __all__ = [
     "requested_attributes",
     "same_notes",
     "transposed_by",
+    "tune_kind",
     "tune_statistics",
 ]
 
@@ -869,6 +871,66 @@ def compare_by_mode(tunes: Iterable[str], reference: Mapping[str, MusicProfile]
                     ) -> dict[str, float | int | None]:
     """:func:`compare_by` :func:`mode_class_of` (pitch classes depend on it)."""
     return compare_by(tunes, reference, mode_class_of, "mode")
+
+
+def tune_kind(abc: str) -> tuple[str, str | None, str | None]:
+    """What a request fixes about a tune: its style (``R:``, lower case, "" without one),
+    :func:`meter_of` and :func:`mode_class_of`.
+
+    >>> tune_kind("X:1\\nR:Jig\\nM:6/8\\nK:Em\\nE3|\\n")
+    ('jig', '6/8', 'minor')
+    """
+    try:
+        style = (parse_tune(abc).get("R") or "").strip().lower()
+    except AbcError:
+        style = ""
+    return style, meter_of(abc), mode_class_of(abc)
+
+
+def matched_yardstick(generated: Sequence[str], pool: Sequence[str], reference: MusicProfile,
+                      by_mode: Mapping[str, MusicProfile], by_meter: Mapping[str, MusicProfile],
+                      draws: int = 20, seed: int = 0) -> dict[str, float | int] | None:
+    """How far real tunes of the kinds asked for are from the reference, in the same number as
+    ``generated``: for each generated tune a tune of ``pool`` (the training tunes) of the same
+    :func:`tune_kind` (or of the same meter and mode class when no tune has its style), the
+    picks compared as :func:`compare_profiles`, :func:`compare_by_mode` and
+    :func:`compare_by_meter` compare generated tunes, averaged over ``draws`` draws.
+
+    This is the distance a model that wrote exactly like the corpus would reach on these
+    requests: the requests' mix of meters, modes and styles is not the reference's, and a
+    handful of tunes is a small sample, so it is not 0. Returns None when nothing matches.
+
+    >>> pool = ["X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n"]
+    >>> matched_yardstick(pool, pool, music_profile(pool), profiles_by_mode(pool), profiles_by_meter(pool),
+    ...                   draws=2)["js_pitch_class"]
+    0.0
+    """
+    import random
+
+    by_kind: dict[tuple, list[str]] = {}
+    by_meter_mode: dict[tuple, list[str]] = {}
+    for abc in pool:
+        kind = tune_kind(abc)
+        by_kind.setdefault(kind, []).append(abc)
+        by_meter_mode.setdefault(kind[1:], []).append(abc)
+    wanted = [tune_kind(abc) for abc in generated]
+    choices = [by_kind.get(kind) or by_meter_mode.get(kind[1:]) for kind in wanted]
+    choices = [c for c in choices if c]
+    if not choices:
+        return None
+    rng = random.Random(seed)
+    totals: dict[str, float] = {}
+    for _ in range(draws):
+        picks = [rng.choice(c) for c in choices]
+        measured = compare_profiles(music_profile(picks), reference)
+        measured.update(compare_by_mode(picks, by_mode))
+        measured.update(compare_by_meter(picks, by_meter))
+        for key, value in measured.items():
+            if key.startswith("js_") and value is not None:
+                totals[key] = totals.get(key, 0.0) + value
+    result: dict[str, float | int] = {key: round(value / draws, 6) for key, value in totals.items()}
+    result.update(tunes=len(choices), draws=draws)
+    return result
 
 
 def paired_bootstrap(first: Sequence[str], second: Sequence[str],

@@ -432,6 +432,25 @@ def test_against_baseline_pairs_the_prompts_both_configurations_answered():
     assert evaluate.against_baseline({"default": ours}, reference) == {}  # no bare base ran
 
 
+def test_matched_yardstick_picks_training_tunes_of_the_kinds_asked():
+    """Real tunes of the kind each generated tune was asked to be: a jig asked for is matched by
+    the training jig, not the reel, so against a held-out set of that jig it is at 0; a kind no
+    training tune has (by meter and mode either) is left out."""
+    held_out = [JIG]
+    reference = evaluate.Reference(metrics.music_profile(held_out), None, None, "test", "none",
+                                   metrics.profiles_by_meter(held_out), metrics.profiles_by_mode(held_out),
+                                   train_tunes=[JIG, REEL])
+    assert metrics.tune_kind(JIG) != metrics.tune_kind(REEL)
+    five_four = "X:1\nM:5/4\nL:1/8\nK:C\nCDEFG ABcde|]\n"
+    records = {"default": {"prompts": [{"abc": JIG}, {"abc": five_four}, {"abc": None}]},
+               "broken": {"failed": "x"}}
+    matched = evaluate.matched_reference(records, reference, draws=3)
+    assert matched["tunes"] == 1 and matched["draws"] == 3
+    assert matched["js_pitch_class"] == 0.0 and matched["js_length_same_meter"] == 0.0
+    assert evaluate.matched_reference({"default": {"prompts": [{"abc": five_four}]}}, reference) is None
+    assert evaluate.matched_reference(records, evaluate.Reference(None, None, None, "", "")) is None
+
+
 def test_music_profile_survives_the_json_cache():
     profile = metrics.music_profile([REEL, JIG, HORNPIPE])
     text = json.dumps(evaluate._profile_to_dict(profile))

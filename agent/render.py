@@ -62,6 +62,7 @@ __all__ = [
     "to_midi",
     "to_musicxml",
     "to_pdf",
+    "to_png",
     "to_svg_pages",
     "to_wav",
 ]
@@ -668,6 +669,28 @@ def to_pdf(svg_pages: list[str], config: RenderConfig = RenderConfig()) -> bytes
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def to_png(svg_page: str, width: int = 1200, config: RenderConfig = RenderConfig()) -> bytes:
+    """One SVG page as a PNG ``width`` pixels wide on white, drawn by cairosvg with the fonts
+    :func:`to_pdf` uses, so a tempo mark keeps its note and, for a page engraved without the
+    embedded text font (``embed_text_font=False`` or ``whole_pages``), lyrics keep the spacing
+    verovio measured.
+
+    >>> to_png("<svg")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    agent.errors.RenderError: cairosvg could not convert the SVG page to PNG: ...
+    """
+    import cairosvg
+
+    _register_fonts_for_cairo((config.music_font, "Liberation"))
+    page = _CSS_FONT_FACE.sub("", svg_page)
+    try:
+        return cairosvg.svg2png(bytestring=page.encode("utf-8"), output_width=width,
+                                background_color="white")
+    except Exception as err:  # cairosvg raises XML, value and cairo errors
+        raise RenderError(f"cairosvg could not convert the SVG page to PNG: {err}") from err
 
 
 # --------------------------------------------------------------------------- WAV

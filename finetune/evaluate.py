@@ -1076,14 +1076,12 @@ def _samples(records: dict[str, dict], count: int) -> list[dict]:
 
 def _render_png(abc: str, path: Path) -> None:
     """Write ``abc``'s sheet music (verovio's SVG, drawn by cairosvg) to ``path`` as a PNG."""
-    import cairosvg
+    from agent.render import RenderConfig, render_score_text, to_png
 
-    from agent.render import render_score_text
-
-    with tempfile.TemporaryDirectory() as folder:
-        files = render_score_text(abc, Path(folder), formats=["svg"])
-        svg = Path(files["svg"]).read_bytes()
-    cairosvg.svg2png(bytestring=svg, write_to=str(path), output_width=1200, background_color="white")
+    with tempfile.TemporaryDirectory() as folder:  # text in Times, which cairo finds (see to_png)
+        files = render_score_text(abc, Path(folder), RenderConfig(embed_text_font=False), formats=["svg"])
+        svg = Path(files["svg"]).read_text(encoding="utf-8")
+    path.write_bytes(to_png(svg, width=1200))
 
 
 def _full_command(config: EvalConfig) -> str:

@@ -375,6 +375,18 @@ def test_pdf_is_one_a4_page_with_the_lyrics(song):
     assert any("LiberationSerif" in font for font in fonts), fonts  # Times metrics, as verovio measured
 
 
+def test_png_of_a_page_is_as_wide_as_asked_and_drawn(song):
+    from PIL import Image
+
+    abc, score, _, _ = song
+    xml = render.to_musicxml(score)
+    page = render.to_svg_pages(xml, RenderConfig(embed_text_font=False))[0]
+    image = Image.open(io.BytesIO(render.to_png(page, width=600))).convert("L")
+    assert image.size[0] == 600
+    dark = sum(1 for value in image.getdata() if value < 128)
+    assert 0.01 < dark / (image.size[0] * image.size[1]) < 0.5  # notes and words on white
+
+
 # --------------------------------------------------------------------------- WAV
 
 

@@ -1108,8 +1108,8 @@ def _span_bars(t: _Tune, span: Span, config: EditConfig) -> tuple[int, int]:
     size = min(span.end or config.ending_bars, count)
     if span.kind == "ending":
         return count - size + 1, count
-    if span.kind == "beginning":
-        return 1, size
+    if span.kind == "beginning":  # a pickup and the first ``size`` full bars
+        return 1, min(count, size + 1 - t.first_shown)
     if span.kind == "middle":
         start = max(1, count // 2 - size // 2 + 1)
         return start, min(count, start + size - 1)

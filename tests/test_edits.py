@@ -534,6 +534,7 @@ def test_bar_numbers_in_edits_are_the_engraved_scores(tmp_path):
     assert {n: m for n, m in after.items() if n != "3"} == {n: m for n, m in before.items() if n != "3"}
     assert result.summary.startswith("Bar 3 is now")
     assert resolve_span(jig, Span("bars", 0, 2)) == (1, 3)  # written bars: the pickup is the first
+    assert resolve_span(jig, Span("beginning", end=2)) == (1, 3)  # the pickup and two full bars
     with pytest.raises(InputError, match="numbers its bars 0 \\(the pickup\\) to"):
         replace_bar(jig, ReplaceBar(99, "A6"))
     plain = TWO_PARTS.replace("|:", "|").replace(":|", "|")

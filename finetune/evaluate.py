@@ -772,7 +772,7 @@ def _reference_summary(reference: Reference) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The report
+# Across configurations: each against the bare base, and the yardstick on the suite's mix
 
 
 #: The configuration every other one is compared with, prompt by prompt.
@@ -821,6 +821,10 @@ def against_baseline(records: dict[str, dict], reference: Reference, draws: int 
                                                       kind_of, draws=draws)
                         for key, histogram, kind_of in PAIRED_MEASURES}
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# The report
 
 
 def machine_info() -> dict:

@@ -11,8 +11,11 @@ Four groups, each used by :mod:`finetune.evaluate` on every generated tune:
   a lyric edit changes no note, undo restores the earlier ABC byte for byte).
 - **Music**: statistics of a set of tunes (pitch classes relative to the tonic, melodic
   intervals, note lengths, range, cadential bar endings, distinct bars), compared between sets
-  with the Jensen-Shannon divergence (:func:`music_profile`, :func:`compare_profiles`), and
-  copying of training tunes in any key (:func:`copy_index`, :func:`copied_bars`).
+  with the Jensen-Shannon divergence (:func:`music_profile`, :func:`compare_profiles`; within
+  each meter or mode class, :func:`compare_by`), how surely one set is closer than another
+  answering the same prompts (:func:`paired_bootstrap`), how close real tunes of the kinds
+  asked would come (:func:`matched_yardstick`), and copying of training tunes in any key
+  (:func:`copy_index`, :func:`copied_bars`).
 
 Everything reads ABC with the project's text-level tokenizer (:mod:`agent.abc_text`), which
 gives MIDI pitches and exact lengths in about a millisecond per tune: the training set (some

@@ -1085,12 +1085,12 @@ def _span_bars(t: _Tune, span: Span, config: EditConfig) -> tuple[int, int]:
     bars = _bars_for_edit(t, "choosing bars")
     count = len(bars)
     if span.kind == "bars":  # as the score numbers them
-        shown = (span.start if span.start is not None else 1,
-                 span.end if span.end is not None else span.start if span.start is not None else 1)
-        for number in shown:
+        first = 1 if span.start is None else span.start
+        last = first if span.end is None else span.end
+        for number in (first, last):
             if not 1 <= t.written(number) <= count:
                 raise t.no_such_bar(number)
-        return t.written(shown[0]), t.written(shown[1])
+        return t.written(first), t.written(last)
     if span.kind == "half":
         middle = count // 2
         return (1, middle) if span.part == "first" else (middle + 1, count)

@@ -42,6 +42,7 @@ from agent.abc_text import (
     scan_body, split_bars, strip_comment, tokenize_body,
 )
 from agent.errors import AbcError, InputError
+from agent.validate import first_score_number
 from agent.understand import (
     ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
@@ -118,8 +119,7 @@ class _Tune:
         bar; scores number an anacrusis 0 and count on from the next bar), else 1. People read
         bar numbers off the score, so edits take and give them so; inside, bars are numbered
         as written (``Bar.number``, from 1)."""
-        first = self.bars[0] if self.bars else None
-        return 0 if first is not None and first.expected is not None and first.duration < first.expected else 1
+        return first_score_number(self.bars)
 
     def written(self, shown: int) -> int:
         """The written bar number (from 1) of the bar the score shows as ``shown``."""

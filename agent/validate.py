@@ -36,7 +36,7 @@ True
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 
 from agent.abc_lyrics import align_lyrics
@@ -93,7 +93,9 @@ INSTRUMENT_RANGES: dict[range, tuple[int, int, str]] = {
 class Diagnostic:
     """One problem: ``severity`` 'error' or 'warning', a short ``code``, a ``message`` for a
     musician, and where it is: ``line`` (1-based, in the text given), ``bar`` (1-based count of
-    bars of that voice, a pickup being bar 1), ``tune`` (the ``X:`` number in a tunebook)."""
+    bars of that voice as written, a pickup being bar 1: what the repair loop counts),
+    ``score_bar`` (the number the engraved score gives that bar, a pickup being bar 0: what a
+    musician reads, and what the message says), ``tune`` (the ``X:`` number in a tunebook)."""
 
     severity: str
     code: str
@@ -101,6 +103,16 @@ class Diagnostic:
     line: int | None = None
     bar: int | None = None
     tune: str | None = None
+    score_bar: int | None = None
+
+    @property
+    def shown_bar(self) -> int | None:
+        """The bar number to show: the score's when known, else the written count.
+
+        >>> Diagnostic("error", "bar-length", "…", bar=3, score_bar=2).shown_bar
+        2
+        """
+        return self.score_bar if self.score_bar is not None else self.bar
 
     def to_dict(self) -> dict:
         """A JSON-ready dict.
@@ -114,7 +126,7 @@ class Diagnostic:
     def __str__(self) -> str:
         where = ", ".join(part for part in (
             f"tune X:{self.tune}" if self.tune else "", f"line {self.line}" if self.line else "",
-            f"bar {self.bar}" if self.bar else "") if part)
+            f"bar {self.shown_bar}" if self.shown_bar is not None else "") if part)
         return f"{where + ': ' if where else ''}{self.severity} {self.code}: {self.message}"
 
 
@@ -198,8 +210,7 @@ def validate_abc(text: str, settings: ValidateSettings = ValidateSettings()) -> 
             number = match.group(1)
         found, counted = _check_source(source, settings)
         bars += counted
-        diagnostics.extend(Diagnostic(d.severity, d.code, d.message, d.line, d.bar, number)
-                           for d in found)
+        diagnostics.extend(replace(d, tune=number) for d in found)
     valid = not any(d.severity == "error" for d in diagnostics)
     return Report(valid, tuple(diagnostics), len(sources), bars)
 
@@ -407,17 +418,34 @@ def _check_bars(bars: list[Bar], tokens: list[Token]) -> list[Diagnostic]:
     several = len(by_voice) > 1
     for voice, voice_bars in by_voice.items():
         pickups = _pickups(voice_bars)
+        first = first_score_number(voice_bars)
         for number, bar in enumerate(voice_bars, start=1):
             if bar.expected is None or bar.duration == bar.expected:
                 continue
-            problem = _bar_problem(bar, number, voice_bars, pickups)
+            problem = _bar_problem(bar, number, voice_bars, pickups, shown=number - 1 + first)
             if problem is None:
                 continue
             code, message = problem
             if several:
                 message = f"voice {voice}: {message}"
-            out.append(Diagnostic("error", code, message, bar.line, number))
+            out.append(Diagnostic("error", code, message, bar.line, number,
+                                  score_bar=number - 1 + first))
     return out
+
+
+def first_score_number(bars: list[Bar]) -> int:
+    """The number the engraved score gives the first of ``bars`` (one voice): 0 when it is
+    short (a pickup; music21 and verovio number an anacrusis 0 and count on from the next
+    bar), else 1. Musicians read bar numbers off the score, so messages give these.
+
+    >>> from agent.abc_text import parse_tune, split_bars, tokenize_body
+    >>> tune = parse_tune("X:1\\nM:2/4\\nL:1/8\\nK:G\\nD|GABc|d4|]\\n")
+    >>> first_score_number(split_bars(tokenize_body(tune.body, tune), tune))
+    0
+    """
+    first = bars[0] if bars else None
+    return 0 if first is not None and first.expected is not None \
+        and first.duration < first.expected else 1
 
 
 def short_bars_allowed(bars: list[Bar]) -> set[int]:
@@ -461,9 +489,12 @@ def _pickups(bars: list[Bar]) -> set[Fraction]:
     return found
 
 
-def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction]
-                 ) -> tuple[str, str] | None:
+def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction],
+                 shown: int | None = None) -> tuple[str, str] | None:
+    """What is wrong with the length of written bar ``number`` (from 1), or None; the message
+    calls it ``shown`` (the score's number, :func:`first_score_number`)."""
     index = number - 1
+    shown = number if shown is None else shown
     following = bars[index + 1] if index + 1 < len(bars) else None
     meter = bar.meter
     unit, (have, full, delta) = _in_units(
@@ -476,9 +507,9 @@ def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction]
         split = _missing_bar_line(bar)
         if split is not None:
             return "missing-bar-line", (
-                f"bar {number} has {have}; the meter {meter} has {full}: line {split} ends "
+                f"bar {shown} has {have}; the meter {meter} has {full}: line {split} ends "
                 "without a bar line, so two bars run together")
-        return "bar-length", (f"bar {number} has {have}; the meter {meter} has {full} "
+        return "bar-length", (f"bar {shown} has {have}; the meter {meter} has {full} "
                               f"({delta} too many)")
     if bar.duration in pickups and (index == 0 or _starts_section(bar)) and bar.ending is None:
         return None  # a pickup
@@ -486,7 +517,7 @@ def _bar_problem(bar: Bar, number: int, bars: list[Bar], pickups: set[Fraction]
         return None  # closes a section begun with a pickup
     if index == 0 and bar.duration < bar.expected:
         return None  # a pickup whose closing bar is checked on its own
-    where = "the last bar" if following is None else f"bar {number}"
+    where = "the last bar" if following is None else f"bar {shown}"
     return "bar-length", (f"{where} has {have}; the meter {meter} has {full} "
                           f"({delta} missing)")
 
@@ -510,21 +541,23 @@ def _check_repeats(bars: list[Bar]) -> list[Diagnostic]:
     for bar in bars:
         by_voice.setdefault(bar.voice, []).append(bar)
     for voice_bars in by_voice.values():
-        open_at: tuple[int, int] | None = None
+        open_at: tuple[int, int, int] | None = None
         previous_label: str | None = None
         last_number = 0
+        first = first_score_number(voice_bars)
         for number, bar in enumerate(voice_bars, start=1):
             opening = bar.opening.text if bar.opening is not None else ""
             if bar.starts_repeat:
                 if open_at is not None and not opening.lstrip("[").startswith(":"):
                     out.append(_unclosed(open_at))
-                open_at = (bar.opening.line, number)
+                open_at = (bar.opening.line, number, number - 1 + first)
                 last_number = 0
             if bar.ending and bar.ending != previous_label:
                 numbers = [int(n) for n in re.findall(r"\d+", bar.ending)]
                 if numbers[0] not in (1, last_number + 1):
                     out.append(Diagnostic("warning", "ending", f"ending [{bar.ending} follows "
-                                          f"ending {last_number or 'none'}", bar.line, number))
+                                          f"ending {last_number or 'none'}", bar.line, number,
+                                          score_bar=number - 1 + first))
                 last_number = numbers[-1]
             previous_label = bar.ending
             if bar.ends_repeat:
@@ -534,10 +567,10 @@ def _check_repeats(bars: list[Bar]) -> list[Diagnostic]:
     return out
 
 
-def _unclosed(where: tuple[int, int]) -> Diagnostic:
-    line, bar = where
-    return Diagnostic("error", "repeat", f"the repeat that starts at bar {bar} (|:) is never "
-                      "closed with :|", line, bar)
+def _unclosed(where: tuple[int, int, int]) -> Diagnostic:
+    line, bar, shown = where
+    return Diagnostic("error", "repeat", f"the repeat that starts at bar {shown} (|:) is never "
+                      "closed with :|", line, bar, score_bar=shown)
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,9 +146,10 @@ def test_compose_change_undo_and_download_the_midi(context, server, tmp_path):
 
 def test_words_pasted_in_the_editor_show_under_the_notes(context, server):
     page = open_app(context, server)
-    paste_into_editor(page, SONG.replace("c | d2", "c | d2 e"))  # bar 3 one beat too long
+    # the second full bar one beat too long: bar 2 on the score, whose pickup is bar 0
+    paste_into_editor(page, SONG.replace("c | d2", "c | d2 e"))
     page.wait_for_selector("#ts-check .ts-bad", timeout=WAIT_MS)
-    assert "bar 3" in page.inner_text("#ts-check")
+    assert "bar 2 has 4 beats" in page.inner_text("#ts-check")
     paste_into_editor(page, SONG)
     page.wait_for_selector("#ts-check .ts-good", timeout=WAIT_MS)
     page.click("#ts-apply")

@@ -207,7 +207,7 @@ def test_report_serialises_and_formats():
     assert data["valid"] is False and data["errors"] == 2
     assert data["diagnostics"][0] == {"severity": "error", "code": "unknown-symbol",
                                       "message": "'#' is not ABC (column 8)", "line": 6,
-                                      "bar": None, "tune": None}
+                                      "bar": None, "tune": None, "score_bar": None}
     text = report.format_text()
     assert text.splitlines()[0] == "invalid: 1 tune, 3 bars, 2 errors"
     assert isinstance(report, Report)
@@ -292,3 +292,26 @@ def test_corpus_1000_tunes_summary():
     summary = _corpus_summary(1000, seed=3, settings=ValidateSettings())
     print("validation of 1000 corpus tunes:", summary)
     assert summary["total"] == 1000 and "music21" not in summary["reasons"]
+
+
+def test_bar_numbers_in_messages_are_the_engraved_scores(tmp_path):
+    """O'Neill's "Darby the Driver" opens with a pickup, which the score numbers 0; its last bar
+    does not complete the second part's pickup. The message names that bar as the MusicXML
+    numbers it, while ``bar`` keeps the written count the repair loop resamples by."""
+    import re
+
+    from agent.render import render_score_text
+
+    jig = (DATA / "oneills_darby_the_driver.abc").read_text(encoding="utf-8")
+    [error] = validate_abc(jig).errors
+    assert (error.bar, error.score_bar) == (18, 17)
+    assert str(error).startswith("line 13, bar 17: error bar-length")
+    xml = render_score_text(jig, tmp_path, formats=["musicxml"])["musicxml"].read_text(encoding="utf-8")
+    measures = dict(re.findall(r'<measure[^>]* number="(\d+)"[^>]*>(.*?)</measure>', xml, re.S))
+    assert re.findall(r"<step>(\w)</step>", measures["17"]) == ["B", "A", "A", "A"]  # "BAA A:|"
+
+
+def test_a_bar_named_in_a_message_counts_from_the_pickup_as_zero():
+    report = validate_abc(_tune("A | B4 C4 | D6 | E8 |]"), FAST)
+    assert [(d.bar, d.score_bar, d.message) for d in report.errors] == [
+        (3, 2, "bar 2 has 3 beats; the meter 4/4 has 4 (1 missing)")]

@@ -409,7 +409,7 @@ def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
     ordered = sorted(report.diagnostics, key=lambda d: (d.severity != "error", d.bar or 0, d.line or 0))
     items = []
     for diagnostic in ordered[:30]:
-        places = (f"bar {diagnostic.bar}" if diagnostic.bar else "",
+        places = (f"bar {diagnostic.shown_bar}" if diagnostic.shown_bar is not None else "",
                   f"line {diagnostic.line}" if diagnostic.line else "")
         where = ", ".join(place for place in places if place)
         items.append(f'<li class="ts-{diagnostic.severity}"><b>{html.escape(where or "tune")}</b>: '

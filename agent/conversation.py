@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent import session as sessions
+from agent.compose import ComposeConfig
 from agent.errors import InputError, ModelError, TunesmithError
 from agent.session import Session
 from agent.understand import Attributes, Request, UnderstandConfig, resolve, understand
@@ -74,7 +75,9 @@ class AgentConfig:
         default=0, metadata={"help": "torch CPU threads; 0 = one per core (use 1 on a busy machine)"}
     )
     seed: int = field(default=0, metadata={"help": "seed of every sampling in the turn"})
-    temperature: float = field(default=0.9, metadata={"help": "model sampling temperature"})
+    temperature: float = field(
+        default=ComposeConfig.temperature,
+        metadata={"help": "model sampling temperature (the composer's default: see ComposeConfig)"})
     max_message_chars: int = field(
         default=20_000, metadata={"help": "longer chat messages are refused (pasted ABC: 100 kB)"}
     )
@@ -347,7 +350,7 @@ def _answer(session: Session, request: Request, current: str | None) -> Turn:
 
 def _compose(session: Session, request: Request, composer: Composer, config: AgentConfig,
              on_progress: Progress | None) -> Turn:
-    from agent.compose import ComposeConfig, compose_tune
+    from agent.compose import compose_tune
     from agent.edits import set_instrument
     from agent.understand import SetInstrument
 
@@ -429,7 +432,7 @@ def _exact_edit(session: Session, request: Request, current: str) -> Turn:
 
 def _creative_edit(session: Session, request: Request, current: str, composer: Composer,
                    config: AgentConfig, on_progress: Progress | None) -> Turn:
-    from agent.compose import ComposeConfig, edit_span
+    from agent.compose import edit_span
     from agent.edits import resolve_span, shown_bars
 
     creative = request.creative

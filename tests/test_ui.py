@@ -225,9 +225,10 @@ def test_odd_unicode_and_garbage_get_an_answer(app, message, caplog):
 
 def test_garbage_in_the_editor_is_explained_by_bar_and_not_applied(app):
     session = sessions.add_version(Session(), AIR, "pasted")
-    broken = AIR.replace("c2 A2 F2", "c2 A2 F2 G2")  # bar 3 has one beat too many
+    broken = AIR.replace("c2 A2 F2", "c2 A2 F2 G2")  # one beat too many
     check = check_edit(app, broken, session)
-    assert "1 error" in check and "bar 3" in check and "4 beats" in check
+    # the third bar written, bar 2 on the score (the pickup is bar 0)
+    assert "1 error" in check and "<b>bar 2, line 7</b>: bar 2 has 4 beats" in check
     out = settle(apply_edit(app, broken, [], session, ""))
     assert out[1] is session and "Not applied" in out[11]
     assert "version on screen is unchanged" in out[11]

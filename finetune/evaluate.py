@@ -114,6 +114,9 @@ CONFIGURATIONS = {
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),
+        Configuration("sharper", "the default model sampled sharper: temperature 0.9, top-p 0.95 "
+                      "(the earlier defaults)", agent={"temperature": 0.9},
+                      compose={"top_p": 0.95}),
         Configuration("gemma", "Gemma 3 270M, no adapter",
                       agent={"base": "gemma3-270m", "adapter": "none"}),
     )

@@ -42,11 +42,11 @@ from agent.abc_text import (
     scan_body, split_bars, strip_comment, tokenize_body,
 )
 from agent.errors import AbcError, InputError
-from agent.validate import first_score_number
 from agent.understand import (
     ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
 )
+from agent.validate import first_score_number
 
 # --------------------------------------------------------------------------------------------
 # Tables

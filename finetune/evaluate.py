@@ -114,9 +114,10 @@ CONFIGURATIONS = {
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),
-        Configuration("sharper", "the default model sampled sharper: temperature 0.9, top-p 0.95 "
-                      "(the earlier defaults)", agent={"temperature": 0.9},
-                      compose={"top_p": 0.95}),
+        Configuration("sharper", "the default model sampled as before step 2320: temperature 0.9, "
+                      "top-p 0.95, repetition penalty 1.02, no copied run of 2 bars",
+                      agent={"temperature": 0.9},
+                      compose={"top_p": 0.95, "repetition_penalty": 1.02, "block_ngram": 2}),
         Configuration("gemma", "Gemma 3 270M, no adapter",
                       agent={"base": "gemma3-270m", "adapter": "none"}),
     )

@@ -76,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         pooled = metrics.compare_profiles(profile, held_out)
         matched = metrics.compare_by_meter(tunes, by_meter)
         same_mode = metrics.compare_by_mode(tunes, by_mode)["js_pitch_class_same_mode"]
+        summary = profile.summary()
         print(f"{name}: valid {len(tunes)}/{len(requests) * args.seeds}, "
               f"{time.perf_counter() - started:.0f} s, JS pitch/interval/length "
               f"{pooled['js_pitch_class']:.3f}/{pooled['js_interval']:.3f}/{pooled['js_length']:.3f}, "
               f"same meter {matched['js_pitch_class_same_meter']:.3f}/"
               f"{matched['js_interval_same_meter']:.3f}/{matched['js_length_same_meter']:.3f}, "
-              f"pitch same mode {same_mode:.3f}, distinct {profile.summary()['distinct_bar_share']:.2f}, lengths {shares(profile.lengths)}, "
+              f"pitch same mode {same_mode:.3f}, distinct {summary['distinct_bar_share']:.2f}, "
+              f"range {summary['range_semitones']:.1f}, cadence {summary['cadence_share']:.2f}, "
+              f"lengths {shares(profile.lengths)}, "
               f"bars resampled {resampled}", flush=True)
         print("   per tune, JS length:", " ".join(each), flush=True)
     return 0

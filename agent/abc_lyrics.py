@@ -27,6 +27,7 @@ Rules (section 5.1), as applied here:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from agent.abc_text import Kind, Token, strip_comment
@@ -187,6 +188,24 @@ def parse_lyric_line(text: str) -> list[LyricEvent]:
     if current:
         flush(hyphen_follows=False)
     return events
+
+
+def join_syllables(syllables: Iterable[Syllable]) -> list[str]:
+    """The words the syllables spell, each word's syllables joined.
+
+    >>> join_syllables([Syllable("Twin", "begin"), Syllable("kle", "end"), Syllable("star")])
+    ['Twinkle', 'star']
+    """
+    words: list[str] = []
+    current = ""
+    for syllable in syllables:
+        current += syllable.text
+        if syllable.syllabic in ("single", "end"):
+            words.append(current)
+            current = ""
+    if current:
+        words.append(current)
+    return words
 
 
 def slots_used(text: str) -> int:

@@ -657,18 +657,8 @@ def _block_texts(abc: str, line: LineSlots) -> list[str]:
 
 def _words_of_w(text: str) -> str:
     """The words a w: line sings, as plain text ("Twin-kle star__" -> "Twinkle star")."""
-    words: list[str] = []
-    current = ""
-    for event in abc_lyrics.parse_lyric_line(text):
-        if event.kind != "syllable":
-            continue
-        syllable = event.syllable
-        current += syllable.text
-        if syllable.syllabic in ("single", "end"):
-            words.append(current)
-            current = ""
-    if current:
-        words.append(current)
+    events = abc_lyrics.parse_lyric_line(text)
+    words = abc_lyrics.join_syllables(e.syllable for e in events if e.kind == "syllable")
     return " ".join(words)
 
 

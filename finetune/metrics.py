@@ -283,17 +283,8 @@ def lyric_lines(abc: str, max_line_syllables: int | None = None) -> list[str]:
             for note, syllable in zip(aligned.notes, aligned.verses[0]) if syllable is not None}
     lines = []
     for phrase in lyric_phrases(note_slots(abc), limit):
-        words, current = [], ""
-        for slot in phrase.slots:
-            syllable = sung.get(slot.start)
-            if syllable is None or slot.tied:
-                continue
-            current += syllable.text
-            if syllable.syllabic in ("single", "end"):
-                words.append(current)
-                current = ""
-        if current:
-            words.append(current)
+        words = abc_lyrics.join_syllables(
+            sung[slot.start] for slot in phrase.slots if slot.start in sung and not slot.tied)
         if words:
             lines.append(" ".join(words))
     return lines

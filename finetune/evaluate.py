@@ -888,15 +888,21 @@ def _table(headings: list[str], rows: list[list[str]]) -> list[str]:
     return lines + [""]
 
 
-def _failed_row(name: str, summary: dict, width: int) -> list[str] | None:
-    if "failed" not in summary:
-        return None
-    return [name, f"failed: {summary['failed']}"] + [""] * (width - 2)
+def _config_rows(rows: dict[str, dict], width: int, row_of: Callable[[str, dict], list[str]]
+                 ) -> list[list[str]]:
+    """One table row per configuration: ``row_of(name, summary)``, or a note that it failed."""
+    return [[name, f"failed: {s['failed']}"] + [""] * (width - 2) if "failed" in s else row_of(name, s)
+            for name, s in rows.items()]
 
 
 def markdown_report(result: dict) -> str:
     """The Markdown page of a benchmark result (what :func:`run` writes to ``benchmark.md``)."""
-    rows = result["configurations"]
+    sections = (_report_header, _validity_section, _lyrics_and_edits_section, _music_section,
+                _against_baseline_section, _cost_section, _samples_section)
+    return "\n".join(line for section in sections for line in section(result))
+
+
+def _report_header(result: dict) -> list[str]:
     machine = result["machine"]
     suite = result["suite"]
     ref = result["reference"]
@@ -916,69 +922,71 @@ def markdown_report(result: dict) -> str:
             f"- Held-out reference: {ref['test_note']}",
             f"- Training reference: {ref['train_note']}",
             f"- Full run: `{result['full_command']}`", ""]
-    for name, summary in rows.items():
+    for name, summary in result["configurations"].items():
         note = result["descriptions"][name]
         failure = f" — **failed**: {summary['failed']}" if "failed" in summary else ""
         out.append(f"- **{name}**: {note}{failure}")
     out.append("")
+    return out
 
-    out += ["## Validity and control", "",
-            "Valid = the agent returned a score and the validator accepts it; first try = valid on the "
-            "first decode (no repair). Control columns: the share of prompts asking for that attribute "
-            "whose final score has it (a prompt with no score counts as not honoured).", ""]
+
+def _validity_section(result: dict) -> list[str]:
+    rows = result["configurations"]
+    out = ["## Validity and control", "",
+           "Valid = the agent returned a score and the validator accepts it; first try = valid on the "
+           "first decode (no repair). Control columns: the share of prompts asking for that attribute "
+           "whose final score has it (a prompt with no score counts as not honoured).", ""]
     headings = ["config", "tunes", "valid, 1st try", "valid after repair", "mean attempts"]
     headings += [label for _, label in CONTROL_COLUMNS]
-    table = []
-    for name, s in rows.items():
-        failed = _failed_row(name, s, len(headings))
-        if failed:
-            table.append(failed)
-            continue
-        v = s["validity"]
-        row = [name, f"{s['tunes']}/{s['prompts']}", _pct(v["first_try"]), _pct(v["after_repair"]),
-               _num(v["mean_attempts"])]
-        row += [_pct(s["control"].get(key)) for key, _ in CONTROL_COLUMNS]
-        table.append(row)
-    out += _table(headings, table)
 
-    out += ["## Lyrics and edits", "",
-            "Lyrics (prompts asking for words): syllable fit = share of `w:` lines whose syllables take "
-            "exactly their notes; rhyme = share of the line pairs the scheme (AABB) asks to rhyme that "
-            "do; stress = share of stressed syllables on a strong beat. Edits: share of scripted turns "
-            "whose checks all pass, then each check.", ""]
+    def row(name: str, s: dict) -> list[str]:
+        v = s["validity"]
+        return ([name, f"{s['tunes']}/{s['prompts']}", _pct(v["first_try"]), _pct(v["after_repair"]),
+                 _num(v["mean_attempts"])]
+                + [_pct(s["control"].get(key)) for key, _ in CONTROL_COLUMNS])
+
+    return out + _table(headings, _config_rows(rows, len(headings), row))
+
+
+def _lyrics_and_edits_section(result: dict) -> list[str]:
+    rows = result["configurations"]
+    out = ["## Lyrics and edits", "",
+           "Lyrics (prompts asking for words): syllable fit = share of `w:` lines whose syllables take "
+           "exactly their notes; rhyme = share of the line pairs the scheme (AABB) asks to rhyme that "
+           "do; stress = share of stressed syllables on a strong beat. Edits: share of scripted turns "
+           "whose checks all pass, then each check.", ""]
     check_names = sorted({n for s in rows.values() if "failed" not in s for n in s["edits"]["checks"]})
     headings = ["config", "lyrics measured", "syllable fit", "rhyme", "stress on strong",
                 "edit turns passed"] + check_names
-    table = []
-    for name, s in rows.items():
-        failed = _failed_row(name, s, len(headings))
-        if failed:
-            table.append(failed)
-            continue
-        lyr, ed = s["lyrics"], s["edits"]
-        row = [name, str(lyr["measured"]), _num(lyr["syllable_fit"]), _num(lyr["rhyme_rate"]),
-               _num(lyr["stress_on_strong"]), ed["skipped"] or _pct(ed["turns"])]
-        row += [_pct(ed["checks"].get(n)) for n in check_names]
-        table.append(row)
-    out += _table(headings, table)
 
-    out += ["## Music against the held-out tunes", "",
-            "JS = Jensen-Shannon divergence (base 2; 0 = same distribution, 1 = disjoint) of the pooled "
-            "histograms of pitch class relative to the tonic, melodic interval and note length, from "
-            "the held-out test tunes. The *training tunes* row is the yardstick: how far real tunes of "
-            "the same corpora are from the held-out ones. The *kinds asked* row is the yardstick on "
-            "this suite: for each generated tune a training tune of the same style, meter and mode "
-            "class; the suite's mix is not the held-out mix, and a few dozen tunes are a small "
-            "sample, so even real tunes are not at 0 there. Range = mean highest minus lowest note "
-            "(semitones); cadence = share of bars ending on a note of the tonic triad or of the "
-            "bar's implied triad; distinct = mean share of distinct bars in a tune; copies = share of "
-            f"tunes holding more than {metrics.COPY_BARS - 1} consecutive bars of a training tune in "
-            "any key. *Same meter*: each tune's histograms against the held-out tunes of its own "
-            "meter (a jig against jigs), averaged over meters by notes; the suite asks for more "
-            "hornpipes, strathspeys and 2/4 tunes, which run in sixteenths, than the held-out mix "
-            "holds. *Same mode*: likewise each tune's pitch classes against the held-out tunes of its "
-            "mode class (a minor or a major third above the tonic); the suite asks for a larger share "
-            "of minor and modal tunes than the held-out mix holds.", ""]
+    def row(name: str, s: dict) -> list[str]:
+        lyr, ed = s["lyrics"], s["edits"]
+        return ([name, str(lyr["measured"]), _num(lyr["syllable_fit"]), _num(lyr["rhyme_rate"]),
+                 _num(lyr["stress_on_strong"]), ed["skipped"] or _pct(ed["turns"])]
+                + [_pct(ed["checks"].get(n)) for n in check_names])
+
+    return out + _table(headings, _config_rows(rows, len(headings), row))
+
+
+def _music_section(result: dict) -> list[str]:
+    rows, ref = result["configurations"], result["reference"]
+    out = ["## Music against the held-out tunes", "",
+           "JS = Jensen-Shannon divergence (base 2; 0 = same distribution, 1 = disjoint) of the pooled "
+           "histograms of pitch class relative to the tonic, melodic interval and note length, from "
+           "the held-out test tunes. The *training tunes* row is the yardstick: how far real tunes of "
+           "the same corpora are from the held-out ones. The *kinds asked* row is the yardstick on "
+           "this suite: for each generated tune a training tune of the same style, meter and mode "
+           "class; the suite's mix is not the held-out mix, and a few dozen tunes are a small "
+           "sample, so even real tunes are not at 0 there. Range = mean highest minus lowest note "
+           "(semitones); cadence = share of bars ending on a note of the tonic triad or of the "
+           "bar's implied triad; distinct = mean share of distinct bars in a tune; copies = share of "
+           f"tunes holding more than {metrics.COPY_BARS - 1} consecutive bars of a training tune in "
+           "any key. *Same meter*: each tune's histograms against the held-out tunes of its own "
+           "meter (a jig against jigs), averaged over meters by notes; the suite asks for more "
+           "hornpipes, strathspeys and 2/4 tunes, which run in sixteenths, than the held-out mix "
+           "holds. *Same mode*: likewise each tune's pitch classes against the held-out tunes of its "
+           "mode class (a minor or a major third above the tonic); the suite asks for a larger share "
+           "of minor and modal tunes than the held-out mix holds.", ""]
     headings = ["config", "tunes", "JS pitch class", "JS pitch class, same mode", "JS interval",
                 "JS length", "JS length, same meter",
                 "range", "cadence", "distinct bars", "copies"]
@@ -1000,73 +1008,77 @@ def markdown_report(result: dict) -> str:
                       _num(matched.get("js_pitch_class_same_mode"), 3), _num(matched.get("js_interval"), 3),
                       _num(matched.get("js_length"), 3), _num(matched.get("js_length_same_meter"), 3),
                       "–", "–", "–", "–"])
-    for name, s in rows.items():
-        failed = _failed_row(name, s, len(headings))
-        if failed:
-            table.append(failed)
-            continue
+
+    def row(name: str, s: dict) -> list[str]:
         m = s["music"]
         copies = _pct(m.get("copies")) if "copies" in m else "not measured"
-        table.append([name, str(m["tunes"]), _num(m.get("js_pitch_class"), 3),
-                      _num(m.get("js_pitch_class_same_mode"), 3), _num(m.get("js_interval"), 3),
-                      _num(m.get("js_length"), 3), _num(m.get("js_length_same_meter"), 3),
-                      _num(m["range_semitones"], 1), _num(m["cadence_share"]),
-                      _num(m["distinct_bar_share"]), copies])
-    out += _table(headings, table)
+        return [name, str(m["tunes"]), _num(m.get("js_pitch_class"), 3),
+                _num(m.get("js_pitch_class_same_mode"), 3), _num(m.get("js_interval"), 3),
+                _num(m.get("js_length"), 3), _num(m.get("js_length_same_meter"), 3),
+                _num(m["range_semitones"], 1), _num(m["cadence_share"]),
+                _num(m["distinct_bar_share"]), copies]
 
-    if result.get("against_baseline"):
-        out += [f"### Against the bare base ({BASELINE}), prompt by prompt", "",
-                "Each divergence of a configuration minus the bare base's over the same prompts and "
-                "seeds (below 0: closer to the held-out tunes), with the 5th–95th percentiles of that "
-                "difference when the pairs are drawn again with replacement 2000 times, and the share of "
-                "those draws where the configuration is closer. A difference whose interval holds 0 is "
-                "not clearly a difference on this many prompts.", ""]
-        names = [key for key, _, _ in PAIRED_MEASURES]
-        table = []
-        for name, measures in result["against_baseline"].items():
-            cells = []
-            for key in names:
-                item = measures.get(key)
-                cells.append("–" if item is None else
-                             f"{item['difference']:+.3f} ({item['low']:+.3f} … {item['high']:+.3f}), "
-                             f"{item['closer_share']:.0%}")
-            table.append([name] + cells)
-        out += _table(["config"] + [key.replace("js_", "JS ").replace("_", " ") for key in names], table)
+    return out + _table(headings, table + _config_rows(rows, len(headings), row))
 
-    out += ["## Cost", "",
-            "Seconds per turn, p50 / p90, measured around the whole turn (understanding, model, "
-            "validation, repair, lyrics). 16-bar tune: the composer's seconds (decoding, validation, "
-            "repair) for the prompts that got 16 bars without lyrics. Tokens per second: tokens "
-            "decoded while composing over the composing time (validation and repair included); "
-            "decoding tok/s: over the decoding loop's time only (model, grammar and sampler). "
-            "Load = model load time; peak memory = peak resident set of the process that ran the "
-            "configuration.", ""]
+
+def _against_baseline_section(result: dict) -> list[str]:
+    if not result.get("against_baseline"):
+        return []
+    out = [f"### Against the bare base ({BASELINE}), prompt by prompt", "",
+           "Each divergence of a configuration minus the bare base's over the same prompts and "
+           "seeds (below 0: closer to the held-out tunes), with the 5th–95th percentiles of that "
+           "difference when the pairs are drawn again with replacement 2000 times, and the share of "
+           "those draws where the configuration is closer. A difference whose interval holds 0 is "
+           "not clearly a difference on this many prompts.", ""]
+    names = [key for key, _, _ in PAIRED_MEASURES]
+    table = []
+    for name, measures in result["against_baseline"].items():
+        cells = []
+        for key in names:
+            item = measures.get(key)
+            cells.append("–" if item is None else
+                         f"{item['difference']:+.3f} ({item['low']:+.3f} … {item['high']:+.3f}), "
+                         f"{item['closer_share']:.0%}")
+        table.append([name] + cells)
+    return out + _table(["config"] + [key.replace("js_", "JS ").replace("_", " ") for key in names], table)
+
+
+def _cost_section(result: dict) -> list[str]:
+    rows = result["configurations"]
+    out = ["## Cost", "",
+           "Seconds per turn, p50 / p90, measured around the whole turn (understanding, model, "
+           "validation, repair, lyrics). 16-bar tune: the composer's seconds (decoding, validation, "
+           "repair) for the prompts that got 16 bars without lyrics. Tokens per second: tokens "
+           "decoded while composing over the composing time (validation and repair included); "
+           "decoding tok/s: over the decoding loop's time only (model, grammar and sampler). "
+           "Load = model load time; peak memory = peak resident set of the process that ran the "
+           "configuration.", ""]
     headings = ["config"] + [f"{label} s" for _, label in TIMED_INTENTS] + [
         "other turns s", "16-bar tune s", "tokens/s", "decoding tok/s", "threads", "load s", "peak RSS MB"]
-    table = []
-    for name, s in rows.items():
-        failed = _failed_row(name, s, len(headings))
-        if failed:
-            table.append(failed)
-            continue
+
+    def row(name: str, s: dict) -> list[str]:
         c = s["cost"]
         timed = c["seconds"]
         others = [i for i in timed if i not in dict(TIMED_INTENTS)]
         other_text = ", ".join(f"{i} {_timing_text(timed[i])}" for i in sorted(others)) or "–"
-        table.append([name] + [_timing_text(timed.get(i)) for i, _ in TIMED_INTENTS]
-                     + [other_text, _timing_text(c.get("compose_16_bars")), _num(c["tokens_per_second"], 1),
-                        _num(c.get("decode_tokens_per_second"), 1), str(c.get("threads") or "–"),
-                        _num(c["load_seconds"], 1), _num(c["peak_rss_mb"], 0)])
-    out += _table(headings, table)
+        return ([name] + [_timing_text(timed.get(i)) for i, _ in TIMED_INTENTS]
+                + [other_text, _timing_text(c.get("compose_16_bars")), _num(c["tokens_per_second"], 1),
+                   _num(c.get("decode_tokens_per_second"), 1), str(c.get("threads") or "–"),
+                   _num(c["load_seconds"], 1), _num(c["peak_rss_mb"], 0)])
 
-    if result.get("samples"):
-        out += ["## Sample tunes", ""]
-        for sample in result["samples"]:
-            out += [f"**{sample['config']}**, seed {sample['seed']}: “{sample['prompt']}”", "",
-                    "```abc", sample["abc"].rstrip("\n"), "```", ""]
-        if result.get("sample_image"):
-            out += [f"![sheet music of the first sample]({result['sample_image']})", ""]
-    return "\n".join(out)
+    return out + _table(headings, _config_rows(rows, len(headings), row))
+
+
+def _samples_section(result: dict) -> list[str]:
+    if not result.get("samples"):
+        return []
+    out = ["## Sample tunes", ""]
+    for sample in result["samples"]:
+        out += [f"**{sample['config']}**, seed {sample['seed']}: “{sample['prompt']}”", "",
+                "```abc", sample["abc"].rstrip("\n"), "```", ""]
+    if result.get("sample_image"):
+        out += [f"![sheet music of the first sample]({result['sample_image']})", ""]
+    return out
 
 
 def _samples(records: dict[str, dict], count: int) -> list[dict]:

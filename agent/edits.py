@@ -46,7 +46,7 @@ from agent.understand import (
     ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
 )
-from agent.validate import first_score_number
+from agent.validate import INSTRUMENT_RANGES, first_score_number
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -983,7 +983,37 @@ def set_instrument(abc_text: str, op: SetInstrument) -> EditResult:
                                      f"{match.group(1)}{channel}{op.program}{match.group(4)}"))
     insert = None if header_lines or body_changes else [f"%%MIDI program {op.program}"]
     text = _assemble(t, header_lines, body_changes, insert)
-    return EditResult(text, f"Instrument set to {op.name} (General MIDI program {op.program}).")
+    summary = f"Instrument set to {op.name} (General MIDI program {op.program})."
+    shift = _octaves_into_range(t, op.program)
+    if shift:
+        text = transpose(text, Transpose(semitones=12 * shift)).abc
+        summary += f" The tune moved {_interval_words(12 * shift)} to lie within the {op.name}'s range."
+    return EditResult(text, summary)
+
+
+def _octaves_into_range(t: _Tune, program: int) -> int:
+    """How many octaves (up > 0) bring every note of the tune within the playable range of
+    ``program`` (validate.INSTRUMENT_RANGES) by the smallest move: 0 when it already fits, when
+    the program has no listed range, or when the tune spans more than the instrument does (the
+    validator then names the notes out of range). A player moves a tune by octaves to suit
+    the instrument; the key and every interval stay as written.
+
+    >>> _octaves_into_range(_read("X:1\\nK:G\\nG,A,B,C|\\n"), 73)  # below the flute
+    1
+    >>> _octaves_into_range(_read("X:1\\nK:G\\nG,A,B,C|g'|\\n"), 73)  # wider than its range
+    0
+    """
+    ranges = [limits for programs, limits in INSTRUMENT_RANGES.items() if program in programs]
+    pitches = [midi for token in t.tokens if token.kind in (Kind.NOTE, Kind.CHORD)
+               for midi in token.pitches]
+    if not ranges or not pitches:
+        return 0
+    low, high, _name = ranges[0]
+    lowest, highest = min(pitches), max(pitches)
+    if low <= lowest and highest <= high:
+        return 0
+    fits = [k for k in range(-4, 5) if low <= lowest + 12 * k and highest + 12 * k <= high]
+    return min(fits, key=abs) if fits else 0
 
 
 def set_title(abc_text: str, op: SetTitle) -> EditResult:

@@ -29,6 +29,7 @@ from agent.understand import (
     ChangeLength, ChangeMode, KeyName, RepeatPart, ReplaceBar, SetInstrument, SetTempo, SetTitle,
     Span, Transpose, understand,
 )
+from agent.validate import validate_abc
 
 CORPUS = Path(music21.__file__).parent / "corpus"
 BOOKS = ("oneills1850/0001-0050.abc", "oneills1850/0201-0300.abc", "oneills1850/1001-1031.abc",
@@ -407,6 +408,36 @@ def test_instrument_line():
                             SetInstrument(73, "flute"))
     assert "%%MIDI program 1 73\n" in result.abc and "%%MIDI program 73\nA|" in result.abc
     assert "General MIDI program 73" in result.summary
+
+
+def _token_pitches(text: str) -> list[int]:
+    _tune, tokens = _tokens(text)
+    return [midi for token in tokens if token.kind in (Kind.NOTE, Kind.CHORD) for midi in token.pitches]
+
+
+def test_instrument_moves_a_tune_by_octaves_into_its_range():
+    name, original = TUNES[0]
+    low = transpose(original, Transpose(semitones=-12)).abc  # now below the flute's lowest C
+    assert min(_music21_pitches(low)) < 60, name
+
+    def range_errors(text: str) -> list[str]:
+        return [d.message for d in validate_abc(text).errors if d.code == "range"]
+
+    flute_line = "%%MIDI program 73\nK:"
+    assert range_errors(low.replace("K:", flute_line, 1))  # left low, the flute could not play it
+    result = set_instrument(low, SetInstrument(73, "flute"))
+    assert "up an octave" in result.summary and "flute's range" in result.summary
+    assert _token_pitches(result.abc) == [p + 12 for p in _token_pitches(low)]
+    assert _music21_pitches(result.abc) == _music21_pitches(original)  # back where it was
+    assert min(_music21_pitches(result.abc)) >= 60
+    assert parse_tune(result.abc).key == parse_tune(low).key
+    assert range_errors(result.abc) == []
+    # A tune wider than the instrument is left where it is; the validator names the notes.
+    wide = "X:1\nM:4/4\nL:1/8\nK:G\nG,A,B,C DEFG|abc'd' e'f'g'a'|]\n"
+    kept = set_instrument(wide, SetInstrument(74, "recorder"))
+    assert "moved" not in kept.summary
+    assert _token_pitches(kept.abc) == _token_pitches(wide)
+    assert any("too low for a recorder" in message for message in range_errors(kept.abc))
 
 
 def test_title_is_cleaned_and_inserted():

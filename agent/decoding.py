@@ -709,7 +709,9 @@ class BodyState:
                 return False
             self.mode, self.pitch = _ACC, ch
         elif ch == "z":
-            if tie is not None:
+            # A rest takes a chord symbol, a dynamic or a fermata; an ornament (staccato, trill,
+            # accent ...) or a grace note has no note to sound on.
+            if tie is not None or "d" in self.items or "g" in self.items:
                 return False
             self.mode, self.length, self.items = _REST, "", ""
             self.bar_text += ch
@@ -729,7 +731,7 @@ class BodyState:
         elif not self.spec.ornaments:
             return False
         elif ch == ".":  # staccato
-            if self.items.count("d") >= MAX_DECORATIONS or not self._bar_decoration_ok():
+            if self._decorations_here() >= MAX_DECORATIONS or not self._bar_decoration_ok():
                 return False
             self.bar_text += ch
             self.bar_decorations += 1
@@ -990,8 +992,9 @@ class BodyState:
 
     def _item_done(self, kind: str) -> bool:
         """Something was written before an element (``kind``: ``s`` chord symbol, ``d``
-        decoration, ``y`` dynamic, ``g`` grace group, ``(`` slur start, ``t`` tuplet mark): the
-        element must follow. Each element takes one of each, and two decorations."""
+        decoration, ``f`` fermata, ``y`` dynamic, ``g`` grace group, ``(`` slur start, ``t``
+        tuplet mark): the element must follow. Each element takes one of each, and two
+        decorations."""
         self.items += kind
         self.mode, self.after_space = _START, False
         return True
@@ -1009,7 +1012,7 @@ class BodyState:
         typed = self.decoration
         if typed not in self.spec.decoration_prefixes:
             return False
-        more = self.items.count("d") < MAX_DECORATIONS and self._bar_decoration_ok()
+        more = self._decorations_here() < MAX_DECORATIONS and self._bar_decoration_ok()
         return any(name.startswith(typed) and (not self.bar_dynamic if name in DYNAMICS else more)
                    for name in self.spec.decorations)
 
@@ -1025,11 +1028,15 @@ class BodyState:
                 return False
             self.bar_dynamic = True
             return self._item_done("y")
-        if not (self.items.count("d") < MAX_DECORATIONS
+        if not (self._decorations_here() < MAX_DECORATIONS
                 and self._bar_decoration_ok()):
             return False
         self.bar_decorations += 1
-        return self._item_done("d")
+        return self._item_done("f" if self.decoration == "fermata" else "d")
+
+    def _decorations_here(self) -> int:
+        """Decorations written before this element (``f`` is a fermata, which a rest may take)."""
+        return self.items.count("d") + self.items.count("f")
 
     def _bar_decoration_ok(self) -> bool:
         """Another decoration fits the bar's limit (in the corpus 99.3% of bars have at most

@@ -369,6 +369,17 @@ def test_at_most_two_decorations_in_a_bar():
     assert start_state(free).feed(".C .D .E .F G4 |") is not None
 
 
+def test_a_rest_takes_no_ornament():
+    spec = body_spec("4/4", "1/8", FormPlan.through(2), decorations=ORNAMENT_MARKS)
+    for before in ("!trill!", ".", "!accent!", "{g}", "!mordent!"):
+        assert start_state(spec).feed(before + "z") is None, before
+        assert start_state(spec).feed(before + "A2 z2 A4 |") is not None, before
+    for before in ("!fermata!", '"G"', '"Em"!fermata!'):
+        assert start_state(spec).feed(before + "z2 A2 A4 |") is not None, before
+    assert start_state(spec).feed("!fermata!.A2 z2 A4 |") is not None
+    assert start_state(spec).feed("!fermata!.!trill!A2") is None  # two decorations at most
+
+
 def test_decorations_are_limited_to_the_spec():
     ornaments = body_spec("4/4", "1/8", FormPlan.through(2), decorations=ORNAMENT_MARKS)
     everything = body_spec("4/4", "1/8", FormPlan.through(2))

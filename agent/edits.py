@@ -46,7 +46,7 @@ from agent.understand import (
     ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
 )
-from agent.validate import INSTRUMENT_RANGES, first_score_number
+from agent.validate import first_score_number, instrument_range
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -993,7 +993,7 @@ def set_instrument(abc_text: str, op: SetInstrument) -> EditResult:
 
 def _octaves_into_range(t: _Tune, program: int) -> int:
     """How many octaves (up > 0) bring every note of the tune within the playable range of
-    ``program`` (validate.INSTRUMENT_RANGES) by the smallest move: 0 when it already fits, when
+    ``program`` (validate.instrument_range) by the smallest move: 0 when it already fits, when
     the program has no listed range, or when the tune spans more than the instrument does (the
     validator then names the notes out of range). A player moves a tune by octaves to suit
     the instrument; the key and every interval stay as written.
@@ -1003,12 +1003,12 @@ def _octaves_into_range(t: _Tune, program: int) -> int:
     >>> _octaves_into_range(_read("X:1\\nK:G\\nG,A,B,C|g'|\\n"), 73)  # wider than its range
     0
     """
-    ranges = [limits for programs, limits in INSTRUMENT_RANGES.items() if program in programs]
+    limits = instrument_range(program)
     pitches = [midi for token in t.tokens if token.kind in (Kind.NOTE, Kind.CHORD)
                for midi in token.pitches]
-    if not ranges or not pitches:
+    if limits is None or not pitches:
         return 0
-    low, high, _name = ranges[0]
+    low, high, _name = limits
     lowest, highest = min(pitches), max(pitches)
     if low <= lowest and highest <= high:
         return 0

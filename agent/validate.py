@@ -587,14 +587,23 @@ def _program(tune: TuneText, tokens: list[Token]) -> int | None:
     return None
 
 
+def instrument_range(program: int) -> tuple[int, int, str] | None:
+    """The lowest and highest MIDI note and the name of General MIDI ``program``'s instrument
+    (:data:`INSTRUMENT_RANGES`), or None for a program not listed.
+
+    >>> instrument_range(73), instrument_range(120)
+    ((60, 96, 'flute'), None)
+    """
+    return next((limits for programs, limits in INSTRUMENT_RANGES.items() if program in programs), None)
+
+
 def _check_range(tune: TuneText, tokens: list[Token], settings: ValidateSettings
                  ) -> list[Diagnostic]:
     program = _program(tune, tokens)
     low, high, name = settings.lowest, settings.highest, None
-    if program is not None:
-        for programs, (low_note, high_note, label) in INSTRUMENT_RANGES.items():
-            if program in programs:
-                low, high, name = low_note, high_note, label
+    listed = instrument_range(program) if program is not None else None
+    if listed:
+        low, high, name = listed
     out = []
     for token in tokens:
         if token.kind is not Kind.NOTE and token.kind is not Kind.CHORD:

@@ -1,0 +1,966 @@
+"""Chord symbols for a melody: read, check, choose, change and remove them in the ABC text.
+
+A tune's chords live in its melody as ABC quoted chord symbols (``"Dm"A2 B``), each written
+before the note on which the chord starts, as folk tunebooks and lead sheets print them and as
+every ABC tool reads them. This module:
+
+* reads chord names (:func:`parse_chord`): what music21's ``harmony.ChordSymbol`` understands
+  of the usual kinds (triads, sixths, sevenths, ninths, suspensions, slash basses) plus folk
+  spellings such as a lower-case bass (``"Am/c"``); anything else ("H7", "Cmaj13#11b9") is
+  refused with a line saying what is understood;
+* knows each mode's chords (a dorian tune gets dorian harmony: Am, G, D in A dorian, not E7);
+* chooses chords for a melody (:func:`harmonise`): a Viterbi search over the key's chords, one
+  or two harmonic slots a bar as the style asks, each slot scored by how well the melody's
+  notes fit the chord (chord tones count by duration and by beat strength), with transition
+  costs from common-practice and folk harmony (root motion by fifth is cheap, I-IV-V-vi
+  preferred, a change in the middle of a bar costs a little) and cadence rules (the last chord
+  is the tonic or the mode's final; the dominant before it where the melody allows). The same
+  Viterbi scheme as MySong (Simon, Morris & Basu, CHI 2008), with costs from theory instead of
+  a trained table, since music21's corpus carries too few chords to learn one from;
+* writes chords into the text without touching any other byte (every edit inserts or replaces
+  quoted strings at token offsets from :mod:`agent.abc_text`), and lists, sets, simplifies,
+  enriches and strips them.
+
+Why our own chord table instead of music21 at every step: the harmoniser scores thousands of
+(slot, chord) pairs per tune and must answer in a few milliseconds; music21's ChordSymbol
+builds pitch objects for each. The table's pitch classes are checked against music21's in the
+tests.
+
+>>> abc = "X:1\\nT:Air\\nM:3/4\\nL:1/4\\nK:D\\nDFA|GBd|cea|d3|]\\n"
+>>> result = harmonise(abc)
+>>> print(result.abc.splitlines()[-1])
+"D"DFA|"G"GBd|"A"cea|"D"d3|]
+>>> result.summary
+'I added chords: one a bar, ending on D major.'
+>>> strip_chords(result.abc) == abc
+True
+>>> parse_chord("H7")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+agent.harmony.ChordNameError: "H7" is not a chord name I know: ...
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+from agent.abc_text import (
+    LETTER_SEMITONES, Bar, Kind, Token, TuneText, parse_tune, split_bars, tokenize_body,
+)
+from agent.errors import InputError, TunesmithError
+
+__all__ = [
+    "Chord", "ChordNameError", "HarmonyError", "HarmonyConfig", "HarmonyResult", "BarChords",
+    "MelodyEvent", "parse_chord", "chord_vocabulary", "slots_per_bar", "harmonise",
+    "harmonise_events", "chords_in", "progression", "strip_chords", "set_chord", "simplify",
+    "enrich", "melody_bars", "chord_in_force", "best_simple_triads", "MODE_STEPS",
+]
+
+# --------------------------------------------------------------------------------------------
+# Constants
+
+#: Semitones above the tonic of each scale degree (1..7) in each mode.
+MODE_STEPS = {
+    "major": (0, 2, 4, 5, 7, 9, 11), "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10), "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10), "minor": (0, 2, 3, 5, 7, 8, 10),
+    "locrian": (0, 1, 3, 5, 6, 8, 10),
+}
+
+#: Chord kinds understood: the suffix after the root -> (semitones above the root, a name
+#: for people). Several spellings of one kind map to the same intervals.
+QUALITIES: dict[str, tuple[tuple[int, ...], str]] = {
+    "": ((0, 4, 7), "major"), "maj": ((0, 4, 7), "major"), "M": ((0, 4, 7), "major"),
+    "m": ((0, 3, 7), "minor"), "min": ((0, 3, 7), "minor"), "-": ((0, 3, 7), "minor"),
+    "dim": ((0, 3, 6), "diminished"), "°": ((0, 3, 6), "diminished"),
+    "o": ((0, 3, 6), "diminished"),
+    "aug": ((0, 4, 8), "augmented"), "+": ((0, 4, 8), "augmented"),
+    "sus4": ((0, 5, 7), "suspended fourth"), "sus": ((0, 5, 7), "suspended fourth"),
+    "sus2": ((0, 2, 7), "suspended second"),
+    "5": ((0, 7), "power chord"),
+    "6": ((0, 4, 7, 9), "major sixth"), "m6": ((0, 3, 7, 9), "minor sixth"),
+    "7": ((0, 4, 7, 10), "dominant seventh"),
+    "maj7": ((0, 4, 7, 11), "major seventh"), "M7": ((0, 4, 7, 11), "major seventh"),
+    "Δ": ((0, 4, 7, 11), "major seventh"), "Δ7": ((0, 4, 7, 11), "major seventh"),
+    "m7": ((0, 3, 7, 10), "minor seventh"), "min7": ((0, 3, 7, 10), "minor seventh"),
+    "-7": ((0, 3, 7, 10), "minor seventh"),
+    "mmaj7": ((0, 3, 7, 11), "minor-major seventh"), "mM7": ((0, 3, 7, 11), "minor-major seventh"),
+    "dim7": ((0, 3, 6, 9), "diminished seventh"), "°7": ((0, 3, 6, 9), "diminished seventh"),
+    "o7": ((0, 3, 6, 9), "diminished seventh"),
+    "m7b5": ((0, 3, 6, 10), "half-diminished seventh"),
+    "ø": ((0, 3, 6, 10), "half-diminished seventh"), "ø7": ((0, 3, 6, 10), "half-diminished seventh"),
+    "aug7": ((0, 4, 8, 10), "augmented seventh"), "+7": ((0, 4, 8, 10), "augmented seventh"),
+    "7sus4": ((0, 5, 7, 10), "seventh, suspended fourth"), "7sus": ((0, 5, 7, 10), "seventh, suspended fourth"),
+    "9": ((0, 4, 7, 10, 2), "dominant ninth"), "maj9": ((0, 4, 7, 11, 2), "major ninth"),
+    "m9": ((0, 3, 7, 10, 2), "minor ninth"), "add9": ((0, 4, 7, 2), "added ninth"),
+    "madd9": ((0, 3, 7, 2), "minor, added ninth"), "6/9": ((0, 4, 7, 9, 2), "six-nine"),
+    "7b9": ((0, 4, 7, 10, 1), "seventh, flat ninth"),
+}
+#: The spelling this module writes for each kind (the shortest usual one).
+WRITTEN = {"major": "", "minor": "m", "diminished": "dim", "augmented": "aug",
+           "suspended fourth": "sus4", "suspended second": "sus2", "power chord": "5",
+           "major sixth": "6", "minor sixth": "m6", "dominant seventh": "7",
+           "major seventh": "maj7", "minor seventh": "m7", "minor-major seventh": "mmaj7",
+           "diminished seventh": "dim7", "half-diminished seventh": "m7b5",
+           "augmented seventh": "aug7", "seventh, suspended fourth": "7sus4",
+           "dominant ninth": "9", "major ninth": "maj9", "minor ninth": "m9",
+           "added ninth": "add9", "minor, added ninth": "madd9", "six-nine": "6/9",
+           "seventh, flat ninth": "7b9"}
+#: The triad each kind reduces to ("simpler chords").
+TRIAD_OF = {"major": "major", "minor": "minor", "diminished": "diminished",
+            "augmented": "augmented", "suspended fourth": "major", "suspended second": "major",
+            "power chord": "major", "major sixth": "major", "minor sixth": "minor",
+            "dominant seventh": "major", "major seventh": "major", "minor seventh": "minor",
+            "minor-major seventh": "minor", "diminished seventh": "diminished",
+            "half-diminished seventh": "diminished", "augmented seventh": "augmented",
+            "seventh, suspended fourth": "major", "dominant ninth": "major",
+            "major ninth": "major", "minor ninth": "minor", "added ninth": "major",
+            "minor, added ninth": "minor", "six-nine": "major", "seventh, flat ninth": "major"}
+
+_NOTE_NAMES_SHARP = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_NOTE_NAMES_FLAT = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+_CHORD_RE = re.compile(r"\(?(?P<root>[A-G])(?P<acc>[#b♯♭]?)(?P<quality>[^/()]*?)"
+                       r"(?:\((?P<paren>[^)]*)\))?(?:/(?P<bass>[A-Ga-g])(?P<bacc>[#b♯♭+-]?))?\)?")
+_KIND_WORDS = ("major", "m (minor)", "7", "maj7", "m7", "dim", "dim7", "m7b5", "aug", "sus2",
+               "sus4", "6", "m6", "9", "add9", "with a bass note (G/B)")
+_FINAL_WORDS = {"major": "major", "minor": "minor", "dorian": "minor", "phrygian": "minor",
+                "aeolian": "minor", "mixolydian": "major", "lydian": "major",
+                "locrian": "diminished"}
+
+#: Roman-numeral degrees (0-based) of the chords each mode uses, with a cost for using each
+#: (lower = more usual). Folk harmony in the modes leans on I, the chord on the flat seventh
+#: and IV (dorian) or v (mixolydian); minor tunes take V (major, with the raised leading
+#: note) at cadences and VII / III / VI between.
+_MODE_CHORDS: dict[str, tuple[tuple[int, str, float], ...]] = {
+    # (degree 0-6, quality, prior cost)
+    "major": ((0, "major", 0.0), (3, "major", 0.15), (4, "major", 0.1), (5, "minor", 0.45),
+              (1, "minor", 0.5), (2, "minor", 0.9), (1, "major", 0.9), (2, "major", 1.2),
+              (5, "major", 1.4)),
+    "minor": ((0, "minor", 0.0), (3, "minor", 0.35), (4, "major", 0.2), (6, "major", 0.3),
+              (2, "major", 0.35), (5, "major", 0.4), (4, "minor", 0.6), (1, "diminished", 1.3)),
+    "dorian": ((0, "minor", 0.0), (3, "major", 0.2), (6, "major", 0.15), (2, "major", 0.4),
+               (4, "minor", 0.5), (1, "minor", 0.7)),
+    "mixolydian": ((0, "major", 0.0), (6, "major", 0.15), (3, "major", 0.2), (4, "minor", 0.45),
+                   (1, "minor", 0.6), (5, "minor", 0.7)),
+    "phrygian": ((0, "minor", 0.0), (1, "major", 0.2), (6, "minor", 0.4), (2, "major", 0.4),
+                 (5, "major", 0.5), (3, "minor", 0.6)),
+    "lydian": ((0, "major", 0.0), (1, "major", 0.15), (4, "major", 0.3), (6, "minor", 0.6),
+               (5, "minor", 0.5), (2, "minor", 0.7)),
+    "locrian": ((0, "diminished", 0.0), (1, "major", 0.2), (4, "major", 0.3), (6, "minor", 0.3),
+                (5, "major", 0.5), (3, "minor", 0.5)),
+}
+#: Degree (0-based) of the chord that leads to the final in each mode's cadence.
+_CADENCE_DEGREE = {"major": 4, "minor": 4, "dorian": 6, "mixolydian": 6, "phrygian": 1,
+                   "lydian": 1, "locrian": 1}
+
+#: Harmonic slots a bar may hold, by style (the most changes the harmoniser considers).
+_STYLE_SLOTS = {"reel": 2, "hornpipe": 2, "strathspey": 2, "polka": 1, "jig": 2,
+                "single jig": 2, "slip jig": 3, "waltz": 1, "mazurka": 1, "minuet": 1,
+                "march": 2, "schottische": 2, "air": 2, "ballad": 2, "song": 2, "hymn": 2,
+                "lullaby": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ChordNameError(InputError):
+    """A chord name that is not understood."""
+
+
+class HarmonyError(TunesmithError):
+    """A melody the harmoniser cannot follow (no key, free meter, several voices, atonal)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Chords
+
+
+@dataclass(frozen=True)
+class Chord:
+    """One chord: root pitch class, kind, optional bass pitch class, and how it is written."""
+
+    root: int
+    kind: str
+    bass: int | None = None
+    name: str = ""
+
+    @property
+    def intervals(self) -> tuple[int, ...]:
+        return next(v[0] for v in QUALITIES.values() if v[1] == self.kind)
+
+    @property
+    def pitch_classes(self) -> frozenset[int]:
+        """Pitch classes of the chord (the bass included)."""
+        pcs = {(self.root + step) % 12 for step in self.intervals}
+        if self.bass is not None:
+            pcs.add(self.bass)
+        return frozenset(pcs)
+
+    @property
+    def lowest(self) -> int:
+        """Pitch class a bass player plays: the slash bass, else the root."""
+        return self.root if self.bass is None else self.bass
+
+    def triad(self) -> "Chord":
+        """The plain triad of this chord, without a slash bass."""
+        kind = TRIAD_OF[self.kind]
+        return Chord(self.root, kind, None, spell(self.root, kind, self.name[:2]))
+
+    def words(self) -> str:
+        """The chord as a musician says it: 'D minor', 'A seventh'."""
+        root = self.name.split("/")[0]
+        root = root[:2] if len(root) > 1 and root[1] in "#b" else root[:1]
+        root = root.replace("#", " sharp").replace("b", " flat")
+        kind = {"dominant seventh": "seventh"}.get(self.kind, self.kind)
+        text = f"{root} {kind}"
+        if self.bass is not None:
+            text += f" over {_NOTE_NAMES_SHARP[self.bass]}"
+        return text
+
+
+def spell(root: int, kind: str, hint: str = "", flats: bool | None = None) -> str:
+    """Write a chord name: root spelled as ``hint`` spells it or with sharps/flats as asked.
+
+    >>> spell(10, "dominant seventh", flats=True), spell(1, "minor", "C#")
+    ('Bb7', 'C#m')
+    """
+    names = _NOTE_NAMES_FLAT if flats else _NOTE_NAMES_SHARP
+    if hint[:1] in LETTER_SEMITONES:
+        alteration = {"#": 1, "b": -1}.get(hint[1:2], 0)
+        if (LETTER_SEMITONES[hint[0]] + alteration) % 12 == root:
+            return hint[0] + hint[1:2] * (alteration != 0) + WRITTEN[kind]
+        names = _NOTE_NAMES_FLAT if "b" in hint[1:2] else names
+    return names[root] + WRITTEN[kind]
+
+
+def parse_chord(name: str) -> Chord:
+    """Read a chord name such as ``Am``, ``D7``, ``Bbmaj7``, ``G/B`` or the folk ``Am/c``.
+
+    >>> chord = parse_chord("F#m7/A")
+    >>> chord.root, chord.kind, chord.bass, sorted(chord.pitch_classes)
+    (6, 'minor seventh', 9, [1, 4, 6, 9])
+    >>> parse_chord("(Em)").kind
+    'minor'
+    >>> parse_chord("Cmaj13#11b9")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    agent.harmony.ChordNameError: "Cmaj13#11b9" is not a chord name I know: ...
+    """
+    text = name.strip().strip('"')
+    match = _CHORD_RE.fullmatch(text)
+    quality = None
+    if match:
+        quality = (match.group("quality") or "") + (
+            f"({match.group('paren')})" if match.group("paren") else "")
+        quality = quality.replace("(", "").replace(")", "") if quality.startswith("7(") else quality
+    if not match or quality not in QUALITIES:
+        raise ChordNameError(
+            f'"{text}" is not a chord name I know: I understand a root A to G (with # or b) '
+            f"followed by one of {', '.join(_KIND_WORDS)}")
+    accidental = {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(match.group("acc"), 0)
+    root = (LETTER_SEMITONES[match.group("root")] + accidental) % 12
+    bass = None
+    if match.group("bass"):
+        bass_acc = {"#": 1, "♯": 1, "+": 1, "b": -1, "♭": -1, "-": -1}.get(match.group("bacc"), 0)
+        bass = (LETTER_SEMITONES[match.group("bass").upper()] + bass_acc) % 12
+    return Chord(root, QUALITIES[quality][1], bass, text)
+
+
+def is_chord_name(text: str) -> bool:
+    """Whether a quoted string's text is a chord name (not an annotation like "D.C.").
+
+    >>> is_chord_name("Am/c"), is_chord_name("D.C.")
+    (True, False)
+    """
+    try:
+        parse_chord(text)
+    except ChordNameError:
+        return False
+    return True
+
+
+def chord_vocabulary(tonic: str, mode: str) -> list[tuple[Chord, float, int]]:
+    """The chords a tune in ``tonic`` ``mode`` uses, each with its cost and scale degree.
+
+    >>> [c.name for c, _, _ in chord_vocabulary("A", "dorian")]
+    ['Am', 'D', 'G', 'C', 'Em', 'Bm']
+    >>> chord_vocabulary("A", "bebop")
+    Traceback (most recent call last):
+    ...
+    agent.harmony.HarmonyError: I cannot harmonise in the mode 'bebop'
+    """
+    mode = {"ionian": "major", "aeolian": "minor"}.get(mode, mode)
+    if mode not in _MODE_CHORDS:
+        raise HarmonyError(f"I cannot harmonise in the mode {mode!r}")
+    tonic_pc = (LETTER_SEMITONES[tonic[0]] + {"#": 1, "b": -1}.get(tonic[1:2], 0)) % 12
+    flats = _prefers_flats(tonic, mode)
+    steps = MODE_STEPS[mode]
+    chords = []
+    for degree, kind, cost in _MODE_CHORDS[mode]:
+        root = (tonic_pc + steps[degree]) % 12
+        if degree == 4 and mode == "minor" and kind == "major":
+            pass  # V in minor: the harmonic-minor dominant, a cadence chord
+        chords.append((Chord(root, kind, None, spell(root, kind, flats=flats)), cost, degree))
+    return chords
+
+
+def _prefers_flats(tonic: str, mode: str) -> bool:
+    """Whether the key signature of ``tonic`` ``mode`` has flats (then chords are spelled so)."""
+    fifths = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}[tonic[0]]
+    fifths += 7 * {"#": 1, "b": -1}.get(tonic[1:2], 0)
+    fifths += {"major": 0, "minor": -3, "dorian": -2, "phrygian": -4, "lydian": 1,
+               "mixolydian": -1, "locrian": -5}[mode]
+    return fifths < 0
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and results
+
+
+@dataclass(frozen=True)
+class HarmonyConfig:
+    """Settings of the harmoniser."""
+
+    style: str | None = field(default=None, metadata={
+        "help": "style name from agent.styles (waltz, reel, jig, air, ...); None: from the "
+                "tune's R: field, title and meter"})
+    slots_per_bar: int | None = field(default=None, metadata={
+        "help": "most chord changes a bar may hold; None: from the style (waltz 1, reel 2)"})
+    replace: bool = field(default=False, metadata={
+        "help": "replace chords the tune already has (by default a musician's chords stay)"})
+    change_cost: float = field(default=0.35, metadata={
+        "help": "cost of a chord change in the middle of a bar (keeps the harmonic rhythm calm)"})
+    fit_weight: float = field(default=3.0, metadata={
+        "help": "weight of the melody's fit against the chord (vs. transition and prior costs)"})
+    min_scale_share: float = field(default=0.6, metadata={
+        "help": "least share of the melody's notes (by duration) in the key's scale; below it "
+                "the melody is not tonal enough to harmonise"})
+    sevenths: bool = field(default=False, metadata={
+        "help": "write the dominant as a seventh chord (V7) where the melody allows"})
+
+
+@dataclass(frozen=True)
+class BarChords:
+    """The chords of one bar: ``bar`` as the score numbers it (a pickup is 0), and each chord
+    with its onset in the bar (a fraction of a whole note)."""
+
+    bar: int
+    chords: tuple[tuple[Fraction, str], ...]
+
+
+@dataclass(frozen=True)
+class HarmonyResult:
+    """The harmonised tune, its chords bar by bar, and one sentence for the reply."""
+
+    abc: str
+    bars: tuple[BarChords, ...]
+    summary: str
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class MelodyEvent:
+    """One note (or rest: ``pitches`` empty) of the melody, placed in its bar."""
+
+    onset: Fraction       # from the start of the bar, in whole notes
+    duration: Fraction
+    pitches: tuple[int, ...]
+    token: int = -1       # index of the token in the tune's token list (-1 if not from ABC)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the melody
+
+
+@dataclass(frozen=True)
+class _Melody:
+    tune: TuneText
+    tokens: list[Token]
+    bars: list[Bar]
+    events: list[list[MelodyEvent]]
+    first_shown: int
+    pickups: frozenset[int]  # indices of bars that lead into a section: no chord of their own
+
+
+_SECTION_MARK = re.compile(r":|\|\||\|\]|\[\|")
+
+
+def _pickups(bars: list[Bar]) -> frozenset[int]:
+    """Short bars that open the tune or a section (after a repeat or double bar) and lead
+    into a full bar: upbeats, which tunebooks leave without a chord."""
+    found = set()
+    for index, bar in enumerate(bars[:-1]):
+        short = bar.expected is not None and bar.duration < bar.expected
+        opens = index == 0 or (bar.opening is not None and _SECTION_MARK.search(bar.opening.text))
+        if short and opens and bars[index + 1].is_full and bar.ending is None:
+            found.add(index)
+    return frozenset(found)
+
+
+def _read(abc: str) -> _Melody:
+    if not isinstance(abc, str) or not abc.strip():
+        raise InputError("there is no tune (the ABC text is empty)")
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    voices = list(dict.fromkeys(t.voice for t in tokens if t.is_timed))
+    if len(voices) > 1:
+        raise HarmonyError(f"the tune has {len(voices)} voices already; I add chords to a "
+                           "single melody")
+    bars = [bar for bar in split_bars(tokens, tune) if bar.notes or any(
+        t.kind is Kind.REST for t in bar.tokens)]
+    if not bars:
+        raise HarmonyError("the tune has no notes to harmonise")
+    index_of = {token.start: i for i, token in enumerate(tokens)}
+    events = []
+    for bar in bars:
+        onset = Fraction(0)
+        bar_events = []
+        overlay = False
+        for token in bar.tokens:
+            if token.kind is Kind.OVERLAY:
+                overlay = True
+            if overlay or token.duration is None or not token.is_timed:
+                continue
+            pitches = token.pitches if token.is_note else ()
+            bar_events.append(MelodyEvent(onset, token.duration, pitches,
+                                          index_of[token.start]))
+            onset += token.duration
+        events.append(bar_events)
+    first = bars[0]
+    first_shown = 0 if first.expected is not None and first.duration < first.expected else 1
+    return _Melody(tune, tokens, bars, events, first_shown, _pickups(bars))
+
+
+def melody_bars(abc: str) -> list[list[MelodyEvent]]:
+    """The melody's notes and rests bar by bar (bars as written), for the harmoniser.
+
+    >>> [[(str(e.onset), e.pitches) for e in bar] for bar in melody_bars("X:1\\nL:1/4\\nM:2/4\\nK:C\\nCz|E2|]")]
+    [[('0', (60,)), ('1/4', ())], [('0', (64,))]]
+    """
+    return _read(abc).events
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _strength(onset: Fraction, bar_length: Fraction, beat: Fraction) -> float:
+    """How strong a position in the bar is: 1 on the downbeat, less on later beats and less
+    again between beats (the usual metrical hierarchy)."""
+    if onset == 0:
+        return 1.0
+    beats = bar_length / beat
+    if onset % beat == 0:
+        if beats == 4 and onset == bar_length / 2:
+            return 0.6
+        return 0.45
+    if onset % (beat / (3 if beat.numerator == 3 else 2)) == 0:
+        return 0.2
+    return 0.1
+
+
+def _slot_fit(events: list[tuple[MelodyEvent, float]], chord: Chord, scale: frozenset[int],
+              start_pc: int | None) -> float:
+    """How well a chord fits the melody notes of a slot: from -1 (nothing fits) to about 1.
+
+    Chord tones count +1, other notes of the scale -0.6 times how strong their beat is (a
+    passing note on a weak beat hardly counts against a chord), notes outside the scale
+    -0.5; each note weighs its duration times (1 + 2 x beat strength). The note on which the
+    slot starts being the root or the third adds a little.
+    """
+    pcs = chord.pitch_classes
+    total = 0.0
+    weight_sum = 0.0
+    for event, strength in events:
+        if not event.pitches:
+            continue
+        weight = float(event.duration) * (1 + 2 * strength)
+        pc = event.pitches[0] % 12
+        if pc in pcs:
+            score = 1.0
+        elif pc in scale:
+            score = -0.2 - 0.8 * strength
+        else:
+            score = -0.5
+        total += weight * score
+        weight_sum += weight
+    if weight_sum == 0:
+        return 0.0
+    fit = total / weight_sum
+    if start_pc is not None and start_pc in (chord.root, (chord.root + chord.intervals[1]) % 12):
+        fit += 0.1
+    return fit
+
+
+def _transition(a: Chord, b: Chord, same_bar: bool, config: HarmonyConfig) -> float:
+    """Cost of moving from chord ``a`` to chord ``b`` (0: staying put across a bar line)."""
+    if a == b:
+        return 0.0
+    motion = (b.root - a.root) % 12
+    cost = {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3, 4: 0.35, 8: 0.35,
+            0: 0.25, 1: 0.6, 11: 0.6, 6: 0.8}[motion]
+    if same_bar:
+        cost += config.change_cost
+    return cost
+
+
+# --------------------------------------------------------------------------------------------
+# The harmoniser
+
+
+def slots_per_bar(style: str | None, meter_text: str) -> int:
+    """How many chords a bar of this style may hold at most.
+
+    >>> slots_per_bar("waltz", "3/4"), slots_per_bar("reel", "4/4"), slots_per_bar(None, "6/8")
+    (1, 2, 2)
+    """
+    if style in _STYLE_SLOTS:
+        slots = _STYLE_SLOTS[style]
+    else:
+        slots = {"3/4": 1, "3/8": 1, "2/4": 1, "9/8": 3}.get(meter_text, 2)
+    if meter_text in ("3/4", "3/8") and slots == 2:
+        slots = 1
+    return slots
+
+
+def _slots(events: list[MelodyEvent], bar_length: Fraction, count: int
+           ) -> list[tuple[Fraction, list[MelodyEvent]]]:
+    """Cut a bar into ``count`` equal slots; a slot in which no note or rest starts joins the
+    one before (a chord is written on a note, so it can only change where one starts)."""
+    size = bar_length / count
+    slots: list[tuple[Fraction, list[MelodyEvent]]] = []
+    for index in range(count):
+        start, end = size * index, size * (index + 1)
+        inside = [e for e in events if start <= e.onset < end or (index == count - 1
+                                                                   and e.onset >= end)]
+        if index and (not inside or inside[0].onset != start):
+            if not inside or not any(e.onset == start for e in inside):
+                if slots:
+                    slots[-1][1].extend(inside)
+                    continue
+        slots.append((start, list(inside)))
+    return [(start, inside) for start, inside in slots if inside] or [(Fraction(0), events)]
+
+
+def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
+                     bar_length: Fraction, beat: Fraction, slots: int,
+                     config: HarmonyConfig = HarmonyConfig(),
+                     skip: frozenset[int] = frozenset()) -> list[list[tuple[Fraction, Chord]]]:
+    """Choose chords for a melody given as bars of events: for each bar, (onset, chord) pairs.
+
+    ``skip`` holds the indices of bars left without a chord of their own (upbeats). The first chord of every bar is
+    returned even when it repeats the previous bar's; a chord later in a bar only when it
+    changes.
+
+    >>> bars = [[MelodyEvent(Fraction(0), Fraction(3, 4), (62,))],
+    ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (69,))],
+    ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (62,))]]
+    >>> [[c.name for _, c in bar] for bar in harmonise_events(
+    ...     bars, "D", "minor", Fraction(3, 4), Fraction(1, 4), 1)]
+    [['Dm'], ['A'], ['Dm']]
+    """
+    vocabulary = chord_vocabulary(tonic, mode)
+    chords = [chord for chord, _, _ in vocabulary]
+    prior = [cost for _, cost, _ in vocabulary]
+    degrees = [degree for _, _, degree in vocabulary]
+    mode = {"ionian": "major", "aeolian": "minor"}.get(mode, mode)
+    tonic_pc = chords[0].root
+    scale = frozenset((tonic_pc + step) % 12 for step in MODE_STEPS[mode])
+    # slots: (bar index, onset, events with strength)
+    plan: list[tuple[int, Fraction, list[tuple[MelodyEvent, float]]]] = []
+    for index, bar in enumerate(bars):
+        if index in skip or not bar:
+            continue
+        for start, inside in _slots(bar, bar_length, slots):
+            weighted = [(e, _strength(e.onset, bar_length, beat)) for e in inside]
+            plan.append((index, start, weighted))
+    if not plan:
+        raise HarmonyError("the tune has no notes to harmonise")
+    n_chords = len(chords)
+    last = len(plan) - 1
+    cadence = next(i for i, d in enumerate(degrees) if d == _CADENCE_DEGREE[mode])
+    # emission costs
+    emission = []
+    for position, (bar_index, start, weighted) in enumerate(plan):
+        first = next((e.pitches[0] % 12 for e, _ in weighted if e.pitches), None)
+        row = []
+        for c_index, chord in enumerate(chords):
+            cost = prior[c_index] - config.fit_weight * _slot_fit(weighted, chord, scale, first)
+            row.append(cost)
+        if position == last:  # the final chord is the tonic
+            row = [cost if c_index == 0 else math.inf for c_index, cost in enumerate(row)]
+        elif plan[position + 1][0] != bar_index or position + 1 == last:
+            if position + 1 == last or (position + 2 == len(plan)):
+                row[cadence] -= 0.4  # the dominant before the final tonic, where it fits
+        emission.append(row)
+    # Viterbi
+    best = list(emission[0])
+    back: list[list[int]] = []
+    for position in range(1, len(plan)):
+        same_bar = plan[position][0] == plan[position - 1][0]
+        row, pointers = [], []
+        for c_index, chord in enumerate(chords):
+            choice, value = 0, math.inf
+            for p_index, previous in enumerate(chords):
+                total = best[p_index] + _transition(previous, chord, same_bar, config)
+                if total < value:
+                    choice, value = p_index, total
+            row.append(value + emission[position][c_index])
+            pointers.append(choice)
+        best = row
+        back.append(pointers)
+    state = min(range(n_chords), key=lambda i: best[i])
+    path = [state]
+    for pointers in reversed(back):
+        state = pointers[state]
+        path.append(state)
+    path.reverse()
+    if config.sevenths:
+        path_chords = [_with_seventh(chords[s], degrees[s], mode) for s in path]
+    else:
+        path_chords = [chords[s] for s in path]
+    result: list[list[tuple[Fraction, Chord]]] = [[] for _ in bars]
+    previous = None
+    for (bar_index, start, _), chord in zip(plan, path_chords):
+        if start == 0 or chord != previous:
+            result[bar_index].append((start, chord))
+        previous = chord
+    return result
+
+
+def _with_seventh(chord: Chord, degree: int, mode: str) -> Chord:
+    if degree == 4 and chord.kind == "major":
+        return Chord(chord.root, "dominant seventh", None, chord.name + "7")
+    return chord
+
+
+def _scale_share(events: list[list[MelodyEvent]], tonic_pc: int, mode: str) -> float:
+    scale = {(tonic_pc + step) % 12 for step in MODE_STEPS[mode]}
+    inside = total = Fraction(0)
+    for bar in events:
+        for event in bar:
+            if event.pitches:
+                total += event.duration
+                if event.pitches[0] % 12 in scale:
+                    inside += event.duration
+    return float(inside / total) if total else 0.0
+
+
+def _style_name(tune: TuneText, config: HarmonyConfig) -> str | None:
+    if config.style:
+        return config.style
+    from agent.styles import style_for
+
+    found = style_for(rhythm=tune.get("R") or "", title=tune.title or "", meter=str(tune.meter))
+    return found.name if found else None
+
+
+def _check_harmonisable(melody: _Melody) -> tuple[str, str]:
+    tune = melody.tune
+    key = tune.key
+    if key.tonic is None or key.mode is None:
+        raise HarmonyError("the tune has no key (K:none), so I cannot tell which chords belong "
+                           "to it")
+    if tune.meter.is_free:
+        raise HarmonyError("the tune is in free meter (no bars of equal length), so there is no "
+                           "harmonic rhythm to follow")
+    mode = {"ionian": "major", "aeolian": "minor"}.get(key.mode, key.mode)
+    tonic_pc = (LETTER_SEMITONES[key.tonic[0]] + {"#": 1, "b": -1}.get(key.tonic[1:2], 0)) % 12
+    share = _scale_share(melody.events, tonic_pc, mode)
+    if share < HarmonyConfig().min_scale_share:
+        raise HarmonyError(f"only {share:.0%} of the melody is in {key.tonic} {mode}; it does not "
+                           "keep to a key, so I cannot choose chords for it")
+    return key.tonic, mode
+
+
+def _existing_chord_tokens(melody: _Melody) -> list[Token]:
+    return [t for t in melody.tokens
+            if t.kind is Kind.CHORD_SYMBOL and is_chord_name(t.text[1:-1])]
+
+
+def _insertion_point(tokens: list[Token], index: int) -> int:
+    """Body offset where a chord symbol for the timed token ``index`` goes: before the
+    decorations, grace notes, slurs and tuplet marks that belong to it."""
+    position = index
+    while position > 0 and tokens[position - 1].kind in (
+            Kind.DECORATION, Kind.GRACE, Kind.SLUR, Kind.TUPLET, Kind.CHORD_SYMBOL,
+            Kind.ANNOTATION) and tokens[position - 1].end == tokens[position].start:
+        if tokens[position - 1].kind is Kind.SLUR and tokens[position - 1].text == ")":
+            break
+        position -= 1
+    return tokens[position].start
+
+
+def _splice(abc: str, melody: _Melody, changes: list[tuple[int, int, str]]) -> str:
+    """The tune with body spans replaced (offsets into the body); other bytes unchanged."""
+    body = melody.tune.body
+    for start, end, new in sorted(changes, key=lambda c: (c[0], c[1]), reverse=True):
+        body = body[:start] + new + body[end:]
+    offset = melody.tune.body_offset
+    return abc[:offset] + body + abc[offset + len(melody.tune.body):]
+
+
+def _summary(bars: list[list[tuple[Fraction, Chord]]], tonic: str, mode: str) -> str:
+    counts = [len(bar) for bar in bars if bar]
+    final = next(chord for bar in reversed(bars) for _, chord in reversed(bar))
+    rate = "one a bar" if max(counts) == 1 else (
+        "one or two a bar" if max(counts) == 2 else f"up to {max(counts)} a bar")
+    return f"I added chords: {rate}, ending on {final.words()}."
+
+
+def harmonise(abc: str, config: HarmonyConfig = HarmonyConfig()) -> HarmonyResult:
+    """Add chord symbols to a tune's melody; every other byte of the text stays as it was.
+
+    A tune that already has chord symbols keeps them unless ``config.replace`` is set.
+    Raises :class:`HarmonyError` for a melody it cannot follow.
+
+    >>> abc = "X:1\\nM:4/4\\nL:1/8\\nK:Ador\\nA2AB c2BA|G2GA B2AG|A2AB c2BA|G2BG A4|]\\n"
+    >>> print(harmonise(abc).abc.splitlines()[-1])
+    "Am"A2AB c2BA|"G"G2GA B2AG|"Am"A2AB c2BA|"G"G2BG "Am"A4|]
+    >>> harmonise("X:1\\nM:none\\nL:1/8\\nK:C\\nCDEF GABc|]\\n")
+    Traceback (most recent call last):
+    ...
+    agent.harmony.HarmonyError: the tune is in free meter (no bars of equal length), so there is no harmonic rhythm to follow
+    """
+    melody = _read(abc)
+    existing = _existing_chord_tokens(melody)
+    if existing and not config.replace:
+        return HarmonyResult(abc, tuple(chords_in(abc)),
+                             "The tune already has chords; I kept them (ask me to replace "
+                             "them to get new ones).", changed=False)
+    tonic, mode = _check_harmonisable(melody)
+    tune = melody.tune
+    style = _style_name(tune, config)
+    slots = config.slots_per_bar or slots_per_bar(style, str(tune.meter))
+    meter = tune.meter
+    chosen = harmonise_events(melody.events, tonic, mode, meter.bar_length, meter.beat_length,
+                              slots, config, skip=melody.pickups)
+    changes = [(t.start, t.end, "") for t in existing]
+    for bar_events, bar_chords in zip(melody.events, chosen):
+        for onset, chord in bar_chords:
+            event = next(e for e in bar_events if e.onset == onset)
+            at = _insertion_point(melody.tokens, event.token)
+            changes.append((at, at, f'"{chord.name}"'))
+    text = _splice(abc, melody, changes)
+    listed = tuple(BarChords(index + melody.first_shown,
+                             tuple((onset, chord.name) for onset, chord in bar))
+                   for index, bar in enumerate(chosen))
+    return HarmonyResult(text, listed, _summary(chosen, tonic, mode))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and changing the chords of a tune
+
+
+def chords_in(abc: str) -> list[BarChords]:
+    """The chord symbols of each bar, bars numbered as the score numbers them.
+
+    >>> [(b.bar, b.chords) for b in chords_in('X:1\\nM:2/4\\nL:1/8\\nK:G\\nD|"G"GA "D7"Bc|d4|]')]
+    [(0, ()), (1, ((Fraction(0, 1), 'G'), (Fraction(1, 4), 'D7'))), (2, ())]
+    >>> chords_in("X:1\\nK:G\\n")
+    Traceback (most recent call last):
+    ...
+    agent.harmony.HarmonyError: the tune has no notes to harmonise
+    """
+    melody = _read(abc)
+    out = []
+    for number, (bar, events) in enumerate(zip(melody.bars, melody.events)):
+        chords = []
+        pending: list[str] = []
+        onset = Fraction(0)
+        by_token = {e.token: e for e in events}
+        for index, token in enumerate(melody.tokens):
+            if not bar.start <= token.start < bar.end:
+                continue
+            if token.kind is Kind.CHORD_SYMBOL and is_chord_name(token.text[1:-1]):
+                pending.append(token.text[1:-1])
+            elif index in by_token:
+                onset = by_token[index].onset
+                chords.extend((onset, name) for name in pending)
+                pending = []
+        chords.extend((bar.duration, name) for name in pending)
+        out.append(BarChords(number + melody.first_shown, tuple(chords)))
+    return out
+
+
+def chord_in_force(bars: list[BarChords]) -> list[str | None]:
+    """The chord sounding at the start of each bar (a chord lasts until the next one).
+
+    >>> chord_in_force([BarChords(1, ((Fraction(0), "G"),)), BarChords(2, ()),
+    ...                 BarChords(3, ((Fraction(1, 4), "D"),))])
+    ['G', 'G', 'G']
+    """
+    current = None
+    out = []
+    for bar in bars:
+        starting = [name for onset, name in bar.chords if onset == 0]
+        if starting:
+            current = starting[0]
+        out.append(current)
+        if bar.chords:
+            current = bar.chords[-1][1]
+    return out
+
+
+def progression(abc: str) -> str:
+    """The chords of a tune as a musician writes them out: bars separated by ``|``.
+
+    >>> progression('X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A7"cea|"D"d3|]')
+    'D | G | A7 | D'
+    """
+    bars = chords_in(abc)
+    if not any(bar.chords for bar in bars):
+        return "The tune has no chords yet."
+    return " | ".join(" ".join(name for _, name in bar.chords) or "%" for bar in bars)
+
+
+def strip_chords(abc: str) -> str:
+    """The tune without its chord symbols; annotations ("D.C.", "^text") stay.
+
+    >>> strip_chords('X:1\\nK:G\\n"G"GA "D.C."B "Em"c|]\\n')
+    'X:1\\nK:G\\nGA "D.C."B c|]\\n'
+    """
+    melody = _read(abc)
+    return _splice(abc, melody, [(t.start, t.end, "") for t in _existing_chord_tokens(melody)])
+
+
+def set_chord(abc: str, bar_number: int, name: str) -> str:
+    """Put chord ``name`` on the first beat of bar ``bar_number`` (as the score numbers it),
+    replacing the chords that bar had; the chords of other bars stay.
+
+    >>> print(set_chord('X:1\\nM:2/4\\nL:1/8\\nK:G\\n"G"GABc|"C"cBAG|]', 2, "Am7").splitlines()[-1])
+    "G"GABc|"Am7"cBAG|]
+    >>> set_chord('X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|cBAG|]', 9, "G")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: there is no bar 9: the tune has bars 1 to 2
+    """
+    chord = parse_chord(name)
+    melody = _read(abc)
+    index = bar_number - melody.first_shown
+    if not 0 <= index < len(melody.bars):
+        last = len(melody.bars) - 1 + melody.first_shown
+        raise InputError(f"there is no bar {bar_number}: the tune has bars "
+                         f"{melody.first_shown} to {last}")
+    bar = melody.bars[index]
+    events = melody.events[index]
+    if not events:
+        raise InputError(f"bar {bar_number} has no note to put a chord on")
+    changes = [(t.start, t.end, "") for t in _existing_chord_tokens(melody)
+               if bar.start <= t.start < bar.end]
+    at = _insertion_point(melody.tokens, events[0].token)
+    changes.append((at, at, f'"{chord.name}"'))
+    return _splice(abc, melody, changes)
+
+
+def _rewrite_chords(abc: str, rewrite) -> str:
+    melody = _read(abc)
+    changes = []
+    for token in _existing_chord_tokens(melody):
+        new = rewrite(token, parse_chord(token.text[1:-1]))
+        if new != token.text:
+            changes.append((token.start, token.end, new))
+    return _splice(abc, melody, changes)
+
+
+def simplify(abc: str) -> str:
+    """Simpler chords: plain triads, no slash basses, and one chord a bar (the first).
+
+    >>> print(simplify('X:1\\nM:2/4\\nL:1/8\\nK:G\\n"Gmaj7"GA "D/F#"Bc|"Am7"cB "D7"AG|]').splitlines()[-1])
+    "G"GA Bc|"Am"cB AG|]
+    """
+    melody = _read(abc)
+    changes = []
+    for bar in melody.bars:
+        tokens = [t for t in _existing_chord_tokens(melody) if bar.start <= t.start < bar.end]
+        for position, token in enumerate(tokens):
+            if position:
+                changes.append((token.start, token.end, ""))
+                continue
+            new = '"' + parse_chord(token.text[1:-1]).triad().name + '"'
+            if new != token.text:
+                changes.append((token.start, token.end, new))
+    return _splice(abc, melody, changes)
+
+
+def enrich(abc: str) -> str:
+    """Jazzier chords: sevenths on the chords that take them (V7, ii7, vi7, IVmaj7) and
+    secondary dominants (a minor chord that moves down a fifth becomes a dominant seventh)
+    wherever the melody in that chord's stretch does not clash with the added note.
+
+    >>> print(enrich('X:1\\nM:3/4\\nL:1/4\\nK:C\\n"C"CEG|"Am"ABe|"Dm"dfa|"G"gfd|"C"c3|]').splitlines()[-1])
+    "C"CEG|"A7"ABe|"Dm7"dfa|"G7"gfd|"C"c3|]
+    """
+    melody = _read(abc)
+    key = melody.tune.key
+    if key.tonic is None:
+        raise HarmonyError("the tune has no key (K:none), so I cannot tell which chords fit")
+    tonic_pc = (LETTER_SEMITONES[key.tonic[0]] + {"#": 1, "b": -1}.get(key.tonic[1:2], 0)) % 12
+    tokens = _existing_chord_tokens(melody)
+    if not tokens:
+        raise InputError("the tune has no chords yet; add chords first")
+    # the melody notes each chord covers
+    notes_under: list[set[int]] = []
+    token_index = {t.start: i for i, t in enumerate(melody.tokens)}
+    positions = [token_index[t.start] for t in tokens] + [len(melody.tokens)]
+    for a, b in zip(positions, positions[1:]):
+        notes_under.append({p % 12 for t in melody.tokens[a:b] if t.is_note for p in t.pitches[:1]})
+    parsed = [parse_chord(t.text[1:-1]) for t in tokens]
+    changes = []
+    for i, (token, chord) in enumerate(zip(tokens, parsed)):
+        following = parsed[i + 1] if i + 1 < len(parsed) else None
+        degree = (chord.root - tonic_pc) % 12
+        new_kind = chord.kind
+        if following is not None and (chord.root - following.root) % 12 == 7 \
+                and chord.kind in ("minor", "major") and following.root != chord.root \
+                and degree != 7 and degree != 0:
+            # a secondary dominant: the major third and the minor seventh must not clash
+            third, seventh = (chord.root + 4) % 12, (chord.root + 10) % 12
+            if not notes_under[i] & {(third - 1) % 12, (seventh + 1) % 12, (seventh - 1) % 12}:
+                new_kind = "dominant seventh"
+        if new_kind == chord.kind:
+            new_kind = {(7, "major"): "dominant seventh", (2, "minor"): "minor seventh",
+                        (9, "minor"): "minor seventh", (5, "major"): "major seventh",
+                        (4, "minor"): "minor seventh"}.get((degree, chord.kind), chord.kind)
+            added = [(chord.root + s) % 12 for s in
+                     next(v[0] for v in QUALITIES.values() if v[1] == new_kind)]
+            if any((pc + 1) % 12 in notes_under[i] or (pc - 1) % 12 in notes_under[i]
+                   for pc in added if pc not in chord.pitch_classes):
+                new_kind = chord.kind
+        if new_kind != chord.kind:
+            name = spell(chord.root, new_kind, chord.name)
+            changes.append((token.start, token.end, f'"{name}"'))
+    return _splice(abc, melody, changes)
+
+
+def best_simple_triads(abc: str) -> list[str | None]:
+    """A baseline for the benchmark: per bar, the I, IV or V triad that best fits the melody
+    (no look at neighbours). Bars as written; a pickup gets None.
+
+    >>> best_simple_triads("X:1\\nM:3/4\\nL:1/4\\nK:G\\nGBd|cea|dfa|g3|]")
+    ['G', 'C', 'D', 'G']
+    """
+    melody = _read(abc)
+    tonic, mode = _check_harmonisable(melody)
+    meter = melody.tune.meter
+    vocabulary = chord_vocabulary(tonic, mode)
+    steps = MODE_STEPS[{"ionian": "major", "aeolian": "minor"}.get(mode, mode)]
+    tonic_pc = vocabulary[0][0].root
+    scale = frozenset((tonic_pc + s) % 12 for s in steps)
+    triads = [vocabulary[0][0]]
+    for degree in (3, 4):
+        root = (tonic_pc + steps[degree]) % 12
+        kind = "major" if degree == 4 or mode in ("major", "mixolydian", "dorian", "lydian") \
+            else "minor"
+        triads.append(Chord(root, kind, None, spell(root, kind, flats=_prefers_flats(tonic, mode))))
+    out = []
+    for index, bar in enumerate(melody.events):
+        if index in melody.pickups or not bar:
+            out.append(None)
+            continue
+        weighted = [(e, _strength(e.onset, meter.bar_length, meter.beat_length)) for e in bar]
+        out.append(max(triads, key=lambda c: _slot_fit(weighted, c, scale, None)).name)
+    return out

@@ -1,0 +1,195 @@
+"""The "real songs" yardstick for sung words: the prosody measures on songs people wrote.
+
+:mod:`agent.prosody` measures how words sit on a melody: the share of polysyllabic words whose
+stressed syllable is on the word's strongest beat, the share of syllables on notes too short to
+sing, the range and the longest melisma. A number means little alone; this module gives the
+same numbers for real songs with words, so the benchmark's lyrics table can show how close the
+composer's songs come.
+
+The real songs are the English songs with words in music21's bundled corpus, read with music21
+(MusicXML): beat strengths are music21's ``note.beatStrength``, lyrics its ``note.lyrics``, so
+this side of the yardstick does not go through the project's ABC reader at all. (The corpus's
+other texted scores are in German, Italian, Latin, French or Hawaiian, which CMUdict cannot
+stress.) Any folder of ABC files can be measured the same way (``--abc DIR``), through
+:func:`agent.prosody.stress_alignment`.
+
+Run it as ``python -m finetune.prosody_eval`` (the corpus songs) or
+``python -m finetune.prosody_eval --abc tests/data/songs``; it prints one Markdown table row
+per set and, with ``--per-song``, one per song.
+
+>>> print(table_row("real songs", ProsodyReport(words=50, stressed_right=48, syllables=300,
+...                                             range_semitones=14, longest_melisma=3), [14]))
+| real songs | 1 | 96.0% (48/50) | 0.0% (0/300) | 14 | 14 | 3 |
+>>> table_row("none", ProsodyReport(), [])
+'| none | 1 | - | - | - | - | 0 |'
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from agent.abc_text import split_tunebook
+from agent.prosody import (DEFAULT_QPM, ProsodyConfig, ProsodyReport, SungNote, measure_notes,
+                           stress_alignment)
+
+__all__ = ["REAL_SONGS", "SongResult", "corpus_song", "measure_abc_folder", "measure_corpus",
+           "part_notes", "table_row", "main"]
+
+#: English songs with words in music21's corpus: (corpus path, the part that carries the tune).
+REAL_SONGS: tuple[tuple[str, int], ...] = (
+    ("leadSheet/fosterBrownHair.mxl", 0),          # Foster, Jeanie with the Light Brown Hair
+    ("leadSheet/berlinAlexandersRagtime.mxl", 0),  # Berlin, Alexander's Ragtime Band
+    ("johnson_j_r/lift_every_voice.mxl", 0),       # Johnson, Lift Every Voice and Sing (soprano)
+    ("beach/prayer_of_a_tired_child.musicxml", 0),  # Beach, Prayer of a Tired Child (soprano I)
+)
+
+TABLE_HEADER = ("| set | songs | stressed syllable on the word's strongest beat | syllables on "
+                "notes < 0.15 s | median range (semitones) | widest range | longest melisma |\n"
+                "|---|---|---|---|---|---|---|")
+
+
+@dataclass(frozen=True)
+class SongResult:
+    """One song's name and prosody report."""
+
+    name: str
+    report: ProsodyReport
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}% ({part}/{whole})" if whole else "-"
+
+
+def table_row(name: str, report: ProsodyReport, ranges: Sequence[int]) -> str:
+    """One Markdown row: the set's name, its songs, the pooled shares and the ranges."""
+    median = f"{statistics.median(ranges):g}" if ranges else "-"
+    widest = str(max(ranges)) if ranges else "-"
+    return (f"| {name} | {max(1, len(ranges))} | {_share(report.stressed_right, report.words)} | "
+            f"{_share(report.short_syllables, report.syllables)} | {median} | {widest} | "
+            f"{report.longest_melisma} |")
+
+
+def _qpm(score: Any) -> float:
+    from music21 import tempo
+
+    mark = next(iter(score.recurse().getElementsByClass(tempo.MetronomeMark)), None)
+    if mark is None or not mark.number:
+        return DEFAULT_QPM
+    return float(mark.getQuarterBPM())
+
+
+def part_notes(part: Any, qpm: float) -> list[SungNote]:
+    """A music21 part's first voice as :class:`~agent.prosody.SungNote` s, its lyrics per verse
+    (``lyric.number``) and music21's own beat strengths."""
+    from music21 import harmony, stream
+
+    notes: list[SungNote] = []
+    for element in part.recurse().notesAndRests:
+        if isinstance(element, harmony.ChordSymbol):
+            continue
+        site = element.activeSite
+        if isinstance(site, stream.Voice) and site.id not in ("1", 1, None):
+            continue  # a second voice inside the part: not the sung line
+        seconds = float(element.quarterLength) * 60.0 / qpm
+        if element.isRest:
+            notes.append(SungNote(None, float(element.beatStrength), seconds))
+            continue
+        pitch = max(p.midi for p in element.pitches)
+        tied = element.tie is not None and element.tie.type in ("stop", "continue")
+        verses: dict[int, tuple[str, str]] = {}
+        for lyric in element.lyrics:
+            if lyric.text and lyric.text.strip():
+                verses[max(1, lyric.number or 1)] = (lyric.text.strip(), lyric.syllabic or "single")
+        top = max(verses, default=0)
+        notes.append(SungNote(pitch, float(element.beatStrength), seconds, tied,
+                              tuple(verses.get(v) for v in range(1, top + 1))))
+    # tied notes sound as one: the first carries the length of the whole chain
+    out = list(notes)
+    for index in range(len(out) - 1, 0, -1):
+        if out[index].tied and out[index - 1].pitch is not None:
+            before = out[index - 1]
+            out[index - 1] = SungNote(before.pitch, before.strength,
+                                      before.seconds + out[index].seconds, before.tied,
+                                      before.lyrics)
+    return out
+
+
+def corpus_song(path: str, part_index: int = 0) -> tuple[Any, Any]:
+    """A corpus score and its sung part."""
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    return score, score.parts[part_index]
+
+
+def measure_corpus(songs: Sequence[tuple[str, int]] = REAL_SONGS,
+                   config: ProsodyConfig = ProsodyConfig()) -> list[SongResult]:
+    """The prosody report of each real song, read with music21."""
+    results = []
+    for path, index in songs:
+        score, part = corpus_song(path, index)
+        results.append(SongResult(path, measure_notes(part_notes(part, _qpm(score)), config)))
+    return results
+
+
+def measure_abc_folder(folder: str | Path, config: ProsodyConfig = ProsodyConfig()
+                       ) -> list[SongResult]:
+    """The prosody report of every tune (with ``w:`` lines) in every ``.abc`` file of a folder."""
+    results = []
+    for path in sorted(Path(folder).glob("*.abc")):
+        for number, tune in enumerate(split_tunebook(path.read_text(encoding="utf-8")), 1):
+            report = stress_alignment(tune, config)
+            if report.syllables:
+                results.append(SongResult(f"{path.name}#{number}", report))
+    return results
+
+
+def _total(results: Sequence[SongResult]) -> ProsodyReport:
+    total = ProsodyReport()
+    for result in results:
+        total = total + result.report
+    return total
+
+
+def _print_set(name: str, results: Sequence[SongResult], per_song: bool) -> None:
+    ranges = [r.report.range_semitones for r in results if r.report.range_semitones is not None]
+    print(table_row(name, _total(results), ranges))
+    if per_song:
+        for result in results:
+            ranges = [result.report.range_semitones] if result.report.range_semitones else []
+            print(table_row(result.name, result.report, ranges))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m finetune.prosody_eval [--abc DIR ...] [--per-song] [--misplaced]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--abc", action="append", default=[],
+                        help="a folder of ABC files to measure (repeatable)")
+    parser.add_argument("--no-corpus", action="store_true",
+                        help="leave out the real songs from music21's corpus")
+    parser.add_argument("--per-song", action="store_true", help="a row for each song too")
+    parser.add_argument("--misplaced", action="store_true",
+                        help="list the words sung against their stress")
+    args = parser.parse_args(argv)
+    print(TABLE_HEADER)
+    sets: list[tuple[str, list[SongResult]]] = []
+    if not args.no_corpus:
+        sets.append(("real songs", measure_corpus()))
+    for folder in args.abc:
+        sets.append((str(folder), measure_abc_folder(folder)))
+    for name, results in sets:
+        _print_set(name, results, args.per_song)
+    if args.misplaced:
+        for name, results in sets:
+            for result in results:
+                if result.report.misplaced:
+                    print(f"{result.name}: {', '.join(result.report.misplaced)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -61,6 +61,10 @@ MIDI_VELOCITY = {"ppp": 27, "pp": 45, "p": 63, "mp": 81, "mf": 99, "f": 126, "ff
 DYNAMICS_WORDS = {"ppp": "very, very soft", "pp": "very soft", "p": "soft", "mp": "fairly soft",
                   "mf": "moderately loud", "f": "loud", "ff": "very loud", "fff": "very, very loud"}
 
+#: Running notes are those shorter than an eighth, as :mod:`agent.styles` counts them (its
+#: shares were measured on tunes written with ``L:1/8``, the unit the composer writes in).
+SHORT_NOTE = Fraction(1, 8)
+
 MINOR_FAMILY = frozenset({"minor", "aeolian", "dorian", "phrygian", "locrian"})
 
 #: Words that scale a mood: "very sad" (1.5), "a bit happier" (0.5).
@@ -203,8 +207,8 @@ MOODS: tuple[Mood, ...] = (
     Mood("dramatic", ("dramatic", "passionate", "turbulent", "urgent", "tense", "powerful",
                       "tempestuous"),
          ("tenser",),
-         1.0, "minor", -2, 1.0, None, 2, "strings", 48,
-         "minor, a little low, very loud"),
+         0.9, "minor", -4, 1.0, None, 2, "strings", 48,
+         "broad, minor, rather low, very loud"),
 )
 
 BY_MOOD = {mood.name: mood for mood in MOODS}
@@ -550,7 +554,7 @@ class Cues:
     so the player's default); ``bpm`` and ``beat`` are the ``Q:`` numbers as written.
     ``mean_pitch`` is the mean MIDI pitch of the melody's notes (a chord counts its top note),
     ``notes_per_beat`` its notes and chords per beat of the meter, ``short_share`` the share of
-    its notes, chords and rests shorter than ``L:``. ``dynamics`` is the opening mark ("mf"
+    its notes, chords and rests shorter than an eighth (:data:`SHORT_NOTE`). ``dynamics`` is the opening mark ("mf"
     when none, ``dynamics_marked`` False) and ``velocity`` its MIDI velocity. ``staccato`` and
     ``slurred`` are shares of notes with a staccato mark or under a slur. The melody is the
     first voice.
@@ -662,13 +666,12 @@ def measure_cues(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> Cues:
         elif token.kind is Kind.REST:
             pending_staccato = False
     style = style_for(rhythm=tune.get("R") or "", title=tune.title or "", meter=meter_text.strip())
-    unit = tune.unit_length
     return Cues(
         quarter_bpm=round(quarter, 2), bpm=bpm, beat=f"{q_beat.numerator}/{q_beat.denominator}",
         tempo_marked=marked, mean_pitch=round(statistics.fmean(tops), 2), lowest=min(
             min(t.pitches) for t in notes), highest=max(tops), notes=len(notes),
         notes_per_beat=round(len(notes) / float(total / beat), 2) if total else 0.0,
-        short_share=round(sum(1 for t in timed if t.duration < unit) / len(timed), 3),
+        short_share=round(sum(1 for t in timed if t.duration < SHORT_NOTE) / len(timed), 3),
         tonic=tune.key.tonic, mode=tune.key.mode, dynamics=dynamics or NEUTRAL_DYNAMICS,
         dynamics_marked=dynamics is not None, velocity=MIDI_VELOCITY[dynamics],
         staccato=round(staccato / len(notes), 3), slurred=round(slurred / len(notes), 3),
@@ -809,7 +812,7 @@ def _add_staccato(abc: str) -> tuple[str, int]:
                 continue
             if after is not None and after.kind in (Kind.TIE, Kind.BROKEN):
                 continue
-            if token.duration is None or not tune.unit_length <= token.duration <= beat:
+            if token.duration is None or not SHORT_NOTE <= token.duration <= beat:
                 continue
             changes.append((token.start, token.start, "."))
     return _splice(abc, tune, changes), len(changes)
@@ -1070,7 +1073,7 @@ def explain_mood(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> str:
                    f"beats a minute, where {plural} usually go at {usual:g})")
     if stands["register"]:
         reasons.append(f"it sits {'high' if stands['register'] > 0 else 'low'} (around "
-                       f"{_pitch_name(round(cues.mean_pitch))})")
+                       f"{_pitch_name(cues.mean_pitch)})")
     if cues.dynamics_marked or stands["dynamics"]:
         reasons.append(f"it is {DYNAMICS_WORDS[cues.dynamics]} ({cues.dynamics})")
     if stands["articulation"] > 0:
@@ -1085,6 +1088,10 @@ def explain_mood(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> str:
     return head + ": " + "; ".join(reasons) + "."
 
 
-def _pitch_name(midi: int) -> str:
-    names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-    return f"{names[midi % 12]}{midi // 12 - 1}"
+def _pitch_name(midi: float) -> str:
+    """ "D4", or "between F4 and G4" for a pitch that is no natural note."""
+    names = {0: "C", 2: "D", 4: "E", 5: "F", 7: "G", 9: "A", 11: "B"}
+    near = int(round(midi))
+    if near % 12 in names:
+        return f"{names[near % 12]}{near // 12 - 1}"
+    return f"between {names[(near - 1) % 12]}{(near - 1) // 12 - 1} and {names[(near + 1) % 12]}{(near + 1) // 12 - 1}"

@@ -126,8 +126,8 @@ def judge_composed(abc: str, mood: "str | MoodRequest", style: str,
     >>> sad = "X:1\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=88\\nK:Am\\nA,4 C2|E6|]\\n"
     >>> judge_composed(sad, "sad", "waltz", medians).passed
     True
-    >>> judge_composed(sad, "happy", "waltz", medians).cues
-    {'tempo': False, 'register': False, 'density': True}
+    >>> judge_composed(sad, "joyful", "waltz", medians).cues
+    {'tempo': False, 'register': False, 'density': False}
     """
     ways = cue_directions(mood)
     median = medians.get(style) or medians["all"]

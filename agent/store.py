@@ -45,13 +45,14 @@ agent.store.SongNotFound: no saved song with that id (it may have been deleted)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -151,6 +152,38 @@ def new_owner_key() -> str:
     True
     """
     return secrets.token_urlsafe(24)
+
+
+def browser_secret(folder: str | Path, name: str = "browser-secret") -> str:
+    """A secret made once per data folder and read back on every start (file mode 0600).
+
+    ``gr.BrowserState`` picks a new random storage key and secret each time the app is built,
+    so after a restart the browser's saved owner key would be unreadable; passing this secret
+    (and a fixed ``storage_key``) keeps it readable across restarts.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> browser_secret(folder) == browser_secret(folder) and len(browser_secret(folder)) >= 32
+    True
+    """
+    path = Path(folder) / name
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-")
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(secrets.token_urlsafe(32))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):  # another process made it first: theirs wins
+                    os.link(tmp, path)                      # (a link never shows a half-written file)
+            finally:
+                os.unlink(tmp)
+        return path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise StoreError(f"cannot keep the browser secret at {path} ({exc.strerror}): set "
+                         "TUNESMITH_DATA to a writable folder") from None
 
 
 def owner_hash(owner: str) -> str:
@@ -361,7 +394,7 @@ class Store:
             self._all.append(conn)
         return conn
 
-    @contextmanager
+    @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise StoreError("the song store is closed")
@@ -384,7 +417,7 @@ class Store:
         except sqlite3.Error as err:
             raise explain(err, self.path) from None
 
-    @contextmanager
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed whole, or rolled back whole."""
         with self._write_lock, self._connection() as conn:
@@ -529,4 +562,5 @@ class Store:
 
 _INFO_COLUMNS = "id, title, created, updated, versions, key, meter, bars"
 __all__ = ["Store", "StoreConfig", "StoreError", "SongNotFound", "SongInfo", "data_folder",
+           "browser_secret",
            "new_owner_key", "owner_hash", "migrate", "SCHEMA_VERSION"]

@@ -25,7 +25,7 @@ from agent.abc_text import parse_tune
 from agent.errors import TunesmithError
 from agent.session import Session
 from agent.store import (MIN_OWNER_CHARS, SCHEMA_VERSION, SongNotFound, Store, StoreConfig,
-                         StoreError, migrate, new_owner_key)
+                         StoreError, browser_secret, migrate, new_owner_key)
 
 ROOT = Path(__file__).resolve().parent.parent
 TUNES = sorted((ROOT / "tests" / "data" / "abc").glob("*.abc"))
@@ -352,3 +352,11 @@ def test_a_process_killed_mid_write_loses_nothing_it_saved(tmp_path):
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_the_browser_secret_is_made_once_private_and_kept(tmp_path):
+    first = browser_secret(tmp_path / "data")
+    assert browser_secret(tmp_path / "data") == first and len(first) >= 32
+    assert (tmp_path / "data" / "browser-secret").stat().st_mode & 0o777 == 0o600
+    assert browser_secret(tmp_path / "other") != first
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["browser-secret"]  # no temp left

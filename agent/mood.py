@@ -28,10 +28,10 @@ answering "why does it sound sad?" (:func:`explain_mood`, from :func:`measure_cu
 (88, 'minor', 'p', 'legato')
 >>> find_mood("make it more jazzy").reply
 'I do not know the mood "jazzy" yet. Moods I can hear and make: sad, melancholy, mournful, happy, joyful, cheerful, calm, peaceful, dreamy, angry, fierce, tender, triumphant, mysterious, playful, nostalgic, dramatic.'
->>> compose_plan("funky", "waltz", "3/4")
+>>> compose_plan("funky", "waltz", "3/4")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, mournful, happy, joyful, cheerful, calm, peaceful, dreamy, angry, fierce, tender, triumphant, mysterious, playful, nostalgic, dramatic
+agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, ...
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from agent.abc_text import Kind, Token, TuneText, parse_tempo, parse_tune, tokenize_body
+from agent.abc_text import Kind, Token, TuneText, parse_tune, tokenize_body
 from agent.errors import AbcError, InputError
 from agent.styles import BY_NAME as STYLES
 from agent.styles import Style, beat_unit, style_for, usual_short_notes
@@ -84,7 +84,8 @@ MAX_INTENSITY = 2.5
 # loudness, pitch, length and the like are exact edits of their own, not moods.
 NOT_MOODS = frozenset("""
     a an the it this that in into for on at to of with by like as and or but so please more less
-    faster slower quicker quick fast slow louder softer quieter loud soft quiet higher lower high low
+    faster slower quicker quick fast slow louder softer quieter loud soft quiet higher lower
+    high low
     longer shorter long short simpler harder easier better worse different again same sound feel
     major minor dorian mixolydian lydian phrygian aeolian ionian locrian key tempo speed bpm
     swing swung chords chord lyrics words verse repeat repeats bars bar notes note one two three
@@ -388,10 +389,10 @@ def mood_named(mood: "str | MoodRequest") -> tuple[Mood, float]:
 
     >>> mood_named("calm")[0].tempo
     0.8
-    >>> mood_named(MoodRequest(None, unknown=("funky",)))
+    >>> mood_named(MoodRequest(None, unknown=("funky",)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, mournful, happy, joyful, cheerful, calm, peaceful, dreamy, angry, fierce, tender, triumphant, mysterious, playful, nostalgic, dramatic
+    agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, ...
     """
     if isinstance(mood, MoodRequest):
         name, intensity = mood.mood, mood.intensity
@@ -554,8 +555,8 @@ class Cues:
     so the player's default); ``bpm`` and ``beat`` are the ``Q:`` numbers as written.
     ``mean_pitch`` is the mean MIDI pitch of the melody's notes (a chord counts its top note),
     ``notes_per_beat`` its notes and chords per beat of the meter, ``short_share`` the share of
-    its notes, chords and rests shorter than an eighth (:data:`SHORT_NOTE`). ``dynamics`` is the opening mark ("mf"
-    when none, ``dynamics_marked`` False) and ``velocity`` its MIDI velocity. ``staccato`` and
+    its notes, chords and rests shorter than an eighth (:data:`SHORT_NOTE`). ``dynamics`` is
+    the opening mark ("mf" when none, ``dynamics_marked`` False) and ``velocity`` its MIDI velocity. ``staccato`` and
     ``slurred`` are shares of notes with a staccato mark or under a slur. The melody is the
     first voice.
     """
@@ -600,7 +601,8 @@ def _melody_tokens(tune: TuneText) -> list[Token]:
 
 
 def _program(tune: TuneText, tokens: list[Token]) -> int | None:
-    texts = [text for text, _ in tune.directives] + [t.text for t in tokens if t.kind is Kind.COMMENT]
+    texts = [text for text, _ in tune.directives]
+    texts += [t.text for t in tokens if t.kind is Kind.COMMENT]
     for text in texts:
         m = re.match(r"%%MIDI\s+program\s+(?:\d+\s+)?(\d+)", text)
         if m:
@@ -675,7 +677,8 @@ def measure_cues(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> Cues:
         tonic=tune.key.tonic, mode=tune.key.mode, dynamics=dynamics or NEUTRAL_DYNAMICS,
         dynamics_marked=dynamics is not None, velocity=MIDI_VELOCITY[dynamics],
         staccato=round(staccato / len(notes), 3), slurred=round(slurred / len(notes), 3),
-        style=style.name if style else None, meter=meter_text.strip(), program=_program(tune, tokens))
+        style=style.name if style else None, meter=meter_text.strip(),
+        program=_program(tune, tokens))
 
 
 # --------------------------------------------------------------------------------------------
@@ -757,14 +760,17 @@ def set_dynamics(abc: str, steps: int = 0, level: str | None = None) -> str:
     return _splice(abc, tune, changes)
 
 
+_NOTE_GROUP = (Kind.DECORATION, Kind.CHORD_SYMBOL, Kind.ANNOTATION, Kind.SLUR, Kind.TUPLET,
+               Kind.GRACE)
+
+
 def _note_group_start(tokens: list[Token], index: int) -> int:
     """Where the first note's group starts: before the chord symbol, decorations, grace
     notes, slur or tuplet sign written right against it (a mark before them is read as
     the note's by every ABC reader)."""
     start = tokens[index].start
     at = index - 1
-    while at >= 0 and tokens[at].end == start and tokens[at].kind in (
-            Kind.DECORATION, Kind.CHORD_SYMBOL, Kind.ANNOTATION, Kind.SLUR, Kind.TUPLET, Kind.GRACE):
+    while at >= 0 and tokens[at].end == start and tokens[at].kind in _NOTE_GROUP:
         start = tokens[at].start
         at -= 1
     return start
@@ -871,10 +877,10 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     w:la la la la
     >>> result.reply
     'Sadder: slower (120 → 88), softer (mf → p), down an octave. It stays in G major (say "in minor" to change the mode). For fewer running notes the bars need rewriting.'
-    >>> mood_edit(tune, "funky")
+    >>> mood_edit(tune, "funky")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, mournful, happy, joyful, cheerful, calm, peaceful, dreamy, angry, fierce, tender, triumphant, mysterious, playful, nostalgic, dramatic
+    agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, ...
     """
     from agent.edits import change_mode, set_tempo, transpose
     from agent.understand import ChangeMode, SetTempo, Transpose
@@ -921,7 +927,8 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
         if low <= before.lowest + 12 * octaves and before.highest + 12 * octaves <= high:
             text = transpose(text, Transpose(semitones=12 * octaves)).abc
             count = "an octave" if abs(octaves) == 1 else f"{abs(octaves)} octaves"
-            changes.append(CueChange("register", before.mean_pitch, before.mean_pitch + 12 * octaves,
+            changes.append(CueChange("register", before.mean_pitch,
+                                     before.mean_pitch + 12 * octaves,
                                      f"{'up' if octaves > 0 else 'down'} {count}"))
         else:
             kept.append(f"an octave {'up' if octaves > 0 else 'down'} would leave {name}")
@@ -939,13 +946,14 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
 
     if ways["articulation"] < 0 and before.staccato > 0:
         text, removed = _remove_staccato(text)
+        dots = f"{removed} staccato dot" + "s" * (removed != 1)
         changes.append(CueChange("articulation", before.staccato, 0.0,
-                                 f"smoother (took off {removed} staccato dot{'s' * (removed != 1)})"))
+                                 f"smoother (took off {dots})"))
     elif ways["articulation"] > 0 and before.staccato == 0:
         text, added = _add_staccato(text)
         if added:
-            changes.append(CueChange("articulation", 0.0, None,
-                                     f"crisper (staccato on {added} plain note{'s' * (added != 1)})"))
+            notes = f"{added} plain note" + "s" * (added != 1)
+            changes.append(CueChange("articulation", 0.0, None, f"crisper (staccato on {notes})"))
 
     style = STYLES.get(before.style or "")
     short_notes = None
@@ -960,21 +968,20 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     after = measure_cues(text, config)
     edit = MoodEdit(text, row.name, k, tuple(changes), tuple(pending), tuple(pending_words),
                     tuple(kept), short_notes, "", before, after)
-    return replace(edit, reply=_edit_reply(edit, comparative))
+    return replace(edit, reply=_edit_reply(edit))
 
 
+# How a reply names the move toward a mood ("make it sad" and "sadder" alike).
 _COMPARATIVE_WORDS = {"sad": "Sadder", "happy": "Happier", "calm": "Calmer", "angry": "Angrier",
                       "tender": "Gentler", "dreamy": "Dreamier", "fierce": "Fiercer"}
 
 
-def _edit_reply(edit: MoodEdit, comparative: bool) -> str:
+def _edit_reply(edit: MoodEdit) -> str:
     """ "Sadder: slower (120 → 92), down an octave, softer (mf → p). ..." """
     if edit.intensity < 0:
         head = f"Less {edit.mood}"
-    elif comparative:
-        head = _COMPARATIVE_WORDS.get(edit.mood, f"More {edit.mood}")
     else:
-        head = edit.mood.capitalize()
+        head = _COMPARATIVE_WORDS.get(edit.mood, f"More {edit.mood}")
     moved = ", ".join(change.words for change in edit.changes)
     parts = [f"{head}: {moved}." if moved else f"{head}: nothing could move exactly."]
     notes = [k for k in edit.kept if k.startswith("It stays")]
@@ -1052,7 +1059,7 @@ def explain_mood(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> str:
     """Why a tune sounds as it does, from its measured cues against its style's usual.
 
     >>> print(explain_mood("X:1\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=80\\nK:Am\\n!p!A,4 C2|E6|]\\n"))
-    It sounds sad and melancholy: it is in A minor, whose lowered third sounds dark; it is slow for a waltz (80 beats a minute, where waltzes usually go at 120); it sits low (around C4); it is soft (p); it has few running notes.
+    It sounds sad and melancholy: it is in A minor, whose lowered third sounds dark; it is slow for a waltz (80 beats a minute, where waltzes usually go at 120); it sits low (its notes centre on C4); it is soft (p); it has few running notes.
     >>> explain_mood("")
     Traceback (most recent call last):
     ...
@@ -1064,16 +1071,17 @@ def explain_mood(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> str:
     usual = _usual_quarter_bpm(style, cues.meter, config)
     reasons = []
     if cues.mode:
-        reasons.append(f"it is in {cues.tonic} {cues.mode}, whose "
-                       + ("lowered third sounds dark" if cues.minor else "major third sounds bright"))
+        third = "lowered third sounds dark" if cues.minor else "major third sounds bright"
+        reasons.append(f"it is in {cues.tonic} {cues.mode}, whose {third}")
     plural = (style.name + ("es" if style.name.endswith(("s", "z", "ch", "sh")) else "s")
               if style else "tunes like it")
     speed = {-1: "slow", 1: "quick", 0: "at an ordinary speed"}[stands["tempo"]]
-    reasons.append(f"it is {speed} for a {style.name if style else 'tune'} ({cues.quarter_bpm:g} "
-                   f"beats a minute, where {plural} usually go at {usual:g})")
+    unmarked = "" if cues.tempo_marked else "no tempo is marked, so it plays at "
+    reasons.append(f"it is {speed} for a {style.name if style else 'tune'} ({unmarked}"
+                   f"{cues.quarter_bpm:g} beats a minute, where {plural} usually go at {usual:g})")
     if stands["register"]:
-        reasons.append(f"it sits {'high' if stands['register'] > 0 else 'low'} (around "
-                       f"{_pitch_name(cues.mean_pitch)})")
+        reasons.append(f"it sits {'high' if stands['register'] > 0 else 'low'} (its notes "
+                       f"centre {_pitch_name(cues.mean_pitch)})")
     if cues.dynamics_marked or stands["dynamics"]:
         reasons.append(f"it is {DYNAMICS_WORDS[cues.dynamics]} ({cues.dynamics})")
     if stands["articulation"] > 0:
@@ -1083,15 +1091,24 @@ def explain_mood(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> str:
     if stands["density"]:
         reasons.append("it has " + ("few running notes" if stands["density"] < 0 else
                                     "many running notes"))
-    best = [name for name, score in closest_moods(cues, 2, config) if score > 0]
+    ranked = [name for name, score in closest_moods(cues, 2, config) if score > 0]
+    best = ranked[:1] + [name for name in ranked[1:] if not _conflict(ranked[0], name)]
     head = f"It sounds {' and '.join(best)}" if best else "Its mood is mixed"
     return head + ": " + "; ".join(reasons) + "."
 
 
+def _conflict(first: str, second: str) -> bool:
+    """Whether two moods pull a cue opposite ways (then only the first is named)."""
+    a, b = cue_directions(first), cue_directions(second)
+    return any(a[cue] * b[cue] < 0 for cue in a)
+
+
 def _pitch_name(midi: float) -> str:
-    """ "D4", or "between F4 and G4" for a pitch that is no natural note."""
+    """ "on D4", or "between F4 and G4" for a pitch that is no natural note."""
     names = {0: "C", 2: "D", 4: "E", 5: "F", 7: "G", 9: "A", 11: "B"}
     near = int(round(midi))
     if near % 12 in names:
-        return f"{names[near % 12]}{near // 12 - 1}"
-    return f"between {names[(near - 1) % 12]}{(near - 1) // 12 - 1} and {names[(near + 1) % 12]}{(near + 1) // 12 - 1}"
+        return f"on {names[near % 12]}{near // 12 - 1}"
+    below, above = near - 1, near + 1
+    return (f"between {names[below % 12]}{below // 12 - 1} and "
+            f"{names[above % 12]}{above // 12 - 1}")

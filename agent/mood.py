@@ -489,6 +489,11 @@ def _metronome(bpm: float) -> int:
     return min(METRONOME_MARKS, key=lambda mark: abs(mark - bpm))
 
 
+def _rounded(value: float) -> int:
+    """Half away from zero: "a bit happier" (half a dynamics step) still moves one step."""
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
 def _dynamics_step(level: str, steps: int) -> str:
     index = DYNAMICS.index(level) + steps
     return DYNAMICS[min(max(index, 0), len(DYNAMICS) - 1)]
@@ -521,11 +526,11 @@ def compose_plan(mood: "str | MoodRequest | None", style: str | None, meter: str
     row, k = mood_named(mood)
     factor = min(max(row.tempo ** k, config.slowest), config.fastest)
     bpm = _metronome(usual * factor)
-    register = int(round(row.register * k))
+    register = _rounded(row.register * k)
     octave = 0 if abs(register) < config.octave_at else int(math.copysign(
         max(1, round(abs(register) / 12)), register))
     short = min(max(share * row.density ** k, config.least_short_share), 0.95)
-    dynamics = _dynamics_step(NEUTRAL_DYNAMICS, int(round(row.dynamics * k)))
+    dynamics = _dynamics_step(NEUTRAL_DYNAMICS, _rounded(row.dynamics * k))
     mode = row.mode if k > 0 else _opposite_mode(row.mode)
     articulation = row.articulation if k > 0 else _opposite_articulation(row.articulation)
     return MoodPlan(row.name, k, bpm, f"{unit.numerator}/{unit.denominator}={bpm}", mode,
@@ -556,9 +561,9 @@ class Cues:
     ``mean_pitch`` is the mean MIDI pitch of the melody's notes (a chord counts its top note),
     ``notes_per_beat`` its notes and chords per beat of the meter, ``short_share`` the share of
     its notes, chords and rests shorter than an eighth (:data:`SHORT_NOTE`). ``dynamics`` is
-    the opening mark ("mf" when none, ``dynamics_marked`` False) and ``velocity`` its MIDI velocity. ``staccato`` and
-    ``slurred`` are shares of notes with a staccato mark or under a slur. The melody is the
-    first voice.
+    the opening mark ("mf" when none, ``dynamics_marked`` False) and ``velocity`` its MIDI
+    velocity. ``staccato`` and ``slurred`` are shares of notes with a staccato mark or under
+    a slur. The melody is the first voice.
     """
 
     quarter_bpm: float
@@ -613,7 +618,8 @@ def _program(tune: TuneText, tokens: list[Token]) -> int | None:
 def measure_cues(abc: str, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> Cues:
     """Tempo, register, density, mode, dynamics and articulation of a tune, from its text.
 
-    Pure text reading through :mod:`agent.abc_text` (about a millisecond a tune; no music21).
+    Pure text reading through :mod:`agent.abc_text` (3 ms a tune on the held-out split; no
+    music21).
 
     >>> c = measure_cues("X:1\\nM:3/4\\nL:1/8\\nQ:1/4=84\\nK:Am\\n!p!A4 (cB)|A6|]\\n")
     >>> c.quarter_bpm, c.mean_pitch, c.notes_per_beat, c.mode, c.dynamics, c.velocity, c.slurred
@@ -903,7 +909,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
             changes.append(CueChange("tempo", before.bpm, new_bpm,
                                      f"{word} ({before.bpm:g} → {new_bpm:g})"))
 
-    steps = int(round(row.dynamics * k))
+    steps = _rounded(row.dynamics * k)
     if steps:
         current = before.dynamics
         if comparative:

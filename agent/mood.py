@@ -433,6 +433,20 @@ def cue_directions(mood: "str | MoodRequest") -> dict[str, int]:
             "articulation": articulation, "mode": mode}
 
 
+def mode_for(mood: "str | MoodRequest") -> str | None:
+    """The mode a mood suggests when the person named none ("less sad" suggests major).
+
+    >>> mode_for("sad"), mode_for(find_mood("less sad")), mode_for("calm")
+    ('minor', 'major', None)
+    >>> mode_for("funky")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: unknown mood 'funky': use one of sad, melancholy, ...
+    """
+    row, intensity = mood_named(mood)
+    return row.mode if intensity >= 0 else _opposite_mode(row.mode)
+
+
 # --------------------------------------------------------------------------------------------
 # Planning a new tune
 
@@ -828,6 +842,25 @@ def _add_staccato(abc: str) -> tuple[str, int]:
                 continue
             changes.append((token.start, token.start, "."))
     return _splice(abc, tune, changes), len(changes)
+
+
+def set_articulation(abc: str, articulation: str) -> tuple[str, int]:
+    """Make a tune "legato" (take off its staccato dots) or "staccato" (dots on its plain
+    notes, see :func:`mood_edit`); returns the text and how many marks changed. Every other
+    byte stays as it was.
+
+    >>> set_articulation("X:1\\nL:1/8\\nK:D\\nD2 (FA) d4|]\\n", "staccato")
+    ('X:1\\nL:1/8\\nK:D\\n.D2 (FA) d4|]\\n', 1)
+    >>> set_articulation("X:1\\nK:D\\nD|]\\n", "marcato")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: articulation is 'legato' or 'staccato', not 'marcato'
+    """
+    if articulation == "legato":
+        return _remove_staccato(abc)
+    if articulation == "staccato":
+        return _add_staccato(abc)
+    raise InputError(f"articulation is 'legato' or 'staccato', not {articulation!r}")
 
 
 def _range_limits(cues: Cues, config: MoodConfig) -> tuple[int, int, str]:

@@ -75,6 +75,7 @@ def test_phrasings_give_moods_and_cue_directions(phrase, mood, intensity, compar
     request = find_mood(phrase)
     assert (request.mood, request.intensity, request.comparative) == (mood, intensity, comparative)
     assert request.unknown == ()
+    assert phrase.lower()[request.start:request.end].endswith(request.word)  # for masking
     ways = cue_directions(request)
     assert {cue: ways[cue] for cue in directions} == directions
 

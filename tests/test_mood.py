@@ -22,7 +22,7 @@ from agent.mood import (
     DYNAMICS, MIDI_VELOCITY, MOOD_NAMES, MOODS, compose_plan, cue_directions, explain_mood,
     find_mood, measure_cues, mood_edit, set_dynamics,
 )
-from agent.render import to_midi
+from agent.render import to_midi, to_musicxml
 from agent.understand import INSTRUMENTS, MOOD_COMPARATIVES
 from agent.understand import MOODS as UNDERSTOOD_MOODS
 from finetune.data import load_test_split
@@ -240,6 +240,7 @@ def test_sadder_slows_softens_and_keeps_words_and_chords(held_out):
     sung = [n for n in read.score.recurse().notes if n.lyric]
     assert len(sung) == len(" ".join(w[2:] for w in _words(tune)).split())
     assert _velocities(result.abc) == {MIDI_VELOCITY["p"]}
+    assert b"<p />" in to_musicxml(read.score) and b"<lyric" in to_musicxml(read.score)
     assert _velocities(tune) == {MIDI_VELOCITY[None]}
     assert judge_edit(tune, result.abc, "sad").passed
 

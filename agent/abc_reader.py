@@ -52,6 +52,7 @@ from agent.abc_text import (Context, Key, Kind, Meter, Token, TuneText, parse_ke
                             parse_tempo, parse_tune, parse_unit_length, scan_body,
                             strip_comment, tunebook_sources)
 from agent.errors import AbcError, InputError
+from agent.notation import length_multiplier, length_text
 
 __all__ = ["CleanResult", "ReadTune", "ReaderSettings", "clean_abc", "read_tune",
            "read_tunebook", "read_text_file"]
@@ -246,12 +247,6 @@ def _music21_meter(meter: Meter) -> str:
     return f"{meter.numerator}/{meter.denominator}"
 
 
-def _length_text(multiplier: Fraction) -> str:
-    if multiplier.denominator == 1:
-        return str(multiplier.numerator)
-    return f"{multiplier.numerator}/{multiplier.denominator}"
-
-
 def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
                   for_music21: bool) -> tuple[str, list[str]]:
     """The body with everything music21 mishandles dropped or rewritten (see clean_abc).
@@ -360,7 +355,7 @@ def _rewrite_body(tune: TuneText, tokens: list[Token], voice: str | None,
                     # music21 applies a K:/M: line only when another field line follows before
                     # the notes (without one, a 4/4 bar after M:3/4 is cut into 3 + 1 beats).
                     # An L: line in the header's unit is that guard and changes nothing else.
-                    field_line("L", _length_text(tune.unit_length))
+                    field_line("L", str(tune.unit_length))
             elif kind is Kind.INLINE_FIELD:
                 removed.append(f"{where}: inline field {token.text}")
         elif kind is Kind.DECORATION:
@@ -391,15 +386,10 @@ _LENGTH_SUFFIX_RE = re.compile(r"(\d*)(/*)(\d*)$")
 def _stretched(text: str, factor: Fraction) -> str:
     """A note, rest or chord with its length multiplied: ``_stretched("A2", 3/2)`` is A3."""
     match = _LENGTH_SUFFIX_RE.search(text)
-    digits, slashes, divisor = match.groups()
-    numerator = int(digits) if digits else 1
-    if slashes:
-        denominator = int(divisor) * 2 ** (len(slashes) - 1) if divisor else 2 ** len(slashes)
-    else:
-        denominator = 1
-    if not denominator:
+    multiplier = length_multiplier(*match.groups())
+    if not multiplier:
         return text  # a length like A/0 is reported by validation; nothing to scale
-    return text[:match.start()] + _length_text(Fraction(numerator, denominator) * factor)
+    return text[:match.start()] + length_text(multiplier * factor)
 
 
 def _clean_chord(text: str) -> str:
@@ -420,7 +410,7 @@ def _rest_text(token: Token, meter: Meter, unit: Fraction, removed: list[str],
     if meter.is_free:
         removed.append(f"{where}: multi-bar rest {token.text} left out (free meter)")
         return ""
-    one_bar = "z" + _length_text(meter.bar_length / unit)
+    one_bar = "z" + length_text(meter.bar_length / unit)
     return " | ".join([one_bar] * bars)
 
 

@@ -42,12 +42,16 @@ from functools import lru_cache
 from fractions import Fraction
 
 from agent.errors import AbcError
+from agent.notation import (
+    ACCIDENTAL_STEPS, KEY_ACCIDENTAL_RE, LETTER_SEMITONES, LETTERS, MODE_SHARPS, NOTE_RE, TONIC_RE,
+    length_multiplier, mode_name,
+)
 
 __all__ = [
     "Field", "TuneText", "TuneSource", "Meter", "Key", "Tempo", "Context", "Kind", "Token",
     "Bar", "split_tunebook", "tunebook_sources", "parse_tune", "parse_meter",
     "parse_unit_length", "default_unit_length", "parse_key", "parse_tempo", "tokenize_body",
-    "scan_body", "split_bars", "sounding_bars", "strip_comment", "bar_count",
+    "scan_body", "split_bars", "sounding_bars", "strip_comment", "bar_count", "length_in_bars",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -60,24 +64,10 @@ BODY_FIELDS = frozenset("IKLMmNPQRrsTUVWw+")
 #: Fields that may also appear inline, in square brackets, inside a music line.
 INLINE_FIELDS = frozenset("IKLMmNPQRrUVw")
 
-#: Semitones above C of each natural note letter.
-LETTER_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-#: Order of letters in a key-signature tuple.
-LETTERS = "CDEFGAB"
-_ACCIDENTALS = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
 _SHARP_ORDER = "FCGDAEB"
 _FLAT_ORDER = "BEADGCF"
 # Position of each letter on the circle of fifths relative to C major (sharps of its major key).
 _FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-
-MODES = ("major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian")
-# Sharps a mode adds to the major key of the same tonic.
-_MODE_OFFSET = {"major": 0, "minor": -3, "dorian": -2, "phrygian": -4, "lydian": 1,
-                "mixolydian": -1, "locrian": -5}
-# Only the first three letters of a mode name count (ABC 2.1 section 3.1.14).
-_MODE_PREFIX = {"maj": "major", "ion": "major", "min": "minor", "aeo": "minor", "m": "minor",
-                "dor": "dorian", "phr": "phrygian", "lyd": "lydian", "mix": "mixolydian",
-                "loc": "locrian"}
 _CLEF_WORDS = frozenset({
     "treble", "bass", "alto", "tenor", "perc", "none", "treble8", "treble+8", "treble-8",
     "bass8", "bass+8", "bass-8", "bass3", "bass4", "alto1", "alto2", "alto3", "alto4",
@@ -410,17 +400,6 @@ def _signature_from_sharps(sharps: int) -> tuple[int, ...]:
     return tuple(alterations[letter] for letter in LETTERS)
 
 
-_TONIC_RE = re.compile(r"([A-Ga-g])([#b]?)(.*)")
-_KEY_ACCIDENTAL_RE = re.compile(r"(\^\^|\^|__|_|=)([A-Ga-g])")
-
-
-def _mode_name(word: str) -> str | None:
-    word = word.lower()
-    if word == "m":
-        return "minor"
-    return _MODE_PREFIX.get(word[:3]) if len(word) >= 3 else None
-
-
 def parse_key(value: str, previous: Key | None = None) -> Key:
     """Read a ``K:`` value: tonic, mode (any church mode, locrian included), accidentals.
 
@@ -454,22 +433,22 @@ def parse_key(value: str, previous: Key | None = None) -> Key:
         alterations, rest = (0,) * 7, words[1:]
     elif first == "Hp":
         tonic, mode, rest = "A", "mixolydian", words[1:]
-    elif first.lower() not in _CLEF_WORDS and "=" not in first and _TONIC_RE.fullmatch(first):
-        letter, accidental, glued = _TONIC_RE.fullmatch(first).groups()
+    elif first.lower() not in _CLEF_WORDS and "=" not in first and TONIC_RE.fullmatch(first):
+        letter, accidental, glued = TONIC_RE.fullmatch(first).groups()
         tonic = letter.upper() + accidental
         rest = words[1:]
         if glued:
-            mode = _mode_name(glued)
+            mode = mode_name(glued)
             if mode is None:
                 raise AbcError(f"unknown mode {glued!r} in K:{text} (use major, minor, dorian, "
                                "phrygian, lydian, mixolydian or locrian)")
-        elif rest and _mode_name(rest[0]) and not _KEY_ACCIDENTAL_RE.fullmatch(rest[0]):
-            mode, rest = _mode_name(rest[0]), rest[1:]
+        elif rest and mode_name(rest[0]) and not KEY_ACCIDENTAL_RE.fullmatch(rest[0]):
+            mode, rest = mode_name(rest[0]), rest[1:]
         else:
             mode = "major"
     if tonic is not None:
         sharps = _FIFTHS[tonic[0]] + 7 * {"": 0, "#": 1, "b": -1}[tonic[1:]]
-        sharps += _MODE_OFFSET[mode]
+        sharps += MODE_SHARPS[mode]
         if not -7 <= sharps <= 7:
             raise AbcError(f"K:{text} needs {abs(sharps)} {'sharps' if sharps > 0 else 'flats'};"
                            " ABC key signatures have at most 7")
@@ -480,9 +459,9 @@ def parse_key(value: str, previous: Key | None = None) -> Key:
         lower = word.lower()
         if lower == "exp":
             explicit = True
-        elif _KEY_ACCIDENTAL_RE.fullmatch(word):
-            sign, letter = _KEY_ACCIDENTAL_RE.fullmatch(word).groups()
-            modifications[letter.upper()] = _ACCIDENTALS[sign]
+        elif KEY_ACCIDENTAL_RE.fullmatch(word):
+            sign, letter = KEY_ACCIDENTAL_RE.fullmatch(word).groups()
+            modifications[letter.upper()] = ACCIDENTAL_STEPS[sign]
         elif lower in _CLEF_WORDS:
             clef = lower
         elif lower.startswith("clef="):
@@ -835,7 +814,6 @@ class _Scanner:
     lengths: dict = field(default_factory=dict)  # written length -> duration, for this unit
 
 
-_NOTE_RE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)(\d*)(/*)(\d*)")
 _REST_RE = re.compile(r"([zx])(\d*)(/*)(\d*)")
 _BAR_RE = re.compile(r"\.\||:*\[\|\]?:*|:*\|+\]?:*|:{2,}")
 _ENDING_RE = re.compile(r"\[?(\d+(?:[-,]\d+)*)")
@@ -845,19 +823,6 @@ _SPACE_RE = re.compile(r"[ \t`$]+")
 _LENGTH_RE = re.compile(r"(\d*)(/*)(\d*)")
 _CHORD_SYMBOL_RE = re.compile(r"[A-G][#b]?|\(")
 _DIRECTIVE_DECORATION_RE = re.compile(r"!([^!\s|]{1,40})!|\+([A-Za-z0-9.<>()]{1,40})\+")
-
-@lru_cache(maxsize=512)
-def _multiplier(digits: str, slashes: str, divisor: str) -> Fraction:
-    """Length multiplier of a note: ``2`` -> 2, ``/`` -> 1/2, ``//`` -> 1/4, ``3/2`` -> 3/2."""
-    numerator = int(digits) if digits else 1
-    if divisor and not int(divisor):
-        return Fraction(0)
-    if not slashes:
-        return Fraction(numerator)
-    if divisor:
-        return Fraction(numerator, int(divisor) * 2 ** (len(slashes) - 1))
-    return Fraction(numerator, 2 ** len(slashes))
-
 
 def scan_body(body: str, context: Context | TuneText) -> tuple[list[Token], Context]:
     """Tokenize ``body`` and also return the context in force at its end.
@@ -931,7 +896,7 @@ def _pitch(s: _Scanner, accidental: str | None, letter: str, marks: str) -> tupl
         # that accidental to the rest of the bar (as abc2midi and abcm2ps/abc2svg play it)
         alteration = s.tied[(upper, octave)]
     elif accidental is not None:
-        alteration = _ACCIDENTALS[accidental]
+        alteration = ACCIDENTAL_STEPS[accidental]
         if s.propagation != "not":
             s.bar_accidentals[memo] = alteration
     else:
@@ -1020,14 +985,14 @@ def _scan(s: _Scanner) -> None:  # noqa: C901 - one flat dispatch on the next ch
             at_line_start = True
             continue
         if ch in "ABCDEFGabcdefg^_=":
-            match = _NOTE_RE.match(body, pos)
+            match = NOTE_RE.match(body, pos)
             if match:
                 accidental, letter, marks, digits, slashes, divisor = match.groups()
                 midi, name = _pitch(s, accidental, letter, marks)
                 written = (digits, slashes, divisor)
                 duration = s.lengths.get(written)
                 if duration is None:
-                    duration = s.lengths[written] = s.unit * _multiplier(*written)
+                    duration = s.lengths[written] = s.unit * length_multiplier(*written)
                 _timed(s, Kind.NOTE, pos, match.end(), duration, (midi,), (name,))
                 pos = match.end()
                 continue
@@ -1066,7 +1031,7 @@ def _scan(s: _Scanner) -> None:  # noqa: C901 - one flat dispatch on the next ch
         if ch == "z" or ch == "x":
             match = _REST_RE.match(body, pos)
             _, digits, slashes, divisor = match.groups()
-            _timed(s, Kind.REST, pos, match.end(), s.unit * _multiplier(digits, slashes, divisor))
+            _timed(s, Kind.REST, pos, match.end(), s.unit * length_multiplier(digits, slashes, divisor))
             pos = match.end()
             continue
         if ch == "Z" or ch == "X":
@@ -1265,7 +1230,7 @@ def _chord(s: _Scanner, pos: int) -> int:
             if 0 < end and "\n" not in body[cursor:end]:
                 cursor = end + 1
                 continue
-        match = _NOTE_RE.match(body, cursor)
+        match = NOTE_RE.match(body, cursor)
         if not match:
             break
         accidental, letter, marks, digits, slashes, divisor = match.groups()
@@ -1273,14 +1238,14 @@ def _chord(s: _Scanner, pos: int) -> int:
         pitches.append(midi)
         names.append(name)
         if first is None:
-            first = _multiplier(digits, slashes, divisor)
+            first = length_multiplier(digits, slashes, divisor)
         cursor = match.end()
     if cursor >= n or body[cursor] != "]" or not pitches:
         s.bar_accidentals = saved
         return _unknown(s, pos, pos + 1)
     suffix = _LENGTH_RE.match(body, cursor + 1)
     end = suffix.end()
-    duration = s.unit * first * _multiplier(*suffix.groups())
+    duration = s.unit * first * length_multiplier(*suffix.groups())
     _timed(s, Kind.CHORD, pos, end, duration, tuple(pitches), tuple(names))
     return end
 
@@ -1296,7 +1261,7 @@ def _grace(s: _Scanner, pos: int) -> int:
     names: list[str] = []
     cursor = pos + 1
     while cursor < end:
-        match = _NOTE_RE.match(body, cursor)
+        match = NOTE_RE.match(body, cursor)
         if match and match.end() <= end:
             midi, name = _pitch(s, match.group(1), match.group(2), match.group(3))
             pitches.append(midi)
@@ -1356,6 +1321,12 @@ class Bar:
     @property
     def ends_repeat(self) -> bool:
         return self.bar_line is not None and self.bar_line.text.lstrip("[").startswith(":")
+
+    @property
+    def ends_part(self) -> bool:
+        """Whether the bar line after this bar closes a part: ``|]``, ``||``, ``:|`` or ``::``
+        (ABC 2.1 section 4.8); a numbered ending stops there too."""
+        return self.bar_line is not None and _SECTION_CLOSE.search(self.bar_line.text) is not None
 
     @property
     def is_full(self) -> bool:
@@ -1424,7 +1395,7 @@ def split_bars(tokens: list[Token], context: Context | TuneText | None = None) -
             bars.append(Bar(len(bars), voice, first.start, last.end, first.line, tuple(
                 t for t in current if first.start <= t.start < last.end), opening.get(voice),
                 bar_line, duration, bar_meter, expected, label, rest_bars))
-            if bar_line is not None and _SECTION_CLOSE.search(bar_line.text):
+            if bars[-1].ends_part:
                 ending[voice] = None
         opening[voice] = bar_line
         current.clear()
@@ -1487,6 +1458,25 @@ def bar_count(tune: TuneText, tokens: list[Token] | None = None) -> int:
         else:
             short += bar.duration / bar.expected
     return full + round(short)
+
+
+def length_in_bars(tune: TuneText, tokens: list[Token] | None = None) -> int:
+    """The written length of the music over the bar length, rounded (every bar of every voice
+    counts; in free meter, the number of bars): the size the training data records for a tune.
+    :func:`bar_count` is the count a musician gives: it counts the melody's voice only, and
+    leaves out bars with neither notes nor rests.
+
+    >>> length_in_bars(parse_tune("X:1\\nM:2/4\\nL:1/8\\nK:D\\nA|DFAF|GBdB|AFDF|E2D|]\\n"))
+    4
+    >>> two_voices = parse_tune("X:1\\nM:2/4\\nL:1/8\\nK:D\\nV:1\\nDFAF|GBdB|]\\nV:2\\nD4|G4|]\\n")
+    >>> length_in_bars(two_voices), bar_count(two_voices)
+    (4, 2)
+    """
+    tokens = tokenize_body(tune.body, tune) if tokens is None else tokens
+    bars = split_bars(tokens, tune)
+    total = sum((bar.duration for bar in bars), Fraction(0))
+    length = tune.meter.bar_length
+    return round(total / length) if length else len(bars)
 
 
 def _field_name(token: Token) -> str:

@@ -55,6 +55,7 @@ from music21 import (articulations, bar, chord, clef, dynamics, expressions, har
 from music21 import duration as m21duration
 
 from agent.errors import AbcError
+from agent.notation import length_text
 
 __all__ = ["WriterConfig", "write_abc", "BarDifference", "first_difference", "score_bars"]
 
@@ -357,21 +358,6 @@ def _chord_symbol_text(symbol: harmony.Harmony) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Lengths
-
-
-def _length_text(units: Fraction) -> str:
-    """An ABC length suffix for a length in units of L.
-
-    >>> [_length_text(Fraction(x)) for x in ("1", "2", "1/2", "3/2", "1/4", "3")]
-    ['', '2', '/', '3/2', '/4', '3']
-    """
-    if units <= 0:
-        raise AbcError(f"cannot write a length of {units} units")
-    if units.denominator == 1:
-        return "" if units == 1 else str(units.numerator)
-    if units.numerator == 1:
-        return "/" if units.denominator == 2 else f"/{units.denominator}"
-    return f"{units.numerator}/{units.denominator}"
 
 
 def _written_units(event: _Event, unit_ql: Fraction) -> Fraction:
@@ -692,7 +678,7 @@ def _event_text(event: _Event, unit_ql: Fraction, accidentals: _BarAccidentals) 
         parts.append(_pitch_text(element.pitch, accidentals, "note"))
     else:
         raise AbcError(f"cannot write a {type(element).__name__} in ABC")
-    parts.append(_length_text(units))
+    parts.append(length_text(units))
     parts.append(_tie_text(element))
     parts.append(event.broken)
     if event.trailing_graces:
@@ -729,7 +715,7 @@ def _grace_group(
 
 def _grace_text(grace: note.GeneralNote, unit_ql: Fraction, accidentals: _BarAccidentals) -> str:
     units = _grace_units(grace, unit_ql)
-    length = _length_text(units) if units else ""
+    length = length_text(units) if units else ""
     if isinstance(grace, chord.Chord):
         inner = "".join(_pitch_text(n.pitch, accidentals, "grace") for n in grace.notes)
         return f"[{inner}]{length}"

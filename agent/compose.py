@@ -45,7 +45,6 @@ agent.decoding.DecodingError: max_attempts must be at least 1
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -71,6 +70,7 @@ from agent.decoding import (
     token_table,
 )
 from agent.errors import AbcError
+from agent.notation import NOTE_HEAD_RE
 from agent.prompts import chat_prompt_ids, compose_messages, edit_messages, stop_token_ids
 from agent.step_decoder import open_decoder
 from agent.validate import short_bars_allowed
@@ -702,9 +702,6 @@ def _runs(numbers: list[int]) -> list[tuple[int, int]]:
 # Spans: regenerating some bars of an existing tune
 
 
-_NOTE_TEXT = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
-
-
 def _tie_into(bar: Bar, body: str) -> str | None:
     """The pitch (or chord) a tie at the end of ``bar`` asks the next bar to begin with.
 
@@ -718,14 +715,14 @@ def _tie_into(bar: Bar, body: str) -> str | None:
     element = tail[-2]
     if element.kind is Kind.CHORD and "]" in element.text:
         return element.text[:element.text.index("]") + 1]
-    match = _NOTE_TEXT.match(element.text) if element.kind is Kind.NOTE else None
+    match = NOTE_HEAD_RE.match(element.text) if element.kind is Kind.NOTE else None
     if not match:
         return None
     accidental, letter, marks = match.groups()
     if not accidental:
         for token in tail[:-2]:
             if token.kind in (Kind.NOTE, Kind.CHORD):
-                for found in _NOTE_TEXT.finditer(token.text):
+                for found in NOTE_HEAD_RE.finditer(token.text):
                     if found.group(2).upper() == letter.upper() and found.group(1):
                         accidental = found.group(1)
     return (accidental or "") + letter + marks

@@ -194,9 +194,9 @@ def header_for(attrs: Attributes) -> str:
 
 
 def _mode_suffix(mode: str | None) -> str:
-    from agent.understand import ABC_MODE_SUFFIX
+    from agent.notation import MODE_SUFFIX
 
-    return ABC_MODE_SUFFIX[mode or "major"]
+    return MODE_SUFFIX[mode or "major"]
 
 
 def describe(abc: str) -> str:

@@ -42,8 +42,12 @@ from agent.abc_text import (
     scan_body, split_bars, strip_comment, tokenize_body,
 )
 from agent.errors import AbcError, InputError
+from agent.notation import (
+    ACCIDENTAL_TEXT, KEY_ACCIDENTAL_RE, MODE_START, MODE_STEPS, MODE_SUFFIX,
+    NOTE_HEAD, NOTE_RE, TONIC_RE, canonical_mode, tonic_pitch_class,
+)
 from agent.understand import (
-    ABC_MODE_SUFFIX, ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
+    ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
     SetTempo, SetTitle, Span, Transpose, clean_line,
 )
 from agent.validate import first_score_number, instrument_range
@@ -51,22 +55,11 @@ from agent.validate import first_score_number, instrument_range
 # --------------------------------------------------------------------------------------------
 # Tables
 
-# Semitones above the tonic of each scale degree (1..7) in each mode.
-MODE_STEPS = {
-    "major": (0, 2, 4, 5, 7, 9, 11), "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10), "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10), "minor": (0, 2, 3, 5, 7, 8, 10),
-    "locrian": (0, 1, 3, 5, 6, 8, 10),
-}
-# Spoken mode names that are the same scale as one of the above.
-MODE_ALIASES = {"ionian": "major", "aeolian": "minor"}
-
 INTERVAL_NAMES = {
     0: "a unison", 1: "a half step", 2: "a whole step", 3: "a minor third", 4: "a major third",
     5: "a fourth", 6: "a tritone", 7: "a fifth", 8: "a minor sixth", 9: "a major sixth",
     10: "a minor seventh", 11: "a major seventh", 12: "an octave", 24: "two octaves",
 }
-ACCIDENTAL_TEXT = {2: "^^", 1: "^", 0: "=", -1: "_", -2: "__"}
 
 # Metronome marks (Maelzel): tempo changes land on one of these.
 METRONOME_MARKS = (40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 63, 66, 69, 72, 76, 80, 84, 88,
@@ -180,19 +173,10 @@ def _header_line(t: _Tune, line_number: int) -> str:
 # Keys and spelling
 
 
-def _canonical_mode(mode: str | None) -> str:
-    mode = (mode or "major").lower()
-    return MODE_ALIASES.get(mode, mode)
-
-
-def _pitch_class(tonic: str) -> int:
-    return (LETTER_SEMITONES[tonic[0]] + {"": 0, "#": 1, "b": -1}[tonic[1:]]) % 12
-
-
 def _signature(tonic: str, mode: str) -> tuple[int, ...] | None:
     """Alterations of C..B for a key, or None when it would need more than 7 accidentals."""
     try:
-        return parse_key(tonic + ABC_MODE_SUFFIX[mode]).alterations
+        return parse_key(tonic + MODE_SUFFIX[mode]).alterations
     except AbcError:
         return None
 
@@ -282,8 +266,7 @@ class _Writer:
         return _note_text(letter_index, octave, written) + length
 
 
-_NOTE_PARTS = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)(.*)", re.DOTALL)
-_NOTE_IN_GROUP = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)(\d*)(/*)(\d*)")
+_NOTE_PARTS = re.compile(NOTE_HEAD + r"(.*)", re.DOTALL)
 _DECORATION_IN_GROUP = re.compile(r"!([^!\n]*)!|\+([A-Za-z0-9.<>()]+)\+")
 
 
@@ -309,7 +292,7 @@ def _rewrite_chord(text: str, pitches: tuple[int, ...], writer: _Writer, section
                 out.append(text[cursor:end + 1])
                 cursor = end + 1
                 continue
-        match = _NOTE_IN_GROUP.match(text, cursor)
+        match = NOTE_RE.match(text, cursor)
         if not match or index >= len(pitches):
             raise AbcError(f"cannot read the chord {text!r}")
         out.append(writer.note(match.group(0), pitches[index], section))
@@ -326,7 +309,7 @@ def _rewrite_grace(text: str, pitches: tuple[int, ...], writer: _Writer,
     out, cursor, index = ["{"], 1, 0
     end = len(text) - 1
     while cursor < end:
-        match = _NOTE_IN_GROUP.match(text, cursor)
+        match = NOTE_RE.match(text, cursor)
         if match and match.end() <= end:
             if index >= len(pitches):
                 raise AbcError(f"cannot read the grace notes {text!r}")
@@ -376,8 +359,6 @@ def _rewrite_chord_symbol(text: str, section: _Section) -> str:
 # K: values
 
 
-_TONIC_WORD = re.compile(r"([A-Ga-g])([#b]?)(.*)")
-_KEY_ACCIDENTAL = re.compile(r"(\^\^|\^|__|_|=)([A-Ga-g])")
 _MODE_WORD = re.compile(r"(maj|min|ion|aeo|dor|phr|lyd|mix|loc)[a-z]*$", re.IGNORECASE)
 
 
@@ -388,7 +369,7 @@ def _key_words(value: str) -> tuple[str, str, str | None, list[str]] | None:
     words = strip_comment(value).split()
     if not words:
         return None
-    match = _TONIC_WORD.fullmatch(words[0])
+    match = TONIC_RE.fullmatch(words[0])
     if not match or words[0].lower() in ("none", "bass", "alto", "tenor", "treble", "perc") \
             or "=" in words[0] or words[0] == "HP":
         return None
@@ -405,7 +386,7 @@ def _key_value(tonic: str, glued: str, mode_word: str | None, others: list[str],
     """A K: value: tonic and mode as the original wrote them, accidentals as needed, then the
     other words (clef, middle=, ...) unchanged."""
     words = [tonic + glued] + ([mode_word] if mode_word else [])
-    kept = [w for w in others if not _KEY_ACCIDENTAL.fullmatch(w) and w.lower() != "exp"]
+    kept = [w for w in others if not KEY_ACCIDENTAL_RE.fullmatch(w) and w.lower() != "exp"]
     if explicit:
         words.append("exp")
         words += [ACCIDENTAL_TEXT[a] + LETTERS[i].lower() for i, a in enumerate(signature) if a]
@@ -515,8 +496,8 @@ def _transposition_plan(semitones: int, first_tonic: str | None = None):
             return section, None
         tonic, glued, mode_word, others = words
         mode = key.mode or "major"
-        target_class = (_pitch_class(key.tonic) + semitones) % 12
-        if state["first"] and _pitch_class(state["first"]) == target_class \
+        target_class = (tonic_pitch_class(key.tonic) + semitones) % 12
+        if state["first"] and tonic_pitch_class(state["first"]) == target_class \
                 and _signature(state["first"], mode) is not None:
             new_tonic = state["first"]
         else:
@@ -606,11 +587,11 @@ def transpose(abc_text: str, op: Transpose) -> EditResult:
         target = op.to_key.tonic
         if not re.fullmatch(r"[A-G][#b]?", target):
             raise InputError(f"not a key: {target!r}")
-        difference = (_pitch_class(target) - _pitch_class(key.tonic)) % 12
+        difference = (tonic_pitch_class(target) - tonic_pitch_class(key.tonic)) % 12
         semitones = difference if difference < 6 else difference - 12
         first_tonic = target
-        if op.to_key.mode and _canonical_mode(op.to_key.mode) != _canonical_mode(key.mode):
-            target_mode = _canonical_mode(op.to_key.mode)
+        if op.to_key.mode and canonical_mode(op.to_key.mode) != canonical_mode(key.mode):
+            target_mode = canonical_mode(op.to_key.mode)
     elif op.semitones is not None:
         semitones = op.semitones
     else:
@@ -653,7 +634,7 @@ def moved_degrees(source: str, target: str) -> dict[int, int]:
     """
     steps = []
     for mode in (source, target):
-        name = _canonical_mode(mode)
+        name = canonical_mode(mode)
         if name not in MODE_STEPS:
             raise InputError(f"unknown mode {mode!r} (use major, minor, dorian, mixolydian, "
                              "lydian, phrygian or locrian)")
@@ -683,8 +664,8 @@ def _mode_plan(target: str):
                                key.alterations)
             return section, None
         tonic, _glued, _mode_word, others = words
-        old_steps = MODE_STEPS[_canonical_mode(key.mode)]
-        tonic_class = _pitch_class(key.tonic)
+        old_steps = MODE_STEPS[canonical_mode(key.mode)]
+        tonic_class = tonic_pitch_class(key.tonic)
         tonic_letter = LETTERS.index(key.tonic[0])
 
         def move(midi: int, letter_index: int) -> tuple[int, int]:
@@ -701,9 +682,9 @@ def _mode_plan(target: str):
         for index in range(7):
             degree = (index - tonic_letter) % 7
             moved[index] += new_steps[degree] - old_steps[degree]
-        chord = _mode_chord_quality(key.tonic, _canonical_mode(key.mode), target)
+        chord = _mode_chord_quality(key.tonic, canonical_mode(key.mode), target)
         section = _Section(move, key.alterations, tuple(moved), chord)
-        new_value = _key_value(tonic, ABC_MODE_SUFFIX[target], None, others, tuple(moved),
+        new_value = _key_value(tonic, MODE_SUFFIX[target], None, others, tuple(moved),
                                standard, key.explicit)
         return section, new_value
 
@@ -714,14 +695,14 @@ def _mode_chord_quality(tonic: str, old_mode: str, new_mode: str) -> Callable[[s
     """Chord-symbol quality for a parallel mode change on ``tonic``: a plain triad or seventh
     symbol on a scale degree takes the new mode's triad on that degree."""
     old_steps, new_steps = MODE_STEPS[old_mode], MODE_STEPS[new_mode]
-    tonic_class, tonic_letter = _pitch_class(tonic), LETTERS.index(tonic[0])
+    tonic_class, tonic_letter = tonic_pitch_class(tonic), LETTERS.index(tonic[0])
 
     def adjust(old: str, moved: str) -> str:
         o, m = _QUALITY.match(old), _QUALITY.match(moved)
         if not (o and m):
             return moved
         degree = (LETTERS.index(o.group("root")[0]) - tonic_letter) % 7
-        if (_pitch_class(o.group("root")) - tonic_class - old_steps[degree]) % 12:
+        if (tonic_pitch_class(o.group("root")) - tonic_class - old_steps[degree]) % 12:
             return moved  # a chromatic chord: keep its quality
         quality = o.group("quality") or ""
         quality = {"min": "m", "°": "dim", "aug": "+"}.get(quality, quality)
@@ -767,12 +748,12 @@ def change_mode(abc_text: str, op: ChangeMode) -> EditResult:
     """
     t = _read(abc_text)
     key = t.tune.key
-    target = _canonical_mode(op.target)
+    target = canonical_mode(op.target)
     moved_degrees("major", target)  # checks the name
     if key.tonic is None or _key_words(_header_field(t, "K").value) is None:
         raise InputError(f"the tune's K:{_header_field(t, 'K').value} names no key, so its "
                          "mode cannot be changed")
-    current = _canonical_mode(key.mode)
+    current = canonical_mode(key.mode)
     if current == target:
         raise InputError(f"the tune is already in {key.tonic} {op.target}")
     if op.relation == "relative":
@@ -781,7 +762,7 @@ def change_mode(abc_text: str, op: ChangeMode) -> EditResult:
         raise InputError(f"a mode change is 'parallel' or 'relative', not {op.relation!r}")
     if _signature(key.tonic, target) is None:
         # Db minor would need 8 flats: respell the tune in C# first (no pitch changes)
-        enharmonic = next(name for name in _spellings(_pitch_class(key.tonic))
+        enharmonic = next(name for name in _spellings(tonic_pitch_class(key.tonic))
                           if name != key.tonic and _signature(name, target) is not None)
         respelled = _rewrite(t, _transposition_plan(0, enharmonic))
         result = change_mode(respelled, op)
@@ -801,8 +782,8 @@ def _relative_mode(t: _Tune, target: str) -> EditResult:
     def relative_tonic(key: Key) -> str:
         # the letter of the major scale with this signature, then the letter where ``target``
         # starts on it; its alteration is the signature's
-        parent_letter = (LETTERS.index(key.tonic[0]) - _MODE_START[_canonical_mode(key.mode)]) % 7
-        target_letter = (parent_letter + _MODE_START[target]) % 7
+        parent_letter = (LETTERS.index(key.tonic[0]) - MODE_START[canonical_mode(key.mode)]) % 7
+        target_letter = (parent_letter + MODE_START[target]) % 7
         alteration = key.alterations[target_letter]
         return LETTERS[target_letter] + {0: "", 1: "#", -1: "b"}.get(alteration, "")
 
@@ -813,7 +794,7 @@ def _relative_mode(t: _Tune, target: str) -> EditResult:
     new_tonic = relative_tonic(header_key)
     words = _key_words(key_field.value)
     others = words[3]
-    new_value = " ".join([new_tonic + ABC_MODE_SUFFIX[target]] + others)
+    new_value = " ".join([new_tonic + MODE_SUFFIX[target]] + others)
     if parse_key(new_value).alterations != header_key.alterations:
         raise InputError("the tune's key signature is not a standard one; its relative key "
                          "cannot be named")
@@ -830,18 +811,13 @@ def _relative_mode(t: _Tune, target: str) -> EditResult:
         previous = key
         if parts is None or key.tonic is None:
             continue
-        body_value = " ".join([relative_tonic(key) + ABC_MODE_SUFFIX[target]] + parts[3])
+        body_value = " ".join([relative_tonic(key) + MODE_SUFFIX[target]] + parts[3])
         body_changes.append((token.start, token.end,
                              _replace_field_value(token.text, "K", body_value)))
     text = _assemble(t, changes, body_changes)
     summary = (f"Changed from {header_key.tonic} {header_key.mode} to its relative "
                f"{new_tonic} {target}: same key signature, every note as it was.")
     return EditResult(text, summary)
-
-
-# The degree (0-based) of the major scale each mode starts on.
-_MODE_START = {"major": 0, "dorian": 1, "phrygian": 2, "lydian": 3, "mixolydian": 4,
-               "minor": 5, "locrian": 6}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1063,7 +1039,7 @@ def _sections(bars: list[Bar]) -> list[tuple[int, int]]:
     parts: list[tuple[int, int]] = []
     start = 1
     for bar in bars:
-        closes = bar.bar_line is not None and re.search(r"\|\]|\|\||:\||::", bar.bar_line.text)
+        closes = bar.ends_part
         next_starts_repeat = bar.bar_line is not None and bar.bar_line.text.endswith(":") \
             and not bar.bar_line.text.startswith(":")
         if (closes or next_starts_repeat) and bar.ending is None:

@@ -59,6 +59,7 @@ from typing import Any, Callable, Iterable, Sequence
 from agent import abc_lyrics
 from agent.abc_text import Kind, Meter, Token, parse_tune, split_bars, tokenize_body
 from agent.errors import AbcError, InputError
+from agent.notation import NOTE_RE, length_multiplier, length_text
 from agent.prompts import lyrics_messages
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
 
@@ -1463,29 +1464,6 @@ class WordsReport:
         return " ".join(parts)
 
 
-_NOTE_TEXT = re.compile(r"^((?:\^\^|\^|__|_|=)?[A-Ga-g][',]*)(\d*)(/*)(\d*)$")
-
-
-def _written_multiplier(digits: str, slashes: str, divisor: str) -> Fraction:
-    numerator = int(digits) if digits else 1
-    if not slashes:
-        return Fraction(numerator)
-    if divisor:
-        return Fraction(numerator, int(divisor) * 2 ** (len(slashes) - 1))
-    return Fraction(numerator, 2 ** len(slashes))
-
-
-def _length_text(multiplier: Fraction) -> str:
-    """ABC length suffix: 1 -> '', 2 -> '2', 1/2 -> '/', 1/4 -> '//', 3/2 -> '3/2', 1/8 -> '/8'."""
-    if multiplier == 1:
-        return ""
-    if multiplier.denominator == 1:
-        return str(multiplier.numerator)
-    if multiplier.numerator == 1:
-        return {2: "/", 4: "//"}.get(multiplier.denominator, f"/{multiplier.denominator}")
-    return f"{multiplier.numerator}/{multiplier.denominator}"
-
-
 def _halves(piece: Fraction) -> list[Fraction]:
     """Two shorter notes for one: a dotted length splits into its plain part and the dot."""
     if piece.numerator % 3 == 0:
@@ -1504,14 +1482,14 @@ def _split_notes(
     pieces: dict[int, list[Fraction]] = {}
     pitch: dict[int, str] = {}
     for i, slot in enumerate(line.slots):
-        match = _NOTE_TEXT.match(slot.text)
+        match = NOTE_RE.fullmatch(slot.text)
         if not match or slot.tied or abc[slot.end:].lstrip(" \t")[:1] == "-":
             continue
-        multiplier = _written_multiplier(match.group(2), match.group(3), match.group(4))
+        multiplier = length_multiplier(*match.group(4, 5, 6))
         if multiplier * unit != slot.duration:
             continue  # inside a tuplet or a broken rhythm, or under an inline L: field
         pieces[i] = [multiplier]
-        pitch[i] = match.group(1)
+        pitch[i] = slot.text[:match.end(3)]
     added = 0
     while added < extra:
         options = [(p * unit, i, k) for i, ps in pieces.items() for k, p in enumerate(ps)
@@ -1528,7 +1506,7 @@ def _split_notes(
     done: list[str] = []
     for i in sorted((i for i, ps in pieces.items() if len(ps) > 1), reverse=True):
         slot = line.slots[i]
-        new = "".join(pitch[i] + _length_text(p) for p in pieces[i])
+        new = "".join(pitch[i] + length_text(p) for p in pieces[i])
         abc = abc[:slot.start] + new + abc[slot.end:]
         done.append(f"bar {slot.bar}: {slot.text} -> {new}")
     return abc, done[::-1], added

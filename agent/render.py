@@ -46,6 +46,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from agent.errors import RenderError
+from agent.notation import midi_directives, midi_program_number
 
 __all__ = [
     "FORMATS",
@@ -79,8 +80,6 @@ FILE_NAMES = {
     "wav": "score.wav",
 }
 
-# `%%MIDI program N` or `%%MIDI program CHANNEL N` (abc2midi's form; the program is 0-based).
-_MIDI_PROGRAM = re.compile(r"^%%MIDI[ \t]+program[ \t]+(?:(\d+)[ \t]+)?(\S+)", re.IGNORECASE | re.MULTILINE)
 # A grace note sounds for a 32nd note (or less, see _sound_grace_notes), stolen from its main note.
 GRACE_QUARTERS = 0.125
 # A <style> element that only embeds fonts (verovio adds its SMuFL text font, and Liberation Serif).
@@ -201,10 +200,11 @@ def midi_program(abc_text: str) -> int | None:
     ...
     agent.errors.RenderError: %%MIDI program 200: the program must be a number from 0 to 127
     """
-    found = _MIDI_PROGRAM.search(abc_text)
-    if found is None:
+    programs = (midi_program_number(args) for name, args in midi_directives(abc_text)
+                if name == "program")
+    value = next((number for number in programs if number is not None), None)
+    if value is None:
         return None
-    value = found.group(2)
     if not value.isdigit() or not 0 <= int(value) <= 127:
         raise RenderError(f"%%MIDI program {value}: the program must be a number from 0 to 127")
     return int(value)

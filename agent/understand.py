@@ -11,6 +11,10 @@ Attributes hold what the message says (and the mode a mood implies: "sad" means 
 key is given). :func:`resolve` fills the rest from the style table to get everything a new tune
 needs.
 
+Key names here are English words ("in E flat", "B minor", "to F#"), not ABC: the patterns
+that find a letter in a sentence stay in this module; how a key is written in ABC (its ``K:``
+suffix, its signature) comes from :mod:`agent.notation`.
+
 >>> r = understand("write a sad waltz in D minor", has_score=False)
 >>> r.intent, r.attributes.tonic, r.attributes.mode, r.attributes.style
 ('compose', 'D', 'minor', 'waltz')
@@ -41,6 +45,7 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 
+from agent.notation import MODE_SUFFIX
 from agent.styles import BY_NAME as STYLE_TABLE
 from agent.styles import beat_unit
 
@@ -61,11 +66,6 @@ MODE_WORDS = {
 MODE_ABBREVIATIONS = {
     "m": "minor", "dor": "dorian", "mix": "mixolydian", "lyd": "lydian", "phr": "phrygian",
     "aeo": "aeolian", "ion": "ionian", "loc": "locrian",
-}
-# The suffix each mode takes in an ABC K: field.
-ABC_MODE_SUFFIX = {
-    "major": "", "ionian": "", "minor": "m", "aeolian": "m", "dorian": "dor",
-    "mixolydian": "mix", "lydian": "lyd", "phrygian": "phr", "locrian": "loc",
 }
 # A tonic to use when only the mode is known (keys fiddles, whistles and flutes like).
 DEFAULT_TONIC = {
@@ -326,7 +326,7 @@ class KeyName:
     @property
     def abc(self) -> str:
         """The key as an ABC ``K:`` value ("Bbm", "Ddor", "G"); major when no mode is given."""
-        return self.tonic + ABC_MODE_SUFFIX[self.mode or "major"]
+        return self.tonic + MODE_SUFFIX[self.mode or "major"]
 
 
 @dataclass(frozen=True)
@@ -1037,7 +1037,7 @@ def resolve(attrs: Attributes, config: UnderstandConfig = DEFAULT_CONFIG) -> Att
     ...
     ValueError: unknown mode: 'hypodorian'
     """
-    if attrs.mode is not None and attrs.mode not in ABC_MODE_SUFFIX:
+    if attrs.mode is not None and attrs.mode not in MODE_SUFFIX:
         raise ValueError(f"unknown mode: {attrs.mode!r}")
     style = STYLE_TABLE.get(attrs.style or "")
     filled: dict[str, object] = {}

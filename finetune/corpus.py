@@ -9,11 +9,11 @@ range, form, lyrics, title, and its melody fingerprints.
 
 >>> meter_of("C|"), meter_of("C"), meter_of("6/8"), meter_of("none")
 ('2/2', '4/4', '6/8', None)
->>> parse_key("Ador"), parse_key("E Minor"), parse_key("Bb"), parse_key("F#m")
-(('A', 'dorian'), ('E', 'minor'), ('Bb', 'major'), ('F#', 'minor'))
+>>> [tonic_and_mode(value) for value in ("Ador", "E Minor", "Bb", "F#m")]
+[('A', 'dorian'), ('E', 'minor'), ('Bb', 'major'), ('F#', 'minor')]
 >>> key_field("A", "dorian"), key_field("E", "minor"), key_field("Bb", "major")
 ('Ador', 'Em', 'Bb')
->>> parse_key("Hp")
+>>> tonic_and_mode("Hp")
 Traceback (most recent call last):
 ...
 ValueError: not a key this builder uses: 'Hp'
@@ -27,25 +27,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from agent.abc_text import length_in_bars, parse_key, parse_tune
+from agent.notation import MODE_SUFFIX, MODES, NOTE_HEAD_RE, TONIC_RE, mode_name
 from agent.prompts import abc_header
 from finetune.fingerprint import melody_fingerprint, melody_notes, score_bar_fingerprints
-from agent.styles import beat_unit, style_for, usual_tempo
+from agent.styles import style_for, usual_tempo
 
 # Tunebooks of music21's corpus, relative to its folder; multi-voice part-books are left out.
 TUNEBOOK_FOLDERS = ("airdsAirs", "essenFolksong", "miscFolk", "nottingham-dataset", "oneills1850",
                     "ryansMammoth")
 SKIPPED_BOOKS = ("essenFolksong/test", "essenFolksong/variant0")  # test files, variant listings
 
-MODES = {
-    "": "major", "maj": "major", "major": "major", "ion": "major", "ionian": "major",
-    "m": "minor", "min": "minor", "minor": "minor", "aeo": "minor", "aeolian": "minor",
-    "dor": "dorian", "dorian": "dorian", "mix": "mixolydian", "mixolydian": "mixolydian",
-    "lyd": "lydian", "lydian": "lydian", "phr": "phrygian", "phrygian": "phrygian",
-}
-MODE_SUFFIX = {"major": "", "minor": "m", "dorian": "dor", "mixolydian": "mix", "lydian": "lyd",
-               "phrygian": "phr"}
-# Semitones from the major key of the signature up to each mode's tonic.
-MODE_OFFSET = {"major": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9}
+# The modes the builder keeps (locrian tunes are too few to learn from).
+BUILDER_MODES = frozenset(MODES) - {"locrian"}
 
 
 @dataclass(frozen=True)
@@ -144,17 +138,16 @@ def meter_of(value: str) -> str | None:
     return value if re.fullmatch(r"\d+/\d+", value) else None
 
 
-def parse_key(value: str) -> tuple[str, str]:
-    """(tonic, mode) of a ``K:`` value; modes spelled out ("minor", "dorian", ...)."""
-    match = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)(.*)", value)
-    if not match:
+def tonic_and_mode(value: str) -> tuple[str, str]:
+    """(tonic, mode) of a ``K:`` value, for the keys the builder uses: a tonic, then a mode
+    word or nothing (major); ValueError for anything else. :func:`agent.abc_text.parse_key`
+    reads every ``K:`` value; this one also says which tunes the builder keeps."""
+    match = TONIC_RE.fullmatch(value.lstrip())
+    mode_word = re.match(r"\s*([A-Za-z]*)", match.group(3)).group(1).lower() if match else ""
+    mode = mode_name(mode_word) if mode_word else "major"
+    if match is None or mode not in BUILDER_MODES:
         raise ValueError(f"not a key this builder uses: {value!r}")
-    tonic = match.group(1).upper() + match.group(2)
-    mode_word = match.group(3).lower()
-    mode = MODES.get(mode_word) or MODES.get(mode_word[:3])
-    if mode is None:
-        raise ValueError(f"not a key this builder uses: {value!r}")
-    return tonic, mode
+    return match.group(1).upper() + match.group(2), mode
 
 
 def key_field(tonic: str, mode: str) -> str:
@@ -202,14 +195,6 @@ def fingerprint_key(text: str) -> str:
 
 # --- normalisation -----------------------------------------------------------------------------
 
-def normalise_tune(raw_text: str) -> str:
-    """One tune as canonical ABC with ``L:1/8``: read by the app's reader, written by its writer.
-
-    Raises :class:`Rejected` when the tune cannot be read or written.
-    """
-    return read_and_write(raw_text)[1]
-
-
 def read_and_write(raw_text: str) -> tuple[Any, str]:
     """The music21 score of a tune as read by the app's reader, and its canonical text."""
     from agent.abc_reader import read_tune
@@ -256,10 +241,6 @@ def split_header(abc: str) -> tuple[str, str]:
     return abc[:match.end()], abc[match.end():]
 
 
-def _pitch_name(pitch: Any) -> str:
-    return pitch.nameWithOctave.replace("-", "b")
-
-
 def infer_mode(tonic: str, mode: str, explicit: bool, final_midi: int) -> tuple[str, str]:
     """The tonic and mode, reading a bare major ``K:`` by the final note when it ends on the
     signature's 6th or 2nd degree (minor, dorian); the signature is kept. (A tune ending on the
@@ -285,7 +266,6 @@ def infer_mode(tonic: str, mode: str, explicit: bool, final_midi: int) -> tuple[
 
 
 PART_END = re.compile(r":\|\]?\d*|::|\|\||\|\]|\|:")
-NOTE_LETTER = re.compile(r"[A-Ga-g]")
 
 
 def form_of(body: str) -> tuple[int, str]:
@@ -304,39 +284,21 @@ def form_of(body: str) -> tuple[int, str]:
     for match in PART_END.finditer(music):
         segment, position = music[position:match.start()], match.end()
         repeated = match.group(0).startswith(":")
-        if not NOTE_LETTER.search(segment) or (parts and segment.count("|") < 1):
+        if not NOTE_HEAD_RE.search(segment) or (parts and segment.count("|") < 1):
             if parts:
                 parts[-1] = parts[-1] or repeated
             continue
         parts.append(repeated)
     tail = music[position:]
-    if NOTE_LETTER.search(tail) and (not parts or tail.count("|") >= 1):
+    if NOTE_HEAD_RE.search(tail) and (not parts or tail.count("|") >= 1):
         parts.append(False)
     parts = parts or [False]
     letters = "".join(chr(ord("A") + min(i, 25)) * (2 if rep else 1) for i, rep in enumerate(parts))
     return len(parts), letters
 
 
-def count_bars(abc: str) -> int:
-    """Bars of music as a player counts them: the written length over the bar length, so a
-    pickup and the short last bar make one.
-
-    >>> count_bars("X:1\\nM:2/4\\nL:1/8\\nK:D\\nA|DFAF|GBdB|AFDF|E2D|]\\n")
-    4
-    """
-    from agent.abc_text import parse_tune, split_bars, tokenize_body
-
-    tune = parse_tune(abc)
-    bars = split_bars(tokenize_body(tune.body, tune), tune)
-    total = sum((bar.duration for bar in bars), Fraction(0))
-    length = tune.meter.bar_length
-    return round(total / length) if length else len(bars)
-
-
 def _signature(tonic: str, mode: str) -> tuple[int, ...]:
-    from agent.abc_text import parse_key as parse_key_text
-
-    return parse_key_text(key_field(tonic, mode)).alterations
+    return parse_key(key_field(tonic, mode)).alterations
 
 
 def _title_case(title: str) -> str:
@@ -356,13 +318,13 @@ def describe(abc: str, score: Any, *, title: str, rhythm: str, q_value: str,
     if meter is None:
         raise Rejected("free or unusual meter", fields.get("M", ""))
     try:
-        tonic, mode = parse_key(key_value)
-        written = parse_key(fields.get("K", ""))
+        tonic, mode = tonic_and_mode(key_value)
+        written = tonic_and_mode(fields.get("K", ""))
     except ValueError:
         raise Rejected("key not used", key_value) from None
     if _signature(tonic, mode) != _signature(*written):
         raise Rejected("key signature changed in writing", f"{key_value} -> {fields.get('K')}")
-    explicit_mode = bool(re.sub(r"^\s*[A-Ga-g][#b]?", "", key_value).strip())
+    explicit_mode = bool(TONIC_RE.fullmatch(key_value.lstrip()).group(3).strip())
     _, body = split_header(abc)
     if re.search(r"(?m)^\s*[KLMV]:|\[[KLMV]:", body):
         raise Rejected("key, meter or voice changes inside the tune")
@@ -386,10 +348,10 @@ def describe(abc: str, score: Any, *, title: str, rhythm: str, q_value: str,
     lyrics = [line[2:].strip() for line in body.splitlines() if line.startswith("w:")]
     attributes = {
         "title": title, "tonic": tonic, "mode": mode, "key": key_field(tonic, mode),
-        "mode_from": "K:" if mode == parse_key(key_value)[1] else "final note",
+        "mode_from": "K:" if mode == tonic_and_mode(key_value)[1] else "final note",
         "meter": meter, "tempo": tempo, "tempo_bpm": quarter_bpm(tempo),
         "tempo_from": "Q:" if tempo_given else "style", "style": style.name if style else None,
-        "bars": count_bars(canonical), "parts": parts, "form": form, "notes": len(notes),
+        "bars": length_in_bars(parse_tune(canonical)), "parts": parts, "form": form, "notes": len(notes),
         "range": {"low": pitch.Pitch(midi=low).nameWithOctave, "high": pitch.Pitch(midi=high).nameWithOctave,
                   "semitones": high - low},
         "lyrics": "\n".join(lyrics) or None,

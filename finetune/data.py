@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from agent.abc_text import length_in_bars, parse_tune
+from agent.notation import tonic_pitch_class
 from agent.prompts import abc_header, compose_messages, edit_messages, lyrics_messages
 from finetune import corpus, edits, lyrics, phrasing
 from finetune.fingerprint import bar_fingerprints
-from finetune.transpose import TONIC_SPELLING, pitch_class, semitone_shift, transpose_abc
+from finetune.transpose import TONIC_SPELLING, semitone_shift, transpose_abc
 
 __all__ = ["DataConfig", "add_arguments", "config_from_args", "main", "run", "build",
            "load_test_split", "bar_fingerprints", "split_of"]
@@ -337,7 +339,8 @@ def _shifted(name: str, shift: int) -> str:
 def plan_transpositions(train: list[dict], config: DataConfig) -> list[tuple[dict, str]]:
     """(tune, new tonic) pairs: each training tune gets copies in the tonics its mode has fewest
     tunes in, within a playable range (G3 to C7)."""
-    counts: Counter = Counter((t["attributes"]["mode"], pitch_class(t["attributes"]["tonic"]))
+    counts: Counter = Counter((t["attributes"]["mode"],
+                               tonic_pitch_class(t["attributes"]["tonic"]))
                               for t in train)
     rng = random.Random(config.seed + 1)
     order = list(train)
@@ -352,7 +355,7 @@ def plan_transpositions(train: list[dict], config: DataConfig) -> list[tuple[dic
         low, high = _midi(attributes["range"]["low"]), _midi(attributes["range"]["high"])
         options = []
         for target in range(12):
-            if target == pitch_class(attributes["tonic"]):
+            if target == tonic_pitch_class(attributes["tonic"]):
                 continue
             tonic = TONIC_SPELLING[mode][target]
             shift = semitone_shift(attributes["tonic"], tonic)
@@ -451,7 +454,7 @@ def cut_points(abc: str) -> list[tuple[int, str]]:
 
     tune = parse_tune(abc)
     bars = split_bars(tokenize_body(tune.body, tune), tune)
-    total = corpus.count_bars(abc)
+    total = length_in_bars(parse_tune(abc))
     points = []
     for index, bar in enumerate(bars[:-1]):
         if bar.bar_line is None or bar.ending is not None:
@@ -464,7 +467,7 @@ def cut_points(abc: str) -> list[tuple[int, str]]:
             continue
         closing = ":|" if closing.startswith(":") else "|]"
         text = abc[:tune.body_offset] + tune.body[:bar.end].rstrip() + closing + "\n"
-        kept = corpus.count_bars(text)
+        kept = length_in_bars(parse_tune(text))
         if kept < total:
             points.append((kept, text))
     return sorted(points, key=lambda p: -p[0])
@@ -484,7 +487,7 @@ def fit_compose(example: dict, tune: dict, measure: Measure, max_tokens: int) ->
             continue
         attributes = dict(example["attributes"])
         parts, form = corpus.form_of(corpus.split_header(text)[1])
-        attributes.update(bars=corpus.count_bars(text), parts=parts, form=form,
+        attributes.update(bars=length_in_bars(parse_tune(text)), parts=parts, form=form,
                           cut={"from_bars": tune["attributes"]["bars"]})
         trial = dict(example, attributes=attributes)
         trial["messages"] = compose_messages(phrasing.compose_request(

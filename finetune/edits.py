@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from agent.abc_text import Bar, Kind, parse_tune, split_bars, tokenize_body
+from agent.notation import NOTE_HEAD, NOTE_HEAD_RE, length_text, tonic_pitch_class
 from finetune.phrasing import edit_instruction, key_phrase
 
 EDIT_KINDS = ("add_part", "end_on_tonic", "vary_bar", "livelier_half")
 _PLAIN_KINDS = {Kind.NOTE, Kind.REST, Kind.SPACE, Kind.DECORATION}
-_NOTE_TEXT = re.compile(r"((?:\^\^|\^|__|_|=)?[A-Ga-g][',]*|[zx])(\d*/*\d*)")
+_NOTE_TEXT = re.compile(rf"(?P<head>{NOTE_HEAD}|[zx])(?P<length>\d*/*\d*)")
 _DIATONIC = "CDEFGAB"
 
 
@@ -55,21 +56,6 @@ class EditPair:
     facts: dict
 
 
-def _bars(abc: str) -> tuple[str, int, list[Bar]]:
-    tune = parse_tune(abc)
-    return tune.body, tune.body_offset, split_bars(tokenize_body(tune.body, tune), tune)
-
-
-def _length_text(units: Fraction) -> str:
-    if units == 1:
-        return ""
-    if units.denominator == 1:
-        return str(units.numerator)
-    if units.numerator == 1:
-        return f"/{units.denominator}"
-    return f"{units.numerator}/{units.denominator}"
-
-
 def flattened(bar: Bar, beat: Fraction, unit: Fraction) -> str | None:
     """The bar with each beat reduced to its first note (or rest) held for the beat, or None
     when the bar is not plain, not full, or would not change."""
@@ -83,14 +69,14 @@ def flattened(bar: Bar, beat: Fraction, unit: Fraction) -> str | None:
             match = _NOTE_TEXT.fullmatch(token.text)
             if match is None:
                 return None
-            pieces.append((match.group(1), position))
+            pieces.append((match.group("head"), position))
         position += token.duration
     if len(pieces) == len(timed) or position != bar.expected:
         return None
     out = []
     for index, (head, start) in enumerate(pieces):
         end = pieces[index + 1][1] if index + 1 < len(pieces) else position
-        out.append(head + _length_text((end - start) / unit))
+        out.append(head + length_text((end - start) / unit))
     return " ".join(out)
 
 
@@ -139,8 +125,7 @@ def edit_prefill(source: str, target: str) -> str:
 
 def _step(note_head: str, steps: int) -> str:
     """A note name moved by diatonic ``steps``, its accidental dropped (the key decides)."""
-    match = re.fullmatch(r"(?:\^\^|\^|__|_|=)?([A-Ga-g])([',]*)", note_head)
-    letter, marks = match.group(1), match.group(2)
+    _, letter, marks = NOTE_HEAD_RE.fullmatch(note_head).groups()
     octave = (1 if letter.islower() else 0) + marks.count("'") - marks.count(",")
     index = _DIATONIC.index(letter.upper()) + 7 * octave + steps
     octave, position = divmod(index, 7)
@@ -155,7 +140,7 @@ def add_part_pair(abc: str, rng: random.Random) -> EditPair | None:
     tune = parse_tune(abc)
     bars = split_bars(tokenize_body(tune.body, tune), tune)
     ends = [i for i, bar in enumerate(bars)  # part ends, a first ending's repeat excluded
-            if bar.bar_line is not None and re.search(r":\||::|\|\||\|\]", bar.bar_line.text)
+            if bar.ends_part
             and (i + 1 == len(bars) or bars[i + 1].ending is None)]
     if len(ends) < 2 or ends[0] < 3 or ends[1] - ends[0] < 4:
         return None
@@ -178,22 +163,17 @@ def end_on_tonic_pair(abc: str, tonic: str, mode: str, rng: random.Random) -> Ed
     if not notes or tune.key.tonic is None:
         return None
     last = notes[-1]
-    if last.pitches[0] % 12 != _pitch_class(tonic):
+    if last.pitches[0] % 12 != tonic_pitch_class(tonic):
         return None
     match = _NOTE_TEXT.fullmatch(last.text)
     if match is None:
         return None
-    new_head = _step(match.group(1), rng.choice((1, -1)))
+    new_head = _step(match.group("head"), rng.choice((1, -1)))
     start = tune.body_offset + last.start
-    source = abc[:start] + new_head + match.group(2) + abc[tune.body_offset + last.end:]
+    source = abc[:start] + new_head + match.group("length") + abc[tune.body_offset + last.end:]
     instruction = edit_instruction("end_on_tonic", rng, tonic=key_phrase(tonic, "major"))
     return EditPair("end_on_tonic", source, instruction, abc, edit_prefill(source, abc),
                     {"tonic": tonic, "mode": mode})
-
-
-def _pitch_class(tonic: str) -> int:
-    base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[tonic[0]]
-    return (base + {"#": 1, "b": -1}.get(tonic[1:], 0)) % 12
 
 
 def vary_bar_pair(abc: str, rng: random.Random) -> EditPair | None:

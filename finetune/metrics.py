@@ -38,17 +38,16 @@ from fractions import Fraction
 from typing import Callable, Iterable, Mapping, Sequence
 
 from agent.abc_text import (
-    LETTER_SEMITONES,
     Kind,
     Token,
     bar_count as musical_bar_count,
-    parse_key,
     parse_meter,
     parse_tune,
     split_bars,
     tokenize_body,
 )
 from agent.errors import AbcError
+from agent.notation import mode_name, tonic_pitch_class
 
 __all__ = [
     "COPY_BARS",
@@ -96,7 +95,6 @@ MAX_INTERVAL = 12
 
 # Modes with a minor third above the tonic, and the one with a diminished fifth.
 _MINOR_THIRD_MODES = frozenset({"minor", "dorian", "phrygian", "locrian"})
-_MODE_ALIASES = {"aeolian": "minor", "ionian": "major", "maj": "major", "min": "minor"}
 # The 24 major and minor triads as (root, pitch classes), for a bar's implied harmony.
 _TRIADS = tuple((root, frozenset({root % 12, (root + third) % 12, (root + 7) % 12}))
                 for root in range(12) for third in (4, 3))
@@ -151,18 +149,21 @@ def pitch_class_of(tonic: str) -> int:
     ...
     ValueError: not a tonic: 'H'
     """
-    match = re.fullmatch(r"\s*([A-Ga-g])\s*(#|sharp|b|flat|♯|♭)?\s*", tonic or "")
-    if match is None:
+    match = re.fullmatch(r"\s*(\S)\s*(#|sharp|b|flat|♯|♭)?\s*", tonic or "")
+    if match is None or not match.group(1).isalpha():
         raise ValueError(f"not a tonic: {tonic!r}")
-    shift = {"#": 1, "sharp": 1, "♯": 1, "b": -1, "flat": -1, "♭": -1}.get(match.group(2) or "", 0)
-    return (LETTER_SEMITONES[match.group(1).upper()] + shift) % 12
+    sign = {"sharp": "#", "♯": "#", "flat": "b", "♭": "b"}.get(match.group(2), match.group(2) or "")
+    try:
+        return tonic_pitch_class(match.group(1) + sign)
+    except ValueError:
+        raise ValueError(f"not a tonic: {tonic!r}") from None
 
 
 def _normal_mode(mode: str | None) -> str | None:
     if mode is None:
         return None
     mode = mode.strip().lower()
-    return _MODE_ALIASES.get(mode, mode)
+    return mode_name(mode) or mode
 
 
 def _melody_voice(tokens: list[Token]) -> str:

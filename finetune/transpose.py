@@ -8,6 +8,14 @@ only where the new key signature and the accidentals already in the bar do not g
 music21 can transpose a score, but turning it back into text would lose the tune's own layout;
 no library rewrites ABC text in place, hence this module.
 
+Why not :func:`agent.edits.transpose` (the chat's transposer): the two promise different text.
+The chat edit keeps every accidental the person wrote (courtesy ones too), keeps the ``K:``
+value's own words ("E Minor") and moves chord symbols; the training copies are written with
+only the accidentals the new key needs and the builder's ``K:`` form, so that every copy of a
+tune reads alike. On the tunes of tests/data/abc moved to F, Bb, E and C#, 8 of 32 copies
+differ between the two beyond chord symbols. Note names, modes and pitch classes come from
+:mod:`agent.notation`, as in the chat's transposer.
+
 >>> tune = "X:1\\nT:t\\nM:2/4\\nL:1/8\\nQ:1/4=100\\nK:D\\nDF^GA|d2=c2|]\\n"
 >>> print(transpose_abc(tune, "Eb", "major"), end="")
 X:1
@@ -31,6 +39,7 @@ from __future__ import annotations
 import re
 
 from agent.abc_text import Kind, parse_key, parse_tune, tokenize_body
+from agent.notation import ACCIDENTAL_TEXT, MODE_SUFFIX, NOTE_HEAD_RE, tonic_pitch_class
 
 # The tonic name to use for each pitch class (C=0) and mode: the spelling with the fewer
 # sharps or flats in its signature (no seven-sharp keys).
@@ -42,20 +51,6 @@ TONIC_SPELLING = {
     "lydian": ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"),
     "phrygian": ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"),
 }
-MODE_SUFFIX = {"major": "", "minor": "m", "dorian": "dor", "mixolydian": "mix", "lydian": "lyd",
-               "phrygian": "phr"}
-_HEAD = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)")
-_ACCIDENTAL_TEXT = {2: "^^", 1: "^", 0: "=", -1: "_", -2: "__"}
-
-
-def pitch_class(tonic: str) -> int:
-    """The pitch class of a tonic name (C is 0).
-
-    >>> pitch_class("Bb"), pitch_class("F#")
-    (10, 6)
-    """
-    base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[tonic[0].upper()]
-    return (base + {"#": 1, "b": -1}.get(tonic[1:], 0)) % 12
 
 
 def semitone_shift(old_tonic: str, new_tonic: str) -> int:
@@ -64,7 +59,7 @@ def semitone_shift(old_tonic: str, new_tonic: str) -> int:
     >>> semitone_shift("E", "C"), semitone_shift("A", "D"), semitone_shift("C", "F#")
     (-4, 5, -6)
     """
-    shift = (pitch_class(new_tonic) - pitch_class(old_tonic)) % 12
+    shift = (tonic_pitch_class(new_tonic) - tonic_pitch_class(old_tonic)) % 12
     return shift if shift <= 5 else shift - 12
 
 
@@ -72,7 +67,7 @@ def _abc_head(step: str, octave: int, alter: int | None) -> str:
     """ABC for a note (letter, octave 4 = middle C's), with this accidental written (None: none)."""
     letter = step if octave <= 4 else step.lower()
     marks = "," * (4 - octave) if octave < 4 else "'" * (octave - 5) if octave > 5 else ""
-    return ("" if alter is None else _ACCIDENTAL_TEXT[alter]) + letter + marks
+    return ("" if alter is None else ACCIDENTAL_TEXT[alter]) + letter + marks
 
 
 def transpose_abc(abc: str, tonic: str, mode: str) -> str:
@@ -106,13 +101,13 @@ def transpose_abc(abc: str, tonic: str, mode: str) -> str:
         names = iter(token.names)
         rewritten = []
         position = 0
-        for match in _HEAD.finditer(token.text):
+        for match in NOTE_HEAD_RE.finditer(token.text):
             name = next(names, None)
             if name is None:
                 break
             new = pitch.Pitch(name).transpose(move)
             alter = int(new.alter)
-            if alter not in _ACCIDENTAL_TEXT:
+            if alter not in ACCIDENTAL_TEXT:
                 raise ValueError(f"{new.nameWithOctave} needs a triple accidental")
             written = None if state[new.step] == alter else alter
             state[new.step] = alter

@@ -49,9 +49,10 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from agent import session as sessions
+from agent.abc_text import bar_count, parse_tune
 from agent.conversation import (AgentConfig, Composer, Turn, describe, render_version, score_summary,
                                 take_turn)
-from agent.errors import TunesmithError
+from agent.errors import AbcError, TunesmithError
 from agent.session import Session
 from agent.validate import validate_abc
 
@@ -361,7 +362,7 @@ def versions_html(session: Session, shown: int = 40) -> str:
             facts = score_summary(version.abc)
             about = f"{facts['key']}, {facts['meter']}, {facts['bars']} bars"
             title = facts["title"] or "Untitled"
-        except Exception:  # an old version the reader now refuses: list it anyway
+        except AbcError:  # an old version the reader now refuses: list it anyway
             about, title = "", "Untitled"
         current = number == session.position
         mark = ' class="ts-current"' if current else ""
@@ -662,9 +663,10 @@ def _chat(app: App, text: str, history: list, session: Session, folder: str, tem
 
 
 def _bars_in(abc: str) -> int:
+    """Bars of the finished score for the progress line (0 when the reader refuses it)."""
     try:
-        return score_summary(abc)["bars"]
-    except Exception:
+        return bar_count(parse_tune(abc))
+    except AbcError:
         return 0
 
 

@@ -15,7 +15,9 @@ stress.) Any folder of ABC files can be measured the same way (``--abc DIR``), t
 
 Run it as ``python -m finetune.prosody_eval`` (the corpus songs) or
 ``python -m finetune.prosody_eval --abc tests/data/songs``; it prints one Markdown table row
-per set and, with ``--per-song``, one per song.
+per set and, with ``--per-song``, one per song. ``--singable finetune/splits/test.jsonl`` adds
+the range and the share of notes too short to sing of held-out tunes before and after
+:func:`agent.singable.make_singable`.
 
 >>> print(table_row("real songs", ProsodyReport(words=50, stressed_right=48, syllables=300,
 ...                                             range_semitones=14, longest_melisma=3), [14]))
@@ -36,8 +38,8 @@ from agent.abc_text import split_tunebook
 from agent.prosody import (DEFAULT_QPM, ProsodyConfig, ProsodyReport, SungNote, measure_notes,
                            stress_alignment)
 
-__all__ = ["REAL_SONGS", "SongResult", "corpus_song", "measure_abc_folder", "measure_corpus",
-           "part_notes", "table_row", "main"]
+__all__ = ["REAL_SONGS", "SingableRow", "SongResult", "corpus_song", "measure_abc_folder",
+           "measure_corpus", "measure_singable", "melody_shape", "part_notes", "table_row", "main"]
 
 #: English songs with words in music21's corpus: (corpus path, the part that carries the tune).
 REAL_SONGS: tuple[tuple[str, int], ...] = (
@@ -148,6 +150,68 @@ def measure_abc_folder(folder: str | Path, config: ProsodyConfig = ProsodyConfig
     return results
 
 
+@dataclass(frozen=True)
+class SingableRow:
+    """One tune before and after :func:`agent.singable.make_singable`: range in semitones,
+    notes, and notes shorter than 0.15 s at the tune's tempo."""
+
+    name: str
+    range_before: int
+    range_after: int
+    notes_before: int
+    short_before: int
+    notes_after: int
+    short_after: int
+
+
+def melody_shape(abc: str, seconds_per_whole: float, short_seconds: float = 0.15
+                 ) -> tuple[int, int, int]:
+    """Range (semitones), notes and notes shorter than ``short_seconds`` of a tune's melody.
+
+    >>> melody_shape("X:1\\nM:2/4\\nL:1/16\\nK:C\\nCDEF c4|]\\n", 2.0)
+    (12, 5, 4)
+    """
+    from agent.abc_text import parse_tune, tokenize_body
+
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    voice = next((t.voice for t in tokens if t.is_note), "")
+    notes = [t for t in tokens if t.voice == voice and t.is_note and t.duration]
+    pitches = [max(t.pitches) for t in notes]
+    short = sum(1 for t in notes if float(t.duration) * seconds_per_whole < short_seconds - 1e-9)
+    return max(pitches) - min(pitches), len(notes), short
+
+
+def measure_singable(records: Sequence[dict]) -> list[SingableRow]:
+    """Each tune's melody before and after :func:`agent.singable.make_singable` (default
+    settings), at the tempo the tune is played at (its ``Q:``, else its style's)."""
+    from agent.abc_text import parse_tune
+    from agent.singable import make_singable, tempo_of
+
+    rows = []
+    for record in records:
+        abc = record["abc"]
+        per_whole = tempo_of(parse_tune(abc))
+        result = make_singable(abc)
+        before = melody_shape(abc, per_whole)
+        after = melody_shape(result.abc, per_whole)
+        rows.append(SingableRow(record.get("id", "?"), before[0], after[0], before[1], before[2],
+                                after[1], after[2]))
+    return rows
+
+
+def _print_singable(rows: Sequence[SingableRow]) -> None:
+    print("\n| held-out tunes | tunes | median range | widest range | tunes over 16 semitones | "
+          "notes < 0.15 s |\n|---|---|---|---|---|---|")
+    for label, ranges, notes, short in (
+            ("as written", [r.range_before for r in rows], sum(r.notes_before for r in rows),
+             sum(r.short_before for r in rows)),
+            ("singable version", [r.range_after for r in rows], sum(r.notes_after for r in rows),
+             sum(r.short_after for r in rows))):
+        print(f"| {label} | {len(rows)} | {statistics.median(ranges):g} | {max(ranges)} | "
+              f"{sum(1 for r in ranges if r > 16)} | {_share(short, notes)} |")
+
+
 def _total(results: Sequence[SongResult]) -> ProsodyReport:
     total = ProsodyReport()
     for result in results:
@@ -174,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-song", action="store_true", help="a row for each song too")
     parser.add_argument("--misplaced", action="store_true",
                         help="list the words sung against their stress")
+    parser.add_argument("--singable", metavar="JSONL",
+                        help="tunes (one JSON record with an 'abc' a line, as in "
+                        "finetune/splits/test.jsonl) to measure before and after make_singable")
+    parser.add_argument("--limit", type=int, default=20, help="first N records of --singable")
     args = parser.parse_args(argv)
     print(TABLE_HEADER)
     sets: list[tuple[str, list[SongResult]]] = []
@@ -188,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
             for result in results:
                 if result.report.misplaced:
                     print(f"{result.name}: {', '.join(result.report.misplaced)}")
+    if args.singable:
+        import json
+
+        lines = Path(args.singable).read_text(encoding="utf-8").splitlines()[:args.limit]
+        _print_singable(measure_singable([json.loads(line) for line in lines]))
     return 0
 
 

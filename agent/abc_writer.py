@@ -55,7 +55,7 @@ from music21 import (articulations, bar, chord, clef, dynamics, expressions, har
 from music21 import duration as m21duration
 
 from agent.errors import AbcError
-from agent.notation import length_text
+from agent.notation import MODE_SUFFIX, length_text
 
 __all__ = ["WriterConfig", "write_abc", "BarDifference", "first_difference", "score_bars"]
 
@@ -737,19 +737,6 @@ def _bar_text(events: list[_Event], unit_ql: Fraction, key_alters: dict[str, int
 # ---------------------------------------------------------------------------------------------
 # Header fields, keys, meters, tempi
 
-_MODE_SUFFIX = {
-    "major": "",
-    "ionian": "",
-    "minor": "m",
-    "aeolian": "m",
-    "dorian": "dor",
-    "phrygian": "phr",
-    "lydian": "lyd",
-    "mixolydian": "mix",
-    "locrian": "loc",
-}
-
-
 def _key_field(signature: key.KeySignature | None) -> tuple[str, dict[str, int]]:
     """The K: value for a key signature and the alterations ABC readers take from it.
 
@@ -770,9 +757,9 @@ def _key_field(signature: key.KeySignature | None) -> tuple[str, dict[str, int]]
     alters = {p.step: int(p.alter) for p in signature.alteredPitches}
     mode = getattr(signature, "mode", None)
     tonic = getattr(signature, "tonic", None)
-    if tonic is not None and mode in _MODE_SUFFIX:
+    if tonic is not None and mode in MODE_SUFFIX:
         if key.Key(tonic.name, mode).sharps == signature.sharps:
-            return _abc_name(tonic.name) + _MODE_SUFFIX[mode], alters
+            return _abc_name(tonic.name) + MODE_SUFFIX[mode], alters
     major = signature.asKey("major").tonic.name
     return _abc_name(major), alters
 

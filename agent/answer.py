@@ -23,6 +23,7 @@ from fractions import Fraction
 
 from agent.abc_reader import read_tune
 from agent.abc_text import bar_count, parse_tune, split_bars, tokenize_body
+from agent.notation import MINOR_THIRD_MODES
 
 QUESTION_KINDS = ("key", "meter", "bars", "range", "chords", "mood", "tempo", "title", "instrument",
                   "form", "style", "lyrics", "notes")
@@ -223,7 +224,7 @@ def explain_mood(abc: str, facts: ScoreFacts | None = None) -> str:
     """Why the tune sounds as it does: mode, tempo, direction of the melody, range."""
     facts = facts or score_facts(abc)
     reasons = []
-    if facts.mode in ("minor", "dorian", "phrygian", "aeolian", "locrian"):
+    if facts.mode in MINOR_THIRD_MODES:
         reasons.append(f"it is in a {facts.mode} key, whose lowered third sounds dark or sad")
     else:
         reasons.append(f"it is in a {facts.mode} key, whose major third sounds bright")
@@ -263,7 +264,7 @@ def suggest_chords(abc: str) -> str:
 
     facts = score_facts(abc)
     mode = facts.mode if facts.mode in ("major", "minor") else (
-        "minor" if facts.mode in ("dorian", "phrygian", "aeolian", "locrian") else "major")
+        "minor" if facts.mode in MINOR_THIRD_MODES else "major")
     scale_key = m21key.Key(facts.tonic_name, mode)
     triads = []
     for degree in range(1, 8):

@@ -37,7 +37,8 @@ from agent.errors import AbcError
 __all__ = [
     "NOTE_HEAD", "NOTE_HEAD_RE", "NOTE_RE", "TONIC_RE", "KEY_ACCIDENTAL_RE", "LETTERS",
     "LETTER_SEMITONES", "ACCIDENTAL_STEPS", "ACCIDENTAL_TEXT", "MODES", "MODE_SHARPS",
-    "MODE_PREFIX", "MODE_SUFFIX", "MODE_STEPS", "MODE_ALIASES", "MODE_START", "canonical_mode",
+    "MODE_PREFIX", "MODE_SUFFIX", "MODE_STEPS", "MODE_ALIASES", "MODE_START", "MINOR_THIRD_MODES",
+    "canonical_mode",
     "mode_name", "tonic_pitch_class", "length_multiplier", "length_text", "midi_directives",
     "midi_program_number",
 ]
@@ -87,6 +88,8 @@ MODE_STEPS = {
     "mixolydian": (0, 2, 4, 5, 7, 9, 10), "minor": (0, 2, 3, 5, 7, 8, 10),
     "locrian": (0, 1, 3, 5, 6, 8, 10),
 }
+#: The modes (aliases included) whose third is minor: they sound dark or sad, as a minor key does.
+MINOR_THIRD_MODES = frozenset({"minor", "aeolian", "dorian", "phrygian", "locrian"})
 #: Spoken mode names that are the same scale as one of :data:`MODES`.
 MODE_ALIASES = {"ionian": "major", "aeolian": "minor"}
 #: The degree of the major scale each mode starts on (0 = the major key's own tonic).

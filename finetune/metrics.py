@@ -47,7 +47,7 @@ from agent.abc_text import (
     tokenize_body,
 )
 from agent.errors import AbcError
-from agent.notation import mode_name, tonic_pitch_class
+from agent.notation import MINOR_THIRD_MODES, mode_name, tonic_pitch_class
 
 __all__ = [
     "COPY_BARS",
@@ -94,7 +94,6 @@ MIN_COPY_NOTES = 8
 MAX_INTERVAL = 12
 
 # Modes with a minor third above the tonic, and the one with a diminished fifth.
-_MINOR_THIRD_MODES = frozenset({"minor", "dorian", "phrygian", "locrian"})
 # The 24 major and minor triads as (root, pitch classes), for a bar's implied harmony.
 _TRIADS = tuple((root, frozenset({root % 12, (root + third) % 12, (root + 7) % 12}))
                 for root in range(12) for third in (4, 3))
@@ -605,7 +604,7 @@ def _interval_bin(step: int) -> str:
 
 
 def _triad_of_tonic(tonic: int, mode: str | None) -> frozenset[int]:
-    third = 3 if mode in _MINOR_THIRD_MODES else 4
+    third = 3 if mode in MINOR_THIRD_MODES else 4
     fifth = 6 if mode == "locrian" else 7
     return frozenset({tonic, (tonic + third) % 12, (tonic + fifth) % 12})
 
@@ -801,7 +800,7 @@ def mode_class_of(abc: str) -> str | None:
         return None
     if not key.tonic:
         return None
-    return "minor" if _normal_mode(key.mode) in _MINOR_THIRD_MODES else "major"
+    return "minor" if _normal_mode(key.mode) in MINOR_THIRD_MODES else "major"
 
 
 def profiles_by(tunes: Iterable[str], kind_of: Callable[[str], str | None]) -> dict[str, MusicProfile]:

@@ -139,22 +139,22 @@ class Melody:
 
 
 def pitch_class_of(tonic: str) -> int:
-    """The pitch class (C = 0) of a tonic spelled like ``F#``, ``Bb``, ``e flat``.
+    """The pitch class (C = 0) of a tonic as ABC or a request spells it: ``Bb``, ``e flat``,
+    ``F♯`` (:func:`agent.notation.tonic_pitch_class` with the spoken signs read first).
 
-    >>> pitch_class_of("F#"), pitch_class_of("Bb"), pitch_class_of("c")
-    (6, 10, 0)
-    >>> pitch_class_of("H")
+    >>> pitch_class_of("e flat"), pitch_class_of(" F♯ "), pitch_class_of("Bb")
+    (3, 6, 10)
+    >>> pitch_class_of("H sharp")
     Traceback (most recent call last):
     ...
-    ValueError: not a tonic: 'H'
+    ValueError: not a tonic: 'H sharp'
     """
     match = re.fullmatch(r"\s*(\S)\s*(#|sharp|b|flat|♯|♭)?\s*", tonic or "")
-    if match is None or not match.group(1).isalpha():
-        raise ValueError(f"not a tonic: {tonic!r}")
-    sign = {"sharp": "#", "♯": "#", "flat": "b", "♭": "b"}.get(match.group(2), match.group(2) or "")
+    sign = {"sharp": "#", "♯": "#", "flat": "b", "♭": "b"}.get(match.group(2), match.group(2) or "") \
+        if match else ""
     try:
         return tonic_pitch_class(match.group(1) + sign)
-    except ValueError:
+    except (AttributeError, ValueError):
         raise ValueError(f"not a tonic: {tonic!r}") from None
 
 

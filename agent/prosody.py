@@ -220,7 +220,9 @@ class SungNote:
     ``pitch`` is a MIDI number (None for a rest), ``strength`` music21's beat strength of its
     onset, ``seconds`` how long it sounds (with the notes tied on to it), ``tied`` True when it
     continues a tie. ``lyrics`` holds per verse the syllable sung on it, as (text, syllabic)
-    with syllabic one of single/begin/middle/end, or None.
+    with syllabic one of single/begin/middle/end, or None. ``held`` says per verse, where the
+    source tells, whether a note without a syllable is sung on the one before (a ``_`` or a
+    ``-`` in a ``w:`` line) rather than left without words (``*``, or after the words end).
     """
 
     pitch: int | None
@@ -228,6 +230,7 @@ class SungNote:
     seconds: float
     tied: bool = False
     lyrics: tuple[tuple[str, str] | None, ...] = ()
+    held: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,8 @@ def _melisma(notes: Sequence[SungNote], verse: int, start: int) -> int:
         lyric = note.lyrics[verse] if verse < len(note.lyrics) else None
         if note.pitch is None or lyric is not None:
             break
+        if note.held and not (verse < len(note.held) and note.held[verse]):
+            break  # left without words, not held
         if not note.tied:
             count += 1
     return count
@@ -381,6 +386,8 @@ def sung_notes(abc: str, config: ProsodyConfig = ProsodyConfig()) -> list[SungNo
     ... # doctest: +NORMALIZE_WHITESPACE
     [(None, 1.0, 0.5, False, ()), (60, 0.25, 0.5, False, (('sing', 'begin'),)),
      (62, 0.5, 3.0, False, (('ing', 'end'),)), (62, 1.0, 2.0, True, (None,))]
+    >>> stress_alignment("X:1\\nM:2/4\\nL:1/4\\nK:C\\nC D|E F|G A|\\nw:la_ * * la\\n").longest_melisma
+    2
     """
     tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
@@ -394,6 +401,7 @@ def sung_notes(abc: str, config: ProsodyConfig = ProsodyConfig()) -> list[SungNo
         verse_of[token.start] = tuple(
             (s.text, s.syllabic) if (s := verse[index]) is not None else None
             for verse in aligned.verses)
+    held_of = _held_flags(tokens, aligned)
     timed = [t for t in tokens if t.voice == voice and (t.is_timed or t.kind is Kind.TIE)]
     notes: list[SungNote] = []
     tie_pending = False
@@ -411,8 +419,42 @@ def sung_notes(abc: str, config: ProsodyConfig = ProsodyConfig()) -> list[SungNo
         tied = tie_pending
         tie_pending = False
         notes.append(SungNote(max(token.pitches), strength, seconds, tied,
-                              verse_of.get(token.start, ())))
+                              verse_of.get(token.start, ()), held_of.get(token.start, ())))
     return _with_ties(notes)
+
+
+def _held_flags(tokens: list[Any], aligned: abc_lyrics.Lyrics) -> dict[int, tuple[bool, ...]]:
+    """Per note (token start), per verse: True when the ``w:`` line holds the syllable before
+    over it (``_``, or a ``-`` of its own), False when it has a syllable, is skipped (``*``)
+    or is not reached. The same walk as :func:`agent.abc_lyrics.align_lyrics`, kept here
+    because that function reports syllables only."""
+    bar_of: dict[int, int] = {}
+    bars: dict[str, int] = {}
+    for token in tokens:
+        if token.kind is Kind.BAR:
+            bars[token.voice] = bars.get(token.voice, 0) + 1
+        elif token.is_note:
+            bar_of[token.start] = bars.get(token.voice, 0)
+    verses = len(aligned.verses)
+    flags = {t.start: [False] * verses for t in aligned.notes}
+    for line in aligned.lines:
+        voice = aligned.notes[line.first_note].voice if line.first_note < len(aligned.notes) else ""
+        notes = [t for t in aligned.notes[line.first_note:line.last_note] if t.voice == voice]
+        cursor, last_bar = 0, None
+        for event in line.events:
+            if event.kind == "bar":
+                if last_bar is not None:
+                    while cursor < len(notes) and bar_of[notes[cursor].start] <= last_bar:
+                        cursor += 1
+                continue
+            if cursor >= len(notes):
+                break
+            note = notes[cursor]
+            if event.kind in ("hold", "hyphen"):
+                flags[note.start][line.verse - 1] = True
+            last_bar = bar_of[note.start]
+            cursor += 1
+    return {start: tuple(f) for start, f in flags.items()}
 
 
 def _with_ties(notes: list[SungNote]) -> list[SungNote]:
@@ -423,7 +465,7 @@ def _with_ties(notes: list[SungNote]) -> list[SungNote]:
         before = out[index - 1]
         if note.tied and before.pitch is not None:
             out[index - 1] = SungNote(before.pitch, before.strength, before.seconds + note.seconds,
-                                      before.tied, before.lyrics)
+                                      before.tied, before.lyrics, before.held)
     return out
 
 

@@ -791,8 +791,9 @@ def rank_lines(candidates: Sequence[str], slots: Sequence[Any], meter: Meter | s
                qpm: float = DEFAULT_QPM, config: PlaceConfig = PlaceConfig()
                ) -> list[tuple[str, Placement]]:
     """Candidate lines of words for one phrase, best sung first: lines that fit before lines
-    that do not, then by the share of words stressed right, then fewer syllables on notes too
-    short, then the placement's cost.
+    that do not, lines set without overlong melismas before stretched ones, then by the share
+    of words stressed right, then fewer syllables on notes too short, then the placement's
+    cost.
 
     >>> slots = note_slots_of("X:1\\nM:4/4\\nL:1/4\\nK:C\\nC D E F|G4|]\\n")
     >>> [text for text, _ in rank_lines(["a-way we go", "morning comes now"], slots, "4/4")]
@@ -806,7 +807,7 @@ def rank_lines(candidates: Sequence[str], slots: Sequence[Any], meter: Meter | s
     def key(item: tuple[str, Placement]) -> tuple:
         p = item[1]
         share = p.stress_share if p.stress_share is not None else 1.0
-        return (not p.ok, -share, p.short_syllables, p.cost)
+        return (not p.ok, p.stretched, -share, p.short_syllables, p.cost)
 
     return sorted(placed, key=key)
 

@@ -212,6 +212,80 @@ def _print_singable(rows: Sequence[SingableRow]) -> None:
               f"{sum(1 for r in ranges if r > 16)} | {_share(short, notes)} |")
 
 
+def _song_lines(folder: str | Path) -> list[str]:
+    """Every ``w:`` line of the songs in a folder, as words (syllables joined)."""
+    from agent.abc_lyrics import join_syllables, parse_lyric_line
+
+    lines = []
+    for path in sorted(Path(folder).glob("*.abc")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("w:"):
+                events = parse_lyric_line(line[2:])
+                words = join_syllables(e.syllable for e in events if e.syllable is not None)
+                if words:
+                    lines.append(" ".join(words))
+    return lines
+
+
+def _with_words(abc: str, first: int, text: str, after: int) -> str:
+    """The tune without its words and with one ``w:`` line at the end: ``first`` notes skipped,
+    ``text``, then ``after`` notes skipped (a last w: block covers the whole tune)."""
+    bare = "".join(line for line in abc.splitlines(keepends=True) if not line.startswith("w:"))
+    return bare.rstrip("\n") + "\nw:" + "* " * first + text + " *" * after + "\n"
+
+
+def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int = 5,
+                    seed: int = 0, singable: bool = False) -> dict[str, ProsodyReport]:
+    """Real song lines set on tunes that never had words, phrase by phrase: the current setter
+    (:func:`agent.lyrics.fit_line`) and :func:`agent.prosody.place_syllables` on the same line,
+    and the best of ``candidates`` lines by :func:`agent.prosody.rank_lines` (as the lyric
+    writer would choose among the model's lines). With ``singable`` the tunes are first made
+    singable. Each setting is measured alone in its tune with :func:`stress_alignment`."""
+    import random
+
+    from agent import lyrics
+    from agent.abc_text import parse_tune
+    from agent.prosody import place_syllables, rank_lines
+    from agent.singable import make_singable, tempo_of
+    from agent.syllables import syllable_count
+
+    pool = sorted({line for line in _song_lines(songs) if 4 <= syllable_count(line) <= 12})
+    counts = {line: syllable_count(line) for line in pool}
+    rng = random.Random(seed)
+    totals = {name: ProsodyReport() for name in
+              ("fit_line, one line", "place_syllables, one line",
+               f"place_syllables, best of {candidates}")}
+    for record in records:
+        abc = make_singable(record["abc"]).abc if singable else record["abc"]
+        tune = parse_tune(abc)
+        qpm = 240.0 / tempo_of(tune)
+        meter = str(tune.meter)
+        slots = [s for line in lyrics.note_slots(abc) for s in line.slots]
+        for phrase in lyrics.lyric_phrases(lyrics.note_slots(abc), 12):
+            fitting = [line for line in pool if counts[line] <= phrase.notes]
+            if len(fitting) < candidates:
+                continue
+            chosen = rng.sample(fitting, candidates)
+            first = next(i for i, s in enumerate(slots) if s.start == phrase.slots[0].start)
+            after = len(slots) - first - len(phrase.slots)
+            texts = {
+                "fit_line, one line": lyrics.fit_line(chosen[0], phrase.slots).text,
+                "place_syllables, one line": place_syllables(chosen[0], phrase.slots, meter,
+                                                             qpm=qpm).text,
+                f"place_syllables, best of {candidates}": rank_lines(
+                    chosen, phrase.slots, meter, qpm=qpm)[0][1].text,
+            }
+            for name, text in texts.items():
+                totals[name] = totals[name] + stress_alignment(_with_words(abc, first, text, after))
+    return totals
+
+
+def _print_setting(label: str, totals: dict[str, ProsodyReport]) -> None:
+    for name, report in totals.items():
+        print(f"| {label} | {name} | {_share(report.stressed_right, report.words)} | "
+              f"{_share(report.short_syllables, report.syllables)} | {report.longest_melisma} |")
+
+
 def _total(results: Sequence[SongResult]) -> ProsodyReport:
     total = ProsodyReport()
     for result in results:
@@ -242,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tunes (one JSON record with an 'abc' a line, as in "
                         "finetune/splits/test.jsonl) to measure before and after make_singable")
     parser.add_argument("--limit", type=int, default=20, help="first N records of --singable")
+    parser.add_argument("--setting", action="store_true",
+                        help="with --singable: also set the lines of tests/data/songs on those "
+                        "tunes (as written and singable) with each setter")
     args = parser.parse_args(argv)
     print(TABLE_HEADER)
     sets: list[tuple[str, list[SongResult]]] = []
@@ -260,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         lines = Path(args.singable).read_text(encoding="utf-8").splitlines()[:args.limit]
-        _print_singable(measure_singable([json.loads(line) for line in lines]))
+        records = [json.loads(line) for line in lines]
+        _print_singable(measure_singable(records))
+        if args.setting:
+            songs = Path(__file__).parents[1] / "tests" / "data" / "songs"
+            print("\n| tunes | setter | stressed syllable on the word's strongest beat | "
+                  "syllables on notes < 0.15 s | longest melisma |\n|---|---|---|---|---|")
+            _print_setting("as written", measure_setting(records, songs))
+            _print_setting("singable version", measure_setting(records, songs, singable=True))
     return 0
 
 

@@ -159,3 +159,21 @@ def test_rank_lines_prefers_stress_on_the_beat() -> None:
     ranked = rank_lines(["a-gain we roam", "morning will come"], slots, "3/4")
     assert [text for text, _ in ranked] == ["morning will come", "a-gain we roam"]
     assert ranked[0][1].stress_share == 1.0
+
+
+def test_setting_real_lines_on_held_out_tunes() -> None:
+    """Lines of the real songs set on tunes without words: the placement rule and the choice
+    among candidates put more stresses on strong beats than the setter used today."""
+    import json
+
+    records = [json.loads(line) for line in (Path(__file__).parents[1] / "finetune" / "splits"
+                                              / "test.jsonl").read_text().splitlines()[:8]]
+    totals = prosody_eval.measure_setting(records, DATA / "songs", singable=True)
+    today = totals["fit_line, one line"]
+    placed = totals["place_syllables, one line"]
+    chosen = totals["place_syllables, best of 5"]
+    assert today.words >= 20 and placed.words == today.words
+    assert placed.stress_share > today.stress_share
+    assert chosen.stress_share >= 0.9
+    assert chosen.short_syllables == placed.short_syllables == 0
+    assert placed.longest_melisma <= 4

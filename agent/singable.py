@@ -481,7 +481,8 @@ def _plan_bar(bar: Bar, events: list[_Event], grid: Fraction | None,
         else:
             joined.append((a, b, s))
     same = len(joined) == len(events) and all(
-        (a, b) == (e.onset, e.end) and s == i for (a, b, s), (i, e) in zip(joined, enumerate(events)))
+        (a, b) == (e.onset, e.end) and s == i
+        for (a, b, s), (i, e) in zip(joined, enumerate(events)))
     if same:
         return None
     kept = {s for _, _, s in joined}
@@ -541,7 +542,8 @@ def _bar_text(plan: _Plan, unit: Fraction, shift_of: dict[int, int], beat: Fract
         text += "(" * sum(n for where, n in opens.items() if start <= where < end)
         if event.onset == start:
             octaves = shift_of.get(event.token.start, 0)
-            text += "".join(_move_text(t, octaves // 12) for t in attached.get(event.token.start, []))
+            text += "".join(_move_text(t, octaves // 12)
+                            for t in attached.get(event.token.start, []))
         octaves = shift_of.get(event.token.start, 0) // 12
         text += _event_text(event, end - start, unit, octaves, state)
         if event.tied and end == event.end:
@@ -602,8 +604,8 @@ def _summary(shift: int, rhythm_bars: list[int], grid: Fraction, up: list[int], 
         if rhythm_bars:
             reasons.append("every note is long enough to sing a syllable on")
         if shift or up or down:
-            reasons.append(f"the melody spans {range_after} semitones"
-                           + (f" (it spanned {range_before})" if range_after != range_before else ""))
+            was = f" (it spanned {range_before})" if range_after != range_before else ""
+            reasons.append(f"the melody spans {range_after} semitones{was}")
         sentence += (", so " + " and ".join(reasons) if reasons else "") + "."
     if kept_rhythm:
         sentence += " " + kept_rhythm
@@ -650,7 +652,8 @@ def _hold_from(meter: Meter | None) -> Fraction | None:
 
 
 def _engraved_numbers(bars: list[Bar]) -> list[int]:
-    first_short = bool(bars) and bars[0].expected is not None and bars[0].duration < bars[0].expected
+    first_short = (bool(bars) and bars[0].expected is not None
+                   and bars[0].duration < bars[0].expected)
     return [i if first_short else i + 1 for i in range(len(bars))]
 
 
@@ -767,8 +770,9 @@ def make_singable(abc: str, config: SingableConfig = SingableConfig()) -> Singab
         if any(moved_here):
             count = sum(1 for m in moved_here if m)
             direction = "down" if min(moved_here) < 0 else "up"
-            what.append(f"moved {'the bar' if count == len(moved_here) else _count(count) + ' note' + 's' * (count != 1)} "
-                        f"{direction} an octave to stay in the voice's range")
+            which = ("the bar" if count == len(moved_here)
+                     else f"{_count(count)} note{'s' * (count != 1)}")
+            what.append(f"moved {which} {direction} an octave to stay in the voice's range")
         if new != before:
             body = body[:bar.start] + new + body[bar.end:]
             changes.append(BarChange(numbers[index], before, new, tuple(what)))
@@ -844,7 +848,8 @@ def _check(abc: str, expected: list[tuple[tuple[int, ...], Fraction]], voice: st
         raise AbcError("the singable version did not read back as planned; the tune is kept")
 
 
-def _lengths_by_pitch(items: list[tuple[tuple[int, ...], Fraction]]) -> list[tuple[tuple[int, ...], Fraction]]:
+def _lengths_by_pitch(items: list[tuple[tuple[int, ...], Fraction]]
+                      ) -> list[tuple[tuple[int, ...], Fraction]]:
     """Consecutive items of the same pitches joined (tied pieces, split rests), for comparing."""
     out: list[tuple[tuple[int, ...], Fraction]] = []
     for pitches, length in items:

@@ -66,6 +66,9 @@ VOICE_WINDOWS: dict[str, tuple[int, int]] = {
     "low": (53, 72),      # F3-C5
     "high": (62, 81),     # D4-A5
 }
+#: One break in the melody's shape (an octave fold between neighbouring notes) weighs as much
+#: as this many semitones, summed over the notes, sung outside the voice's window.
+SEAM_SEMITONES = 8
 _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
             "eleven", "twelve")
 _SECTION_END = re.compile(r"\|\]|\|\||:\||::")
@@ -245,15 +248,17 @@ def _octave_shift(pitches: list[int], window: tuple[int, int]) -> int:
 
 def _line_score(order: list[tuple[int, int]], moves: dict[int, int], window: tuple[int, int],
                 max_range: int) -> tuple[int, int, int, int]:
-    """How well a melody (passage, pitch) sits with each passage moved by ``moves``: semitones
-    beyond ``max_range``, seams (neighbouring notes moved apart by an octave: the line's shape
-    breaks there), notes outside the window, passages moved. Lower is better, in that order."""
+    """How well a melody (passage, pitch) sits with each passage moved by ``moves``, lower is
+    better: semitones beyond ``max_range`` first; then the seams (neighbouring notes moved
+    apart by an octave: the line's shape breaks there), each weighing as much as
+    ``SEAM_SEMITONES`` semitones sung outside the window, plus those semitones (how far each
+    note lies outside, summed); then the passages moved."""
     low, high = window
     sounding = [p + moves[g] for g, p in order]
     excess = max(0, max(sounding) - min(sounding) - max_range)
     seams = sum(1 for (g, _), (h, _) in zip(order, order[1:]) if moves[g] != moves[h])
-    outside = sum(1 for p in sounding if not low <= p <= high)
-    return excess, seams, outside, sum(1 for e in moves.values() if e)
+    outside = sum(max(0, low - p, p - high) for p in sounding)
+    return excess, SEAM_SEMITONES * seams + outside, 0, sum(1 for e in moves.values() if e)
 
 
 def _fold(passages: dict[int, list[tuple[int, int]]], window: tuple[int, int], max_range: int
@@ -306,6 +311,17 @@ def _fold(passages: dict[int, list[tuple[int, int]]], window: tuple[int, int], m
             if own[i]:
                 result[i] = moves[g] + own[i]
     return result
+
+
+def _same_passages_together(passage: dict[int, int], kept: list[_Event]) -> dict[int, int]:
+    """Passages whose kept notes are the same pitches (a repeated bar) share the first one's
+    number, so they move together and a repeat still sounds like one."""
+    content: dict[int, list[int]] = {}
+    for event in kept:
+        content.setdefault(passage[event.token.start], []).append(_top(event))
+    first: dict[tuple[int, ...], int] = {}
+    same = {g: first.setdefault(tuple(ps), g) for g, ps in content.items()}
+    return {start: same.get(g, g) for start, g in passage.items()}
 
 
 def _place_in_voice(kept: list[_Event], passage: dict[int, int], window: tuple[int, int],
@@ -564,17 +580,22 @@ def _count(n: int) -> str:
 
 
 def _spans(numbers: list[int]) -> str:
-    """Bar numbers as ranges: [3, 4, 5, 6, 9] -> 'bars 3–6 and 9'."""
+    """Bar numbers in words, runs of three or more as ranges.
+
+    >>> _spans([3, 4, 5, 6, 9]), _spans([0, 1, 4, 5]), _spans([7])
+    ('bars 3–6 and 9', 'bars 0, 1, 4 and 5', 'bar 7')
+    """
     runs: list[list[int]] = []
     for n in sorted(set(numbers)):
         if runs and n == runs[-1][-1] + 1:
             runs[-1].append(n)
         else:
             runs.append([n])
-    parts = [f"{r[0]}\u2013{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs]
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    plural = len(numbers) > 1
-    return ("bars " if plural else "bar ") + text
+    items: list[str] = []
+    for run in runs:
+        items += [f"{run[0]}–{run[-1]}"] if len(run) > 2 else [str(n) for n in run]
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return ("bars " if len(set(numbers)) > 1 else "bar ") + text
 
 
 def _summary(shift: int, rhythm_bars: list[int], grid: Fraction, up: list[int], down: list[int],
@@ -633,15 +654,36 @@ def _passages(bars: list[list[_Event]]) -> dict[int, int]:
 
 
 def _phrase_ends(bars: list[Bar], phrase: int | None) -> set[int]:
-    """Indices of the bars that end a phrase: every 2nd or 4th full bar, and bars closing a part."""
-    full = [i for i, b in enumerate(bars) if b.expected is None or b.duration >= b.expected]
-    size = phrase or (4 if len(full) >= 8 else 2)
-    ends = {i for k, i in enumerate(full, start=1) if k % size == 0}
-    ends |= {i for i, b in enumerate(bars)
-             if b.bar_line is not None and _SECTION_END.search(b.bar_line.text)}
+    """Indices of the bars that end a phrase: every 2nd or 4th bar of each part (counted from
+    the part's first full bar; a short bar closing a part counts, its upbeat does not), and
+    every bar that closes a part."""
+    closes = [b.bar_line is not None and bool(_SECTION_END.search(b.bar_line.text))
+              for b in bars]
+    full = [b.expected is None or b.duration >= b.expected for b in bars]
+    counted = [full[i] or closes[i] for i in range(len(bars))]
+    size = phrase or (4 if sum(counted) >= 8 else 2)
+    ends: set[int] = set()
+    count = 0
+    for index, bar in enumerate(bars):
+        if counted[index]:
+            count += 1
+            if count % size == 0:
+                ends.add(index)
+        if closes[index]:
+            ends.add(index)
+            count = 0
     if bars:
         ends.add(len(bars) - 1)
     return ends
+
+
+def _ends_held(events: list[_Event], meter: Meter | None) -> bool:
+    """Whether a bar already ends on a note (or rest) of a beat or longer, starting on a beat:
+    a phrase ending there already gives the singer time."""
+    if meter is None or meter.is_free or not events:
+        return True
+    last = events[-1]
+    return last.duration >= meter.beat_length and last.onset % meter.beat_length == 0
 
 
 def _hold_from(meter: Meter | None) -> Fraction | None:
@@ -715,7 +757,8 @@ def make_singable(abc: str, config: SingableConfig = SingableConfig()) -> Singab
                     blocked.append(index)
                 continue
             hold = None
-            if config.hold_phrase_ends and index in ends:
+            if config.hold_phrase_ends and index in ends and not _ends_held(bar_events,
+                                                                             bar.meter):
                 hold = _hold_from(bar.meter)
             if not short and hold is None:
                 continue
@@ -732,15 +775,17 @@ def make_singable(abc: str, config: SingableConfig = SingableConfig()) -> Singab
     if config.fold_range:
         window = VOICE_WINDOWS[config.voice]
         kept = _kept_notes(events, plans)
-        passage = _passages(events)
+        passage = _same_passages_together(_passages(events), kept)
         shift, folded = _place_in_voice(kept, passage, window, config.max_range)
         for event in notes:
             shift_of[event.token.start] = shift + folded.get(
                 event.token.start, folded.get(-1 - passage[event.token.start], 0))
-        moved = {passage[e.token.start]: shift_of[e.token.start] - shift for e in kept
-                 if shift_of[e.token.start] != shift}
-        down = [numbers[g] for g, extra in moved.items() if extra < 0]
-        up = [numbers[g] for g, extra in moved.items() if extra > 0]
+        for index, bar_events in enumerate(events):
+            extras = {shift_of[e.token.start] - shift for e in bar_events if e.names}
+            if any(x < 0 for x in extras):
+                down.append(numbers[index])
+            if any(x > 0 for x in extras):
+                up.append(numbers[index])
 
     # the new body, bar by bar from the end (earlier offsets stay valid)
     body = tune.body

@@ -47,7 +47,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from agent.abc_text import (
-    LETTER_SEMITONES, Bar, Kind, Token, TuneText, parse_tune, split_bars, tokenize_body,
+    LETTER_SEMITONES, Bar, Kind, Token, TuneText, parse_key, parse_tune, split_bars,
+    tokenize_body,
 )
 from agent.errors import InputError, TunesmithError
 
@@ -136,7 +137,7 @@ _FINAL_WORDS = {"major": "major", "minor": "minor", "dorian": "minor", "phrygian
 _MODE_CHORDS: dict[str, tuple[tuple[int, str, float], ...]] = {
     # (degree 0-6, quality, prior cost)
     "major": ((0, "major", 0.0), (3, "major", 0.15), (4, "major", 0.1), (5, "minor", 0.45),
-              (1, "minor", 0.5), (2, "minor", 0.9), (1, "major", 0.9), (2, "major", 1.2),
+              (1, "minor", 0.3), (2, "minor", 0.9), (1, "major", 0.6), (2, "major", 1.2),
               (5, "major", 1.4)),
     "minor": ((0, "minor", 0.0), (3, "minor", 0.35), (4, "major", 0.2), (6, "major", 0.3),
               (2, "major", 0.35), (5, "major", 0.4), (4, "minor", 0.6), (1, "diminished", 1.3)),
@@ -338,6 +339,8 @@ class HarmonyConfig:
     min_scale_share: float = field(default=0.6, metadata={
         "help": "least share of the melody's notes (by duration) in the key's scale; below it "
                 "the melody is not tonal enough to harmonise"})
+    any_change_cost: float = field(default=0.2, metadata={
+        "help": "cost of any chord change (musicians hold a chord while the melody allows)"})
     sevenths: bool = field(default=False, metadata={
         "help": "write the dominant as a seventh chord (V7) where the melody allows"})
 
@@ -383,6 +386,7 @@ class _Melody:
     events: list[list[MelodyEvent]]
     first_shown: int
     pickups: frozenset[int]  # indices of bars that lead into a section: no chord of their own
+    keys: list[tuple[str | None, str | None]]  # (tonic, mode) in force at each bar's start
 
 
 _SECTION_MARK = re.compile(r":|\|\||\|\]|\[\|")
@@ -431,7 +435,35 @@ def _read(abc: str) -> _Melody:
         events.append(bar_events)
     first = bars[0]
     first_shown = 0 if first.expected is not None and first.duration < first.expected else 1
-    return _Melody(tune, tokens, bars, events, first_shown, _pickups(bars))
+    return _Melody(tune, tokens, bars, events, first_shown, _pickups(bars),
+                   _bar_keys(tune, tokens, bars))
+
+
+def _bar_keys(tune: TuneText, tokens: list[Token], bars: list[Bar]
+              ) -> list[tuple[str | None, str | None]]:
+    """The key in force where each bar's first note starts (K: lines and [K:] fields in the
+    body change it)."""
+    key = tune.key
+    changes = []
+    for token in tokens:
+        text = token.text
+        if token.kind is Kind.FIELD and text.startswith("K:") or (
+                token.kind is Kind.INLINE_FIELD and text.startswith("[K:")):
+            value = text[2:] if token.kind is Kind.FIELD else text[3:-1]
+            try:
+                key = parse_key(value, previous=key)
+            except TunesmithError:
+                continue
+            changes.append((token.start, key))
+    out = []
+    for bar in bars:
+        found = tune.key
+        for start, changed in changes:
+            if start <= (bar.notes[0].start if bar.notes else bar.start):
+                found = changed
+        mode = {"ionian": "major", "aeolian": "minor"}.get(found.mode, found.mode)
+        out.append((found.tonic, mode))
+    return out
 
 
 def melody_bars(abc: str) -> list[list[MelodyEvent]]:
@@ -491,7 +523,7 @@ def _slot_fit(events: list[tuple[MelodyEvent, float]], chord: Chord, scale: froz
         return 0.0
     fit = total / weight_sum
     if start_pc is not None and start_pc in (chord.root, (chord.root + chord.intervals[1]) % 12):
-        fit += 0.1
+        fit += 0.05
     return fit
 
 
@@ -500,8 +532,8 @@ def _transition(a: Chord, b: Chord, same_bar: bool, config: HarmonyConfig) -> fl
     if a == b:
         return 0.0
     motion = (b.root - a.root) % 12
-    cost = {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3, 4: 0.35, 8: 0.35,
-            0: 0.25, 1: 0.6, 11: 0.6, 6: 0.8}[motion]
+    cost = config.any_change_cost + {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3,
+                                     4: 0.35, 8: 0.35, 0: 0.25, 1: 0.6, 11: 0.6, 6: 0.8}[motion]
     if same_bar:
         cost += config.change_cost
     return cost
@@ -548,27 +580,33 @@ def _slots(events: list[MelodyEvent], bar_length: Fraction, count: int
 def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
                      bar_length: Fraction, beat: Fraction, slots: int,
                      config: HarmonyConfig = HarmonyConfig(),
-                     skip: frozenset[int] = frozenset()) -> list[list[tuple[Fraction, Chord]]]:
+                     skip: frozenset[int] = frozenset(),
+                     keys: list[tuple[str, str]] | None = None,
+                     ) -> list[list[tuple[Fraction, Chord]]]:
     """Choose chords for a melody given as bars of events: for each bar, (onset, chord) pairs.
 
-    ``skip`` holds the indices of bars left without a chord of their own (upbeats). The first chord of every bar is
-    returned even when it repeats the previous bar's; a chord later in a bar only when it
-    changes.
+    ``skip`` holds the indices of bars left without a chord of their own (upbeats);
+    ``keys``
+    the (tonic, mode) of each bar when the key changes in the tune (else ``tonic``/``mode``
+    throughout). The first chord of every bar is returned even when it repeats the previous
+    bar's; a chord later in a bar only when it changes.
 
     >>> bars = [[MelodyEvent(Fraction(0), Fraction(3, 4), (62,))],
-    ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (69,))],
+    ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (73,))],
     ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (62,))]]
     >>> [[c.name for _, c in bar] for bar in harmonise_events(
     ...     bars, "D", "minor", Fraction(3, 4), Fraction(1, 4), 1)]
     [['Dm'], ['A'], ['Dm']]
     """
-    vocabulary = chord_vocabulary(tonic, mode)
-    chords = [chord for chord, _, _ in vocabulary]
-    prior = [cost for _, cost, _ in vocabulary]
-    degrees = [degree for _, _, degree in vocabulary]
-    mode = {"ionian": "major", "aeolian": "minor"}.get(mode, mode)
-    tonic_pc = chords[0].root
-    scale = frozenset((tonic_pc + step) % 12 for step in MODE_STEPS[mode])
+    keys = keys or [(tonic, mode)] * len(bars)
+    tables = {}
+    for key in set(keys):
+        vocabulary = chord_vocabulary(*key)
+        key_mode = {"ionian": "major", "aeolian": "minor"}.get(key[1], key[1])
+        root = vocabulary[0][0].root
+        tables[key] = (vocabulary, frozenset((root + step) % 12 for step in MODE_STEPS[key_mode]),
+                       next(i for i, (_, _, d) in enumerate(vocabulary)
+                            if d == _CADENCE_DEGREE[key_mode]), key_mode)
     # slots: (bar index, onset, events with strength)
     plan: list[tuple[int, Fraction, list[tuple[MelodyEvent, float]]]] = []
     for index, bar in enumerate(bars):
@@ -579,22 +617,19 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
             plan.append((index, start, weighted))
     if not plan:
         raise HarmonyError("the tune has no notes to harmonise")
-    n_chords = len(chords)
     last = len(plan) - 1
-    cadence = next(i for i, d in enumerate(degrees) if d == _CADENCE_DEGREE[mode])
-    # emission costs
-    emission = []
+    states: list[list[tuple[Chord, int, str]]] = []  # per position: (chord, degree, mode)
+    emission: list[list[float]] = []
     for position, (bar_index, start, weighted) in enumerate(plan):
+        vocabulary, scale, cadence, key_mode = tables[keys[bar_index]]
         first = next((e.pitches[0] % 12 for e, _ in weighted if e.pitches), None)
-        row = []
-        for c_index, chord in enumerate(chords):
-            cost = prior[c_index] - config.fit_weight * _slot_fit(weighted, chord, scale, first)
-            row.append(cost)
+        row = [cost - config.fit_weight * _slot_fit(weighted, chord, scale, first)
+               for chord, cost, _ in vocabulary]
         if position == last:  # the final chord is the tonic
             row = [cost if c_index == 0 else math.inf for c_index, cost in enumerate(row)]
-        elif plan[position + 1][0] != bar_index or position + 1 == last:
-            if position + 1 == last or (position + 2 == len(plan)):
-                row[cadence] -= 0.4  # the dominant before the final tonic, where it fits
+        elif position + 1 == last:
+            row[cadence] -= 0.4  # the dominant before the final tonic, where it fits
+        states.append([(chord, degree, key_mode) for chord, _, degree in vocabulary])
         emission.append(row)
     # Viterbi
     best = list(emission[0])
@@ -602,9 +637,9 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
     for position in range(1, len(plan)):
         same_bar = plan[position][0] == plan[position - 1][0]
         row, pointers = [], []
-        for c_index, chord in enumerate(chords):
+        for c_index, (chord, _, _) in enumerate(states[position]):
             choice, value = 0, math.inf
-            for p_index, previous in enumerate(chords):
+            for p_index, (previous, _, _) in enumerate(states[position - 1]):
                 total = best[p_index] + _transition(previous, chord, same_bar, config)
                 if total < value:
                     choice, value = p_index, total
@@ -612,16 +647,16 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
             pointers.append(choice)
         best = row
         back.append(pointers)
-    state = min(range(n_chords), key=lambda i: best[i])
+    state = min(range(len(best)), key=lambda i: best[i])
     path = [state]
     for pointers in reversed(back):
         state = pointers[state]
         path.append(state)
     path.reverse()
-    if config.sevenths:
-        path_chords = [_with_seventh(chords[s], degrees[s], mode) for s in path]
-    else:
-        path_chords = [chords[s] for s in path]
+    path_chords = []
+    for position, chosen in enumerate(path):
+        chord, degree, key_mode = states[position][chosen]
+        path_chords.append(_with_seventh(chord, degree, key_mode) if config.sevenths else chord)
     result: list[list[tuple[Fraction, Chord]]] = [[] for _ in bars]
     previous = None
     for (bar_index, start, _), chord in zip(plan, path_chords):
@@ -637,10 +672,12 @@ def _with_seventh(chord: Chord, degree: int, mode: str) -> Chord:
     return chord
 
 
-def _scale_share(events: list[list[MelodyEvent]], tonic_pc: int, mode: str) -> float:
-    scale = {(tonic_pc + step) % 12 for step in MODE_STEPS[mode]}
+def _scale_share(events: list[list[MelodyEvent]], keys: list[tuple[str, str]]) -> float:
+    """Share of the melody's sounding time spent on notes of the scale in force."""
     inside = total = Fraction(0)
-    for bar in events:
+    for bar, (tonic, mode) in zip(events, keys):
+        tonic_pc = (LETTER_SEMITONES[tonic[0]] + {"#": 1, "b": -1}.get(tonic[1:2], 0)) % 12
+        scale = {(tonic_pc + step) % 12 for step in MODE_STEPS[mode]}
         for event in bar:
             if event.pitches:
                 total += event.duration
@@ -668,12 +705,17 @@ def _check_harmonisable(melody: _Melody) -> tuple[str, str]:
         raise HarmonyError("the tune is in free meter (no bars of equal length), so there is no "
                            "harmonic rhythm to follow")
     mode = {"ionian": "major", "aeolian": "minor"}.get(key.mode, key.mode)
-    tonic_pc = (LETTER_SEMITONES[key.tonic[0]] + {"#": 1, "b": -1}.get(key.tonic[1:2], 0)) % 12
-    share = _scale_share(melody.events, tonic_pc, mode)
+    share = _scale_share(melody.events, _usable_keys(melody.keys, (key.tonic, mode)))
     if share < HarmonyConfig().min_scale_share:
         raise HarmonyError(f"only {share:.0%} of the melody is in {key.tonic} {mode}; it does not "
                            "keep to a key, so I cannot choose chords for it")
     return key.tonic, mode
+
+
+def _usable_keys(keys: list[tuple[str | None, str | None]], home: tuple[str, str]
+                 ) -> list[tuple[str, str]]:
+    """Each bar's key; a bar in a key the harmoniser cannot use (K:none) takes the home key."""
+    return [key if key[0] is not None and key[1] in MODE_STEPS else home for key in keys]
 
 
 def _existing_chord_tokens(melody: _Melody) -> list[Token]:
@@ -737,7 +779,8 @@ def harmonise(abc: str, config: HarmonyConfig = HarmonyConfig()) -> HarmonyResul
     slots = config.slots_per_bar or slots_per_bar(style, str(tune.meter))
     meter = tune.meter
     chosen = harmonise_events(melody.events, tonic, mode, meter.bar_length, meter.beat_length,
-                              slots, config, skip=melody.pickups)
+                              slots, config, skip=melody.pickups,
+                              keys=_usable_keys(melody.keys, (tonic, mode)))
     changes = [(t.start, t.end, "") for t in existing]
     for bar_events, bar_chords in zip(melody.events, chosen):
         for onset, chord in bar_chords:
@@ -937,8 +980,8 @@ def enrich(abc: str) -> str:
 
 
 def best_simple_triads(abc: str) -> list[str | None]:
-    """A baseline for the benchmark: per bar, the I, IV or V triad that best fits the melody
-    (no look at neighbours). Bars as written; a pickup gets None.
+    """A baseline for the benchmark: per bar, the I, IV or V triad of the key in force that
+    best fits the melody (no look at neighbours). Bars as written; an upbeat gets None.
 
     >>> best_simple_triads("X:1\\nM:3/4\\nL:1/4\\nK:G\\nGBd|cea|dfa|g3|]")
     ['G', 'C', 'D', 'G']
@@ -946,21 +989,27 @@ def best_simple_triads(abc: str) -> list[str | None]:
     melody = _read(abc)
     tonic, mode = _check_harmonisable(melody)
     meter = melody.tune.meter
-    vocabulary = chord_vocabulary(tonic, mode)
-    steps = MODE_STEPS[{"ionian": "major", "aeolian": "minor"}.get(mode, mode)]
-    tonic_pc = vocabulary[0][0].root
-    scale = frozenset((tonic_pc + s) % 12 for s in steps)
-    triads = [vocabulary[0][0]]
+    out = []
+    for index, (bar, key) in enumerate(zip(melody.events,
+                                           _usable_keys(melody.keys, (tonic, mode)))):
+        if index in melody.pickups or not bar:
+            out.append(None)
+            continue
+        triads, scale = _primary_triads(*key)
+        weighted = [(e, _strength(e.onset, meter.bar_length, meter.beat_length)) for e in bar]
+        out.append(max(triads, key=lambda c: _slot_fit(weighted, c, scale, None)).name)
+    return out
+
+
+def _primary_triads(tonic: str, mode: str) -> tuple[list[Chord], frozenset[int]]:
+    """The I, IV and V triads of a key (V major in minor, as at a cadence), and its scale."""
+    steps = MODE_STEPS[mode]
+    tonic_pc = (LETTER_SEMITONES[tonic[0]] + {"#": 1, "b": -1}.get(tonic[1:2], 0)) % 12
+    first = chord_vocabulary(tonic, mode)[0][0]
+    triads = [first]
     for degree in (3, 4):
         root = (tonic_pc + steps[degree]) % 12
         kind = "major" if degree == 4 or mode in ("major", "mixolydian", "dorian", "lydian") \
             else "minor"
         triads.append(Chord(root, kind, None, spell(root, kind, flats=_prefers_flats(tonic, mode))))
-    out = []
-    for index, bar in enumerate(melody.events):
-        if index in melody.pickups or not bar:
-            out.append(None)
-            continue
-        weighted = [(e, _strength(e.onset, meter.bar_length, meter.beat_length)) for e in bar]
-        out.append(max(triads, key=lambda c: _slot_fit(weighted, c, scale, None)).name)
-    return out
+    return triads, frozenset((tonic_pc + s) % 12 for s in steps)

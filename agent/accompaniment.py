@@ -35,14 +35,10 @@ import copy
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
 
 from agent.abc_text import parse_tune
 from agent.errors import InputError
 from agent.harmony import Chord, ChordNameError, parse_chord
-
-if TYPE_CHECKING:
-    import music21
 
 __all__ = ["AccompanimentSettings", "INSTRUMENTS", "PATTERNS", "accompaniment_of",
            "set_accompaniment", "pattern_for", "backing_parts", "backing_part",

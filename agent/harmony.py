@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from agent.abc_text import (
@@ -695,7 +695,8 @@ def _style_name(tune: TuneText, config: HarmonyConfig) -> str | None:
     return found.name if found else None
 
 
-def _check_harmonisable(melody: _Melody) -> tuple[str, str]:
+def _check_harmonisable(melody: _Melody, config: HarmonyConfig = HarmonyConfig()
+                        ) -> tuple[str, str]:
     tune = melody.tune
     key = tune.key
     if key.tonic is None or key.mode is None:
@@ -706,7 +707,7 @@ def _check_harmonisable(melody: _Melody) -> tuple[str, str]:
                            "harmonic rhythm to follow")
     mode = {"ionian": "major", "aeolian": "minor"}.get(key.mode, key.mode)
     share = _scale_share(melody.events, _usable_keys(melody.keys, (key.tonic, mode)))
-    if share < HarmonyConfig().min_scale_share:
+    if share < config.min_scale_share:
         raise HarmonyError(f"only {share:.0%} of the melody is in {key.tonic} {mode}; it does not "
                            "keep to a key, so I cannot choose chords for it")
     return key.tonic, mode
@@ -773,7 +774,7 @@ def harmonise(abc: str, config: HarmonyConfig = HarmonyConfig()) -> HarmonyResul
         return HarmonyResult(abc, tuple(chords_in(abc)),
                              "The tune already has chords; I kept them (ask me to replace "
                              "them to get new ones).", changed=False)
-    tonic, mode = _check_harmonisable(melody)
+    tonic, mode = _check_harmonisable(melody, config)
     tune = melody.tune
     style = _style_name(tune, config)
     slots = config.slots_per_bar or slots_per_bar(style, str(tune.meter))
@@ -851,12 +852,14 @@ def chord_in_force(bars: list[BarChords]) -> list[str | None]:
 def progression(abc: str) -> str:
     """The chords of a tune as a musician writes them out: bars separated by ``|``.
 
-    >>> progression('X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A7"cea|"D"d3|]')
+    >>> progression('X:1\\nM:3/4\\nL:1/4\\nK:D\\nA|"D"DFA|"G"GBd|"A7"cea|"D"d3|]')
     'D | G | A7 | D'
     """
     bars = chords_in(abc)
     if not any(bar.chords for bar in bars):
         return "The tune has no chords yet."
+    while not bars[0].chords:  # an upbeat before the first chord
+        bars = bars[1:]
     return " | ".join(" ".join(name for _, name in bar.chords) or "%" for bar in bars)
 
 

@@ -54,7 +54,7 @@ from agent.errors import AbcError, InputError
 from agent.notation import ACCIDENTAL_TEXT, NOTE_HEAD_RE, length_text
 
 __all__ = ["VOICE_WINDOWS", "BarChange", "SingableConfig", "SingableResult", "make_singable",
-           "singable_length", "tempo_of"]
+           "singable_length", "singing_problems", "tempo_of"]
 
 #: Comfortable sounding range (MIDI low, high) of each voice.
 VOICE_WINDOWS: dict[str, tuple[int, int]] = {
@@ -704,6 +704,36 @@ def _simple_bar(bar: Bar) -> bool:
     blocked = {Kind.LINE_BREAK, Kind.FIELD, Kind.LYRICS, Kind.COMMENT, Kind.CONTINUATION,
                Kind.OVERLAY, Kind.UNKNOWN, Kind.SPACER}
     return not any(t.kind in blocked for t in bar.tokens)
+
+
+def singing_problems(abc: str, config: SingableConfig = SingableConfig(),
+                     most_short: float = 0.02) -> tuple[str, ...]:
+    """What keeps a melody from being sung, in words (empty when nothing does): a range wider
+    than ``config.max_range``, or more than ``most_short`` of its notes shorter than
+    ``config.min_seconds`` at its tempo. The chat asks this before putting words on a tune.
+
+    >>> singing_problems("X:1\\nM:2/4\\nL:1/16\\nQ:1/4=120\\nK:C\\nCDEF GABc|d'8|]\\n")
+    ('the melody spans 26 semitones (a voice is comfortable within 16)', '8 of 9 notes are too short to sing a syllable on at this speed')
+    >>> singing_problems("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC E G|c3|]\\n")
+    ()
+    """
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    _, bars = _melody_bars(tune, tokens)
+    notes = [t for b in bars for t in b.notes if t.duration]
+    if not notes:
+        return ()
+    per_whole = tempo_of(tune, config.default_qpm)
+    pitches = [max(t.pitches) for t in notes]
+    short = sum(1 for t in notes if float(t.duration) * per_whole < config.min_seconds - 1e-9)
+    problems = []
+    if max(pitches) - min(pitches) > config.max_range:
+        problems.append(f"the melody spans {max(pitches) - min(pitches)} semitones (a voice is "
+                        f"comfortable within {config.max_range})")
+    if short > most_short * len(notes):
+        problems.append(f"{short} of {len(notes)} notes are too short to sing a syllable on at "
+                        "this speed")
+    return tuple(problems)
 
 
 def make_singable(abc: str, config: SingableConfig = SingableConfig()) -> SingableResult:

@@ -10,7 +10,8 @@ import pytest
 
 from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
 from agent.errors import InputError
-from agent.singable import VOICE_WINDOWS, SingableConfig, make_singable, tempo_of
+from agent.singable import (VOICE_WINDOWS, SingableConfig, make_singable, singing_problems,
+                            tempo_of)
 from agent.validate import validate_abc
 
 DATA = Path(__file__).parent / "data"
@@ -135,3 +136,18 @@ def test_bad_input_is_refused_plainly() -> None:
         SingableConfig(voice="baritone")
     with pytest.raises(InputError, match="no notes"):
         make_singable("X:1\nT:Empty\nM:4/4\nK:C\nz4|]\n")
+
+
+def test_singing_problems_before_and_after() -> None:
+    abc = (DATA / "abc" / "ryans_acacia_reel.abc").read_text()
+    before = singing_problems(abc)
+    assert len(before) == 2 and "22 semitones" in before[0]
+    after = make_singable(abc)
+    # left: the two upbeats (an eighth at 208 a minute, 0.14 s), shorter bars than any
+    # singable note; the lyric setter leaves them without a syllable when it can
+    assert singing_problems(after.abc) == ("2 of 32 notes are too short to sing a syllable on "
+                                           "at this speed",)
+    _, _, bars = _melody(after.abc)
+    assert [b.duration for b in bars if b.duration < after.singable_length] == [Fraction(1, 8)] * 2
+    for song in sorted((DATA / "songs").glob("*.abc")):  # real songs: no short notes
+        assert not any("too short" in p for p in singing_problems(song.read_text()))

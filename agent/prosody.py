@@ -51,7 +51,8 @@ from fractions import Fraction
 from typing import Any, Sequence
 
 from agent import abc_lyrics
-from agent.abc_text import Kind, Meter, TuneText, parse_meter, parse_tune, split_bars, tokenize_body
+from agent.abc_text import (Kind, Meter, TuneText, parse_meter, parse_tempo, parse_tune,
+                            split_bars, tokenize_body)
 from agent.errors import AbcError
 from agent.syllables import Word, core_of, split_text, split_word
 
@@ -141,17 +142,28 @@ def beat_strength(onset: Fraction, meter: Meter | str) -> float:
 
 
 def seconds_per_whole(tune: TuneText, default_qpm: float = DEFAULT_QPM) -> float:
-    """Seconds a whole note lasts at the tune's ``Q:`` tempo (``default_qpm`` quarters a
-    minute when it has none).
+    """Seconds a whole note lasts: at the ``Q:`` tempo; without one, at the usual speed of the
+    style the tune names (its ``R:`` field or a word of its title: "reel", "waltz", ...); else
+    at ``default_qpm`` quarter notes a minute. (A style only suggested by the meter is not
+    used: any 4/4 tune would be played as a reel.)
 
     >>> seconds_per_whole(parse_tune("X:1\\nQ:3/8=80\\nK:C\\nC\\n"))
     2.0
-    >>> seconds_per_whole(parse_tune("X:1\\nK:C\\nC\\n"))
+    >>> seconds_per_whole(parse_tune("X:1\\nM:4/4\\nK:C\\nC\\n"))
     2.0
+    >>> round(seconds_per_whole(parse_tune("X:1\\nR:reel\\nM:2/4\\nK:C\\nC\\n")), 3)  # 208
+    1.154
     """
+    from agent.styles import style_for, usual_tempo
+
     tempo = tune.tempo
     if tempo is None or not tempo.bpm or not tempo.beat:
-        return 240.0 / default_qpm
+        meter = str(tune.meter) if not tune.meter.is_free else ""
+        named = " ".join((tune.get("R", "") or "", tune.title or "")).lower()
+        style = style_for(rhythm=tune.get("R", "") or "", title=tune.title or "", meter=meter)
+        if style is None or not meter or not any(word in named for word in style.keywords):
+            return 240.0 / default_qpm
+        tempo = parse_tempo(usual_tempo(style, meter))
     return 60.0 / (tempo.bpm * float(tempo.beat))
 
 

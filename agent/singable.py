@@ -48,10 +48,11 @@ from fractions import Fraction
 from statistics import median
 
 from agent import abc_lyrics
-from agent.abc_text import (Bar, Kind, Meter, Token, TuneText, parse_tempo, parse_tune,
-                            split_bars, tokenize_body)
+from agent.abc_text import (Bar, Kind, Meter, Token, TuneText, parse_tune, split_bars,
+                            tokenize_body)
 from agent.errors import AbcError, InputError
 from agent.notation import ACCIDENTAL_TEXT, NOTE_HEAD_RE, length_text
+from agent.prosody import seconds_per_whole
 
 __all__ = ["VOICE_WINDOWS", "BarChange", "SingableConfig", "SingableResult", "make_singable",
            "singable_length", "singing_problems", "tempo_of"]
@@ -156,25 +157,15 @@ class _Event:
 
 
 def tempo_of(tune: TuneText, default_qpm: float = 120.0) -> float:
-    """Seconds a whole note lasts: from ``Q:``, else the style's usual tempo (``R:``, title,
-    meter), else ``default_qpm`` quarter notes a minute.
+    """Seconds a whole note lasts, by the rule of :func:`agent.prosody.seconds_per_whole`
+    (``Q:``, else the named style's usual speed, else ``default_qpm``).
 
     >>> tempo_of(parse_tune("X:1\\nM:2/4\\nQ:1/4=120\\nK:C\\nC\\n"))
     2.0
     >>> round(tempo_of(parse_tune("X:1\\nR:reel\\nM:2/4\\nK:C\\nC\\n")), 3)  # 208 a minute
     1.154
     """
-    from agent.styles import style_for, usual_tempo
-
-    tempo = tune.tempo
-    if tempo is None or not tempo.bpm or not tempo.beat:
-        meter = str(tune.meter) if not tune.meter.is_free else ""
-        style = style_for(rhythm=tune.get("R", "") or "", title=tune.title or "", meter=meter)
-        if style is not None and meter:
-            tempo = parse_tempo(usual_tempo(style, meter))
-        else:
-            return 240.0 / default_qpm
-    return 60.0 / (tempo.bpm * float(tempo.beat))
+    return seconds_per_whole(tune, default_qpm)
 
 
 def _divisions(meter: Meter) -> list[Fraction]:

@@ -79,14 +79,25 @@ def test_held_out_tunes_become_singable(record: dict) -> None:
 
 
 def test_nottingham_reel_in_words() -> None:
+    """No Q: and no named style: a quarter is 120 a minute, so its eighths can be sung."""
     result = make_singable((DATA / "abc" / "nottingham_reel.abc").read_text())
-    assert result.singable_length == Fraction(1, 4)  # no Q:, so its style's speed
+    assert result.singable_length == Fraction(1, 8)
     assert result.range_before == 18 and result.range_after == 16
-    assert "simplified the running notes in bars 1\u20137 and 9\u201316" in result.summary
-    assert "held the last note of each phrase" in result.summary
+    assert result.summary == ("I moved the highest notes in bars 1, 5 and 14 down an octave and "
+                              "held the last note of each phrase, so the melody spans 16 "
+                              "semitones (it spanned 18).")
     first = result.bars[0]
-    assert first.bar == 1 and first.before == '"D"A/2d/2d/2c/2 d/2e/2f/2d/2'
-    assert first.after == '"D"A d d F'
+    assert first.bar == 1 and first.after == '"D"A/2d/2d/2c/2 d/2e/2F/2d/2'
+    held = result.bars[1]
+    assert (held.bar, held.after) == (4, '"Em"B/A/ G/F/ "A7"G2')
+
+
+def test_acacia_reel_at_reel_speed() -> None:
+    """R:reel and no Q:: a reel's 208 quarters a minute, where only quarters can be sung."""
+    result = make_singable((DATA / "abc" / "ryans_acacia_reel.abc").read_text())
+    assert result.singable_length == Fraction(1, 4)
+    assert "simplified the running notes in bars 0\u201317 into quarter notes" in result.summary
+    assert result.range_before == 22 and result.range_after <= 16
 
 
 def test_slow_tune_keeps_its_eighths_and_holds_phrase_ends() -> None:

@@ -332,7 +332,7 @@ class HarmonyConfig:
         "help": "most chord changes a bar may hold; None: from the style (waltz 1, reel 2)"})
     replace: bool = field(default=False, metadata={
         "help": "replace chords the tune already has (by default a musician's chords stay)"})
-    change_cost: float = field(default=0.35, metadata={
+    change_cost: float = field(default=0.15, metadata={
         "help": "cost of a chord change in the middle of a bar (keeps the harmonic rhythm calm)"})
     fit_weight: float = field(default=3.0, metadata={
         "help": "weight of the melody's fit against the chord (vs. transition and prior costs)"})

@@ -141,6 +141,24 @@ def score_facts(abc: str) -> ScoreFacts:
     )
 
 
+def score_summary(abc: str) -> dict:
+    """Title, key, meter, tempo in bpm and bars of a tune, read from its text alone (no music21):
+    what the command line prints and the app lists for each version.
+
+    >>> score_summary("X:1\\nT:Air\\nM:3/4\\nL:1/8\\nQ:1/4=90\\nK:D\\nD2 F2 A2|d6|]\\n")
+    {'title': 'Air', 'key': 'D', 'meter': '3/4', 'tempo_bpm': 90, 'bars': 2}
+    >>> score_summary("T:no X or K")
+    Traceback (most recent call last):
+    ...
+    agent.errors.AbcError: the tune has no K: (key) field; the header must end with K:
+    """
+    tune = parse_tune(abc)
+    tempo = tune.get("Q") or ""
+    bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
+    return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
+            "tempo_bpm": bpm, "bars": bar_count(tune)}
+
+
 def _is_chord_symbol(element) -> bool:
     return "ChordSymbol" in element.classes
 

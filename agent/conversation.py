@@ -26,18 +26,29 @@ once, on first use, and serialises calls to it. Everything else is rules, tables
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from agent import lyrics as lyric_ops
 from agent import session as sessions
-from agent.compose import ComposeConfig
+from agent.abc_text import Kind, bar_count, parse_tune, sounding_bars, tokenize_body
+from agent.answer import QUESTION_KINDS, answer_question, define
+from agent.compose import ComposeConfig, compose_tune, edit_span
+from agent.decoding import FormPlan
+from agent.edits import apply_edits, resolve_span, set_instrument, shown_bars, transpose
 from agent.errors import InputError, ModelError, TunesmithError
+from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
+                          write_lyrics)
+from agent.notation import MODE_SUFFIX
+from agent.prompts import abc_header
+from agent.render import render_score_text
 from agent.session import Session
-from agent.understand import Attributes, Request, UnderstandConfig, resolve, understand
+from agent.understand import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord,
+                              Request, RewriteLyricLines, SetInstrument, SetLyrics, Transpose,
+                              UnderstandConfig, WriteLyrics, resolve, understand)
 from agent.validate import validate_abc
 
 Progress = Callable[[str, int, str], None]
@@ -120,7 +131,7 @@ class Composer:
         if self.config is None:
             raise ModelError("no model is loaded in this context")
         if self._loaded is None:
-            from agent.model import ModelConfig, load_model
+            from agent.model import ModelConfig, load_model  # torch loads only with a model
 
             model_config = ModelConfig(
                 base=self.config.base,
@@ -171,8 +182,6 @@ def tempo_field(meter: str, bpm: int) -> str:
 
 def form_plan(attrs: Attributes) -> Any:
     """The bars and sections to write: dance tunes are two repeated parts, others one section."""
-    from agent.decoding import FormPlan
-
     bars = attrs.bars or 16
     if attrs.form == "AABB" and bars % 2 == 0 and bars >= 4:
         return FormPlan.dance(bars // 2)
@@ -181,8 +190,6 @@ def form_plan(attrs: Attributes) -> Any:
 
 def header_for(attrs: Attributes) -> str:
     """The ABC header of a new tune, from fully resolved attributes."""
-    from agent.prompts import abc_header
-
     key = attrs.tonic + _mode_suffix(attrs.mode)
     return abc_header(
         title=attrs.title or "Untitled",
@@ -194,15 +201,11 @@ def header_for(attrs: Attributes) -> str:
 
 
 def _mode_suffix(mode: str | None) -> str:
-    from agent.notation import MODE_SUFFIX
-
     return MODE_SUFFIX[mode or "major"]
 
 
 def describe(abc: str) -> str:
     """One sentence on a tune: title, key, meter, tempo, bars, form."""
-    from agent.abc_text import Kind, bar_count, parse_tune, tokenize_body
-
     tune = parse_tune(abc)
     tokens = tokenize_body(tune.body, tune)
     bars = bar_count(tune, tokens)
@@ -222,6 +225,21 @@ def describe(abc: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 # The turn
+
+
+def for_next_turn(config: AgentConfig, session: Session) -> AgentConfig:
+    """``config`` for the next turn of ``session``: its seed plus the number of turns taken so
+    far, so a conversation replayed with the same seed gives the same scores and no two turns
+    of one conversation sample alike. The command line and the app both seed turns this way.
+
+    >>> from agent.session import add_message
+    >>> for_next_turn(AgentConfig(seed=5), Session()).seed
+    5
+    >>> for_next_turn(AgentConfig(seed=5), add_message(Session(), "user", "a jig")).seed
+    6
+    """
+    turns = sum(1 for message in session.messages if message.get("role") == "user")
+    return dataclasses.replace(config, seed=config.seed + turns)
 
 
 def take_turn(
@@ -333,11 +351,8 @@ def _adopt_pasted(session: Session, request: Request) -> Turn:
 
 
 def _answer(session: Session, request: Request, current: str | None) -> Turn:
-    from agent.answer import QUESTION_KINDS, answer_question
-
     kind = request.question.kind if request.question else "key"
     if kind == "define":
-        from agent.answer import define
 
         return Turn(session, define(request.question.subject), False, "question")
     if current is None:
@@ -350,10 +365,6 @@ def _answer(session: Session, request: Request, current: str | None) -> Turn:
 
 def _compose(session: Session, request: Request, composer: Composer, config: AgentConfig,
              on_progress: Progress | None) -> Turn:
-    from agent.compose import compose_tune
-    from agent.edits import set_instrument
-    from agent.understand import SetInstrument
-
     attrs = resolve(request.attributes, config.understand)
     header = header_for(attrs)
     plan = form_plan(attrs)
@@ -399,8 +410,6 @@ def _fit_instrument(abc: str) -> tuple[str, str]:
     keeps every note's name and the key, and is what a player would do. Returns the tune and a
     sentence for the reply ('' when nothing moved).
     """
-    from agent.edits import transpose
-    from agent.understand import Transpose
 
     if not any(d.code == "range" for d in validate_abc(abc).errors):
         return abc, ""
@@ -420,8 +429,6 @@ def _as_dict(diagnostic: Any) -> dict:
 
 
 def _exact_edit(session: Session, request: Request, current: str) -> Turn:
-    from agent.edits import apply_edits
-
     if not request.edits:
         return Turn(session, "I understood that as an edit, but not which one. " + HELP_TEXT, False,
                     "exact_edit")
@@ -432,9 +439,6 @@ def _exact_edit(session: Session, request: Request, current: str) -> Turn:
 
 def _creative_edit(session: Session, request: Request, current: str, composer: Composer,
                    config: AgentConfig, on_progress: Progress | None) -> Turn:
-    from agent.compose import edit_span
-    from agent.edits import resolve_span, shown_bars
-
     creative = request.creative
     if creative is None:
         return Turn(session, "Which part should I change?", False, "creative_edit")
@@ -449,7 +453,6 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
                     diagnostics=[_as_dict(d) for d in result.diagnostics])
     abc, extra = result.abc, ""
     if request.edits:  # "make it sadder and slower": the exact part of the request too
-        from agent.edits import apply_edits
 
         edited = apply_edits(abc, request.edits)
         abc, extra = edited.abc, " " + edited.summary
@@ -460,14 +463,10 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
 
 
 def _whole_tune(abc: str) -> tuple[int, int]:
-    from agent.abc_text import parse_tune, sounding_bars
-
     return 1, len(sounding_bars(parse_tune(abc)))
 
 
 def _generate_text(composer: Composer) -> Callable:
-    from agent.lyrics import model_text_generator
-
     def generate(messages, settings):
         return composer.run(lambda loaded: model_text_generator(loaded)(messages, settings))
 
@@ -475,22 +474,15 @@ def _generate_text(composer: Composer) -> Callable:
 
 
 def _lyrics_config(config: AgentConfig) -> Any:
-    from agent.lyrics import LyricsConfig
-
     return LyricsConfig(seed=config.seed)
 
 
 def _write_lyrics(abc: str, theme: str, composer: Composer, config: AgentConfig) -> Any:
-    from agent.lyrics import write_lyrics
-
     return write_lyrics(abc, theme, _generate_text(composer), _lyrics_config(config))
 
 
 def _rewrite_lines(abc: str, op: Any, composer: Composer, config: AgentConfig) -> tuple[Any, str]:
     """New words for the lines ``op`` names (the chorus: the last stanza), and how to say which."""
-    from agent.abc_text import parse_tune
-    from agent.lyrics import chorus_lines, rewrite_lines
-
     lines = chorus_lines(abc) if op.chorus else op.lines
     if not lines:
         raise InputError("the tune has no words yet: ask for lyrics first")
@@ -512,8 +504,6 @@ def _unrhymed_note(result: Any) -> str:
 
 
 def _set_words(abc: str, text: str) -> tuple[str, str]:
-    from agent.lyrics import set_words
-
     new_abc, report = set_words(abc, text)
     if not report.ok:
         raise InputError("those words cannot be set to this melody: " + "; ".join(report.problems[:2]))
@@ -523,10 +513,6 @@ def _set_words(abc: str, text: str) -> tuple[str, str]:
 
 def _lyrics(session: Session, request: Request, current: str, composer: Composer,
             config: AgentConfig) -> Turn:
-    from agent import lyrics as lyric_ops
-    from agent.understand import (AddVerse, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord,
-                                  RewriteLyricLines, SetLyrics, WriteLyrics)
-
     if not request.lyric_ops:
         return Turn(session, "What should the words be about?", False, "lyrics")
     abc, notes = current, []
@@ -581,75 +567,14 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
 
 def _note_tokens(abc: str) -> list[tuple]:
     """The notes of a tune as (text, pitches, duration), to tell whether an edit touched them."""
-    from agent.abc_text import parse_tune, tokenize_body
-
     tune = parse_tune(abc)
     return [(t.text, t.pitches, t.duration) for t in tokenize_body(tune.body, tune) if t.is_timed]
 
 
 # --------------------------------------------------------------------------------------------
-# Rendering and the command-line runs
+# Rendering
 
 
 def render_version(abc: str, out_dir: Path, formats: Any = None) -> dict:
     """Write the score's files (ABC, MIDI, MusicXML, SVG, PDF, WAV) into ``out_dir``."""
-    from agent.render import render_score_text
-
     return dict(render_score_text(abc, Path(out_dir), formats=formats))
-
-
-def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = None,
-                adapter: str | None = None) -> dict:
-    """``tunesmith compose``: one turn from an empty session; renders into ``out``."""
-    from agent.errors import InputError
-
-    if not prompt.strip():
-        raise InputError("the prompt is empty; say what to write, e.g. \"a sad waltz in D minor\"")
-    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
-    composer = Composer(config)
-    started = time.perf_counter()
-    turn = take_turn(Session(), prompt, composer, config)
-    abc = sessions.current_abc(turn.session)
-    summary: dict[str, Any] = {"reply": turn.reply, "valid": bool(turn.changed and abc),
-                               "attempts": turn.details.get("attempts", 0)}
-    if turn.details.get("internal_error"):
-        raise TunesmithError(turn.reply)
-    if abc:
-        render_version(abc, out)
-        summary.update(score_summary(abc))
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["tokens_per_second"] = turn.details.get("tokens_per_second")
-    return summary
-
-
-def score_summary(abc: str) -> dict:
-    """Title, key, meter, tempo in bpm and bars of a tune, for JSON output."""
-    from agent.abc_text import bar_count, parse_tune
-
-    tune = parse_tune(abc)
-    tempo = tune.get("Q") or ""
-    bpm = int(tempo.split("=")[-1]) if "=" in tempo and tempo.split("=")[-1].strip().isdigit() else None
-    return {"title": tune.title or "", "key": tune.get("K") or "", "meter": tune.get("M") or "",
-            "tempo_bpm": bpm, "bars": bar_count(tune)}
-
-
-def run_script(messages: list[str], out: Path, *, seed: int = 0, base: str | None = None,
-               adapter: str | None = None) -> list[dict]:
-    """``tunesmith converse``: each message a turn; files per turn and ``transcript.json``."""
-    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
-    composer = Composer(config)
-    session, transcript = Session(), []
-    out = Path(out)
-    for number, message in enumerate(messages, start=1):
-        turn = take_turn(session, message, composer, dataclasses.replace(config, seed=seed + number - 1))
-        session = turn.session
-        abc = sessions.current_abc(session)
-        folder = out / f"turn-{number:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        if abc:
-            render_version(abc, folder)
-        transcript.append({"user": message, "assistant": turn.reply, "changed": turn.changed})
-    sessions.save(session, out / "session.json")
-    (out / "transcript.json").write_text(json.dumps(transcript, ensure_ascii=False, indent=1),
-                                         encoding="utf-8")
-    return transcript

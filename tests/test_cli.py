@@ -24,7 +24,7 @@ TUNE = "X:1\nT:Little Air\nM:3/4\nL:1/8\nQ:1/4=100\nK:G\nG2 B2 d2|c2 A2 F2|G6|]\
 def tunesmith(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("TUNESMITH_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)
 
 

@@ -286,7 +286,7 @@ def test_tune_statistics_of_a_real_tune():
 
 
 def test_cli_parses_the_eval_options():
-    from agent.cli import build_parser
+    from tunesmith.cli import build_parser
 
     argv = ["eval", "--configs", "no-adapter,greedy", "--quick", "--seeds", "2", "--adapter", "none",
             "--out", "/tmp/x"]

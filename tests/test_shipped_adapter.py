@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from agent.abc_text import parse_tune, split_bars, tokenize_body
-from agent.conversation import DEFAULT_ADAPTER, AgentConfig, Composer, score_summary, take_turn
+from agent.answer import score_summary
+from agent.conversation import DEFAULT_ADAPTER, AgentConfig, Composer, take_turn
 from agent.session import Session, current_abc
 from agent.validate import validate_abc
 

@@ -24,7 +24,8 @@ from gradio_client import Client
 
 import ui.app as app_module
 from agent import session as sessions
-from agent.conversation import AgentConfig, Composer, score_summary
+from agent.answer import score_summary
+from agent.conversation import AgentConfig, Composer
 from agent.errors import ModelError
 from agent.session import Session
 from agent.validate import validate_abc

@@ -50,7 +50,8 @@ import gradio as gr
 
 from agent import session as sessions
 from agent.abc_text import bar_count, parse_tune
-from agent.conversation import (AgentConfig, Composer, Turn, describe, render_version, score_summary,
+from agent.answer import score_summary
+from agent.conversation import (AgentConfig, Composer, Turn, describe, for_next_turn, render_version,
                                 take_turn)
 from agent.errors import AbcError, TunesmithError
 from agent.session import Session
@@ -483,8 +484,7 @@ def turn_config(config: AgentConfig, session: Session, temperature: Any, seed: A
         seed = int(seed)
     except (TypeError, ValueError):
         seed = config.seed
-    turns = sum(1 for message in session.messages if message.get("role") == "user")
-    return dataclasses.replace(config, temperature=temperature, seed=seed + turns)
+    return for_next_turn(dataclasses.replace(config, temperature=temperature, seed=seed), session)
 
 
 def run_turn(session: Session, message: str, composer: Composer, config: AgentConfig,

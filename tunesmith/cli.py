@@ -117,7 +117,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    from agent.conversation import run_compose
+    from tunesmith.commands import run_compose
 
     summary = run_compose(args.prompt, args.out, seed=args.seed, base=args.base, adapter=args.adapter)
     print(json.dumps(summary, ensure_ascii=False))
@@ -125,7 +125,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_converse(args: argparse.Namespace) -> int:
-    from agent.conversation import run_script
+    from tunesmith.commands import run_script
 
     try:
         lines = args.script.read_text(encoding="utf-8").splitlines()

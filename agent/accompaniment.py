@@ -510,6 +510,8 @@ def backing_parts(score, abc: str, settings: AccompanimentSettings | None = None
     """
     settings = settings or accompaniment_of(abc)
     melody = score.parts[0]
+    if not melody.hasMeasures():  # music21 leaves some short tunes without bars
+        melody = melody.makeMeasures()
     if not settings.on or not any(_chords_by_measure(melody)):
         return []
     chord_measures, bass_measures = _realise(settings, melody)
@@ -566,6 +568,10 @@ def with_accompaniment(score, abc: str, settings: AccompanimentSettings | None =
     ['Accompaniment']
     """
     full = copy.deepcopy(score)
+    melody = full.parts[0]
+    if not melody.hasMeasures():  # both parts in bars, so repeats and MIDI treat them alike
+        measured = melody.makeMeasures()
+        full.replace(melody, measured)
     for part in backing_parts(full, abc, settings):
         full.insert(0, part)
     return full

@@ -161,3 +161,11 @@ def test_harmonise_and_backing_of_32_bars_within_half_a_second():
     chords = harmonise(abc).abc
     backing_parts(score, chords)
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_tune_music21_leaves_without_bars_still_gets_its_backing():
+    abc = harmonise(strip_chords((DATA / "abc" / "malformed" / "lyrics_too_many.abc").read_text())).abc
+    full = with_accompaniment(read_tune(abc).score, abc)
+    assert len(full.parts) == 2 and all(p.hasMeasures() for p in full.parts)
+    midi = mido.MidiFile(file=io.BytesIO(to_midi(without_chord_symbols(full)).data))
+    assert sum(1 for t in midi.tracks if any(m.type == "note_on" for m in t)) == 2

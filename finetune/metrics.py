@@ -272,7 +272,8 @@ def lyric_lines(abc: str, max_line_syllables: int | None = None) -> list[str]:
     []
     """
     from agent import abc_lyrics
-    from agent.lyrics import LyricsConfig, lyric_phrases, note_slots
+    from agent.lyric_fit import lyric_phrases, note_slots
+    from agent.lyrics import LyricsConfig
 
     limit = max_line_syllables or LyricsConfig().max_line_syllables
     tune = parse_tune(abc)
@@ -291,7 +292,7 @@ def lyric_lines(abc: str, max_line_syllables: int | None = None) -> list[str]:
 
 
 def _on_theme(lines: Sequence[str], theme: str) -> bool:
-    from agent.lyrics import theme_presence
+    from agent.theme import theme_presence
 
     return bool(lines) and theme_presence(lines, theme).theme_word_used
 
@@ -418,7 +419,7 @@ def same_notes(before: str, after: str) -> bool:
 
 
 def _lyrics_present(abc: str) -> bool:
-    from agent.lyrics import read_lyrics
+    from agent.lyric_fit import read_lyrics
 
     return any(any(text.strip() for text in verses) for verses in read_lyrics(abc))
 
@@ -541,7 +542,7 @@ def _first_half_unchanged(wanted, before, after, changed, target) -> bool:
 
 def _first_lyric_line(wanted, before, after, changed, target) -> bool:
     """The words under the first music line (first verse) are ``wanted``."""
-    from agent.lyrics import read_lyrics
+    from agent.lyric_fit import read_lyrics
 
     if not _needs(after):
         return False
@@ -559,7 +560,7 @@ def _lyric_lines_kept(wanted, before, after, changed, target) -> bool:
     >>> _lyric_lines_kept([1], a, a.replace("one two", "five six"), True, None)
     False
     """
-    from agent.lyrics import read_lyrics
+    from agent.lyric_fit import read_lyrics
 
     if not _needs(before, after):
         return False

@@ -13,13 +13,14 @@ from music21 import corpus
 from agent import abc_lyrics
 from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body, tunebook_sources
 from agent.errors import InputError
+from agent.lyric_fit import fit_line, lyric_phrases, note_slots, read_lyrics
 from agent.lyrics import (
-    GenerationSettings, LyricsConfig, ThemeLexicon, add_verse, check_line, chorus_lines, fit_line,
-    lyric_phrases, note_slots, read_lyrics, remove_lyrics, replace_line, replace_word,
-    rewrite_lines, rhyme_rate, set_words, stress_on_strong_beats, syllable_fit, theme_presence,
-    write_lyrics,
+    GenerationSettings, LyricsConfig, add_verse, check_line, chorus_lines, remove_lyrics,
+    replace_line, replace_word, rewrite_lines, rhyme_rate, set_words, stress_on_strong_beats,
+    syllable_fit, write_lyrics,
 )
 from agent.syllables import last_word, rhymes, split_text, split_word, syllable_count
+from agent.theme import ThemeLexicon, theme_presence
 from agent.validate import validate_abc
 
 MOON = ThemeLexicon("the moon", ("moon",), ("sky", "night", "silver", "stars"))
@@ -447,7 +448,7 @@ def test_rendered_musicxml_carries_the_words(tmp_path):
 
 @pytest.mark.slow
 def test_theme_images_from_gutenberg_verse(tmp_path):
-    from agent.lyrics import theme_lexicon
+    from agent.theme import theme_lexicon
 
     lexicon = theme_lexicon("the moon", cache_dir=tmp_path)
     assert lexicon.source.startswith("Gutenberg")

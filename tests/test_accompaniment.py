@@ -3,6 +3,8 @@ MIDI (own track and channel, read back with mido and pretty_midi) and MusicXML."
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -169,3 +171,16 @@ def test_a_tune_music21_leaves_without_bars_still_gets_its_backing():
     assert len(full.parts) == 2 and all(p.hasMeasures() for p in full.parts)
     midi = mido.MidiFile(file=io.BytesIO(to_midi(without_chord_symbols(full)).data))
     assert sum(1 for t in midi.tracks if any(m.type == "note_on" for m in t)) == 2
+
+
+@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abc2midi (Debian: abcmidi) not installed")
+def test_abc2midi_plays_the_same_settings(tmp_path):
+    abc = set_accompaniment(harmonise(WALTZ.read_text()).abc, style="waltz", instrument="guitar",
+                            volume=50)
+    (tmp_path / "tune.abc").write_text(abc)
+    subprocess.run(["abc2midi", str(tmp_path / "tune.abc"), "-o", str(tmp_path / "tune.mid")],
+                   check=True, capture_output=True, timeout=60)
+    midi = mido.MidiFile(tmp_path / "tune.mid")
+    programs = {m.program for t in midi.tracks for m in t if m.type == "program_change"}
+    velocities = {m.velocity for t in midi.tracks for m in t if m.type == "note_on" and m.velocity}
+    assert {25, 32} <= programs and {50, 58} <= velocities

@@ -191,3 +191,19 @@ def test_harmonising_a_32_bar_tune_is_fast():
     started = time.perf_counter()
     harmonise(abc)
     assert time.perf_counter() - started < 0.25
+
+
+@pytest.mark.parametrize("name", ["broken_rhythm_slurs_airds", "tuplet_grace_lady_behind_the_boat"])
+def test_the_melody_reads_the_same_note_for_note(name):
+    from agent.abc_reader import read_tune
+
+    def notes(abc):
+        return [(n.offset, n.quarterLength, tuple(p.midi for p in n.pitches))
+                for n in read_tune(abc).score.recurse().notes
+                if not isinstance(n, m21harmony.ChordSymbol)]
+
+    plain = _plain(DATA / "abc" / "hard" / f"{name}.abc")
+    chords = harmonise(plain).abc
+    assert notes(chords) == notes(plain)
+    assert len(read_tune(chords).score.recurse().getElementsByClass(m21harmony.ChordSymbol)) \
+        == sum(len(bar.chords) for bar in chords_in(chords))

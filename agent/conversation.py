@@ -43,12 +43,12 @@ from agent.errors import InputError, ModelError, TunesmithError
 from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
                           write_lyrics)
 from agent.notation import MODE_SUFFIX
+from agent.ops import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord, Request,
+                       RewriteLyricLines, SetInstrument, SetLyrics, Transpose, WriteLyrics)
 from agent.prompts import abc_header
 from agent.render import render_score_text
 from agent.session import Session
-from agent.understand import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord,
-                              Request, RewriteLyricLines, SetInstrument, SetLyrics, Transpose,
-                              UnderstandConfig, WriteLyrics, resolve, understand)
+from agent.understand import UnderstandConfig, resolve, understand
 from agent.validate import validate_abc
 
 Progress = Callable[[str, int, str], None]

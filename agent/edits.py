@@ -46,10 +46,11 @@ from agent.notation import (
     ACCIDENTAL_TEXT, KEY_ACCIDENTAL_RE, MODE_START, MODE_STEPS, MODE_SUFFIX,
     NOTE_HEAD, NOTE_RE, TONIC_RE, canonical_mode, tonic_pitch_class,
 )
-from agent.understand import (
-    ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument,
-    SetTempo, SetTitle, Span, Transpose, clean_line,
+from agent.ops import (
+    ChangeLength, ChangeMode, RepeatPart, ReplaceBar, SetInstrument, SetTempo, SetTitle, Span,
+    Transpose,
 )
+from agent.understand import clean_line
 from agent.validate import first_score_number, instrument_range
 
 # --------------------------------------------------------------------------------------------

@@ -257,7 +257,7 @@ def _meter_equal(written: str | None, wanted: str) -> bool:
 
 
 def _instrument_program(name: str) -> int | None:
-    from agent.understand import INSTRUMENTS
+    from agent.vocabulary import INSTRUMENTS
 
     return INSTRUMENTS.get(name.lower())
 

@@ -25,10 +25,11 @@ from agent.edits import (
     replace_bar, repeat_part, resolve_span, set_instrument, set_tempo, set_title, transpose,
 )
 from agent.errors import AbcError, InputError
-from agent.understand import (
+from agent.ops import (
     ChangeLength, ChangeMode, KeyName, RepeatPart, ReplaceBar, SetInstrument, SetTempo, SetTitle,
-    Span, Transpose, understand,
+    Span, Transpose,
 )
+from agent.understand import understand
 from agent.validate import validate_abc
 
 CORPUS = Path(music21.__file__).parent / "corpus"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.understand import (
-    INSTRUMENTS, STYLE_FORMS, AddVerse, Attributes, ChangeLength, ChangeMode, KeyName,
-    RemoveLyrics, RepeatPart, ReplaceBar, ReplaceLyricLine, ReplaceLyricWord, RewriteLyricLines,
-    SetInstrument, SetLyrics, SetTempo, SetTitle, Span, Transpose, UnderstandConfig, WriteLyrics, clean_line,
-    parse_key, resolve, understand,
+from agent.ops import (
+    AddVerse, Attributes, ChangeLength, ChangeMode, KeyName, RemoveLyrics, RepeatPart, ReplaceBar,
+    ReplaceLyricLine, ReplaceLyricWord, RewriteLyricLines, SetInstrument, SetLyrics, SetTempo,
+    SetTitle, Span, Transpose, WriteLyrics,
 )
+from agent.understand import UnderstandConfig, clean_line, parse_key, resolve, understand
+from agent.vocabulary import INSTRUMENTS, STYLE_FORMS
 
 SUITE = Path(__file__).resolve().parents[1] / "finetune" / "suite" / "prompts.jsonl"
 DERIVED = ("form", "program", "inferred")

@@ -6,7 +6,7 @@ One turn of composing, as :func:`compose_tune` runs it:
    answer (the *prefill*) the ABC header the agent built with :func:`agent.prompts.abc_header`.
    Key, meter and tempo are therefore exact by construction; the model writes only the body.
 2. **Constrained sampling.** A hand-written loop over the model with its KV cache: at each step
-   the logits get a repetition penalty, and :func:`agent.decoding.choose_token` samples among the
+   the logits get a repetition penalty, and :func:`agent.sampler.choose_token` samples among the
    tokens the body automaton accepts (every bar exactly full, the planned bar lines, the
    requested number of bars, repetition rules for bars and notes). The loop stops the moment
    the last bar line is written: the end of the answer is forced there. Slurs, grace notes and
@@ -61,17 +61,14 @@ from agent.decoding import (
     DecodingError,
     FormPlan,
     RepetitionRules,
-    SamplingSettings,
-    TokenTable,
     body_spec,
-    choose_token,
     normalize_bar,
     start_state,
-    token_table,
 )
 from agent.errors import AbcError
 from agent.notation import NOTE_HEAD_RE
 from agent.prompts import chat_prompt_ids, compose_messages, edit_messages, stop_token_ids
+from agent.sampler import SamplingSettings, TokenTable, choose_token, token_table
 from agent.step_decoder import open_decoder
 from agent.validate import short_bars_allowed
 

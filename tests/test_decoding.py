@@ -24,14 +24,12 @@ from agent.decoding import (
     Literal,
     Part,
     RepetitionRules,
-    SamplingSettings,
-    TokenTable,
     body_spec,
-    choose_token,
     grammar_rules,
     normalize_bar,
     start_state,
 )
+from agent.sampler import SamplingSettings, TokenTable, choose_token
 
 METERS = ["3/4", "6/8", "4/4", "5/4", "9/8", "2/4", "12/8", "C|"]
 PLANS = {

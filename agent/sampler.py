@@ -1,0 +1,224 @@
+"""Choosing the composer's next token: which vocabulary ids can ever stand in a tune body, and
+sampling among the ones the bar automaton (:mod:`agent.decoding`) accepts next.
+
+A token's text is decoded once per tokenizer (:func:`token_table`) and kept as a character tree,
+so a search of the whole vocabulary walks the automaton along shared prefixes.
+:func:`choose_token` runs the best-scored ids through the automaton, widens the search when
+none fits (the next ``widen_k`` ids, then the whole vocabulary, then the bar rules lifted for
+that bar) and samples among the viable ones with temperature and top-p. torch is imported
+inside the functions that take its tensors, so reading a tune needs no torch.
+
+>>> table = TokenTable(["A", "B2", "|", "\u00e9", ""], special_ids=[4])
+>>> table.texts  # a non-ASCII text and a special token can never stand in a body
+['A', 'B2', '|', None, None]
+>>> sorted(table.musical)
+[0, 1]
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Sequence
+
+from agent.decoding import BODY_CHARS, NOTE_LETTERS, BodyState, DecodingError
+
+__all__ = ["Choice", "SamplingSettings", "TokenTable", "choose_token", "token_table"]
+
+
+class TokenTable:
+    """Each vocabulary id's text, decoded once, and which ids can ever appear in a body.
+
+    ``texts[i]`` is None for ids that are special tokens, empty, or contain a character
+    outside :data:`BODY_CHARS` (non-ASCII included): those are never allowed in a body.
+    ``trie`` holds the allowed texts as a character tree (``{char: subtree}``, the ids ending
+    at a node under the key ``None``), so a search of the whole vocabulary walks the automaton
+    along shared prefixes and drops a whole subtree at the first character it rejects.
+    """
+
+    def __init__(self, texts: Sequence[str], special_ids: Sequence[int] = ()):
+        special = set(special_ids)
+        self.size = len(texts)
+        self.texts: list[str | None] = [
+            text if i not in special and text and set(text) <= BODY_CHARS else None
+            for i, text in enumerate(texts)
+        ]
+        self.trie: dict = {}
+        for i, text in enumerate(self.texts):
+            if text is not None:
+                node = self.trie
+                for ch in text:
+                    node = node.setdefault(ch, {})
+                node.setdefault(None, []).append(i)
+        #: ids the repetition penalty applies to: tokens that name a pitch or a rest (not
+        #: lengths, bar lines or blanks, which every tune repeats)
+        pitched = NOTE_LETTERS | {"z"}
+        self.musical = frozenset(
+            i for i, text in enumerate(self.texts)
+            if text is not None and not pitched.isdisjoint(text)
+        )
+
+
+_TABLES: "weakref.WeakKeyDictionary[Any, TokenTable]" = weakref.WeakKeyDictionary()
+
+
+def token_table(tokenizer: Any) -> TokenTable:
+    """The :class:`TokenTable` of a Hugging Face tokenizer (decoded once per tokenizer object
+    and remembered while the tokenizer lives; about a second for a 49k vocabulary)."""
+    try:
+        return _TABLES[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
+    table = TokenTable(texts, getattr(tokenizer, "all_special_ids", ()))
+    try:
+        _TABLES[tokenizer] = table
+    except TypeError:  # an object without weak references: no memo
+        pass
+    return table
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How one token is picked among the viable candidates."""
+
+    temperature: float = field(
+        default=0.9, metadata={"help": "0 picks the most likely viable token"})
+    top_k: int = field(default=40, metadata={"help": "candidates checked first, and sampled among"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus cut among the viable candidates"})
+    widen_k: int = field(
+        default=512,
+        metadata={"help": "second round of candidates when none of the top_k is viable"},
+    )
+
+
+class Choice(NamedTuple):
+    """One decoding step: the token, the automaton after it, and what it took to find it."""
+
+    token_id: int
+    state: BodyState
+    checked: int  # candidates run through the automaton
+    widened: int  # 0: found among the top_k; 1: in the second round; 2: in the whole vocabulary
+    relaxed: bool  # the repetition rules had to be lifted to find a way on
+    #: the model's probability (softmax of the scores at the sampling temperature, 1 when
+    #: greedy) on the top_k candidates the automaton refused: how far the grammar pushed it
+    refused_mass: float = 0.0
+
+
+def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int
+            ) -> tuple[list, int]:
+    """Up to ``limit`` viable (id, new state) pairs among ``ids``, in their order."""
+    found = []
+    checked = 0
+    texts = table.texts
+    for token in ids:
+        text = texts[token] if token < table.size else None
+        if text is None:
+            continue
+        checked += 1
+        new = state.feed(text)
+        if new is not None:
+            found.append((token, new))
+            if len(found) >= limit:
+                break
+    return found, checked
+
+
+def _whole_vocabulary(state: BodyState, table: TokenTable, scores: Any, limit: int
+                      ) -> tuple[list, int]:
+    """The ``limit`` best-scoring viable (id, state) pairs of the whole vocabulary, found by
+    walking the token trie with the automaton; also the number of trie nodes visited."""
+    found: list[tuple[int, BodyState]] = []
+    stack = [(table.trie, state)]
+    visited = 0
+    while stack:
+        node, current = stack.pop()
+        for ch, child in node.items():
+            if ch is None:
+                found.extend((token, current) for token in child)
+                continue
+            visited += 1
+            following = current.feed(ch)
+            if following is not None:
+                stack.append((child, following))
+    if len(found) > 1:
+        import torch
+
+        values = scores[torch.tensor([token for token, _ in found])]
+        best = torch.topk(values, min(limit, len(found))).indices.tolist()
+        return [found[i] for i in best], visited
+    return found, visited
+
+
+def choose_token(
+    scores: Any,
+    state: BodyState,
+    table: TokenTable,
+    settings: SamplingSettings,
+    generator: Any = None,
+) -> Choice:
+    """Pick the next token from ``scores`` (1-D logits, already penalized) among those that
+    keep the body valid.
+
+    The top ``settings.top_k`` ids by score are run through the automaton; if none is viable,
+    the next ``widen_k``, then the whole vocabulary (a walk of the token trie). Among the viable
+    ones (at most ``top_k``, best first) the token is sampled with temperature and top-p using
+    ``generator`` (a seeded ``torch.Generator``), or taken greedily at temperature 0.
+    """
+    import torch
+
+    k = min(settings.top_k, scores.shape[-1])
+    top = torch.topk(scores, k).indices.tolist()
+    found, checked = _viable(top, state, table, settings.top_k)
+    refused = _refused_mass(scores, top, found, settings.temperature)
+    widened, relaxed = 0, False
+    if not found:
+        widened = 1
+        wide = torch.topk(scores, min(settings.widen_k, scores.shape[-1])).indices.tolist()[k:]
+        found, more = _viable(wide, state, table, settings.top_k)
+        checked += more
+    if not found:
+        widened = 2
+        found, more = _whole_vocabulary(state, table, scores, settings.top_k)
+        checked += more
+    if not found and state.repetition_on:
+        relaxed = True
+        found, more = _whole_vocabulary(state.relaxed(), table, scores, settings.top_k)
+        checked += more
+    if not found:
+        raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
+    token, new = _sample(found, scores, settings, generator)
+    return Choice(token, new, checked, widened, relaxed, refused)
+
+
+def _refused_mass(scores: Any, candidates: list[int], found: list, temperature: float) -> float:
+    """The probability the model puts on ``candidates`` that are not among ``found``."""
+    import torch
+
+    viable = {token for token, _ in found}
+    refused = [token for token in candidates if token not in viable]
+    if not refused:
+        return 0.0
+    probs = torch.softmax(scores.double() / (temperature if temperature > 0 else 1.0), dim=0)
+    return float(probs[torch.tensor(refused)].sum())
+
+
+def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any
+            ) -> tuple[int, BodyState]:
+    """Temperature and top-p sampling among viable (id, state) pairs, best score first."""
+    import torch
+
+    if settings.temperature <= 0 or len(found) == 1:
+        return found[0]
+    values = scores[torch.tensor([token for token, _ in found])].double() / settings.temperature
+    probs = torch.softmax(values, dim=0)
+    if settings.top_p < 1.0:
+        cumulative = torch.cumsum(probs, dim=0)
+        keep = int((cumulative < settings.top_p).sum().item()) + 1
+        probs = probs[:keep] / probs[:keep].sum()
+    draw = torch.rand((), generator=generator, dtype=torch.float64).item()
+    cumulative = torch.cumsum(probs, dim=0).tolist()
+    for index, edge in enumerate(cumulative):
+        if draw < edge:
+            return found[index]
+    return found[len(cumulative) - 1]

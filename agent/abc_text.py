@@ -6,8 +6,10 @@ and leave every other byte identical, and a decoder can re-tokenize the bar it i
 It is pure Python (no music21) and fast: a 32-bar tune tokenizes in about a millisecond.
 
 Why our own tokenizer: music21's ABC reader works on whole tunes, keeps no source offsets,
-and differs from ABC 2.1 in places (see TOOLING.md); no other maintained Python library
-tokenizes ABC with offsets.
+and differs from ABC 2.1 in places (it applies the ABC 1.3 accidental rule without a
+``%abc-2.1`` line, ignores inline ``[K:]``/``[M:]`` fields and gets locrian keys wrong: see
+:mod:`agent.abc_reader`, which corrects them); no other maintained Python library tokenizes ABC
+with offsets.
 
 The ABC 2.1 rules applied here:
 

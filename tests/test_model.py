@@ -306,3 +306,96 @@ def test_int8_weights_keep_predictions_and_auto_picks_them_only_in_bfloat16(tiny
     assert plain.quantize == "none"
     with pytest.raises(ModelError, match="bfloat16 activations"):
         ModelConfig(quantize="int8-weight", dtype="float32")
+
+
+# --- CPU paths -----------------------------------------------------------------------------------
+
+
+def test_the_cpu_path_comes_from_the_config_else_the_environment(tiny_base, monkeypatch, tmp_path):
+    from agent.model import cpu_has_bfloat16, describe_model, resolve_cpu_path
+
+    monkeypatch.delenv("TUNESMITH_CPU_PATH", raising=False)
+    auto = ModelConfig(base=str(tiny_base), quantize="auto", cache_dir=str(tmp_path))
+    assert resolve_cpu_path(auto) == ("bf16" if cpu_has_bfloat16() else "portable")
+    monkeypatch.setenv("TUNESMITH_CPU_PATH", "portable")
+    loaded = load_model(auto)
+    assert (loaded.cpu_path, loaded.dtype, loaded.quantize) == ("portable", "float32", "int8-portable")
+    assert describe_model(loaded).endswith("portable path (int8 weights, float32 activations), "
+                                           f"{loaded.threads} threads")
+    named = load_model(ModelConfig(base=str(tiny_base), cpu_path="float32", cache_dir=str(tmp_path)))
+    assert (named.cpu_path, named.quantize) == ("float32", "none")  # the config wins
+    by_hand = load_model(ModelConfig(base=str(tiny_base), dtype="float32", cache_dir=str(tmp_path)))
+    assert by_hand.cpu_path is None and by_hand.int8_llama is None  # quantize and dtype set by hand
+    monkeypatch.setenv("TUNESMITH_CPU_PATH", "fastest")
+    with pytest.raises(ModelError, match="TUNESMITH_CPU_PATH must be one of auto, bf16, portable"):
+        load_model(auto)
+    with pytest.raises(ModelError, match="cpu_path must be one of"):
+        ModelConfig(cpu_path="avx2")
+    with pytest.raises(ModelError, match="cpu_path portable sets quantize and dtype itself"):
+        ModelConfig(cpu_path="portable", dtype="float32")
+
+
+@pytest.mark.parametrize("path", ["portable", "float32", "bf16"])
+def test_merged_weights_are_cached_per_path_and_read_back_unchanged(tiny_base, tmp_path, monkeypatch, path):
+    """The second load reads the merged weights from the cache without loading the base, and
+    decodes exactly as the first."""
+    import torch
+
+    import agent.model
+    from agent.model import cpu_has_bfloat16
+    from agent.step_decoder import open_decoder
+
+    if path == "bf16" and not cpu_has_bfloat16():
+        pytest.skip("the bf16 path needs a bfloat16 CPU")
+    config = ModelConfig(base=str(tiny_base), cpu_path=path, cache_dir=str(tmp_path))
+    ids = sample_ids(load_tokenizer(config))[0].tolist()
+    first = load_model(config)
+    entries = list((tmp_path / "merged").iterdir())
+    assert len(entries) == 1 and entries[0].name.startswith(f"{tiny_base.name}-{path}-")
+    assert (entries[0] / "model.safetensors").is_file()
+
+    def no_base(*args, **kwargs):
+        raise AssertionError("the base was loaded again")
+
+    monkeypatch.setattr(agent.model, "_load_base", no_base)
+    second = load_model(config)
+    with torch.inference_mode():
+        want = open_decoder(first, 8).feed(ids, every=True)
+        got = open_decoder(second, 8).feed(ids, every=True)
+        assert torch.equal(first.model(torch.tensor([ids])).logits, second.model(torch.tensor([ids])).logits)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.slow
+def test_the_shipped_model_loses_under_a_hundredth_of_a_nat_on_each_path(tmp_path):
+    """Validation loss (nats per body token, teacher-forced through the composer's decoder) of
+    the shipped adapter on a few real tunes: the portable path (and the bf16 path where the
+    CPU has it) within 0.01 of the float32 path."""
+    import torch
+    import torch.nn.functional as F
+
+    from agent.conversation import resolve_adapter
+    from agent.model import cpu_has_bfloat16
+    from agent.prompts import compose_messages, training_ids
+    from agent.step_decoder import open_decoder
+
+    adapter = resolve_adapter(None)
+
+    def loss(path: str) -> float:
+        loaded = load_model(ModelConfig(adapter=adapter, cpu_path=path, cache_dir=str(tmp_path)))
+        total, count = 0.0, 0
+        for tune in corpus_tunes(6):
+            prefill = tune[: tune.index("\nK:") + 1]
+            prefill += tune[len(prefill):].split("\n", 1)[0] + "\n"
+            messages = compose_messages("an Irish tune") + [{"role": "assistant", "content": tune}]
+            ids, labels = training_ids(loaded.tokenizer, messages, prefill)
+            with torch.inference_mode():
+                logits = open_decoder(loaded, len(ids)).feed(ids, every=True)[:-1]
+            targets = torch.tensor(labels[1:])
+            total += float(F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum"))
+            count += int((targets != -100).sum())
+        return total / count
+
+    exact = loss("float32")
+    for path in ["portable"] + (["bf16"] if cpu_has_bfloat16() else []):
+        assert abs(loss(path) - exact) < 0.01, (path, exact)

@@ -1,10 +1,13 @@
-"""Tests of agent/step_decoder.py: the int8 Llama decoder against transformers' own forward.
+"""Tests of agent/step_decoder.py: the compact Llama decoder against transformers' own forward.
 
-The model is the tiny random Llama of test_model.py with int8 weights (``quantize="int8-weight"``,
-which needs a CPU that computes in bfloat16). The two decoders differ only in the precision of
-attention (float32 here, bfloat16 in transformers), so their logits agree closely and their
-greedy choices agree; the tests feed the prompt in one piece, token by token, in several
-pieces, and past the cache's first capacity.
+The model is the tiny random Llama of test_model.py. On the bf16 path (int8 weights, bfloat16
+activations; ``quantize="int8-weight"``, which needs a CPU that computes in bfloat16) the two
+decoders differ only in the precision of attention (float32 here, bfloat16 in transformers), so
+their logits agree closely and their greedy choices agree; the tests feed the prompt in one
+piece, token by token, in several pieces, and past the cache's first capacity. The portable
+path (int8 weights, float32 activations through fbgemm) and the float32 path run on any CPU:
+they are checked against transformers' float32 model, and the composer runs on the portable
+path with a seed that reproduces its tune.
 """
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ from test_model import make_tiny_base
 
 from agent.model import ModelConfig, cpu_has_bfloat16, load_model
 from agent.step_decoder import (
+    DynamicInt8Linear,
+    Float32Linear,
     Int8LlamaDecoder,
+    LlamaStepDecoder,
     TransformersDecoder,
     int8_llama_weights,
     open_decoder,
 )
 
-pytestmark = pytest.mark.skipif(not cpu_has_bfloat16(), reason="int8 weights need a bfloat16 CPU")
 
 TUNE = "X:1\nT:Test\nM:3/4\nL:1/8\nK:Dm\nA2 d2 f2|e4 d2|c2 A2 F2|G6|A2 d2 f2|a4 g2|f2 e2 d2|d6|]\n"
 
@@ -34,6 +39,8 @@ def tiny_base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(tiny_base):
+    if not cpu_has_bfloat16():
+        pytest.skip("the bf16 path needs a bfloat16 CPU")
     return load_model(ModelConfig(base=str(tiny_base), quantize="int8-weight"))
 
 
@@ -74,7 +81,7 @@ def test_fused_projections_leave_the_model_itself_unchanged(tiny_base, loaded):
         assert torch.equal(loaded.model(input_ids=torch.tensor([ids])).logits,
                            other.model(input_ids=torch.tensor([ids])).logits)
     attention = loaded.model.model.layers[0].self_attn
-    fused = loaded.int8_llama.layers[0].qkv[0]
+    fused = loaded.int8_llama.layers[0].qkv.weight
     assert attention.k_proj.weight_int8.data_ptr() != fused.data_ptr()  # a view into it
     assert attention.q_proj.weight_int8.data_ptr() == fused.data_ptr()
 
@@ -156,3 +163,95 @@ def test_rewind_forgets_the_tokens_after_it(loaded, kind):
     assert _close(got, want)
     with pytest.raises(ValueError, match="cannot rewind to 26 tokens: 25 are cached"):
         decoder.rewind(26)
+
+
+# --- the portable and float32 paths: any CPU ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_base):
+    """transformers' float32 model, as it loads the tiny base."""
+    return load_model(ModelConfig(base=str(tiny_base), dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def portable(tiny_base, tmp_path_factory):
+    return load_model(ModelConfig(base=str(tiny_base), cpu_path="portable",
+                                  cache_dir=str(tmp_path_factory.mktemp("cache"))))
+
+
+def _agreement(got, want) -> tuple[float, float]:
+    """Mean KL divergence from transformers' next-token distribution, and how often the best
+    token is the same."""
+    import torch
+
+    kl = torch.nn.functional.kl_div(got.log_softmax(-1), want.log_softmax(-1), log_target=True,
+                                    reduction="batchmean")
+    return float(kl), float((got.argmax(-1) == want.argmax(-1)).float().mean())
+
+
+def test_the_float32_path_computes_what_transformers_does(tiny_base, reference, tmp_path):
+    import torch
+
+    loaded = load_model(ModelConfig(base=str(tiny_base), cpu_path="float32", cache_dir=str(tmp_path)))
+    assert isinstance(open_decoder(loaded, 8), LlamaStepDecoder)
+    assert isinstance(loaded.int8_llama.layers[0].qkv, Float32Linear)
+    ids = loaded.tokenizer.encode(TUNE)[:40]
+    want = _reference_logits(reference, ids)
+    decoder = open_decoder(loaded, 8)
+    with torch.inference_mode():
+        steps = torch.stack([decoder.feed([token]) for token in ids])
+        whole = open_decoder(loaded, 8).feed(ids, every=True)
+        own = loaded.model(input_ids=torch.tensor([ids])).logits[0]
+    assert torch.allclose(whole, want, atol=1e-4) and torch.allclose(steps, want, atol=1e-4)
+    assert torch.equal(own, want)  # the model's layers, now views of the fused weights
+
+
+def test_the_portable_path_stays_close_to_float32(portable, reference):
+    """int8 weights (one scale per row) and activations rounded to 8 bits inside each product:
+    on this tiny random model (a harsher case than SmolLM2, whose loss the slow test checks)
+    token by token the distributions stay within 0.02 nats of float32's and the best token
+    agrees 9 times in 10; the prompt fed whole rounds its activations with one scale for all
+    its tokens, and stays within 0.05."""
+    import torch
+
+    assert isinstance(portable.int8_llama.layers[0].gate_up, DynamicInt8Linear)
+    ids = portable.tokenizer.encode(TUNE)[:40]
+    want = _reference_logits(reference, ids)
+    decoder = open_decoder(portable, 4)
+    with torch.inference_mode():
+        steps = torch.stack([decoder.feed([token]) for token in ids])
+        whole = open_decoder(portable, 4).feed(ids, every=True)
+        own = portable.model(input_ids=torch.tensor([ids])).logits[0]
+    kl, same = _agreement(steps, want)
+    assert kl < 0.02 and same >= 0.9, (kl, same)
+    kl, same = _agreement(whole, want)
+    assert kl < 0.05 and same >= 0.75, (kl, same)
+    assert torch.allclose(own, whole, atol=1e-4)  # transformers on the same int8 layers
+
+
+def test_the_portable_path_rewinds_and_repeats_itself(portable):
+    import torch
+
+    ids = portable.tokenizer.encode(TUNE)[:30]
+    decoder = open_decoder(portable, 8)
+    with torch.inference_mode():
+        decoder.feed(ids[:20])
+        decoder.feed(ids[20:25])
+        decoder.rewind(20)
+        got = decoder.feed(ids[25:30])
+        again = open_decoder(portable, 8)
+        again.feed(ids[:20])
+        want = again.feed(ids[25:30])
+    assert torch.equal(got, want)
+
+
+def test_the_composer_on_the_portable_path_repeats_a_seed(portable):
+    from agent.compose import ComposeConfig, compose_tune
+    from agent.prompts import abc_header
+
+    header = abc_header(title="Test Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
+    first = compose_tune(portable, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
+    second = compose_tune(portable, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
+    assert first.valid and first.bars == 4, first.abc
+    assert first.abc == second.abc

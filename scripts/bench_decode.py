@@ -3,6 +3,16 @@
     .venv/bin/python scripts/bench_decode.py [--base smollm2-135m] [--adapter DIR|none]
                                              [--tokens 200] [--runs 3] [--examples 30]
                                              [--variants float32-peft,float32,...]
+                                             [--isa native,avx2]
+
+CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat16 activations),
+``portable`` (int8 weights, float32 activations, fbgemm's dynamic int8 kernel) and
+``float32-path`` (the merged float32 model), each through the compact decoder of
+``agent.step_decoder``. ``--isa`` runs the variants once per instruction set, each in a process
+of its own: ``native`` as the CPU is, ``avx2`` with torch's kernels forced down to AVX2
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``), which is what a laptop without
+AVX-512 runs; the table says which ISA each row had, as torch reports it. The variants of
+``--avx2-variants`` run under avx2 (bf16 needs AVX-512 BF16 and is left out there).
 
 Each variant loads the model its own way (adapter kept as LoRA layers or merged into the base;
 float32, bfloat16, int8 weights with bfloat16 inputs run by the int8 Llama decoder of
@@ -52,7 +62,12 @@ VARIANTS = {
     "int8-weight": ({"quantize": "int8-weight"}, True),
     "int8-weight-transformers": ({"quantize": "int8-weight", "decoder": "transformers"}, True),
     "int8-dynamic": ({"quantize": "int8-dynamic"}, True),
+    "bf16-path": ({"cpu_path": "bf16"}, True),
+    "portable": ({"cpu_path": "portable"}, True),
+    "float32-path": ({"cpu_path": "float32"}, True),
 }
+#: the environment that forces torch's kernels down to AVX2 (torch's dispatch and oneDNN)
+AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def validation_examples(count: int) -> list[dict]:
@@ -141,6 +156,88 @@ def llama_cpp_rate(base: str, prompt: list[int], tokens: int, runs: int, threads
     return tokens / statistics.median(times)
 
 
+def _same(reference: list[int] | None, out: list[int]) -> int | None:
+    """How many greedy tokens equal the reference's before the first difference."""
+    if reference is None:
+        return None
+    return next((i for i, (a, b) in enumerate(zip(reference, out)) if a != b), len(out))
+
+
+def run_isas(args, argv: list[str]) -> int:
+    """Every variant under each of ``--isa``, each ISA in a child process (the kernels are
+    chosen when torch loads), then llama.cpp on the same prompt: one table."""
+    import subprocess
+
+    base_argv = []
+    skip = False
+    for item in argv:  # this run's arguments without --isa and its value
+        if skip:
+            skip = False
+            continue
+        if item == "--isa":
+            skip = True
+            continue
+        if not item.startswith("--isa="):
+            base_argv.append(item)
+    records = []
+    for isa in args.isa.split(","):
+        environment = dict(os.environ)
+        extra = []
+        if isa == "avx2":
+            environment.update(AVX2_ENVIRONMENT)
+            extra = ["--variants", args.avx2_variants,
+                     "--composer-variants", ",".join(v for v in args.composer_variants.split(",")
+                                                     if v in args.avx2_variants.split(","))]
+        elif isa != "native":
+            raise SystemExit(f"--isa takes native and avx2, not {isa!r}")
+        print(f"running the variants with ISA {isa} ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, __file__, *base_argv, *extra, "--json"], env=environment,
+                              stdout=subprocess.PIPE, check=True, text=True)
+        records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    threads = records[0]["threads"]
+    yardstick = llama_cpp_rate(args.base, records[0]["prompt"], args.tokens, args.runs, threads)
+    loads = ", ".join(f"{record['isa']} {record['load']:.1f}" for record in records)
+    print(f"\nbase {args.base}, {threads} threads, {args.tokens} greedy tokens, median of {args.runs} "
+          f"runs, loss on {records[0]['examples']} validation tunes, load average at the end of each "
+          f"ISA's run: {loads}")
+    print("\n| variant | torch's kernels | dtype | quantize | load s | decode tok/s | × llama.cpp "
+          "| loss (nats/token) | greedy tokens equal to float32's (same ISA) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for record in records:
+        for name, dtype, quantize, load_seconds, rate, value in record["rows"]:
+            ratio = f"{rate / yardstick:.2f}" if yardstick else "–"
+            same = record["same"].get(name)
+            print(f"| {name} | {record['isa']} | {dtype} | {quantize} | {load_seconds:.2f} | {rate:.1f} "
+                  f"| {ratio} | {value:.4f} | {'–' if same is None else same} |")
+    if yardstick is not None:
+        print(f"| llama.cpp (bare base, Q4_1 GGUF, {_llama_build()}) | its own | – | Q4_1 | – "
+              f"| {yardstick:.1f} | 1.00 | – | – |")
+    else:
+        print("\n(llama.cpp not measured: llama_cpp is not importable)")
+    print("\nThe composer's own loop, 16-bar waltz with the grammar, sampled, seeds "
+          f"0–{args.runs - 1}:\n")
+    print("| variant | torch's kernels | tok/s, constraints included | share of the time outside "
+          "the model | × llama.cpp |")
+    print("|---|---|---|---|---|")
+    for record in records:
+        for name, rate, outside in record["loops"]:
+            ratio = f"{rate / yardstick:.2f}" if yardstick else "–"
+            print(f"| {name} | {record['isa']} | {rate:.1f} | {100 * outside:.0f} % | {ratio} |")
+    return 0
+
+
+def _llama_build() -> str:
+    """What llama.cpp was built for, as its own system info says."""
+    try:
+        import llama_cpp
+
+        info = llama_cpp.llama_print_system_info().decode()
+    except (ImportError, AttributeError):
+        return "unknown build"
+    flags = [part.split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return ", ".join(flag for flag in flags if "AVX" in flag or "AMX" in flag) or info.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="smollm2-135m")
@@ -152,7 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--composer-variants", default="float32,int8-weight-transformers,int8-weight",
                         help="variants whose composer loop is timed too")
+    parser.add_argument("--isa", default="", help="comma-separated: native, avx2; each runs in its "
+                        "own process (empty: this process as it is)")
+    parser.add_argument("--avx2-variants", default="float32,float32-path,portable",
+                        help="the variants run under --isa avx2")
+    parser.add_argument("--json", action="store_true", help="print one JSON record (for --isa)")
     args = parser.parse_args(argv)
+    if args.isa:
+        return run_isas(args, argv if argv is not None else sys.argv[1:])
 
     adapter = resolve_adapter(args.adapter)
     examples = validation_examples(args.examples)
@@ -174,9 +278,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    isa = torch.backends.cpu.get_cpu_capability()
+    if args.json:
+        print(json.dumps({"isa": isa, "threads": torch.get_num_threads(), "prompt": prompt,
+                          "rows": rows, "loops": loops, "load": os.getloadavg()[0],
+                          "same": {name: _same(outputs.get("float32"), out) for name, out in outputs.items()},
+                          "examples": len(examples)}))
+        return 0
     yardstick = llama_cpp_rate(args.base, prompt, args.tokens, args.runs, torch.get_num_threads())
     reference = outputs.get("float32")
-    print(f"\nbase {args.base}, adapter {adapter or 'none'}, {torch.get_num_threads()} threads, "
+    print(f"\nbase {args.base}, adapter {adapter or 'none'}, torch's CPU kernels {isa}, "
+          f"{torch.get_num_threads()} threads, "
           f"{args.tokens} greedy tokens, median of {args.runs} runs, loss on {len(examples)} "
           f"validation tunes, load average {os.getloadavg()[0]:.1f}")
     print("\n| variant | dtype | quantize | load s | decode tok/s | × float32 | loss (nats/token) "

@@ -8,6 +8,9 @@ only where the new key signature and the accidentals already in the bar do not g
 music21 can transpose a score, but turning it back into text would lose the tune's own layout;
 no library rewrites ABC text in place, hence this module.
 
+Chord symbols (``"Am"``, ``"D7/F#"``) move with the notes: their root and bass are moved by the
+same interval; any other quoted text ("Fine") is left alone.
+
 Why not :func:`agent.edits.transpose` (the chat's transposer): the two promise different text.
 The chat edit keeps every accidental the person wrote (courtesy ones too), keeps the ``K:``
 value's own words ("E Minor") and moves chord symbols; the training copies are written with
@@ -27,6 +30,8 @@ K:Eb
 EG=AB|e2_d2|]
 >>> print(transpose_abc(tune, "A", "major").splitlines()[-1])
 A,C^DE|A2=G2|]
+>>> print(transpose_abc('X:1\\nK:G\\n"G"G2 "D7/F#"F2|"Em"E4|]\\n', "A", "major").splitlines()[-1])
+"A"A2 "E7/G#"G2|"F#m"F4|]
 >>> TONIC_SPELLING["minor"][1], TONIC_SPELLING["major"][6]
 ('C#', 'F#')
 >>> transpose_abc("X:1\\nK:D\\nD[K:G]G|\\n", "E", "major")
@@ -70,6 +75,23 @@ def _abc_head(step: str, octave: int, alter: int | None) -> str:
     return ("" if alter is None else ACCIDENTAL_TEXT[alter]) + letter + marks
 
 
+_CHORD_NAME = re.compile(r"(?<![A-Za-z])([A-G])([#b]?)")
+
+
+def _moved_chord_symbol(text: str, move) -> str:
+    """A quoted chord symbol with its root and bass moved by the music21 interval ``move``;
+    a name that would need a double sharp or flat is respelled by its simpler enharmonic."""
+    from music21 import pitch
+
+    def moved(match: re.Match[str]) -> str:
+        new = pitch.Pitch(match.group(1) + match.group(2).replace("b", "-")).transpose(move)
+        if abs(new.alter) > 1:
+            new = new.getEnharmonic()
+        return new.name.replace("-", "b")
+
+    return _CHORD_NAME.sub(moved, text)
+
+
 def transpose_abc(abc: str, tonic: str, mode: str) -> str:
     """``abc`` moved to the key of ``tonic`` (same mode), by the interval between the tonics
     that moves the melody least (a tritone goes down)."""
@@ -95,6 +117,10 @@ def transpose_abc(abc: str, tonic: str, mode: str) -> str:
     for token in tokens:
         if token.kind is Kind.BAR:
             state = dict(signature)
+            continue
+        if token.kind is Kind.CHORD_SYMBOL:
+            pieces.append(tune.body[cursor:token.start] + _moved_chord_symbol(token.text, move))
+            cursor = token.end
             continue
         if token.kind not in (Kind.NOTE, Kind.CHORD, Kind.GRACE) or not token.names:
             continue

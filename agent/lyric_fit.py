@@ -37,12 +37,14 @@ from typing import Sequence
 
 from agent import abc_lyrics
 from agent.abc_text import Kind, Meter, Token, parse_tune, split_bars, tokenize_body
+from agent.prosody import (DEFAULT_QPM, PlaceConfig, Placement, Slot, beat_strength,
+                           place_syllables, seconds_per_whole)
 from agent.syllables import Word, split_text
 
 __all__ = [
     "FitConfig", "LineFit", "LineSlots", "NoteSlot", "Phrase", "MIN_PHRASE_NOTES", "block_texts",
     "fit_line", "lyric_phrases", "melody_tokens", "note_slots", "read_lyrics", "rewrite_blocks",
-    "sung_text", "words_of_w",
+    "sung_text", "tune_qpm", "words_of_w",
 ]
 
 # Characters that mean something in a w: line; they are never part of a sung word.
@@ -51,7 +53,21 @@ _W_SYMBOLS = re.compile(r"[_*~|\\%]")
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Weights for placing syllables on notes when there are more notes than syllables."""
+    """How syllables are placed on notes.
+
+    ``method`` "prosody" (the default) places them with :func:`agent.prosody.place_syllables`
+    (costs in ``place``): each word's stressed syllable on its strongest beat, no syllable on a
+    note too short to sing at the tempo, no syllable held over more than three notes unless the
+    words are much shorter than the music. "strong-beats" is the earlier rule, kept as the
+    baseline the prosody benchmark compares with: stressed syllables on the strong beats
+    (downbeat, half bar) with the weights below.
+    """
+
+    method: str = field(
+        default="prosody",
+        metadata={"help": "'prosody' (agent.prosody.place_syllables) or 'strong-beats' (baseline)"})
+    place: PlaceConfig = field(default_factory=PlaceConfig,
+                               metadata={"help": "costs of the prosody placement"})
 
     stress_on_strong: float = field(
         default=3.0, metadata={"help": "reward for a stressed syllable starting on a strong beat"}
@@ -92,7 +108,7 @@ class NoteSlot:
     """One note (or chord) that a ``w:`` line gives a syllable slot to.
 
     ``onset`` is its place in the bar and ``duration`` its length, both in whole notes;
-    ``tied`` is True when it continues a tie from the note before (it is sung on that note's
+    ``strength`` its beat strength (music21's ``beatStrength`` in its bar's meter); ``tied`` is True when it continues a tie from the note before (it is sung on that note's
     syllable); ``slurred`` when it is inside a slur after the slur's first note; ``start`` and
     ``end`` are its offsets in the tune text.
     """
@@ -106,6 +122,7 @@ class NoteSlot:
     start: int
     end: int
     text: str
+    strength: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,24 @@ def _strong_onsets(meter: Meter | None) -> tuple[Fraction, ...]:
     if beats >= 5:
         return (Fraction(0), beat * ((beats + 1) // 2))
     return (Fraction(0),)
+
+
+def _strength_of(onset: Fraction, meter: Meter | None) -> float:
+    """music21's beat strength of a note at ``onset`` in a bar of ``meter`` (a free or unknown
+    meter: only the note starting a bar is strong)."""
+    if meter is None or meter.is_free:
+        return 1.0 if onset == 0 else 0.25
+    return beat_strength(onset, meter)
+
+
+def tune_qpm(abc: str) -> float:
+    """The tune's speed in quarter notes a minute, as the prosody rules read it (``Q:``, else
+    the usual tempo of the style it names, else 120).
+
+    >>> tune_qpm("X:1\\nQ:1/4=90\\nK:C\\nC\\n"), tune_qpm("X:1\\nK:C\\nC\\n")
+    (90.0, 120.0)
+    """
+    return 240.0 / seconds_per_whole(parse_tune(abc))
 
 
 def melody_tokens(abc: str):
@@ -211,6 +246,7 @@ def note_slots(abc: str) -> list[LineSlots]:
             current.append(NoteSlot(
                 bar=bar, onset=onset, duration=token.duration or Fraction(0),
                 strong=onset in _strong_onsets(meter), tied=tie_pending,
+                strength=_strength_of(onset, meter),
                 slurred=slur_depth > 0 and not slur_first,
                 start=line_offset + token.start, end=line_offset + token.end, text=token.text))
             tie_pending = False
@@ -262,8 +298,13 @@ class LineFit:
 
     ``text`` is the ``w:`` line (without ``w:``), empty when the words do not fit. ``notes`` are
     the notes that can take a new syllable; ``holds`` the slot positions sung on an earlier
-    syllable (melismas and tied continuations). ``stressed`` counts the syllables a singer leans
-    on and ``stressed_on_strong`` those of them that start on a strong beat.
+    syllable (melismas and tied continuations). ``stressed`` counts the words whose stress is
+    checked (words of two or more syllables, the prosody measure) and ``stressed_on_strong``
+    those whose stressed syllable starts on the word's strongest beat (with the "strong-beats"
+    method: stressed syllables, and those starting on a strong beat). ``short_syllables`` counts
+    syllables on notes too short to sing at the tempo, ``longest_melisma`` the most notes one
+    syllable takes; ``stretched`` (with ``note`` in words) says a syllable had to be held over
+    more than three notes because the words are much shorter than the music.
     """
 
     ok: bool
@@ -274,6 +315,10 @@ class LineFit:
     stressed: int = 0
     stressed_on_strong: int = 0
     reason: str = ""
+    short_syllables: int = 0
+    longest_melisma: int = 0
+    stretched: bool = False
+    note: str = ""
 
     @property
     def melismas(self) -> int:
@@ -326,24 +371,31 @@ def _as_words(words: str | Sequence[Word]) -> list[Word]:
 
 
 def fit_line(
-    words: str | Sequence[Word], slots: LineSlots | Sequence[NoteSlot], config: FitConfig = FitConfig()
+    words: str | Sequence[Word], slots: LineSlots | Sequence[NoteSlot], config: FitConfig = FitConfig(),
+    *, qpm: float = DEFAULT_QPM,
 ) -> LineFit:
     """Set ``words`` to the notes of one line: one syllable per note, extra notes held.
 
     With more syllables than notes the line does not fit (``ok`` False and a reason); nothing is
-    ever cut. With fewer, syllables are held (melisma) where it sounds natural: the line's last
-    syllable, notes inside a slur, runs of shorter notes, never a new strong beat mid-line if it
-    can be helped. Among the placements, the one putting most stressed syllables on strong beats
-    wins (weights in :class:`FitConfig`); a dynamic programme finds it exactly.
+    ever cut. With fewer, syllables are held (melisma). By default the placement is
+    :func:`agent.prosody.place_syllables` (each word's stressed syllable on its strongest beat,
+    no syllable on a note too short at ``qpm`` quarter notes a minute, the line's last syllable
+    held to the end); ``config.method`` "strong-beats" uses the earlier rule.
 
     >>> line = note_slots("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F2 G|c3|\\n")[0]
     >>> fit = fit_line("Sleep my little one", line)
-    >>> fit.text, fit.melismas, fit.stress_share  # "Sleep" held so "lit-" falls on the downbeat
-    ('Sleep_ my lit-tle one', 1, 1.0)
+    >>> fit.text, fit.melismas, fit.stress_share  # "lit-" on the downbeat, "one" held at the end
+    ('Sleep my_ lit-tle one', 1, 1.0)
+    >>> fit_line("Sleep my little one", line, FitConfig(method="strong-beats")).text
+    'Sleep_ my lit-tle one'
     >>> fit_line("", line).reason
     'no words to set'
     """
     seq = tuple(slots.slots if isinstance(slots, LineSlots) else slots)
+    if config.method == "prosody":
+        return _fit_by_prosody(_as_words(words), seq, config.place, qpm)
+    if config.method != "strong-beats":
+        raise ValueError(f"unknown placement method {config.method!r}")
     syl = _syllables_of(_as_words(words))
     free = [i for i, s in enumerate(seq) if not s.tied]
     n, m = len(syl), len(free)
@@ -358,6 +410,24 @@ def fit_line(
     stressed = [k for k, s in enumerate(syl) if s.stressed]
     on_strong = sum(1 for k in stressed if seq[start_slots[k]].strong)
     return LineFit(True, text, n, m, holds, len(stressed), on_strong)
+
+
+def _fit_by_prosody(words: list[Word], seq: tuple[NoteSlot, ...], config: PlaceConfig,
+                    qpm: float) -> LineFit:
+    """:func:`agent.prosody.place_syllables` on a line's notes, as a :class:`LineFit`."""
+    slots = [Slot(s.onset, s.duration, s.tied,
+                  s.strength if s.strength is not None else (1.0 if s.strong else 0.25))
+             for s in seq]
+    placed: Placement = place_syllables(words, slots, "4/4", qpm=qpm, config=config)
+    if not placed.ok:
+        return LineFit(False, "", placed.syllables, placed.notes, reason=placed.reason)
+    starts = set(placed.starts)
+    holds = tuple(i for i in range(placed.starts[0] + 1, len(seq)) if i not in starts)
+    return LineFit(True, placed.text, placed.syllables, placed.notes, holds,
+                   placed.words_checked, placed.words_right,
+                   short_syllables=placed.short_syllables,
+                   longest_melisma=placed.longest_melisma, stretched=placed.stretched,
+                   note=placed.note)
 
 
 def _place(syl: list[_Syl], notes: list[NoteSlot], cfg: FitConfig) -> list[int]:

@@ -43,7 +43,7 @@ from agent.abc_text import Kind, parse_tune, tokenize_body
 from agent.errors import AbcError, InputError
 from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, block_texts, fit_line,
                              lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
-                             words_of_w)
+                             tune_qpm, words_of_w)
 from agent.notation import NOTE_RE, length_multiplier, length_text
 from agent.prompts import lyrics_messages
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
@@ -321,7 +321,8 @@ class _Stanza:
     #: True while no earlier stanza of the verse holds a word of the theme itself (an image
     #: is not enough for the verse: it must name its theme somewhere)
     needs_theme_word: bool = False
-    _stress: dict = field(default_factory=dict, repr=False)  # (text, position) -> share
+    qpm: float = 120.0  # the tune's speed in quarter notes a minute (too-short notes)
+    _stress: dict = field(default_factory=dict, repr=False)  # (text, position) -> score
 
     def choose(self, pool: list[str], taken: set[str], hints: dict[str, set[int]]
                ) -> tuple[dict[int, str], dict[int, list[_Issue]]]:
@@ -390,14 +391,17 @@ class _Stanza:
                 + self._stress_share(text, i))
 
     def _stress_share(self, text: str, i: int) -> float:
-        """Share of the line's stressed syllables that the fit puts on strong beats (0 to 1):
-        between lines that are otherwise as good, the one that sings naturally wins."""
+        """How well the line sings on its notes, as :func:`agent.prosody.rank_lines` orders
+        lines: twice the share of its words stressed on their strongest beat (a point off below
+        :data:`GOOD_STRESS_SHARE`), a point off when a syllable must be held over more than three
+        notes, half a point per syllable on a note too short to sing. Between lines that are
+        otherwise as good, the one that sings naturally wins."""
         if i >= len(self.slots):
             return 0.0
         key = (text, i)
         if key not in self._stress:
-            fit = fit_line(sung_text(text)[0], self.slots[i], self.config.fit)
-            self._stress[key] = (fit.stress_share or 0.0) if fit.ok else 0.0
+            fit = fit_line(sung_text(text)[0], self.slots[i], self.config.fit, qpm=self.qpm)
+            self._stress[key] = _sung_score(fit)
         return self._stress[key]
 
     def _rhyming_set(self, group: list[int], options: dict[int, list[str]], used: set[str],
@@ -424,6 +428,25 @@ class _Stanza:
         return best[1] if best else {}
 
 
+#: A line whose words are stressed right this often (or more) sings naturally.
+GOOD_STRESS_SHARE = 0.85
+
+
+def _sung_score(fit: LineFit) -> float:
+    """How well a fitted line sings (see :meth:`_Stanza._stress_share`); 0 when it does not fit.
+
+    >>> _sung_score(LineFit(True, "a", 2, 2, stressed=2, stressed_on_strong=2))
+    2.0
+    >>> _sung_score(LineFit(True, "a", 2, 2, stressed=2, stressed_on_strong=1, short_syllables=1))
+    -0.5
+    """
+    if not fit.ok:
+        return 0.0
+    share = fit.stress_share if fit.stress_share is not None else 1.0
+    return (2.0 * share - (1.0 if share < GOOD_STRESS_SHARE else 0.0)
+            - (1.0 if fit.stretched else 0.0) - 0.5 * fit.short_syllables)
+
+
 def _request_lines(
     theme: str, notes: list[int], scheme: str, generate_text: GenerateText, config: LyricsConfig,
     request_no: int,
@@ -438,7 +461,7 @@ def _request_lines(
 
 def _write_verse(
     theme: str, phrases: list[Phrase], generate_text: GenerateText, config: LyricsConfig,
-    lexicon: ThemeLexicon, avoid: Iterable[str] = (),
+    lexicon: ThemeLexicon, avoid: Iterable[str] = (), qpm: float = 120.0,
 ) -> tuple[list[str], list[str], list[str], int]:
     """Lines for every phrase: (lines, problems, rhymes missed, model requests made)."""
     notes = [p.notes for p in phrases]
@@ -454,7 +477,8 @@ def _write_verse(
         scheme = _group_scheme(config.rhyme_scheme, len(positions))
         named = any(lexicon.classify(t) == "theme" for t in lines if t)
         stanza = _Stanza(positions, scheme, [notes[p] for p in positions], config, lexicon,
-                         [phrases[p].slots for p in positions], needs_theme_word=not named)
+                         [phrases[p].slots for p in positions], needs_theme_word=not named,
+                         qpm=qpm)
         pending = list(range(len(positions)))
         chosen: dict[int, str] = {}
         wrong: dict[int, list[_Issue]] = {}
@@ -481,8 +505,9 @@ def _write_verse(
     return lines, problems, unrhymed, requests
 
 
-def _fit_phrases(phrases: list[Phrase], texts: list[str], config: FitConfig) -> list[LineFit | None]:
-    return [fit_line(t, p.slots, config) if t else None for p, t in zip(phrases, texts)]
+def _fit_phrases(phrases: list[Phrase], texts: list[str], config: FitConfig, qpm: float = 120.0
+                 ) -> list[LineFit | None]:
+    return [fit_line(t, p.slots, config, qpm=qpm) if t else None for p, t in zip(phrases, texts)]
 
 
 def _w_texts(phrases: list[Phrase], fits: list[LineFit | None]) -> dict[int, str] | None:
@@ -520,9 +545,10 @@ def _compose(
     phrases = lyric_phrases(lines, config.max_line_syllables)
     existing = [t for line in lines for t in block_texts(abc, line)] if verse > 1 else []
     avoid = [words_of_w(t) for t in existing]
+    qpm = tune_qpm(abc)
     texts, problems, unrhymed, requests = _write_verse(theme, phrases, generate_text, config,
-                                                       lexicon, avoid)
-    fits = _fit_phrases(phrases, texts, config.fit)
+                                                       lexicon, avoid, qpm)
+    fits = _fit_phrases(phrases, texts, config.fit, qpm)
     for i, fit in enumerate(fits):
         if fit is not None and not fit.ok:
             problems.append(f"line {i + 1}: {fit.reason}")
@@ -850,7 +876,8 @@ def set_words(
         return abc, WordsReport(tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
                                 (), removed=removed, problems=tuple(problems))
     lines = note_slots(new_abc)
-    fits = [fit_line(words, lines[index], config.fit) for index, _, words in placed]
+    qpm = tune_qpm(new_abc)
+    fits = [fit_line(words, lines[index], config.fit, qpm=qpm) for index, _, words in placed]
     bad = [f"music line {i + 1}, verse {v}: {f.reason}"
            for (i, v, _), f in zip(placed, fits) if not f.ok]
     if bad:
@@ -924,7 +951,7 @@ def replace_line(
         raise InputError(
             f"line {line_no} has {len(have)} verse(s); there is no verse {verse} to change")
     clean, _ = sung_text(new_text)
-    fit = fit_line(clean, line, config.fit)
+    fit = fit_line(clean, line, config.fit, qpm=tune_qpm(abc))
     if not fit.ok:
         raise InputError(f"line {line_no}: {fit.reason}")
     new = list(have)
@@ -1122,7 +1149,7 @@ def replace_word(
             words = words_of_w(w_text)
             if not pattern.search(words):
                 continue
-            fit = fit_line(pattern.sub(swap, words), line, config.fit)
+            fit = fit_line(pattern.sub(swap, words), line, config.fit, qpm=tune_qpm(abc))
             if not fit.ok:
                 raise InputError(f"line {line.index + 1}: {fit.reason}")
             texts[v] = fit.text

@@ -37,7 +37,7 @@ and reads the MusicXML and Humdrum songs the yardstick is measured on
 >>> slots = note_slots_of("X:1\\nM:6/8\\nL:1/8\\nK:G\\nG2A B2G|d3 B2d|e2d B2G|A6|]\\n")
 >>> placement = place_syllables(words, slots, "6/8")
 >>> placement.text, placement.words_right, placement.words_checked
-('o-ver the_ hills_ and far a-way__', 2, 2)
+('o-ver the_ hills_ and far__ a-way', 2, 2)
 >>> place_syllables("one two three four five", slots[:3], "6/8").reason
 '5 syllables for 3 notes: 2 too many'
 """
@@ -733,7 +733,11 @@ def _hold_cost(start: int, end: int, strengths: Sequence[float], last_in_word: b
     cost = 0.0
     for t in range(start + 1, end):
         if last_in_line:
+            # the line's last syllable is held to the end, but it belongs on the phrase's
+            # strongest beat, not before it ("Sing a song" on C D E|F3: "song" on F)
             cost += config.final_hold
+            if strengths[t] > strengths[start] + 1e-9:
+                cost += config.hold_over_stronger
             continue
         cost += config.hold
         if strengths[t] > strengths[start] + 1e-9:

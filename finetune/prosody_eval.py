@@ -236,8 +236,9 @@ def _with_words(abc: str, first: int, text: str, after: int) -> str:
 
 def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int = 5,
                     seed: int = 0, singable: bool = False) -> dict[str, ProsodyReport]:
-    """Real song lines set on tunes that never had words, phrase by phrase: the current setter
-    (:func:`agent.lyrics.fit_line`) and :func:`agent.prosody.place_syllables` on the same line,
+    """Real song lines set on tunes that never had words, phrase by phrase: the earlier setter
+    (:func:`agent.lyric_fit.fit_line` with the "strong-beats" method) and
+    :func:`agent.prosody.place_syllables` (what ``fit_line`` now uses) on the same line,
     and the best of ``candidates`` lines by :func:`agent.prosody.rank_lines` (as the lyric
     writer would choose among the model's lines). With ``singable`` the tunes are first made
     singable. Each setting is measured alone in its tune with :func:`stress_alignment`."""
@@ -245,6 +246,7 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
 
     from agent import lyrics
     from agent.abc_text import parse_tune
+    from agent.lyric_fit import FitConfig
     from agent.prosody import place_syllables, rank_lines
     from agent.singable import make_singable, tempo_of
     from agent.syllables import syllable_count
@@ -253,7 +255,7 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
     counts = {line: syllable_count(line) for line in pool}
     rng = random.Random(seed)
     totals = {name: ProsodyReport() for name in
-              ("fit_line, one line", "place_syllables, one line",
+              ("strong-beats rule, one line", "place_syllables, one line",
                f"place_syllables, best of {candidates}")}
     for record in records:
         abc = make_singable(record["abc"]).abc if singable else record["abc"]
@@ -269,7 +271,8 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
             first = next(i for i, s in enumerate(slots) if s.start == phrase.slots[0].start)
             after = len(slots) - first - len(phrase.slots)
             texts = {
-                "fit_line, one line": lyrics.fit_line(chosen[0], phrase.slots).text,
+                "strong-beats rule, one line": lyrics.fit_line(
+                    chosen[0], phrase.slots, FitConfig(method="strong-beats")).text,
                 "place_syllables, one line": place_syllables(chosen[0], phrase.slots, meter,
                                                              qpm=qpm).text,
                 f"place_syllables, best of {candidates}": rank_lines(

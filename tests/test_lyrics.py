@@ -13,7 +13,7 @@ from music21 import corpus
 from agent import abc_lyrics
 from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body, tunebook_sources
 from agent.errors import InputError
-from agent.lyric_fit import fit_line, lyric_phrases, note_slots, read_lyrics
+from agent.lyric_fit import FitConfig, fit_line, lyric_phrases, note_slots, read_lyrics
 from agent.lyrics import (
     GenerationSettings, LyricsConfig, add_verse, check_line, chorus_lines, remove_lyrics,
     replace_line, replace_word, rewrite_lines, rhyme_rate, set_words, stress_on_strong_beats,
@@ -118,22 +118,33 @@ def check_fit(abc: str, text: str) -> tuple[str, abc_lyrics.Lyrics]:
     return fit.text, lyrics
 
 
-def test_melisma_holds_the_last_syllable():
+def test_melisma_puts_the_stress_on_the_downbeat():
+    # Eight notes, five syllables: "dar-" goes to the downbeat of bar 2, no syllable is held over
+    # more than three notes, and the last is held to the end of the line.
     text, lyrics = check_fit("X:1\nM:4/4\nL:1/4\nK:C\nC D E F|G A B c|\n", "Sleep my dar-ling child")
-    assert text == "Sleep my dar-ling child___"
+    assert text == "Sleep__ my dar-ling child_"
     verse = lyrics.verses[0]
-    assert [s.text if s else None for s in verse] == ["Sleep", "my", "dar", "ling", "child", None, None, None]
-    assert verse[4].extends
+    assert [s.text if s else None for s in verse] == ["Sleep", None, None, "my", "dar", "ling", "child", None]
+    assert verse[6].extends
+
+
+def test_the_earlier_rule_holds_the_last_syllable():
+    (line,) = note_slots("X:1\nM:4/4\nL:1/4\nK:C\nC D E F|G A B c|\n")
+    fit = fit_line("Sleep my dar-ling child", line, FitConfig(method="strong-beats"))
+    assert fit.text == "Sleep my dar-ling child___"
 
 
 def test_melisma_prefers_slurred_notes():
     # One syllable must be held; holding "Sun" over D or "shine" over G/ put the same words on
-    # strong beats. The slur decides.
-    first, _ = check_fit("X:1\nM:4/4\nL:1/4\nK:C\n(CD) E F/G/|c4|\n", "Sun moon stars shine bright")
-    last, lyrics = check_fit("X:1\nM:4/4\nL:1/4\nK:C\nC D E (F/G/)|c4|\n", "Sun moon stars shine bright")
-    assert first == "Sun_ moon stars shine bright"
-    assert last == "Sun moon stars shine_ bright"
-    assert lyrics.verses[0][3].extends
+    # strong beats. With the earlier rule the slur decides; the prosody rule holds the
+    # syllable over the shortest note (G/), never over a beat.
+    strong_beats = FitConfig(method="strong-beats")
+    for abc in ("X:1\nM:4/4\nL:1/4\nK:C\n(CD) E F/G/|c4|\n", "X:1\nM:4/4\nL:1/4\nK:C\nC D E (F/G/)|c4|\n"):
+        text, lyrics = check_fit(abc, "Sun moon stars shine bright")
+        assert text == "Sun moon stars shine_ bright"
+        assert lyrics.verses[0][3].extends
+    (slurred,) = note_slots("X:1\nM:4/4\nL:1/4\nK:C\n(CD) E F/G/|c4|\n")
+    assert fit_line("Sun moon stars shine bright", slurred, strong_beats).text == "Sun_ moon stars shine bright"
 
 
 def test_tied_note_holds_the_syllable():
@@ -214,7 +225,8 @@ def test_set_words_adds_melismas_for_fewer_syllables():
     abc = "X:1\nM:3/4\nL:1/4\nK:C\nC D E|F G A|\nG F E|D2 C|\n"
     new, report = set_words(abc, "Sleep now\nclose your eyes")
     assert report.melismas == 4 + 2 and not report.splits
-    assert new.splitlines()[-3:] == ["w:Sleep now____", "G F E|D2 C|", "w:close_ your eyes_"]
+    # "now" on the downbeat of bar 2, no syllable over more than three notes
+    assert new.splitlines()[-3:] == ["w:Sleep__ now__", "G F E|D2 C|", "w:close your_ eyes_"]
     assert aligned(new).issues == ()
 
 
@@ -222,7 +234,7 @@ def test_set_words_more_lines_become_verses():
     abc = "X:1\nM:3/4\nL:1/4\nK:C\nC D E|F3|\n"
     new, report = set_words(abc, "Sing a song\nhear it ring")
     # "a" and "it" are held so that "song" and "ring" fall on the downbeat of bar 2.
-    assert new.splitlines()[-2:] == ["w:Sing_ a song", "w:hear_ it ring"]
+    assert new.splitlines()[-2:] == ["w:Sing a_ song", "w:hear it_ ring"]
     assert [(i, v) for i, v, _ in report.placed] == [(0, 1), (0, 2)]
 
 

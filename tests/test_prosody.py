@@ -169,7 +169,7 @@ def test_setting_real_lines_on_held_out_tunes() -> None:
     records = [json.loads(line) for line in (Path(__file__).parents[1] / "finetune" / "splits"
                                               / "test.jsonl").read_text().splitlines()[:8]]
     totals = prosody_eval.measure_setting(records, DATA / "songs", singable=True)
-    today = totals["fit_line, one line"]
+    today = totals["strong-beats rule, one line"]
     placed = totals["place_syllables, one line"]
     chosen = totals["place_syllables, best of 5"]
     assert today.words >= 20 and placed.words == today.words

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -680,21 +681,72 @@ class WordsReport:
     def melismas(self) -> int:
         return sum(f.melismas for f in self.fits)
 
+    @property
+    def stretched(self) -> bool:
+        """True when the words are so much shorter than the music that a syllable is held over
+        more than three notes."""
+        return any(f.stretched for f in self.fits)
+
     def summary(self) -> str:
-        """What was done, in a few plain sentences."""
-        parts = [f"Set {len(self.placed)} line(s) of words."]
-        if self.melismas:
-            parts.append(f"{self.melismas} note(s) hold the syllable of the note before (melisma).")
+        """What was done, as a musician would say it; the exact note changes come last.
+
+        >>> WordsReport(((0, 1, "a b"), (1, 1, "c")), (), splits=("bar 1: E2 -> EE",
+        ...     "bar 1: G2 -> GG", "bar 4: c2 -> cc")).summary()  # doctest: +NORMALIZE_WHITESPACE
+        'I set your words under the melody, two lines. I split three notes so every syllable
+         has its own note (bars 1 and 4). (Notes split: bar 1: E2 -> EE; bar 1: G2 -> GG;
+         bar 4: c2 -> cc.)'
+        """
+        if self.problems:
+            return "I could not set your words: " + "; ".join(self.problems) + "."
+        lines = len(self.placed)
+        parts = [f"I set your words under the melody, {_number_word(lines)} "
+                 f"line{'s' if lines != 1 else ''}."]
         if self.splits:
-            parts.append(f"Split {len(self.splits)} note(s) in two to fit extra syllables: "
-                         + "; ".join(self.splits) + ".")
+            bars = sorted({int(b) for b in re.findall(r"bar (\d+):", " ".join(self.splits))})
+            count = len(self.splits)
+            parts.append(f"I split {_number_word(count)} note{'s' if count != 1 else ''} so every "
+                         f"syllable has its own note ({_bar_list(bars)}).")
+        if self.stretched:
+            most = max(f.longest_melisma for f in self.fits)
+            parts.append(f"Your words are much shorter than the music, so some syllables are held "
+                         f"over up to {most} notes; I can set them on fewer bars if you like.")
+        elif self.melismas:
+            count = self.melismas
+            parts.append(f"Where there are more notes than syllables, a syllable is held over "
+                         f"the extra note{'s' if count != 1 else ''} ({count}).")
         if self.removed:
-            parts.append(f"Left out {self.removed!r}: a lyric line cannot print them.")
+            parts.append(f"I left out {self.removed!r}: a lyric line cannot print them.")
         if self.unset:
-            lines = ", ".join(str(i + 1) for i in self.unset)
-            parts.append(f"No words for music line(s) {lines}.")
-        parts += list(self.notes) + list(self.problems)
+            numbers = ", ".join(str(i + 1) for i in self.unset)
+            parts.append(f"Music line(s) {numbers} have no words.")
+        parts += list(self.notes)
+        if self.splits:
+            parts.append("(Notes split: " + "; ".join(self.splits) + ".)")
         return " ".join(parts)
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "ten", "eleven", "twelve")
+
+
+def _number_word(n: int) -> str:
+    """'four' for 4; digits above twelve.
+
+    >>> _number_word(4), _number_word(13)
+    ('four', '13')
+    """
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _bar_list(bars: Sequence[int]) -> str:
+    """'bar 3', 'bars 1 and 4', 'bars 1, 2 and 5'.
+
+    >>> _bar_list([1, 4]), _bar_list([3]), _bar_list([1, 2, 5])
+    ('bars 1 and 4', 'bar 3', 'bars 1, 2 and 5')
+    """
+    if len(bars) == 1:
+        return f"bar {bars[0]}"
+    return "bars " + ", ".join(map(str, bars[:-1])) + f" and {bars[-1]}"
 
 
 def _halves(piece: Fraction) -> list[Fraction]:
@@ -822,9 +874,62 @@ def _placement(lines: list[LineSlots], text_lines: list[str]) -> list[tuple[int,
     return placed
 
 
+#: Most verses a paste of the user's words is set in; longer texts are refused, not cut.
+MAX_VERSES = 8
+
+
+def _script_problem(text: str) -> str:
+    """Why words cannot be sung from their spelling ('' when they can): syllables and stresses
+    are read from English spelling and CMUdict, so letters outside the Latin alphabet, and
+    numbers (is "1984" "nineteen eighty-four" or "one nine eight four"?), are refused.
+
+    >>> _script_problem("Привет мой друг"), _script_problem("in 1984"), _script_problem("Día")
+    ('words in Cyrillic script: I can set words written in the Latin alphabet', 'a number (1984): write it as words, as it is sung', '')
+    """
+    scripts = sorted({_script_name(unicodedata.name(ch, "?").split()[0]) for ch in text
+                      if ch.isalpha() and not unicodedata.name(ch, "LATIN").startswith("LATIN")})
+    if scripts:
+        return (f"words in {' and '.join(scripts[:2])} script: I can set words written in the "
+                "Latin alphabet")
+    number = re.search(r"\d+", text)
+    if number:
+        return f"a number ({number.group(0)}): write it as words, as it is sung"
+    return ""
+
+
+def _script_name(first_word: str) -> str:
+    return first_word if len(first_word) <= 3 else first_word.title()  # "CJK", "Cyrillic"
+
+
+def _symbols(text: str) -> tuple[str, str]:
+    """``text`` without emoji and other symbols nobody sings, and those removed.
+
+    >>> _symbols("happy 🎵 days ♥")
+    ('happy  days ', '🎵♥')
+    """
+    gone = "".join(dict.fromkeys(ch for ch in text if unicodedata.category(ch) in ("So", "Sk", "Cs", "Co")
+                                 or ch in "\ufe0f\u200d"))
+    return "".join(ch for ch in text if ch not in gone), gone
+
+
+def _singable_split(abc: str) -> Fraction:
+    """The shortest note a split may make: one a syllable can still be sung on at the tempo
+    (at least a sixteenth).
+
+    >>> _singable_split("X:1\\nM:4/4\\nQ:1/4=120\\nK:C\\nC\\n"), _singable_split("X:1\\nM:none\\nK:C\\nC\\n")
+    (Fraction(1, 8), Fraction(1, 16))
+    """
+    from agent.singable import singable_length  # singable reads tunes; lyrics only needs this
+
+    tune = parse_tune(abc)
+    if tune.meter.is_free:
+        return Fraction(1, 16)
+    return max(Fraction(1, 16), singable_length(tune.meter, 240.0 / tune_qpm(abc)))
+
+
 def set_words(
     abc: str, text: str, config: LyricsConfig = LyricsConfig(),
-    shortest_split: Fraction = Fraction(1, 16),
+    shortest_split: Fraction | None = None,
 ) -> tuple[str, WordsReport]:
     """Set the user's own words to the melody, as they are.
 
@@ -834,7 +939,8 @@ def set_words(
     notes, without breaking words, in as many verses as it needs. Where a line has fewer
     syllables than notes, syllables are held (melisma, see :func:`fit_line`); where it has more,
     the longest plain notes of that music line are split into two shorter notes of the same
-    pitch (no note shorter than ``shortest_split``). Words are never changed, dropped or cut;
+    pitch (no note shorter than ``shortest_split``; by default the shortest note a syllable can
+    be sung on at the tune's tempo, :func:`agent.singable.singable_length`). Words are never changed, dropped or cut;
     characters a ``w:`` line cannot print (``_ * ~ | \\ %``) are left out and reported. All
     previous lyrics are replaced. When the words cannot be fitted, the tune comes back unchanged
     and the report says why.
@@ -847,7 +953,10 @@ def set_words(
     ('no words given',)
     """
     clean_lines: list[str] = []
-    removed = ""
+    text, removed = _symbols(text)
+    problem = _script_problem(text)
+    if problem:
+        return abc, WordsReport((), (), problems=(problem,))
     for line in _text_lines(text):
         clean, gone = sung_text(line)
         clean_lines.append(clean)
@@ -857,6 +966,16 @@ def set_words(
         raise AbcError("the tune has no notes to set words to")
     if not clean_lines:
         return abc, WordsReport((), (), problems=("no words given",))
+    if shortest_split is None:
+        shortest_split = _singable_split(abc)
+    words_given = [w for line in clean_lines for w in split_text(line)]
+    notes_per_verse = sum(line.notes for line in lines)
+    sung = sum(w.count for w in words_given)
+    if sung > MAX_VERSES * notes_per_verse:
+        return abc, WordsReport((), (), problems=(
+            f"{len(words_given)} words ({sung} syllables) would take "
+            f"{math.ceil(sung / notes_per_verse)} verses of this {notes_per_verse}-note tune; I set "
+            f"at most {MAX_VERSES} verses: send fewer words",))
     placed = _placement(lines, clean_lines)
     needed: dict[int, int] = {}
     for index, _, words in placed:

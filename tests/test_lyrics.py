@@ -218,7 +218,9 @@ def test_set_words_splits_notes_for_extra_syllables_and_says_so():
     new, report = set_words(abc, "Beautiful day")
     assert report.splits == ("bar 1: C2 -> CC",)
     assert new == "X:1\nM:3/4\nL:1/4\nK:C\nCC E|G3|\nw:Beau-ti-ful day\n"
-    assert "Split 1 note(s)" in report.summary()
+    summary = report.summary()
+    assert summary.split(". ")[1] == "I split one note so every syllable has its own note (bar 1)"
+    assert summary.endswith("(Notes split: bar 1: C2 -> CC.)")  # the detail comes last
 
 
 def test_set_words_adds_melismas_for_fewer_syllables():

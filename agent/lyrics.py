@@ -53,7 +53,7 @@ from agent.theme import ThemeLexicon, ThemePresence, theme_lexicon, theme_presen
 __all__ = [
     "EditReport", "GenerationSettings", "LineCheck", "LineReport", "LyricsConfig", "LyricsReport",
     "LyricsResult", "SyllableFit", "WordsReport", "add_verse", "check_line", "chorus_lines",
-    "model_text_generator", "parse_model_lines", "remove_lyrics", "replace_line", "replace_word",
+    "model_text_generator", "parse_model_lines", "quote_lines", "remove_lyrics", "replace_line", "replace_word",
     "rewrite_lines", "rhyme_rate", "set_words", "stress_on_strong_beats", "syllable_fit",
     "syllable_range", "write_lyrics",
 ]
@@ -650,6 +650,18 @@ def add_verse(
     lines = note_slots(abc)
     verses = max((len(block_texts(abc, line)) for line in lines), default=0)
     return _compose(abc, theme, generate_text, config, lexicon, verse=verses + 1)
+
+
+def quote_lines(lines: Sequence[str]) -> str:
+    """The words of a song as a reply shows them: quoted, lines joined by a slash.
+
+    >>> quote_lines(["The moon is high", "", "up in the sky"])
+    '“The moon is high / up in the sky”'
+    >>> quote_lines([])
+    ''
+    """
+    kept = [line.strip() for line in lines if line.strip()]
+    return "“" + " / ".join(kept) + "”" if kept else ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from agent.syllables import Word, core_of, split_text, split_word
 __all__ = [
     "DEFAULT_QPM",
     "MAX_NOTES_PER_SYLLABLE",
+    "MAX_SKIPPED_PICKUP",
     "SHORT_SECONDS",
     "PlaceConfig",
     "Placement",
@@ -84,6 +85,8 @@ SHORT_SECONDS = 0.15
 DEFAULT_QPM = 120.0
 #: Most notes one syllable is held over, unless the words are much shorter than the music.
 MAX_NOTES_PER_SYLLABLE = 3
+#: Most notes too short to sing that a phrase's words may leave unsung at its start.
+MAX_SKIPPED_PICKUP = 2
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 
@@ -662,6 +665,9 @@ def place_syllables(
     >>> p = place_syllables("Remember me", slots, "4/4")  # "mem" on the downbeat
     >>> p.text, p.starts, p.words_right
     ('Re-mem-ber_ me__', (0, 1, 2, 4), 1)
+    >>> quick = note_slots_of("X:1\\nM:2/4\\nL:1/16\\nK:C\\nD|G4 A4|B8|]\\n")
+    >>> place_syllables("Come home", quick, "2/4").text  # a sixteenth pickup is left unsung
+    '* Come_ home'
     >>> place_syllables("", slots, "4/4").reason
     'no words to set'
     """
@@ -684,14 +690,22 @@ def place_syllables(
         end = free[k + 1] if k + 1 < m else len(slots)
         seconds.append(float(sum((slots[j].duration for j in range(i, end)), Fraction(0)))
                        * per_whole)
+    # a phrase opening on notes too short to sing (a reel's quick pickup) starts on the first
+    # note a syllable can be sung on, when the words leave notes to spare; the skipped notes are
+    # written "*"
+    skip = 0
+    while (skip < MAX_SKIPPED_PICKUP and m - skip > n
+           and seconds[skip] < config.short_seconds - 1e-9):
+        skip += 1
     span = config.max_notes_per_syllable
-    stretched = m > n * span
+    stretched = m - skip > n * span
     if stretched:
-        span = math.ceil(m / n) + 1
-    plan = _best_plan(plans, strengths, seconds, span, config)
+        span = math.ceil((m - skip) / n) + 1
+    plan = _best_plan(plans, strengths[skip:], seconds[skip:], span, config)
     if plan is None:
         return Placement(False, syllables=n, notes=m, reason="no placement fits the notes")
     cost, positions = plan
+    positions = [p + skip for p in positions]
     starts = tuple(free[p] for p in positions)
     pieces = [(piece, j == len(p.pieces) - 1) for p in plans for j, piece in enumerate(p.pieces)]
     text = _w_text(pieces, starts, len(slots))

@@ -55,7 +55,7 @@ from agent.notation import ACCIDENTAL_TEXT, NOTE_HEAD_RE, length_text
 from agent.prosody import seconds_per_whole
 
 __all__ = ["VOICE_WINDOWS", "BarChange", "SingableConfig", "SingableResult", "make_singable",
-           "singable_length", "singing_problems", "tempo_of"]
+           "singable_for_words", "singable_length", "singing_problems", "tempo_of"]
 
 #: Comfortable sounding range (MIDI low, high) of each voice.
 VOICE_WINDOWS: dict[str, tuple[int, int]] = {
@@ -725,6 +725,25 @@ def singing_problems(abc: str, config: SingableConfig = SingableConfig(),
         problems.append(f"{short} of {len(notes)} notes are too short to sing a syllable on at "
                         "this speed")
     return tuple(problems)
+
+
+def singable_for_words(abc: str, config: SingableConfig = SingableConfig()
+                       ) -> tuple[str, str]:
+    """The melody to put words on: ``abc`` itself when a voice can sing it, else its singable
+    version (:func:`make_singable`); and what changed, in a musician's words ('' when nothing
+    did). The chat calls this before writing or setting words.
+
+    >>> reel = "X:1\\nM:2/4\\nL:1/16\\nQ:1/4=120\\nK:C\\nCDEF GABc|d4 c4|]\\n"
+    >>> new, said = singable_for_words(reel)
+    >>> new.splitlines()[-1], said.split(",")[0]
+    ('C2E2 G2B2|d4 c4|]', 'I simplified the running notes in bar 1 into eighth notes')
+    >>> singable_for_words("X:1\\nM:3/4\\nL:1/4\\nK:C\\nC E G|c3|]\\n")[1]
+    ''
+    """
+    if not singing_problems(abc, config):
+        return abc, ""
+    result = make_singable(abc, config)
+    return (result.abc, result.summary) if result.changed else (abc, "")
 
 
 def make_singable(abc: str, config: SingableConfig = SingableConfig()) -> SingableResult:

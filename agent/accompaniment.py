@@ -9,7 +9,10 @@ so every ABC tool that follows abc2midi plays the same backing from the same tex
   arpeggios), ``G H I J`` the same an octave lower;
 * ``%%MIDI chordprog N`` / ``%%MIDI bassprog N``: General MIDI programs (0-based) of chords
   and bass; ``%%MIDI chordvol N`` / ``%%MIDI bassvol N``: their loudness (MIDI velocity);
-* ``%%MIDI gchordoff`` / ``%%MIDI gchordon``: the backing silenced or played.
+* ``%%MIDI gchordoff`` / ``%%MIDI gchordon``: the backing silenced or played;
+* ``%%accompaniment show``: the sheet music engraves the backing's staff under the melody
+  (without it the sheet shows the melody with chord names above it). ABC 2.1 asks every tool
+  to ignore a ``%%`` directive it does not know, so the tune stays readable everywhere.
 
 :func:`backing_parts` turns the chords (the melody part's ``ChordSymbol`` objects as music21
 reads them from the ABC) and the pattern into real parts that a player would accept: each
@@ -42,7 +45,8 @@ from agent.harmony import Chord, ChordNameError, parse_chord
 
 __all__ = ["AccompanimentSettings", "INSTRUMENTS", "PATTERNS", "accompaniment_of",
            "set_accompaniment", "pattern_for", "backing_parts", "backing_part",
-           "with_accompaniment", "without_chord_symbols", "expand_pattern"]
+           "with_accompaniment", "without_chord_symbols", "expand_pattern",
+           "shows_accompaniment", "is_backing", "BACKING_ID", "show_accompaniment", "full_score", "describe_backing"]
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -73,6 +77,8 @@ _STYLE_PATTERN = {"slip jig": "jig", "single jig": "jig", "strathspey": "reel",
                   "ballad": "air", "lullaby": "air", "song": "block", "hymn": "block",
                   "slow air": "air", "arpeggio": "air", "chords": "block"}
 
+#: Each backing part's id starts with this (the renderer leaves those parts' instruments be).
+BACKING_ID = "accompaniment"
 DEFAULT_CHORD_VOLUME = 60
 DEFAULT_BASS_VOLUME = 68
 BASS_RANGE = (40, 50)    # E2 to D3
@@ -80,6 +86,12 @@ CHORD_RANGE = (52, 74)   # E3 to D5: chord tones stay between these
 _DIRECTIVE = re.compile(r"^[ \t]*%%MIDI[ \t]+(gchord|chordprog|bassprog|chordvol|bassvol|"
                         r"gchordoff|gchordon)\b[ \t]*([^\r\n%]*)", re.MULTILINE)
 _PATTERN_RE = re.compile(r"(?:[fcbzghijGHIJ]\d*)+")
+_SHOW_RE = re.compile(r"^[ \t]*%%accompaniment[ \t]+(show|hide)\b[^\r\n]*(?:\r?\n)?",
+                      re.MULTILINE)
+#: How each style's backing is named in a reply.
+_STYLE_WORDS = {"waltz": "a waltz (oom-pah-pah)", "jig": "a jig", "reel": "a reel",
+                "hornpipe": "a hornpipe", "polka": "a polka", "march": "a march",
+                "air": "an arpeggiated", "block": "a block-chord", "custom": "your own"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +490,7 @@ def _realise(settings: AccompanimentSettings, melody) -> tuple[list, list]:
 def _assemble(measures: list, melody, program: int, name: str):
     from music21 import instrument, spanner, stream
 
-    part = stream.Part()
+    part = stream.Part(id=f"{BACKING_ID}-{name.lower()}")
     part.partName = name
     chosen = instrument.Instrument()
     chosen.midiProgram = program
@@ -586,3 +598,92 @@ def without_chord_symbols(score):
     for symbol in list(plain.recurse().getElementsByClass(harmony.ChordSymbol)):
         symbol.activeSite.remove(symbol)
     return plain
+
+
+# --------------------------------------------------------------------------------------------
+# Showing the backing, the score to render, and the backing in words
+
+
+def shows_accompaniment(abc: str) -> bool:
+    """Whether the tune asks for the backing's staff on the sheet (``%%accompaniment show``).
+
+    >>> shows_accompaniment("X:1\\n%%accompaniment show\\nK:G\\nGABc|")
+    True
+    >>> shows_accompaniment("X:1\\nK:G\\n%%accompaniment show\\nGABc|")  # body lines do not count
+    False
+    """
+    tune = parse_tune(abc)
+    found = [m.group(1) for m in _SHOW_RE.finditer(abc[:tune.body_offset])]
+    return bool(found) and found[-1] == "show"
+
+
+def show_accompaniment(abc: str, shown: bool) -> str:
+    """The tune with its ``%%accompaniment show`` line added (``shown``) or removed; every
+    other line stays as it was.
+
+    >>> print(show_accompaniment("X:1\\nM:3/4\\nK:D\\nDFA|", True), end="")
+    X:1
+    M:3/4
+    %%accompaniment show
+    K:D
+    DFA|
+    >>> show_accompaniment(show_accompaniment("X:1\\nK:D\\nDFA|", True), False)
+    'X:1\\nK:D\\nDFA|'
+    """
+    tune = parse_tune(abc)
+    header = _SHOW_RE.sub("", abc[:tune.body_offset])
+    if shown:
+        lines = header.splitlines(keepends=True)
+        key_index = max(i for i, line in enumerate(lines) if re.match(r"\s*K:", line))
+        newline = "\r\n" if lines[key_index].endswith("\r\n") else "\n"
+        lines.insert(key_index, "%%accompaniment show" + newline)
+        header = "".join(lines)
+    return header + abc[tune.body_offset:]
+
+
+def full_score(score, abc: str):
+    """``score`` with its backing part(s) when the tune has chords and the backing is on;
+    ``score`` itself (not copied) otherwise, so a tune without chords costs nothing.
+
+    >>> from agent.abc_reader import read_tune
+    >>> plain = read_tune("X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n").score
+    >>> full_score(plain, "X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]\\n") is plain
+    True
+    """
+    from music21 import harmony
+
+    if not abc or not any(True for _ in score.recurse().getElementsByClass(harmony.ChordSymbol)):
+        return score
+    if not accompaniment_of(abc).on:
+        return score
+    return with_accompaniment(score, abc)
+
+
+def describe_backing(abc: str) -> str:
+    """The backing in a musician's words, for a reply.
+
+    >>> describe_backing("X:1\\nR:waltz\\nM:3/4\\n%%MIDI chordprog 25\\nK:D\\nDFA|")
+    'a waltz (oom-pah-pah) accompaniment on guitar'
+    >>> describe_backing("X:1\\nM:3/4\\n%%MIDI gchordoff\\nK:D\\nDFA|")
+    'no accompaniment (it is switched off)'
+    """
+    settings = accompaniment_of(abc)
+    if not settings.on:
+        return "no accompaniment (it is switched off)"
+    words = _STYLE_WORDS.get(settings.style, f"a {settings.style}")
+    level = ""
+    if settings.chord_volume < DEFAULT_CHORD_VOLUME - 8:
+        level = ", quietly"
+    elif settings.chord_volume > DEFAULT_CHORD_VOLUME + 8:
+        level = ", loudly"
+    return f"{words} accompaniment on {settings.instrument}{level}"
+
+
+def is_backing(part) -> bool:
+    """Whether a music21 part is an accompaniment part made here (not one of the tune's voices).
+
+    >>> from music21 import stream
+    >>> is_backing(stream.Part(id="accompaniment-bass")), is_backing(stream.Part(id="P1"))
+    (True, False)
+    """
+    return str(part.id).startswith(BACKING_ID)

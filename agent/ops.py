@@ -20,7 +20,9 @@ __all__ = [
     "KeyName", "Attributes", "Span", "Transpose", "SetTempo", "ChangeMode", "SetInstrument",
     "SetTitle", "RepeatPart", "ChangeLength", "ReplaceBar", "CreativeEdit", "WriteLyrics",
     "SetLyrics", "ReplaceLyricLine", "RewriteLyricLines", "ReplaceLyricWord", "RemoveLyrics",
-    "AddVerse", "ExactEdit", "LyricOp", "Question", "Request",
+    "AddVerse", "ExactEdit", "LyricOp", "Question", "Request", "MoodChange",
+    "AddChords", "SetChord", "SimplerChords", "JazzierChords", "RemoveChords",
+    "SetAccompaniment", "HarmonyOp",
 ]
 
 @dataclass(frozen=True)
@@ -43,7 +45,10 @@ class Attributes:
     ``tempo_bpm`` counts the meter's natural beat (a dotted quarter in 6/8); ``tempo_word`` is
     a speed word ("slow", "lively", "allegro"). ``lyrics_theme`` is what the tune is about,
     ``lyrics_text`` the person's own words. ``inferred`` names the fields that were not said
-    outright (the mode a mood suggests, or what :func:`resolve` filled in).
+    outright (the mode a mood suggests, or what :func:`resolve` filled in). ``mood`` is the mood
+    word as said ("wistful"; a comparative as its mood, "sadder" is "sad"), ``mood_intensity``
+    its scale (0.5 "a bit", negative "less sad"), ``mood_comparative`` True for "sadder",
+    ``mood_unknown`` mood-like words :mod:`agent.mood` does not know ("funkier").
     """
 
     tonic: str | None = None
@@ -55,6 +60,9 @@ class Attributes:
     style: str | None = None
     form: str | None = None
     mood: str | None = None
+    mood_intensity: float | None = None
+    mood_comparative: bool = False
+    mood_unknown: tuple[str, ...] | None = None
     instrument: str | None = None
     program: int | None = None
     lyrics: bool = False
@@ -154,6 +162,19 @@ class ReplaceBar:
 
 
 @dataclass(frozen=True)
+class MoodChange:
+    """Move the tune toward ``mood`` (a name in :data:`agent.mood.MOODS`) by exact edits, at
+    ``intensity`` (negative: "less sad"); ``comparative`` moves from where the tune stands
+    ("sadder"), else to the mood's level ("make it sad"). The mode changes only with
+    ``allow_mode_change`` (the message named a mode)."""
+
+    mood: str
+    intensity: float = 1.0
+    comparative: bool = True
+    allow_mode_change: bool = False
+
+
+@dataclass(frozen=True)
 class CreativeEdit:
     """A change the composer model makes: ``instruction`` in the person's words, on ``span``."""
 
@@ -221,6 +242,52 @@ LyricOp = (WriteLyrics | SetLyrics | ReplaceLyricLine | RewriteLyricLines | Repl
 
 
 @dataclass(frozen=True)
+class AddChords:
+    """Put chord symbols over the melody; ``replace`` re-harmonises a tune that has some."""
+
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class SetChord:
+    """Put chord ``name`` on bar ``bar`` (as the score numbers it: an upbeat is bar 0)."""
+
+    bar: int
+    name: str
+
+
+@dataclass(frozen=True)
+class SimplerChords:
+    """Plain triads, one a bar."""
+
+
+@dataclass(frozen=True)
+class JazzierChords:
+    """Sevenths and secondary dominants where the melody allows."""
+
+
+@dataclass(frozen=True)
+class RemoveChords:
+    """Take the chord symbols (and so the backing) off the tune."""
+
+
+@dataclass(frozen=True)
+class SetAccompaniment:
+    """The backing part's settings; None where the message says nothing. ``volume`` is
+    "quieter", "louder" or a level; ``on`` False silences it; ``show`` puts its staff on the
+    sheet (True) or takes it off (False)."""
+
+    style: str | None = None
+    instrument: str | None = None
+    volume: str | int | None = None
+    on: bool | None = None
+    show: bool | None = None
+
+
+HarmonyOp = AddChords | SetChord | SimplerChords | JazzierChords | RemoveChords | SetAccompaniment
+
+
+@dataclass(frozen=True)
 class Question:
     """A question about the tune (``kind``: key, meter, bars, ...) or, for ``kind="define"``,
     about a musical word (``subject``)."""
@@ -249,3 +316,5 @@ class Request:
     explanation: str | None = None
     abc: str | None = None
     truncated: bool = False
+    mood_change: MoodChange | None = None
+    harmony_ops: tuple[HarmonyOp, ...] = ()

@@ -45,6 +45,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from agent.accompaniment import full_score, is_backing, shows_accompaniment
 from agent.errors import RenderError
 from agent.notation import midi_directives, midi_program_number
 
@@ -309,6 +310,15 @@ def _sound_grace_notes(score: Any, grace_quarters: float) -> None:
             container.remove(grace)
 
 
+def _drop_chord_symbols(score: Any) -> None:
+    """Take chord symbols out of ``score`` (changed in place): music21 would play each one as a
+    chord in the melody's track; the accompaniment part plays the chords instead."""
+    from music21 import harmony
+
+    for symbol in list(score.recurse().getElementsByClass(harmony.ChordSymbol)):
+        symbol.activeSite.remove(symbol)
+
+
 def _unshare_elements(score: Any) -> None:
     """Give each place an element appears in ``score`` (changed in place) its own object.
     music21's ABC import can put one TimeSignature object in two bars (around a mid-tune
@@ -324,10 +334,12 @@ def _unshare_elements(score: Any) -> None:
 
 
 def _set_program(score: Any, program: int) -> None:
-    """Make every part of ``score`` (changed in place) play General MIDI ``program``."""
+    """Make the tune's own parts (changed in place) play General MIDI ``program``; an
+    accompaniment part keeps its own instrument."""
     from music21 import instrument, stream
 
-    parts = list(score.parts) if isinstance(score, stream.Score) else [score]
+    parts = [part for part in score.parts if not is_backing(part)] \
+        if isinstance(score, stream.Score) else [score]
     for part in parts:
         for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
             old.activeSite.remove(old)
@@ -373,6 +385,7 @@ def to_midi(score: Any, abc_text: str = "") -> MidiRender:
     _check_score(score)
     program = midi_program(abc_text)
     playable, warnings = _playable(score)
+    _drop_chord_symbols(playable)
     _unshare_elements(playable)
     _sound_grace_notes(playable, GRACE_QUARTERS)
     if program is not None:
@@ -429,6 +442,25 @@ def to_musicxml(score: Any) -> bytes:
     except Exception as err:  # music21 raises many kinds; the caller needs one
         raise RenderError(f"music21 could not write MusicXML: {err}") from err
     return _without_placeholders(xml, score.metadata)
+
+
+def _first_part_only(xml: bytes) -> bytes:
+    """The MusicXML with only its first part (the melody, chord names included): what the
+    sheet engraves when the tune does not ask to show its accompaniment.
+
+    >>> x = (b'<part-list><score-part id="P1"/><score-part id="P2"><a/></score-part></part-list>'
+    ...      b'<part id="P1"><m/></part><part id="P2"><m/></part>')
+    >>> _first_part_only(x)
+    b'<part-list><score-part id="P1"/></part-list><part id="P1"><m/></part>'
+    """
+    first = re.search(rb'<score-part id="([^"]+)"', xml)
+    if first is None:
+        return xml
+    keep = re.escape(first.group(1))
+    xml = re.sub(rb'\s*<score-part id="(?!' + keep + rb'")[^"]+".*?</score-part>', b"", xml,
+                 flags=re.S)
+    xml = re.sub(rb'\s*<part-group\b[^>]*/>', b"", xml)
+    return re.sub(rb'\s*<part id="(?!' + keep + rb'")[^"]+">.*?</part>', b"", xml, flags=re.S)
 
 
 def _without_placeholders(xml: bytes, metadata: Any) -> bytes:
@@ -823,19 +855,27 @@ def render_all(
 
     if "abc" in chosen:
         contents["abc"] = timed("abc", lambda: (abc_text.rstrip("\n") + "\n").encode("utf-8"))
+    # the backing (agent.accompaniment): its own part in MIDI, WAV and MusicXML; on the sheet
+    # only when the tune asks for it (chord names above the melody either way)
+    needs_score = [name for name in ("midi", "musicxml") if name in chosen or (
+        name == "midi" and "wav" in chosen) or (name == "musicxml" and {"svg", "pdf"} & set(chosen))]
+    full = timed(needs_score[0], lambda: full_score(score, abc_text)) if needs_score else score
     if "midi" in chosen or "wav" in chosen:
-        midi = timed("midi", lambda: to_midi(score, abc_text))
+        midi = timed("midi", lambda: to_midi(full, abc_text))
         warnings.extend(midi.warnings)
         contents["midi"] = midi.data
     if {"musicxml", "svg", "pdf"} & set(chosen):
-        contents["musicxml"] = timed("musicxml", lambda: to_musicxml(score))
+        contents["musicxml"] = timed("musicxml", lambda: to_musicxml(full))
+    engraved = contents.get("musicxml")
+    if engraved and full is not score and not shows_accompaniment(abc_text):
+        engraved = timed("musicxml", lambda: _first_part_only(engraved))
     if "svg" in chosen:
         contents["svg"] = timed(
-            "svg", lambda: stack_svg_pages(to_svg_pages(contents["musicxml"], config)).encode("utf-8")
+            "svg", lambda: stack_svg_pages(to_svg_pages(engraved, config)).encode("utf-8")
         )
     if "pdf" in chosen:
         contents["pdf"] = timed(
-            "pdf", lambda: to_pdf(to_svg_pages(contents["musicxml"], config, whole_pages=True), config)
+            "pdf", lambda: to_pdf(to_svg_pages(engraved, config, whole_pages=True), config)
         )
     if "wav" in chosen:
         contents["wav"] = timed("wav", lambda: to_wav(contents["midi"], config))

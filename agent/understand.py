@@ -43,18 +43,21 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
+from typing import Callable
 from fractions import Fraction
 
+from agent.mood import MoodRequest, find_mood, mode_for
+from agent.harmony_chat import chord_question, harmony_ops
 from agent.notation import MODE_SUFFIX
 from agent.ops import (AddVerse, Attributes, ChangeLength, ChangeMode, CreativeEdit, ExactEdit,
-                       KeyName, LyricOp, Question, RemoveLyrics, RepeatPart, ReplaceBar,
+                       KeyName, LyricOp, MoodChange, Question, RemoveLyrics, RepeatPart, ReplaceBar,
                        ReplaceLyricLine, ReplaceLyricWord, Request, RewriteLyricLines,
                        SetInstrument, SetLyrics, SetTempo, SetTitle, Span, Transpose, WriteLyrics)
 from agent.styles import BY_NAME as STYLE_TABLE
-from agent.styles import beat_unit
+from agent.styles import beat_unit, usual_bpm
 from agent.vocabulary import (DEFAULT_TONIC, GLOSSARY_TOPICS, GREETINGS, HELP_TEXT, INSTRUMENTS,
                               INSTRUMENT_EMOJI, INTERVALS, METER_NAMES, MODE_ABBREVIATIONS,
-                              MODE_WORDS, MOODS, MOOD_COMPARATIVES, NEEDS_SCORE, NEGATED_TEMPO,
+                              MODE_WORDS, NEEDS_SCORE, NEGATED_TEMPO,
                               NUMBER_WORDS, ORDINALS, PERFECT_INTERVALS, QUALITY_SHIFT,
                               QUESTION_PATTERNS, STYLE_FORMS, STYLE_WORDS, SUNG_STYLES,
                               TEMPO_TERMS, TEMPO_WORDS)
@@ -389,7 +392,6 @@ def _words_pattern(words: list[str] | tuple[str, ...], plural: bool = True) -> r
 
 _STYLE_RE = _words_pattern(list(STYLE_WORDS))
 _INSTRUMENT_RE = _words_pattern(list(INSTRUMENTS))
-_MOOD_RE = _words_pattern(list(MOODS) + list(MOOD_COMPARATIVES), plural=False)
 
 
 def _find_style(low: str) -> tuple[int, int, str] | None:
@@ -427,15 +429,34 @@ def _find_instrument(text: str, low: str) -> tuple[int, int, str] | None:
     return None
 
 
-def _find_mood(low: str) -> tuple[int, int, str, str | None] | None:
-    """The first mood said and not negated: "sad", "wistful", "cheerful"."""
-    for m in _MOOD_RE.finditer(low):
-        if _NEGATION.search(low[: m.start()]):
-            continue
-        word = m.group("word").replace(" ", "-")
-        mood, mode = MOODS[MOOD_COMPARATIVES.get(word, word)]
-        return m.start(), m.end(), mood, mode
-    return None
+def _mood_values(text: str, mode_named: bool) -> dict[str, object]:
+    """The mood fields of :class:`Attributes` from :func:`agent.mood.find_mood`, and under
+    "mood_mode" the mode the mood suggests when the message named none."""
+    request = find_mood(text)
+    if request is None or request.word in TEMPO_WORDS and not request.comparative:
+        return {}  # "a lively jig" asks for a speed
+    values: dict[str, object] = {"mood_unknown": request.unknown or None}
+    if request.mood is None:
+        return values
+    values.update(mood=request.mood if request.comparative else request.word,
+                  mood_intensity=request.intensity, mood_comparative=request.comparative)
+    if not mode_named:
+        values["mood_mode"] = mode_for(request)
+    return values
+
+
+def mood_request(attrs: Attributes) -> MoodRequest | None:
+    """The mood a request's attributes ask for, as :mod:`agent.mood` takes it (None: none).
+
+    >>> mood_request(understand("a very sad waltz", has_score=False).attributes).intensity
+    1.5
+    >>> mood_request(Attributes()) is None
+    True
+    """
+    if attrs.mood is None:
+        return None
+    return MoodRequest(find_mood(attrs.mood).mood, attrs.mood_intensity or 1.0,
+                       attrs.mood_comparative, attrs.mood)
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,12 +572,10 @@ def _attributes(text: str, free: _FreeText, config: UnderstandConfig) -> Attribu
     if style:
         values["style"] = style[2]
         values["form"] = STYLE_FORMS.get(style[2], (None, None))[1]
-    mood = _find_mood(low)
-    if mood:
-        values["mood"] = mood[2]
-        if "mode" not in values and mood[3]:
-            values["mode"] = mood[3]
-            inferred.append("mode")
+    values.update(_mood_values(text, "mode" in values))
+    if "mode" not in values and values.get("mood_mode"):
+        inferred.append("mode")
+    values["mode"] = values.pop("mood_mode", None) or values.get("mode")
     instrument = _find_instrument(text, low)
     if instrument:
         values["instrument"] = instrument[2]
@@ -601,9 +620,10 @@ def resolve(attrs: Attributes, config: UnderstandConfig = DEFAULT_CONFIG) -> Att
     if attrs.tempo_bpm is None:
         try:
             beat = beat_unit(meter)
+            base = usual_bpm(style, meter) if style else None
         except ValueError:
-            beat = Fraction(1, 4)
-        base = style.bpm if style else float(config.default_bpm * Fraction(1, 4) / beat)
+            beat, base = Fraction(1, 4), style.bpm if style else None
+        base = base or float(config.default_bpm * Fraction(1, 4) / beat)
         if attrs.tempo_word in TEMPO_WORDS:
             factor, low, high = TEMPO_WORDS[attrs.tempo_word]
             base = min(max(base * factor, low), high)
@@ -1210,7 +1230,7 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
     free = _free_text(text, config)
     attrs = _attributes(free.masked, free, config)
     masked_low = _lower(free.masked)
-    question = _question(low)
+    question = chord_question(text) or _question(low)
     if question:
         if question.kind != "define" and not has_score:
             return replace(base, attributes=attrs, question=question,
@@ -1219,16 +1239,21 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
     wants_new = bool(_NEW_TUNE.search(masked_low)) and not re.search(
         r"\b(?:make|turn)\s+(?:it|this|the tune)\b", masked_low) and not (
         has_score and _line_theme_op(text))  # "write new words for line 2"
+    chords = harmony_ops(text, new_tune=wants_new)  # chords and backing: agent.harmony_chat
+    if chords:
+        return replace(base, intent="harmony", attributes=attrs, harmony_ops=tuple(chords),
+                       explanation=None if has_score else NEEDS_SCORE["harmony"])
     if has_score and not wants_new:
         return _edit_request(base, text, free, attrs, config)
     if not has_score and not wants_new:
         edit = _edit_request(base, text, free, attrs, config)
         writes_words = any(isinstance(op, WriteLyrics) for op in edit.lyric_ops)
-        relative = edit.intent in ("exact_edit", "creative_edit") or (
-            edit.intent == "lyrics" and not writes_words)
+        relative = edit.intent in ("exact_edit", "creative_edit", "mood_edit") or (
+            edit.intent == "lyrics" and not writes_words) or bool(attrs.mood_unknown)
         if relative and (_REFERS_TO_TUNE.search(masked_low) or _EDIT_VERB.search(masked_low)) \
                 and not _standalone(attrs):
-            return replace(base, attributes=attrs, explanation=NEEDS_SCORE[edit.intent])
+            return replace(base, attributes=attrs,
+                           explanation=NEEDS_SCORE.get(edit.intent, NEEDS_SCORE["creative_edit"]))
     unknown = _unknown_key(low)
     if unknown:
         return replace(base, attributes=attrs, explanation=unknown)
@@ -1274,6 +1299,56 @@ def _standalone(attrs: Attributes) -> bool:
     return bool(attrs.style or (attrs.tonic and attrs.meter))
 
 
+_MORE_OR_LESS = re.compile(r"\b(?:more|less)\s+$")
+
+
+def _without_words(low: str, words: tuple[str, ...], keep_words: bool = False) -> str:
+    """``low`` with each word and a "more"/"less" before it blanked out (only the "more"
+    with ``keep_words``: "more interesting" is still a creative word, "more funky" is not)."""
+    for word in words:
+        for m in reversed(list(re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", low))):
+            before = _MORE_OR_LESS.search(low[:m.start()])
+            start = before.start() if before else m.start()
+            end = m.start() if keep_words else m.end()
+            low = low[:start] + " " * (end - start) + low[end:]
+    return low
+
+
+def _mood_edit(base: Request, low: str, attrs: Attributes, edits: tuple[ExactEdit, ...],
+               span: Span | None, edits_of: Callable[[str], tuple[ExactEdit, ...]]
+               ) -> Request | None:
+    """A mood change of the whole tune ("sadder", "a bit happier", "make it calm"), done by
+    exact edits, or the reply for a mood word the table lacks ("funkier") when nothing else
+    in the message applies; None when the message asks for more than a mood. ``edits_of``
+    reads the exact edits of a text: those the mood word alone gave ("livelier": faster) are
+    the mood's own."""
+    if edits and _mood_words(low):
+        edits = edits_of(_without_words(low, _mood_words(low)))
+    if attrs.meter is not None or attrs.style is not None or span is not None or any(
+            not isinstance(op, ChangeMode) for op in edits):
+        return None
+    rest = _without_words(_without_words(low, _mood_words(low)), attrs.mood_unknown or (),
+                          keep_words=True)
+    if _CREATIVE_WORDS.search(rest):
+        return None
+    if attrs.mood is None:
+        if attrs.mood_unknown and not edits:
+            request = MoodRequest(None, unknown=attrs.mood_unknown)
+            return replace(base, attributes=attrs, explanation=request.reply + " Nothing was changed.")
+        return None
+    change = MoodChange(mood_request(attrs).mood, attrs.mood_intensity or 1.0,
+                        attrs.mood_comparative, allow_mode_change=bool(edits))
+    return replace(base, intent="mood_edit", attributes=attrs, edits=edits, mood_change=change)
+
+
+def _mood_words(low: str) -> tuple[str, ...]:
+    """The mood word said in ``low`` ("sadder", "wistful"), as found by :func:`find_mood`."""
+    request = find_mood(low)
+    if request is None or request.start < 0:
+        return ()
+    return (low[request.start:request.end],)
+
+
 def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
                   config: UnderstandConfig) -> Request:
     """The request for a message about the current tune."""
@@ -1286,6 +1361,10 @@ def _edit_request(base: Request, text: str, free: _FreeText, attrs: Attributes,
         return replace(base, attributes=attrs, explanation=unknown)
     edits = tuple(_exact_edits(masked, low, config, free.title))
     span = _find_span(low)
+    mood = _mood_edit(base, low, attrs, edits, span, lambda plain: tuple(
+        _exact_edits(plain, _lower(plain), config, free.title)))
+    if mood is not None:
+        return mood
     # a new meter, style or mood needs the notes rewritten; exact edits said with it come along
     creative = bool(_CREATIVE_WORDS.search(low)) or attrs.meter is not None or (
         attrs.style is not None) or (attrs.mood is not None and not edits)

@@ -1,25 +1,27 @@
-"""The words people use for music, as tables: intents, modes, styles and their forms, moods,
+"""The words people use for music, as tables: intents, modes, styles and their forms,
 tempo words, instruments, numbers, intervals, meters, question patterns and greetings.
 
 :mod:`agent.understand` reads chat messages with these tables and its rules; the answers, the
 mood stage and the metrics read them too. Tables only: no function here, so a word is added in
-one place and every reader sees it.
+one place and every reader sees it. Mood words live with their cues in :mod:`agent.mood`.
 
 >>> MODE_WORDS["aeolian"], INSTRUMENTS["flute"], STYLE_FORMS["reel"]
 ('aeolian', 73, (16, 'AABB'))
 """
 from __future__ import annotations
 
+from agent.mood import MOODS as _MOOD_ROWS
+
 __all__ = [
     "DEFAULT_TONIC", "GLOSSARY_TOPICS", "GREETINGS", "HELP_TEXT", "INSTRUMENTS",
     "INSTRUMENT_EMOJI", "INTENTS", "INTERVALS", "METER_NAMES", "MODE_ABBREVIATIONS", "MODE_WORDS",
-    "MOODS", "MOOD_COMPARATIVES", "NEEDS_SCORE", "NEGATED_TEMPO", "NUMBER_WORDS", "ORDINALS",
+    "NEEDS_SCORE", "NEGATED_TEMPO", "NUMBER_WORDS", "ORDINALS",
     "PERFECT_INTERVALS", "QUALITY_SHIFT", "QUESTION_KINDS", "QUESTION_PATTERNS", "STYLE_FORMS",
     "STYLE_WORDS", "SUNG_STYLES", "TEMPO_TERMS", "TEMPO_WORDS",
 ]
 
 INTENTS = ("compose", "exact_edit", "creative_edit", "lyrics", "question", "undo", "redo",
-           "start_over", "help", "chat", "abc_paste")
+           "start_over", "help", "chat", "abc_paste", "mood_edit", "harmony")
 
 # Mode names as people and ABC spell them -> the canonical mode.
 MODE_WORDS = {
@@ -65,44 +67,6 @@ STYLE_FORMS = {
 
 # Styles that are sung: "a ballad about the sea" wants words.
 SUNG_STYLES = ("ballad", "lullaby", "hymn", "song")
-
-# Mood words -> (the mood as stored, the mode it suggests or None).
-MOODS = {
-    "sad": ("sad", "minor"), "melancholy": ("melancholy", "minor"),
-    "melancholic": ("melancholy", "minor"), "mournful": ("mournful", "minor"),
-    "wistful": ("wistful", "minor"), "sorrowful": ("sorrowful", "minor"),
-    "gloomy": ("gloomy", "minor"), "somber": ("sombre", "minor"), "sombre": ("sombre", "minor"),
-    "tragic": ("tragic", "minor"), "lonely": ("lonely", "minor"), "lonesome": ("lonely", "minor"),
-    "plaintive": ("plaintive", "minor"), "doleful": ("mournful", "minor"),
-    "grieving": ("mournful", "minor"), "heartbroken": ("sad", "minor"), "bleak": ("bleak", "minor"),
-    "dark": ("dark", "minor"), "haunting": ("haunting", "minor"), "brooding": ("brooding", "minor"),
-    "forlorn": ("forlorn", "minor"), "eerie": ("eerie", "minor"), "spooky": ("eerie", "minor"),
-    "mysterious": ("mysterious", "minor"),
-    "cheerful": ("cheerful", "major"), "uplifting": ("uplifting", "major"),
-    "happy": ("happy", "major"), "bright": ("bright", "major"), "joyful": ("joyful", "major"),
-    "joyous": ("joyful", "major"), "jolly": ("jolly", "major"), "merry": ("merry", "major"),
-    "sunny": ("sunny", "major"), "festive": ("festive", "major"),
-    "triumphant": ("triumphant", "major"), "playful": ("playful", "major"),
-    "hopeful": ("hopeful", "major"), "optimistic": ("hopeful", "major"),
-    "jaunty": ("jaunty", "major"), "carefree": ("carefree", "major"),
-    "light-hearted": ("light-hearted", "major"), "lighthearted": ("light-hearted", "major"),
-    "heroic": ("heroic", "major"), "majestic": ("majestic", "major"),
-    "calm": ("calm", None), "peaceful": ("peaceful", None), "gentle": ("gentle", None),
-    "tender": ("tender", None), "dreamy": ("dreamy", None), "romantic": ("romantic", None),
-    "nostalgic": ("nostalgic", None), "serene": ("serene", None), "tranquil": ("serene", None),
-    "stately": ("stately", None), "proud": ("proud", None), "wild": ("wild", None),
-    "energetic": ("energetic", None), "reflective": ("reflective", None),
-    "pensive": ("reflective", None), "sweet": ("sweet", None), "soothing": ("soothing", None),
-    "bittersweet": ("bittersweet", None), "epic": ("epic", None), "graceful": ("graceful", None),
-    "elegant": ("elegant", None), "bouncy": ("bouncy", None), "solemn": ("solemn", None),
-}
-
-# Comparatives ("make it sadder") -> the mood word they compare.
-MOOD_COMPARATIVES = {
-    "sadder": "sad", "happier": "happy", "brighter": "bright", "darker": "dark",
-    "calmer": "calm", "gentler": "gentle", "jollier": "jolly", "merrier": "merry",
-    "gloomier": "gloomy", "sweeter": "sweet", "lonelier": "lonely", "dreamier": "dreamy",
-}
 
 # Italian tempo terms -> (lowest, highest, the bpm we use).
 TEMPO_TERMS = {
@@ -188,8 +152,9 @@ METER_NAMES = {
 
 # Questions about a tune: (kind, pattern on the lower-cased message). The first match wins.
 QUESTION_PATTERNS = (
-    ("mood", r"\bwhy\b.*\b(sad|happy|minor|major|dark|bright|gloomy|cheerful|melanchol\w*|"
-             r"mournful|wistful|sound|feel)"),
+    ("mood", r"\bwhy\b.*\b(minor|major|sound|feel|" + "|".join(  # the mood table's words
+        sorted({w for row in _MOOD_ROWS for w in (row.name, *row.words, *row.comparatives)},
+               key=len, reverse=True)) + ")"),
     ("key", r"\b(what|which)(?:'s| is)?\b.*\b(key|scale|tonic|key signature)\b|"
             r"\bkey signature\b|\bis (it|this|the tune) (in )?(major|minor)\b"),
     ("meter", r"\btime signature\b|\b(what|which)\b.*\b(meter|metre|time is)\b|"
@@ -231,12 +196,16 @@ NEEDS_SCORE = {
                   "\"a lively jig in D\", and then tell me what to change.",
     "creative_edit": "There is no tune yet to rework. Ask for one first, for example "
                      "\"a slow air in E minor\".",
+    "mood_edit": "There is no tune yet to change the mood of. Ask for one first, for example "
+                 "\"a sad waltz in D minor\".",
     "lyrics": "There is no tune yet to put words to. Ask for a song, for example "
               "\"a ballad in G with lyrics about the sea\".",
     "question": "There is no tune yet to answer that about. Ask for one first, for example "
                 "\"a waltz in A minor\".",
     "undo": "There is nothing to undo yet.",
     "redo": "There is nothing to redo.",
+    "harmony": "There is no tune yet to put chords to. Ask for one first, for example "
+               "\"a waltz in D\", or paste a melody in ABC.",
 }
 HELP_TEXT = (
     "Ask for a tune in your own words: \"a sad waltz in D minor\", \"a reel for fiddle at 110 "

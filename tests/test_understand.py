@@ -21,7 +21,7 @@ from agent.understand import UnderstandConfig, clean_line, parse_key, resolve, u
 from agent.vocabulary import INSTRUMENTS, STYLE_FORMS
 
 SUITE = Path(__file__).resolve().parents[1] / "finetune" / "suite" / "prompts.jsonl"
-DERIVED = ("form", "program", "inferred")
+DERIVED = ("form", "program", "inferred", "mood_intensity", "mood_comparative", "mood_unknown")
 
 # (message, has_score, intent, expected): expected holds attribute values, and "edits",
 # "lyric_ops", "question" (kind), "subject", "span" (of a creative edit), "explanation"
@@ -85,7 +85,7 @@ CASES = [
     ("a sad tune in G", False, "compose", {"tonic": "G", "mode": "major", "mood": "sad"}),
     ("a dark, brooding tune in D minor", False, "compose",
      {"tonic": "D", "mode": "minor", "mood": "dark"}),
-    ("a peaceful tune", False, "compose", {"mood": "peaceful"}),
+    ("a peaceful tune", False, "compose", {"mood": "peaceful", "mode": "major"}),
     ("a calm lullaby in G", False, "compose",
      {"tonic": "G", "mode": "major", "mood": "calm", "style": "lullaby"}),
     ("a tune that is not sad", False, "compose", {}),
@@ -307,16 +307,19 @@ CASES = [
      {"mood": "sad", "mode": "minor", "edits": (SetTempo(factor=round(1 / 1.2, 3)),)}),
     ("make it a jig", True, "creative_edit", {"style": "jig"}),
     ("make the second half livelier", True, "creative_edit",
-     {"span": Span("half", part="second"), "edits": ()}),
+     {"span": Span("half", part="second"), "edits": (), "mood": "cheerful", "mode": "major"}),
     ("rewrite bars 5-8", True, "creative_edit", {"span": Span("bars", 5, 8)}),
     ("give it a better ending", True, "creative_edit", {"span": Span("ending")}),
     ("change the B part", True, "creative_edit", {"span": Span("part", part="B")}),
-    ("make it sadder", True, "creative_edit", {"mood": "sad", "mode": "minor"}),
+    ("make it sadder", True, "mood_edit", {"mood": "sad", "mode": "minor"}),
+    ("make it a bit happier", True, "mood_edit", {"mood": "happy", "mode": "major"}),
+    ("make it funkier", True, "chat", {"explanation": True}),
+    ("make it more interesting", True, "creative_edit", {}),
     ("add some ornaments", True, "creative_edit", {}),
     ("make it less repetitive", True, "creative_edit", {}),
-    ("add chords", True, "creative_edit", {}),
+    ("add chords", True, "harmony", {}),  # chords over the melody, never a rewrite
     ("add a B part", True, "creative_edit", {"span": Span("part", part="B")}),
-    ("more cheerful please", True, "creative_edit", {"mood": "cheerful", "mode": "major"}),
+    ("more cheerful please", True, "mood_edit", {"mood": "cheerful", "mode": "major"}),
     ("vary the last 4 bars", True, "creative_edit", {"span": Span("ending", end=4)}),
     # --- lyrics -----------------------------------------------------------------------------
     ("add lyrics about autumn", True, "lyrics",

@@ -46,11 +46,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     compose.add_argument("prompt", help='what to write, e.g. "a sad waltz in D minor"')
     compose.add_argument("--out", type=Path, required=True, help="folder for the score and renders")
     compose.add_argument("--seed", type=int, default=0)
+    compose.add_argument("--no-chords", action="store_true",
+                         help="a bare melody: no chord symbols and no accompaniment")
     _add_model_arguments(compose)
 
     converse = commands.add_parser("converse", help="a scripted conversation, one message per line")
     converse.add_argument("--script", type=Path, required=True, help="text file, one user message per line")
     converse.add_argument("--out", type=Path, required=True)
+    converse.add_argument("--score", type=Path, default=None,
+                          help="ABC file of a tune to start from (the first message works on it)")
     converse.add_argument("--seed", type=int, default=0)
     _add_model_arguments(converse)
 
@@ -119,7 +123,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_compose(args: argparse.Namespace) -> int:
     from tunesmith.commands import run_compose
 
-    summary = run_compose(args.prompt, args.out, seed=args.seed, base=args.base, adapter=args.adapter)
+    summary = run_compose(args.prompt, args.out, seed=args.seed, base=args.base, adapter=args.adapter,
+                          chords=not args.no_chords)
     print(json.dumps(summary, ensure_ascii=False))
     return 0 if summary.get("valid") else EXIT_INVALID
 
@@ -136,7 +141,9 @@ def cmd_converse(args: argparse.Namespace) -> int:
     messages = [line for line in lines if line.strip()]
     if not messages:
         raise InputError(f"{args.script} has no messages (one user message per line)")
-    transcript = run_script(messages, args.out, seed=args.seed, base=args.base, adapter=args.adapter)
+    score = _read_abc_file(args.score) if args.score else None
+    transcript = run_script(messages, args.out, seed=args.seed, base=args.base, adapter=args.adapter,
+                            score=score)
     print(json.dumps({"turns": len(transcript), "transcript": str(args.out / "transcript.json")}))
     return 0
 

@@ -16,12 +16,13 @@ from agent.answer import score_summary
 from agent.conversation import AgentConfig, Composer, render_version, for_next_turn, take_turn
 from agent.errors import InputError, TunesmithError
 from agent.session import Session
+from agent.validate import validate_abc
 
 __all__ = ["run_compose", "run_script"]
 
 
 def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = None,
-                adapter: str | None = None) -> dict:
+                adapter: str | None = None, chords: bool = True) -> dict:
     """``tunesmith compose``: one turn from an empty session; renders into ``out``.
 
     >>> run_compose("  ", Path("unused"))
@@ -31,7 +32,7 @@ def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = Non
     """
     if not prompt.strip():
         raise InputError("the prompt is empty; say what to write, e.g. \"a sad waltz in D minor\"")
-    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
+    config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed, chords=chords)
     composer = Composer(config)
     started = time.perf_counter()
     turn = take_turn(Session(), prompt, composer, for_next_turn(config, Session()))
@@ -48,12 +49,32 @@ def run_compose(prompt: str, out: Path, *, seed: int = 0, base: str | None = Non
     return summary
 
 
+def start_from(abc: str | None) -> Session:
+    """A session whose current tune is ``abc`` (a given melody), or an empty one.
+
+    >>> start_from("X:1\\nK:G\\nGABc|d4|]\\n").versions[-1].summary
+    'the given tune'
+    >>> start_from("X:1\\nM:4/4\\nK:G\\nGABc|d|]\\n")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: the given tune has problems: ...
+    """
+    if abc is None:
+        return Session()
+    report = validate_abc(abc)
+    if not report.valid:
+        raise InputError("the given tune has problems: "
+                         + "; ".join(d.message for d in report.errors[:3]))
+    return sessions.add_version(Session(), abc, "the given tune")
+
+
 def run_script(messages: list[str], out: Path, *, seed: int = 0, base: str | None = None,
-               adapter: str | None = None) -> list[dict]:
-    """``tunesmith converse``: each message a turn; files per turn and ``transcript.json``."""
+               adapter: str | None = None, score: str | None = None) -> list[dict]:
+    """``tunesmith converse``: each message a turn; files per turn and ``transcript.json``.
+    ``score``: the ABC of a tune to start from (the first message then works on it)."""
     config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
     composer = Composer(config)
-    session, transcript = Session(), []
+    session, transcript = start_from(score), []
     out = Path(out)
     for number, message in enumerate(messages, start=1):
         turn = take_turn(session, message, composer, for_next_turn(config, session))

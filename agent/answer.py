@@ -205,8 +205,10 @@ def answer_question(abc: str, kind: str) -> str:
         if facts.program is None:
             return "No instrument is set, so it plays on the piano (General MIDI program 1)."
         return f"It plays on General MIDI program {facts.program + 1}."
-    if kind == "chords":
-        return suggest_chords(abc)
+    if kind == "chords":  # the tune's own chords, else the harmoniser's suggestion
+        from agent.harmony_chat import answer_chords
+
+        return answer_chords(abc)
     if kind in ("form", "style", "lyrics", "notes"):
         return _describe_text(abc, kind)
     return explain_mood(abc, facts)
@@ -239,36 +241,20 @@ def _describe_text(abc: str, kind: str) -> str:
 
 
 def explain_mood(abc: str, facts: ScoreFacts | None = None) -> str:
-    """Why the tune sounds as it does: mode, tempo, direction of the melody, range."""
-    facts = facts or score_facts(abc)
-    reasons = []
-    if facts.mode in MINOR_THIRD_MODES:
-        reasons.append(f"it is in a {facts.mode} key, whose lowered third sounds dark or sad")
-    else:
-        reasons.append(f"it is in a {facts.mode} key, whose major third sounds bright")
-    bpm = _bpm(facts.tempo)
-    if bpm is not None:
-        reasons.append(f"the tempo is {'slow' if bpm < 80 else 'moderate' if bpm < 120 else 'quick'} ({bpm} beats a minute)")
-    tune = parse_tune(abc)
-    pitches = [t.pitches[-1] for t in tokenize_body(tune.body, tune) if t.pitches]
-    steps = [b - a for a, b in zip(pitches, pitches[1:])]
-    if steps:
-        down = sum(1 for s in steps if s < 0) / len(steps)
-        small = sum(1 for s in steps if abs(s) <= 2) / len(steps)
-        if down > 0.55:
-            reasons.append("the melody falls more often than it rises")
-        elif down < 0.4:
-            reasons.append("the melody rises more often than it falls")
-        if small > 0.6:
-            reasons.append("it moves mostly by step")
-    return "It sounds that way because " + ", ".join(reasons) + "."
+    """Why the tune sounds as it does, from the cues listeners hear (mode, tempo against its
+    style, register, dynamics, articulation, running notes): :func:`agent.mood.explain_mood`,
+    the same cues the mood edits move. ``facts`` is not needed (kept for the callers).
 
+    >>> explain_mood("X:1\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=80\\nK:Am\\n!p!A,4 C2|E6|]\\n")[:40]
+    'It sounds sad and melancholy: it is in A'
+    >>> explain_mood("")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: there is no tune to measure (the ABC text is empty)
+    """
+    from agent.mood import explain_mood as from_cues
 
-def _bpm(tempo: str) -> int | None:
-    if "=" in tempo:
-        digits = "".join(ch for ch in tempo.split("=", 1)[1] if ch.isdigit())
-        return int(digits) if digits else None
-    return None
+    return from_cues(abc)
 
 
 def suggest_chords(abc: str) -> str:

@@ -30,8 +30,11 @@ from agent.errors import ModelError
 from agent.session import Session
 from agent.validate import validate_abc
 from ui_helpers import TEST_CONFIG, running_app, tiny_composer, tiny_loader
-from ui.app import (App, Models, UiConfig, apply_edit, chat, chat_api, check_edit, model_status,
-                    render_files, step, version_folder)
+from agent.app_state import TabState
+from agent.store import Store
+from ui.app import (App, Models, UiConfig, apply_edit, ask_delete, chat, chat_api, check_edit,
+                    delete_song, model_status, new_song, open_chosen, rename_song, render_files,
+                    restore, step, version_file, version_folder)
 
 WALTZ = "write a sad waltz in D minor, 8 bars"
 AIR = """X:1
@@ -43,10 +46,11 @@ K:G
 D2 | G2 B2 d2 | c2 A2 F2 | G4 B2 | A4 D2 |
 G2 B2 d2 | e2 c2 A2 | G2 F2 A2 | G4 |]
 """
-# Output positions of the chat handler: chat, message box, send button, session, folder, then the
-# score side: sheet, audio, five downloads, editor, check panel, versions.
-CHAT, BOX, SEND, SESSION, FOLDER, SHEET, AUDIO = range(7)
-EDITOR, CHECK, VERSIONS = 12, 13, 14
+# Output positions of the score-changing handlers: chat, message box, stop button, browser key,
+# songs list, versions list, then the score side: sheet, audio, five downloads, editor, check
+# panel, versions.
+CHAT, BOX, STOP, BROWSER, SONGS, VERSION_PICK, SHEET, AUDIO = range(8)
+EDITOR, CHECK, VERSIONS = 13, 14, 15
 
 
 def pitches(abc: str) -> list[int]:
@@ -76,8 +80,20 @@ def settle(outputs) -> list:
     return final
 
 
-def chat_turn(app: App, message, session: Session, history=None) -> list:
-    return settle(chat(app, message, history or [], session, "", 0.9, 0, True))
+def tab_with(session: Session = Session()) -> TabState:
+    tab = TabState()
+    tab.session = session
+    return tab
+
+
+def chat_turn(app: App, message, tab: TabState) -> list:
+    return settle(chat(app, message, tab, 0.9, 0, True))
+
+
+def last_title(update: list) -> str:
+    """The title of the last chat bubble of an update ("" for none)."""
+    chat = update[CHAT]
+    return chat[-1].get("metadata", {}).get("title", "") if chat and not is_skip(chat) else ""
 
 
 def last_reply(history: list) -> str:
@@ -118,7 +134,7 @@ def test_import_starts_nothing(tmp_path):
 
 def test_api_conversation_composes_transposes_answers_and_undoes(server, tmp_path):
     client = Client(server, verbose=False, download_files=str(tmp_path))
-    assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/chat"}
+    assert set(client.view_api(return_format="dict")["named_endpoints"]) == {"/chat", "/chat_stream"}
 
     reply, first, files = client.predict(WALTZ, api_name="/chat")
     facts = score_summary(first)
@@ -169,11 +185,44 @@ def test_a_long_composition_does_not_block_another_tab(server, tmp_path):
     assert validate_abc(abc).valid and len(files) == 6, reply
 
 
-def test_send_and_example_events_ignore_a_second_click_while_running(server):
+def test_every_send_click_and_enter_is_an_event_of_its_own(server):
     config = Client(server, verbose=False).config
-    chat_events = [d for d in config["dependencies"]
-                   if len(d["outputs"]) == 15 and d.get("trigger_mode") is not None]
-    assert chat_events and all(d["trigger_mode"] == "once" for d in chat_events)
+    turn_events = [d for d in config["dependencies"] if len(d["outputs"]) == app_module.len_turn_outputs()
+                   and all(event != "load" for _target, event in d["targets"])]
+    assert len(turn_events) >= 7  # send/enter, example, undo, redo, start over, apply, open, new
+    assert all(d["trigger_mode"] == "multiple" for d in turn_events)
+    sends = [d for d in turn_events if len(d["targets"]) == 2]  # send.click and message.submit as one
+    assert len(sends) == 1
+
+
+def test_two_api_calls_from_one_client_mid_turn_are_answered_in_order(server, tmp_path):
+    client = Client(server, verbose=False, download_files=str(tmp_path))
+    first = client.submit(WALTZ, api_name="/chat")
+    time.sleep(0.3)
+    second = client.submit("transpose it to E minor", api_name="/chat")
+    time.sleep(0.3)  # sent after it (two requests sent in the same instant may arrive either way)
+    third = client.submit("what key is it in?", api_name="/chat")
+    (reply1, abc1, _), (reply2, abc2, _), (reply3, abc3, _) = (
+        job.result(timeout=120) for job in (first, second, third))
+    assert score_summary(abc1)["key"] == "Dm", reply1
+    assert score_summary(abc2)["key"] == "Em", reply2  # on the score the first one wrote
+    assert pitches(abc2) == [p + 2 for p in pitches(abc1)]
+    assert "E minor" in reply3 and abc3 == abc2
+
+
+def test_the_streaming_endpoint_says_something_at_once_then_progress_then_the_tune(server):
+    client = Client(server, verbose=False, download_files=False)
+    job = client.submit("write a jig in G, 8 bars", api_name="/chat_stream")
+    started, first_seen = time.perf_counter(), None
+    while not job.done():
+        if first_seen is None and job.outputs():
+            first_seen = time.perf_counter() - started
+        time.sleep(0.02)
+    outputs = job.outputs()
+    assert first_seen is not None and first_seen < 5.0
+    assert any("bars written" in line for line, _abc, _files in outputs[:-1])
+    reply, abc, files = outputs[-1]
+    assert score_summary(abc)["key"] == "G" and len(files) == 6 and "G major" in reply
 
 
 # ------------------------------------------------------------------------------ handlers
@@ -183,14 +232,15 @@ def test_send_and_example_events_ignore_a_second_click_while_running(server):
 def test_an_empty_message_gets_a_note_and_changes_nothing(app, message, capsys, caplog):
     caplog.set_level(logging.WARNING)
     session = sessions.add_version(Session(), AIR, "pasted")
-    updates = list(chat(app, message, [{"role": "user", "content": "hi"}], session, "", 0.9, 0, True))
+    tab = tab_with(session)
+    updates = list(chat(app, message, tab, 0.9, 0, True))
     assert len(updates) == 1 and all(is_skip(value) for value in updates[0])
     assert app_module.EMPTY_NOTE in capsys.readouterr().out  # outside a request gr.Info prints
     assert not caplog.records
 
 
 def test_an_empty_message_through_the_api_gets_the_agents_answer(app):
-    reply, abc, files, session, _ = chat_api(app, "", 0.9, 0, True, Session(), "")
+    reply, abc, files = chat_api(app, "", 0.9, 0, True, TabState())
     assert reply.startswith("Tell me what to write") and abc == "" and files == []
 
 
@@ -198,11 +248,11 @@ def test_an_empty_message_through_the_api_gets_the_agents_answer(app):
                          ids=["100kB", "long-prompt"])
 def test_a_huge_message_is_refused_and_the_score_kept(app, message, caplog):
     caplog.set_level(logging.WARNING)
-    session = sessions.add_version(Session(), AIR, "pasted")
-    out = chat_turn(app, message, session)
+    tab = tab_with(sessions.add_version(Session(), AIR, "pasted"))
+    out = chat_turn(app, message, tab)
     reply = last_reply(out[CHAT])
     assert "characters long" in reply and "unchanged" in reply
-    assert sessions.current_abc(out[SESSION]) == AIR
+    assert sessions.current_abc(tab.session) == AIR
     shown = out[CHAT][0]["content"]
     assert len(shown) < 2_000 and "characters in all" in shown
     assert not caplog.records
@@ -216,99 +266,192 @@ def test_a_huge_message_is_refused_and_the_score_kept(app, message, caplog):
 ], ids=["control-and-surrogate", "question-with-odd-characters", "symbols-and-cjk", "abc-like-garbage"])
 def test_odd_unicode_and_garbage_get_an_answer(app, message, caplog):
     caplog.set_level(logging.WARNING)
-    session = sessions.add_version(Session(), AIR, "pasted")
-    out = chat_turn(app, message, session)
+    tab = tab_with(sessions.add_version(Session(), AIR, "pasted"))
+    out = chat_turn(app, message, tab)
     assert last_reply(out[CHAT]).strip()
     assert "Something went wrong" not in last_reply(out[CHAT])
-    assert validate_abc(sessions.current_abc(out[SESSION])).valid
+    assert validate_abc(sessions.current_abc(tab.session)).valid
     assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_garbage_in_the_editor_is_explained_by_bar_and_not_applied(app):
     session = sessions.add_version(Session(), AIR, "pasted")
+    tab = tab_with(session)
     broken = AIR.replace("c2 A2 F2", "c2 A2 F2 G2")  # one beat too many
-    check = check_edit(app, broken, session)
+    check = check_edit(app, broken, tab)
     # the third bar written, bar 2 on the score (the pickup is bar 0)
     assert "1 error" in check and "<b>bar 2, line 7</b>: bar 2 has 4 beats" in check
-    out = settle(apply_edit(app, broken, [], session, ""))
-    assert out[1] is session and "Not applied" in out[11]
-    assert "version on screen is unchanged" in out[11]
-    garbage = check_edit(app, "\x00💥 lorem ipsum |||: ]]] K:", session)
+    out = settle(apply_edit(app, broken, tab))
+    assert tab.session is session and "Not applied" in out[CHECK]
+    assert "version on screen is unchanged" in out[CHECK]
+    garbage = check_edit(app, "\x00💥 lorem ipsum |||: ]]] K:", tab)
     assert "error" in garbage
-    assert "empty" in check_edit(app, "", session)
-    assert "characters long" in check_edit(app, "X" * 200_000, session)
+    assert "empty" in check_edit(app, "", tab)
+    assert "characters long" in check_edit(app, "X" * 200_000, tab)
 
 
 def test_a_valid_edit_becomes_the_new_version_with_its_files(app):
-    session = sessions.add_version(Session(), AIR, "pasted")
+    tab = tab_with(sessions.add_version(Session(), AIR, "pasted"))
     edited = AIR.replace("T:Test Air", "T:Edited Air")
-    out = settle(apply_edit(app, edited, [], session, ""))
-    new_session = out[1]
+    out = settle(apply_edit(app, edited, tab))
+    new_session = tab.session
     assert sessions.current_abc(new_session) == edited and len(new_session.versions) == 2
-    assert "Applied your edit" in last_reply(out[0]) and "Edited Air" in out[3]
-    assert '<svg' in out[3] and out[4].endswith("score.wav")
-    downloads = out[5:10]
+    assert "Applied your edit" in last_reply(out[CHAT]) and "Edited Air" in out[SHEET]
+    assert '<svg' in out[SHEET] and out[AUDIO].endswith("score.wav")
+    downloads = out[AUDIO + 1:AUDIO + 6]
     assert all(d["interactive"] for d in downloads)
     assert [Path(d["value"]).name for d in downloads] == [
         "score.abc", "score.mid", "score.musicxml", "score.pdf", "score.wav"]
-    assert out[10] == edited and "version on screen" in out[11] and "Edited Air" in out[12]
+    assert out[EDITOR] == edited and "version on screen" in out[CHECK] and "Edited Air" in out[VERSIONS]
 
 
 def test_each_version_keeps_its_own_files_and_undo_reuses_them(app):
-    first = chat_turn(app, AIR, Session())
-    session, folder = first[SESSION], first[FOLDER]
-    second = chat_turn(app, "transpose it up a fourth", session)
-    second_session = second[SESSION]
-    assert score_summary(sessions.current_abc(second_session))["key"] == "C"
+    tab = TabState()
+    chat_turn(app, AIR, tab)
+    folder = tab.folder
+    chat_turn(app, "transpose it up a fourth", tab)
+    assert score_summary(sessions.current_abc(tab.session))["key"] == "C"
     old_files = version_folder(folder, AIR)
     assert (old_files / "score.mid").is_file() and (old_files / "score.wav").is_file()
     stamps = {p.name: p.stat().st_mtime_ns for p in old_files.iterdir()}
-    back = settle(step(app, "undo", second[CHAT], second_session, folder))
-    assert sessions.current_abc(back[1]) == AIR and back[3].count("<svg") >= 1
+    back = settle(step(app, "undo", tab))
+    assert sessions.current_abc(tab.session) == AIR and back[SHEET].count("<svg") >= 1
     assert {p.name: p.stat().st_mtime_ns for p in old_files.iterdir()} == stamps
-    assert back[0][-2:] == [{"role": "user", "content": "undo"},
-                            {"role": "assistant", "content": back[0][-1]["content"]}]
-    again = settle(step(app, "redo", back[0], back[1], folder))
-    assert score_summary(sessions.current_abc(again[1]))["key"] == "C"
-    cleared = settle(step(app, "start_over", again[0], again[1], folder))
-    assert sessions.current_abc(cleared[1]) is None and "No score yet" in cleared[3]
+    assert back[CHAT][-2:] == [{"role": "user", "content": "undo"},
+                               {"role": "assistant", "content": back[CHAT][-1]["content"]}]
+    settle(step(app, "redo", tab))
+    assert score_summary(sessions.current_abc(tab.session))["key"] == "C"
+    cleared = settle(step(app, "start_over", tab))
+    assert sessions.current_abc(tab.session) is None and "No score yet" in cleared[SHEET]
 
 
-def test_an_undo_while_a_turn_runs_in_the_tab_waits_its_turn(app):
-    first = chat_turn(app, AIR, Session())
-    guard = app_module.TurnGuard()
-    compose = app_module.guarded(functools.partial(chat, app), 15)(
-        WALTZ, first[CHAT], first[SESSION], first[FOLDER], 0.9, 3, True, guard)
-    undo = app_module.guarded(functools.partial(step, app, "undo"), 3 + 12)
+def test_messages_and_an_undo_sent_mid_turn_show_queued_and_are_answered_in_order(app):
+    tab = TabState()
+    chat_turn(app, AIR, tab)
+    compose = chat(app, WALTZ, tab, 0.9, 3, True)
+    accepted = next(compose)
+    assert accepted[BOX] == "" and accepted[STOP]["interactive"] is True
     next(compose)  # the turn has started and holds the tab
-    with pytest.warns(UserWarning, match="still being worked on"):  # outside a request gr.Warning warns
-        busy = list(undo(first[CHAT], first[SESSION], first[FOLDER], guard))
-    assert len(busy) == 1 and all(is_skip(value) for value in busy[0])
+    undo = step(app, "undo", tab)
+    transpose = chat(app, "transpose it up a whole step", tab, 0.9, 3, True)
+    shown = next(undo)[CHAT]
+    shown = next(transpose)[CHAT]  # both show at once, queued, in the order sent
+    assert [m["content"] for m in shown[-4:]] == [
+        "undo", "⏳ After this tune: undo", "transpose it up a whole step",
+        "⏳ Then: transpose it up a whole step"]
+    results = {}
+    threads = [threading.Thread(target=lambda name=name, gen=gen: results.__setitem__(name, settle(gen)))
+               for name, gen in (("undo", undo), ("transpose", transpose))]
+    for thread in threads:
+        thread.start()
     composed = settle(compose)
-    assert score_summary(sessions.current_abc(composed[SESSION]))["key"] == "Dm"
-    back = settle(undo(composed[CHAT], composed[SESSION], composed[FOLDER], guard))  # free again
-    assert sessions.current_abc(back[1]) == AIR
-    # a tab closed in the middle of a turn frees its guard too
-    other = app_module.guarded(functools.partial(chat, app), 15)(
-        WALTZ, [], Session(), "", 0.9, 3, True, guard)
+    for thread in threads:
+        thread.join(60)
+    # the waltz, then the undo back to the air, then the air transposed: each on the one before
+    users = [m["content"] for m in tab.history if m["role"] == "user"]
+    assert users == [AIR, WALTZ, "undo", "transpose it up a whole step"]
+    replies = [m["content"] for m in tab.history if m["role"] == "assistant" and not m.get("metadata")]
+    assert "D minor" in replies[1] and replies[2].startswith("Undone") and "A major" in replies[3]
+    assert pitches(sessions.current_abc(tab.session)) == [p + 2 for p in pitches(AIR)]
+    assert composed[STOP]["interactive"] is True  # when the waltz was done, more were waiting
+    assert results["transpose"][STOP]["interactive"] is False and not tab.busy()
+
+
+def test_stop_ends_a_composition_and_keeps_the_score(app):
+    tab = tab_with(sessions.add_version(Session(), AIR, "pasted"))
+    compose = chat(app, "write a reel in D, 32 bars", tab, 0.9, 3, True)
+    for update in compose:
+        if "bars written" in last_title(update):
+            break
+    assert tab.request_stop()
+    settle(compose)
+    assert sessions.current_abc(tab.session) == AIR and len(tab.session.versions) == 1
+    assert tab.history[-1]["content"].startswith("Stopped") and not tab.busy()
+    chat_turn(app, "transpose it up a whole step", tab)  # the tab works on after a stop
+    assert score_summary(sessions.current_abc(tab.session))["key"] == "A"
+
+
+def test_a_closed_page_frees_its_tab_and_a_copy_is_a_new_tab(app):
+    tab = TabState()
+    other = chat(app, WALTZ, tab, 0.9, 3, True)
+    next(other)
     next(other)
     other.close()
-    assert guard.try_hold()
-    assert isinstance(copy.deepcopy(guard), app_module.TurnGuard) and copy.deepcopy(guard).try_hold()
+    assert not tab.busy()
+    assert isinstance(copy.deepcopy(tab), TabState) and copy.deepcopy(tab) is not tab
+
+
+def test_every_turn_is_saved_and_a_reload_brings_it_back(tmp_path, composer):
+    store = Store(tmp_path / "songs.sqlite3")
+    app = App(config=TEST_CONFIG, ui=UiConfig(render_root=str(tmp_path / "r")),
+              models=Models(TEST_CONFIG, composer), store=store)
+    tab = TabState()
+    first = settle(restore(app, None, tab))  # a browser seen for the first time gets a key
+    owner = first[BROWSER]["owner"]
+    assert len(owner) >= 16 and first[BROWSER]["song"] == ""
+    chat_turn(app, AIR, tab)
+    out = chat_turn(app, "transpose it up a whole step", tab)
+    kept = out[BROWSER]
+    assert kept["owner"] == owner and kept["song"]
+    reloaded = TabState()
+    back = settle(restore(app, kept, reloaded))
+    assert reloaded.session == tab.session and sessions.current_abc(reloaded.session) == back[EDITOR]
+    assert [m["content"] for m in back[CHAT]] == [m["content"] for m in tab.session.messages]
+    assert "<svg" in back[SHEET] and len(back[VERSION_PICK]["choices"]) == 2
+    stranger = settle(restore(app, {"owner": "x" * 20, "song": kept["song"]}, TabState()))
+    assert stranger[CHAT] == [] and stranger[BROWSER]["song"] == ""  # not theirs: nothing shown
+    store.close()
+
+
+def test_a_store_that_cannot_save_says_so_and_the_turn_stands(tmp_path, composer):
+    store = Store(tmp_path / "songs.sqlite3")
+    app = App(config=TEST_CONFIG, ui=UiConfig(render_root=str(tmp_path / "r")),
+              models=Models(TEST_CONFIG, composer), store=store)
+    tab = TabState()
+    settle(restore(app, None, tab))
+    store.close()  # every later save fails
+    out = chat_turn(app, AIR, tab)
+    assert "(Not saved:" in last_reply(out[CHAT]) and sessions.current_abc(tab.session) == AIR
+
+
+def test_the_songs_panel_opens_renames_deletes_and_downloads(tmp_path, composer):
+    store = Store(tmp_path / "songs.sqlite3")
+    app = App(config=TEST_CONFIG, ui=UiConfig(render_root=str(tmp_path / "r")),
+              models=Models(TEST_CONFIG, composer), store=store)
+    tab = TabState()
+    settle(restore(app, None, tab))
+    chat_turn(app, AIR, tab)
+    air = tab.song
+    settle(new_song(app, tab))
+    assert tab.session == Session() and tab.song == ""
+    chat_turn(app, "write a jig in A dorian, 8 bars", tab)
+    assert tab.song and tab.song != air and len(store.list(tab.owner)) == 2
+    opened = settle(open_chosen(app, air, tab))
+    assert tab.song == air and opened[EDITOR].strip() == AIR.strip()
+    songs, name = rename_song(app, air, "My Air", tab)
+    assert name == "" and ("My Air" in songs["choices"][0][0] or "My Air" in songs["choices"][1][0])
+    download = version_file(app, 0, tab)
+    assert Path(download["value"]).read_text(encoding="utf-8").strip() == AIR.strip()
+    row, text = ask_delete(app, air, tab)
+    assert row["visible"] and "My Air" in text
+    row, songs, kept = delete_song(app, air, tab)
+    assert [label for label, _ in songs["choices"]] and len(store.list(tab.owner)) == 1
+    assert kept["song"] == "" and tab.song == "" and tab.session.versions  # the score stays on screen
+    store.close()
 
 
 def test_a_composition_streams_its_progress(app):
-    updates = list(chat(app, WALTZ, [], Session(), "", 0.9, 3, True))
-    titles = [u[CHAT][-1].get("metadata", {}).get("title", "") for u in updates]
+    tab = TabState()
+    updates = list(chat(app, WALTZ, tab, 0.9, 3, True))
+    titles = [last_title(u) for u in updates]
     assert any("bars written" in t for t in titles), titles
     counts = [int(t.split("— ")[1].split()[0]) for t in titles if "bars written" in t]
     assert counts == sorted(counts) and max(counts) >= 4
-    streamed = [u[CHAT][-1]["content"] for u in updates if "bars written" in
-                u[CHAT][-1].get("metadata", {}).get("title", "")]
+    streamed = [u[CHAT][-1]["content"] for u in updates if "bars written" in last_title(u)]
     assert streamed[-1].startswith("```\nX:1") and "K:Dm" in streamed[-1]
-    assert updates[0][SEND]["interactive"] is False and updates[-1][SEND]["interactive"] is True
+    assert updates[0][STOP]["interactive"] is True and updates[-1][STOP]["interactive"] is False
     final = settle(iter(updates))
-    assert final[EDITOR] == sessions.current_abc(final[SESSION]) and "<svg" in final[SHEET]
+    assert final[EDITOR] == sessions.current_abc(tab.session) and "<svg" in final[SHEET]
 
 
 def test_the_model_loads_in_the_background_while_edits_work(tmp_path):
@@ -324,9 +467,10 @@ def test_the_model_loads_in_the_background_while_edits_work(tmp_path):
     app = App(config=TEST_CONFIG, ui=UiConfig(render_root=str(tmp_path)), models=models)
     line, timer = model_status(app)  # the page's first look starts the loading
     assert "Loading the model" in line and "work meanwhile" in line and timer.active
-    out = chat_turn(app, AIR, Session())
-    out = chat_turn(app, "transpose it up a whole step", out[SESSION], out[CHAT])
-    assert score_summary(sessions.current_abc(out[SESSION]))["key"] == "A"
+    tab = TabState()
+    chat_turn(app, AIR, tab)
+    chat_turn(app, "transpose it up a whole step", tab)
+    assert score_summary(sessions.current_abc(tab.session))["key"] == "A"
     assert models.status()[0] == "loading"
     release.set()
     assert models.wait(60)

@@ -73,16 +73,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(composer: Composer | None = None) -> Iterator[tuple[str, object]]:
+def running_app(composer: Composer | None = None, data_dir: str | None = None
+                ) -> Iterator[tuple[str, object]]:
     """The real app served on 127.0.0.1 at a free port (in this process's threads), with the
-    tiny composer; yields ``(url, demo)`` and stops the server afterwards."""
+    tiny composer and its song store in ``data_dir`` (default: a temporary folder); yields
+    ``(url, demo)`` and stops the server afterwards."""
+    from agent.store import StoreConfig
     from ui.app import UiConfig, launch
 
     with tempfile.TemporaryDirectory(prefix="tunesmith-ui-test-") as root:
         port = free_port()
+        data = data_dir or str(Path(root) / "data")
         demo = launch(host="127.0.0.1", port=port, adapter="none",
                       composer=composer or tiny_composer(), block=False,
-                      ui_config=UiConfig(render_root=str(Path(root))))
+                      ui_config=UiConfig(render_root=str(Path(root) / "renders")),
+                      store_config=StoreConfig(data_dir=data))
         try:
             yield f"http://127.0.0.1:{port}/", demo
         finally:

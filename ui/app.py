@@ -7,19 +7,29 @@ player, downloads (ABC, MIDI, MusicXML, PDF, WAV), an ABC editor checked as you 
 Apply button, the list of versions with undo / redo / start over, and the settings
 (temperature, seed, fine-tuned adapter on or off).
 
-Every musical decision is the agent's (:mod:`agent.conversation`): this module lays out, wires,
-renders files and shows them. Per browser tab, ``gr.State`` holds the
-:class:`agent.session.Session` and the tab's render folder (one subfolder per version, named by
-the hash of its ABC, so the files of older versions stay valid and undo needs no re-render). Per
-process, one :class:`agent.conversation.Composer` holds the model; :class:`Models` loads it in a
-background thread at start, while turns that need no model (edits, questions, undo) work.
+Every musical decision is the agent's (:mod:`agent.conversation`), and every decision about a
+tab's turns and saved songs is :mod:`agent.app_state`'s: this module lays out, wires, renders
+files and shows them. Per browser tab, ``gr.State`` holds an :class:`agent.app_state.TabState`
+(the session, the chat, the render folder with one subfolder per version, and the tab's line of
+waiting turns). A message, undo or edit sent while a tune is being written shows at once as
+queued and is answered in order; "Stop" ends a composition at its next bar and keeps the score.
+Per process, one :class:`agent.conversation.Composer` holds the model; :class:`Models` loads it
+in a background thread at start, while turns that need no model (edits, questions, undo) work.
+
+Songs last: every turn is saved in :class:`agent.store.Store` (the data folder:
+``$TUNESMITH_DATA``, else ``~/.local/share/tunesmith``). The browser keeps its owner key and the
+open song in ``gr.BrowserState`` under a fixed key, encrypted with a secret kept in the data
+folder, so a reload or a server restart brings back the chat, the score and its versions; the
+"Your songs" tab opens, starts, renames, deletes and downloads them.
 
 A turn runs in a worker thread; the event handler is a generator that polls a queue fed by the
-turn's ``on_progress`` and yields each update, so a long composition never freezes the page,
-and the queue (``demo.queue(default_concurrency_limit=8)``) keeps other tabs served meanwhile.
+turn's ``on_progress`` and yields each update, so a long composition never freezes the page.
+The model writes one tune at a time; a turn waiting for it says how many are ahead.
 
-Scripts talk to the named endpoint ``/chat``: a message in; the reply, the current ABC and the
-files out. A ``gradio_client.Client`` keeps one session across its calls::
+Scripts talk to the named endpoints ``/chat`` (a message in; the reply, the current ABC and the
+files out) and ``/chat_stream`` (the same, streamed: the place in line at once, then progress,
+last the answer). A ``gradio_client.Client`` keeps one session across its calls, and its calls
+are answered in the order sent::
 
     client = Client("http://127.0.0.1:7860/")
     reply, abc, files = client.predict("write a sad waltz in D minor", api_name="/chat")
@@ -35,9 +45,7 @@ import dataclasses
 import functools
 import hashlib
 import html
-import inspect
 import logging
-import queue
 import shutil
 import tempfile
 import threading
@@ -54,7 +62,11 @@ from agent.answer import score_summary
 from agent.conversation import (AgentConfig, Composer, Turn, describe, for_next_turn, render_version,
                                 take_turn)
 from agent.errors import AbcError, TunesmithError
+from agent.app_state import (TabState, TurnLine, chat_of, open_song, position_line, run_turn,
+                             save_quietly, song_choices, version_choices)
 from agent.session import Session
+from agent.store import (MIN_OWNER_CHARS, SongNotFound, Store, StoreConfig, StoreError, browser_secret,
+                         new_owner_key)
 from agent.validate import validate_abc
 
 log = logging.getLogger(__name__)
@@ -180,69 +192,6 @@ class Models:
             return self._bare
 
 
-BUSY_NOTE = "The last message is still being worked on in this tab: wait for its reply first."
-
-
-class TurnGuard:
-    """Lets one score-changing event at a time run in a tab.
-
-    Each tab holds its own guard: ``gr.State(TurnGuard())`` deep-copies its value for every page
-    load, and a copy is a new guard. Without it, an undo clicked while a tune is being composed
-    would be lost when the compose finishes, and a second message sent meanwhile would race the
-    first for the session.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __deepcopy__(self, memo: dict) -> "TurnGuard":  # a copied tab gets its own guard
-        return TurnGuard()
-
-    def try_hold(self) -> bool:
-        """Take the tab for one event; False when another event has it."""
-        return self._lock.acquire(blocking=False)
-
-    def release(self) -> None:
-        self._lock.release()
-
-
-def guarded(handler: Callable[..., Any], outputs: int) -> Callable[..., Any]:
-    """``handler`` run only while its tab's :class:`TurnGuard` is free; the guard is the last input.
-
-    A busy tab gets a short note and no change (``outputs`` skips). Works for streaming handlers
-    (generators) and plain ones alike.
-    """
-    def take(guard: Any) -> bool:
-        if not isinstance(guard, TurnGuard):
-            raise TypeError(f"the last input of a guarded handler must be a TurnGuard, not {type(guard).__name__}")
-        if guard.try_hold():
-            return True
-        gr.Warning(BUSY_NOTE)
-        return False
-
-    if inspect.isgeneratorfunction(handler):
-        def stream(*args: Any) -> Iterator[tuple]:
-            *inputs, guard = args
-            if not take(guard):
-                yield (gr.skip(),) * outputs
-                return
-            try:
-                yield from handler(*inputs)
-            finally:  # also when the tab closes mid-stream (Gradio closes the generator)
-                guard.release()
-        return stream
-
-    def call(*args: Any) -> tuple:
-        *inputs, guard = args
-        if not take(guard):
-            return (gr.skip(),) * outputs
-        try:
-            return handler(*inputs)
-        finally:
-            guard.release()
-    return call
-
-
 @dataclass
 class App:
     """What every handler shares: the agent's settings, the app's, the models, the render root."""
@@ -250,6 +199,8 @@ class App:
     config: AgentConfig
     ui: UiConfig
     models: Models
+    store: Store | None = None
+    line: TurnLine = field(default_factory=TurnLine)
     _root: Path | None = None
     _root_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -271,10 +222,13 @@ class App:
         return tempfile.mkdtemp(prefix="tab-", dir=self.render_root())
 
 
-def remove_folder(folder: str) -> None:
-    """Delete a tab's render folder (called by Gradio when the tab's state is dropped)."""
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+def remove_folder(tab: Any) -> None:
+    """A closed tab: its running turn stops, its render folder goes (called by Gradio when the
+    tab's state is dropped; the song itself is in the store)."""
+    if isinstance(tab, TabState):
+        tab.request_stop()
+        if tab.folder:
+            shutil.rmtree(tab.folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,51 +441,6 @@ def turn_config(config: AgentConfig, session: Session, temperature: Any, seed: A
     return for_next_turn(dataclasses.replace(config, temperature=temperature, seed=seed), session)
 
 
-def run_turn(session: Session, message: str, composer: Composer, config: AgentConfig,
-             poll_seconds: float = 0.4) -> Iterator[tuple[str, Any]]:
-    """Run :func:`take_turn` in a worker thread; yield ``("progress", (stage, bars, text))`` for
-    its latest progress, ``("tick", seconds)`` while it works quietly, then ``("turn", Turn)``."""
-    events: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["turn"] = take_turn(session, message, composer, config,
-                                        on_progress=lambda *event: events.put(("progress", event)))
-        except BaseException as err:  # take_turn promises not to raise; if it does, report it
-            outcome["error"] = err
-        finally:
-            events.put(("end", None))
-
-    started = time.perf_counter()
-    threading.Thread(target=work, name="tunesmith-turn", daemon=True).start()
-    while True:
-        try:
-            kind, value = events.get(timeout=poll_seconds)
-        except queue.Empty:
-            yield "tick", time.perf_counter() - started
-            continue
-        latest = None
-        while kind == "progress":  # several bars since the last look: show only the newest
-            latest = value
-            try:
-                kind, value = events.get_nowait()
-            except queue.Empty:
-                break
-        if latest is not None:
-            yield "progress", latest
-        if kind == "end":
-            break
-    if "error" in outcome:
-        error = outcome["error"]
-        log.error("a turn failed: %s: %s", type(error).__name__, error)
-        reply = (f"Something went wrong on my side ({type(error).__name__}: {error}). "
-                 "Your score is unchanged.")
-        yield "turn", Turn(session=session, reply=reply, changed=False, intent="error")
-    else:
-        yield "turn", outcome["turn"]
-
-
 STAGES = {"compose": "Composing", "edit": "Rewriting", "validate": "Checking",
           "repair": "Repairing", "done": "Finishing"}
 
@@ -560,10 +469,17 @@ def progress_message(stage: str, bars: int, text: str, seconds: float, done: boo
                          "duration": round(seconds, 1)}}
 
 
-def waiting_message(seconds: float, model_state: str) -> dict:
-    """A chat message for a turn that has not reported progress yet."""
+def waiting_message(seconds: float, model_state: str, ahead: int = 0) -> dict:
+    """A chat message for a turn that has not reported progress yet (``ahead``: tunes of other
+    people the model writes first).
+
+    >>> waiting_message(3, "ready", 2)["metadata"]["title"]
+    'Waiting: 2 tunes ahead of yours. 3 s'
+    """
     if model_state == "loading":
         title = f"Waiting for the model to finish loading… {seconds:.0f} s"
+    elif ahead > 0:
+        title = f"Waiting: {position_line(ahead)[:-1]}. {seconds:.0f} s"
     else:
         title = f"Working… {seconds:.0f} s"
     return {"role": "assistant", "content": "…", "metadata": {"title": title, "status": "pending"}}
@@ -586,6 +502,12 @@ def shown_text(text: str, limit: int) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Event handlers (bound to an App with functools.partial in build_app)
+#
+# Every event that changes a tab's score (a message, undo / redo / start over, apply edit,
+# opening or starting a song) takes a ticket in the tab's line (agent.app_state.TabState) and
+# runs when the events before it are done: nothing sent while a tune is being written is
+# dropped. They all update the same outputs, in TURN_OUTPUTS order:
+# (chat, message box, stop button, browser key, songs list, versions list, *score side).
 
 
 def _failure(what: str, err: Exception) -> str:
@@ -594,72 +516,158 @@ def _failure(what: str, err: Exception) -> str:
     return f"Something went wrong on my side ({type(err).__name__}: {err}). Your score is unchanged."
 
 
-def chat(app: App, message: Any, history: list | None, session: Session, folder: str,
-         temperature: Any, seed: Any, adapter_on: Any) -> Iterator[tuple]:
-    """Send one chat message: streams progress, then the reply and the new score.
+def _tab(tab: Any) -> TabState:
+    if not isinstance(tab, TabState):
+        raise TypeError(f"the tab's state must be a TabState, not {type(tab).__name__}")
+    return tab
 
-    Yields ``(chat, message box, send button, session, folder, *score side)``. The message box
-    is cleared once, at the start, so what the person types meanwhile is kept. An empty message
-    shows a short note and changes nothing.
-    """
-    text = message if isinstance(message, str) else ""
-    history = list(history or [])
-    session = session if isinstance(session, Session) else Session()
-    if not text.strip():  # nothing typed (or the second click of a double click): say so, change nothing
-        gr.Info(EMPTY_NOTE)
-        yield (gr.skip(),) * (5 + 5 + len(DOWNLOADS))
-        return
+
+def out(tab: TabState, view: tuple | None = None, *, box: Any = None, browser: Any = None,
+        songs: Any = None, version_list: Any = None) -> tuple:
+    """One update of the turn outputs: the chat from ``tab``; what is not given stays as it is."""
+    skip = gr.skip()
+    stop = gr.update(interactive=tab.busy())
+    return (tab.display(), skip if box is None else box, stop, skip if browser is None else browser,
+            skip if songs is None else songs, skip if version_list is None else version_list,
+            *(view if view is not None else unchanged_view()))
+
+
+def browser_value(tab: TabState) -> dict:
+    """What the browser keeps: its owner key and the song on screen."""
+    return {"owner": tab.owner, "song": tab.song}
+
+
+def songs_update(app: App, tab: TabState) -> dict:
+    """The "your songs" list, the open song selected."""
     try:
-        yield from _chat(app, text, history, session, folder, temperature, seed, adapter_on)
-    except Exception as err:  # whatever happens, the page gets a sentence and the score is kept
-        history += [{"role": "user", "content": shown_text(text, app.ui.shown_message_chars)},
-                    {"role": "assistant", "content": _failure("chat", err)}]
-        yield (history, gr.skip(), gr.update(interactive=True), session, folder, *unchanged_view())
+        choices = song_choices(app.store, tab.owner)
+    except TunesmithError as err:
+        log.error("listing songs failed: %s", err)
+        choices = []
+    ids = {value for _, value in choices}
+    return gr.update(choices=choices, value=tab.song if tab.song in ids else None)
 
 
-def _chat(app: App, text: str, history: list, session: Session, folder: str, temperature: Any,
-          seed: Any, adapter_on: Any) -> Iterator[tuple]:
-    history = list(history)
-    history.append({"role": "user", "content": shown_text(text, app.ui.shown_message_chars)})
-    busy, ready = gr.update(interactive=False), gr.update(interactive=True)
-    model_state = app.models.status()[0]
-    yield (history + [waiting_message(0, model_state)], "", busy, session, folder, *unchanged_view())
+def versions_update(tab: TabState) -> dict:
+    return gr.update(choices=version_choices(tab.session), value=None)
 
-    config = turn_config(app.config, session, temperature, seed)
-    composer = app.models.composer(bool(adapter_on))
-    progress: dict | None = None
-    turn: Turn | None = None
-    started = time.perf_counter()
-    for kind, value in run_turn(session, text, composer, config, app.ui.poll_seconds):
-        seconds = time.perf_counter() - started
+
+def in_line(app: App, tab: TabState, label: str, body: Callable[[], Iterator[tuple]], *,
+            box: Any = None, shown: bool = True) -> Iterator[tuple]:
+    """Run ``body`` when the tab's earlier events are done; meanwhile the chat shows ``label``
+    as queued. ``box`` is what the message box becomes once the event is accepted."""
+    ticket = tab.join(label if shown else "")
+    try:
+        yield out(tab, box=box)
+        waited = 0.0
+        while not tab.wait(ticket, app.ui.poll_seconds):
+            waited += app.ui.poll_seconds
+            if waited >= 2.0:  # a quiet heartbeat: the chat also shows what was queued since
+                waited = 0.0
+                yield out(tab)
+        try:
+            yield from body()
+        except Exception as err:  # whatever happens, the page gets a sentence and the score is kept
+            tab.history.append({"role": "assistant", "content": _failure(label or "event", err)})
+            yield out(tab)
+    finally:  # also when the page closes mid-turn (Gradio closes the generator)
+        if tab.is_next(ticket):
+            tab.stop.set()  # a turn still running for a closed page stops at its next bar
+        tab.leave(ticket)
+    yield out(tab)  # the stop button follows the line
+
+
+def persist(app: App, tab: TabState) -> str:
+    """Save the tab's song; "" when saved (or nothing to save to), else a note for the reply."""
+    if app.store is None or not tab.owner:
+        return ""
+    tab.song, note = save_quietly(app.store, tab.owner, tab.song, tab.session)
+    return note
+
+
+def shown_views(app: App, tab: TabState) -> Iterator[tuple]:
+    """The score side for the tab's session, as :func:`score_views` yields it."""
+    tab.folder = app.tab_folder(tab.folder)
+    for view in score_views(app, tab.session, tab.folder):
+        yield view.values()
+
+
+def chat(app: App, message: Any, tab: TabState, temperature: Any, seed: Any, adapter_on: Any
+         ) -> Iterator[tuple]:
+    """Send one chat message: it shows at once (queued while an earlier turn runs), then its
+    progress, then the reply and the new score. The message box clears when it is accepted.
+    An empty message shows a short note and changes nothing."""
+    tab = _tab(tab)
+    text = message if isinstance(message, str) else ""
+    if not text.strip():  # nothing typed (or the second click of a double click): say so
+        gr.Info(EMPTY_NOTE)
+        yield (gr.skip(),) * len_turn_outputs()
+        return
+    shown = shown_text(text, app.ui.shown_message_chars)
+    yield from in_line(app, tab, shown, lambda: _chat(app, text, shown, tab, temperature, seed,
+                                                        adapter_on), box="")
+
+
+def _chat(app: App, text: str, shown: str, tab: TabState, temperature: Any, seed: Any,
+          adapter_on: Any) -> Iterator[tuple]:
+    asked = {"role": "user", "content": shown}
+    tab.running = [asked, waiting_message(0, app.models.status()[0])]
+    yield out(tab)
+    turn, progress, progress_text, seconds = None, None, None, 0.0
+    for kind, value, seconds in turn_events(app, tab, text, temperature, seed, adapter_on):
         if kind == "progress":
-            progress_stage, progress_bars, progress_text = value
-            progress = progress_message(progress_stage, progress_bars, progress_text, seconds)
-            yield (history + [progress], gr.skip(), busy, session, folder, *unchanged_view())
-        elif kind == "tick":
-            shown = progress or waiting_message(seconds, app.models.status()[0])
-            if progress is not None:
-                shown = dict(progress, metadata=dict(progress["metadata"], duration=round(seconds, 1)))
-            yield (history + [shown], gr.skip(), busy, session, folder, *unchanged_view())
-        else:
+            progress_text = value
+            progress = progress_message(*value, seconds)
+            tab.running = [asked, progress]
+        elif kind == "waiting":
+            tab.running = [asked, waiting_message(seconds, app.models.status()[0], value)]
+        elif kind == "tick" and progress is not None:
+            tab.running = [asked, dict(progress, metadata=dict(progress["metadata"],
+                                                               duration=round(seconds, 1)))]
+        elif kind == "turn":
             turn = value
-    seconds = time.perf_counter() - started
+        if kind != "turn":
+            yield out(tab)
+    tab.session = turn.session
+    note = persist(app, tab)
+    finished = [asked]
     if progress is not None and turn.changed:
         final_abc = sessions.current_abc(turn.session) or ""
-        history.append(progress_message("done", _bars_in(final_abc), final_abc, seconds, done=True))
+        finished.append(progress_message("done", _bars_in(final_abc), final_abc, seconds, done=True))
     elif progress is not None:
-        history.append(progress_message(progress_stage, progress_bars, progress_text, seconds,
-                                        done=True, gave_up=True))
-    history.append({"role": "assistant", "content": turn.reply})
-    session = turn.session
+        finished.append(progress_message(*progress_text, seconds, done=True, gave_up=True))
+    finished.append({"role": "assistant", "content": f"{turn.reply} {note}".strip()})
+    tab.history += finished
+    tab.running = []
+    lists = dict(browser=browser_value(tab), songs=songs_update(app, tab), version_list=versions_update(tab))
     if not turn.changed:
-        yield (history, gr.skip(), ready, session, folder, *unchanged_view())
+        yield out(tab, **lists)
         return
-    yield (history, gr.skip(), busy, session, folder, *unchanged_view())  # the reply, while engraving
-    folder = app.tab_folder(folder)
-    for view in score_views(app, session, folder):
-        yield (history, gr.skip(), busy, session, folder, *view.values())
-    yield (history, gr.skip(), ready, session, folder, *unchanged_view())
+    yield out(tab, **lists)  # the reply, while engraving
+    for view in shown_views(app, tab):
+        yield out(tab, view)
+
+
+def turn_events(app: App, tab: TabState, text: str, temperature: Any, seed: Any, adapter_on: Any
+                ) -> Iterator[tuple[str, Any, float]]:
+    """The running turn as ``(kind, value, seconds)``: ``waiting`` (value: turns ahead of it
+    across all tabs) until it reports progress, ``progress`` (stage, bars, text), ``tick``,
+    then ``turn`` (the :class:`agent.conversation.Turn`)."""
+    config = turn_config(app.config, tab.session, temperature, seed)
+    composer = app.models.composer(bool(adapter_on) if adapter_on is not None else True)
+    take = functools.partial(take_turn, composer=composer, config=config)
+    number = app.line.join()
+    started, progressed = time.perf_counter(), False
+    try:
+        for kind, value in run_turn(take, tab.session, text, tab.stop, app.ui.poll_seconds):
+            seconds = time.perf_counter() - started
+            progressed = progressed or kind == "progress"
+            if kind == "tick" and not progressed:
+                yield "waiting", app.line.ahead(number), seconds
+            else:
+                yield kind, value, seconds
+    finally:
+        app.line.leave(number)
 
 
 def _bars_in(abc: str) -> int:
@@ -670,101 +678,109 @@ def _bars_in(abc: str) -> int:
         return 0
 
 
-def chat_api(app: App, message: Any, temperature: Any, seed: Any, adapter_on: Any,
-             session: Session, folder: str) -> tuple[str, str, list[str], Session, str]:
-    """The ``/chat`` endpoint: one message in; the reply, the current ABC and its files out."""
-    session = session if isinstance(session, Session) else Session()
-    text = message if isinstance(message, str) else ""
-    try:
-        return _chat_api(app, text, temperature, seed, adapter_on, session, folder)
-    except Exception as err:  # the caller gets a sentence and the score as it was
-        return _failure("chat API", err), sessions.current_abc(session) or "", [], session, folder
-
-
-def _chat_api(app: App, text: str, temperature: Any, seed: Any, adapter_on: Any, session: Session,
-              folder: str) -> tuple[str, str, list[str], Session, str]:
-    config = turn_config(app.config, session, temperature, seed)
-    composer = app.models.composer(bool(adapter_on) if adapter_on is not None else True)
-    turn = None
-    for kind, value in run_turn(session, text, composer, config, app.ui.poll_seconds):
-        if kind == "turn":
-            turn = value
-    session = turn.session
-    abc = sessions.current_abc(session)
+def _api_files(app: App, tab: TabState, reply: str) -> tuple[str, str, list[str]]:
+    """``(reply, abc, files)`` of the tab's current version, every format rendered."""
+    abc = sessions.current_abc(tab.session)
     if abc is None:
-        return turn.reply, "", [], session, folder
-    folder = app.tab_folder(folder)
-    rendered = render_files(abc, folder, QUICK_FORMATS + SLOW_FORMATS)
-    reply = turn.reply
+        return reply, "", []
+    tab.folder = app.tab_folder(tab.folder)
+    rendered = render_files(abc, tab.folder, QUICK_FORMATS + SLOW_FORMATS)
     if rendered.problems:
         reply += " (Some files could not be made: " + "; ".join(rendered.problems) + ".)"
     files = [str(rendered.paths[name]) for name in ("abc", "midi", "musicxml", "svg", "pdf", "wav")
              if name in rendered.paths]
-    return reply, abc, files, session, folder
+    return reply, abc, files
 
 
-def step(app: App, action: str, history: list | None, session: Session, folder: str) -> Iterator[tuple]:
-    """Undo, redo or start over (the agent's own words for them; no model needed).
-
-    Yields ``(chat, session, folder, *score side)``.
-    """
-    history = list(history or [])
-    session = session if isinstance(session, Session) else Session()
+def chat_stream(app: App, message: Any, temperature: Any, seed: Any, adapter_on: Any, tab: TabState
+                ) -> Iterator[tuple[str, str, list[str]]]:
+    """The ``/chat_stream`` endpoint: yields ``(line, abc so far, files)`` — at once the place in
+    line, then the progress, last the reply with the score and its files. Messages from one
+    client are answered in the order sent."""
+    tab = _tab(tab)
+    text = message if isinstance(message, str) else ""
+    ticket = tab.join(shown_text(text, app.ui.shown_message_chars))
     try:
-        yield from _step(app, action, history, session, folder)
-    except Exception as err:  # the page gets a sentence, the score is kept
-        history.append({"role": "assistant", "content": _failure(action, err)})
-        yield (history, session, folder, *unchanged_view())
+        current = sessions.current_abc(tab.session) or ""
+        ahead = tab.ahead(ticket)
+        yield (f"Queued: {ahead} message{'s' * (ahead != 1)} of yours before this one." if ahead
+               else "Working…"), current, []
+        while not tab.wait(ticket, app.ui.poll_seconds):
+            pass
+        turn = None
+        for kind, value, seconds in turn_events(app, tab, text, temperature, seed, adapter_on):
+            if kind == "waiting":
+                yield position_line(value), current, []
+            elif kind == "progress":
+                stage, bars, so_far = value
+                yield progress_message(stage, bars, so_far, seconds)["metadata"]["title"], so_far, []
+            elif kind == "turn":
+                turn = value
+        tab.session = turn.session
+        tab.history += [{"role": "user", "content": shown_text(text, app.ui.shown_message_chars)},
+                        {"role": "assistant", "content": turn.reply}]
+        note = persist(app, tab)
+        yield _api_files(app, tab, f"{turn.reply} {note}".strip())
+    except Exception as err:  # the caller gets a sentence and the score as it was
+        yield _failure("chat API", err), sessions.current_abc(tab.session) or "", []
+    finally:
+        tab.leave(ticket)
 
 
-def _step(app: App, action: str, history: list, session: Session, folder: str) -> Iterator[tuple]:
-    history = list(history)
+def chat_api(app: App, message: Any, temperature: Any, seed: Any, adapter_on: Any, tab: TabState
+             ) -> tuple[str, str, list[str]]:
+    """The ``/chat`` endpoint: one message in; the reply, the current ABC and its files out
+    (the last answer of :func:`chat_stream`)."""
+    answer: tuple[str, str, list[str]] = ("", "", [])
+    for answer in chat_stream(app, message, temperature, seed, adapter_on, tab):
+        pass
+    return answer
+
+
+def step(app: App, action: str, tab: TabState) -> Iterator[tuple]:
+    """Undo, redo or start over (the agent's own words for them; no model needed), in line."""
+    tab = _tab(tab)
+    yield from in_line(app, tab, STEP_WORDS[action], lambda: _step(app, action, tab))
+
+
+def _step(app: App, action: str, tab: TabState) -> Iterator[tuple]:
     word = STEP_WORDS[action]
-    turn = take_turn(session, word, Composer.unavailable(), app.config)
-    history += [{"role": "user", "content": word}, {"role": "assistant", "content": turn.reply}]
-    session = turn.session
-    if not turn.changed:
-        yield (history, session, folder, *unchanged_view())
-        return
-    folder = app.tab_folder(folder)
-    for view in score_views(app, session, folder):
-        yield (history, session, folder, *view.values())
+    turn = take_turn(tab.session, word, Composer.unavailable(), app.config)
+    tab.session = turn.session
+    note = persist(app, tab)
+    tab.history += [{"role": "user", "content": word},
+                    {"role": "assistant", "content": f"{turn.reply} {note}".strip()}]
+    lists = dict(browser=browser_value(tab), songs=songs_update(app, tab), version_list=versions_update(tab))
+    yield out(tab, **lists)
+    if turn.changed:
+        for view in shown_views(app, tab):
+            yield out(tab, view)
 
 
-def check_edit(app: App, text: Any, session: Session) -> str:
+def check_edit(app: App, text: Any, tab: TabState) -> str:
     """The editor's live check (runs as the text changes)."""
-    current = sessions.current_abc(session) if isinstance(session, Session) else None
+    current = sessions.current_abc(tab.session) if isinstance(tab, TabState) else None
     return check_html(text if isinstance(text, str) else "", current, app.ui.max_editor_chars)
 
 
-def apply_edit(app: App, text: Any, history: list | None, session: Session, folder: str
-               ) -> Iterator[tuple]:
-    """Make the editor's text the new version when it is valid; otherwise say why not.
-
-    Yields ``(chat, session, folder, *score side)``; an edit that is not applied leaves the
-    editor as typed and only updates the check panel.
-    """
+def apply_edit(app: App, text: Any, tab: TabState) -> Iterator[tuple]:
+    """Make the editor's text the new version when it is valid (in line after running turns);
+    otherwise say why not. An edit that is not applied leaves the editor as typed and only
+    updates the check panel."""
+    tab = _tab(tab)
     text = text if isinstance(text, str) else ""
-    history = list(history or [])
-    session = session if isinstance(session, Session) else Session()
-    try:
-        yield from _apply_edit(app, text, history, session, folder)
-    except Exception as err:  # the page gets a sentence, the score is kept
-        history.append({"role": "assistant", "content": _failure("apply", err)})
-        yield (history, session, folder, *unchanged_view())
+    yield from in_line(app, tab, "apply my edit", lambda: _apply_edit(app, text, tab))
 
 
-def _apply_edit(app: App, text: str, history: list, session: Session, folder: str
-                ) -> Iterator[tuple]:
-    history = list(history)
-    current = sessions.current_abc(session)
+def _apply_edit(app: App, text: str, tab: TabState) -> Iterator[tuple]:
+    current = sessions.current_abc(tab.session)
     skip_score = list(unchanged_view())
     check_index = 5 + len(DOWNLOADS) - 2  # position of the check panel in the score side
 
     def refused(reason: str) -> tuple:
         skip_score[check_index] = f'<p class="ts-bad">{html.escape(reason)}</p>' + check_html(
             text, current, app.ui.max_editor_chars)
-        return (history, session, folder, *skip_score)
+        return out(tab, tuple(skip_score))
 
     if not text.strip():
         yield refused("Nothing to apply: the editor is empty.")
@@ -781,22 +797,159 @@ def _apply_edit(app: App, text: str, history: list, session: Session, folder: st
                       "the version on screen is unchanged.")
         return
     abc = text.strip() + "\n"
-    session = sessions.add_version(session, abc, "edited in the ABC editor")
+    tab.session = sessions.add_version(tab.session, abc, "edited in the ABC editor")
     try:
         reply = "Applied your edit: " + describe(abc)
     except Exception:
         reply = "Applied your edit."
-    session = sessions.add_message(session, "assistant", reply)
-    history.append({"role": "assistant", "content": reply})
-    folder = app.tab_folder(folder)
-    for view in score_views(app, session, folder):
-        yield (history, session, folder, *view.values())
+    tab.session = sessions.add_message(tab.session, "assistant", reply)
+    note = persist(app, tab)
+    tab.history.append({"role": "assistant", "content": f"{reply} {note}".strip()})
+    lists = dict(browser=browser_value(tab), songs=songs_update(app, tab), version_list=versions_update(tab))
+    first = True
+    for view in shown_views(app, tab):
+        yield out(tab, view, **(lists if first else {}))
+        first = False
 
 
-def revert_edit(session: Session) -> tuple[str, str]:
+def revert_edit(tab: TabState) -> tuple[str, str]:
     """Put the version on screen back into the editor."""
-    abc = sessions.current_abc(session) if isinstance(session, Session) else None
+    abc = sessions.current_abc(tab.session) if isinstance(tab, TabState) else None
     return abc or "", check_html(abc or "", abc)
+
+
+def stop_turn(tab: TabState) -> None:
+    """The Stop button: the running turn ends at its next bar; the score stays as it was."""
+    if isinstance(tab, TabState) and tab.request_stop():
+        gr.Info("Stopping: the score stays as it was before that request.")
+
+
+# --------------------------------------------------------------------------------------------
+# Songs that last: the browser's key, reloads, the "your songs" panel
+
+
+def restore(app: App, kept: Any, tab: TabState) -> Iterator[tuple]:
+    """On page load: the browser's owner key (a new one the first time) and the song it had
+    open, with its chat, score and versions. Outputs as :data:`TURN_OUTPUTS`."""
+    tab = _tab(tab)
+    kept = kept if isinstance(kept, dict) else {}
+    owner = kept.get("owner")
+    tab.owner = owner if isinstance(owner, str) and len(owner) >= MIN_OWNER_CHARS else new_owner_key()
+    song = kept.get("song") if isinstance(kept.get("song"), str) else ""
+    session, note = Session(), ""
+    if song and app.store is not None:
+        try:
+            session = open_song(app.store, tab.owner, song)
+        except SongNotFound:
+            song = ""
+        except StoreError as err:  # the store is unreadable now: keep the id for a later reload
+            note = f"Your saved song could not be opened ({err})."
+    tab.session, tab.song, tab.history = session, song, chat_of(session)
+    if note:
+        tab.history.append({"role": "assistant", "content": note})
+    lists = dict(browser=browser_value(tab), songs=songs_update(app, tab), version_list=versions_update(tab))
+    first = True
+    for view in shown_views(app, tab):
+        yield out(tab, view, **(lists if first else {}))
+        first = False
+
+
+def open_chosen(app: App, song: Any, tab: TabState) -> Iterator[tuple]:
+    """"Open": the chosen song replaces the one on screen (which is saved already)."""
+    tab = _tab(tab)
+    if not isinstance(song, str) or not song:
+        gr.Info("Choose a song in the list first.")
+        yield (gr.skip(),) * len_turn_outputs()
+        return
+    yield from in_line(app, tab, "open a saved song", lambda: _switch(app, tab, song), shown=False)
+
+
+def new_song(app: App, tab: TabState) -> Iterator[tuple]:
+    """"New song": an empty score and chat; the song on screen stays in the list."""
+    tab = _tab(tab)
+    yield from in_line(app, tab, "start a new song", lambda: _switch(app, tab, ""), shown=False)
+
+
+def _switch(app: App, tab: TabState, song: str) -> Iterator[tuple]:
+    if song:
+        try:
+            session = open_song(app.store, tab.owner, song)
+        except StoreError as err:
+            tab.history.append({"role": "assistant", "content": f"I could not open that song: {err}."})
+            yield out(tab, songs=songs_update(app, tab))
+            return
+    else:
+        session = Session()
+    tab.session, tab.song, tab.history = session, song, chat_of(session)
+    lists = dict(browser=browser_value(tab), songs=songs_update(app, tab), version_list=versions_update(tab))
+    first = True
+    for view in shown_views(app, tab):
+        yield out(tab, view, **(lists if first else {}))
+        first = False
+
+
+def rename_song(app: App, song: Any, title: Any, tab: TabState) -> tuple[Any, Any]:
+    """Rename the chosen song; returns (songs list, name box)."""
+    tab = _tab(tab)
+    if not isinstance(song, str) or not song or app.store is None:
+        gr.Info("Choose a song in the list first.")
+        return gr.skip(), gr.skip()
+    try:
+        app.store.rename(song, tab.owner, title if isinstance(title, str) else "")
+    except StoreError as err:
+        gr.Warning(f"Not renamed: {err}.")
+        return gr.skip(), gr.skip()
+    return songs_update(app, tab), ""
+
+
+def ask_delete(app: App, song: Any, tab: TabState) -> tuple[Any, Any]:
+    """"Delete…": asks first (shows the confirmation row naming the song)."""
+    tab = _tab(tab)
+    if not isinstance(song, str) or not song or app.store is None:
+        gr.Info("Choose a song in the list first.")
+        return gr.skip(), gr.skip()
+    try:
+        title = app.store.info(song, tab.owner).title or "Untitled"
+    except StoreError as err:
+        gr.Warning(str(err))
+        return gr.skip(), gr.skip()
+    return (gr.update(visible=True),
+            f'<p class="ts-bad">Delete “{html.escape(title)}” and all its versions? This cannot be undone.</p>')
+
+
+def delete_song(app: App, song: Any, tab: TabState) -> tuple[Any, Any, Any]:
+    """The confirmed delete; returns (confirmation row, songs list, browser key). The score on
+    screen stays; when it was the deleted song, the next change saves it as a new one."""
+    tab = _tab(tab)
+    hide = gr.update(visible=False)
+    if not isinstance(song, str) or not song or app.store is None:
+        return hide, gr.skip(), gr.skip()
+    try:
+        app.store.delete(song, tab.owner)
+    except StoreError as err:
+        gr.Warning(f"Not deleted: {err}.")
+        return hide, gr.skip(), gr.skip()
+    if song == tab.song:
+        tab.song = ""
+        gr.Info("Deleted. The score on screen is no longer saved; your next change saves it as a new song.")
+    return hide, songs_update(app, tab), browser_value(tab)
+
+
+def version_file(app: App, number: Any, tab: TabState) -> dict:
+    """The download button for one version's ABC (any version, not only the one on screen)."""
+    tab = _tab(tab)
+    try:
+        version = tab.session.versions[int(number)]
+    except (TypeError, ValueError, IndexError):
+        return gr.update(value=None, interactive=False)
+    tab.folder = app.tab_folder(tab.folder)
+    rendered = render_files(version.abc, tab.folder, ("abc",))
+    path = rendered.paths.get("abc")
+    if path is None:
+        return gr.update(value=None, interactive=False)
+    named = path.with_name(f"version-{int(number) + 1}.abc")
+    shutil.copyfile(path, named)
+    return gr.update(value=str(named), interactive=True)
 
 
 def model_status(app: App) -> tuple[str, Any]:
@@ -824,21 +977,33 @@ def pick_example(sample: Any) -> str:
 # Layout and wiring
 
 
+#: Where the browser keeps its owner key and open song (fixed: a new key at every start would
+#: leave every saved song unreachable after a restart).
+BROWSER_KEY = "tunesmith-songs"
+
+
+def len_turn_outputs() -> int:
+    """How many outputs the score-changing events update (:func:`out`'s tuple)."""
+    return 6 + 5 + len(DOWNLOADS)
+
+
 def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
-              ui_config: UiConfig = UiConfig(), models: Models | None = None) -> gr.Blocks:
+              ui_config: UiConfig = UiConfig(), models: Models | None = None,
+              store: Store | None = None, secret: str | None = None) -> gr.Blocks:
     """The app's page: lays out the components and wires them to the handlers above.
 
     ``composer`` replaces the model (tests pass one with a tiny model); ``models`` shares a
-    :class:`Models` whose loading :func:`launch` has already started.
+    :class:`Models` whose loading :func:`launch` has already started. ``store`` keeps the songs
+    (None: nothing is saved) and ``secret`` encrypts the browser's key to them (keep it across
+    restarts: :func:`agent.store.browser_secret`).
     """
     models = models or Models(agent_config, composer)
-    app = App(config=agent_config, ui=ui_config, models=models)
+    app = App(config=agent_config, ui=ui_config, models=models, store=store)
     bind: Callable[..., Callable] = lambda fn, *args: functools.partial(fn, app, *args)
 
     with gr.Blocks(title="tunesmith", analytics_enabled=False, fill_width=True) as demo:
-        session = gr.State(Session())
-        folder = gr.State("", delete_callback=remove_folder)
-        guard = gr.State(TurnGuard())  # copied for each tab: score-changing events take turns
+        tab = gr.State(TabState(), delete_callback=remove_folder)  # a new, empty one per page
+        kept = gr.BrowserState({"owner": "", "song": ""}, storage_key=BROWSER_KEY, secret=secret)
 
         with gr.Row(elem_id="ts-header"):
             gr.HTML('<div class="ts-brand"><h1>tunesmith</h1><p>Ask for a tune; keep shaping it '
@@ -857,6 +1022,8 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
                                          placeholder="Ask for a tune, or say how to change it…",
                                          autofocus=True, elem_id="ts-message")
                     send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="ts-send")
+                    stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=70, interactive=False,
+                                     elem_id="ts-stop")
                 examples = gr.Dataset(components=[message], samples=[[p] for p in EXAMPLES],
                                       label="Examples", elem_id="ts-examples", layout="gallery")
                 with gr.Row(elem_id="ts-steps"):
@@ -886,6 +1053,29 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
                     with gr.Tab("Versions", elem_id="ts-versions-tab"):
                         versions = gr.HTML(versions_html(Session()), elem_id="ts-versions",
                                            js_on_load=None)
+                        with gr.Row():
+                            version_pick = gr.Dropdown(choices=[], label="Download a version (ABC)",
+                                                       elem_id="ts-version-pick", scale=3)
+                            version_download = gr.DownloadButton("Download", interactive=False,
+                                                                 size="sm", elem_id="ts-version-download")
+                    with gr.Tab("Your songs", elem_id="ts-songs-tab"):
+                        songs = gr.Dropdown(choices=[], label="Your songs (kept on this server; only "
+                                            "this browser can open them)", elem_id="ts-songs")
+                        with gr.Row():
+                            open_song_button = gr.Button("Open", size="sm", variant="primary",
+                                                         elem_id="ts-open-song")
+                            new_song_button = gr.Button("New song", size="sm", elem_id="ts-new-song")
+                            delete_button = gr.Button("Delete…", size="sm", variant="stop",
+                                                      elem_id="ts-delete-song")
+                        with gr.Row():
+                            new_name = gr.Textbox(show_label=False, placeholder="A new name for it",
+                                                  scale=3, elem_id="ts-song-name")
+                            rename_button = gr.Button("Rename", size="sm", elem_id="ts-rename-song")
+                        with gr.Row(visible=False, elem_id="ts-confirm-delete") as confirm_row:
+                            confirm_text = gr.HTML("", js_on_load=None)
+                            yes_delete = gr.Button("Yes, delete it", size="sm", variant="stop",
+                                                   elem_id="ts-yes-delete")
+                            keep_song = gr.Button("Keep it", size="sm", elem_id="ts-keep-song")
                     with gr.Tab("Settings", elem_id="ts-settings-tab"):
                         temperature = gr.Slider(0.0, 1.5, value=agent_config.temperature, step=0.05,
                                                 label="Temperature", elem_id="ts-temperature",
@@ -901,40 +1091,62 @@ def build_app(agent_config: AgentConfig, composer: Composer | None = None, *,
                                                     if models.has_adapter
                                                     else "this app was started without one"))
 
-        # The /chat endpoint's own inputs and outputs; never shown on the page.
+        # The /chat and /chat_stream endpoints' own inputs and outputs; never shown on the page.
         with gr.Column(visible=False):
             api_message = gr.Textbox(label="message")
             api_reply = gr.Textbox(label="reply")
             api_abc = gr.Textbox(label="abc")
             api_files = gr.File(label="files", file_count="multiple")
             api_trigger = gr.Button("chat")
+            api_stream_trigger = gr.Button("chat_stream")
         timer = gr.Timer(ui_config.status_seconds)
 
         score_side = [sheet, audio, *downloads, editor, check, versions]
+        turn_outputs = [chatbot, message, stop, kept, songs, version_pick, *score_side]
+        # Every score-changing event takes its turn in the tab's line (agent.app_state), so
+        # they may all run at once: "multiple" lets a second Enter or click through, none is
+        # dropped; no concurrency limit, so a waiting event shows itself at once.
+        turn = dict(outputs=turn_outputs, show_progress="hidden", trigger_mode="multiple",
+                    concurrency_limit=None, api_visibility="private")
         private = {"api_visibility": "private"}
 
-        chat_outputs = [chatbot, message, send, session, folder, *score_side]
-        chat_event = dict(fn=guarded(bind(chat), len(chat_outputs)),
-                          inputs=[message, chatbot, session, folder, temperature, seed, adapter, guard],
-                          outputs=chat_outputs,
-                          show_progress="hidden", **private)
-        send.click(**chat_event)
-        message.submit(**chat_event)
+        gr.on([send.click, message.submit], bind(chat),
+              [message, tab, temperature, seed, adapter], **turn)
         examples.click(pick_example, examples, message, show_progress="hidden", **private
-                       ).then(**chat_event)
+                       ).then(bind(chat), [message, tab, temperature, seed, adapter], **turn)
         for button, action in ((undo, "undo"), (redo, "redo"), (start_over, "start_over")):
-            button.click(guarded(bind(step, action), 3 + len(score_side)), [chatbot, session, folder, guard],
-                         [chatbot, session, folder, *score_side], show_progress="hidden", **private)
-        editor.input(bind(check_edit), [editor, session], check, trigger_mode="always_last",
+            button.click(bind(step, action), [tab], **turn)
+        apply.click(bind(apply_edit), [editor, tab], **turn)
+        stop.click(stop_turn, [tab], None, show_progress="hidden", queue=False, **private)
+        editor.input(bind(check_edit), [editor, tab], check, trigger_mode="always_last",
                      show_progress="hidden", **private)
-        apply.click(guarded(bind(apply_edit), 3 + len(score_side)), [editor, chatbot, session, folder, guard],
-                    [chatbot, session, folder, *score_side], show_progress="hidden", **private)
-        revert.click(revert_edit, session, [editor, check], show_progress="hidden", **private)
-        api_trigger.click(guarded(bind(chat_api), 5), [api_message, temperature, seed, adapter, session, folder,
-                                                       guard],
-                          [api_reply, api_abc, api_files, session, folder], api_name="chat",
-                          api_description="Send a message; get the reply, the current ABC and "
-                                          "its files.")
+        revert.click(revert_edit, tab, [editor, check], show_progress="hidden", **private)
+
+        open_song_button.click(bind(open_chosen), [songs, tab], **turn)
+        new_song_button.click(bind(new_song), [tab], **turn)
+        rename_button.click(bind(rename_song), [songs, new_name, tab], [songs, new_name],
+                            show_progress="hidden", **private)
+        delete_button.click(bind(ask_delete), [songs, tab], [confirm_row, confirm_text],
+                            show_progress="hidden", **private)
+        yes_delete.click(bind(delete_song), [songs, tab], [confirm_row, songs, kept],
+                         show_progress="hidden", **private)
+        keep_song.click(lambda: gr.update(visible=False), None, confirm_row, show_progress="hidden",
+                        **private)
+        version_pick.change(bind(version_file), [version_pick, tab], version_download,
+                            show_progress="hidden", **private)
+
+        api = dict(inputs=[api_message, temperature, seed, adapter, tab],
+                   outputs=[api_reply, api_abc, api_files], trigger_mode="multiple",
+                   concurrency_limit=None)
+        api_trigger.click(bind(chat_api), api_name="chat",
+                          api_description="Send a message; get the reply, the current ABC and its "
+                                          "files. Messages from one client are answered in order.",
+                          **api)
+        api_stream_trigger.click(bind(chat_stream), api_name="chat_stream",
+                                 api_description="As /chat, streamed: the place in line at once, "
+                                                 "then progress (a line and the ABC so far), last "
+                                                 "the reply, the ABC and its files.", **api)
+        demo.load(bind(restore), [kept, tab], turn_outputs, show_progress="hidden", **private)
         demo.load(bind(model_status), None, [status, timer], show_progress="hidden", **private)
         timer.tick(bind(model_status), None, [status, timer], show_progress="hidden", **private)
     demo.queue(default_concurrency_limit=ui_config.concurrency)
@@ -955,19 +1167,24 @@ def app_theme() -> gr.themes.Base:
 
 def launch(host: str = "127.0.0.1", port: int = 7860, base: str | None = None,
            adapter: str | None = None, *, composer: Composer | None = None,
-           ui_config: UiConfig = UiConfig(), block: bool = True) -> gr.Blocks:
+           ui_config: UiConfig = UiConfig(), block: bool = True,
+           store_config: StoreConfig = StoreConfig()) -> gr.Blocks:
     """Start the app: the model begins loading in the background, the page is served at once.
 
-    With ``block=False`` it returns the running app (close it with ``demo.close()``); tests use
-    that, with a ``composer`` of their own.
+    Songs are kept in the store of ``store_config`` (the data folder: ``$TUNESMITH_DATA``, else
+    ``~/.local/share/tunesmith``). With ``block=False`` it returns the running app (close it with
+    ``demo.close()``); tests use that, with a ``composer`` of their own.
     """
     config = AgentConfig(base=base or "smollm2-135m", adapter=adapter)
+    store = Store.from_config(store_config)  # a folder that cannot be written stops the start here
+    secret = browser_secret(store_config.folder())
+    log.info("songs are kept in %s", store.path)
     models = Models(config, composer)
     models.start()
     own_root = ui_config.render_root is None
     if own_root:
         ui_config = dataclasses.replace(ui_config, render_root=tempfile.mkdtemp(prefix="tunesmith-ui-"))
-    demo = build_app(config, composer, ui_config=ui_config, models=models)
+    demo = build_app(config, composer, ui_config=ui_config, models=models, store=store, secret=secret)
     try:
         demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                     show_error=False, allowed_paths=[ui_config.render_root], theme=app_theme(),

@@ -40,8 +40,10 @@ from agent.compose import ComposeConfig, compose_tune, edit_span
 from agent.decoding import FormPlan
 from agent.edits import apply_edits, resolve_span, set_instrument, shown_bars, transpose
 from agent.errors import InputError, ModelError, TunesmithError
+from agent.harmony_chat import answer_chords, apply_harmony_ops, chords_for_new_tune
 from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
                           write_lyrics)
+from agent.mood_turn import apply_mood_change, finish_new_tune, plan_new_tune
 from agent.notation import MODE_SUFFIX
 from agent.ops import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord, Request,
                        RewriteLyricLines, SetInstrument, SetLyrics, Transpose, WriteLyrics)
@@ -94,6 +96,8 @@ class AgentConfig:
         default=20_000, metadata={"help": "longer chat messages are refused (pasted ABC: 100 kB)"}
     )
     understand: UnderstandConfig = field(default_factory=UnderstandConfig)
+    chords: bool = field(default=True, metadata={
+        "help": "give every composed tune chord symbols and its style's accompaniment"})
 
 
 def resolve_adapter(adapter: str | None) -> str | None:
@@ -329,6 +333,8 @@ def _dispatch(session: Session, request: Request, current: str | None, composer:
         return _answer(session, request, current)
     if intent == "compose":
         return _compose(session, request, composer, config, on_progress)
+    if intent == "harmony":
+        return _harmony(session, request, current)
     if current is None:
         return Turn(session, "There is no tune yet to change. " + HELP_TEXT, False, intent)
     if intent == "exact_edit":
@@ -337,7 +343,31 @@ def _dispatch(session: Session, request: Request, current: str | None, composer:
         return _creative_edit(session, request, current, composer, config, on_progress)
     if intent == "lyrics":
         return _lyrics(session, request, current, composer, config)
+    if intent == "mood_edit":
+        return _mood_edit(session, request, current, composer, config, on_progress)
     return Turn(session, "I am not sure what to do with that. " + HELP_TEXT, False, intent)
+
+
+def _mood_edit(session: Session, request: Request, current: str, composer: Composer,
+               config: AgentConfig, on_progress: Progress | None) -> Turn:
+    """ "sadder", "a bit happier": exact edits, and busy bars rewritten when a model is here."""
+    def rewrite(abc: str, first: int, last: int, share: float) -> Any:
+        settings = ComposeConfig(seed=config.seed, temperature=config.temperature, short_notes=share)
+        return composer.run(lambda loaded: edit_span(loaded, abc, request.text, first, last,
+                                                     settings, on_progress))
+
+    done = apply_mood_change(current, request, rewrite if composer.config is not None else None)
+    return _new_version(session, done.abc, done.summary, done.reply, "mood_edit", done.details)
+
+
+def _harmony(session: Session, request: Request, current: str | None) -> Turn:
+    """Chords and accompaniment (agent.harmony_chat): the melody and words never change."""
+    if current is None:
+        return Turn(session, request.explanation or HELP_TEXT, False, "harmony")
+    outcome = apply_harmony_ops(current, request.harmony_ops)
+    if not outcome.changed:
+        return Turn(session, outcome.reply, False, "harmony")
+    return _new_version(session, outcome.abc, outcome.reply[:60], outcome.reply, "harmony")
 
 
 def _adopt_pasted(session: Session, request: Request) -> Turn:
@@ -357,6 +387,8 @@ def _answer(session: Session, request: Request, current: str | None) -> Turn:
         return Turn(session, define(request.question.subject), False, "question")
     if current is None:
         return Turn(session, "There is no tune yet to ask about. " + HELP_TEXT, False, "question")
+    if kind == "chords":
+        return Turn(session, answer_chords(current, request.question.subject), False, "question")
     kind = {"time": "meter", "length": "bars", "sad": "mood", "why": "mood"}.get(kind, kind)
     if kind not in QUESTION_KINDS:
         return Turn(session, describe(current), False, "question")
@@ -365,10 +397,11 @@ def _answer(session: Session, request: Request, current: str | None) -> Turn:
 
 def _compose(session: Session, request: Request, composer: Composer, config: AgentConfig,
              on_progress: Progress | None) -> Turn:
-    attrs = resolve(request.attributes, config.understand)
+    attrs, mood_plan = plan_new_tune(request.attributes, resolve(request.attributes, config.understand))
     header = header_for(attrs)
     plan = form_plan(attrs)
-    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
+    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature,
+                                   short_notes=mood_plan.short_notes if mood_plan else None)
     result = composer.run(lambda loaded: compose_tune(loaded, request.text, header, plan,
                                                       compose_config, on_progress))
     details = result.summary()
@@ -383,6 +416,8 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
         abc, octave_note = _fit_instrument(
             set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc)
         notes.append(octave_note)
+    abc, mood_note = finish_new_tune(abc, mood_plan)  # dynamics, articulation, register
+    notes.append(mood_note)
     if attrs.lyrics_text or attrs.lyrics:  # words need a melody a voice can sing
         abc, sing_note = singable_for_words(abc)
         notes.append(sing_note)
@@ -401,6 +436,9 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
         else:
             notes.append("I could not write lyrics that fit the melody well enough ("
                          + "; ".join(lyrics.reasons[:2]) + "); ask again for another try.")
+    if config.chords:  # after the words: chord symbols leave the melody and w: lines as they are
+        abc, chords_note = chords_for_new_tune(abc, attrs.style)
+        notes.append(f"It comes {chords_note}.")
     reply = f"Here is {describe(abc)} " + " ".join(note for note in notes if note)
     reply += " You can ask me to change the key or tempo, add lyrics, or rewrite a part."
     return _new_version(session, abc, f"composed: {request.text[:60]}", reply.strip(), "compose", details)

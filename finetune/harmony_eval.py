@@ -360,6 +360,59 @@ def run(config: EvalConfig, progress: bool = True) -> tuple[list[TuneScore], dic
     return scores, summarise(scores)
 
 
+def composed_tune_checks(abc: str) -> dict:
+    """The chord checks on one composed tune: its own chords when the turn gave it some, else
+    the harmoniser's on the spot. ``melody_unchanged``: harmonising the bare melody again gives
+    it back byte for byte once the chords are taken off.
+
+    >>> composed_tune_checks("X:1\\nM:3/4\\nL:1/4\\nK:D\\nDFA|GBd|cea|d3|]\\n")
+    {'chords_from_turn': False, 'chord_every_two_bars': True, 'ends_on_tonic': True, 'melody_unchanged': True, 'one_chord_throughout': False}
+    """
+    plain = strip_chords(abc)
+    own = any(bar.chords for bar in chords_in(abc))
+    chorded = abc if own else harmonise(plain, HarmonyConfig()).abc
+    melody = _read(plain)
+    score = TuneScore("composed")
+    tonic = melody.keys[-1][0] or melody.tune.key.tonic
+    _common_checks(score, chords_in(chorded), _root(tonic), melody.pickups)
+    again = harmonise(plain, HarmonyConfig()).abc
+    return {"chords_from_turn": own, "chord_every_two_bars": score.every_two_bars,
+            "ends_on_tonic": score.ends_on_tonic, "melody_unchanged": strip_chords(again) == plain,
+            "one_chord_throughout": score.one_chord}
+
+
+def benchmark_section(composed: dict[str, list[str]], config: EvalConfig = EvalConfig()) -> str:
+    """The "Harmony and accompaniment" section of ``tunesmith eval``: the harmoniser on music21's
+    chord-bearing tunes (against the two baselines), then the checks on each configuration's
+    composed tunes (``composed``: configuration name -> the ABC of its valid tunes)."""
+    scores, totals = run(config, progress=False)
+    lines = ["## Harmony and accompaniment", "",
+             "The harmoniser on music21's chord-bearing tunes, the musicians' chords taken off "
+             "(finetune/harmony_eval.py; an outside collection: `python -m finetune.harmony_eval "
+             "--no-corpus --abc-half odd --abc FILE.abc`):", "", markdown(scores, totals), "",
+             "Composed tunes (the suite's prompts): chords from the turn, or harmonised here "
+             "when the configuration composes without them.", "",
+             "| configuration | tunes | chords from the turn | chord ≤2 bars | ends on the "
+             "tonic/final | melody unchanged | one chord throughout |", "|---|---|---|---|---|---|---|"]
+    for name, tunes in composed.items():
+        checks = []
+        for abc in tunes:
+            try:
+                checks.append(composed_tune_checks(abc))
+            except Exception as error:  # counted as failing every check
+                checks.append({"error": f"{type(error).__name__}: {error}"})
+        ok = [c for c in checks if "error" not in c]
+        n = len(checks)
+
+        def count(key: str) -> str:
+            return f"{sum(bool(c.get(key)) for c in ok)}/{n}"
+
+        lines.append(f"| {name} | {n} | {count('chords_from_turn')} | {count('chord_every_two_bars')}"
+                     f" | {count('ends_on_tonic')} | {count('melody_unchanged')} | "
+                     f"{count('one_chord_throughout')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-chords", type=int, default=EvalConfig.min_chords,

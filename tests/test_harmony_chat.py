@@ -229,3 +229,14 @@ def test_converse_refuses_a_broken_tune(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("tunesmith converse: the given tune has problems")
+
+
+def test_eval_section_checks_composed_tunes():
+    from finetune.harmony_eval import benchmark_section
+
+    composed = {"default": [sessions.current_abc(chat(bare("nottingham_reel.abc"), "add chords")[0]),
+                            bare("ryans_ypsilanti_hornpipe.abc")]}
+    section = benchmark_section(composed)
+    assert section.startswith("## Harmony and accompaniment")
+    assert "| root agreement, harmoniser |" in section
+    assert "| default | 2 | 1/2 | 2/2 | 2/2 | 2/2 | 0/2 |" in section

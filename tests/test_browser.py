@@ -194,3 +194,17 @@ def test_a_phone_width_window_stacks_the_columns(context, server):
     assert score["y"] >= chat["y"] + chat["height"] - 1
     assert chat["width"] <= 390 and score["width"] <= 390
     assert page.evaluate("document.documentElement.scrollWidth") <= 392
+
+
+def test_chords_show_above_the_melody_and_the_words_stay(context, server):
+    page = open_app(context, server)
+    send(page, SONG)
+    page.wait_for_selector("#ts-sheet svg g.syl", timeout=WAIT_MS)
+    send(page, "add chords")
+    wait_for_editor(page, '"F"')
+    page.wait_for_selector("#ts-sheet svg g.harm", timeout=WAIT_MS)
+    names = [n.strip() for n in page.locator("#ts-sheet svg g.harm").all_text_contents()]
+    assert names[0] == "F" and len(names) >= 3 and all(n[0] in "ABCDEFG" for n in names)
+    syllables = page.locator("#ts-sheet svg g.syl").all_text_contents()
+    assert [s.strip() for s in syllables[:4]] == ["The", "moon", "is", "ri"]
+    assert "I added chords" in page.inner_text("#ts-chat")

@@ -35,7 +35,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Sequence
 
@@ -57,6 +57,16 @@ __all__ = [
     "rewrite_lines", "rhyme_rate", "set_words", "stress_on_strong_beats", "syllable_fit",
     "syllable_range", "write_lyrics",
 ]
+
+#: Words of old verse that a song written today does not use (the verse corpus the model learnt
+#: lyrics from is public-domain poetry, full of them).
+OLD_WORDS = frozenset(
+    "thee thou thy thine doth dost hath hast shalt wilt o'er 'tis 'twas 'twere e'er ne'er ere "
+    "ye oft 'neath twixt betwixt whither hither thither yon yonder wherefore methinks mayhap "
+    "perchance forsooth lo nay yea whilst unto".split())
+#: A theme that asks for old diction.
+_OLD_STYLE = re.compile(r"\b(?:old[- ]fashioned|archaic|olden|olde|medieval|biblical|hymn|psalm|"
+                        r"shakespear\w*|elizabethan)\b", re.IGNORECASE)
 
 # Syllables that carry no meaning; a line made mostly of them is filler.
 _VOCABLES = frozenset("la la-la na oh ooh ah aah hey yeah mm hmm doo da dee di lo fa tra".split())
@@ -110,6 +120,10 @@ class LyricsConfig:
         default=24, metadata={"help": "new tokens allowed per requested line (a line is ~10)"}
     )
     fit: FitConfig = field(default_factory=FitConfig, metadata={"help": "syllable placement"})
+    old_words: bool = field(
+        default=False,
+        metadata={"help": "allow old-fashioned words (thee, thou, doth, o'er, 'tis); on when the "
+                  "theme asks for them (old-fashioned, archaic, hymn, ballad of old)"})
 
     def __post_init__(self) -> None:
         if not self.rhyme_scheme.isalpha():
@@ -190,7 +204,8 @@ def check_line(
 
     Problems: not plain words (digits, ABC, symbols); too many or too few syllables (at most one
     per note, at least ``notes`` less the allowed melismas); filler (mostly "la la", or one word
-    over and over); the same as a line already taken; not rhyming with ``partner``.
+    over and over); old-fashioned words (:data:`OLD_WORDS`, unless ``config.old_words``); the
+    same as a line already taken; not rhyming with ``partner``.
 
     >>> check_line("The moon is riding high", 6).ok
     True
@@ -198,6 +213,10 @@ def check_line(
     ('filler: la la la la la la', "does not rhyme with 'sky'")
     >>> check_line("|: C D E F :|", 6).problems
     ('not plain words',)
+    >>> check_line("I sing to thee o'er the sea", 7).problems
+    ("old-fashioned words: thee, o'er",)
+    >>> check_line("I sing to thee o'er the sea", 7, LyricsConfig(old_words=True)).ok
+    True
     """
     problems: list[str] = []
     if not _PLAIN_WORDS.match(text):
@@ -219,6 +238,9 @@ def check_line(
         repetitive = len(cores) >= 4 and len(set(cores)) * 2 < len(cores)
         if vocables * 2 > len(cores) or most >= 3 or repetitive:
             problems.append(f"filler: {text}")
+    old = [c for c in cores if c.replace("\u2019", "'") in OLD_WORDS]
+    if old and not config.old_words:
+        problems.append(f"old-fashioned words: {', '.join(dict.fromkeys(old))}")
     if _normal(text) in {_normal(t) for t in taken}:
         problems.append(f"repeats the line {text!r}")
     if partner is not None and not rhymes(last_word(text), last_word(partner)):
@@ -539,6 +561,8 @@ def _compose(
     """Write one verse of lyrics (``verse`` 1 replaces all lyrics; above 1 adds a verse)."""
     if not theme_words(theme):
         raise InputError(f"no theme to write about in {theme!r}")
+    if _OLD_STYLE.search(theme):
+        config = replace(config, old_words=True)
     lines = note_slots(abc)
     if not lines:
         raise AbcError("the tune has no notes to set words to")

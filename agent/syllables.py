@@ -486,17 +486,38 @@ def rhyme_key(word: str) -> frozenset[str]:
 
 def rhymes(a: str, b: str) -> bool:
     """Whether two words rhyme: the same sound from the last stressed vowel on, and not the same
-    word. When only one is in CMUdict both are compared by spelling.
+    word, nor the same sound before it ("day" and "today", "see" and "sea": an identical rhyme
+    sings as the word rhymed with itself). When only one is in CMUdict both are compared by
+    spelling.
 
     >>> rhymes("light", "night"), rhymes("sky", "lullaby"), rhymes("love", "move")
     (True, True, False)
+    >>> rhymes("day", "today"), rhymes("sea", "see"), rhymes("Home", "home!")
+    (False, False, False)
     """
     wa, wb = core_of(a).lower(), core_of(b).lower()
     if not wa or not wb or wa == wb:
         return False
     ka, kb = rhyme_key(wa), rhyme_key(wb)
     if ka & kb:
-        return True
+        return not (_onsets(wa) & _onsets(wb))
+    return _spelled_match(wa, wb, ka, kb)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _onsets(word: str) -> frozenset[str]:
+    """The sound just before a word's rhyming part, one per CMUdict pronunciation ("" when the
+    rhyme starts the word): two words that rhyme and share it are an identical rhyme."""
+    import pronouncing
+
+    out = set()
+    for phones in pronouncing.phones_for_word(word.replace("\u2019", "'")):
+        before = phones[:len(phones) - len(pronouncing.rhyming_part(phones))].split()
+        out.add(re.sub(r"\d", "", before[-1]) if before else "")
+    return frozenset(out)
+
+
+def _spelled_match(wa: str, wb: str, ka: frozenset[str], kb: frozenset[str]) -> bool:
     a_known = any(k.startswith("cmu:") for k in ka)
     b_known = any(k.startswith("cmu:") for k in kb)
     if a_known != b_known:

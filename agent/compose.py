@@ -144,6 +144,12 @@ class ComposeConfig:
                   "what its style usually holds (agent.styles.usual_short_notes) is kept with its "
                   "chance times exp(-rhythm_prior x the short notes over that share), so it is "
                   "resampled more often (with bar_retries); 0: no prior"})
+    short_notes: float | None = field(
+        default=None,
+        metadata={"help": "the share of notes shorter than L: the rhythm prior allows, in place "
+                  "of the style's usual share (a mood's plan: a sad waltz has fewer running "
+                  "notes, agent.mood.compose_plan); None: the style's; also used when bars are "
+                  "rewritten"})
     subdivision: int = field(
         default=2, metadata={"help": "shortest note as a fraction of L: (2: sixteenths)"})
     allow_pickup: bool = field(
@@ -610,6 +616,8 @@ def compose_tune(
         report("compose", bars, header + text)
 
     short_notes = _usual_short_notes(header, config)
+    if config.short_notes is not None and config.rhythm_prior:
+        short_notes = config.short_notes
     stats, attempts = DecodeStats(), 0
     while True:  # a decode that runs out of tokens is sampled again, while attempts are left
         attempts += 1
@@ -811,7 +819,8 @@ def _regenerate(
     state = start_state(spec, leading=(lead + opens,))
     budget = config.token_budget(last - first + 1)
     progress = None if on_bar is None else (lambda bars, text: on_bar(bars, prefill + text))
-    decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=progress)
+    decoded = decode_body(loaded, prompt, state, config, generator, budget=budget, on_bar=progress,
+                          short_notes=config.short_notes if config.rhythm_prior else None)
     if not decoded.complete:
         return abc, decoded.stats, False
     new_body = body[:cut] + decoded.text + body[bars[last - 1].end:]

@@ -44,7 +44,7 @@ from fractions import Fraction
 from agent.abc_text import Kind, Token, TuneText, parse_tune, tokenize_body
 from agent.errors import AbcError, InputError
 from agent.styles import BY_NAME as STYLES
-from agent.styles import Style, beat_unit, style_for, usual_short_notes
+from agent.styles import Style, beat_unit, style_for, usual_bpm, usual_short_notes
 
 # --------------------------------------------------------------------------------------------
 # Constants
@@ -488,10 +488,13 @@ def _beat_counts(meter: str) -> tuple[Fraction, int]:
 
 def _style_bpm(style: Style | None, meter: str, config: MoodConfig) -> float:
     """A style's usual speed in the meter's beats (what ``agent.styles.usual_tempo`` writes)."""
-    unit, per = _beat_counts(meter)
+    unit, _ = _beat_counts(meter)
     if style is None:
         return float(config.default_bpm * Fraction(1, 4) / unit)
-    return float(style.bpm * per)
+    try:
+        return float(usual_bpm(style, meter))
+    except ValueError:
+        return float(style.bpm)
 
 
 def _metronome(bpm: float) -> int:
@@ -890,7 +893,7 @@ def _tempo_target(cues: Cues, row: Mood, k: float, comparative: bool,
 
 
 def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = False,
-              config: MoodConfig = DEFAULT_MOOD_CONFIG) -> MoodEdit:
+              config: MoodConfig = DEFAULT_MOOD_CONFIG, mode_named: bool = False) -> MoodEdit:
     """Move a tune toward a mood by exact edits, and say what still needs the notes rewritten.
 
     Tempo (:func:`agent.edits.set_tempo`), dynamics (:func:`set_dynamics`), register by whole
@@ -901,6 +904,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     ("make it sad") moves each cue to the mood's level unless the tune is already past it.
     Words, chord symbols and every other byte stay as they were. The share of running notes
     cannot change without new notes: it is reported in ``pending`` with the target share.
+    ``mode_named``: the person chose the mode in the same message, so the mode is not a cue.
 
     >>> tune = "X:1\\nT:Air\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=120\\nK:G\\n\\"G\\"B2 A/B/c/B/ A2|\\"D\\"G6|]\\nw:la la la la\\n"
     >>> result = mood_edit(tune, find_mood("make it sadder"))
@@ -973,7 +977,8 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
             kept.append(f"an octave {'up' if octaves > 0 else 'down'} would leave {name}")
 
     wanted_mode = row.mode if k > 0 else _opposite_mode(row.mode)
-    if wanted_mode and before.mode and (wanted_mode in MINOR_FAMILY) != before.minor:
+    if wanted_mode and before.mode and (wanted_mode in MINOR_FAMILY) != before.minor and (
+            not mode_named):
         if allow_mode_change:
             text = change_mode(text, ChangeMode(wanted_mode, "parallel")).abc
             changes.append(CueChange("mode", before.mode, wanted_mode,
@@ -1040,14 +1045,42 @@ def _edit_reply(edit: MoodEdit) -> str:
 def _usual_quarter_bpm(style: Style | None, meter: str, config: MoodConfig) -> float:
     if style is None:
         return float(config.default_bpm)
-    unit, per = _beat_counts(meter)
-    return float(style.bpm * per * unit * 4)
+    unit, _ = _beat_counts(meter)
+    return float(_style_bpm(style, meter, config) * unit * 4)
 
 
 # Mean MIDI pitch of the melody in held-out tunes (finetune/splits/test.jsonl, 406 tunes;
 # ``python -m finetune.mood_eval --medians``): the middle of where a folk melody sits. Below
 # it a tune sounds low, above it high.
 HELD_OUT_MEAN_PITCH = 70.2
+#: The same by style (styles with at least 12 held-out tunes; the rest use the overall one).
+HELD_OUT_MEAN_PITCH_BY_STYLE = {
+    "song": 69.31, "ballad": 69.08, "reel": 72.26, "jig": 71.86, "polka": 70.31,
+    "waltz": 70.66, "hornpipe": 72.34, "air": 70.85, "hymn": 67.84,
+}
+
+
+def register_target(mean_pitch: float, register: int, style: str | None,
+                    lowest: int, highest: int, low_note: int, high_note: int) -> int:
+    """Semitones (a whole number of octaves, or 0) to move a new tune so its mean pitch lies on
+    the side of its style's held-out median a mood's ``register`` asks for, keeping its notes
+    (``low_note``..``high_note``) within ``lowest``..``highest``.
+
+    >>> register_target(72.0, -6, "waltz", 55, 96, 68, 79)  # a sad waltz sitting high
+    -12
+    >>> register_target(66.0, -6, "waltz", 55, 96, 58, 74)  # already low
+    0
+    >>> register_target(72.0, -6, "waltz", 60, 96, 68, 79)  # an octave down leaves the range
+    0
+    """
+    median = HELD_OUT_MEAN_PITCH_BY_STYLE.get(style or "", HELD_OUT_MEAN_PITCH)
+    way = (register > 0) - (register < 0)
+    if not way or (mean_pitch - median) * way > 0:
+        return 0
+    shift = 12 * way
+    if lowest <= low_note + shift and high_note + shift <= highest:
+        return shift
+    return 0
 
 
 def tune_cue_directions(cues: Cues, config: MoodConfig = DEFAULT_MOOD_CONFIG,

@@ -29,7 +29,9 @@ class Style:
 
     name: str
     meters: tuple[str, ...]
-    bpm: int  # usual speed in beats per minute, the beat being the meter's natural beat
+    #: usual speed: quarter notes a minute in simple meters, dotted quarters in compound ones
+    #: (a reel's 208 is 104 half notes in cut time); usual_bpm counts it in a meter's beat
+    bpm: int
     keywords: tuple[str, ...]  # words in an R: field or a title that name the style
     feel: tuple[str, ...]  # how a person might describe its character
     #: most notes shorter than the unit length (L:1/8: sixteenths) a tune of the style has,
@@ -156,13 +158,32 @@ def beat_unit(meter: str) -> Fraction:
     return Fraction(1, bottom)
 
 
-def usual_tempo(style: Style | None, meter: str) -> str:
-    """A ``Q:`` value for a tune of this style and meter when the tune gives none."""
-    bpm = style.bpm if style else 100
+def usual_bpm(style: Style | None, meter: str) -> int:
+    """A style's usual speed counted in the beat of ``meter`` (:func:`beat_unit`): the table's
+    quarter notes (dotted quarters in compound meters) become half notes in cut time and
+    eighths in 3/8. Without a style, 100 quarter notes a minute.
+
+    >>> reel = BY_NAME["reel"]
+    >>> usual_bpm(reel, "4/4"), usual_bpm(reel, "2/2"), usual_bpm(BY_NAME["waltz"], "3/8")
+    (208, 104, 240)
+    >>> usual_bpm(reel, "free")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a meter: 'free'
+    """
     unit = beat_unit(meter)
-    if unit == Fraction(1, 8):  # 3/8 and the like count eighths, twice as many per minute
-        bpm *= 2
-    return f"{unit.numerator}/{unit.denominator}={bpm}"
+    counted = Fraction(3, 8) if unit.numerator == 3 else Fraction(1, 4)
+    return int(round((style.bpm if style else 100) * counted / unit))
+
+
+def usual_tempo(style: Style | None, meter: str) -> str:
+    """A ``Q:`` value for a tune of this style and meter when the tune gives none.
+
+    >>> usual_tempo(BY_NAME["reel"], "C|"), usual_tempo(BY_NAME["hornpipe"], "4/4")
+    ('1/2=104', '1/4=168')
+    """
+    unit = beat_unit(meter)
+    return f"{unit.numerator}/{unit.denominator}={usual_bpm(style, meter)}"
 
 
 def tempo_words(bpm_quarter: float) -> str:

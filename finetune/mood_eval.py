@@ -13,11 +13,15 @@ Three parts, all measured with :func:`agent.mood.measure_cues` (text only, no mu
   and jig) and ten mood edits of held-out tunes, each with the cue directions it expects.
 
 :func:`main` runs the edits (exact edits need no model) with the renders the app makes first
-(ABC, MIDI, MusicXML, SVG) and prints a Markdown table; composing with a mood needs the model
-and is judged by :func:`judge_composed` once the composer follows :func:`agent.mood.compose_plan`.
+(ABC, MIDI, MusicXML, SVG) and prints a Markdown table; with ``--compose N`` it also composes N
+of the mood prompts (spread over moods and styles) through the chat's own path
+(:func:`agent.conversation.take_turn`, which follows :func:`agent.mood.compose_plan`) and judges
+them with :func:`judge_composed`. ``tunesmith eval --mood-prompts N`` adds the same as the
+report's Mood section (:func:`benchmark_section`).
 
-    .venv/bin/python -m finetune.mood_eval            # the edits table
-    .venv/bin/python -m finetune.mood_eval --medians  # the held-out medians by style
+    .venv/bin/python -m finetune.mood_eval              # the edits table
+    .venv/bin/python -m finetune.mood_eval --medians    # the held-out medians by style
+    .venv/bin/python -m finetune.mood_eval --compose 8  # and 8 composed mood prompts
 
 >>> judge_edit("X:1\\nM:3/4\\nL:1/8\\nQ:1/4=120\\nK:G\\nB2 A2 G2|\\n",
 ...            "X:1\\nM:3/4\\nL:1/8\\nQ:1/4=88\\nK:G\\n!p!B2 A2 G2|\\n", "sad").passed
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -39,6 +44,9 @@ from agent.mood import (
     DYNAMICS, MINOR_FAMILY, Cues, MoodRequest, compose_plan, cue_directions, find_mood,
     measure_cues, mood_edit,
 )
+
+from agent.styles import BY_NAME as STYLES
+from agent.styles import usual_tempo
 
 SUITE = Path(__file__).parent / "suite" / "moods.jsonl"
 #: The cues judged against the held-out medians.
@@ -72,6 +80,28 @@ def _cue_values(cues: Cues) -> dict[str, float]:
             "density": cues.notes_per_beat}
 
 
+def _with_usual_tempo(row: dict) -> str:
+    """A held-out tune whose ``Q:`` the data builder took from its style's usual speed
+    (``attributes.tempo_from == "style"``) with that speed as :func:`agent.styles.usual_tempo`
+    gives it now: the split was built when a reel in cut time got ``Q:1/2=208``.
+
+    >>> row = {"abc": "X:1\\nR:reel\\nM:2/2\\nL:1/8\\nQ:1/2=208\\nK:D\\nABcd|\\n",
+    ...        "attributes": {"style": "reel", "tempo_from": "style"}}
+    >>> _with_usual_tempo(row).splitlines()[4]
+    'Q:1/2=104'
+    """
+    attributes = row.get("attributes") or {}
+    if attributes.get("tempo_from") != "style":
+        return row["abc"]
+    cues = measure_cues(row["abc"])
+    style = STYLES.get(attributes.get("style") or "")
+    try:
+        tempo = usual_tempo(style, cues.meter)
+    except ValueError:
+        return row["abc"]
+    return re.sub(r"(?m)^Q:.*$", lambda _: f"Q:{tempo}", row["abc"], count=1)
+
+
 def style_medians(tunes: list[dict] | None = None) -> dict[str, dict[str, float]]:
     """Per style (and ``"all"``), the median of each cue over the held-out tunes, with
     ``count``. ``tunes`` are rows of the test split (``abc`` and ``attributes.style``).
@@ -93,7 +123,7 @@ def style_medians(tunes: list[dict] | None = None) -> dict[str, dict[str, float]
         raise ValueError("no held-out tunes to take medians of")
     groups: dict[str, list[dict[str, float]]] = {}
     for row in tunes:
-        values = _cue_values(measure_cues(row["abc"]))
+        values = _cue_values(measure_cues(_with_usual_tempo(row)))
         groups.setdefault(row["attributes"].get("style") or "none", []).append(values)
         groups.setdefault("all", []).append(values)
     return {style: {**{cue: round(statistics.median(v[cue] for v in values), 2)
@@ -286,6 +316,142 @@ def edits_table(rows: list[EditRow]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ComposeRow:
+    """One mood prompt composed through the conversation and judged against its style's
+    held-out medians."""
+
+    id: str
+    prompt: str
+    mood: str
+    style: str
+    tempo: str
+    values: dict[str, float]
+    medians: dict[str, float]
+    cues: dict[str, bool | None]
+    mode: str | None
+    mode_ok: bool | None
+    passed: bool
+    seconds: float
+    abc: str
+
+
+def pick(items: list[dict], limit: int | None) -> list[dict]:
+    """``limit`` items spread evenly over the list (every mood and style get their turn).
+
+    >>> [item["id"] for item in pick([{"id": n} for n in range(6)], 3)]
+    [0, 2, 4]
+    >>> pick([{"id": 1}], -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: limit must be positive or None, not -1
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be positive or None, not {limit}")
+    if limit is None or limit >= len(items):
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+def run_compose(composer: object, agent_config: object, limit: int | None = None,
+                config: MoodEvalConfig = MoodEvalConfig()) -> list[ComposeRow]:
+    """Compose the suite's mood prompts (``limit`` of them, spread evenly) through
+    :func:`agent.conversation.take_turn`, the app's own path, each from an empty session with
+    the seed of ``agent_config``, and judge each against its style's held-out medians."""
+    from agent.conversation import take_turn
+    from agent.session import Session, current_abc
+    from agent.understand import understand
+    from finetune.data import load_test_split
+
+    medians = style_medians(load_test_split(config.split))
+    items = pick([item for item in load_suite(config.suite) if item["kind"] == "compose"], limit)
+    rows = []
+    for item in items:
+        started = time.perf_counter()
+        turn = take_turn(Session(), item["prompt"], composer, agent_config)
+        seconds = time.perf_counter() - started
+        abc = current_abc(turn.session)
+        if not turn.changed or abc is None:
+            rows.append(ComposeRow(item["id"], item["prompt"], item["mood"], item["style"], "",
+                                   {}, {}, {}, None, None, False, seconds, turn.reply))
+            continue
+        attrs = understand(item["prompt"], has_score=False).attributes
+        mode_named = attrs.mode is not None and "mode" not in attrs.inferred
+        request = find_mood(item["prompt"])
+        judged = judge_composed(abc, request, item["style"], medians, mode_named)
+        cues = measure_cues(abc)
+        rows.append(ComposeRow(item["id"], item["prompt"], request.mood, item["style"],
+                               f"{cues.beat}={cues.bpm:g}", judged.values, judged.medians,
+                               judged.cues, cues.mode, judged.mode_ok, judged.passed, seconds,
+                               abc))
+    return rows
+
+
+def compose_table(rows: list[ComposeRow]) -> str:
+    """A Markdown table of the composed mood prompts and the pass rate of each cue."""
+    mark = {True: "yes", False: "no", None: "-"}
+    lines = ["| id | prompt | Q: | tempo (median) | mean pitch (median) | notes a beat (median) | "
+             "mode | on the asked side (tempo, register, density, mode) | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r.values:
+            lines.append(f"| {r.id} | {r.prompt} | - | - | - | - | - | not composed: "
+                         f"{r.abc[:60]} | {r.seconds:.0f} |")
+            continue
+        sides = ", ".join(mark[r.cues.get(c)] for c in MEDIAN_CUES) + ", " + mark[r.mode_ok]
+        lines.append(
+            f"| {r.id} | {r.prompt} | {r.tempo} | {r.values['tempo']:g} ({r.medians['tempo']:g}) | "
+            f"{r.values['register']:g} ({r.medians['register']:g}) | {r.values['density']:g} "
+            f"({r.medians['density']:g}) | {r.mode} | {sides} | {r.seconds:.0f} |")
+    lines.append("")
+    rates = []
+    for cue in (*MEDIAN_CUES, "mode"):
+        judged = [(r.mode_ok if cue == "mode" else r.cues.get(cue)) for r in rows]
+        asked = [ok for ok in judged if ok is not None]
+        if asked:
+            rates.append(f"{cue} {sum(asked)}/{len(asked)} ({100 * sum(asked) / len(asked):.0f} %)")
+    passed = sum(r.passed for r in rows)
+    lines.append(f"On the asked side of the style's held-out median: {', '.join(rates)}; every "
+                 f"cue: {passed}/{len(rows)} prompts. Median {statistics.median(r.seconds for r in rows):.0f} s "
+                 "a tune." if rows else "No prompts composed.")
+    return "\n".join(lines)
+
+
+def _split(config: MoodEvalConfig) -> list[dict]:
+    from finetune.data import load_test_split
+
+    return load_test_split(config.split)
+
+
+def mood_section(composer: object | None, agent_config: object | None, limit: int | None,
+                 config: MoodEvalConfig = MoodEvalConfig()) -> str:
+    """The "Mood" section of the benchmark report: the held-out medians, the mood edits and,
+    with a composer, ``limit`` composed mood prompts (None: all)."""
+    parts = ["## Mood", "", "Held-out medians by style (finetune/splits/test.jsonl):", "",
+             medians_table(style_medians(_split(config))), "",
+             "Mood edits (exact; with the app's renders):",
+             "", edits_table(run_edits(config))]
+    if composer is not None:
+        parts += ["", "Composed with a mood (the chat's path):", "",
+                  compose_table(run_compose(composer, agent_config, limit, config))]
+    return "\n".join(parts)
+
+
+def benchmark_section(limit: int, adapter: str | None, threads: int, split: str | Path | None,
+                      loader: object | None = None) -> str:
+    """The Mood section of ``tunesmith eval``: the mood edits always; ``limit`` composed mood
+    prompts (0: none, -1: all) with the model ``adapter`` (None: the shipped one; ``loader``
+    replaces the model loader in tests), one seed (0)."""
+    config = MoodEvalConfig(split=Path(split) if split else None, repeat=1)
+    composer = agent_config = None
+    if limit:
+        from agent.conversation import AgentConfig, Composer
+
+        agent_config = AgentConfig(seed=0, threads=threads, adapter=adapter)
+        composer = Composer(agent_config, loader=loader)
+    return mood_section(composer, agent_config, None if limit < 0 else limit, config)
+
+
 def medians_table(medians: dict[str, dict[str, float]]) -> str:
     """The held-out medians as a Markdown table, largest styles first."""
     lines = ["| style | tunes | tempo (quarters a minute) | mean pitch (MIDI) | notes per beat |",
@@ -303,18 +469,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", type=Path, default=SUITE, help="the mood prompts (JSONL)")
     parser.add_argument("--medians", action="store_true", help="print the held-out medians")
     parser.add_argument("--repeat", type=int, default=3, help="timings per edit (median)")
+    parser.add_argument("--compose", type=int, default=0, help="compose this many of the mood "
+                        "prompts (spread over moods and styles) with the model; 0: none, -1: all")
+    parser.add_argument("--seed", type=int, default=0, help="seed of each composed prompt")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     args = parser.parse_args(argv)
     if args.medians:
         print(medians_table(style_medians()))
         return 0
-    rows = run_edits(MoodEvalConfig(suite=args.suite, repeat=args.repeat))
+    config = MoodEvalConfig(suite=args.suite, repeat=args.repeat)
+    rows = run_edits(config)
     print(edits_table(rows))
-    compose = [item for item in load_suite(args.suite) if item["kind"] == "compose"]
-    moods = sorted({item["mood"] for item in compose})
-    styles = sorted({item["style"] for item in compose})
-    print(f"\n{len(compose)} compose prompts ({len(moods)} moods x {', '.join(styles)}) wait for "
-          "the composer to follow agent.mood.compose_plan; judge_composed judges them.")
-    return 0 if all(r.passed for r in rows) else 1
+    passed = all(r.passed for r in rows)
+    if args.compose:
+        from agent.conversation import AgentConfig, Composer
+
+        agent_config = AgentConfig(seed=args.seed, threads=args.threads)
+        composed = run_compose(Composer(agent_config), agent_config,
+                               None if args.compose < 0 else args.compose, config)
+        print("\n" + compose_table(composed))
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -23,14 +23,15 @@ from agent.mood import (
     find_mood, measure_cues, mood_edit, set_dynamics,
 )
 from agent.render import to_midi, to_musicxml
-from agent.understand import INSTRUMENTS, MOOD_COMPARATIVES
-from agent.understand import MOODS as UNDERSTOOD_MOODS
+from agent.understand import understand
+from agent.vocabulary import INSTRUMENTS, TEMPO_WORDS
 from finetune.data import load_test_split
 from finetune.mood_eval import judge_composed, judge_edit, load_suite, style_medians
 
 LOCAL = sorted((Path(__file__).parent / "data" / "abc").glob("*.abc"))
 WALTZ = "essenFolksong/lux.abc#393"  # a held-out waltz in G, 16 bars
 REEL = "oneills1850/1276-1375.abc#1332"  # a held-out reel in A dorian
+BUSY = "airdsAirs/book2.abc#325"  # a held-out waltz in G, two thirds of it in sixteenths
 
 # (phrase, mood, intensity, comparative, directions the phrase must give)
 PHRASINGS = [
@@ -99,10 +100,19 @@ def test_messages_without_a_mood_give_none(phrase):
     assert find_mood(phrase) is None
 
 
-def test_every_mood_word_the_understanding_knows_is_in_the_table():
-    for word in list(UNDERSTOOD_MOODS) + list(MOOD_COMPARATIVES):
-        request = find_mood(f"make it {word}")
-        assert request is not None and request.mood in MOOD_NAMES, word
+def test_the_understanding_reads_every_word_of_the_table():
+    for row in MOODS:
+        for word in row.words:
+            attrs = understand(f"write a {word} waltz", has_score=False).attributes
+            if word in TEMPO_WORDS:  # "a lively waltz" asks for a speed
+                assert attrs.mood is None and attrs.tempo_word == word
+                continue
+            assert find_mood(attrs.mood).mood == row.name, word
+            assert attrs.mode == (row.mode or None), word
+        for word in row.comparatives:
+            request = understand(f"make it {word}", has_score=True)
+            assert request.intent == "mood_edit", word
+            assert request.mood_change.mood == row.name, word
 
 
 def test_each_mood_names_an_instrument_people_can_ask_for():
@@ -270,7 +280,12 @@ def test_the_mode_changes_only_when_allowed(held_out):
 
 
 def test_happier_adds_staccato_and_calmer_takes_it_off(held_out):
-    tune = _with_chords_and_words(held_out[REEL])
+    # the split's reels without a tempo of their own were given Q:1/2=208 (416 quarter notes a
+    # minute) when a reel's usual speed was read as half notes in cut time
+    assert "Q:1/2=208" in held_out[REEL]
+    too_fast = mood_edit(held_out[REEL], find_mood("make it happier"))
+    assert "already as fast as a reel goes" in too_fast.reply
+    tune = _with_chords_and_words(held_out[REEL].replace("Q:1/2=208", "Q:1/2=104"))
     happier = mood_edit(tune, find_mood("make it happier"))
     assert happier.after.staccato > 0 and happier.after.quarter_bpm > happier.before.quarter_bpm
     pitches = lambda abc: [t.pitches for t in tokenize_body(parse_tune(abc).body, parse_tune(abc))
@@ -353,3 +368,128 @@ def test_held_out_medians_and_the_compose_judge():
     sad = [judge_composed(mood_edit(r["abc"], find_mood("very sad")).abc, "sad", "waltz", medians)
            for r in rows]
     assert statistics.fmean(j.cues["tempo"] for j in sad) == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Through the conversation
+
+
+def _tiny_composer():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ui_helpers import TEST_CONFIG, tiny_composer
+
+    return tiny_composer(), TEST_CONFIG
+
+
+def _turn(abc: str | None, message: str, composer=None, config=None):
+    from agent.conversation import Composer, take_turn
+    from agent.session import Session, add_version
+
+    session = Session() if abc is None else add_version(Session(), abc, "pasted")
+    if composer is None:
+        from agent.conversation import AgentConfig
+
+        composer, config = Composer.unavailable(), AgentConfig()
+    return take_turn(session, message, composer, config)
+
+
+def _current(turn) -> str:
+    from agent.session import current_abc
+
+    return current_abc(turn.session)
+
+
+def test_a_sad_waltz_is_slower_and_lower_than_a_happy_one_with_the_same_seed():
+    from agent.mood import HELD_OUT_MEAN_PITCH_BY_STYLE
+
+    composer, config = _tiny_composer()
+    sad = _turn(None, "a sad waltz", composer, config)
+    happy = _turn(None, "a happy waltz", composer, config)
+    assert sad.changed and happy.changed, (sad.reply, happy.reply)
+    sad_cues, happy_cues = measure_cues(_current(sad)), measure_cues(_current(happy))
+    assert "Q:1/4=88" in _current(sad) and "Q:1/4=138" in _current(happy)
+    assert sad_cues.quarter_bpm < 120 < happy_cues.quarter_bpm  # the waltz's usual 120
+    assert sad_cues.mode == "minor" and happy_cues.mode == "major"
+    assert (sad_cues.dynamics, happy_cues.dynamics) == ("p", "f")
+    assert sad_cues.program == 42 and happy_cues.program == 73  # cello, flute
+    # the plan's register: the sad tune sits under the held-out waltzes' median pitch (moved
+    # an octave down by the plan when the model wrote it higher)
+    assert sad_cues.mean_pitch < HELD_OUT_MEAN_PITCH_BY_STYLE["waltz"], _current(sad)
+    assert compose_plan("sad", "waltz", "3/4").register < compose_plan("happy", "waltz", "3/4").register
+
+
+def test_make_it_sadder_in_the_chat_moves_tempo_and_dynamics_and_keeps_words_and_chords(held_out):
+    tune = _with_chords_and_words(held_out[BUSY])
+    turn = _turn(tune, "make it sadder")
+    after = _current(turn)
+    assert turn.intent == "mood_edit" and turn.changed, turn.reply
+    before_cues, after_cues = measure_cues(tune), measure_cues(after)
+    assert (before_cues.bpm, after_cues.bpm) == (104, 76)  # 0.75 of it, on a metronome mark
+    assert (before_cues.dynamics, after_cues.dynamics) == ("mf", "p")
+    assert _words(after) == _words(tune) and _chords(after) == _chords(tune)
+    assert "slower (104 → 76)" in turn.reply and "softer (mf → p)" in turn.reply
+    assert "would lose the words and the chords" in turn.reply
+    undone = _turn(tune, "make it sadder")  # the same again, then undo gives the tune back
+    from agent.conversation import Composer, AgentConfig, take_turn
+
+    back = take_turn(undone.session, "undo", Composer.unavailable(), AgentConfig())
+    assert _current(back) == tune
+
+
+def test_an_unknown_mood_gets_the_moods_it_knows_and_changes_nothing(held_out):
+    tune = held_out[WALTZ]
+    turn = _turn(tune, "make it funkier")
+    assert not turn.changed and _current(turn) == tune
+    assert '"funkier"' in turn.reply and all(name in turn.reply for name in MOOD_NAMES)
+
+
+def test_why_does_it_sound_sad_is_answered_from_the_cues(held_out):
+    sadder = _current(_turn(held_out[WALTZ], "make it a lot sadder, in minor"))
+    assert measure_cues(sadder).mode == "minor"
+    answer = _turn(sadder, "why does it sound sad?").reply
+    assert answer.startswith("It sounds sad") and "slow for a waltz" in answer
+
+
+def test_the_busy_bars_of_a_tune_without_words_are_rewritten_sparser(held_out):
+    from agent.mood_turn import busy_bars
+
+    composer, config = _tiny_composer()
+    tune = held_out[BUSY]
+    turn = _turn(tune, "make it sadder", composer, config)
+    after = _current(turn)
+    assert turn.changed and "I rewrote bar" in turn.reply, turn.reply
+    rewritten = turn.details["rewritten_bars"]
+    assert rewritten and rewritten == busy_bars(tune, 0.135)  # a waltz's 0.27 halved
+    assert measure_cues(after).bpm < measure_cues(tune).bpm
+    # the bars not rewritten keep their notes
+    before_bars = [b.text_in(parse_tune(tune).body) for b in _bars(tune)]
+    after_bars = [b.text_in(parse_tune(after).body) for b in _bars(after)]
+    kept = [i for i in range(len(before_bars))
+            if not any(a <= i + 1 <= b for a, b in rewritten)]
+    assert kept and all(_pitches_of(after_bars[i]) == _pitches_of(before_bars[i]) for i in kept)
+
+
+def _bars(abc: str):
+    from agent.abc_text import split_bars
+
+    tune = parse_tune(abc)
+    return split_bars(tokenize_body(tune.body, tune), tune)
+
+
+def _pitches_of(text: str) -> list[str]:
+    """Note letters and octave marks of a bar, without accidentals moved by an octave shift."""
+    return re.findall(r"[A-Ga-g][,']*", re.sub(r'"[^"]*"|![^!]*!', "", text))
+
+
+def test_a_reel_in_cut_time_counts_half_notes():
+    from agent.conversation import header_for
+    from agent.styles import BY_NAME, usual_tempo
+    from agent.understand import resolve
+
+    attrs = resolve(understand("a reel in cut time", has_score=False).attributes)
+    assert "Q:1/2=104" in header_for(attrs)  # 208 quarter notes a minute, not 416
+    assert resolve(understand("a reel", has_score=False).attributes).tempo_bpm == 208  # 4/4
+    assert usual_tempo(BY_NAME["hornpipe"], "C|") == "1/2=84"
+    assert compose_plan("sad", "reel", "2/2").bpm < 104 < compose_plan("happy", "reel", "2/2").bpm

@@ -1,0 +1,231 @@
+"""Moods in the conversation: a new tune written to a mood's plan, and a tune moved toward one.
+
+:mod:`agent.mood` holds the mood table, the plan for a new tune and the exact edits; this
+module joins them to a turn. A new tune takes the plan's tempo (unless a speed was said), its
+instrument (unless one was named), its rhythm limit (fewer running notes for a sad tune), and
+after composing its dynamics, articulation and, where the melody sits on the wrong side of its
+style's usual register, a move by an octave. A mood edit ("sadder", "a bit happier") changes
+tempo, dynamics, octave and articulation exactly, and rewrites only the bars with more running
+notes than the mood allows, and only in a tune without words or chord symbols (a rewrite would
+lose them; the reply says so).
+
+>>> from agent.understand import understand, resolve
+>>> asked = understand("a sad waltz", has_score=False).attributes
+>>> attrs, plan = plan_new_tune(asked, resolve(asked))
+>>> attrs.tempo_bpm, attrs.mode, attrs.instrument, plan.dynamics
+(88, 'minor', 'cello', 'p')
+>>> plan_new_tune(asked, None)
+Traceback (most recent call last):
+...
+TypeError: resolved must be Attributes, not NoneType
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+from agent.edits import apply_edits, transpose
+from agent.mood import (DEFAULT_MOOD_CONFIG, SHORT_NOTE, MoodEdit, MoodPlan, MoodRequest,
+                        compose_plan, measure_cues, mood_edit, register_target, set_articulation,
+                        set_dynamics)
+from agent.ops import Attributes, ChangeMode, MoodChange, Request, Transpose
+from agent.understand import mood_request
+from agent.validate import instrument_range
+
+# --------------------------------------------------------------------------------------------
+# A new tune
+
+
+def plan_new_tune(asked: Attributes, resolved: Attributes) -> tuple[Attributes, MoodPlan | None]:
+    """The resolved attributes of a new tune with its mood's plan applied, and the plan (None
+    without a mood): the plan's tempo when no speed was said, its instrument when none was
+    named and the tune has no words (both marked inferred). The mode a mood suggests is already set by the understanding.
+    """
+    if not isinstance(resolved, Attributes):
+        raise TypeError(f"resolved must be Attributes, not {type(resolved).__name__}")
+    request = mood_request(asked)
+    if request is None or request.mood is None:
+        return resolved, None
+    plan = compose_plan(request, resolved.style, resolved.meter or "4/4")
+    filled: dict[str, object] = {}
+    if asked.tempo_bpm is None and asked.tempo_word is None:
+        filled["tempo_bpm"] = plan.bpm
+    if asked.instrument is None and plan.instrument and not (asked.lyrics or asked.lyrics_text):
+        filled.update(instrument=plan.instrument, program=plan.program)
+    inferred = resolved.inferred + tuple(k for k in filled if k not in resolved.inferred)
+    return replace(resolved, **filled, inferred=inferred), plan
+
+
+def finish_new_tune(abc: str, plan: MoodPlan | None) -> tuple[str, str]:
+    """A composed tune with its mood's dynamics and articulation marked and, when its melody
+    sits on the wrong side of its style's usual register, moved by an octave (when its notes
+    stay in the instrument's range). Returns the tune and a sentence for the reply.
+
+    >>> tune = "X:1\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=88\\nK:Dm\\nd2 f2 a2|d6|]\\n"
+    >>> print(finish_new_tune(tune, compose_plan("sad", "waltz", "3/4"))[0], end="")
+    X:1
+    R:waltz
+    M:3/4
+    L:1/8
+    Q:1/4=88
+    K:Dm
+    !p!D2 F2 A2|D6|]
+    >>> finish_new_tune("X:1\\nK:C\\n", compose_plan("sad", "waltz", "3/4"))
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: the tune has no notes to measure
+    """
+    if plan is None or plan.mood is None:
+        return abc, ""
+    cues = measure_cues(abc)
+    done: list[str] = []
+    limits = instrument_range(cues.program) if cues.program is not None else None
+    lowest, highest = (limits[0], limits[1]) if limits else (DEFAULT_MOOD_CONFIG.lowest,
+                                                             DEFAULT_MOOD_CONFIG.highest)
+    shift = register_target(cues.mean_pitch, plan.register, cues.style, lowest, highest,
+                            cues.lowest, cues.highest)
+    if shift:
+        abc = transpose(abc, Transpose(semitones=shift)).abc
+        done.append(f"an octave {'higher' if shift > 0 else 'lower'}")
+    if plan.dynamics != cues.dynamics:
+        abc = set_dynamics(abc, level=plan.dynamics)
+        done.append(f"marked {plan.dynamics}")
+    if plan.articulation:
+        abc, changed = set_articulation(abc, plan.articulation)
+        if changed and plan.articulation == "staccato":
+            done.append("with staccato on the plain notes")
+    if not done:
+        return abc, ""
+    return abc, f"To sound {plan.mood} it is written " + ", ".join(done) + "."
+
+
+# --------------------------------------------------------------------------------------------
+# A mood edit
+
+
+@dataclass(frozen=True)
+class MoodTurn:
+    """What a mood edit did: the new tune, the reply, the summary for the history and
+    ``details`` (the cues before and after, the rewritten bars, the time taken)."""
+
+    abc: str
+    reply: str
+    summary: str
+    details: dict = field(default_factory=dict)
+
+
+def _short_share(tokens: list[Any]) -> float:
+    timed = [t for t in tokens if t.is_timed and t.duration]
+    return sum(1 for t in timed if t.duration < SHORT_NOTE) / len(timed) if timed else 0.0
+
+
+def busy_bars(abc: str, short_notes: float) -> list[tuple[int, int]]:
+    """Runs of bars (1-based, as :func:`agent.abc_text.split_bars` counts them) whose share of
+    notes shorter than an eighth is over ``short_notes``: the bars a sparser rhythm rewrites.
+
+    >>> busy_bars("X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2 A2 G2|ABcBAG|ABcB A2|G6|]\\n", 0.3)
+    []
+    >>> busy_bars("X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2 A2 G2|A/B/c/B/ A2 G2|A/B/c/B/A/G/ B2|G6|]\\n", 0.3)
+    [(2, 3)]
+    """
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    busy = []
+    for number, bar in enumerate(split_bars(tokens, tune), start=1):
+        inside = [t for t in tokens if bar.start <= t.start < bar.end]
+        if _short_share(inside) > short_notes:
+            busy.append(number)
+    runs: list[tuple[int, int]] = []
+    for number in busy:
+        if runs and runs[-1][1] == number - 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
+
+
+def _keeps_text(abc: str) -> str | None:
+    """What a rewrite of bars would lose: "the words", "the chords" (None: nothing)."""
+    tune = parse_tune(abc)
+    words = any(line.lstrip().startswith("w:") for line in abc.splitlines())
+    chords = any(t.kind is Kind.CHORD_SYMBOL for t in tokenize_body(tune.body, tune))
+    lost = [name for name, present in (("the words", words), ("the chords", chords)) if present]
+    return " and ".join(lost) or None
+
+
+def mood_request_of(change: MoodChange) -> MoodRequest:
+    """The :class:`agent.mood.MoodRequest` a :class:`agent.ops.MoodChange` stands for."""
+    return MoodRequest(change.mood, change.intensity, change.comparative, change.mood)
+
+
+def apply_mood_change(current: str, request: Request,
+                      rewrite: Callable[[str, int, int, float], Any] | None) -> MoodTurn:
+    """Move ``current`` toward ``request.mood_change``: the mode edits said with it first, then
+    the exact mood edits, then, where the mood wants fewer (or more) running notes, a rewrite
+    of the bars past the mood's share by ``rewrite(abc, first, last, short_notes)`` (a function
+    returning an :class:`agent.compose.ComposeResult`; None: no model, so no rewrite). A tune
+    with words or chord symbols is not rewritten; the reply says so.
+
+    >>> from agent.understand import understand
+    >>> tune = "X:1\\nT:Air\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=120\\nK:G\\n\\"G\\"B2 A2 G2|\\"D\\"A6|]\\n"
+    >>> turn = apply_mood_change(tune, understand("make it sadder", has_score=True), None)
+    >>> turn.reply
+    'Sadder: slower (120 → 88), softer (mf → p), down an octave. It stays in G major (say "in minor" to change the mode).'
+    >>> apply_mood_change(tune, understand("transpose it up", has_score=True), None)
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: that message asks for no mood
+    """
+    from agent.errors import InputError
+
+    change = request.mood_change
+    if change is None:
+        raise InputError("that message asks for no mood")
+    text, said = current, ""
+    mode_named = any(isinstance(op, ChangeMode) for op in request.edits)
+    if request.edits:
+        edited = apply_edits(current, request.edits)
+        text, said = edited.abc, edited.summary + " "
+    edit = mood_edit(text, mood_request_of(change), allow_mode_change=False,
+                     mode_named=mode_named)
+    reply, details = edit.reply, {"cues_before": edit.before.__dict__,
+                                  "cues_after": edit.after.__dict__}
+    abc = edit.abc
+    if "density" in edit.pending:
+        abc, note, rewritten = _rewrite_density(abc, edit, rewrite)
+        reply = _without_pending_sentence(reply) + " " + note
+        details["rewritten_bars"] = rewritten
+    moved = ", ".join(c.words for c in edit.changes) or "no cue moved"
+    return MoodTurn(abc, (said + reply).strip(), f"{edit.mood}: {moved}", details)
+
+
+def _without_pending_sentence(reply: str) -> str:
+    return reply.split(" For fewer running notes")[0].split(" For more running notes")[0]
+
+
+def _rewrite_density(abc: str, edit: MoodEdit, rewrite: Callable[[str, int, int, float], Any]
+                     | None) -> tuple[str, str, list[tuple[int, int]]]:
+    """Bars with too many running notes rewritten with the mood's share, where allowed."""
+    fewer = "fewer" if "fewer running notes" in edit.pending_words else "more"
+    lost = _keeps_text(abc)
+    if lost:
+        return abc, (f"I left the rhythm as it is: {fewer} running notes would mean rewriting "
+                     f"bars, and that would lose {lost}."), []
+    if rewrite is None:
+        return abc, f"For {fewer} running notes the bars need rewriting, and no model is loaded.", []
+    runs = busy_bars(abc, edit.short_notes) if fewer == "fewer" else []
+    if not runs:
+        return abc, "", []
+    done = []
+    for first, last in runs:
+        result = rewrite(abc, first, last, edit.short_notes)
+        if result.valid:
+            abc = result.abc
+            done.append((first, last))
+    if not done:
+        return abc, "I could not rewrite the busy bars validly, so the rhythm is as it was.", []
+    shown = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in done)
+    plural = "s" if len(done) > 1 or done[0][0] != done[0][1] else ""
+    return abc, f"I rewrote bar{plural} {shown} with {fewer} running notes; the rest is as it was.", done
+

@@ -186,6 +186,19 @@ def browser_secret(folder: str | Path, name: str = "browser-secret") -> str:
                          "TUNESMITH_DATA to a writable folder") from None
 
 
+def command_line_owner(folder: str | Path) -> str:
+    """The owner key of the command line's songs in the data folder ``folder`` (made once, kept
+    in a 0600 file): ``tunesmith converse`` saves to it and ``--session ID`` resumes from it.
+    The browser's songs have their own keys, so neither lists the other's.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> command_line_owner(folder) == command_line_owner(folder) != browser_secret(folder)
+    True
+    """
+    return browser_secret(folder, "command-line-owner")
+
+
 def owner_hash(owner: str) -> str:
     """What the file keeps of an owner key: its SHA-256 (the key itself never reaches the disk).
 

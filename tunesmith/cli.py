@@ -56,6 +56,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     converse.add_argument("--score", type=Path, default=None,
                           help="ABC file of a tune to start from (the first message works on it)")
     converse.add_argument("--seed", type=int, default=0)
+    converse.add_argument("--session", default=None,
+                          help="resume a saved session (its id, printed by an earlier converse); "
+                               "every run saves to the song store in $TUNESMITH_DATA")
     _add_model_arguments(converse)
 
     render = commands.add_parser("render", help="ABC, MIDI, MusicXML, SVG, PDF and WAV from an ABC file")
@@ -142,9 +145,20 @@ def cmd_converse(args: argparse.Namespace) -> int:
     if not messages:
         raise InputError(f"{args.script} has no messages (one user message per line)")
     score = _read_abc_file(args.score) if args.score else None
-    transcript = run_script(messages, args.out, seed=args.seed, base=args.base, adapter=args.adapter,
-                            score=score)
-    print(json.dumps({"turns": len(transcript), "transcript": str(args.out / "transcript.json")}))
+    from agent.app_state import open_song, save_quietly
+    from agent.session import load as load_session
+    from agent.store import Store, StoreConfig, command_line_owner
+
+    store_config = StoreConfig()
+    with Store.from_config(store_config) as store:
+        owner = command_line_owner(store_config.folder())
+        resume = open_song(store, owner, args.session) if args.session else None
+        transcript = run_script(messages, args.out, seed=args.seed, base=args.base,
+                                adapter=args.adapter, score=score, resume=resume)
+        song, note = save_quietly(store, owner, args.session or "",
+                                  load_session(args.out / "session.json"))
+    print(json.dumps({"turns": len(transcript), "transcript": str(args.out / "transcript.json"),
+                      "session": song, **({"not_saved": note} if note else {})}))
     return 0
 
 

@@ -69,12 +69,14 @@ def start_from(abc: str | None) -> Session:
 
 
 def run_script(messages: list[str], out: Path, *, seed: int = 0, base: str | None = None,
-               adapter: str | None = None, score: str | None = None) -> list[dict]:
+               adapter: str | None = None, score: str | None = None,
+               resume: Session | None = None) -> list[dict]:
     """``tunesmith converse``: each message a turn; files per turn and ``transcript.json``.
-    ``score``: the ABC of a tune to start from (the first message then works on it)."""
+    ``score``: the ABC of a tune to start from (the first message then works on it);
+    ``resume``: a saved session to go on with instead."""
     config = AgentConfig(base=base or "smollm2-135m", adapter=adapter, seed=seed)
     composer = Composer(config)
-    session, transcript = start_from(score), []
+    session, transcript = (resume if resume is not None else start_from(score)), []
     out = Path(out)
     for number, message in enumerate(messages, start=1):
         turn = take_turn(session, message, composer, for_next_turn(config, session))

@@ -364,24 +364,36 @@ def attribute_checks(abc: str, expect: Mapping[str, object]) -> dict[str, bool]:
 
 def lyrics_measures(abc: str, rhyme_scheme: str | None = None) -> dict[str, float | None]:
     """Syllable fit (share of ``w:`` lines that take exactly their notes), rhyme rate (share of
-    the line pairs the scheme asks to rhyme that do) and the share of stressed syllables on
-    strong beats; None where the tune has nothing to measure.
+    the line pairs the scheme asks to rhyme that do), the share of stressed syllables on strong
+    beats, and the prosody measures of :func:`agent.prosody.stress_alignment`: the share of
+    words of two or more syllables whose stressed syllable is on the word's strongest beat
+    (``stress_alignment``), the share of sung syllables on notes shorter than 0.15 s at the
+    tempo (``short_syllables``) and the melody's range in semitones (``song_range``); None where
+    the tune has nothing to measure.
 
     >>> tune = "X:1\\nM:4/4\\nL:1/4\\nK:C\\nC D E F|\\nw:moon in the sky\\nG A B c|\\nw:bright a-bove me\\n"
-    >>> lyrics_measures(tune)  # "moon", "bright", "-bove" on beats 1 and 3; "sky" on beat 4
-    {'syllable_fit': 1.0, 'rhyme_rate': 0.0, 'stress_on_strong': 0.75}
+    >>> lyrics_measures(tune)  # doctest: +NORMALIZE_WHITESPACE
+    {'syllable_fit': 1.0, 'rhyme_rate': 0.0, 'stress_on_strong': 0.75, 'stress_alignment': 1.0,
+     'short_syllables': 0.0, 'song_range': 12}
     >>> lyrics_measures(tune.replace("bright a-bove me", "bright and high"))["syllable_fit"]
     0.5
-    >>> lyrics_measures("X:1\\nK:C\\nCDEF|\\n")
-    {'syllable_fit': None, 'rhyme_rate': None, 'stress_on_strong': None}
+    >>> lyrics_measures("X:1\\nK:C\\nCDEF|\\n")  # doctest: +NORMALIZE_WHITESPACE
+    {'syllable_fit': None, 'rhyme_rate': None, 'stress_on_strong': None, 'stress_alignment': None,
+     'short_syllables': None, 'song_range': None}
     """
     from agent.lyrics import LyricsConfig, rhyme_rate, stress_on_strong_beats, syllable_fit
+    from agent.prosody import stress_alignment
 
     scheme = rhyme_scheme or LyricsConfig().rhyme_scheme
     lines = lyric_lines(abc)
+    report = stress_alignment(abc)
+    sung = report.syllables > 0
     return {"syllable_fit": syllable_fit(abc).rate,
             "rhyme_rate": rhyme_rate(lines, scheme) if lines else None,
-            "stress_on_strong": stress_on_strong_beats(abc)}
+            "stress_on_strong": stress_on_strong_beats(abc),
+            "stress_alignment": report.stress_share,
+            "short_syllables": report.short_syllables / report.syllables if sung else None,
+            "song_range": report.range_semitones if sung else None}
 
 
 # --------------------------------------------------------------------------------------------

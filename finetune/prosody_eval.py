@@ -39,7 +39,8 @@ from agent.prosody import (DEFAULT_QPM, ProsodyConfig, ProsodyReport, SungNote, 
                            stress_alignment)
 
 __all__ = ["REAL_SONGS", "SingableRow", "SongResult", "corpus_song", "measure_abc_folder",
-           "measure_corpus", "measure_singable", "melody_shape", "part_notes", "table_row", "main"]
+           "measure_corpus", "measure_singable", "melody_shape", "part_notes", "real_song_measures",
+           "table_row", "main"]
 
 #: English songs with words in music21's corpus: (corpus path, the part that carries the tune).
 REAL_SONGS: tuple[tuple[str, int], ...] = (
@@ -148,6 +149,33 @@ def measure_abc_folder(folder: str | Path, config: ProsodyConfig = ProsodyConfig
             if report.syllables:
                 results.append(SongResult(f"{path.name}#{number}", report))
     return results
+
+
+#: Real songs with words as ABC (the corpus songs above, written out), for the lyrics table.
+SONGS_DIR = Path(__file__).parents[1] / "tests" / "data" / "songs"
+
+
+def real_song_measures(folder: str | Path = SONGS_DIR) -> dict[str, float | int | None]:
+    """The lyrics table's measures (:func:`finetune.metrics.lyrics_measures`) on real songs with
+    words, each the mean over the songs as for generated ones, and ``measured`` songs: the
+    "real songs" row that the benchmark's lyrics table compares with.
+
+    >>> row = real_song_measures()
+    >>> row["measured"], row["short_syllables"], row["stress_alignment"] >= 0.9
+    (4, 0.0, True)
+    """
+    from finetune.metrics import lyrics_measures
+
+    values: dict[str, list[float]] = {}
+    for path in sorted(Path(folder).glob("*.abc")):
+        for tune in split_tunebook(path.read_text(encoding="utf-8")):
+            for name, value in lyrics_measures(tune).items():
+                if value is not None:
+                    values.setdefault(name, []).append(float(value))
+    row: dict[str, float | int | None] = {
+        name: statistics.fmean(v) if v else None for name, v in values.items()}
+    row["measured"] = max((len(v) for v in values.values()), default=0)
+    return row
 
 
 @dataclass(frozen=True)

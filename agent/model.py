@@ -543,7 +543,7 @@ def _quantization(config: ModelConfig, device: str, dtype: Any) -> str:
         return "int8-weight" if on_cpu_in_bf16 else "none"
     if config.quantize == "int8-weight" and not on_cpu_in_bf16:
         raise ModelError("int8-weight needs a CPU that computes in bfloat16 (torch's int8 kernel "
-                         "with float32 inputs is slower than float32 itself); use quantize none")
+                         "with float32 inputs is slower than float32 itself); use cpu_path portable")
     return config.quantize
 
 

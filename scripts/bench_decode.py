@@ -238,6 +238,31 @@ def _llama_build() -> str:
     return ", ".join(flag for flag in flags if "AVX" in flag or "AMX" in flag) or info.strip()
 
 
+def interleave(args) -> int:
+    """Best and median tokens/s of each variant over ``args.interleave`` rounds, the variants
+    taking turns (so a burst of load on the machine slows them alike)."""
+    import torch
+
+    adapter = resolve_adapter(args.adapter)
+    header = abc_header(title="Autumn Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
+    models, prompt = {}, []
+    for name in args.variants.split(","):
+        overrides, _ = VARIANTS[name]
+        models[name] = load_model(ModelConfig(base=args.base, adapter=adapter, threads=args.threads,
+                                              **overrides))
+        prompt = chat_prompt_ids(models[name].tokenizer, compose_messages("a sad waltz in D minor"), header)
+        decode(models[name], prompt, 8, True)  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.interleave):
+        for name, loaded in models.items():
+            seconds, _tokens = decode(loaded, prompt, args.tokens, True)
+            rates[name].append(args.tokens / seconds)
+    isa = torch.backends.cpu.get_cpu_capability()
+    print(json.dumps({"isa": isa, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
+                      "rates": rates}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="smollm2-135m")
@@ -254,9 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--avx2-variants", default="float32,float32-path,portable",
                         help="the variants run under --isa avx2")
     parser.add_argument("--json", action="store_true", help="print one JSON record (for --isa)")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="speed only, for a busy machine: load every variant, then ROUNDS "
+                        "rounds of --tokens greedy tokens each, variant after variant; the best "
+                        "round's rate is the one least slowed by other processes")
     args = parser.parse_args(argv)
     if args.isa:
         return run_isas(args, argv if argv is not None else sys.argv[1:])
+    if args.interleave:
+        return interleave(args)
 
     adapter = resolve_adapter(args.adapter)
     examples = validation_examples(args.examples)

@@ -25,6 +25,8 @@ Nothing here imports gradio: the app (``ui/app.py``) lays out and wires; this mo
 '⏳ After this tune: add lyrics'
 >>> tab.leave(first); tab.is_next(second)
 True
+>>> tab.is_repeat("add lyrics"), tab.is_repeat("add chords")
+(True, False)
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: How much of a queued message its bubble repeats.
 LABEL_CHARS = 60
+#: The same message again within this many seconds is the second click of a double click.
+REPEAT_SECONDS = 1.0
 STOPPED_REPLY = "Stopped. The score is as it was before that request."
 
 
@@ -58,6 +62,7 @@ class Ticket:
 
     number: int
     label: str
+    joined: float = 0.0
 
 
 def short_label(text: str, limit: int = LABEL_CHARS) -> str:
@@ -103,6 +108,7 @@ class TabState:
         self._cond = threading.Condition()
         self._line: deque[Ticket] = deque()
         self._numbers = itertools.count(1)
+        self._last: Ticket | None = None
 
     def __deepcopy__(self, memo: dict) -> "TabState":  # a new page gets a new, empty tab
         return TabState()
@@ -110,9 +116,17 @@ class TabState:
     def join(self, label: str) -> Ticket:
         """Put a message (or button) in the line; it is answered after those before it."""
         with self._cond:
-            ticket = Ticket(next(self._numbers), label)
+            ticket = Ticket(next(self._numbers), label, time.monotonic())
             self._line.append(ticket)
+            self._last = ticket
             return ticket
+
+    def is_repeat(self, label: str, within: float = REPEAT_SECONDS) -> bool:
+        """Whether ``label`` is what the last ticket said, under ``within`` seconds ago (the
+        second click of a double click, sent before the box was cleared)."""
+        with self._cond:
+            last = self._last
+            return last is not None and last.label == label and time.monotonic() - last.joined < within
 
     def is_next(self, ticket: Ticket) -> bool:
         """Whether ``ticket`` has the tab now."""

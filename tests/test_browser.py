@@ -8,12 +8,16 @@ notes; two tabs at once; a phone-width window. Nothing may be fetched from the i
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import mido
 import pytest
 
-from ui_helpers import running_app
+from ui_helpers import free_port, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -83,12 +87,27 @@ def open_app(context, server):
 
 
 def send(page, text: str) -> None:
+    """Send a message and wait until the tab has answered everything sent (Stop is off)."""
     before = page.locator('#ts-chat [data-testid="bot"]').count()
     page.fill("#ts-message textarea", text)
     page.click("#ts-send")
+    wait_until_answered(page, before)
+
+
+def wait_until_answered(page, bots_before: int) -> None:
     page.wait_for_function(
         "n => document.querySelectorAll('#ts-chat [data-testid=\"bot\"]').length > n "
-        "&& !document.querySelector('#ts-send').disabled", arg=before, timeout=WAIT_MS)
+        "&& document.querySelector('#ts-stop').disabled "
+        "&& !document.querySelector('#ts-chat').innerText.includes('⏳')", arg=bots_before,
+        timeout=WAIT_MS)
+
+
+def bot_texts(page) -> list[str]:
+    return page.locator('#ts-chat [data-testid="bot"]').all_inner_texts()
+
+
+def user_texts(page) -> list[str]:
+    return [t.strip() for t in page.locator('#ts-chat [data-testid="user"]').all_inner_texts()]
 
 
 def editor_text(page) -> str:
@@ -208,3 +227,114 @@ def test_chords_show_above_the_melody_and_the_words_stay(context, server):
     syllables = page.locator("#ts-sheet svg g.syl").all_text_contents()
     assert [s.strip() for s in syllables[:4]] == ["The", "moon", "is", "ri"]
     assert "I added chords" in page.inner_text("#ts-chat")
+
+
+# ------------------------------------------------------------------------------ nothing lost
+
+
+def test_three_messages_sent_during_one_compose_are_answered_in_order(context, server):
+    page = open_app(context, server)
+    page.fill("#ts-message textarea", "write a reel in D, 16 bars")
+    page.press("#ts-message textarea", "Enter")
+    page.wait_for_function("() => document.querySelector('#ts-chat').innerText.includes('bars written')",
+                           timeout=WAIT_MS)
+    later = ["transpose it up a whole step", "what key is it in?", "undo"]
+    for message in later:
+        page.fill("#ts-message textarea", message)
+        page.press("#ts-message textarea", "Enter")
+        page.wait_for_function("m => document.querySelector('#ts-message textarea').value === ''",
+                               arg=message, timeout=WAIT_MS)  # the box clears once it is accepted
+    queued = page.inner_text("#ts-chat")
+    assert "After this tune: transpose it up a whole step" in queued and "Then: undo" in queued
+    wait_until_answered(page, 0)
+    assert user_texts(page) == ["write a reel in D, 16 bars", *later]
+    replies = [text for text in bot_texts(page) if "Here is" in text or "Transposed" in text
+               or "It is in" in text or "Undone" in text]
+    assert [r.split()[0].rstrip(".") for r in replies] == ["Here", "Transposed", "It", "Undone"], replies
+    assert "E major" in replies[2]
+    wait_for_editor(page, "K:D")
+
+
+def test_a_reload_brings_back_the_chat_the_score_and_its_versions(context, server):
+    page = open_app(context, server)
+    send(page, SONG)
+    send(page, "transpose it up a whole step")
+    wait_for_editor(page, "K:G")
+    chat_before, score_before = user_texts(page), editor_text(page)
+    page.reload()
+    page.wait_for_selector("#ts-message textarea")
+    wait_for_editor(page, "K:G")
+    assert editor_text(page) == score_before and user_texts(page) == chat_before
+    page.click('button[role="tab"]:has-text("Versions")')
+    assert page.locator("#ts-versions li").count() == 2
+
+
+def test_the_songs_tab_reopens_an_earlier_song(context, server):
+    page = open_app(context, server)
+    send(page, SONG)
+    page.click('button[role="tab"]:has-text("Your songs")')
+    page.click("#ts-new-song")
+    page.wait_for_function("() => document.querySelector('#ts-sheet').innerText.includes('No score yet')",
+                           timeout=WAIT_MS)
+    send(page, OTHER)
+    wait_for_editor(page, "T:Other Tab")
+    page.click('button[role="tab"]:has-text("Your songs")')
+    page.click("#ts-songs input")
+    page.click('ul[role="listbox"] li:has-text("Moon Song")')
+    page.click("#ts-open-song")
+    wait_for_editor(page, "T:Moon Song")
+    assert user_texts(page)[0].startswith("X:1")
+    assert "Other Tab" not in page.inner_text("#ts-chat")
+
+
+LAUNCH = """
+import sys
+sys.path.insert(0, "tests")
+from agent.store import StoreConfig
+from ui.app import UiConfig, launch
+from ui_helpers import tiny_composer
+launch(port=int(sys.argv[1]), adapter="none", composer=tiny_composer(),
+       ui_config=UiConfig(render_root=sys.argv[2]), store_config=StoreConfig(data_dir=sys.argv[3]))
+"""
+
+
+def serve(port: int, tmp_path: Path) -> subprocess.Popen:
+    """The app in a process of its own (so it can be stopped as a crash would), ready to use."""
+    process = subprocess.Popen([sys.executable, "-c", LAUNCH, str(port), str(tmp_path / "renders"),
+                                str(tmp_path / "data")], cwd=Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("the app did not start in 120 s")
+
+
+def test_a_server_restart_keeps_the_song(browser, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    process = serve(port, tmp_path)
+    try:
+        page = open_app(context, url)
+        send(page, SONG)
+        send(page, "transpose it up a whole step")
+        wait_for_editor(page, "K:G")
+        chat_before, score_before = user_texts(page), editor_text(page)
+        process.kill()  # as a crash would: no goodbye
+        process.wait(30)
+        process = serve(port, tmp_path)
+        page.goto(url)
+        page.wait_for_selector("#ts-message textarea")
+        wait_for_editor(page, "K:G")
+        assert editor_text(page) == score_before and user_texts(page) == chat_before
+        page.click('button[role="tab"]:has-text("Versions")')
+        assert page.locator("#ts-versions li").count() == 2
+    finally:
+        process.kill()
+        process.wait(30)
+        context.close()

@@ -604,6 +604,9 @@ def chat(app: App, message: Any, tab: TabState, temperature: Any, seed: Any, ada
         yield (gr.skip(),) * len_turn_outputs()
         return
     shown = shown_text(text, app.ui.shown_message_chars)
+    if tab.is_repeat(shown):  # the second click of a double click: the message is already in
+        yield (gr.skip(),) * len_turn_outputs()
+        return
     yield from in_line(app, tab, shown, lambda: _chat(app, text, shown, tab, temperature, seed,
                                                         adapter_on), box="")
 

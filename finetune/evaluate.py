@@ -699,7 +699,8 @@ def summarize(record: dict, reference: Reference) -> dict:
     }
     control: dict[str, list[bool]] = {}
     lyric_values: dict[str, list[float | None]] = {
-        "syllable_fit": [], "rhyme_rate": [], "stress_on_strong": []}
+        "syllable_fit": [], "rhyme_rate": [], "stress_on_strong": [], "stress_alignment": [],
+        "short_syllables": [], "song_range": []}
     for p in prompts:
         checks = (metrics.attribute_checks(p["abc"], p["expect"]) if p["abc"]
                   else dict.fromkeys(metrics.requested_attributes(p["expect"]), False))
@@ -953,19 +954,32 @@ def _lyrics_and_edits_section(result: dict) -> list[str]:
     out = ["## Lyrics and edits", "",
            "Lyrics (prompts asking for words): syllable fit = share of `w:` lines whose syllables take "
            "exactly their notes; rhyme = share of the line pairs the scheme (AABB) asks to rhyme that "
-           "do; stress = share of stressed syllables on a strong beat. Edits: share of scripted turns "
-           "whose checks all pass, then each check.", ""]
+           "do; stress = share of stressed syllables on a strong beat; word stress = share of words of "
+           "two or more syllables whose stressed syllable is on the word's strongest beat "
+           "(agent.prosody); short = share of sung syllables on notes under 0.15 s at the tempo; "
+           "range = the song melody's range in semitones. *real songs*: the same measures on the "
+           "songs with words in tests/data/songs (finetune.prosody_eval). Edits: share of scripted "
+           "turns whose checks all pass, then each check.", ""]
     check_names = sorted({n for s in rows.values() if "failed" not in s for n in s["edits"]["checks"]})
     headings = ["config", "lyrics measured", "syllable fit", "rhyme", "stress on strong",
-                "edit turns passed"] + check_names
+                "word stress", "short", "range", "edit turns passed"] + check_names
 
     def row(name: str, s: dict) -> list[str]:
         lyr, ed = s["lyrics"], s["edits"]
         return ([name, str(lyr["measured"]), _num(lyr["syllable_fit"]), _num(lyr["rhyme_rate"]),
-                 _num(lyr["stress_on_strong"]), ed["skipped"] or _pct(ed["turns"])]
+                 _num(lyr["stress_on_strong"]), _num(lyr.get("stress_alignment")),
+                 _num(lyr.get("short_syllables")), _num(lyr.get("song_range"), 1),
+                 ed["skipped"] or _pct(ed["turns"])]
                 + [_pct(ed["checks"].get(n)) for n in check_names])
 
-    return out + _table(headings, _config_rows(rows, len(headings), row))
+    from finetune.prosody_eval import real_song_measures  # the yardstick row
+
+    real = real_song_measures()
+    real_row = (["*real songs*", str(real["measured"])]
+                + [_num(real.get(k)) for k in ("syllable_fit", "rhyme_rate", "stress_on_strong",
+                                               "stress_alignment", "short_syllables")]
+                + [_num(real.get("song_range"), 1)] + [""] * (len(headings) - 8))
+    return out + _table(headings, _config_rows(rows, len(headings), row) + [real_row])
 
 
 def _music_section(result: dict) -> list[str]:
@@ -1173,19 +1187,8 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
     (out / "benchmark.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
                                         encoding="utf-8")
     (out / "benchmark.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
-    _add_harmony_section(records, out / "benchmark.md")
     tqdm.write(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.json'}")
     return 1 if any(r.get("failed") for r in records.values()) else 0
-
-
-def _add_harmony_section(records: dict[str, dict], report: Path) -> None:
-    """Append the harmony benchmark (finetune.harmony_eval) over each configuration's tunes."""
-    from finetune.harmony_eval import benchmark_section
-
-    composed = {name: [p["abc"] for p in record.get("prompts", []) if p.get("valid") and p.get("abc")]
-                for name, record in records.items() if not record.get("failed")}
-    with report.open("a", encoding="utf-8") as handle:
-        handle.write("\n" + benchmark_section(composed) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

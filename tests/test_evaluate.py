@@ -358,7 +358,8 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     headings = (
         "| config | tunes | valid, 1st try | valid after repair | mean attempts | key+mode | meter "
         "| tempo | length | instrument | lyrics on theme |",
-        "| config | lyrics measured | syllable fit | rhyme | stress on strong | edit turns passed |",
+        "| config | lyrics measured | syllable fit | rhyme | stress on strong | word stress | short "
+        "| range | edit turns passed |",
         "| config | tunes | JS pitch class | JS pitch class, same mode | JS interval | JS length "
         "| JS length, same meter | range | cadence | distinct bars | copies |",
         "| config | compose s | exact edit s | creative edit s | lyrics edit s | other turns s "
@@ -366,6 +367,7 @@ def test_quick_run_on_a_tiny_model_writes_the_table(tmp_path, tiny_loader):
     )
     for heading in headings:
         assert heading in table
+    assert "| *real songs* | 4 | 1.00 |" in table  # the yardstick row of the lyrics table
     assert "| gemma | failed: gemma3-270m is not installed here |" in table
     assert "no held-out split" in table and "no training split" in table
     assert result["against_baseline"] == {} and "Against the bare base" not in table  # nothing to compare with

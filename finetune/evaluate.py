@@ -1187,8 +1187,19 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
     (out / "benchmark.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
                                         encoding="utf-8")
     (out / "benchmark.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
+    _add_harmony_section(records, out / "benchmark.md")
     tqdm.write(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.json'}")
     return 1 if any(r.get("failed") for r in records.values()) else 0
+
+
+def _add_harmony_section(records: dict[str, dict], report: Path) -> None:
+    """Append the harmony benchmark (finetune.harmony_eval) over each configuration's tunes."""
+    from finetune.harmony_eval import benchmark_section
+
+    composed = {name: [p["abc"] for p in record.get("prompts", []) if p.get("valid") and p.get("abc")]
+                for name, record in records.items() if not record.get("failed")}
+    with report.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + benchmark_section(composed) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

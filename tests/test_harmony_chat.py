@@ -242,3 +242,15 @@ def test_eval_section_checks_composed_tunes():
     assert section.startswith("## Harmony and accompaniment")
     assert "| tunes (failed) | 1 (0) |" in section and "| root agreement, harmoniser |" in section
     assert "| default | 2 | 1/2 | 2/2 | 2/2 | 2/2 | 0/2 |" in section
+
+
+def test_tempo_and_mode_edits_keep_the_chords_and_the_backing():
+    abc = bare("nottingham_reel.abc")
+    session, turns = chat(abc, "add chords", "guitar accompaniment", "make it faster",
+                          "make it minor")
+    chorded, faster, minor = (sessions.current_abc(t.session) for t in turns[1:])
+    assert turns[2].changed and turns[3].changed
+    assert chords_in(faster) == chords_in(chorded)
+    assert [len(b.chords) for b in chords_in(minor)] == [len(b.chords) for b in chords_in(chorded)]
+    header = [line for line in chorded.splitlines() if line.startswith("%%MIDI")]
+    assert header and all(line in minor.splitlines() for line in header)

@@ -366,10 +366,11 @@ class _Stanza:
                 for i, text in self._rhyming_set(group, options, used, hints).items():
                     chosen[i] = text
                     used.add(_normal(text))
-        for hinted_only in (True, False):
+        for hinted_only in (True, False):  # first the lines asked for here that sing well
             for i in range(len(self.scheme)):
                 free = [t for t in options[i] if _normal(t) not in used
-                        and (not hinted_only or i in hints.get(_normal(t), ()))]
+                        and (not hinted_only or (i in hints.get(_normal(t), ())
+                                                 and self._stress_share(t, i) >= _SINGS_WELL))]
                 if i not in chosen and free:
                     chosen[i] = max(free, key=lambda t: self._score(t, i, hints))
                     used.add(_normal(chosen[i]))
@@ -453,6 +454,10 @@ class _Stanza:
 
 #: A line whose words are stressed right this often (or more) sings naturally.
 GOOD_STRESS_SHARE = 0.85
+
+
+#: The sung score (:func:`_sung_score`) of a line stressed right at :data:`GOOD_STRESS_SHARE`.
+_SINGS_WELL = 2.0 * GOOD_STRESS_SHARE - 1e-9
 
 
 def _sung_score(fit: LineFit) -> float:

@@ -570,3 +570,14 @@ def test_a_long_made_up_word_is_split_quickly():
     assert "".join(word.syllables) == "Ah" + "ha" * 30 + "la" * 20
     assert all(any(ch in "aeiouy" for ch in piece.lower()) for piece in word.syllables)
     assert not check_line("Ah" + "ha" * 30, 8).ok
+
+
+def test_the_writer_prefers_the_line_that_sings_its_stresses_right():
+    # Both lines name the theme and take the five notes; "re-MEM-ber" puts "mem" on a weak beat
+    # and "ber" on a stronger one, "YEL-low" starts on the downbeat.
+    tune = "X:1\nM:4/4\nL:1/4\nK:C\nC D E F|G4|\n"
+    lexicon = ThemeLexicon("the moon", ("moon",))
+    result = write_lyrics(tune, "the moon", lambda m, s: "Remember the moon\nYellow is the moon",
+                          lexicon=lexicon)
+    assert result.ok and result.lines == ("Yellow is the moon",)
+    assert result.report.stress_share == 1.0

@@ -856,9 +856,13 @@ def _tokenizer_from(where: str, config: ModelConfig) -> Any:
 
 def _weights_entry(config: ModelConfig, path: str, where: str) -> Path | None:
     """The cache folder of the merged weights of ``config`` on ``path``, or None where the base
-    is not a local folder (a Hugging Face id) or not a Llama (only its skeleton is rebuilt)."""
+    is not a local folder (a Hugging Face id) or not a Llama (only its skeleton is rebuilt), and
+    for a folder base unless ``config.cache_dir`` is named (a base in a temporary folder would
+    leave a stale entry behind at every start)."""
     import hashlib
 
+    if config.base not in OFFLINE_BASES and not config.cache_dir:
+        return None
     folder = Path(where)
     if not (folder / "config.json").is_file():
         return None

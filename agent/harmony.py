@@ -138,7 +138,11 @@ _MODE_CHORDS: dict[str, tuple[tuple[int, str, float], ...]] = {
     # (degree 0-6, quality, prior cost)
     "major": ((0, "major", 0.0), (3, "major", 0.15), (4, "major", 0.1), (5, "minor", 0.45),
               (1, "minor", 0.3), (2, "minor", 0.9), (1, "major", 0.6), (2, "major", 1.2),
-              (5, "major", 1.4)),
+              (5, "major", 1.4),
+              # V7 beside V: a melody on the dominant's seventh (C over D in G) is a chord tone
+              # of V7, not a reason to take ii (tuning quarter: 74.4% -> 74.7% root agreement;
+              # held-out half: 73.2% -> 73.1%, strong-beat chord tones 89.5% -> 90.3%)
+              (4, "dominant seventh", 0.5)),
     "minor": ((0, "minor", 0.0), (3, "minor", 0.35), (4, "major", 0.2), (6, "major", 0.3),
               (2, "major", 0.35), (5, "major", 0.4), (4, "minor", 0.6), (1, "diminished", 1.3)),
     "dorian": ((0, "minor", 0.0), (3, "major", 0.2), (6, "major", 0.15), (2, "major", 0.4),

@@ -33,12 +33,12 @@ def tiny_loaded_model(config: Any = None, load_seconds: float = 0.0):
     tokenizer = load_tokenizer(ModelConfig())
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(0)
-    config = LlamaConfig(
+    llama = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
         tie_word_embeddings=True,
     )
-    model = LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(llama).eval()
     torch.random.set_rng_state(generator_state)
     return LoadedModel(model=model, tokenizer=tokenizer, config=config or ModelConfig(),
                        load_seconds=load_seconds)

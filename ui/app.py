@@ -62,6 +62,7 @@ from agent.answer import score_summary
 from agent.conversation import (AgentConfig, Composer, Turn, describe, for_next_turn, render_version,
                                 take_turn)
 from agent.errors import AbcError, TunesmithError
+from agent.model import describe_model
 from agent.app_state import (TabState, TurnLine, chat_of, open_song, position_line, run_turn,
                              save_quietly, song_choices, version_choices)
 from agent.session import Session
@@ -158,7 +159,8 @@ class Models:
     def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self.primary.run(lambda loaded: loaded)
+            loaded = self.primary.run(lambda loaded: loaded)
+            running = describe_model(loaded)  # base, adapter, CPU path and threads
         except Exception as err:  # shown on the page; turns that need the model say it too
             message = str(err) if isinstance(err, TunesmithError) else f"{type(err).__name__}: {err}"
             log.error("the model could not be loaded: %s", message)
@@ -168,7 +170,8 @@ class Models:
         seconds = time.perf_counter() - started
         log.info("model ready (%s) in %.1f s", self._model_name(), seconds)
         with self._lock:
-            self._state = ("ready", f"Model ready ({self._model_name()}), loaded in {seconds:.0f} s.")
+            self._state = ("ready", f"Model ready ({self._model_name()}; {running}), loaded in "
+                                    f"{seconds:.0f} s.")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until background loading has finished (ready or failed); True when it has."""

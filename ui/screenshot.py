@@ -4,11 +4,12 @@ Starts the app on a free local port (the model loads in the background), drives 
 Chromium through a few chat turns, and saves a PNG of the page. Needs Playwright and Debian's
 ``chromium``; takes a few minutes on a laptop CPU.
 
-    python -m ui.screenshot --out docs/screenshot.png --adapter none
+    python -m ui.screenshot --out docs/screenshot.png            # the shipped adapter
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -47,10 +48,15 @@ def take(config: ShotConfig) -> Path:
     """Run the conversation in the app and save the screenshot; returns its path."""
     from playwright.sync_api import sync_playwright
 
+    import tempfile
+
+    from agent.store import StoreConfig
     from ui.app import launch
 
     port = _free_port()
-    demo = launch(host="127.0.0.1", port=port, base=config.base, adapter=config.adapter, block=False)
+    data = tempfile.mkdtemp(prefix="tunesmith-shot-")  # the photographed song is not kept
+    demo = launch(host="127.0.0.1", port=port, base=config.base, adapter=config.adapter, block=False,
+                  store_config=StoreConfig(data_dir=data))
     wait_ms = int(config.turn_seconds * 1000)
     try:
         with sync_playwright() as playwright:
@@ -68,9 +74,11 @@ def take(config: ShotConfig) -> Path:
                 replies = page.locator('#ts-chat [data-testid="bot"]').count()
                 page.fill("#ts-message textarea", message)
                 page.click("#ts-send")
-                page.wait_for_function(
+                page.wait_for_function(  # answered: Stop is off again and nothing is queued
                     "n => document.querySelectorAll('#ts-chat [data-testid=\"bot\"]').length > n "
-                    "&& !document.querySelector('#ts-send').disabled", arg=replies, timeout=wait_ms)
+                    "&& document.querySelector('#ts-stop').disabled "
+                    "&& !document.querySelector('#ts-chat').innerText.includes('⏳')",
+                    arg=replies, timeout=wait_ms)
                 reply = page.locator('#ts-chat [data-testid="bot"]').last.inner_text()
                 print(f"{time.perf_counter() - started:6.1f} s  {message!r}\n         {reply[:300]!r}")
             page.wait_for_timeout(1500)  # the audio player settles
@@ -79,6 +87,7 @@ def take(config: ShotConfig) -> Path:
             browser.close()
     finally:
         demo.close()
+        shutil.rmtree(data, ignore_errors=True)
     return config.out
 
 

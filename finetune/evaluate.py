@@ -160,6 +160,9 @@ class EvalConfig:
         "help": "read configurations already run (DIR/records/NAME.json, same prompts and seeds) "
                 "instead of running them again; the measures and table are recomputed"})
     samples: int = field(default=3, metadata={"help": "sample tunes shown in the table"})
+    mood_prompts: int = field(default=0, metadata={
+        "help": "mood prompts composed for the Mood section, spread over moods and styles (0: "
+                "only the mood edits, which need no model; -1: all); see finetune.mood_eval"})
     command: str = field(default="", metadata={"help": "the command line, recorded in the table"})
 
     def __post_init__(self) -> None:
@@ -212,6 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--train-data", default=EvalConfig.train_data, help=help_of["train_data"])
     parser.add_argument("--threads", type=int, default=0, help=help_of["threads"])
     parser.add_argument("--reuse-records", action="store_true", help=help_of["reuse_records"])
+    parser.add_argument("--mood-prompts", type=int, default=0, help=help_of["mood_prompts"])
     parser.add_argument("--in-process", action="store_true",
                         help="run the configurations in this process (peak memory is then cumulative)")
     return parser
@@ -241,6 +245,8 @@ def _command_line(config: EvalConfig) -> str:
         words += ["--threads", str(config.threads)]
     if config.reuse_records:
         words.append("--reuse-records")
+    if config.mood_prompts:
+        words += ["--mood-prompts", str(config.mood_prompts)]
     words += ["--out", config.out]
     return shlex.join(words)
 
@@ -270,7 +276,7 @@ def _config_of(args: argparse.Namespace) -> EvalConfig:
         adapter=args.adapter, prompt_ids=_ids(args.prompts),
         script_ids=None if args.scripts is None else _ids(args.scripts),
         test_split=args.test_split, train_data=args.train_data, isolate=not args.in_process,
-        threads=args.threads, reuse_records=args.reuse_records,
+        threads=args.threads, reuse_records=args.reuse_records, mood_prompts=args.mood_prompts,
     )
 
 
@@ -1187,9 +1193,20 @@ def run(config: EvalConfig, loader: Callable[[Any], Any] | None = None) -> int:
     (out / "benchmark.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
                                         encoding="utf-8")
     (out / "benchmark.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
+    _add_mood_section(config, out / "benchmark.md", loader)
     _add_harmony_section(records, out / "benchmark.md")
     tqdm.write(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.json'}")
     return 1 if any(r.get("failed") for r in records.values()) else 0
+
+
+def _add_mood_section(config: EvalConfig, report: Path, loader: Callable[[Any], Any] | None) -> None:
+    """Append the mood benchmark (finetune.mood_eval) to the report."""
+    from finetune.mood_eval import benchmark_section
+
+    section = benchmark_section(config.mood_prompts, config.adapter, config.threads,
+                                config.test_split, loader)
+    with report.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + section + "\n")
 
 
 def _add_harmony_section(records: dict[str, dict], report: Path) -> None:

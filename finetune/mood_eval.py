@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from agent.mood import (
     DYNAMICS, MINOR_FAMILY, Cues, MoodRequest, compose_plan, cue_directions, find_mood,
@@ -354,10 +355,13 @@ def pick(items: list[dict], limit: int | None) -> list[dict]:
 
 
 def run_compose(composer: object, agent_config: object, limit: int | None = None,
-                config: MoodEvalConfig = MoodEvalConfig()) -> list[ComposeRow]:
+                config: MoodEvalConfig = MoodEvalConfig(), bars: int | None = None,
+                on_row: "Callable[[ComposeRow], None] | None" = None) -> list[ComposeRow]:
     """Compose the suite's mood prompts (``limit`` of them, spread evenly) through
     :func:`agent.conversation.take_turn`, the app's own path, each from an empty session with
-    the seed of ``agent_config``, and judge each against its style's held-out medians."""
+    the seed of ``agent_config``, and judge each against its style's held-out medians.
+    ``bars`` asks for that many bars ("a sad waltz in 8 bars": shorter runs on a slow
+    machine); ``on_row`` hears of each row as it is judged."""
     from agent.conversation import take_turn
     from agent.session import Session, current_abc
     from agent.understand import understand
@@ -368,7 +372,8 @@ def run_compose(composer: object, agent_config: object, limit: int | None = None
     rows = []
     for item in items:
         started = time.perf_counter()
-        turn = take_turn(Session(), item["prompt"], composer, agent_config)
+        prompt = item["prompt"] + (f" in {bars} bars" if bars else "")
+        turn = take_turn(Session(), prompt, composer, agent_config)
         seconds = time.perf_counter() - started
         abc = current_abc(turn.session)
         if not turn.changed or abc is None:
@@ -380,10 +385,12 @@ def run_compose(composer: object, agent_config: object, limit: int | None = None
         request = find_mood(item["prompt"])
         judged = judge_composed(abc, request, item["style"], medians, mode_named)
         cues = measure_cues(abc)
-        rows.append(ComposeRow(item["id"], item["prompt"], request.mood, item["style"],
+        rows.append(ComposeRow(item["id"], prompt, request.mood, item["style"],
                                f"{cues.beat}={cues.bpm:g}", judged.values, judged.medians,
                                judged.cues, cues.mode, judged.mode_ok, judged.passed, seconds,
                                abc))
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 
@@ -443,6 +450,8 @@ def benchmark_section(limit: int, adapter: str | None, threads: int, split: str 
     prompts (0: none, -1: all) with the model ``adapter`` (None: the shipped one; ``loader``
     replaces the model loader in tests), one seed (0)."""
     config = MoodEvalConfig(split=Path(split) if split else None, repeat=1)
+    if config.split is not None and not config.split.exists():
+        return f"## Mood\n\nNot measured: the held-out split {config.split} is missing."
     composer = agent_config = None
     if limit:
         from agent.conversation import AgentConfig, Composer
@@ -472,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compose", type=int, default=0, help="compose this many of the mood "
                         "prompts (spread over moods and styles) with the model; 0: none, -1: all")
     parser.add_argument("--seed", type=int, default=0, help="seed of each composed prompt")
+    parser.add_argument("--bars", type=int, default=None, help="ask each composed prompt for "
+                        "this many bars (default: the style's usual length)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     args = parser.parse_args(argv)
     if args.medians:
@@ -486,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
 
         agent_config = AgentConfig(seed=args.seed, threads=args.threads)
         composed = run_compose(Composer(agent_config), agent_config,
-                               None if args.compose < 0 else args.compose, config)
+                               None if args.compose < 0 else args.compose, config, args.bars,
+                               on_row=lambda row: print(compose_table([row]).splitlines()[2],
+                                                        flush=True))
         print("\n" + compose_table(composed))
     return 0 if passed else 1
 

@@ -40,7 +40,7 @@ from agent.compose import ComposeConfig, compose_tune, edit_span
 from agent.decoding import FormPlan
 from agent.edits import apply_edits, resolve_span, set_instrument, shown_bars, transpose
 from agent.errors import InputError, ModelError, TunesmithError
-from agent.harmony_chat import answer_chords, apply_harmony_ops, chords_for_new_tune
+from agent.harmony_chat import answer_chords, apply_harmony_ops, carry_chords, chords_for_new_tune
 from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
                           write_lyrics)
 from agent.mood_turn import apply_mood_change, finish_new_tune, plan_new_tune
@@ -492,11 +492,11 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
         return Turn(session, f"I could not rewrite bars {shown} validly in {result.attempts} "
                     "attempts; your score is unchanged.", False, "creative_edit",
                     diagnostics=[_as_dict(d) for d in result.diagnostics])
-    abc, extra = result.abc, ""
+    abc, extra = carry_chords(current, result.abc)  # rewritten bars get chords again
     if request.edits:  # "make it sadder and slower": the exact part of the request too
 
         edited = apply_edits(abc, request.edits)
-        abc, extra = edited.abc, " " + edited.summary
+        abc, extra = edited.abc, extra + " " + edited.summary
     note = " (the lyrics were removed, since the notes changed)" if result.lyrics_removed else ""
     return _new_version(session, abc, f"rewrote bars {shown}",
                         f"I rewrote bars {shown}{note}; the rest is as it was.{extra}",

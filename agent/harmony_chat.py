@@ -36,7 +36,7 @@ from agent.ops import (
 )
 
 __all__ = ["HarmonyOutcome", "harmony_ops", "chord_question", "apply_harmony_ops",
-           "answer_chords", "chords_for_new_tune", "melody_text"]
+           "answer_chords", "chords_for_new_tune", "melody_text", "carry_chords"]
 
 # --------------------------------------------------------------------------------------------
 # Words
@@ -346,3 +346,32 @@ def chords_for_new_tune(abc: str, style: str | None = None) -> tuple[str, str]:
         new = set_accompaniment(result.abc, style=accompaniment_of(result.abc).style)
     rate = result.summary.replace("I added chords: ", "").rstrip(".")
     return new, f"with chords, {rate}, and {describe_backing(new)}"
+
+
+def carry_chords(old: str, new: str) -> tuple[str, str]:
+    """After some bars' notes were rewritten (``old`` -> ``new``): each bar that had chords
+    and lost them gets the harmoniser's chord for its new notes; other bars keep theirs. Returns
+    the tune and a sentence for the reply ('' when nothing was needed or possible).
+
+    >>> old = 'X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A"cea|"D"d3|]\\n'
+    >>> new, said = carry_chords(old, 'X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|GBG|"A"cea|"D"d3|]\\n')
+    >>> new.splitlines()[-1], said
+    ('"D"DFA|"G"GBG|"A"cea|"D"d3|]', ' New chords for the rewritten bar 2.')
+    >>> carry_chords(old, old)
+    ('X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A"cea|"D"d3|]\\n', '')
+    """
+    try:
+        before, after = chords_in(old), chords_in(new)
+        lost = [a.bar for b, a in zip(before, after) if b.chords and not a.chords]
+        if not lost:
+            return new, ""
+        fresh = {b.bar: b.chords for b in
+                 chords_in(harmonise(strip_chords(new), HarmonyConfig(replace=True)).abc)}
+    except (HarmonyError, InputError):  # the new notes cannot be harmonised: say nothing
+        return new, ""
+    out = new
+    for bar in lost:
+        if fresh.get(bar):
+            out = set_chord(out, bar, fresh[bar][0][1])
+    said = ", ".join(map(str, lost))
+    return out, f" New chords for the rewritten bar{'s' if len(lost) > 1 else ''} {said}."

@@ -254,3 +254,38 @@ def test_tempo_and_mode_edits_keep_the_chords_and_the_backing():
     assert [len(b.chords) for b in chords_in(minor)] == [len(b.chords) for b in chords_in(chorded)]
     header = [line for line in chorded.splitlines() if line.startswith("%%MIDI")]
     assert header and all(line in minor.splitlines() for line in header)
+
+
+def test_a_rewritten_span_gets_chords_again(monkeypatch):
+    """The model writes bare notes; bars it rewrote get the harmoniser's chords, the others
+    keep theirs."""
+    abc = bare("nottingham_reel.abc")
+    session, _ = chat(abc, "add chords")
+    chorded = sessions.current_abc(session)
+    bars = chords_in(chorded)
+
+    def rewrite(loaded, current, instruction, first, last, config, on_progress=None):
+        # the notes of bars 3 and 4 as written, their chord symbols gone (what the model gives)
+        from agent.harmony import _read
+
+        melody = _read(current)
+        start, end = melody.bars[3].start, melody.bars[4].end
+        offset = parse_tune_offset(current)
+        body = current[offset:]
+        middle = re.sub(r'"[^"]*"', "", body[start:end])
+        return SimpleNamespace(abc=current[:offset] + body[:start] + middle + body[end:],
+                               valid=True, attempts=1, diagnostics=[], lyrics_removed=False)
+
+    monkeypatch.setattr(conversation, "edit_span", rewrite)
+    composer = Composer(AgentConfig(), loader=lambda config: object())
+    turn = take_turn(session, "rewrite bars 3-4", composer, AgentConfig())
+    after = chords_in(sessions.current_abc(turn.session))
+    assert turn.changed and "New chords for the rewritten bars 3, 4." in turn.reply, turn.reply
+    assert all(b.chords for b in after if b.bar in (3, 4))
+    assert [b for b in after if b.bar not in (3, 4)] == [b for b in bars if b.bar not in (3, 4)]
+
+
+def parse_tune_offset(abc: str) -> int:
+    from agent.abc_text import parse_tune
+
+    return parse_tune(abc).body_offset

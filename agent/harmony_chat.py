@@ -254,6 +254,10 @@ def _accompaniment(abc: str, op: SetAccompaniment) -> HarmonyOutcome:
         return HarmonyOutcome(new, "No accompaniment now: the chord names stay on the sheet, "
                               "the backing is silent (say “accompaniment on” to hear it again).",
                               new != abc)
+    got = accompaniment_of(new).style
+    if op.style is not None and got != op.style:  # the style has no pattern in this meter
+        meter = str(parse_tune(new).meter)
+        prefix += f"The {op.style} pattern does not fit {meter}, so I used {got} chords. "
     return HarmonyOutcome(new, f"{prefix}Now with {describe_backing(new)}.", new != abc)
 
 

@@ -289,3 +289,9 @@ def parse_tune_offset(abc: str) -> int:
     from agent.abc_text import parse_tune
 
     return parse_tune(abc).body_offset
+
+
+def test_a_style_that_does_not_fit_the_meter_says_so():
+    session, turns = chat(bare("nottingham_reel.abc"), "add chords", "a waltz accompaniment")
+    assert "The waltz pattern does not fit 4/4, so I used block chords." in turns[1].reply
+    assert accompaniment_of(sessions.current_abc(session)).style == "block"

@@ -314,6 +314,7 @@ def serve(port: int, tmp_path: Path) -> subprocess.Popen:
     raise RuntimeError("the app did not start in 120 s")
 
 
+@pytest.mark.slow  # two app processes started from scratch: 167 s on the shared 2-core machine
 def test_a_server_restart_keeps_the_song(browser, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -6,8 +6,8 @@ instrument (unless one was named), its rhythm limit (fewer running notes for a s
 after composing its dynamics, articulation and, where the melody sits on the wrong side of its
 style's usual register, a move by an octave. A mood edit ("sadder", "a bit happier") changes
 tempo, dynamics, octave and articulation exactly, and rewrites only the bars with more running
-notes than the mood allows, and only in a tune without words or chord symbols (a rewrite would
-lose them; the reply says so).
+notes than the mood allows, and only in a tune without words (a rewrite would lose them; the
+reply says so); the rewritten bars of a tune with chord symbols get chords for their new notes.
 
 >>> from agent.understand import understand, resolve
 >>> asked = understand("a sad waltz", has_score=False).attributes
@@ -146,12 +146,10 @@ def busy_bars(abc: str, short_notes: float) -> list[tuple[int, int]]:
 
 
 def _keeps_text(abc: str) -> str | None:
-    """What a rewrite of bars would lose: "the words", "the chords" (None: nothing)."""
-    tune = parse_tune(abc)
+    """What a rewrite of bars would lose: "the words" (None: nothing; chord symbols of the
+    rewritten bars are chosen again for their new notes)."""
     words = any(line.lstrip().startswith("w:") for line in abc.splitlines())
-    chords = any(t.kind is Kind.CHORD_SYMBOL for t in tokenize_body(tune.body, tune))
-    lost = [name for name, present in (("the words", words), ("the chords", chords)) if present]
-    return " and ".join(lost) or None
+    return "the words" if words else None
 
 
 def mood_request_of(change: MoodChange) -> MoodRequest:
@@ -165,7 +163,8 @@ def apply_mood_change(current: str, request: Request,
     the exact mood edits, then, where the mood wants fewer (or more) running notes, a rewrite
     of the bars past the mood's share by ``rewrite(abc, first, last, short_notes)`` (a function
     returning an :class:`agent.compose.ComposeResult`; None: no model, so no rewrite). A tune
-    with words or chord symbols is not rewritten; the reply says so.
+    with words is not rewritten (the reply says so); rewritten bars that had chords get new
+    ones (:func:`agent.harmony_chat.carry_chords`).
 
     >>> from agent.understand import understand
     >>> tune = "X:1\\nT:Air\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=120\\nK:G\\n\\"G\\"B2 A2 G2|\\"D\\"A6|]\\n"
@@ -217,7 +216,9 @@ def _rewrite_density(abc: str, edit: MoodEdit, rewrite: Callable[[str, int, int,
     runs = busy_bars(abc, edit.short_notes) if fewer == "fewer" else []
     if not runs:
         return abc, "", []
-    done = []
+    from agent.harmony_chat import carry_chords  # lazily: harmony reads the conversation's ops
+
+    done, exact = [], abc
     for first, last in runs:
         result = rewrite(abc, first, last, edit.short_notes)
         if result.valid:
@@ -225,7 +226,11 @@ def _rewrite_density(abc: str, edit: MoodEdit, rewrite: Callable[[str, int, int,
             done.append((first, last))
     if not done:
         return abc, "I could not rewrite the busy bars validly, so the rhythm is as it was.", []
+    abc, chords_said = carry_chords(exact, abc)  # rewritten bars get chords again
+    if measure_cues(abc).dynamics != edit.after.dynamics:  # a rewritten first bar loses its mark
+        abc = set_dynamics(abc, level=edit.after.dynamics)
     shown = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in done)
     plural = "s" if len(done) > 1 or done[0][0] != done[0][1] else ""
-    return abc, f"I rewrote bar{plural} {shown} with {fewer} running notes; the rest is as it was.", done
+    return abc, (f"I rewrote bar{plural} {shown} with {fewer} running notes; the rest is as it "
+                 f"was.{chords_said}"), done
 

@@ -430,7 +430,7 @@ def test_make_it_sadder_in_the_chat_moves_tempo_and_dynamics_and_keeps_words_and
     assert (before_cues.dynamics, after_cues.dynamics) == ("mf", "p")
     assert _words(after) == _words(tune) and _chords(after) == _chords(tune)
     assert "slower (104 → 76)" in turn.reply and "softer (mf → p)" in turn.reply
-    assert "would lose the words and the chords" in turn.reply
+    assert "would lose the words" in turn.reply
     undone = _turn(tune, "make it sadder")  # the same again, then undo gives the tune back
     from agent.conversation import Composer, AgentConfig, take_turn
 
@@ -462,6 +462,7 @@ def test_the_busy_bars_of_a_tune_without_words_are_rewritten_sparser(held_out):
     assert turn.changed and "I rewrote bar" in turn.reply, turn.reply
     rewritten = turn.details["rewritten_bars"]
     assert rewritten and rewritten == busy_bars(tune, 0.135)  # a waltz's 0.27 halved
+    assert measure_cues(after).dynamics == "p"
     assert measure_cues(after).bpm < measure_cues(tune).bpm
     # the bars not rewritten keep their notes
     before_bars = [b.text_in(parse_tune(tune).body) for b in _bars(tune)]
@@ -469,6 +470,18 @@ def test_the_busy_bars_of_a_tune_without_words_are_rewritten_sparser(held_out):
     kept = [i for i in range(len(before_bars))
             if not any(a <= i + 1 <= b for a, b in rewritten)]
     assert kept and all(_pitches_of(after_bars[i]) == _pitches_of(before_bars[i]) for i in kept)
+    # with chord symbols: the rewritten bars get chords for their new notes, the others keep theirs
+    chorded = re.sub(r"(?m)^w:.*\n", "", _with_chords_and_words(tune))
+    with_chords = _turn(chorded, "make it sadder", composer, config)
+    assert with_chords.details["rewritten_bars"] == rewritten, with_chords.reply
+    chords_after = [re.findall(r'"[^"]*"', b.text_in(parse_tune(_current(with_chords)).body))
+                    for b in _bars(_current(with_chords))]
+    chords_before = [re.findall(r'"[^"]*"', b.text_in(parse_tune(chorded).body))
+                     for b in _bars(chorded)]
+    assert all(chords_after[i] == chords_before[i] for i in kept)
+    assert "New chords for the rewritten bar" in with_chords.reply
+    assert any(chords_after[i] != chords_before[i] for a, b in rewritten for i in range(a - 1, b))
+    assert measure_cues(_current(with_chords)).dynamics == "p"  # the mark outlives the rewrite
 
 
 def _bars(abc: str):

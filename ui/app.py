@@ -170,7 +170,8 @@ class Models:
         seconds = time.perf_counter() - started
         log.info("model ready (%s) in %.1f s", self._model_name(), seconds)
         with self._lock:
-            self._state = ("ready", f"Model ready ({self._model_name()}; {running}), loaded in "
+            how = running.split(", ", 1)[-1]  # describe_model's first part names the model again
+            self._state = ("ready", f"Model ready ({self._model_name()}; {how}), loaded in "
                                     f"{seconds:.0f} s.")
 
     def wait(self, timeout: float | None = None) -> bool:

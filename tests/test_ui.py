@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import doctest
-import functools
 import logging
 import os
 import subprocess

@@ -59,7 +59,7 @@ import gradio as gr
 from agent import session as sessions
 from agent.abc_text import bar_count, parse_tune
 from agent.answer import score_summary
-from agent.conversation import (AgentConfig, Composer, Turn, describe, for_next_turn, render_version,
+from agent.conversation import (AgentConfig, Composer, describe, for_next_turn, render_version,
                                 take_turn)
 from agent.errors import AbcError, TunesmithError
 from agent.model import describe_model

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from agent.abc_text import Kind, parse_tune, split_bars, tokenize_body
+from agent.abc_text import parse_tune, split_bars, tokenize_body
 from agent.edits import apply_edits, transpose
 from agent.mood import (DEFAULT_MOOD_CONFIG, SHORT_NOTE, MoodEdit, MoodPlan, MoodRequest,
                         compose_plan, measure_cues, mood_edit, register_target, set_articulation,
@@ -145,6 +145,14 @@ def busy_bars(abc: str, short_notes: float) -> list[tuple[int, int]]:
     return runs
 
 
+def _run_share(abc: str, first: int, last: int) -> float:
+    """The share of notes shorter than an eighth in bars ``first..last`` (1-based)."""
+    tune = parse_tune(abc)
+    tokens = tokenize_body(tune.body, tune)
+    bars = split_bars(tokens, tune)[first - 1:last]
+    return _short_share([t for t in tokens if any(b.start <= t.start < b.end for b in bars)])
+
+
 def _keeps_text(abc: str) -> str | None:
     """What a rewrite of bars would lose: "the words" (None: nothing; chord symbols of the
     rewritten bars are chosen again for their new notes)."""
@@ -186,15 +194,20 @@ def apply_mood_change(current: str, request: Request,
     if request.edits:
         edited = apply_edits(current, request.edits)
         text, said = edited.abc, edited.summary + " "
-    edit = mood_edit(text, mood_request_of(change), allow_mode_change=False,
-                     mode_named=mode_named)
-    reply, details = edit.reply, {"cues_before": edit.before.__dict__,
-                                  "cues_after": edit.after.__dict__}
-    abc = edit.abc
+    wanted = mood_request_of(change)
+    edit = mood_edit(text, wanted, allow_mode_change=False, mode_named=mode_named)
+    details: dict = {"cues_before": edit.before.__dict__}
+    note = None
     if "density" in edit.pending:
-        abc, note, rewritten = _rewrite_density(abc, edit, rewrite)
-        reply = _without_pending_sentence(reply) + " " + note
+        # the notes first, in the tune's own register; then the exact edits move every bar alike
+        sparser, note, rewritten = _rewrite_density(text, edit, rewrite)
         details["rewritten_bars"] = rewritten
+        if rewritten:
+            edit = mood_edit(sparser, wanted, allow_mode_change=False, mode_named=mode_named)
+    reply, abc = edit.reply, edit.abc
+    if note is not None:
+        reply = (_without_pending_sentence(reply) + " " + note).strip()
+    details["cues_after"] = edit.after.__dict__
     moved = ", ".join(c.words for c in edit.changes) or "no cue moved"
     return MoodTurn(abc, (said + reply).strip(), f"{edit.mood}: {moved}", details)
 
@@ -218,17 +231,17 @@ def _rewrite_density(abc: str, edit: MoodEdit, rewrite: Callable[[str, int, int,
         return abc, "", []
     from agent.harmony_chat import carry_chords  # lazily: harmony reads the conversation's ops
 
-    done, exact = [], abc
+    done, original = [], abc
     for first, last in runs:
         result = rewrite(abc, first, last, edit.short_notes)
-        if result.valid:
+        # kept only when valid and sparser than before: the rhythm prior is a pull, not a rule
+        if result.valid and _run_share(result.abc, first, last) < _run_share(abc, first, last):
             abc = result.abc
             done.append((first, last))
     if not done:
-        return abc, "I could not rewrite the busy bars validly, so the rhythm is as it was.", []
-    abc, chords_said = carry_chords(exact, abc)  # rewritten bars get chords again
-    if measure_cues(abc).dynamics != edit.after.dynamics:  # a rewritten first bar loses its mark
-        abc = set_dynamics(abc, level=edit.after.dynamics)
+        return abc, (f"I tried rewriting the busy bars, but no try came out valid with {fewer} "
+                     "running notes, so the rhythm is as it was."), []
+    abc, chords_said = carry_chords(original, abc)  # rewritten bars get chords again
     shown = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in done)
     plural = "s" if len(done) > 1 or done[0][0] != done[0][1] else ""
     return abc, (f"I rewrote bar{plural} {shown} with {fewer} running notes; the rest is as it "

@@ -24,14 +24,15 @@ decoder of ``agent.step_decoder`` for a Llama architecture:
 
 - ``bf16``: int8 weights, bfloat16 activations (a CPU that computes in bfloat16: AVX-512 BF16 or
   AMX);
-- ``portable``: int8 weights (one scale per output row) with float32 activations, multiplied by
-  fbgemm's dynamic int8 kernel, which is fast on AVX2 (most laptops) but rounds the activations
-  to 8 bits inside each product: on the shipped adapter the validation loss rose from 1.118 to
-  1.676 nats per token (docs/benchmarks.md), so it is opt-in until that is fixed;
+- ``portable``: float16 weights with float32 activations, multiplied by fbgemm's float16
+  kernel, which is fast on AVX2 (most laptops; 2.7x float32's products) and loses nothing
+  measurable (validation loss 1.1180 as float32's; docs/benchmarks.md). fbgemm's dynamic int8
+  kernel is faster still but rounds the activations to 8 bits: +0.56 nats per token, so not
+  this path's (``agent.step_decoder.DynamicInt8Linear``);
 - ``float32``: the merged model in float32 (the compact decoder alone, without transformers'
   per-layer overhead).
 
-``auto`` is bf16 where the CPU computes in bfloat16, else float32; ``$TUNESMITH_CPU_PATH`` forces a
+``auto`` is bf16 where the CPU computes in bfloat16, else portable; ``$TUNESMITH_CPU_PATH`` forces a
 path for a config left at auto, so a benchmark on a fast machine can measure the laptops' path.
 :func:`describe_model` is the one-line description startup logs and the app show.
 
@@ -63,7 +64,7 @@ from typing import Any
 
 from agent.errors import ModelError
 from agent.step_decoder import (DECODER_CHOICES, float_llama_weights, int8_llama_weights, int8_rows,
-                                pack_dynamic_int8)
+                                pack_float16)
 
 __all__ = [
     "CPU_PATHS",
@@ -92,13 +93,15 @@ CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
 #: what each path computes, as startup logs and the app name it
 PATH_WORDS = {
     "bf16": "bf16 path (int8 weights, bfloat16 activations)",
-    "portable": "portable path (int8 weights, float32 activations rounded to int8 in each product)",
+    "portable": "portable path (float16 weights, float32 activations)",
     "float32": "float32 path",
 }
 # Written into each converted base folder; says where it came from so a changed wheel is noticed.
 SOURCE_FILE = "tunesmith-source.json"
 #: bump when what the weight cache stores changes, so older entries are not read
 WEIGHTS_CACHE_VERSION = 1
+#: what the cache keeps of each path, in its key (the portable path kept int8 rows before)
+CACHE_FORMATS = {"bf16": "bf16", "portable": "portable-float16", "float32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,9 @@ class ModelConfig:
     cpu_path: str = field(
         default="auto",
         metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
-                          "activations), portable (int8 weights, float32 activations, fast on "
-                          "AVX2, +0.56 nats per token for now), float32, or auto (bf16 where the "
-                          "CPU computes in bfloat16, else float32; $TUNESMITH_CPU_PATH forces "
-                          "one). Applies when quantize and "
+                          "activations), portable (float16 weights, float32 activations, fast on "
+                          "AVX2), float32, or auto (bf16 where the CPU computes in bfloat16, else "
+                          "portable; $TUNESMITH_CPU_PATH forces one). Applies when quantize and "
                           "dtype are both auto, or when named here"},
     )
 
@@ -452,12 +454,12 @@ def _device(config: ModelConfig) -> str:
 
 def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | None = None) -> str | None:
     """The CPU path ``config`` asks for: the one it names, else (quantize and dtype both auto)
-    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and float32 elsewhere;
+    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and portable elsewhere;
     None where quantize or dtype were set by hand, or the model runs on a GPU. ``environ``
     replaces ``os.environ``; ``bfloat16`` replaces the CPU check.
 
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=False)
-    'float32'
+    'portable'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=True)
     'bf16'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "float32"}, True)
@@ -480,8 +482,7 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
     _check_choice(CPU_PATH_VARIABLE, forced, CPU_PATHS)
     if forced != "auto":
         return forced
-    # not portable yet: its int8 activations cost 0.56 nats per token on the shipped adapter
-    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "float32"
+    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "portable"
 
 
 def describe_model(loaded: Any) -> str:
@@ -492,7 +493,7 @@ def describe_model(loaded: Any) -> str:
     ...     config = ModelConfig(adapter="models/x")
     ...     cpu_path, threads, dtype, quantize, device = "portable", 2, "float32", "none", "cpu"
     >>> describe_model(Fake())
-    'smollm2-135m + adapter, portable path (int8 weights, float32 activations rounded to int8 in each product), 2 threads'
+    'smollm2-135m + adapter, portable path (float16 weights, float32 activations), 2 threads'
     >>> Fake.cpu_path, Fake.quantize, Fake.config = None, "int8-dynamic", ModelConfig()
     >>> describe_model(Fake())
     'smollm2-135m, float32 with int8-dynamic quantization, 2 threads'
@@ -672,15 +673,14 @@ def _portable_linear_class() -> Any:
     import torch
 
     class PortableLinear(torch.nn.Module):
-        """A linear layer with int8 weights (one scale per output row) and float32 inputs and
-        outputs, multiplied by fbgemm's dynamic int8 kernel (see
-        ``agent.step_decoder.DynamicInt8Linear``): the portable path's layers where transformers
-        runs the model (``generate``, a base the compact decoder does not fit)."""
+        """A linear layer with float16 weights and float32 inputs and outputs, multiplied by
+        fbgemm's float16 kernel (see ``agent.step_decoder.Float16Linear``): the portable path's
+        layers where transformers runs the model (``generate``, a base the compact decoder does
+        not fit). The weights stay in ``weight_fp16`` (memory-mapped from the weight cache)."""
 
-        def __init__(self, linear: torch.nn.Linear, rows: tuple[Any, Any]) -> None:
+        def __init__(self, linear: torch.nn.Linear, weight_fp16: Any) -> None:
             super().__init__()
-            self.register_buffer("weight_int8", rows[0])
-            self.register_buffer("scales", rows[1])
+            self.register_buffer("weight_fp16", weight_fp16)
             self.bias = linear.bias
             self.in_features, self.out_features = linear.in_features, linear.out_features
             self.kernel = None  # fbgemm's packed weight, made on first use: packing takes
@@ -688,20 +688,12 @@ def _portable_linear_class() -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.kernel is None:
-                self.kernel = pack_dynamic_int8(self.weight_int8, self.scales)
+                self.kernel = pack_float16(self.weight_fp16)
             y = self.kernel(x.reshape(-1, self.in_features).float())
             y = y.reshape(*x.shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
 
     return PortableLinear
-
-
-def _linear_rows(model: Any) -> dict[str, tuple[Any, Any]]:
-    """Every nn.Linear weight of ``model`` rounded to int8 rows, by parameter name."""
-    import torch
-
-    return {f"{name}.weight": int8_rows(module.weight) for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)}
 
 
 def _stored_rows(state: dict[str, Any], suffix: str = ".weight") -> dict[str, tuple[Any, Any]]:
@@ -710,16 +702,18 @@ def _stored_rows(state: dict[str, Any], suffix: str = ".weight") -> dict[str, tu
             for name, tensor in state.items() if name.endswith(".weight_int8")}
 
 
-def _quantize_portable(model: Any, rows: dict[str, tuple[Any, Any]]) -> Any:
-    """Every nn.Linear of a float32 ``model`` with the portable path's int8 weights."""
+def _quantize_portable(model: Any, halves: dict[str, Any] | None = None) -> Any:
+    """Every nn.Linear of a float32 ``model`` with the portable path's float16 weights
+    (``halves``: already rounded ones by layer name, as the weight cache keeps them)."""
     import torch
 
     layer = _portable_linear_class()
     for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear):
-                key = f"{parent_name}.{name}.weight" if parent_name else f"{name}.weight"
-                setattr(parent, name, layer(child, rows[key]))
+                key = f"{parent_name}.{name}" if parent_name else name
+                half = halves[key] if halves else child.weight.detach().to(torch.float16)
+                setattr(parent, name, layer(child, half))
     return model
 
 
@@ -809,7 +803,7 @@ def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float)
     import torch
 
     dtype = torch.bfloat16 if path == "bf16" else torch.float32
-    quantize = {"bf16": "int8-weight", "portable": "int8-portable", "float32": "none"}[path]
+    quantize = {"bf16": "int8-weight", "portable": "float16-weight", "float32": "none"}[path]
     where = prepare_base(config)
     entry = _weights_entry(config, path, where)
     model = _cached_model(entry, path, where, dtype) if entry is not None else None
@@ -821,7 +815,7 @@ def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float)
         if path == "bf16":
             model = _quantize_int8_weights(model.to(dtype))
         elif path == "portable":
-            model = _quantize_portable(model, _linear_rows(model))
+            model = _quantize_portable(model)
         if entry is not None:
             _store_weights(model, entry)
     if tokenizer is None:
@@ -830,8 +824,7 @@ def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float)
     if config.decoder == "auto" and path == "bf16":
         step_weights = int8_llama_weights(model)
     elif config.decoder == "auto":
-        rows = _stored_rows(dict(model.state_dict())) if path == "portable" else None
-        step_weights = float_llama_weights(model, path, rows)
+        step_weights = float_llama_weights(model, path)
     model.eval()
     model.requires_grad_(False)
     loaded = LoadedModel(
@@ -871,7 +864,7 @@ def _weights_entry(config: ModelConfig, path: str, where: str) -> Path | None:
             return None
     except (OSError, ValueError):
         return None
-    digest = hashlib.sha256(f"{WEIGHTS_CACHE_VERSION} {path}".encode())
+    digest = hashlib.sha256(f"{WEIGHTS_CACHE_VERSION} {CACHE_FORMATS[path]}".encode())
     for item in sorted(folder.iterdir()):  # the base: names, sizes and times of its files
         if item.is_file():
             info = item.stat()
@@ -932,7 +925,8 @@ def _cached_model(entry: Path, path: str, where: str, dtype: Any) -> Any:
             _quantize_int8_weights(model, rows)
             state = {name: t for name, t in state.items() if not name.endswith(("weight_int8", "scales"))}
         elif path == "portable":
-            _quantize_portable(model, _stored_rows(state))
+            _quantize_portable(model, {name[:-len(".weight_fp16")]: tensor for name, tensor in state.items()
+                                       if name.endswith(".weight_fp16")})
         model.load_state_dict(state, strict=False, assign=True)
         inner = model.model
         head = model.lm_head

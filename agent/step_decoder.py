@@ -8,9 +8,11 @@ token per call. Two decoders offer that one operation, :meth:`StepDecoder.feed`:
 - :class:`LlamaStepDecoder` runs a Llama-architecture model (SmolLM2, the default base) at
   batch 1 on the CPU, its linear layers in one of three kinds, one per CPU path of
   ``agent.model``: int8 weights with bfloat16 activations (:class:`Int8Bf16Linear`, the bf16
-  path, for a CPU that computes in bfloat16), int8 weights with float32 activations through
-  fbgemm's dynamic int8 kernel (:class:`DynamicInt8Linear`, the portable path, fast on AVX2),
-  or plain float32 (:class:`Float32Linear`).
+  path, for a CPU that computes in bfloat16), float16 weights with float32 activations through
+  fbgemm (:class:`Float16Linear`, the portable path, fast on AVX2), or plain float32
+  (:class:`Float32Linear`). A fourth kind, int8 weights with activations rounded to 8 bits by
+  fbgemm's dynamic int8 kernel (:class:`DynamicInt8Linear`), is the fastest on AVX2 but costs
+  far too much quality on SmolLM2 (see its docstring); it is kept for measurements.
 
 Why a forward pass of our own for the second: at batch 1 on two cores, transformers' decoder
 spends most of a step outside its matrix products (thirty layers of module calls, cache objects,
@@ -33,6 +35,7 @@ from typing import Any, Protocol, Sequence
 __all__ = [
     "DECODER_CHOICES",
     "DynamicInt8Linear",
+    "Float16Linear",
     "Float32Linear",
     "Int8Bf16Linear",
     "Int8LlamaDecoder",
@@ -46,6 +49,7 @@ __all__ = [
     "int8_rows",
     "open_decoder",
     "pack_dynamic_int8",
+    "pack_float16",
 ]
 
 #: ``ModelConfig.decoder``: auto uses the int8 Llama decoder where the model allows it.
@@ -117,7 +121,13 @@ class DynamicInt8Linear:
     Why this kernel for CPUs without bfloat16: on AVX2 (torch's dispatch and oneDNN forced down
     to it), a 576 x 3072 product at batch 1 took 31 µs here against 296 µs in float32, 53 µs
     for fbgemm's float16 weights and 5 ms for ``_weight_int8pack_mm`` with float32 inputs (a
-    scalar loop); the whole model's products per token: 2.9 ms, float32 22 ms."""
+    scalar loop); the whole model's products per token: 2.9 ms, float32 22 ms.
+
+    Why it is not the portable path's: rounding the activations costs SmolLM2 with the shipped
+    adapter 0.56 nats per token on validation tunes (1.118 -> 1.676, the prompt fed whole: one
+    scale over all its tokens), +0.24 with the full 8-bit range (``reduce_range`` off, which
+    AVX2's kernel may saturate), while rounding the weights alone to int8 rows costs 0.0005 and
+    the output layer alone 0.034: the activations' outliers, not the weights, are the cost."""
 
     packed: Any
     rows: int
@@ -126,6 +136,23 @@ class DynamicInt8Linear:
         import torch
 
         return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+
+
+@dataclass(frozen=True)
+class Float16Linear:
+    """float16 weights packed by fbgemm, float32 inputs and outputs
+    (``torch.ops.quantized.linear_dynamic_fp16``: the weights are widened to float32 inside the
+    kernel, so the activations are never rounded): the portable path's kind. On AVX2 the whole
+    model's products per token took 8.2 ms against float32's 22.4, and the validation loss of
+    the shipped adapter was float32's to four decimals (1.1180)."""
+
+    packed: Any
+    rows: int
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
 
 
 @dataclass(frozen=True)
@@ -165,6 +192,26 @@ def pack_dynamic_int8(weight_int8: Any, scales: Any) -> DynamicInt8Linear:
         quantized = torch._make_per_channel_quantized_tensor(
             weight_int8.contiguous(), scales.double().contiguous(), torch.zeros(rows, dtype=torch.long), 0)
     return DynamicInt8Linear(torch.ops.quantized.linear_prepack(quantized, None), rows)
+
+
+def pack_float16(weight: Any) -> Float16Linear:
+    """fbgemm's packed float16 form of ``weight`` (out x in, any float dtype).
+
+    >>> import torch
+    >>> layer = pack_float16(torch.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=torch.float16))
+    >>> layer(torch.tensor([[1.0, 2.0]])).tolist()
+    [[-1.5, 2.5]]
+    >>> pack_float16(torch.zeros(2, dtype=torch.float16))
+    Traceback (most recent call last):
+    ...
+    ValueError: a weight matrix (out x in) expected, not shape (2,)
+    """
+    import torch
+
+    if weight.dim() != 2:
+        raise ValueError(f"a weight matrix (out x in) expected, not shape {tuple(weight.shape)}")
+    packed = torch.ops.quantized.linear_prepack_fp16(weight.float().contiguous(), None)
+    return Float16Linear(packed, weight.shape[0])
 
 
 @dataclass(frozen=True)
@@ -285,27 +332,44 @@ def int8_rows(weight: Any) -> tuple[Any, Any]:
     return rounded.to(torch.int8), scales
 
 
-def float_llama_weights(model: Any, kind: str = "portable",
-                        rows: dict[str, tuple[Any, Any]] | None = None) -> LlamaStepWeights | None:
-    """The weights of a float32 Llama ``model`` for :class:`LlamaStepDecoder` with float32
-    activations: ``kind`` "portable" (int8 weight rows through fbgemm's dynamic int8 kernel,
-    :class:`DynamicInt8Linear`) or "float32" (the weights as they are). None where the model
-    does not fit (see :func:`int8_llama_weights`). ``rows`` may hold int8 rows and scales
-    already rounded (by :func:`int8_rows`), by parameter name, as a weight cache stores them.
-    With "float32" the model's own projections become views of the fused weights (same
-    numbers, no weight held twice); with "portable" the model is left as it is."""
+#: the kinds of :func:`float_llama_weights`: the portable path's, the float32 path's, and the
+#: dynamic int8 kind kept for measurements
+FLOAT_KINDS = ("portable", "float32", "int8-dynamic")
+
+
+def _weight_of(module: Any) -> Any:
+    """A linear layer's weight as it is stored: float16 (``weight_fp16``, the portable path's
+    layers of ``agent.model``), else its ordinary ``weight``."""
+    stored = getattr(module, "weight_fp16", None)
+    return (stored if stored is not None else module.weight).detach()
+
+
+def float_llama_weights(model: Any, kind: str = "portable") -> LlamaStepWeights | None:
+    """The weights of a Llama ``model`` for :class:`LlamaStepDecoder` with float32 activations:
+    ``kind`` "portable" (float16 weights through fbgemm, :class:`Float16Linear`), "float32"
+    (the weights as they are) or "int8-dynamic" (int8 rows through fbgemm's dynamic int8
+    kernel, :class:`DynamicInt8Linear`: fast, but see its cost there). None where the model
+    does not fit (see :func:`int8_llama_weights`). A layer holding ``weight_fp16`` (the
+    portable path's, as the weight cache stores it) is read from there. With "float32" the
+    model's own projections become views of the fused weights (same numbers, no weight held
+    twice); otherwise the model is left as it is.
+
+    >>> float_llama_weights(object(), "int4")
+    Traceback (most recent call last):
+    ...
+    ValueError: kind must be one of portable, float32, int8-dynamic, not 'int4'
+    """
     import torch
 
-    if kind not in ("portable", "float32"):
-        raise ValueError(f"kind must be portable or float32, not {kind!r}")
+    if kind not in FLOAT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(FLOAT_KINDS)}, not {kind!r}")
     if not _llama_fits(model):
         return None
     inner = model.model
     if any(getattr(m, "bias", None) is not None for layer in inner.layers for m in _projections(layer)):
         return None
-    rows = rows or {}
 
-    def linear(names: list[str], modules: list[Any]) -> Any:
+    def linear(modules: list[Any]) -> Any:
         if kind == "float32":  # one fused weight; the model's layers become views of it
             fused = torch.cat([m.weight.detach().float() for m in modules]).contiguous()
             start = 0
@@ -314,20 +378,17 @@ def float_llama_weights(model: Any, kind: str = "portable",
                 module.weight = torch.nn.Parameter(fused[start:start + count], requires_grad=False)
                 start += count
             return Float32Linear(fused)
-        parts = [rows[n] if n in rows else int8_rows(m.weight) for n, m in zip(names, modules)]
-        return pack_dynamic_int8(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+        fused = torch.cat([_weight_of(m) for m in modules])
+        if kind == "portable":
+            return pack_float16(fused)
+        return pack_dynamic_int8(*int8_rows(fused))  # rows: stacking them changes no scale
 
     layers = []
-    for index, layer in enumerate(inner.layers):
-        prefix = f"model.layers.{index}."
+    for layer in inner.layers:
         q, k, v, o, gate, up, down = _projections(layer)
-        name = {id(m): prefix + n for m, n in (
-            (q, "self_attn.q_proj"), (k, "self_attn.k_proj"), (v, "self_attn.v_proj"),
-            (o, "self_attn.o_proj"), (gate, "mlp.gate_proj"), (up, "mlp.up_proj"),
-            (down, "mlp.down_proj"))}
 
         def of(*modules: Any) -> Any:
-            return linear([name[id(m)] + ".weight" for m in modules], list(modules))
+            return linear(list(modules))
 
         layers.append(_Layer(
             norm_1=layer.input_layernorm.weight.float(), eps_1=layer.input_layernorm.variance_epsilon,
@@ -337,7 +398,7 @@ def float_llama_weights(model: Any, kind: str = "portable",
     if kind == "float32" and model.lm_head.weight is inner.embed_tokens.weight:
         head = Float32Linear(embed)  # tied: one tensor for both
     else:
-        head = linear(["lm_head.weight"], [model.lm_head])
+        head = linear([model.lm_head])
     return _assemble(model, layers, embed, head)
 
 

@@ -203,6 +203,9 @@ def apply_mood_change(current: str, request: Request,
         sparser, note, rewritten = _rewrite_density(text, edit, rewrite)
         details["rewritten_bars"] = rewritten
         if rewritten:
+            before = edit.before
+            if before.dynamics_marked and measure_cues(sparser).dynamics != before.dynamics:
+                sparser = set_dynamics(sparser, level=before.dynamics)  # a rewritten first bar
             edit = mood_edit(sparser, wanted, allow_mode_change=False, mode_named=mode_named)
     reply, abc = edit.reply, edit.abc
     if note is not None:

@@ -486,6 +486,8 @@ def test_the_busy_bars_of_a_tune_without_words_are_rewritten_sparser(held_out):
     assert "New chords for the rewritten bar" in with_chords.reply
     assert any(chords_after[i] != chords_before[i] for a, b in rewritten for i in range(a - 1, b))
     assert measure_cues(_current(with_chords)).dynamics == "p"  # the mark outlives the rewrite
+    marked = _turn(set_dynamics(tune, level="p"), "make it sadder", composer, config)
+    assert marked.details["rewritten_bars"] and measure_cues(_current(marked)).dynamics == "ppp"
 
 
 def _bars(abc: str):

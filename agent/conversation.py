@@ -88,6 +88,10 @@ class AgentConfig:
     threads: int = field(
         default=0, metadata={"help": "torch CPU threads; 0 = one per core (use 1 on a busy machine)"}
     )
+    cpu_path: str = field(
+        default="auto", metadata={"help": "auto, bf16, portable or float32: how the model runs on the "
+                                          "CPU (agent.model.ModelConfig.cpu_path)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of every sampling in the turn"})
     temperature: float = field(
         default=ComposeConfig.temperature,
@@ -144,6 +148,7 @@ class Composer:
                 quantize=self.config.quantize,
                 dtype=self.config.dtype,
                 threads=self.config.threads,
+                cpu_path=self.config.cpu_path,
             )
             self._loaded = (self._loader or load_model)(model_config)
         return self._loaded

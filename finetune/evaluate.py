@@ -109,8 +109,10 @@ CONFIGURATIONS = {
                       agent={"quantize": "int8-dynamic"}),
         Configuration("bfloat16", "the default model in bfloat16 without int8 weights",
                       agent={"quantize": "none"}),
-        Configuration("float32", "the default model in float32, not quantized",
-                      agent={"dtype": "float32", "quantize": "none"}),
+        Configuration("float32", "the default model in float32, not quantized (the float32 CPU path)",
+                      agent={"cpu_path": "float32"}),
+        Configuration("portable", "the default model on the portable CPU path (no bfloat16 needed: "
+                      "what a laptop with AVX2 runs)", agent={"cpu_path": "portable"}),
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),

@@ -32,6 +32,31 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="LoRA adapter folder, or 'none' for the bare base (default: the adapter in models/)",
     )
+    _add_cpu_path_argument(parser)
+
+
+def _add_cpu_path_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cpu-path", choices=("auto", "bf16", "portable", "float32"), default=None,
+        help="how the model runs on the CPU: bf16 (needs AVX-512 BF16 or AMX), portable (any "
+             "x86-64 with AVX2), float32, or auto (bf16 where the CPU has it, else portable); "
+             "the same as TUNESMITH_CPU_PATH")
+
+
+def _use_cpu_path(args: argparse.Namespace) -> None:
+    """``--cpu-path``: forces the path (as ``$TUNESMITH_CPU_PATH`` does, for this process and
+    its workers) of every model whose configuration leaves it at auto; startup says which
+    path runs (agent.model logs "model ready: ... path ...")."""
+    import logging
+
+    if getattr(args, "cpu_path", None):
+        os.environ["TUNESMITH_CPU_PATH"] = args.cpu_path
+    if args.command in ("compose", "converse", "eval"):  # ui configures its own logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tunesmith: %(message)s"))
+        model_log = logging.getLogger("agent.model")
+        model_log.addHandler(handler)
+        model_log.setLevel(logging.INFO)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -87,6 +112,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from finetune import evaluate as eval_stage
 
         eval_stage.add_arguments(evaluate)
+    _add_cpu_path_argument(evaluate)
     return parser
 
 
@@ -198,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    _use_cpu_path(args)
     try:
         return HANDLERS[args.command](args)
     except InputError as exc:

@@ -1455,6 +1455,13 @@ def model_text_generator(loaded: Any) -> GenerateText:
         tokenizer = loaded.tokenizer
         ids = chat_prompt_ids(tokenizer, messages)
         inputs = torch.tensor([ids], device=loaded.device)
+        if getattr(loaded, "int8_llama", None) is not None:  # the compact decoder of its CPU path
+            from agent.step_decoder import sample_continuations
+
+            rows = sample_continuations(loaded, ids, samples=settings.samples, temperature=settings.temperature,
+                                        top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
+                                        seed=settings.seed)
+            return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
         torch.manual_seed(settings.seed)
         sampled = settings.temperature > 0
         with torch.no_grad():

@@ -49,6 +49,7 @@ __all__ = [
     "int8_rows",
     "open_decoder",
     "pack_dynamic_int8",
+    "sample_continuations",
     "pack_float16",
 ]
 
@@ -497,3 +498,64 @@ def open_decoder(loaded: Any, capacity: int = 512) -> StepDecoder:
     if weights is not None:
         return LlamaStepDecoder(weights, capacity)
     return TransformersDecoder(loaded.model, getattr(loaded, "device", "cpu"))
+
+
+def _next_token(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+    """The greedy token (``temperature`` 0), else one sampled from the smallest set of tokens
+    whose probabilities reach ``top_p``."""
+    import torch
+
+    if temperature <= 0:
+        return int(logits.argmax())
+    probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+    ordered, order = probabilities.sort(descending=True)
+    keep = ordered.cumsum(0) - ordered < top_p  # the best token always stays
+    ordered = ordered * keep
+    return int(order[torch.multinomial(ordered / ordered.sum(), 1, generator=generator)])
+
+
+def _stop_tokens(loaded: Any) -> set[int]:
+    """The tokens ``generate`` stops at: the generation config's end tokens and the tokenizer's."""
+    config = getattr(getattr(loaded, "model", None), "generation_config", None)
+    ends = getattr(config, "eos_token_id", None)
+    tokens = set(ends if isinstance(ends, (list, tuple)) else [ends])
+    tokens.add(getattr(loaded.tokenizer, "eos_token_id", None))
+    return {token for token in tokens if token is not None}
+
+
+def sample_continuations(loaded: Any, prompt: Sequence[int], *, samples: int = 1, temperature: float = 0.8,
+                         top_p: float = 0.95, max_new_tokens: int = 160, seed: int = 0,
+                         stop: Sequence[int] | None = None) -> list[list[int]]:
+    """``samples`` continuations of ``prompt`` (token ids) through :func:`open_decoder`: the
+    prompt is fed once, each sample starts from it again (rewound), and ends at a token of
+    ``stop`` (left out; default: the model's end-of-turn tokens, as ``generate`` stops) or after
+    ``max_new_tokens``. Temperature 0 is greedy (one sample).
+    Seeded by ``seed`` alone: the same call gives the same tokens on the same path. What
+    ``generate`` gives with batched sampling, for the compact decoder that runs one sequence.
+
+    >>> sample_continuations(None, [], samples=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: an empty prompt has nothing to continue
+    """
+    import torch
+
+    if not prompt:
+        raise ValueError("an empty prompt has nothing to continue")
+    stop = set(_stop_tokens(loaded) if stop is None else stop)
+    generator = torch.Generator().manual_seed(seed)
+    decoder = open_decoder(loaded, len(prompt) + max_new_tokens)
+    rows: list[list[int]] = []
+    with torch.inference_mode():
+        first = decoder.feed(list(prompt))
+        for _ in range(samples if temperature > 0 else 1):
+            decoder.rewind(len(prompt))
+            logits, row = first, []
+            while len(row) < max_new_tokens:
+                token = _next_token(logits, temperature, top_p, generator)
+                if token in stop:
+                    break
+                row.append(token)
+                logits = decoder.feed([token])
+            rows.append(row)
+    return rows

@@ -6,9 +6,11 @@
                                              [--isa native,avx2]
 
 CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat16 activations),
-``portable`` (int8 weights, float32 activations, fbgemm's dynamic int8 kernel) and
+``portable`` (float16 weights, float32 activations, fbgemm's float16 kernel) and
 ``float32-path`` (the merged float32 model), each through the compact decoder of
-``agent.step_decoder``. ``--isa`` runs the variants once per instruction set, each in a process
+``agent.step_decoder``; ``int8-dynamic-step`` is the compact decoder with fbgemm's dynamic int8
+kernel (int8 rows, activations rounded to 8 bits), the fastest kind on AVX2, measured for its
+loss. ``--isa`` runs the variants once per instruction set, each in a process
 of its own: ``native`` as the CPU is, ``avx2`` with torch's kernels forced down to AVX2
 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``), which is what a laptop without
 AVX-512 runs; the table says which ISA each row had, as torch reports it. The variants of
@@ -65,9 +67,28 @@ VARIANTS = {
     "bf16-path": ({"cpu_path": "bf16"}, True),
     "portable": ({"cpu_path": "portable"}, True),
     "float32-path": ({"cpu_path": "float32"}, True),
+    "int8-dynamic-step": ({"cpu_path": "float32"}, True),
 }
+#: variants whose compact decoder runs another kind of linear than their path's
+STEP_KINDS = {"int8-dynamic-step": "int8-dynamic"}
 #: the environment that forces torch's kernels down to AVX2 (torch's dispatch and oneDNN)
 AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def load_variant(name: str, **settings):
+    """The model of variant ``name`` (``settings``: the rest of its ModelConfig)."""
+    import dataclasses
+
+    from agent.step_decoder import float_llama_weights
+
+    overrides, _ = VARIANTS[name]
+    loaded = load_model(ModelConfig(**settings, **overrides))
+    if name in STEP_KINDS:
+        started = time.perf_counter()
+        weights = float_llama_weights(loaded.model, STEP_KINDS[name])
+        loaded = dataclasses.replace(loaded, int8_llama=weights, quantize=STEP_KINDS[name],
+                                     load_seconds=loaded.load_seconds + time.perf_counter() - started)
+    return loaded
 
 
 def validation_examples(count: int) -> list[dict]:
@@ -247,9 +268,7 @@ def interleave(args) -> int:
     header = abc_header(title="Autumn Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
     models, prompt = {}, []
     for name in args.variants.split(","):
-        overrides, _ = VARIANTS[name]
-        models[name] = load_model(ModelConfig(base=args.base, adapter=adapter, threads=args.threads,
-                                              **overrides))
+        models[name] = load_variant(name, base=args.base, adapter=adapter, threads=args.threads)
         prompt = chat_prompt_ids(models[name].tokenizer, compose_messages("a sad waltz in D minor"), header)
         decode(models[name], prompt, 8, True)  # warm-up
     rates: dict[str, list[float]] = {name: [] for name in models}
@@ -276,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="variants whose composer loop is timed too")
     parser.add_argument("--isa", default="", help="comma-separated: native, avx2; each runs in its "
                         "own process (empty: this process as it is)")
-    parser.add_argument("--avx2-variants", default="float32,float32-path,portable",
+    parser.add_argument("--avx2-variants", default="float32,float32-path,portable,int8-dynamic-step",
                         help="the variants run under --isa avx2")
     parser.add_argument("--json", action="store_true", help="print one JSON record (for --isa)")
     parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
@@ -294,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     header = abc_header(title="Autumn Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
     rows, outputs, prompt, loops = [], {}, [], []
     for name in args.variants.split(","):
-        overrides, use_cache = VARIANTS[name]
-        loaded = load_model(ModelConfig(base=args.base, adapter=adapter, threads=args.threads, **overrides))
+        use_cache = VARIANTS[name][1]
+        loaded = load_variant(name, base=args.base, adapter=adapter, threads=args.threads)
         prompt = chat_prompt_ids(loaded.tokenizer, compose_messages("a sad waltz in D minor"), header)
         decode(loaded, prompt, 8, use_cache)  # warm-up
         runs = [decode(loaded, prompt, args.tokens, use_cache) for _ in range(args.runs)]
@@ -313,11 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"isa": isa, "threads": torch.get_num_threads(), "prompt": prompt,
                           "rows": rows, "loops": loops, "load": os.getloadavg()[0],
-                          "same": {name: _same(outputs.get("float32"), out) for name, out in outputs.items()},
+                          "same": {name: _same(outputs.get("float32", outputs.get("float32-path")), out)
+                                   for name, out in outputs.items()},
                           "examples": len(examples)}))
         return 0
     yardstick = llama_cpp_rate(args.base, prompt, args.tokens, args.runs, torch.get_num_threads())
-    reference = outputs.get("float32")
+    reference = outputs.get("float32", outputs.get("float32-path"))
     print(f"\nbase {args.base}, adapter {adapter or 'none'}, torch's CPU kernels {isa}, "
           f"{torch.get_num_threads()} threads, "
           f"{args.tokens} greedy tokens, median of {args.runs} runs, loss on {len(examples)} "

@@ -274,3 +274,30 @@ def test_the_composer_on_the_portable_path_repeats_a_seed(portable):
     second = compose_tune(portable, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
     assert first.valid and first.bars == 4, first.abc
     assert first.abc == second.abc
+
+
+def test_sampled_continuations_repeat_a_seed_and_greedy_is_generates(tiny_base, tmp_path):
+    """The lyrics' sampler on the compact decoder: greedy gives what transformers' ``generate``
+    gives on the same float32 weights; sampling repeats itself for a seed, differs across
+    seeds, and stops at a stop token."""
+    import torch
+
+    from agent.lyrics import GenerationSettings, model_text_generator
+    from agent.step_decoder import sample_continuations
+
+    loaded = load_model(ModelConfig(base=str(tiny_base), cpu_path="float32", cache_dir=str(tmp_path)))
+    prompt = loaded.tokenizer.encode(TUNE)[:20]
+    with torch.inference_mode():
+        want = loaded.model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, 20, dtype=torch.long),
+                                     do_sample=False, max_new_tokens=12, min_new_tokens=12)[0, 20:].tolist()
+    assert sample_continuations(loaded, prompt, temperature=0, max_new_tokens=12, stop=()) == [want]
+    first = sample_continuations(loaded, prompt, samples=3, max_new_tokens=10, seed=5, stop=())
+    assert len(first) == 3 and all(len(row) == 10 for row in first)
+    assert first == sample_continuations(loaded, prompt, samples=3, max_new_tokens=10, seed=5, stop=())
+    assert first != sample_continuations(loaded, prompt, samples=3, max_new_tokens=10, seed=6, stop=())
+    stopped = sample_continuations(loaded, prompt, samples=3, max_new_tokens=10, seed=5, stop=[first[0][4]])
+    assert stopped[0] == first[0][:first[0].index(first[0][4])]
+    generate_text = model_text_generator(loaded)
+    messages = [{"role": "user", "content": "Words for a waltz"}]
+    texts = generate_text(messages, GenerationSettings(samples=2, seed=1, max_new_tokens=8))
+    assert len(texts) == 2 and texts == generate_text(messages, GenerationSettings(samples=2, seed=1, max_new_tokens=8))

@@ -457,6 +457,8 @@ def check_turn(check: Mapping[str, object], before: str | None, after: str | Non
     lengths kept), ``tonic``, ``mode``, ``undo``, ``unchanged`` (the same ABC), ``changed``
     (the turn made a new score, or not), ``instrument``, ``lyrics_theme`` (words present, one
     line uses a theme word), ``notes_unchanged`` (the same notes, pitch and length),
+    ``notes_kept_or_made_singable`` (the same notes, or a melody a voice could not sing made
+    singable: same bars),
     ``no_lyrics``, ``tempo_bpm``, ``title``, ``empty`` (no score), ``first_half_unchanged``
     (the first half of the bars as they were), ``first_lyric_line`` (the words under the
     first music line) and ``lyric_lines_kept`` (the words under those music lines as they were,
@@ -532,6 +534,27 @@ def _notes_unchanged(wanted, before, after, changed, target) -> bool:
     return _needs(before, after) and same_notes(before, after)
 
 
+def _notes_kept_or_made_singable(wanted, before, after, changed, target) -> bool:
+    """Words added to a tune: its notes stay as they were, unless a voice could not sing them
+    (then the melody may be made singable first: same bar count, and nothing left unsingable).
+
+    >>> a = "X:1\\nM:3/4\\nL:1/4\\nQ:1/4=90\\nK:G\\nG A B|c B A|G3|]\\n"
+    >>> _notes_kept_or_made_singable(True, a, a + "w:one two three four five six sev-en\\n", True, None)
+    True
+    >>> _notes_kept_or_made_singable(True, a, a.replace("c B A", "c d e"), True, None)
+    False
+    """
+    from agent.abc_text import bar_count
+    from agent.singable import singing_problems
+
+    if not _needs(before, after):
+        return False
+    if same_notes(before, after):
+        return True
+    return (bool(singing_problems(before)) and not singing_problems(after)
+            and bar_count(parse_tune(before)) == bar_count(parse_tune(after)))
+
+
 def _no_lyrics(wanted, before, after, changed, target) -> bool:
     return _needs(after) and not _lyrics_present(after)
 
@@ -594,6 +617,7 @@ _CHECKS = {
     "instrument": _instrument,
     "lyrics_theme": _lyrics_theme,
     "notes_unchanged": _notes_unchanged,
+    "notes_kept_or_made_singable": _notes_kept_or_made_singable,
     "lyric_lines_kept": _lyric_lines_kept,
     "no_lyrics": _no_lyrics,
     "tempo_bpm": _tempo_bpm_check,

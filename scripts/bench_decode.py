@@ -12,8 +12,8 @@ CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat1
 kernel (int8 rows, activations rounded to 8 bits), the fastest kind on AVX2, measured for its
 loss. ``--isa`` runs the variants once per instruction set, each in a process
 of its own: ``native`` as the CPU is, ``avx2`` with torch's kernels forced down to AVX2
-(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``), which is what a laptop without
-AVX-512 runs; the table says which ISA each row had, as torch reports it. The variants of
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``),
+which is what a laptop without AVX-512 runs; the table says which ISA each row had, as torch reports it. The variants of
 ``--avx2-variants`` run under avx2 (bf16 needs AVX-512 BF16 and is left out there).
 
 Each variant loads the model its own way (adapter kept as LoRA layers or merged into the base;
@@ -71,8 +71,10 @@ VARIANTS = {
 }
 #: variants whose compact decoder runs another kind of linear than their path's
 STEP_KINDS = {"int8-dynamic-step": "int8-dynamic"}
-#: the environment that forces torch's kernels down to AVX2 (torch's dispatch and oneDNN)
-AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: the environment that forces torch's kernels down to AVX2: torch's dispatch, oneDNN, and
+#: fbgemm (the portable path's kernels), which picks its instructions by itself otherwise
+AVX2_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def load_variant(name: str, **settings):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -375,15 +374,30 @@ def _harmony(session: Session, request: Request, current: str | None) -> Turn:
     return _new_version(session, outcome.abc, outcome.reply[:60], outcome.reply, "harmony")
 
 
-def _adopt_pasted(session: Session, request: Request) -> Turn:
-    abc = (request.abc or "").strip() + "\n"
+def adopt_score(session: Session, text: str, summary: str = "pasted ABC",
+                reply_start: str = "Got it: ") -> Turn:
+    """Make ABC the person wrote (pasted in the chat or typed in the editor) the current
+    version when it is valid; otherwise keep the score and list the problems, line by line.
+
+    >>> turn = adopt_score(Session(), "X:1\\nT:Hop\\nM:2/4\\nL:1/8\\nK:G\\nGABc|d4|]")
+    >>> turn.changed, turn.reply
+    (True, 'Got it: “Hop”: G major, 2/4, 2 bars.')
+    >>> turn = adopt_score(turn.session, "X:1\\nM:2/4\\nL:1/8\\nK:G\\nGABcd|]")
+    >>> turn.changed, sessions.current_abc(turn.session).splitlines()[1]
+    (False, 'T:Hop')
+    """
+    abc = text.strip() + "\n"
     report = validate_abc(abc)
     if not report.valid:
         listing = "\n".join(f"- {d.message}" + (f" (line {d.line})" if d.line else "")
                             for d in report.errors[:8])
         return Turn(session, f"That ABC has problems, so I kept your score:\n{listing}", False,
                     "abc_paste", diagnostics=[d.to_dict() for d in report.diagnostics])
-    return _new_version(session, abc, "pasted ABC", "Got it: " + describe(abc), "abc_paste")
+    return _new_version(session, abc, summary, reply_start + describe(abc), "abc_paste")
+
+
+def _adopt_pasted(session: Session, request: Request) -> Turn:
+    return adopt_score(session, request.abc or "")
 
 
 def _answer(session: Session, request: Request, current: str | None) -> Turn:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mido
@@ -21,8 +22,12 @@ DATA = ROOT / "tests" / "data"
 TUNE = "X:1\nT:Little Air\nM:3/4\nL:1/8\nQ:1/4=100\nK:G\nG2 B2 d2|c2 A2 F2|G6|]\n"
 
 
+# Songs that `converse` saves go to a data folder of this test run, never the user's own.
+_DATA = tempfile.mkdtemp(prefix="tunesmith-cli-data-")
+
+
 def tunesmith(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TUNESMITH_DATA=_DATA)
     env.pop("TUNESMITH_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import html
 import logging
 import shutil
@@ -59,8 +58,7 @@ import gradio as gr
 from agent import session as sessions
 from agent.abc_text import bar_count, parse_tune
 from agent.answer import score_summary
-from agent.conversation import (AgentConfig, Composer, describe, for_next_turn, render_version,
-                                take_turn)
+from agent.conversation import AgentConfig, Composer, adopt_score, for_next_turn, take_turn
 from agent.errors import AbcError, TunesmithError
 from agent.model import describe_model
 from agent.app_state import (TabState, TurnLine, chat_of, open_song, position_line, run_turn,
@@ -69,6 +67,8 @@ from agent.session import Session
 from agent.store import (MIN_OWNER_CHARS, SongNotFound, Store, StoreConfig, StoreError, browser_secret,
                          new_owner_key)
 from agent.validate import validate_abc
+from agent.version_files import (FILE_NAMES, QUICK_FORMATS, SLOW_FORMATS, Rendered, render_files,
+                                 version_folder)
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,9 @@ EXAMPLES = (
     "a march in 2/4 for trumpet",
 )
 
-#: The formats shown as soon as they exist (the sheet and the quick files), then the slow ones.
-QUICK_FORMATS = ("abc", "midi", "musicxml", "svg")
-SLOW_FORMATS = ("pdf", "wav")
 #: Download buttons, in the order they are laid out: (format, label).
 DOWNLOADS = (("abc", "ABC"), ("midi", "MIDI"), ("musicxml", "MusicXML"), ("pdf", "PDF"),
              ("wav", "WAV"))
-FILE_NAMES = {"abc": "score.abc", "midi": "score.mid", "musicxml": "score.musicxml",
-              "svg": "score.svg", "pdf": "score.pdf", "wav": "score.wav"}
 EMPTY_NOTE = "Type a message first: ask for a tune, or say how to change the one on screen."
 STEP_WORDS = {"undo": "undo", "redo": "redo", "start_over": "start over"}
 
@@ -239,50 +234,6 @@ def remove_folder(tab: Any) -> None:
 # Rendering the version on screen
 
 
-@dataclass
-class Rendered:
-    """The files of one version that exist so far, and what could not be made."""
-
-    paths: dict[str, Path] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def version_folder(tab_folder: str, abc: str) -> Path:
-    """The subfolder of a tab's folder that holds the files of one version of the score.
-
-    >>> version_folder("/tmp/tab", "X:1\\nK:C\\nC|\\n").name
-    'v-26b445527bc6a9ea'
-    """
-    digest = hashlib.sha256(abc.encode("utf-8")).hexdigest()[:16]
-    return Path(tab_folder) / f"v-{digest}"
-
-
-def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rendered | None = None
-                 ) -> Rendered:
-    """Make the files of ``formats`` for ``abc`` (those already there are kept, not redone)."""
-    rendered = done or Rendered()
-    folder = version_folder(tab_folder, abc)
-    missing = [name for name in formats if not (folder / FILE_NAMES[name]).is_file()]
-    if missing:
-        folder.mkdir(parents=True, exist_ok=True)
-        # The quick formats share one reading of the score; each slow one is separate, so a
-        # failing audio render still leaves the PDF (and the other way round).
-        groups = [missing] if set(missing) <= set(QUICK_FORMATS) else [[name] for name in missing]
-        for group in groups:
-            try:
-                render_version(abc, folder, formats=group)
-            except TunesmithError as err:
-                rendered.problems.append(f"{'/'.join(group)}: {err}")
-            except Exception as err:  # a renderer bug must not take the page down; say it
-                log.error("rendering %s failed: %s: %s", group, type(err).__name__, err)
-                rendered.problems.append(f"{'/'.join(group)}: {type(err).__name__}: {err}")
-    for name in formats:
-        path = folder / FILE_NAMES[name]
-        if path.is_file():
-            rendered.paths[name] = path
-    return rendered
-
-
 EMPTY_SHEET = ('<div class="ts-sheet-empty">No score yet. Ask for a tune in the chat, or write ABC '
                'in the editor below and press Apply.</div>')
 
@@ -393,6 +344,17 @@ class View:
 
     def values(self) -> tuple:
         return (self.sheet, self.audio, *self.downloads, self.abc, self.check, self.versions)
+
+    @staticmethod
+    def position(part: str) -> int:
+        """Where ``part`` sits in :meth:`values` (the downloads take one place each).
+
+        >>> View.position("sheet"), View.position("check") - View.position("abc")
+        (0, 1)
+        """
+        order = ["sheet", "audio", *(f"download:{name}" for name, _ in DOWNLOADS), "abc", "check",
+                 "versions"]
+        return order.index(part)
 
 
 def score_views(app: App, session: Session, folder: str) -> Iterator[View]:
@@ -782,7 +744,7 @@ def apply_edit(app: App, text: Any, tab: TabState) -> Iterator[tuple]:
 def _apply_edit(app: App, text: str, tab: TabState) -> Iterator[tuple]:
     current = sessions.current_abc(tab.session)
     skip_score = list(unchanged_view())
-    check_index = 5 + len(DOWNLOADS) - 2  # position of the check panel in the score side
+    check_index = View.position("check")
 
     def refused(reason: str) -> tuple:
         skip_score[check_index] = f'<p class="ts-bad">{html.escape(reason)}</p>' + check_html(
@@ -798,17 +760,13 @@ def _apply_edit(app: App, text: str, tab: TabState) -> Iterator[tuple]:
     if current is not None and text.strip() == current.strip():
         yield refused("Nothing to apply: the editor holds the version on screen.")
         return
-    report = validate_abc(text)
-    if not report.valid:
+    turn = adopt_score(tab.session, text, summary="edited in the ABC editor",
+                       reply_start="Applied your edit: ")
+    if not turn.changed:
         yield refused("Not applied: the score has errors (listed below); "
                       "the version on screen is unchanged.")
         return
-    abc = text.strip() + "\n"
-    tab.session = sessions.add_version(tab.session, abc, "edited in the ABC editor")
-    try:
-        reply = "Applied your edit: " + describe(abc)
-    except Exception:
-        reply = "Applied your edit."
+    tab.session, reply = turn.session, turn.reply
     tab.session = sessions.add_message(tab.session, "assistant", reply)
     note = persist(app, tab)
     tab.history.append({"role": "assistant", "content": f"{reply} {note}".strip()})

@@ -122,6 +122,9 @@ TRIAD_OF = {"major": "major", "minor": "minor", "diminished": "diminished",
 
 _NOTE_NAMES_SHARP = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _NOTE_NAMES_FLAT = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+# A chord name as written above a tune ("Am7", "D/f#"), not ABC notes: the only place outside
+# agent.notation that spells note letters, since a folk tunebook writes a chord's bass note
+# in either case (the lower case is a common spelling of the bass, never an octave mark).
 _CHORD_RE = re.compile(r"\(?(?P<root>[A-G])(?P<acc>[#b♯♭]?)(?P<quality>[^/()]*?)"
                        r"(?:\((?P<paren>[^)]*)\))?(?:/(?P<bass>[A-Ga-g])(?P<bacc>[#b♯♭+-]?))?\)?")
 _KIND_WORDS = ("major", "m (minor)", "7", "maj7", "m7", "dim", "dim7", "m7b5", "aug", "sus2",

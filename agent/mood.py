@@ -244,6 +244,11 @@ class MoodConfig:
                 "(G3, the fiddle's open string: the score stays readable on one staff)"})
     highest: int = field(default=96, metadata={
         "help": "highest MIDI note an octave move may reach when the tune names no instrument"})
+    sung_lowest: int = field(default=52, metadata={
+        "help": "lowest MIDI note an octave move may reach when the tune has words (E3: a "
+                "middle voice's A3 less a fourth, which men and low voices still sing)"})
+    sung_highest: int = field(default=79, metadata={
+        "help": "highest MIDI note an octave move may reach when the tune has words (G5)"})
     least_short_share: float = field(default=0.02, metadata={
         "help": "the smallest share of running notes a plan asks for (0 would forbid them)"})
     sparse_notes_per_beat: float = field(default=1.2, metadata={
@@ -866,9 +871,16 @@ def set_articulation(abc: str, articulation: str) -> tuple[str, int]:
     raise InputError(f"articulation is 'legato' or 'staccato', not {articulation!r}")
 
 
-def _range_limits(cues: Cues, config: MoodConfig) -> tuple[int, int, str]:
+_HAS_WORDS = re.compile(r"(?m)^w:\s*\S")
+
+
+def _range_limits(cues: Cues, config: MoodConfig, sung: bool = False) -> tuple[int, int, str]:
+    """Where an octave move may take the melody: a singer's range when the tune has words
+    (the words are sung, whatever plays them), else its instrument's, else the usual range."""
     from agent.validate import instrument_range
 
+    if sung:
+        return config.sung_lowest, config.sung_highest, "a singer's range"
     listed = instrument_range(cues.program) if cues.program is not None else None
     if listed:
         return listed
@@ -966,7 +978,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     register = row.register * k
     if abs(register) >= config.octave_at:
         octaves = int(math.copysign(max(1, round(abs(register) / 12)), register))
-        low, high, name = _range_limits(before, config)
+        low, high, name = _range_limits(before, config, sung=_HAS_WORDS.search(abc) is not None)
         if low <= before.lowest + 12 * octaves and before.highest + 12 * octaves <= high:
             text = transpose(text, Transpose(semitones=12 * octaves)).abc
             count = "an octave" if abs(octaves) == 1 else f"{abs(octaves)} octaves"

@@ -255,6 +255,17 @@ def test_sadder_slows_softens_and_keeps_words_and_chords(held_out):
     assert judge_edit(tune, result.abc, "sad").passed
 
 
+def test_sadder_keeps_a_song_in_a_singers_range(held_out):
+    # once down an octave the waltz's words sit at G3 and up; a second octave would put them
+    # under any middle voice, so "sadder" again slows and softens but leaves the register
+    song = mood_edit(_with_chords_and_words(held_out[WALTZ]), find_mood("make it sadder")).abc
+    again = mood_edit(song, find_mood("make it much sadder"))
+    assert again.before.lowest >= 52 and again.after.lowest == again.before.lowest
+    assert "a singer's range" in again.reply
+    assert again.after.quarter_bpm < again.before.quarter_bpm
+    assert _words(again.abc) == _words(song)
+
+
 def test_sadder_on_a_reel_with_chords_keeps_them_byte_for_byte():
     text = (LOCAL[0].parent / "nottingham_reel.abc").read_text("latin-1")
     result = mood_edit(text, find_mood("make it sadder"))

@@ -32,7 +32,7 @@ measures and tables from the records of an earlier run (e.g. once the training s
 >>> EvalConfig(out="/tmp/eval", configs=("fastest",))
 Traceback (most recent call last):
 ...
-ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, bfloat16, float32, unconstrained, greedy, sharper, gemma
+ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, bfloat16, float32, portable, unconstrained, greedy, sharper, gemma
 """
 from __future__ import annotations
 

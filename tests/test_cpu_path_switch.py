@@ -38,7 +38,9 @@ def test_every_model_command_takes_a_cpu_path(command, rest):
 def test_the_flag_forces_the_path_as_the_environment_variable_does(monkeypatch):
     from agent.model import ModelConfig, resolve_cpu_path
 
-    monkeypatch.delenv("TUNESMITH_CPU_PATH", raising=False)
+    # setenv (not delenv of an absent variable) so that pytest restores the environment after
+    # the flag has written it: later tests must see no forced path
+    monkeypatch.setenv("TUNESMITH_CPU_PATH", "auto")
     args = build_parser("compose").parse_args(["compose", "a jig", "--out", "o", "--cpu-path", "float32"])
     _use_cpu_path(args)
     assert os.environ["TUNESMITH_CPU_PATH"] == "float32"

@@ -157,6 +157,8 @@ def accompaniment_of(abc: str) -> AccompanimentSettings:
     >>> s = accompaniment_of("X:1\\nM:4/4\\n%%MIDI gchord fzcz\\n%%MIDI chordprog 21\\nK:G\\nGABc|")
     >>> s.pattern, s.style, s.instrument, s.on
     ('fzcz', 'custom', 'accordion', True)
+    >>> accompaniment_of("X:1\\nR:jig\\nM:6/8\\n%%MIDI gchord fzcfzc\\nK:G\\nGAB cde|").style
+    'jig'
     >>> accompaniment_of("X:1\\nM:4/4\\n%%MIDI gchord fqz\\nK:G\\nGABc|")
     Traceback (most recent call last):
     ...
@@ -177,8 +179,10 @@ def accompaniment_of(abc: str) -> AccompanimentSettings:
             if not _PATTERN_RE.fullmatch(value):
                 raise InputError(f"%%MIDI gchord {value}: a pattern uses only f c b z g h i j "
                                  "G H I J (and lengths)")
-            named = next((s for s, table in PATTERNS.items() if table.get(meter) == value),
-                         "custom")
+            # several styles share a pattern (a 6/8 waltz and a jig: fzcfzc): the tune's own
+            # style names it when it matches, else the first style that plays it
+            fits = [s for s, table in PATTERNS.items() if table.get(meter) == value]
+            named = style if style in fits else (fits[0] if fits else "custom")
             settings = replace(settings, pattern=value, style=named, from_text=True)
         else:
             if not value.isdigit() or not 0 <= int(value) <= 127:

@@ -116,13 +116,9 @@ def test_empty_prompt_is_refused_without_loading_a_model(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_base_folder(tmp_path_factory) -> Path:
-    from tests.ui_helpers import tiny_loaded_model
+    from tests.ui_helpers import save_tiny_base
 
-    loaded = tiny_loaded_model()
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_base(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_compose_writes_the_score_and_a_json_summary(tmp_path, tiny_base_folder):

@@ -28,13 +28,9 @@ def tunesmith(data: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory) -> Path:
-    from ui_helpers import tiny_loaded_model
+    from ui_helpers import save_tiny_base
 
-    loaded = tiny_loaded_model()
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    loaded.model.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_base(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_converse_saves_and_resumes_a_session(tmp_path, tiny_base):

@@ -44,6 +44,15 @@ def tiny_loaded_model(config: Any = None, load_seconds: float = 0.0):
                        load_seconds=load_seconds)
 
 
+
+def save_tiny_base(folder: Path) -> Path:
+    """The tiny model of :func:`tiny_loaded_model` written to ``folder`` as a base any command
+    loads with ``--base FOLDER`` (weights and tokenizer)."""
+    loaded = tiny_loaded_model()
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
 def tiny_loader() -> Callable[[Any], Any]:
     """A model loader for :class:`agent.conversation.Composer` that gives the tiny model (built
     on its first call, then the same one)."""

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_QPM",
     "MAX_NOTES_PER_SYLLABLE",
     "MAX_SKIPPED_PICKUP",
+    "MAX_UNSUNG_LEAD",
     "SHORT_SECONDS",
     "PlaceConfig",
     "Placement",
@@ -87,6 +88,9 @@ DEFAULT_QPM = 120.0
 MAX_NOTES_PER_SYLLABLE = 3
 #: Most notes too short to sing that a phrase's words may leave unsung at its start.
 MAX_SKIPPED_PICKUP = 2
+#: Most further notes a line may leave unsung at its start so that its first stress lands on a
+#: strong beat ("a-LONG" after a downbeat: the singer comes in on the beat after it).
+MAX_UNSUNG_LEAD = 2
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 
@@ -533,6 +537,12 @@ class PlaceConfig:
                   "shorter than the music"})
     short_seconds: float = field(default=SHORT_SECONDS,
                                  metadata={"help": "a note shorter than this is too short"})
+    unsung_lead: float = field(
+        default=1.5, metadata={"help": "cost per note the line leaves without words at its start "
+                               "(the singer comes in after it, as on a pickup)"})
+    max_unsung_lead: int = field(
+        default=MAX_UNSUNG_LEAD, metadata={"help": "most notes a line may leave without words at "
+                                           "its start when the words leave notes to spare"})
 
 
 @dataclass(frozen=True)
@@ -658,7 +668,9 @@ def place_syllables(
     ``slots`` are the phrase's notes in order: :class:`Slot` s, or anything with ``onset``,
     ``duration`` and (optionally) ``tied`` and ``strength``, such as the slots of
     :func:`agent.lyrics.note_slots`. Tied continuations never start a syllable. The first
-    syllable starts on the first free note and the last is held to the end of the phrase.
+    syllable starts on the first free note, or (when the words leave notes to spare) up to
+    ``config.max_unsung_lead`` notes later, at a cost, so that a line opening on an unstressed
+    syllable can come in after a downbeat; the last is held to the end of the phrase.
     ``qpm`` is the tempo in quarter notes a minute (for the too-short rule).
 
     >>> slots = note_slots_of("X:1\\nM:4/4\\nL:1/8\\nK:C\\nG|c2 de f2 g2|c'8|]\\n")
@@ -813,7 +825,12 @@ def _best_plan(plans: list[_WordPlan], strengths: list[float], seconds: list[flo
                 found = (cost, tuple(positions) + tail)
         return found
 
-    result = best(0, 0)
+    result = None
+    for lead in range(min(config.max_unsung_lead, m - remaining[0]) + 1):
+        found = best(0, lead)
+        if found is not None and (result is None
+                                  or found[0] + lead * config.unsung_lead < result[0] - 1e-9):
+            result = (found[0] + lead * config.unsung_lead, found[1])
     return (result[0], list(result[1])) if result else None
 
 

@@ -263,13 +263,17 @@ def _with_words(abc: str, first: int, text: str, after: int) -> str:
 
 
 def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int = 5,
-                    seed: int = 0, singable: bool = False) -> dict[str, ProsodyReport]:
+                    seed: int = 0, singable: bool = False,
+                    rhythm_sink: dict | None = None) -> dict[str, ProsodyReport]:
     """Real song lines set on tunes that never had words, phrase by phrase: the earlier setter
     (:func:`agent.lyric_fit.fit_line` with the "strong-beats" method) and
     :func:`agent.prosody.place_syllables` (what ``fit_line`` now uses) on the same line,
     and the best of ``candidates`` lines by :func:`agent.prosody.rank_lines` (as the lyric
-    writer would choose among the model's lines). With ``singable`` the tunes are first made
-    singable. Each setting is measured alone in its tune with :func:`stress_alignment`."""
+    writer would choose among the model's lines); and the one line with the rhythm under it
+    changed where that helps (:func:`agent.word_rhythm.fit_rhythm`, splits and merges of
+    repeated notes), as the user's words are set. With ``singable`` the tunes are first made
+    singable. Each setting is measured alone in its tune with :func:`stress_alignment`.
+    ``rhythm_sink``, when given, receives how many lines and notes the rhythm changes touched."""
     import random
 
     from agent import lyrics
@@ -282,9 +286,15 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
     pool = sorted({line for line in _song_lines(songs) if 4 <= syllable_count(line) <= 12})
     counts = {line: syllable_count(line) for line in pool}
     rng = random.Random(seed)
+    from agent.validate import validate_abc
+    from agent.word_rhythm import fit_rhythm
+
+    rhythm_name = "place_syllables + rhythm changes, one line"
     totals = {name: ProsodyReport() for name in
-              ("strong-beats rule, one line", "place_syllables, one line",
+              ("strong-beats rule, one line", "place_syllables, one line", rhythm_name,
                f"place_syllables, best of {candidates}")}
+    changed = {"lines": 0, "lines changed": 0, "splits": 0, "merges": 0, "notes": 0,
+               "valid before": 0, "valid after": 0, "syllable fit": 0}
     for record in records:
         abc = make_singable(record["abc"]).abc if singable else record["abc"]
         tune = parse_tune(abc)
@@ -308,6 +318,23 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
             }
             for name, text in texts.items():
                 totals[name] = totals[name] + stress_alignment(_with_words(abc, first, text, after))
+            refit = fit_rhythm(abc, phrase.slots, [chosen[0]], qpm=qpm)
+            new_abc = refit.abc
+            count = len([s for line in lyrics.note_slots(new_abc) for s in line.slots])
+            after = count - first - len(refit.slots)
+            worded = _with_words(new_abc, first, refit.fits[0].text, after)
+            totals[rhythm_name] = totals[rhythm_name] + stress_alignment(worded)
+            if refit.changes:
+                changed["valid before"] += validate_abc(abc).valid
+                changed["valid after"] += validate_abc(new_abc).valid
+                changed["syllable fit"] += lyrics.syllable_fit(worded).rate == 1.0
+            changed["lines"] += 1
+            changed["lines changed"] += bool(refit.changes)
+            changed["splits"] += sum(c.kind == "split" for c in refit.changes)
+            changed["merges"] += sum(c.kind == "merge" for c in refit.changes)
+            changed["notes"] += phrase.notes
+    if rhythm_sink is not None:
+        rhythm_sink.update(changed)
     return totals
 
 
@@ -374,8 +401,17 @@ def main(argv: list[str] | None = None) -> int:
             songs = Path(__file__).parents[1] / "tests" / "data" / "songs"
             print("\n| tunes | setter | stressed syllable on the word's strongest beat | "
                   "syllables on notes < 0.15 s | longest melisma |\n|---|---|---|---|---|")
-            _print_setting("as written", measure_setting(records, songs))
-            _print_setting("singable version", measure_setting(records, songs, singable=True))
+            sinks: dict[str, dict] = {"as written": {}, "singable version": {}}
+            _print_setting("as written", measure_setting(records, songs,
+                                                         rhythm_sink=sinks["as written"]))
+            _print_setting("singable version", measure_setting(
+                records, songs, singable=True, rhythm_sink=sinks["singable version"]))
+            for label, sink in sinks.items():
+                print(f"\nRhythm changes ({label}): {sink['lines changed']} of {sink['lines']} "
+                      f"lines changed, {sink['splits']} notes split and {sink['merges']} pairs "
+                      f"merged, on {sink['notes']} notes; changed tunes valid before "
+                      f"{sink['valid before']}, after {sink['valid after']}; changed lines "
+                      f"whose w: line fits its notes one to one: {sink['syllable fit']}.")
     return 0
 
 

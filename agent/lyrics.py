@@ -17,7 +17,8 @@ and the benchmark can pass a stand-in; :func:`model_text_generator` wraps a load
 
 Every edit here works on the ABC text line by line: only the ``w:`` lines concerned change, and
 every note and every other line stays byte-identical (:func:`set_words` is the one exception: it
-may split a note in two when the words have more syllables than the melody has notes, and says so).
+may split a note in two when the words have more syllables than the melody has notes, or where
+that puts a word's stress on the beat, and says so; see :mod:`agent.word_rhythm`).
 
 >>> tune = "X:1\\nT:Twinkle\\nM:4/4\\nL:1/4\\nK:C\\nC C G G|A A G2|\\n"
 >>> new_abc, report = set_words(tune, "Twinkle, twinkle, little star")
@@ -45,8 +46,8 @@ from agent.errors import AbcError, InputError
 from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, block_texts, fit_line,
                              lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
                              tune_qpm, words_of_w)
-from agent.notation import NOTE_RE, length_multiplier, length_text
 from agent.prompts import lyrics_messages
+from agent.word_rhythm import RhythmConfig, retime_lines
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
 from agent.theme import ThemeLexicon, ThemePresence, theme_lexicon, theme_presence, theme_words
 
@@ -713,6 +714,7 @@ class WordsReport:
     unset: tuple[int, ...] = ()
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    rhythm: str = ""  # what the rhythm changes did, when some were made for the stresses
 
     @property
     def ok(self) -> bool:
@@ -742,7 +744,9 @@ class WordsReport:
         lines = len(self.placed)
         parts = [f"I set your words under the melody, {_number_word(lines)} "
                  f"line{'s' if lines != 1 else ''}."]
-        if self.splits:
+        if self.rhythm:
+            parts.append(self.rhythm)
+        elif self.splits:
             bars = sorted({int(b) for b in re.findall(r"bar (\d+):", " ".join(self.splits))})
             count = len(self.splits)
             parts.append(f"I split {_number_word(count)} note{'s' if count != 1 else ''} so every "
@@ -788,54 +792,6 @@ def _bar_list(bars: Sequence[int]) -> str:
     if len(bars) == 1:
         return f"bar {bars[0]}"
     return "bars " + ", ".join(map(str, bars[:-1])) + f" and {bars[-1]}"
-
-
-def _halves(piece: Fraction) -> list[Fraction]:
-    """Two shorter notes for one: a dotted length splits into its plain part and the dot."""
-    if piece.numerator % 3 == 0:
-        return [piece * 2 / 3, piece / 3]
-    return [piece / 2, piece / 2]
-
-
-def _split_notes(
-    abc: str, line: LineSlots, extra: int, shortest: Fraction
-) -> tuple[str, list[str], int]:
-    """Make ``extra`` more notes on a music line by splitting its longest plain notes into two
-    notes of the same pitch. Tied notes, chords, tuplets and broken rhythm are left alone.
-    Returns the new text, what was split (in words) and how many notes were added."""
-    tune = parse_tune(abc)
-    unit = tune.unit_length
-    pieces: dict[int, list[Fraction]] = {}
-    pitch: dict[int, str] = {}
-    for i, slot in enumerate(line.slots):
-        match = NOTE_RE.fullmatch(slot.text)
-        if not match or slot.tied or abc[slot.end:].lstrip(" \t")[:1] == "-":
-            continue
-        multiplier = length_multiplier(*match.group(4, 5, 6))
-        if multiplier * unit != slot.duration:
-            continue  # inside a tuplet or a broken rhythm, or under an inline L: field
-        pieces[i] = [multiplier]
-        pitch[i] = slot.text[:match.end(3)]
-    added = 0
-    while added < extra:
-        options = [(p * unit, i, k) for i, ps in pieces.items() for k, p in enumerate(ps)
-                   if min(_halves(p)) * unit >= shortest]
-        if not options:
-            break
-        # The longest note goes first, but the line's last note (where the phrase comes to
-        # rest) only when nothing else can be split.
-        last = len(line.slots) - 1
-        _, _, i, k = max((i != last, length, i, k) for length, i, k in options)
-        piece = pieces[i][k]
-        pieces[i][k:k + 1] = _halves(piece)
-        added += 1
-    done: list[str] = []
-    for i in sorted((i for i, ps in pieces.items() if len(ps) > 1), reverse=True):
-        slot = line.slots[i]
-        new = "".join(pitch[i] + length_text(p) for p in pieces[i])
-        abc = abc[:slot.start] + new + abc[slot.end:]
-        done.append(f"bar {slot.bar}: {slot.text} -> {new}")
-    return abc, done[::-1], added
 
 
 def _text_lines(text: str) -> list[str]:
@@ -979,8 +935,9 @@ def set_words(
     lines far longer than the music lines) is spread over the music lines in proportion to their
     notes, without breaking words, in as many verses as it needs. Where a line has fewer
     syllables than notes, syllables are held (melisma, see :func:`fit_line`); where it has more,
-    the longest plain notes of that music line are split into two shorter notes of the same
-    pitch (no note shorter than ``shortest_split``; by default the shortest note a syllable can
+    plain notes of that music line are split into two shorter notes of the same pitch, the
+    longest first unless another split puts more stresses on the beat; a few notes may also be
+    split (or repeated notes joined) only for the stresses (:func:`agent.word_rhythm.retime_lines`) (no note shorter than ``shortest_split``; by default the shortest note a syllable can
     be sung on at the tune's tempo, :func:`agent.singable.singable_length`). Words are never changed, dropped or cut;
     characters a ``w:`` line cannot print (``_ * ~ | \\ %``) are left out and reported. All
     previous lyrics are replaced. When the words cannot be fitted, the tune comes back unchanged
@@ -1018,20 +975,14 @@ def set_words(
             f"{math.ceil(sung / notes_per_verse)} verses of this {notes_per_verse}-note tune; I set "
             f"at most {MAX_VERSES} verses: send fewer words",))
     placed = _placement(lines, clean_lines)
-    needed: dict[int, int] = {}
+    # notes split (or repeated notes joined) where the words need them or where that puts
+    # their stresses on the beat (agent.word_rhythm)
+    by_line: dict[int, list[list[Word]]] = {}
     for index, _, words in placed:
-        needed[index] = max(needed.get(index, 0), sum(w.count for w in words))
-    splits: list[str] = []
-    problems: list[str] = []
-    new_abc = abc
-    for index in sorted(needed, reverse=True):  # from the end, so earlier offsets stay valid
-        extra = needed[index] - lines[index].notes
-        if extra > 0:
-            new_abc, done, added = _split_notes(new_abc, lines[index], extra, shortest_split)
-            splits = done + splits
-            if added < extra:
-                problems.append(f"music line {index + 1}: {needed[index]} syllables for "
-                                f"{lines[index].notes} notes, and only {added} note(s) could be split")
+        by_line.setdefault(index, []).append(words)
+    retimed = retime_lines(abc, lines, by_line, shortest=shortest_split,
+                           config=RhythmConfig(place=config.fit.place))
+    new_abc, splits, problems = retimed.abc, list(retimed.details), list(retimed.problems)
     if problems:
         return abc, WordsReport(tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
                                 (), removed=removed, problems=tuple(problems))
@@ -1054,7 +1005,8 @@ def set_words(
     report = WordsReport(
         placed=tuple((i, v, " ".join(w.text for w in ws)) for i, v, ws in placed),
         fits=tuple(fits), splits=tuple(splits), removed=removed,
-        unset=tuple(line.index for line in lines if line.index not in verses), notes=tuple(notes))
+        unset=tuple(line.index for line in lines if line.index not in verses), notes=tuple(notes),
+        rhythm=retimed.sentence)
     return rewrite_blocks(new_abc, blocks, lines), report
 
 

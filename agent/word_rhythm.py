@@ -28,9 +28,9 @@ Why our own code: no library re-times a melody to words. music21 gives the beat 
 >>> line = note_slots(tune)[0]
 >>> fit = fit_rhythm(tune, line.slots, ["the sun is shining on the hill"])
 >>> fit.fits[0].text, fit.details  # 8 syllables, 6 notes: "shin-" on a downbeat
-('the sun is shin-ing on the hill', ('bar 1: B2 -> BB', 'bar 2: d4 -> d3d'))
+('the sun is shin-ing on the hill', ('bar 1: B2 -> BB', 'bar 3: A2 -> AA'))
 >>> fit.summary(), fit.abc.splitlines()[-1]
-('I split two notes so the words fit (bars 1 and 2).', 'G2 BB|d3d|c2 A2|G4|]')
+('I split two notes so the words fit (bars 1 and 3).', 'G2 BB|d4|c2 AA|G4|]')
 >>> fit_rhythm(tune, line.slots, ["one two three four five six seven eight nine ten"],
 ...            shortest=Fraction(1, 4)).reason  # ("seven" has two syllables) no note under a quarter
 '11 syllables for 6 notes, and only 2 more notes can be made by splitting'
@@ -43,12 +43,13 @@ from fractions import Fraction
 from typing import Sequence
 
 from agent.abc_text import Meter, parse_tune
-from agent.lyric_fit import NoteSlot, _strength_of, note_slots, tune_qpm
+from agent.lyric_fit import LineSlots, NoteSlot, _strength_of, note_slots, tune_qpm
 from agent.notation import NOTE_RE, length_multiplier, length_text
 from agent.prosody import PlaceConfig, Placement, Slot, meter_text, place_syllables
 from agent.syllables import Word, split_text
 
-__all__ = ["Change", "RhythmConfig", "RhythmFit", "fit_rhythm", "singable_split"]
+__all__ = ["Change", "Retimed", "RhythmConfig", "RhythmFit", "fit_rhythm", "retime_lines",
+           "singable_split"]
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,12 @@ def _changes_in(rhythm: _Rhythm) -> int:
     return sum(len(p) - 1 if p else 1 for p in rhythm)
 
 
+def _last_split(rhythm: _Rhythm) -> int:
+    """1 when the line's last note is split or merged."""
+    last = max((i for i, p in enumerate(rhythm) if p), default=0)
+    return int(len(rhythm[last]) != 1 or last != len(rhythm) - 1)
+
+
 def _notes(rhythm: _Rhythm, line: _Line) -> int:
     return sum(len(p) for i, p in enumerate(rhythm) if not (line.slots[i].tied and p))
 
@@ -316,9 +323,17 @@ def fit_rhythm(
     def key(rhythm: _Rhythm, fits: tuple[Placement, ...]) -> tuple:
         if not all(f.ok for f in fits):
             # not enough notes yet: more notes first, then the longest notes split
-            return (0, _notes(rhythm, line), 0, 0, min(min(p) for p in rhythm if p), 0.0)
+            return (0, _notes(rhythm, line), 0, 0, -_last_split(rhythm), 0,
+                    min(min(p) for p in rhythm if p), 0.0, 0)
+        # then the line's last note kept whole (the phrase comes to rest there), plain rhythms
+        # (notes split in equal halves), long notes split rather than short ones, the
+        # placement's cost, and later notes split (the line's opening kept as written)
+        uneven = sum(1 for p in rhythm if len(set(p)) > 1)
+        later = sum(i for i, p in enumerate(rhythm) if len(p) != 1)
+        shortest_piece = min((min(p) for p in rhythm if len(p) > 1), default=Fraction(0))
         return (1, sum(f.words_right for f in fits), -sum(f.short_syllables for f in fits),
-                -_changes_in(rhythm), 0, -sum(f.cost for f in fits))
+                -_changes_in(rhythm), -_last_split(rhythm), -uneven, shortest_piece,
+                round(-sum(f.cost for f in fits), 6), later)
 
     start: _Rhythm = tuple((length,) for length in line.lengths)
     start_fits = place(start)
@@ -437,3 +452,69 @@ def _new_slots(abc: str, line: _Line, count: int) -> tuple[NoteSlot, ...]:
     every = [s for music in note_slots(abc) for s in music.slots]
     begin = next(i for i, s in enumerate(every) if s.start == first)
     return tuple(every[begin:begin + count])
+
+
+# --------------------------------------------------------------------------------------------
+# Several music lines at once (the user's words on a whole tune)
+
+
+@dataclass(frozen=True)
+class Retimed:
+    """The rhythm changes made under the user's words on a whole tune.
+
+    ``abc`` is the tune after them; ``details`` each change in ABC ("bar 3: B2 -> BB");
+    ``sentence`` says in words what changed and why (empty when nothing changed, or only to
+    fit more syllables than notes: ``for_stress`` is then False); ``problems`` the music lines
+    whose words cannot be fitted.
+    """
+
+    abc: str
+    details: tuple[str, ...] = ()
+    sentence: str = ""
+    for_stress: bool = False
+    problems: tuple[str, ...] = ()
+
+
+def retime_lines(abc: str, lines: Sequence[LineSlots], words: dict[int, list[Sequence[Word]]],
+                 *, shortest: Fraction | None = None, config: RhythmConfig = RhythmConfig()
+                 ) -> Retimed:
+    """:func:`fit_rhythm` on each music line that takes words (``words``: music line index ->
+    the words of each verse set under it), from the last line up so offsets stay valid.
+
+    >>> tune = "X:1\\nM:4/4\\nL:1/4\\nQ:1/4=90\\nK:C\\nc2 B A|G4|\\nE2 F G|c4|]\\n"
+    >>> done = retime_lines(tune, note_slots(tune), {0: [split_text("away we go")],
+    ...                                              1: [split_text("remember me")]})
+    >>> done.abc.splitlines()[-2:], done.details
+    (['cc B A|G4|', 'EE F G|c4|]'], ('bar 1: c2 -> cc', 'bar 3: E2 -> EE'))
+    >>> done.sentence
+    "I split two notes so 'away' and 'remember' land with their stress on the beat (bars 1 and 3)."
+    >>> many = split_text("one two three four five six seven eight")
+    >>> retime_lines(tune, note_slots(tune), {0: [many]}, shortest=Fraction(1, 4)).problems
+    ('music line 1: 9 syllables for 4 notes, and only 4 note(s) could be split',)
+    """
+    shortest = singable_split(abc) if shortest is None else shortest
+    qpm = tune_qpm(abc)
+    fits: list[RhythmFit] = []
+    problems: list[str] = []
+    new_abc = abc
+    for index in sorted(words, reverse=True):
+        line = lines[index]
+        fit = fit_rhythm(new_abc, line.slots, words[index], qpm=qpm, shortest=shortest,
+                         config=config)
+        if not fit.ok:
+            needed = max(sum(w.count for w in ws) for ws in words[index])
+            shape = _line_of(new_abc, line.slots, shortest)
+            room = _room(shape, tuple((length,) for length in shape.lengths))
+            problems.append(f"music line {index + 1}: {needed} syllables for {line.notes} notes, "
+                            f"and only {room} note(s) could be split")
+            continue
+        new_abc = fit.abc
+        fits.insert(0, fit)
+    if problems:
+        return Retimed(abc, problems=tuple(problems[::-1]))
+    changes = tuple(c for f in fits for c in f.changes)
+    fixed = tuple(w for f in fits for w in f.fixed)
+    combined = RhythmFit(new_abc, changes=changes, needed=sum(f.needed for f in fits),
+                         fixed=fixed)
+    return Retimed(new_abc, combined.details, combined.summary() if fixed else "",
+                   bool(fixed))

@@ -151,15 +151,24 @@ class RenderConfig:
         default_factory=lambda: MappingProxyType({}),
         metadata={"help": "extra verovio options, applied last (e.g. {'spacingLinear': 0.3})"},
     )
+    parallel: bool = field(
+        default=True,
+        metadata={
+            "help": "draw the PDF in a second thread while the MIDI, WAV and screen SVG are made "
+            "(cairo and the synthesiser work outside Python's lock; measured in "
+            "scripts/bench_render.py --serial)"
+        },
+    )
 
 
 class RenderedFiles(dict):
     """What :func:`render_all` wrote: format name -> path, plus ``warnings`` (things the person
-    should know, e.g. repeats played as written) and ``seconds`` (time spent per format).
+    should know, e.g. repeats played as written), ``seconds`` (time spent per format) and
+    ``problems`` (format -> why it could not be made, when rendering went on without it).
 
     >>> files = RenderedFiles({"abc": Path("out/score.abc")}, warnings=["a warning"])
-    >>> files["abc"].name, files.warnings
-    ('score.abc', ('a warning',))
+    >>> files["abc"].name, files.warnings, files.problems
+    ('score.abc', ('a warning',), {})
     """
 
     def __init__(
@@ -167,10 +176,12 @@ class RenderedFiles(dict):
         paths: dict[str, Path],
         warnings: Iterable[str] = (),
         seconds: dict[str, float] | None = None,
+        problems: dict[str, str] | None = None,
     ):
         super().__init__(paths)
         self.warnings = tuple(warnings)
         self.seconds = dict(seconds or {})
+        self.problems = dict(problems or {})
 
 
 @dataclass(frozen=True)
@@ -808,18 +819,72 @@ def _selected_formats(formats: Iterable[str] | None, config: RenderConfig) -> li
     return [name for name in FORMATS if name in chosen]
 
 
+class _Background:
+    """Runs one piece of work in a thread of its own (when ``enabled``) while the caller goes
+    on; ``run`` returns a function that waits for the result and raises what the work raised.
+    Leaving the ``with`` block waits for the thread, so no work outlives the call.
+
+    >>> with _Background(True) as background:
+    ...     result = background.run(lambda: 6 * 7)
+    >>> result()
+    42
+    >>> with _Background(False) as background:
+    ...     failed = background.run(lambda: 1 / 0)
+    >>> failed()
+    Traceback (most recent call last):
+    ...
+    ZeroDivisionError: division by zero
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._pool = None
+
+    def __enter__(self) -> "_Background":
+        if self.enabled:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def run(self, work):
+        """Start ``work()``; the function returned gives its result (or raises its error)."""
+        if self._pool is not None:
+            return self._pool.submit(work).result
+        try:
+            value = work()
+        except Exception as err:  # kept, and raised where the result is asked for
+            return functools.partial(_raise, err)
+        return lambda: value
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def render_all(
     abc_text: str,
     score: Any,
     out_dir: Path,
     config: RenderConfig = RenderConfig(),
     formats: Iterable[str] | None = None,
+    midi_data: bytes | None = None,
+    partial: bool = False,
 ) -> RenderedFiles:
     """Render ``score`` (read from ``abc_text``) into ``out_dir`` as the files in
     :data:`FILE_NAMES`, for ``formats`` (default ``config.formats``; leave out "wav" for a fast
     edit). Every file is rendered before any is written, so a render failure raises
     :class:`RenderError` and changes nothing in ``out_dir``; a write failure (a full disk)
     raises it too, and leaves each file either old or new, never half-written.
+    ``midi_data`` is a MIDI file already made from this score (an earlier call's
+    ``score.mid``): a WAV asked for without "midi" plays it instead of making it again.
+    With ``config.parallel`` the PDF is drawn in a second thread. With ``partial`` a format
+    that cannot be rendered is left out (the others are written) and its error is in the
+    result's ``problems``.
 
     >>> import tempfile
     >>> from music21 import converter
@@ -828,6 +893,11 @@ def render_all(
     ...     files = render_all(abc, converter.parse(abc, format="abc"), Path(folder), formats=["abc", "midi"])
     ...     sorted(path.name for path in files.values())
     ['score.abc', 'score.mid']
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = render_all(abc, converter.parse(abc, format="abc"), Path(folder),
+    ...                        formats=["abc", "wav"], midi_data=b"not midi", partial=True)
+    ...     sorted(files), files.problems
+    (['abc'], {'wav': 'not a readable MIDI file: MThd not found. Probably not a MIDI file'})
     >>> render_all(abc, None, Path("unused"), formats=["mp3"])
     Traceback (most recent call last):
     ...
@@ -841,15 +911,25 @@ def render_all(
     contents: dict[str, bytes] = {}
     seconds: dict[str, float] = {}
     warnings: list[str] = []
+    problems: dict[str, str] = {}
 
-    def timed(name: str, make):
+    def timed(name: str, make, needs: tuple[str, ...] = ()):
+        """``make()`` timed under ``name``; with ``partial``, None (and the problem kept) when
+        it, or a step it ``needs``, failed."""
+        failed = next((problems[step] for step in needs if step in problems), None)
+        if failed is not None:
+            problems[name] = failed
+            return None
         started = time.perf_counter()
         try:
             result = make()
-        except RenderError:
-            raise
         except Exception as err:  # anything unexpected still reaches the caller as one error
-            raise RenderError(f"could not render the {name}: {err}") from err
+            error = err if isinstance(err, RenderError) else RenderError(
+                f"could not render the {name}: {err}")
+            if not partial:
+                raise error from (None if error is err else err)
+            problems[name] = str(error)
+            return None
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
         return result
 
@@ -858,38 +938,48 @@ def render_all(
     # the backing (agent.accompaniment): its own part in MIDI, WAV and MusicXML; on the sheet
     # only when the tune asks for it (chord names above the melody either way)
     needs_score = [name for name in ("midi", "musicxml") if name in chosen or (
-        name == "midi" and "wav" in chosen) or (name == "musicxml" and {"svg", "pdf"} & set(chosen))]
-    full = timed(needs_score[0], lambda: full_score(score, abc_text)) if needs_score else score
-    if "midi" in chosen or "wav" in chosen:
-        midi = timed("midi", lambda: to_midi(full, abc_text))
-        warnings.extend(midi.warnings)
-        contents["midi"] = midi.data
+        name == "midi" and "wav" in chosen and midi_data is None) or (
+        name == "musicxml" and {"svg", "pdf"} & set(chosen))]
+    full = timed("score", lambda: full_score(score, abc_text)) if needs_score else score
+    if needs_score and "score" in seconds:  # counted where it was counted before
+        seconds[needs_score[0]] = seconds.pop("score")
+    engraved = None
     if {"musicxml", "svg", "pdf"} & set(chosen):
-        contents["musicxml"] = timed("musicxml", lambda: to_musicxml(full))
-    engraved = contents.get("musicxml")
+        engraved = contents["musicxml"] = timed("musicxml", lambda: to_musicxml(full), ("score",))
     if engraved and full is not score and not shows_accompaniment(abc_text):
         engraved = timed("musicxml", lambda: _first_part_only(engraved))
-    if "svg" in chosen:
-        contents["svg"] = timed(
-            "svg", lambda: stack_svg_pages(to_svg_pages(engraved, config)).encode("utf-8")
-        )
-    if "pdf" in chosen:
-        contents["pdf"] = timed(
-            "pdf", lambda: to_pdf(to_svg_pages(engraved, config, whole_pages=True), config)
-        )
-    if "wav" in chosen:
-        contents["wav"] = timed("wav", lambda: to_wav(contents["midi"], config))
+    # The PDF needs only the MusicXML bytes, so its thread shares no music21 object.
+    with _Background(config.parallel and "pdf" in chosen and len(chosen) > 2) as background:
+        if "pdf" in chosen:
+            pdf = background.run(lambda: timed(
+                "pdf", lambda: to_pdf(to_svg_pages(engraved, config, whole_pages=True), config),
+                ("musicxml",)))
+        if "midi" in chosen or ("wav" in chosen and midi_data is None):
+            midi = timed("midi", lambda: to_midi(full, abc_text), ("score",))
+            if midi is not None:
+                warnings.extend(midi.warnings)
+                midi_data = contents["midi"] = midi.data
+        if "svg" in chosen:
+            contents["svg"] = timed("svg", lambda: stack_svg_pages(
+                to_svg_pages(engraved, config)).encode("utf-8"), ("musicxml",))
+        if "wav" in chosen:
+            contents["wav"] = timed("wav", lambda: to_wav(midi_data, config), ("midi",))
+        if "pdf" in chosen:
+            contents["pdf"] = pdf()
 
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     for name in chosen:
+        if contents.get(name) is None:
+            continue
         path = out_dir / FILE_NAMES[name]
         try:
             _write_atomic(path, contents[name])
         except OSError as err:
             raise RenderError(f"cannot write {path}: {err.strerror or err}") from err
         paths[name] = path
-    return RenderedFiles(paths, warnings, seconds)
+    return RenderedFiles(paths, warnings, seconds,
+                         {name: problems[name] for name in chosen if name in problems})
 
 
 def render_score_text(
@@ -904,4 +994,5 @@ def render_score_text(
 
     tune = read_tune(abc_text)
     files = render_all(abc_text, tune.score, out_dir, config, formats)
-    return RenderedFiles(files, [*map(str, tune.warnings), *files.warnings], files.seconds)
+    return RenderedFiles(files, [*map(str, tune.warnings), *files.warnings], files.seconds,
+                         files.problems)

@@ -1,10 +1,12 @@
 """The files of each version of a score, made once and kept in a folder of their own.
 
-The app shows a version as soon as its quick files exist (the sheet, ABC, MIDI, MusicXML) and
-adds the slow ones (PDF, WAV) when they are ready; undo and redo show a version whose files are
-already there without rendering it again. Each version's folder is named after its ABC text,
-so the same score always finds its files, and a renderer that fails on one format leaves the
-others (its problem is kept, to be shown, instead of taking the page down).
+The app shows a version as soon as its quick files exist (the sheet, ABC, MusicXML: the sheet
+is engraved from the MusicXML, so that file costs nothing more) and adds the slow ones (MIDI,
+PDF, WAV) when they are ready; undo and redo show a version whose files are already there
+without rendering it again. Each version's folder is named after its ABC text, so the same
+score always finds its files, and a renderer that fails on one format leaves the others (its
+problem is kept, to be shown, instead of taking the page down). The score is read once per
+call; the WAV plays the MIDI file already there.
 """
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import TunesmithError
-from agent.render import FILE_NAMES, render_score_text
+from agent.render import FILE_NAMES, render_all
 
 __all__ = ["QUICK_FORMATS", "SLOW_FORMATS", "FILE_NAMES", "Rendered", "render_files", "version_folder"]
 
 log = logging.getLogger(__name__)
 
 #: The formats shown as soon as they exist (the sheet and the quick files), then the slow ones.
-QUICK_FORMATS = ("abc", "midi", "musicxml", "svg")
-SLOW_FORMATS = ("pdf", "wav")
+#: MIDI is slow: music21 expands the repeats of a copy of the score to play it.
+QUICK_FORMATS = ("abc", "musicxml", "svg")
+SLOW_FORMATS = ("midi", "pdf", "wav")
 
 
 @dataclass
@@ -53,25 +56,36 @@ def render_files(abc: str, tab_folder: str, formats: tuple[str, ...], done: Rend
     ['abc', 'midi']
     >>> render_files("X:1\\nK:C\\nC|\\n", folder, ("svg",)).problems == []
     True
+    >>> render_files("X:1\\nK:C\\n", folder, ("abc", "svg")).problems
+    ['abc/svg: line 3: the tune has no notes']
     """
     rendered = done or Rendered()
     folder = version_folder(tab_folder, abc)
     missing = [name for name in formats if not (folder / FILE_NAMES[name]).is_file()]
     if missing:
         folder.mkdir(parents=True, exist_ok=True)
-        # The quick formats share one reading of the score; each slow one is separate, so a
-        # failing audio render still leaves the PDF (and the other way round).
-        groups = [missing] if set(missing) <= set(QUICK_FORMATS) else [[name] for name in missing]
-        for group in groups:
-            try:
-                render_score_text(abc, folder, formats=group)
-            except TunesmithError as err:
-                rendered.problems.append(f"{'/'.join(group)}: {err}")
-            except Exception as err:  # a renderer bug must not take the page down; say it
-                log.error("rendering %s failed: %s: %s", group, type(err).__name__, err)
-                rendered.problems.append(f"{'/'.join(group)}: {type(err).__name__}: {err}")
+        rendered.problems.extend(_render_missing(abc, folder, missing))
     for name in formats:
         path = folder / FILE_NAMES[name]
         if path.is_file():
             rendered.paths[name] = path
     return rendered
+
+
+def _render_missing(abc: str, folder: Path, missing: list[str]) -> list[str]:
+    """Render ``missing`` formats of ``abc`` into ``folder``: one reading of the score, each
+    format on its own (a failing audio render still leaves the PDF); the problems, in words."""
+    from agent.abc_reader import read_tune  # music21 loads with the first render
+
+    midi_file = folder / FILE_NAMES["midi"]
+    midi_data = midi_file.read_bytes() if "wav" in missing and "midi" not in missing \
+        and midi_file.is_file() else None
+    try:
+        files = render_all(abc, read_tune(abc).score, folder, formats=missing,
+                           midi_data=midi_data, partial=True)
+    except TunesmithError as err:
+        return [f"{'/'.join(missing)}: {err}"]
+    except Exception as err:  # a renderer bug must not take the page down; say it
+        log.error("rendering %s failed: %s: %s", missing, type(err).__name__, err)
+        return [f"{'/'.join(missing)}: {type(err).__name__}: {err}"]
+    return [f"{name}: {problem}" for name, problem in files.problems.items()]

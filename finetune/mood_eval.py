@@ -43,17 +43,16 @@ from typing import Callable
 
 from agent.mood import (
     DYNAMICS, MINOR_FAMILY, Cues, MoodRequest, compose_plan, cue_directions, find_mood,
-    measure_cues, mood_edit,
+    measure_cues,
 )
 
 from agent.styles import BY_NAME as STYLES
 from agent.styles import usual_tempo
+from agent.version_files import QUICK_FORMATS  # the renders the app shows first after an edit
 
 SUITE = Path(__file__).parent / "suite" / "moods.jsonl"
 #: The cues judged against the held-out medians.
 MEDIAN_CUES = ("tempo", "register", "density")
-#: The renders the app shows first after an edit (ui.app.QUICK_FORMATS).
-QUICK_FORMATS = ("abc", "midi", "musicxml", "svg")
 
 
 @dataclass(frozen=True)
@@ -257,40 +256,49 @@ class EditRow:
 
 
 def run_edits(config: MoodEvalConfig = MoodEvalConfig()) -> list[EditRow]:
-    """Run every mood edit of the suite on its held-out tune, timed with the renders (after
-    one untimed edit and render, as in the running app)."""
-    from agent.render import render_score_text
+    """Run every mood edit of the suite on its held-out tune the way the app does, timed: the
+    turn (:func:`agent.conversation.take_turn` without a model, so the exact edits only), then
+    the files the app shows first (:func:`agent.version_files.render_files` of
+    ``config.formats`` into a new folder), after one untimed turn and render, as in the
+    running app."""
+    from agent.conversation import Composer, take_turn
+    from agent.session import Session, add_version, current_abc
+    from agent.version_files import render_files
     from finetune.data import load_test_split
 
     tunes = {row["id"]: row["abc"] for row in load_test_split(config.split)}
     items = [item for item in load_suite(config.suite) if item["kind"] == "edit"]
-    if items:  # the app has music21, verovio and the edit modules loaded: time them warm
-        warm = tunes[items[0]["tune"]]
-        mood_edit(warm, "sad")
+    composer = Composer.unavailable()
+
+    def turn_and_render(before: str, prompt: str) -> tuple[str, str, float, float]:
+        session = add_version(Session(), before, "the held-out tune")
+        started = time.perf_counter()
+        turn = take_turn(session, prompt, composer)
+        edited = time.perf_counter()
+        after = current_abc(turn.session)
         with tempfile.TemporaryDirectory() as folder:
-            render_score_text(warm, Path(folder), formats=config.formats)
+            files = render_files(after, folder, tuple(config.formats))
+        if files.problems:
+            raise ValueError(f"{prompt!r}: the renders failed: {'; '.join(files.problems)}")
+        return after, turn.reply, edited - started, time.perf_counter() - edited
+
+    if items:  # the app has music21, verovio and the edit modules loaded: time them warm
+        turn_and_render(tunes[items[0]["tune"]], items[0]["prompt"])
     rows = []
     for item in items:
         before = tunes[item["tune"]]
         request = find_mood(item["prompt"])
         if request is None or request.mood is None:
             raise ValueError(f"{item['id']}: no known mood in {item['prompt']!r}")
-        edit_times, render_times, by_format = [], [], {}
+        edit_times, render_times = [], []
         for _ in range(max(1, config.repeat)):
-            started = time.perf_counter()
-            edit = mood_edit(before, request)
-            edited = time.perf_counter()
-            with tempfile.TemporaryDirectory() as folder:
-                files = render_score_text(edit.abc, Path(folder), formats=config.formats)
-            render_times.append(time.perf_counter() - edited)
-            edit_times.append(edited - started)
-            for name, seconds in files.seconds.items():
-                by_format.setdefault(name, []).append(seconds)
-        judged = judge_edit(before, edit.abc, request, config.min_moved)
-        rows.append(EditRow(item["id"], item["prompt"], item["tune"], edit.reply, judged.right,
+            after, reply, edit_s, render_s = turn_and_render(before, item["prompt"])
+            edit_times.append(edit_s)
+            render_times.append(render_s)
+        judged = judge_edit(before, after, request, config.min_moved)
+        rows.append(EditRow(item["id"], item["prompt"], item["tune"], reply, judged.right,
                             judged.wrong, judged.passed, statistics.median(edit_times),
-                            statistics.median(render_times),
-                            {name: statistics.median(v) for name, v in by_format.items()}))
+                            statistics.median(render_times), {}))
     return rows
 
 

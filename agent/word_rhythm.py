@@ -323,16 +323,19 @@ def fit_rhythm(
     def key(rhythm: _Rhythm, fits: tuple[Placement, ...]) -> tuple:
         if not all(f.ok for f in fits):
             # not enough notes yet: more notes first, then the longest notes split
-            return (0, _notes(rhythm, line), 0, 0, -_last_split(rhythm), 0,
+            return (0, _notes(rhythm, line), 0, 0, 0, -_last_split(rhythm), 0,
                     min(min(p) for p in rhythm if p), 0.0, 0)
-        # then the line's last note kept whole (the phrase comes to rest there), plain rhythms
+        # then stressed one-syllable words not below an unstressed neighbour ("hills" not
+        # on a weaker beat than "and"), the line's last note kept whole (the phrase comes to rest there), plain rhythms
         # (notes split in equal halves), long notes split rather than short ones, the
         # placement's cost, and later notes split (the line's opening kept as written)
         uneven = sum(1 for p in rhythm if len(set(p)) > 1)
         later = sum(i for i, p in enumerate(rhythm) if len(p) != 1)
         shortest_piece = min((min(p) for p in rhythm if len(p) > 1), default=Fraction(0))
+        laid = _slots_of(line, rhythm)
+        against = sum(_monosyllables_against(ws, f, laid) for ws, f in zip(words, fits))
         return (1, sum(f.words_right for f in fits), -sum(f.short_syllables for f in fits),
-                -_changes_in(rhythm), -_last_split(rhythm), -uneven, shortest_piece,
+                -_changes_in(rhythm), -against, -_last_split(rhythm), -uneven, shortest_piece,
                 round(-sum(f.cost for f in fits), 6), later)
 
     start: _Rhythm = tuple((length,) for length in line.lengths)
@@ -408,6 +411,25 @@ def _fixed_words(words: Sequence[Sequence[Word]], before: Sequence[Placement],
         for index in sorted(_right_words(ws, new, new_slots) - _right_words(ws, old, old_slots)):
             out.append(ws[index].text.strip(".,;:!?\"'()").lower())
     return tuple(out)
+
+
+def _monosyllables_against(words: Sequence[Word], placement: Placement,
+                           slots: Sequence[Slot]) -> int:
+    """Stressed one-syllable words ("hills", "far") that start on a weaker beat than an
+    unstressed syllable next to them ("and", "-ver"): the prosody measure checks only longer
+    words, but a singer hears these too."""
+    if not placement.ok:
+        return 0
+    stressed = [flag for word in words for flag in word.sung_stress]
+    single = [word.count == 1 for word in words for _ in range(word.count)]
+    strengths = [slots[i].strength or 0.0 for i in placement.starts]
+    count = 0
+    for k, (flag, alone) in enumerate(zip(stressed, single)):
+        if not (flag and alone):
+            continue
+        neighbours = [j for j in (k - 1, k + 1) if 0 <= j < len(stressed) and not stressed[j]]
+        count += any(strengths[j] > strengths[k] + 1e-9 for j in neighbours)
+    return count
 
 
 def _right_words(words: Sequence[Word], placement: Placement, slots: Sequence[Slot]) -> set[int]:

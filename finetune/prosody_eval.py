@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +39,7 @@ from agent.prosody import (DEFAULT_QPM, ProsodyConfig, ProsodyReport, SungNote, 
                            stress_alignment)
 
 __all__ = ["REAL_SONGS", "SingableRow", "SongResult", "corpus_song", "measure_abc_folder",
-           "measure_corpus", "measure_singable", "melody_shape", "part_notes", "real_song_measures",
+           "measure_corpus", "measure_set_words", "measure_singable", "melody_shape", "part_notes", "real_song_measures",
            "table_row", "main"]
 
 #: English songs with words in music21's corpus: (corpus path, the part that carries the tune).
@@ -338,6 +338,71 @@ def measure_setting(records: Sequence[dict], songs: str | Path, candidates: int 
     return totals
 
 
+@dataclass(frozen=True)
+class WordsRow:
+    """The user's words through :func:`agent.lyrics.set_words` on whole tunes: the prosody of
+    the results, how many tunes were set, how many notes were split or joined, and the checks
+    that must hold (tunes valid as before, every bar's length kept, every ``w:`` line fitting
+    its notes one to one)."""
+
+    report: ProsodyReport
+    tunes: int
+    notes: int
+    changes: int
+    valid_kept: int
+    bars_kept: int
+    fit_exact: int
+
+
+def measure_set_words(records: Sequence[dict], songs: str | Path, seed: int = 0,
+                      singable: bool = True, stress_changes: bool = True,
+                      share: float = 0.8) -> WordsRow:
+    """Lines of the real songs, drawn at random until they have ``share`` as many syllables
+    as the tune has notes, set as the user's words on the whole tune through
+    :func:`agent.lyrics.set_words`, as "add lyrics: ..." does (it spreads them over the music
+    lines, splitting notes where a line needs more). With ``stress_changes``
+    False the rhythm is changed only where the words need more notes (the setting before
+    :mod:`agent.word_rhythm` moved stresses)."""
+    import random
+    from unittest import mock
+
+    from agent import lyrics
+    from agent.abc_text import parse_tune, split_bars, tokenize_body
+    from agent.singable import make_singable
+    from agent.syllables import syllable_count
+    from agent.validate import validate_abc
+    from agent.word_rhythm import RhythmConfig
+
+    def bar_lengths(text: str) -> list:
+        tune = parse_tune(text)
+        return [b.duration for b in split_bars(tokenize_body(tune.body, tune), tune)]
+
+    pool = sorted({line for line in _song_lines(songs) if 4 <= syllable_count(line) <= 12})
+    counts = {line: syllable_count(line) for line in pool}
+    rng = random.Random(seed)
+    config = RhythmConfig() if stress_changes else RhythmConfig(max_changes=0)
+    total, tunes, notes, changes, valid_kept, bars_kept, exact = ProsodyReport(), 0, 0, 0, 0, 0, 0
+    for record in records:
+        abc = make_singable(record["abc"]).abc if singable else record["abc"]
+        music = lyrics.note_slots(abc)
+        room = sum(line.notes for line in music)
+        chosen: list[str] = []
+        while sum(counts[t] for t in chosen) < share * room:
+            chosen.append(rng.choice(pool))
+        with mock.patch.object(lyrics, "RhythmConfig", lambda place: replace(config, place=place)):
+            new, report = lyrics.set_words(abc, "\n".join(chosen))
+        if not report.ok:
+            continue
+        tunes += 1
+        notes += sum(line.notes for line in music)
+        changes += len(report.splits)
+        total = total + stress_alignment(new)
+        valid_kept += validate_abc(new).valid == validate_abc(abc).valid
+        bars_kept += bar_lengths(new) == bar_lengths(abc)
+        exact += lyrics.syllable_fit(new).rate == 1.0
+    return WordsRow(total, tunes, notes, changes, valid_kept, bars_kept, exact)
+
+
 def _print_setting(label: str, totals: dict[str, ProsodyReport]) -> None:
     for name, report in totals.items():
         print(f"| {label} | {name} | {_share(report.stressed_right, report.words)} | "
@@ -406,6 +471,21 @@ def main(argv: list[str] | None = None) -> int:
                                                          rhythm_sink=sinks["as written"]))
             _print_setting("singable version", measure_setting(
                 records, songs, singable=True, rhythm_sink=sinks["singable version"]))
+            print("\nThe songs' lines as the user's words on whole tunes (set_words, syllables "
+                  "for 80% of the notes):\n\n| tunes | rhythm changed | tunes set | word stress | short "
+                  "| longest melisma | notes split or joined | valid as before | bars kept | "
+                  "w: lines fit |\n|---|---|---|---|---|---|---|---|---|---|")
+            for singable in (False, True):
+                for stress in (False, True):
+                    row = measure_set_words(records, songs, singable=singable,
+                                            stress_changes=stress)
+                    r = row.report
+                    print(f"| {'singable version' if singable else 'as written'} | "
+                          f"{'for fit and stress' if stress else 'only to fit'} | {row.tunes} | "
+                          f"{_share(r.stressed_right, r.words)} | "
+                          f"{_share(r.short_syllables, r.syllables)} | {r.longest_melisma} | "
+                          f"{row.changes} of {row.notes} | {row.valid_kept} | {row.bars_kept} | "
+                          f"{row.fit_exact} |")
             for label, sink in sinks.items():
                 print(f"\nRhythm changes ({label}): {sink['lines changed']} of {sink['lines']} "
                       f"lines changed, {sink['splits']} notes split and {sink['merges']} pairs "

@@ -177,3 +177,17 @@ def test_setting_real_lines_on_held_out_tunes() -> None:
     assert chosen.stress_share >= 0.9
     assert chosen.short_syllables == placed.short_syllables == 0
     assert placed.longest_melisma <= 4
+
+
+def test_a_line_opening_off_the_beat_comes_in_after_the_downbeat() -> None:
+    """"Along, along" on a jig phrase that starts on a downbeat: the first note is left
+    without words so "a-" is a pickup to "long"; without that freedom "a-" took the downbeat."""
+    from agent.prosody import PlaceConfig
+
+    slots = note_slots_of("X:1\nM:6/8\nL:1/8\nK:G\ndBA GBA|GED D3|]\n")
+    placed = place_syllables("Along, along the darkling", slots, "6/8")
+    assert placed.text.startswith("* A-")  # the first note unsung
+    assert placed.words_right == placed.words_checked == 3
+    pinned = place_syllables("Along, along the darkling", slots, "6/8",
+                             config=PlaceConfig(max_unsung_lead=0))
+    assert not pinned.text.startswith("*") and pinned.words_right < 3

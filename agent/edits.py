@@ -692,11 +692,27 @@ def _mode_plan(target: str):
     return plan
 
 
+#: A seventh chord's symbol from its triad's quality and its seventh (semitones over the root).
+_SEVENTH_SYMBOL = {("", 10): "7", ("", 11): "maj7", ("m", 10): "m7", ("m", 11): "mmaj7",
+                   ("dim", 10): "m7b5", ("dim", 9): "dim7", ("+", 10): "+7"}
+
+
 def _mode_chord_quality(tonic: str, old_mode: str, new_mode: str) -> Callable[[str, str], str]:
-    """Chord-symbol quality for a parallel mode change on ``tonic``: a plain triad or seventh
-    symbol on a scale degree takes the new mode's triad on that degree."""
+    """Chord-symbol quality for a parallel mode change on ``tonic``: a plain triad or
+    diatonic seventh symbol on a scale degree takes the new mode's chord on that degree
+    (in D minor: Gm, F, Bb, C, and Bbmaj7 for Bm7), except the dominant going into minor,
+    which stays major as musicians play it (A and A7 in D minor: harmonic minor's V).
+
+    >>> adjust = _mode_chord_quality("D", "major", "minor")  # (old, with its root moved)
+    >>> [adjust(*c) for c in (("A7", "A7"), ("G", "G"), ("F#m", "Fm"), ("Bm7", "Bbm7"),
+    ...                       ("Em", "Em"), ("D7", "D7"), ("Gmaj7", "Gmaj7"))]
+    ['A7', 'Gm', 'F', 'Bbmaj7', 'Edim', 'D7', 'Gmaj7']
+    """
     old_steps, new_steps = MODE_STEPS[old_mode], MODE_STEPS[new_mode]
     tonic_class, tonic_letter = tonic_pitch_class(tonic), LETTERS.index(tonic[0])
+
+    def seventh(steps: tuple[int, ...], degree: int) -> int:
+        return (steps[(degree + 6) % 7] - steps[degree]) % 12
 
     def adjust(old: str, moved: str) -> str:
         o, m = _QUALITY.match(old), _QUALITY.match(moved)
@@ -709,9 +725,18 @@ def _mode_chord_quality(tonic: str, old_mode: str, new_mode: str) -> Callable[[s
         quality = {"min": "m", "°": "dim", "aug": "+"}.get(quality, quality)
         if quality != _triad_quality(old_steps, degree):
             return moved
+        has_seventh = bool(o.group("seventh"))
+        if has_seventh and (quality, seventh(old_steps, degree)) not in (
+                ("", 10), ("m", 10), ("dim", 9), ("+", 10)):
+            return moved  # a seventh outside the old scale (D7 in D major): keep it
+        if new_mode == "minor" and degree == 4 and quality == "":
+            return moved  # the dominant stays major in minor (harmonic minor's V and V7)
         new_quality = _triad_quality(new_steps, degree)
-        return (m.group("root") + new_quality + (o.group("seventh") or "")
-                + (m.group("bass") or ""))
+        symbol = new_quality
+        if has_seventh:
+            symbol = _SEVENTH_SYMBOL.get((new_quality, seventh(new_steps, degree)),
+                                         new_quality + "7")
+        return m.group("root") + symbol + (m.group("bass") or "")
 
     return adjust
 
@@ -726,8 +751,9 @@ def change_mode(abc_text: str, op: ChangeMode) -> EditResult:
     mixolydian lowers 7; major -> lydian raises 4; minor -> dorian raises 6; minor ->
     phrygian lowers 2 (see :func:`moved_degrees`). Notes outside the old scale (a raised
     leading note in minor, a borrowed flat seventh) keep their pitch. Plain chord symbols on a
-    scale degree take the new mode's triad ("Bm" in D major becomes "Bb" in D minor; "A7"
-    becomes "Am7"); other chord symbols keep their quality.
+    scale degree take the new mode's chord ("Bm" in D major becomes "Bb" in D minor, "Bm7"
+    becomes "Bbmaj7"), except that the dominant stays major going into minor ("A7" stays
+    "A7", harmonic minor's V7, as musicians play it); other chord symbols keep their quality.
 
     **Relative** (G major -> E minor): every pitch and every written note stays as it is
     (the key signature is the same); only the K: fields change to the key of the new mode

@@ -346,7 +346,7 @@ def _without_keys(body: str) -> str:
 def test_mode_change_examples_and_chord_symbols():
     text = 'X:1\nL:1/8\nK:D\n"D"DEFG "Bm"ABcd|"G"B2"A7"A2 ^A2d2|]\n'
     result = change_mode(text, ChangeMode("minor"))
-    assert parse_tune(result.abc).body == '"Dm"DEFG "Bb"ABcd|"Gm"B2"Am7"A2 ^A2d2|]\n'
+    assert parse_tune(result.abc).body == '"Dm"DEFG "Bb"ABcd|"Gm"B2"A7"A2 ^A2d2|]\n'
     assert "lowered degree 3, lowered degree 6, lowered degree 7" in result.summary
     assert moved_degrees("major", "lydian") == {4: 1}
     relative = change_mode("X:1\nK:D\nK:G\nD|\n", ChangeMode("minor", "relative"))

@@ -42,7 +42,7 @@ from agent.errors import InputError, ModelError, TunesmithError
 from agent.harmony_chat import answer_chords, apply_harmony_ops, carry_chords, chords_for_new_tune
 from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
                           write_lyrics)
-from agent.mood_turn import apply_mood_change, finish_new_tune, plan_new_tune
+from agent.mood_turn import apply_mood_change, finish_new_tune, mood_with_edits, plan_new_tune
 from agent.notation import MODE_SUFFIX
 from agent.ops import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord, Request,
                        RewriteLyricLines, SetInstrument, SetLyrics, Transpose, WriteLyrics)
@@ -344,11 +344,15 @@ def _dispatch(session: Session, request: Request, current: str | None, composer:
     if intent == "exact_edit":
         return _exact_edit(session, request, current)
     if intent == "creative_edit":
+        combined = mood_with_edits(request)  # "sadder and slower": one exact edit, no rewrite
+        if combined is not None:
+            return _mood_edit(session, combined, current, composer, config, on_progress)
         return _creative_edit(session, request, current, composer, config, on_progress)
     if intent == "lyrics":
         return _lyrics(session, request, current, composer, config)
-    if intent == "mood_edit":
-        return _mood_edit(session, request, current, composer, config, on_progress)
+    if intent == "mood_edit":  # with "louder"/"softer" said with the mood done too
+        return _mood_edit(session, mood_with_edits(request) or request, current, composer, config,
+                          on_progress)
     return Turn(session, "I am not sure what to do with that. " + HELP_TEXT, False, intent)
 
 

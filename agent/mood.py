@@ -819,14 +819,62 @@ def _remove_staccato(abc: str) -> tuple[str, int]:
     return _splice(abc, tune, [(t.start, t.end, "") for t in marks]), len(marks)
 
 
+def _bar_positions(tokens: list[Token], bar_length: Fraction | None) -> dict[int, Fraction]:
+    """Where each timed token (by index) starts within its bar; a short first bar is a pickup,
+    so its notes are counted back from the bar's end."""
+    positions: dict[int, Fraction] = {}
+    bar: list[int] = []
+    at, first = Fraction(0), True
+
+    def close() -> None:
+        nonlocal at, first
+        shift = bar_length - at if first and bar_length is not None and 0 < at < bar_length \
+            else Fraction(0)
+        for index in bar:
+            positions[index] += shift
+        bar.clear()
+        first = first and not positions
+        at = Fraction(0)
+
+    for index, token in enumerate(tokens):
+        if token.kind is Kind.BAR:
+            close()
+        elif token.is_timed:
+            positions[index] = at
+            bar.append(index)
+            at += token.duration or 0
+    close()
+    return positions
+
+
 def _add_staccato(abc: str) -> tuple[str, int]:
-    """Staccato dots on the plain notes: a single note between the unit length and one beat,
-    not under a slur, not tied, not in a broken pair, a tuplet or after a grace group, and
-    without a decoration already."""
+    """Staccato dots on the light notes of running passages: a plain note an eighth long (half
+    a beat of 2/2 or 4/4, a third of 6/8's) that has another such note right before or after
+    it, and that leads into the next beat (starts off the beat and ends on one: the second
+    eighth of a 3/4 beat, the third of a 6/8 one). Not under a slur, not tied, not in a
+    broken pair, a tuplet or after a grace group, and without a decoration already. A dot on
+    every note reads heavily and plays choppily; the note on the beat keeps its weight and
+    long notes stay as they are, as a player lightening a tune would play it.
+
+    >>> print(_add_staccato("X:1\\nM:6/8\\nL:1/8\\nK:G\\nGAB c2B|A3 d3|]\\n")[0], end="")
+    X:1
+    M:6/8
+    L:1/8
+    K:G
+    GA.B c2B|A3 d3|]
+    >>> _add_staccato("X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2 A2 G2|G6|]\\n")[1]  # no running notes
+    0
+    """
     tune = parse_tune(abc)
     tokens = _melody_tokens(tune)
     meter = tune.meter
     beat = meter.beat_length if meter.bar_length is not None else Fraction(1, 4)
+    positions = _bar_positions(tokens, meter.bar_length)
+    timed = [i for i, t in enumerate(tokens) if t.is_timed]
+    longest = beat / 3 if beat.numerator == 3 else beat / 2  # a beat's eighths, 6/8 or 3/4
+    running = {i for i in timed if tokens[i].kind is Kind.NOTE and tokens[i].duration
+               and SHORT_NOTE <= tokens[i].duration <= longest}
+    neighbours = {i: (a, b) for a, i, b in zip([None] + timed, timed, timed[1:] + [None])}
     depth, tuplet_left, changes = 0, 0, []
     for i, token in enumerate(tokens):
         if token.kind is Kind.SLUR:
@@ -837,7 +885,10 @@ def _add_staccato(abc: str) -> tuple[str, int]:
         elif token.kind in (Kind.NOTE, Kind.CHORD, Kind.REST):
             in_tuplet = tuplet_left > 0
             tuplet_left = max(0, tuplet_left - 1)
-            if token.kind is not Kind.NOTE or depth or in_tuplet:
+            if token.kind is not Kind.NOTE or depth or in_tuplet or i not in running:
+                continue
+            if not any(n in running for n in neighbours[i]) or positions[i] % beat == 0 or (
+                    positions[i] + token.duration) % beat:
                 continue
             before = tokens[i - 1] if i else None
             after = tokens[i + 1] if i + 1 < len(tokens) else None
@@ -845,8 +896,6 @@ def _add_staccato(abc: str) -> tuple[str, int]:
                     Kind.DECORATION, Kind.GRACE, Kind.BROKEN, Kind.TIE):
                 continue
             if after is not None and after.kind in (Kind.TIE, Kind.BROKEN):
-                continue
-            if token.duration is None or not SHORT_NOTE <= token.duration <= beat:
                 continue
             changes.append((token.start, token.start, "."))
     return _splice(abc, tune, changes), len(changes)
@@ -857,8 +906,8 @@ def set_articulation(abc: str, articulation: str) -> tuple[str, int]:
     notes, see :func:`mood_edit`); returns the text and how many marks changed. Every other
     byte stays as it was.
 
-    >>> set_articulation("X:1\\nL:1/8\\nK:D\\nD2 (FA) d4|]\\n", "staccato")
-    ('X:1\\nL:1/8\\nK:D\\n.D2 (FA) d4|]\\n', 1)
+    >>> set_articulation("X:1\\nM:4/4\\nL:1/8\\nK:D\\nDEFG (FA) d2|]\\n", "staccato")
+    ('X:1\\nM:4/4\\nL:1/8\\nK:D\\nD.EF.G (FA) d2|]\\n', 2)
     >>> set_articulation("X:1\\nK:D\\nD|]\\n", "marcato")
     Traceback (most recent call last):
     ...
@@ -905,7 +954,8 @@ def _tempo_target(cues: Cues, row: Mood, k: float, comparative: bool,
 
 
 def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = False,
-              config: MoodConfig = DEFAULT_MOOD_CONFIG, mode_named: bool = False) -> MoodEdit:
+              config: MoodConfig = DEFAULT_MOOD_CONFIG, mode_named: bool = False,
+              keep: frozenset[str] = frozenset()) -> MoodEdit:
     """Move a tune toward a mood by exact edits, and say what still needs the notes rewritten.
 
     Tempo (:func:`agent.edits.set_tempo`), dynamics (:func:`set_dynamics`), register by whole
@@ -917,6 +967,8 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     Words, chord symbols and every other byte stay as they were. The share of running notes
     cannot change without new notes: it is reported in ``pending`` with the target share.
     ``mode_named``: the person chose the mode in the same message, so the mode is not a cue.
+    ``keep``: cues ("tempo", "dynamics", "register") the person set in the same message
+    ("happier but slower"), left as they are.
 
     >>> tune = "X:1\\nT:Air\\nR:waltz\\nM:3/4\\nL:1/8\\nQ:1/4=120\\nK:G\\n\\"G\\"B2 A/B/c/B/ A2|\\"D\\"G6|]\\nw:la la la la\\n"
     >>> result = mood_edit(tune, find_mood("make it sadder"))
@@ -947,7 +999,9 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     text, changes, kept, pending, pending_words = abc, [], [], [], []
 
     target, why = _tempo_target(before, row, k, comparative, config)
-    if why:
+    if "tempo" in keep:
+        pass
+    elif why:
         kept.append(why)
     elif target != before.bpm:
         new_text = set_tempo(text, SetTempo(factor=target / before.bpm)).abc
@@ -958,7 +1012,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
             changes.append(CueChange("tempo", before.bpm, new_bpm,
                                      f"{word} ({before.bpm:g} → {new_bpm:g})"))
 
-    steps = _rounded(row.dynamics * k)
+    steps = 0 if "dynamics" in keep else _rounded(row.dynamics * k)
     if steps:
         current = before.dynamics
         if comparative:
@@ -975,7 +1029,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
         else:
             kept.append(f"it is already {DYNAMICS_WORDS[current]} ({current})")
 
-    register = row.register * k
+    register = 0 if "register" in keep else row.register * k
     if abs(register) >= config.octave_at:
         octaves = int(math.copysign(max(1, round(abs(register) / 12)), register))
         low, high, name = _range_limits(before, config, sung=_HAS_WORDS.search(abc) is not None)
@@ -1008,8 +1062,8 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     elif ways["articulation"] > 0 and before.staccato == 0:
         text, added = _add_staccato(text)
         if added:
-            notes = f"{added} plain note" + "s" * (added != 1)
-            changes.append(CueChange("articulation", 0.0, None, f"crisper (staccato on {notes})"))
+            notes = f"{added} off-beat running note" + "s" * (added != 1)
+            changes.append(CueChange("articulation", 0.0, None, f"lighter (staccato on {notes})"))
 
     style = STYLES.get(before.style or "")
     short_notes = None
@@ -1024,7 +1078,7 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
     after = measure_cues(text, config)
     edit = MoodEdit(text, row.name, k, tuple(changes), tuple(pending), tuple(pending_words),
                     tuple(kept), short_notes, "", before, after)
-    return replace(edit, reply=_edit_reply(edit))
+    return replace(edit, reply=edit_reply(edit))
 
 
 # How a reply names the move toward a mood ("make it sad" and "sadder" alike).
@@ -1032,7 +1086,7 @@ _COMPARATIVE_WORDS = {"sad": "Sadder", "happy": "Happier", "calm": "Calmer", "an
                       "tender": "Gentler", "dreamy": "Dreamier", "fierce": "Fiercer"}
 
 
-def _edit_reply(edit: MoodEdit) -> str:
+def edit_reply(edit: MoodEdit) -> str:
     """ "Sadder: slower (120 → 92), down an octave, softer (mf → p). ..." """
     if edit.intensity < 0:
         head = f"Less {edit.mood}"
@@ -1052,6 +1106,17 @@ def _edit_reply(edit: MoodEdit) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Explaining a tune's mood
+
+
+def tempo_limits(cues: Cues, config: MoodConfig = DEFAULT_MOOD_CONFIG) -> tuple[float, float]:
+    """The slowest and fastest speed (quarter notes a minute) a mood takes a tune of this
+    style and meter to: the style's usual speed times ``config.slowest`` and ``fastest``.
+
+    >>> tempo_limits(measure_cues("X:1\\nR:waltz\\nM:3/4\\nL:1/8\\nK:G\\nB2 A2 G2|\\n"))
+    (66.0, 168.0)
+    """
+    usual = _usual_quarter_bpm(STYLES.get(cues.style or ""), cues.meter, config)
+    return usual * config.slowest, usual * config.fastest
 
 
 def _usual_quarter_bpm(style: Style | None, meter: str, config: MoodConfig) -> float:

@@ -21,16 +21,28 @@ TypeError: resolved must be Attributes, not NoneType
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from agent.abc_text import parse_tune, split_bars, tokenize_body
 from agent.edits import apply_edits, transpose
-from agent.mood import (DEFAULT_MOOD_CONFIG, SHORT_NOTE, MoodEdit, MoodPlan, MoodRequest,
-                        compose_plan, measure_cues, mood_edit, register_target, set_articulation,
-                        set_dynamics)
-from agent.ops import Attributes, ChangeMode, MoodChange, Request, Transpose
-from agent.understand import mood_request
+from agent.mood import (DEFAULT_MOOD_CONFIG, DYNAMICS, SHORT_NOTE, CueChange, MoodEdit,
+                        MoodPlan, MoodRequest, compose_plan, cue_directions, edit_reply,
+                        find_mood, measure_cues, mood_edit, register_target, set_articulation,
+                        set_dynamics, tempo_limits)
+from agent.ops import (Attributes, ChangeMode, MoodChange, Request, SetInstrument, SetTempo,
+                       Transpose)
+from agent.understand import mood_request, understand
+
+# "louder", "a bit softer", "more quietly": a step of the dynamics said with a mood.
+_LOUDNESS = re.compile(r"\b(?:(?:a (?:bit|little|lot|touch) |much |even )?(?P<word>louder|softer|"
+                       r"quieter)|more (?P<adverb>loudly|softly|quietly))\b")
+# What is left of "make it happier and louder" once the mood and the loudness are taken out.
+_FILLER = re.compile(r"\b(?:make|it|the|tune|song|melody|this|and|also|but|a|bit|little|lot|"
+                     r"touch|much|even|please|too|as|well|then|more|less|sound|play)\b|[,.;!&+]")
+# The exact edits that move a mood's own cues, and can be said with it in one message.
+_CUE_EDITS = (SetTempo, Transpose, ChangeMode, SetInstrument)
 from agent.validate import instrument_range
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +106,7 @@ def finish_new_tune(abc: str, plan: MoodPlan | None) -> tuple[str, str]:
     if plan.articulation:
         abc, changed = set_articulation(abc, plan.articulation)
         if changed and plan.articulation == "staccato":
-            done.append("with staccato on the plain notes")
+            done.append("with staccato on the off-beat notes of its running passages")
     if not done:
         return abc, ""
     return abc, f"To sound {plan.mood} it is written " + ", ".join(done) + "."
@@ -160,6 +172,69 @@ def _keeps_text(abc: str) -> str | None:
     return "the words" if words else None
 
 
+@dataclass(frozen=True)
+class Louder:
+    """A step of the dynamics said with a mood ("happier and louder": +1; "softer": -1),
+    carried in a mood edit's ``Request.edits`` and done by :func:`apply_mood_change`."""
+
+    steps: int
+
+
+def mood_with_edits(request: Request) -> Request | None:
+    """A creative edit that is really a mood said with exact edits of its own cues ("make it
+    sadder and slower", "happier, faster and louder", "calmer and an octave lower"), as one mood
+    edit carrying those edits (a loudness step as :class:`Louder`); None for anything else (a
+    mood with new notes asked for, a part of the tune, a new meter or style).
+
+    >>> mood_with_edits(understand("make it sadder and slower", has_score=True)).edits
+    (SetTempo(bpm=None, factor=0.833),)
+    >>> change = mood_with_edits(understand("happier and louder", has_score=True))
+    >>> change.intent, change.mood_change.mood, change.edits
+    ('mood_edit', 'happy', (Louder(steps=1),))
+    >>> mood_with_edits(understand("make it sadder and add a counter-melody", has_score=True)) is None
+    True
+    """
+    attrs = request.attributes
+    if request.intent == "mood_edit" and request.mood_change is not None:  # "sadder and softer"
+        steps = _loudness(request.text.lower())[0]
+        if not steps or any(isinstance(op, Louder) for op in request.edits):
+            return None
+        return replace(request, edits=request.edits + (Louder(steps),))
+    if request.intent != "creative_edit" or (request.creative and request.creative.span) or (
+            attrs.meter is not None or attrs.style is not None or attrs.mood is None):
+        return None
+    said = find_mood(request.text)
+    if said is None or said.mood is None or said.start < 0:
+        return None
+    low = request.text.lower()
+    before = re.search(r"(?:\b(?:more|less)\s+)?$", low[:said.start])
+    steps, rest = _loudness(low[:before.start()] + " " + low[said.end:])
+    plain = understand(rest, has_score=True)
+    edits = tuple(op for op in plain.edits)
+    if not all(isinstance(op, _CUE_EDITS) for op in edits) or plain.intent in (
+            "lyrics", "harmony", "compose", "question"):
+        return None
+    if plain.intent != "exact_edit" and (edits or _FILLER.sub(" ", rest).strip()):
+        return None  # something else was asked besides the mood and its cues
+    if not edits and not steps:
+        return None
+    change = MoodChange(said.mood, attrs.mood_intensity or said.intensity, True,
+                        allow_mode_change=any(isinstance(op, ChangeMode) for op in edits))
+    return replace(request, intent="mood_edit", creative=None, mood_change=change,
+                   edits=edits + ((Louder(steps),) if steps else ()))
+
+
+def _loudness(low: str) -> tuple[int, str]:
+    """Steps of dynamics said in ``low`` ("louder": +1, "softer": -1) and the text without them.
+
+    >>> _loudness("happier and a bit louder")
+    (1, 'happier and  ')
+    """
+    steps = sum(1 if (m.group("word") or m.group("adverb")).startswith("loud") else -1
+                for m in _LOUDNESS.finditer(low))
+    return steps, _LOUDNESS.sub(" ", low)
+
+
 def mood_request_of(change: MoodChange) -> MoodRequest:
     """The :class:`agent.mood.MoodRequest` a :class:`agent.ops.MoodChange` stands for."""
     return MoodRequest(change.mood, change.intensity, change.comparative, change.mood)
@@ -189,13 +264,27 @@ def apply_mood_change(current: str, request: Request,
     change = request.mood_change
     if change is None:
         raise InputError("that message asks for no mood")
-    text, said = current, ""
-    mode_named = any(isinstance(op, ChangeMode) for op in request.edits)
-    if request.edits:
-        edited = apply_edits(current, request.edits)
-        text, said = edited.abc, edited.summary + " "
     wanted = mood_request_of(change)
-    edit = mood_edit(text, wanted, allow_mode_change=False, mode_named=mode_named)
+    ops = [op for op in request.edits if not isinstance(op, Louder)]
+    louder = sum(op.steps for op in request.edits if isinstance(op, Louder))
+    ways = cue_directions(wanted)
+    # a tempo said the mood's way goes further after the mood's own move ("sadder and
+    # slower"); any other tempo, octave or loudness said with it wins over the mood's
+    after_mood = [op for op in ops if isinstance(op, SetTempo) and op.factor is not None
+                  and (op.factor > 1) == (ways["tempo"] > 0) and ways["tempo"] != 0]
+    ops = [op for op in ops if op not in after_mood]
+    keep = frozenset(cue for cue, said in (
+        ("tempo", any(isinstance(op, SetTempo) for op in ops)),
+        ("register", any(isinstance(op, Transpose) for op in ops)),
+        ("dynamics", louder * ways["dynamics"] < 0)) if said)
+    text, said = current, ""
+    mode_named = any(isinstance(op, ChangeMode) for op in ops)
+    if ops:
+        edited = apply_edits(current, tuple(ops))
+        text, said = edited.abc, edited.summary + " "
+    edit = mood_edit(text, wanted, allow_mode_change=False, mode_named=mode_named, keep=keep)
+    if after_mood or louder:
+        edit = _said_with_mood(edit, after_mood, louder, keep)
     details: dict = {"cues_before": edit.before.__dict__}
     note = None
     if "density" in edit.pending:
@@ -213,6 +302,45 @@ def apply_mood_change(current: str, request: Request,
     details["cues_after"] = edit.after.__dict__
     moved = ", ".join(c.words for c in edit.changes) or "no cue moved"
     return MoodTurn(abc, (said + reply).strip(), f"{edit.mood}: {moved}", details)
+
+
+def _said_with_mood(edit: MoodEdit, tempo_ops: list[SetTempo], louder: int,
+                    keep: frozenset[str]) -> MoodEdit:
+    """``edit`` with a tempo (said the mood's way) and a loudness step said with the mood
+    done after it, each reported as one move from where the tune was."""
+    from agent.edits import set_tempo
+
+    text, changes = edit.abc, list(edit.changes)
+
+    def moved(cue: str, before: object, after: object, word: str, unit: str) -> None:
+        old = next((c for c in changes if c.cue == cue), None)
+        start = old.before if old else before
+        entry = CueChange(cue, start, after, f"{word} ({start:{unit}} → {after:{unit}})")
+        if old:
+            changes[changes.index(old)] = entry
+        else:
+            changes.append(entry)
+
+    for op in tempo_ops:  # within the speeds a mood takes the style to
+        cues = measure_cues(text)
+        slowest, fastest = tempo_limits(cues)
+        goal = min(max(cues.quarter_bpm * op.factor, slowest), fastest)
+        if (goal - cues.quarter_bpm) * (op.factor - 1) <= 0:
+            continue
+        text = set_tempo(text, SetTempo(factor=goal / cues.quarter_bpm)).abc
+        new = measure_cues(text).bpm
+        if new != cues.bpm:
+            moved("tempo", cues.bpm, new, "slower" if new < cues.bpm else "faster", "g")
+    if louder:
+        level = measure_cues(text).dynamics
+        text = set_dynamics(text, steps=louder)
+        new = measure_cues(text).dynamics
+        if new != level:
+            moved("dynamics", level, new, "louder" if louder > 0 else "softer", "")
+    done = replace(edit, abc=text, changes=tuple(changes), after=measure_cues(text),
+                   kept=tuple(k for k in edit.kept if "dynamics" not in keep
+                              or not k.startswith("it is already")))
+    return replace(done, reply=edit_reply(done))
 
 
 def _without_pending_sentence(reply: str) -> str:

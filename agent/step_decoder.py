@@ -47,10 +47,13 @@ __all__ = [
     "float_llama_weights",
     "int8_llama_weights",
     "int8_rows",
+    "RotaryTable",
+    "config_fits",
     "open_decoder",
     "pack_dynamic_int8",
     "sample_continuations",
     "pack_float16",
+    "step_weights_from_state",
 ]
 
 #: ``ModelConfig.decoder``: auto uses the int8 Llama decoder where the model allows it.
@@ -403,6 +406,116 @@ def float_llama_weights(model: Any, kind: str = "portable") -> LlamaStepWeights 
     return _assemble(model, layers, embed, head)
 
 
+@dataclass(frozen=True)
+class RotaryTable:
+    """Llama's default rotary embedding (no scaling): cos and sin for any positions, computed
+    as transformers computes them (float32, then cast to the probe's dtype), for weights built
+    without transformers' model (:func:`step_weights_from_state`).
+
+    >>> import torch
+    >>> cos, sin = RotaryTable(head_dim=4, theta=10000.0)(torch.zeros(1), torch.arange(2)[None])
+    >>> cos.shape, [round(v, 4) for v in cos[0, 1].tolist()]
+    (torch.Size([1, 2, 4]), [0.5403, 0.9999, 0.5403, 0.9999])
+    """
+
+    head_dim: int
+    theta: float
+    #: the model's dtype: a model cast to bfloat16 holds its inverse frequencies rounded to it
+    #: (transformers casts that buffer with the weights), and the bf16 path computes with those
+    dtype_name: str = "float32"
+
+    def __call__(self, probe: Any, positions: Any) -> tuple[Any, Any]:
+        import torch
+
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+        inverse = (1.0 / (self.theta ** exponents)).to(getattr(torch, self.dtype_name)).float()
+        angles = positions[..., None].float() * inverse
+        both = torch.cat((angles, angles), dim=-1)
+        return both.cos().to(probe.dtype), both.sin().to(probe.dtype)
+
+
+def _rope_theta(config: dict[str, Any]) -> float | None:
+    """The rotary base of a Llama ``config.json`` whose rotary embedding is the default one
+    (transformers 5 writes ``rope_parameters``, older versions ``rope_theta``/``rope_scaling``);
+    None for any scaled kind, which :class:`RotaryTable` does not compute."""
+    parameters = config.get("rope_parameters")
+    if isinstance(parameters, dict):
+        if parameters.get("rope_type", "default") != "default":
+            return None
+        return float(parameters.get("rope_theta", 10000.0))
+    if config.get("rope_scaling"):
+        return None
+    return float(config.get("rope_theta", 10000.0))
+
+
+def config_fits(config: dict[str, Any]) -> bool:
+    """Whether :func:`step_weights_from_state` can run a model of this ``config.json``: a Llama
+    without biases, with SiLU, one tensor-parallel rank and the default rotary embedding.
+
+    >>> config_fits({"model_type": "llama", "rope_theta": 10000.0})
+    True
+    >>> config_fits({"model_type": "llama", "rope_scaling": {"rope_type": "llama3"}})
+    False
+    """
+    return (config.get("model_type") == "llama" and not config.get("attention_bias")
+            and not config.get("mlp_bias") and config.get("hidden_act", "silu") == "silu"
+            and config.get("pretraining_tp", 1) == 1 and _rope_theta(config) is not None)
+
+
+def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path: str) -> LlamaStepWeights:
+    """:class:`LlamaStepWeights` straight from a weight cache's tensors (``agent.model`` keeps
+    one per CPU path: ``path`` "bf16" with int8 rows and scales, "portable" with float16
+    weights, "float32" plain) and the base's ``config.json``, without building transformers'
+    model: the same tensors, fused and packed as :func:`int8_llama_weights` and
+    :func:`float_llama_weights` do from a model (tests compare the logits of both).
+
+    >>> step_weights_from_state({}, {"model_type": "gpt2"}, "portable")
+    Traceback (most recent call last):
+    ...
+    ValueError: the compact decoder cannot run this model (gpt2)
+    """
+    import torch
+
+    if not config_fits(config):
+        raise ValueError(f"the compact decoder cannot run this model ({config.get('model_type')})")
+    if path not in ("bf16", "portable", "float32"):
+        raise ValueError(f"no weight cache for the {path!r} path")
+
+    def linear(names: list[str]) -> Any:
+        if path == "bf16":  # copies: torch's int8 kernel crashed on the file's own memory
+            return Int8Bf16Linear(torch.cat([state[f"{n}.weight_int8"] for n in names]).contiguous(),
+                                  torch.cat([state[f"{n}.scales"] for n in names]).contiguous())
+        if path == "portable":
+            return pack_float16(torch.cat([state[f"{n}.weight_fp16"] for n in names]))
+        return Float32Linear(torch.cat([state[f"{n}.weight"].float() for n in names]).contiguous())
+
+    embed = state["model.embed_tokens.weight"]
+    embed = embed.clone() if path == "bf16" else embed.float()
+    norm_of = (lambda name: state[name].to(embed.dtype))
+    eps = float(config.get("rms_norm_eps", 1e-6))
+    layers = []
+    for index in range(int(config["num_hidden_layers"])):
+        prefix = f"model.layers.{index}"
+        attention, mlp = f"{prefix}.self_attn", f"{prefix}.mlp"
+        layers.append(_Layer(
+            norm_1=norm_of(f"{prefix}.input_layernorm.weight"), eps_1=eps,
+            qkv=linear([f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"]),
+            out=linear([f"{attention}.o_proj"]), norm_2=norm_of(f"{prefix}.post_attention_layernorm.weight"),
+            eps_2=eps, gate_up=linear([f"{mlp}.gate_proj", f"{mlp}.up_proj"]), down=linear([f"{mlp}.down_proj"])))
+    if path == "float32" and "lm_head.weight" not in state:
+        head = Float32Linear(embed)  # tied: one tensor for both
+    else:
+        head = linear(["lm_head"])
+    heads = int(config["num_attention_heads"])
+    head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    return LlamaStepWeights(
+        layers=tuple(layers), embed=embed, norm=norm_of("model.norm.weight"), eps=eps, head=head,
+        rotary=RotaryTable(head_dim, _rope_theta(config), str(embed.dtype).removeprefix("torch.")),
+        heads=heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads), head_dim=head_dim,
+        intermediate=int(config["intermediate_size"]))
+
+
 def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """Llama's RMSNorm, as transformers computes it: in float32, scaled in the model's dtype."""
     import torch
@@ -516,8 +629,10 @@ def _next_token(logits: Any, temperature: float, top_p: float, generator: Any) -
 
 def _stop_tokens(loaded: Any) -> set[int]:
     """The tokens ``generate`` stops at: the generation config's end tokens and the tokenizer's."""
-    config = getattr(getattr(loaded, "model", None), "generation_config", None)
-    ends = getattr(config, "eos_token_id", None)
+    ends = getattr(loaded, "end_token_ids", None)  # known without building the model
+    if ends is None:
+        config = getattr(getattr(loaded, "model", None), "generation_config", None)
+        ends = getattr(config, "eos_token_id", None)
     tokens = set(ends if isinstance(ends, (list, tuple)) else [ends])
     tokens.add(getattr(loaded.tokenizer, "eos_token_id", None))
     return {token for token in tokens if token is not None}

@@ -116,7 +116,7 @@ def test_empty_prompt_is_refused_without_loading_a_model(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_base_folder(tmp_path_factory) -> Path:
-    from tests.ui_helpers import save_tiny_base
+    from ui_helpers import save_tiny_base
 
     return save_tiny_base(tmp_path_factory.mktemp("tiny-llama"))
 

@@ -65,7 +65,7 @@ def test_the_benchmark_has_one_configuration_per_path():
 
 
 def test_compose_on_the_forced_portable_path_says_so_and_writes_a_valid_tune(tmp_path):
-    from tests.ui_helpers import tiny_loaded_model
+    from ui_helpers import tiny_loaded_model
 
     loaded = tiny_loaded_model()
     base = tmp_path / "tiny-llama"

@@ -319,11 +319,12 @@ class LineFit:
     longest_melisma: int = 0
     stretched: bool = False
     note: str = ""
+    unsung: int = 0  # notes left without words at the line's start (the words come in later)
 
     @property
     def melismas(self) -> int:
         """Notes that hold a syllable because the words are shorter than the line."""
-        return max(0, self.notes - self.syllables)
+        return max(0, self.notes - self.syllables - self.unsung)
 
     @property
     def stress_share(self) -> float | None:
@@ -423,11 +424,12 @@ def _fit_by_prosody(words: list[Word], seq: tuple[NoteSlot, ...], config: PlaceC
         return LineFit(False, "", placed.syllables, placed.notes, reason=placed.reason)
     starts = set(placed.starts)
     holds = tuple(i for i in range(placed.starts[0] + 1, len(seq)) if i not in starts)
+    unsung = sum(1 for s in seq[:placed.starts[0]] if not s.tied)
     return LineFit(True, placed.text, placed.syllables, placed.notes, holds,
                    placed.words_checked, placed.words_right,
                    short_syllables=placed.short_syllables,
                    longest_melisma=placed.longest_melisma, stretched=placed.stretched,
-                   note=placed.note)
+                   note=placed.note, unsung=unsung)
 
 
 def _place(syl: list[_Syl], notes: list[NoteSlot], cfg: FitConfig) -> list[int]:

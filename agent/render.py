@@ -67,6 +67,8 @@ __all__ = [
     "to_png",
     "to_svg_pages",
     "to_wav",
+    "warm_up",
+    "warm_up_in_background",
 ]
 
 log = logging.getLogger(__name__)
@@ -788,6 +790,45 @@ def to_wav(midi_data: bytes, config: RenderConfig = RenderConfig()) -> bytes:
         wav.setframerate(config.sample_rate)
         wav.writeframes(pcm.tobytes())
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- warming up
+
+
+def warm_up(config: RenderConfig = RenderConfig()) -> None:
+    """Load what the first render of a process would otherwise load on the spot: verovio and
+    its fonts, cairosvg (its cairo bindings are parsed from C declarations at import, about
+    half a second), the synthesiser and music21's MIDI and MusicXML writers.
+
+    >>> warm_up()  # a second call costs nothing
+    """
+    import cairosvg  # noqa: F401
+    import mido  # noqa: F401
+    import numpy  # noqa: F401
+    import pypdf  # noqa: F401
+    import tinysoundfont  # noqa: F401
+    from music21.midi import translate  # noqa: F401
+    from music21.musicxml import m21ToXml  # noqa: F401
+
+    _verovio_toolkit()
+    _register_fonts_for_cairo((config.music_font, "Liberation"))
+
+
+def warm_up_in_background(config: RenderConfig = RenderConfig()):
+    """Run :func:`warm_up` in a daemon thread (while the model writes a tune, say) and return
+    the thread; a failure is logged, and the render that follows meets it again and says so.
+    """
+    import threading
+
+    def run() -> None:
+        try:
+            warm_up(config)
+        except Exception as err:  # the render itself reports what is missing
+            log.warning("warming up the renderers failed: %s: %s", type(err).__name__, err)
+
+    thread = threading.Thread(target=run, name="render-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------- files

@@ -159,3 +159,14 @@ def test_a_wav_needs_a_playable_midi(tmp_path):
     assert "wav" not in rendered.paths
     assert rendered.problems == ["wav: not a readable MIDI file: MThd not found. Probably not a "
                                  "MIDI file"]
+
+
+def test_warming_up_in_the_background_loads_the_renderers():
+    import sys
+
+    from agent.render import warm_up_in_background
+
+    thread = warm_up_in_background()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and thread.daemon
+    assert {"verovio", "cairosvg", "tinysoundfont", "music21.musicxml.m21ToXml"} <= set(sys.modules)

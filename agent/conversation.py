@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from agent import lyrics as lyric_ops
 from agent import session as sessions
+from agent import song_form
 from agent.abc_text import Kind, bar_count, parse_tune, sounding_bars, tokenize_body
 from agent.answer import QUESTION_KINDS, answer_question, define
 from agent.compose import ComposeConfig, compose_tune, edit_span
@@ -45,9 +46,10 @@ from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewr
 from agent.mood_turn import apply_mood_change, finish_new_tune, mood_with_edits, plan_new_tune
 from agent.notation import MODE_SUFFIX
 from agent.ops import (AddVerse, Attributes, RemoveLyrics, ReplaceLyricLine, ReplaceLyricWord, Request,
-                       RewriteLyricLines, SetInstrument, SetLyrics, Transpose, WriteLyrics)
+                       RewriteLyricLines, SetInstrument, SetLyrics, SetPartWords, Transpose,
+                       WriteLyrics)
 from agent.prompts import abc_header
-from agent.render import render_score_text
+from agent.render import render_score_text, warm_up_in_background
 from agent.session import Session
 from agent.singable import singable_for_words
 from agent.understand import UnderstandConfig, resolve, understand
@@ -412,6 +414,8 @@ def _answer(session: Session, request: Request, current: str | None) -> Turn:
         return Turn(session, "There is no tune yet to ask about. " + HELP_TEXT, False, "question")
     if kind == "chords":
         return Turn(session, answer_chords(current, request.question.subject), False, "question")
+    if kind == "lyrics" and song_form.song_parts(current):  # "the words of the chorus?"
+        return Turn(session, song_form.words_answer(current, request.text), False, "question")
     kind = {"time": "meter", "length": "bars", "sad": "mood", "why": "mood"}.get(kind, kind)
     if kind not in QUESTION_KINDS:
         return Turn(session, describe(current), False, "question")
@@ -422,9 +426,10 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
              on_progress: Progress | None) -> Turn:
     attrs, mood_plan = plan_new_tune(request.attributes, resolve(request.attributes, config.understand))
     header = header_for(attrs)
-    plan = form_plan(attrs)
+    plan = song_form.song_plan(attrs.bars) if attrs.verses else form_plan(attrs)
     compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature,
                                    short_notes=mood_plan.short_notes if mood_plan else None)
+    warm_up_in_background()  # the renderers load while the model writes (about 1 s, once)
     result = composer.run(lambda loaded: compose_tune(loaded, request.text, header, plan,
                                                       compose_config, on_progress))
     details = result.summary()
@@ -435,6 +440,8 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
                     diagnostics=[_as_dict(d) for d in result.diagnostics], details=details)
     abc = result.abc
     notes = []
+    if attrs.verses:  # verse and chorus marked as parts, inside a repeat for two verses
+        abc = song_form.shape_song(abc, plan.parts[0].bars, attrs.verses)
     if attrs.program is not None:
         abc, octave_note = _fit_instrument(
             set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc)
@@ -449,6 +456,10 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
             abc, words_note = _set_words(abc, attrs.lyrics_text)
         except InputError as err:  # keep the new tune; say why the words are missing
             words_note = f"I could not set your words ({err.args[0]})."
+        notes.append(words_note)
+    elif attrs.verses:
+        abc, words_note = _song_words(abc, attrs.lyrics_theme or attrs.mood or "the song",
+                                      composer, config)
         notes.append(words_note)
     elif attrs.lyrics:
         lyrics = _write_lyrics(abc, attrs.lyrics_theme or attrs.mood or "the tune", composer, config)
@@ -506,6 +517,10 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
     creative = request.creative
     if creative is None:
         return Turn(session, "Which part should I change?", False, "creative_edit")
+    part = song_form.named_part(creative.instruction) if creative.span is None else None
+    if part and song_form.song_parts(current):  # "make the chorus catchier": that part only
+        return _song_part_edit(session, current, part, creative.instruction, composer, config,
+                               on_progress)
     first, last = resolve_span(current, creative.span) if creative.span else _whole_tune(current)
     shown = "–".join(map(str, shown_bars(current, first, last)))  # as the score numbers them
     compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature)
@@ -524,6 +539,26 @@ def _creative_edit(session: Session, request: Request, current: str, composer: C
     return _new_version(session, abc, f"rewrote bars {shown}",
                         f"I rewrote bars {shown}{note}; the rest is as it was.{extra}",
                         "creative_edit")
+
+
+def _song_part_edit(session: Session, current: str, part: str, instruction: str,
+                    composer: Composer, config: AgentConfig, on_progress: Progress | None) -> Turn:
+    """One part of a song rewritten by the model, made singable, its words set again."""
+    settings = ComposeConfig(seed=config.seed, temperature=config.temperature)
+
+    def rewrite(abc: str, first: int, last: int) -> str:
+        result = composer.run(lambda loaded: edit_span(loaded, abc, instruction, first, last,
+                                                       settings, on_progress))
+        if not result.valid:
+            raise InputError(f"the {part} could not be rewritten validly in {result.attempts} attempts")
+        return result.abc
+
+    abc, words_said = song_form.rewrite_part(current, part, rewrite, singable_for_words)
+    abc, extra = carry_chords(current, abc)
+    first, last = song_form.find_part(abc, part).bars
+    return _new_version(session, abc, f"rewrote the {part}",
+                        f"I rewrote the {part} (bars {first}–{last}); the other part is as it was. "
+                        f"{words_said}{extra}".strip(), "creative_edit")
 
 
 def _whole_tune(abc: str) -> tuple[int, int]:
@@ -567,6 +602,20 @@ def _unrhymed_note(result: Any) -> str:
             "or change a line.")
 
 
+def _song_words(abc: str, theme: str, composer: Composer, config: AgentConfig) -> tuple[str, str]:
+    """Words for each verse and the chorus of a new song (agent.song_form), and the reply."""
+    form = song_form.describe_song(abc)
+    words = song_form.write_song_words(abc, theme, _generate_text(composer), _song_config(config))
+    if not words.ok:
+        return abc, (f"Your song has {form}. I could not write words that fit well enough ("
+                     + "; ".join(words.problems[:2]) + "); ask again for another try.")
+    return words.abc, f"Your song has {form}. {song_form.words_note(words)}"
+
+
+def _song_config(config: AgentConfig) -> Any:
+    return song_form.SongFormConfig(lyrics=_lyrics_config(config))
+
+
 def _set_words(abc: str, text: str) -> tuple[str, str]:
     new_abc, report = set_words(abc, text)
     if not report.ok:
@@ -592,6 +641,22 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             notes += [sing_note] if sing_note else []
             notes.append(f"Here are words about {op.theme or 'the tune'}: "
                          f"{lyric_ops.quote_lines(result.lines)}.{_unrhymed_note(result)}")
+        elif isinstance(op, AddVerse) and song_form.takes_verse(abc):  # under a repeat
+            theme = op.theme or parse_tune(abc).get("T") or "the song"
+            result = song_form.add_song_verse(abc, theme, _generate_text(composer),
+                                              _song_config(config))
+            if not result.ok:
+                return Turn(session, "I could not write a second verse that fits well enough ("
+                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
+                            False, "lyrics")
+            abc = result.abc
+            notes.append(song_form.verse_reply(result, theme))
+        elif isinstance(op, SetPartWords):  # "change the chorus to: ...": that part only
+            abc, report = song_form.set_part_words(abc, op.part, op.text)
+            if not report.ok:
+                raise InputError(f"those words cannot be set to the {op.part}: "
+                                 + "; ".join(report.problems[:2]))
+            notes.append(report.summary().replace("under the melody", f"on the {op.part}", 1))
         elif isinstance(op, AddVerse):
             result = lyric_ops.add_verse(abc, op.theme or "the tune", _generate_text(composer),
                                          _lyrics_config(config))

@@ -562,9 +562,10 @@ def _rhyme_partners(count: int, scheme: str) -> list[int | None]:
 
 def _compose(
     abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig,
-    lexicon: ThemeLexicon | None, verse: int,
+    lexicon: ThemeLexicon | None, verse: int, avoid_lines: Sequence[str] = (),
 ) -> LyricsResult:
-    """Write one verse of lyrics (``verse`` 1 replaces all lyrics; above 1 adds a verse)."""
+    """Write one verse of lyrics (``verse`` 1 replaces all lyrics; above 1 adds a verse);
+    ``avoid_lines`` are lines sung elsewhere in the song, not to be used again."""
     if not theme_words(theme):
         raise InputError(f"no theme to write about in {theme!r}")
     if _OLD_STYLE.search(theme):
@@ -575,7 +576,7 @@ def _compose(
     lexicon = lexicon or theme_lexicon(theme)
     phrases = lyric_phrases(lines, config.max_line_syllables)
     existing = [t for line in lines for t in block_texts(abc, line)] if verse > 1 else []
-    avoid = [words_of_w(t) for t in existing]
+    avoid = [words_of_w(t) for t in existing] + list(avoid_lines)
     qpm = tune_qpm(abc)
     texts, problems, unrhymed, requests = _write_verse(theme, phrases, generate_text, config,
                                                        lexicon, avoid, qpm)
@@ -627,7 +628,7 @@ def _compose(
 
 def write_lyrics(
     abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig = LyricsConfig(),
-    lexicon: ThemeLexicon | None = None,
+    lexicon: ThemeLexicon | None = None, avoid: Sequence[str] = (),
 ) -> LyricsResult:
     """Lyrics about ``theme`` for the tune, written by the model and checked line by line.
 
@@ -641,7 +642,8 @@ def write_lyrics(
     then is not a failure: the lines are used and the miss is listed in ``report.unrhymed`` (the
     benchmark's rhyme rate counts it). Anything else that still fails is reported: ``ok`` False
     with reasons, and the tune comes back unchanged (the attempt is in ``draft_abc``). Lines are
-    never padded with filler. Existing lyrics are replaced.
+    never padded with filler. Existing lyrics are replaced. Lines in ``avoid`` (sung elsewhere
+    in the song) are not used.
 
     >>> def fake(messages, settings):
     ...     return "The moon is bright tonight\\nShe sails across the night"
@@ -657,16 +659,16 @@ def write_lyrics(
     >>> bad.ok, bad.abc == tune, bad.reasons[0]
     (False, True, 'line 1: no usable line of 4-6 syllables among 1 proposed (not plain words)')
     """
-    return _compose(abc, theme, generate_text, config, lexicon, verse=1)
+    return _compose(abc, theme, generate_text, config, lexicon, verse=1, avoid_lines=avoid)
 
 
 def add_verse(
     abc: str, theme: str, generate_text: GenerateText, config: LyricsConfig = LyricsConfig(),
-    lexicon: ThemeLexicon | None = None,
+    lexicon: ThemeLexicon | None = None, avoid: Sequence[str] = (),
 ) -> LyricsResult:
     """One more verse: a new ``w:`` line under every music line, after the ones there.
 
-    Lines of the earlier verses are not repeated. Everything else in the tune stays as it is.
+    Lines of the earlier verses, and lines in ``avoid``, are not repeated. Everything else in the tune stays as it is.
     Checks and reporting are those of :func:`write_lyrics`.
 
     >>> tune = "X:1\\nM:3/4\\nL:1/4\\nK:C\\nC D E|F G A|\\nw:The moon is bright to-night\\n"
@@ -679,7 +681,8 @@ def add_verse(
     """
     lines = note_slots(abc)
     verses = max((len(block_texts(abc, line)) for line in lines), default=0)
-    return _compose(abc, theme, generate_text, config, lexicon, verse=verses + 1)
+    return _compose(abc, theme, generate_text, config, lexicon, verse=verses + 1,
+                    avoid_lines=avoid)
 
 
 def quote_lines(lines: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ __all__ = [
     "KeyName", "Attributes", "Span", "Transpose", "SetTempo", "ChangeMode", "SetInstrument",
     "SetTitle", "RepeatPart", "ChangeLength", "ReplaceBar", "CreativeEdit", "WriteLyrics",
     "SetLyrics", "ReplaceLyricLine", "RewriteLyricLines", "ReplaceLyricWord", "RemoveLyrics",
-    "AddVerse", "ExactEdit", "LyricOp", "Question", "Request", "MoodChange",
+    "AddVerse", "SetPartWords", "ExactEdit", "LyricOp", "Question", "Request", "MoodChange",
     "AddChords", "SetChord", "SimplerChords", "JazzierChords", "RemoveChords",
     "SetAccompaniment", "HarmonyOp",
 ]
@@ -70,6 +70,7 @@ class Attributes:
     lyrics_text: str | None = None
     title: str | None = None
     inferred: tuple[str, ...] = ()
+    verses: int | None = None  # a song with a chorus and this many verses (agent.song_form)
 
     @property
     def key(self) -> KeyName | None:
@@ -235,10 +236,18 @@ class AddVerse:
     theme: str | None = None
 
 
+@dataclass(frozen=True)
+class SetPartWords:
+    """Set the person's words on one part of a song: ``part`` "verse" or "chorus"."""
+
+    part: str
+    text: str
+
+
 ExactEdit = Transpose | SetTempo | ChangeMode | SetInstrument | SetTitle | RepeatPart | \
     ChangeLength | ReplaceBar
 LyricOp = (WriteLyrics | SetLyrics | ReplaceLyricLine | RewriteLyricLines | ReplaceLyricWord
-           | RemoveLyrics | AddVerse)
+           | RemoveLyrics | AddVerse | SetPartWords)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ from agent.notation import MODE_SUFFIX
 from agent.ops import (AddVerse, Attributes, ChangeLength, ChangeMode, CreativeEdit, ExactEdit,
                        KeyName, LyricOp, MoodChange, Question, RemoveLyrics, RepeatPart, ReplaceBar,
                        ReplaceLyricLine, ReplaceLyricWord, Request, RewriteLyricLines,
-                       SetInstrument, SetLyrics, SetTempo, SetTitle, Span, Transpose, WriteLyrics)
+                       SetInstrument, SetLyrics, SetPartWords, SetTempo, SetTitle, Span, Transpose,
+                       WriteLyrics)
+from agent.song_form import part_words_request, song_request, strip_form_words
 from agent.styles import BY_NAME as STYLE_TABLE
 from agent.styles import beat_unit, usual_bpm
 from agent.vocabulary import (DEFAULT_TONIC, GLOSSARY_TOPICS, GREETINGS, HELP_TEXT, INSTRUMENTS,
@@ -1098,6 +1100,9 @@ _WRITE_LYRICS = re.compile(r"\b(?:add|write|give it|put|compose|make up|come up 
 def _lyric_ops(text: str, low: str, free: _FreeText) -> list[LyricOp]:
     """Operations on the words of a tune that has one."""
     ops: list[LyricOp] = []
+    part_words = part_words_request(text)  # "change the chorus to: ..."
+    if part_words:
+        return [SetPartWords(*part_words)]
     rewrite = _line_theme_op(text)
     if rewrite is not None:
         return [rewrite]
@@ -1261,6 +1266,9 @@ def understand(message: str, has_score: bool, config: UnderstandConfig = DEFAULT
             r"\b(?:tune|melody|song|piece|music|something|compose|write)\b", masked_low):
         if free.theme and not attrs.lyrics and re.search(r"\b(?:lyrics|words|song)\b", masked_low):
             attrs = replace(attrs, lyrics=True)
+        if song_request(low):  # "two verses and a chorus": agent.song_form
+            attrs = replace(attrs, lyrics=True, verses=song_request(low),
+                            lyrics_theme=strip_form_words(attrs.lyrics_theme))
         return replace(base, intent="compose", attributes=attrs)
     return replace(base, attributes=attrs)
 

@@ -498,6 +498,7 @@ def rewrite_part(abc: str, name: str, rewrite: Callable[[str, int, int], str],
     sing_note = ""
     if make_singable is not None:
         new_part, sing_note = make_singable(new_part)
+        sing_note = sing_note.replace("the whole tune", f"the whole {name}")
     old_words = part_words(abc, name)
     said = ""
     if old_words:

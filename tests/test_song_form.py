@@ -247,3 +247,21 @@ def test_a_song_request_through_the_chat_with_the_tiny_model(monkeypatch: pytest
     first, second = song_form.part_words(abc, "verse")
     assert first != second and len(song_form.part_words(abc, "chorus")) == 1
     assert validate_abc(abc).valid
+
+
+def test_make_the_chorus_catchier_rewrites_the_chorus_only(song: str) -> None:
+    from ui_helpers import tiny_composer
+
+    turn = take_turn(_with(song), "make the chorus catchier",
+                     tiny_composer(AgentConfig(adapter="none", seed=3, threads=1)), CONFIG)
+    assert turn.changed, turn.reply
+    after = sessions.current_abc(turn.session)
+    verse_end = song_form.find_part(song, "chorus").start
+    assert after[:verse_end] == song[:verse_end]  # the verse, its words and P:B, byte for byte
+    assert _notes(after) != _notes(song)
+    assert turn.reply.startswith("I rewrote the chorus (bars 9–22); the other part is as it was.")
+    if "are set again" in turn.reply:
+        assert song_form.part_words(after, "chorus") == song_form.part_words(song, "chorus")
+    else:
+        assert "did not fit the new notes" in turn.reply
+    assert validate_abc(after).valid

@@ -132,11 +132,13 @@ MOODS: tuple[Mood, ...] = (
          ("sadder", "gloomier", "unhappier"),
          0.75, "minor", -6, 0.5, "legato", -2, "cello", 42,
          "slow, low, minor, soft, smooth, few running notes"),
+    # the clarinet's dark low register reaches D3, where a rather low melody sits (an oboe,
+    # tried first, stops at B-flat 3 and kept melancholy tunes high)
     Mood("melancholy", ("melancholy", "melancholic", "wistful", "lonely", "lonesome",
                         "plaintive", "pensive", "reflective", "dark", "brooding", "somber",
                         "sombre"),
          ("lonelier", "darker", "more wistful"),
-         0.82, "minor", -4, 0.6, "legato", -1, "oboe", 68,
+         0.82, "minor", -4, 0.6, "legato", -1, "clarinet", 71,
          "rather slow, rather low, minor, fairly soft, smooth"),
     Mood("mournful", ("mournful", "grieving", "doleful", "tragic", "bleak", "funereal",
                       "lamenting", "grief-stricken", "desolate"),
@@ -1168,23 +1170,26 @@ def _beat_groups(tokens: list[Token], beat: Fraction, bar_length: Fraction | Non
                  ) -> list[list[int]]:
     """The beats of the melody (token indexes of their timed tokens) that are plain notes
     (no chords or rests), start and end on the beat, and have nothing inside them that ties
-    notes together (ties, broken rhythm, tuplets, grace notes, slurs)."""
+    notes together (ties, tuplets, grace notes, slurs)."""
     positions = _bar_positions(tokens, bar_length)
     groups: list[list[int]] = []
     current: list[int] = []
-    blocked = False
+    blocked = pending = False  # pending: a sign before the next note (a slur, a tuplet...)
     depth = 0
     for index, token in enumerate(tokens):
         if token.kind is Kind.SLUR:
             depth = depth + 1 if token.text == "(" else max(0, depth - 1)
-            blocked = True
-        elif token.kind in (Kind.TIE, Kind.BROKEN, Kind.TUPLET, Kind.GRACE, Kind.OVERLAY):
-            blocked = True
+            pending = True
+        elif token.kind in (Kind.TIE, Kind.TUPLET, Kind.GRACE, Kind.OVERLAY):
+            pending = True  # (broken rhythm inside a beat is rewritten with the beat)
         elif token.kind is Kind.BAR:
             current, blocked = [], False
         elif token.is_timed:
             if positions[index] % beat == 0:
-                current, blocked = [], depth > 0
+                current, blocked = [], depth > 0 or pending
+            else:
+                blocked = blocked or pending
+            pending = False
             current.append(index)
             if token.kind is not Kind.NOTE or not token.duration or not _NOTE_TEXT.match(
                     token.text):
@@ -1203,9 +1208,10 @@ def _respelled(token: Token, duration: Fraction, unit: Fraction) -> str:
 
 def change_density(abc: str, way: int, target: float) -> tuple[str, int]:
     """Fewer (``way`` -1) or more (+1) notes a beat, toward ``target`` notes a beat, by
-    rewriting whole beats of plain notes in the tune's own pitches: two running notes become
-    the first held for the beat, three eighths of a 6/8 beat a quarter and an eighth (the
-    jig's lilt), four sixteenths two eighths; the other way a note held for a beat is played
+    rewriting whole beats of plain notes in the tune's own pitches: the running notes of a
+    beat become its first note held (four even sixteenths: the first and third as eighths), a
+    6/8 beat of three or more notes its first as a quarter and its last as an eighth (the
+    jig's lilt); the other way a note held for a beat is played
     twice (a 6/8 beat as a quarter and an eighth; its quarter and eighth as three eighths).
     Beats are taken spread evenly over the
     tune; bar lengths stay right; everything else stays byte for byte. Returns the text and
@@ -1235,13 +1241,16 @@ def change_density(abc: str, way: int, target: float) -> tuple[str, int]:
         notes = [tokens[i] for i in group]
         lengths = {t.duration for t in notes}
         kept: list = []
-        if way < 0 and len(lengths) == 1 and len(notes) in ((3,) if compound else (2, 4)):
-            if len(notes) == 2:
-                kept = [(notes[0], beat)]
-            elif len(notes) == 3:
-                kept = [(notes[0], beat * 2 / 3), (notes[2], beat / 3)]
-            else:
+        if way < 0 and len(notes) >= (3 if compound else 2):
+            if compound:  # the first note long, the last short
+                kept = [(notes[0], beat * 2 / 3), (notes[-1], beat / 3)]
+            elif len(notes) == 4 and len(lengths) == 1:
                 kept = [(notes[0], beat / 2), (notes[2], beat / 2)]
+            else:
+                kept = [(notes[0], beat)]
+            dropped = [t for t in notes if all(t is not k for k, _ in kept)]
+            if any(t.text[0] in "^_=" for t in dropped):
+                continue  # its accidental holds to the bar's end: later notes would change
             text = "".join(_respelled(t, d, unit) for t, d in kept)
         elif way > 0 and len(notes) == 1 and notes[0].duration == beat:
             first, second = (beat * 2 / 3, beat / 3) if compound else (beat / 2, beat / 2)

@@ -520,6 +520,8 @@ def _rms_norm(x: Any, weight: Any, eps: float) -> Any:
     """Llama's RMSNorm, as transformers computes it: in float32, scaled in the model's dtype."""
     import torch
 
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:  # one fused op, same numbers
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight, eps)
     x32 = x.float()
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)
@@ -575,9 +577,10 @@ class LlamaStepDecoder:
         x = w.embed[torch.tensor(list(ids))]
         for index, layer in enumerate(w.layers):
             qkv = layer.qkv(_rms_norm(x, layer.norm_1, layer.eps_1))
-            q = _rotate(qkv[:, :q_size].view(count, w.heads, w.head_dim).transpose(0, 1), cos, sin)
-            k = _rotate(qkv[:, q_size:q_size + kv_size].view(count, w.kv_heads, w.head_dim)
-                        .transpose(0, 1), cos, sin)
+            # queries and keys rotated in one go: they are neighbours in the fused product
+            rotated = _rotate(qkv[:, :q_size + kv_size].view(count, w.heads + w.kv_heads, w.head_dim)
+                              .transpose(0, 1), cos, sin)
+            q, k = rotated[:w.heads], rotated[w.heads:]
             v = qkv[:, q_size + kv_size:].view(count, w.kv_heads, w.head_dim).transpose(0, 1)
             self.keys[index, :, start:end] = k
             self.values[index, :, start:end] = v

@@ -117,9 +117,12 @@ def loss(loaded, examples: list[dict]) -> float:
     return total / count
 
 
-def decode(loaded, prompt: list[int], tokens: int, use_cache: bool) -> tuple[float, list[int]]:
+def decode(loaded, prompt: list[int], tokens: int, use_cache: bool,
+           with_prompt: bool = True) -> tuple[float, list[int]]:
     """Wall seconds for ``tokens`` greedy new tokens, and the tokens: through the decoder the
-    composer uses (``agent.step_decoder``), or ``generate`` without a KV cache."""
+    composer uses (``agent.step_decoder``), or ``generate`` without a KV cache. The time
+    includes feeding the prompt unless ``with_prompt`` is False (the decoder only), which is
+    how llama.cpp's ``llama-bench`` counts its generation rate."""
     import torch
 
     ids = torch.tensor([prompt])
@@ -129,6 +132,8 @@ def decode(loaded, prompt: list[int], tokens: int, use_cache: bool) -> tuple[flo
         with torch.inference_mode():
             decoder = open_decoder(loaded, len(prompt) + tokens)
             logits = decoder.feed(prompt)
+            if not with_prompt:
+                started = time.perf_counter()
             while len(new) < tokens:
                 new.append(int(logits.argmax()))
                 logits = decoder.feed(new[-1:])
@@ -261,9 +266,24 @@ def _llama_build() -> str:
     return ", ".join(flag for flag in flags if "AVX" in flag or "AMX" in flag) or info.strip()
 
 
+def llama_bench_rate(binary: Path, gguf: Path, tokens: int, depth: int, threads: int) -> float:
+    """Tokens/s of llama.cpp's ``llama-bench`` generating ``tokens`` greedy tokens after a
+    context of ``depth`` tokens (its ``-d``: the prompt's length), on ``threads`` threads."""
+    import subprocess
+
+    done = subprocess.run(
+        [str(binary), "-m", str(gguf), "-p", "0", "-n", str(tokens), "-d", str(depth), "-t", str(threads),
+         "-r", "1", "-o", "json"],
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, LD_LIBRARY_PATH=str(binary.parent)))
+    return float(json.loads(done.stdout)[0]["avg_ts"])
+
+
 def interleave(args) -> int:
     """Best and median tokens/s of each variant over ``args.interleave`` rounds, the variants
-    taking turns (so a burst of load on the machine slows them alike)."""
+    taking turns (so a burst of load on the machine slows them alike); with ``--llama-bench``,
+    llama.cpp on each ``--gguf`` file takes its turn in every round too, and every rate is of
+    generation alone (the prompt fed before the clock starts, as llama-bench counts)."""
     import torch
 
     adapter = resolve_adapter(args.adapter)
@@ -273,14 +293,21 @@ def interleave(args) -> int:
         models[name] = load_variant(name, base=args.base, adapter=adapter, threads=args.threads)
         prompt = chat_prompt_ids(models[name].tokenizer, compose_messages("a sad waltz in D minor"), header)
         decode(models[name], prompt, 8, True)  # warm-up
+    ggufs = [Path(item) for item in args.gguf.split(",") if item] if args.llama_bench else []
+    with_prompt = not ggufs
     rates: dict[str, list[float]] = {name: [] for name in models}
+    rates.update({f"llama.cpp {path.stem}": [] for path in ggufs})
+    threads = torch.get_num_threads()
     for _ in range(args.interleave):
         for name, loaded in models.items():
-            seconds, _tokens = decode(loaded, prompt, args.tokens, True)
+            seconds, _tokens = decode(loaded, prompt, args.tokens, True, with_prompt=with_prompt)
             rates[name].append(args.tokens / seconds)
+        for path in ggufs:
+            rates[f"llama.cpp {path.stem}"].append(
+                llama_bench_rate(Path(args.llama_bench), path, args.tokens, len(prompt), threads))
     isa = torch.backends.cpu.get_cpu_capability()
-    print(json.dumps({"isa": isa, "threads": torch.get_num_threads(), "load": os.getloadavg()[0],
-                      "rates": rates}))
+    print(json.dumps({"isa": isa, "threads": threads, "load": os.getloadavg()[0], "prompt_tokens": len(prompt),
+                      "with_prompt": with_prompt, "rates": rates}))
     return 0
 
 
@@ -304,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="speed only, for a busy machine: load every variant, then ROUNDS "
                         "rounds of --tokens greedy tokens each, variant after variant; the best "
                         "round's rate is the one least slowed by other processes")
+    parser.add_argument("--llama-bench", default="", metavar="BINARY",
+                        help="with --interleave: llama.cpp's llama-bench (built from source), run "
+                        "on each --gguf file in every round")
+    parser.add_argument("--gguf", default="", help="comma-separated GGUF files for --llama-bench "
+                        "(scripts/export_gguf.py writes the shipped model's)")
     args = parser.parse_args(argv)
     if args.isa:
         return run_isas(args, argv if argv is not None else sys.argv[1:])

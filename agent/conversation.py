@@ -676,6 +676,17 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
                             f"{op.line} to …”.", False, "lyrics")
             abc, _ = lyric_ops.replace_line(abc, op.line, op.text)
             notes.append(f"Line {op.line} now reads “{op.text}”.")
+        elif isinstance(op, RewriteLyricLines) and op.chorus and song_form.song_parts(abc):
+            theme = op.theme or parse_tune(abc).get("T") or "the song"
+            result = song_form.write_chorus_words(abc, theme, _generate_text(composer),
+                                                  _song_config(config))
+            if not result.ok:
+                return Turn(session, "I could not write a chorus that fits well enough ("
+                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
+                            False, "lyrics")
+            abc = result.abc
+            notes.append(f"The chorus is now about {theme}: {lyric_ops.quote_lines(result.chorus)}"
+                         ". The verses are as they were.")
         elif isinstance(op, RewriteLyricLines):
             result, said = _rewrite_lines(abc, op, composer, config)
             if not result.ok:

@@ -51,9 +51,11 @@ from agent.lyrics import (GenerateText, LyricsConfig, add_verse, quote_lines, re
 
 __all__ = [
     "EXAMPLE", "SongFormConfig", "SongPart", "SongWords", "add_repeat", "add_song_verse",
-    "describe_song", "find_part", "named_part", "part_tune", "part_words", "part_words_request", "put_part",
+    "describe_song", "find_part", "named_part", "part_tune", "part_words", "part_words_request",
+    "put_part",
     "rewrite_part", "set_part_words", "shape_song", "song_parts", "song_request",
-    "strip_form_words", "verse_count", "words_answer", "words_note", "write_song_words",
+    "strip_form_words", "verse_count", "words_answer", "words_note", "write_chorus_words",
+    "write_song_words",
 ]
 
 #: A four-bar tune to show the functions on.
@@ -303,11 +305,11 @@ def add_repeat(abc: str) -> str:
     >>> add_repeat(add_repeat(EXAMPLE))
     Traceback (most recent call last):
     ...
-    agent.errors.InputError: the tune has repeats already, so a second verse has no repeat to go under
+    agent.errors.InputError: the tune has repeats already: a second verse has no repeat to go under
     """
     tune, tokens, _ = _melody_bars(abc)
     if any(t.kind is Kind.BAR and ":" in t.text for t in tokens):
-        raise InputError("the tune has repeats already, so a second verse has no repeat to go under")
+        raise InputError("the tune has repeats already: a second verse has no repeat to go under")
     body = tune.body
     music = [t for t in tokens if t.is_timed or t.kind is Kind.BAR]
     last = music[-1]
@@ -335,7 +337,8 @@ def shape_song(abc: str, verse_bars: int, verses: int) -> str:
     """
     _, _, bars = _melody_bars(abc)
     if not 0 < verse_bars < len(bars):
-        raise InputError(f"a verse of {verse_bars} bars leaves no chorus in a tune of {len(bars)} bars")
+        raise InputError(f"a verse of {verse_bars} bars leaves no chorus in a tune of "
+                         f"{len(bars)} bars")
     if verses > 1:
         abc = add_repeat(abc)
     abc = _chorus_on_its_line(abc, verse_bars)
@@ -372,7 +375,8 @@ def part_words(abc: str, name: str) -> list[str]:
     """The words of each verse sung on part ``name`` (one string per verse, lines joined by
     " / "); a chorus repeated word for word is given once.
 
-    >>> song = "X:1\\nM:2/4\\nL:1/4\\nK:C\\nP:A\\n|:C D|E F|\\nw:one two three four\\nw:five six sev-en\\n" \\
+    >>> song = "X:1\\nM:2/4\\nL:1/4\\nK:C\\nP:A\\n|:C D|E F|\\n" \\
+    ...        "w:one two three four\\nw:five six sev-en\\n" \\
     ...        "P:B\\nG A|B c:|\\nw:sing it loud now\\nw:sing it loud now\\n"
     >>> part_words(song, "verse"), part_words(song, "chorus")
     (['one two three four', 'five six seven'], ['sing it loud now'])
@@ -418,6 +422,21 @@ def write_song_words(abc: str, theme: str, generate_text: GenerateText,
         return SongWords(abc, tuple(verses), sung.lines, tuple(problems))
     done = put_part(put_part(abc, "verse", verse), "chorus", _repeat_words(sung.abc, passes))
     return SongWords(done, tuple(verses), sung.lines)
+
+
+def write_chorus_words(abc: str, theme: str, generate_text: GenerateText,
+                       config: SongFormConfig = SongFormConfig()) -> SongWords:
+    """New chorus words on ``theme`` ("make the chorus about leaving home"), written by the
+    model, under each pass of the repeat; the verse and every note stay as they are."""
+    sung = [line for words in part_words(abc, "verse") for line in words.split(" / ")]
+    result = write_lyrics(remove_lyrics(part_tune(abc, "chorus"))[0], theme, generate_text,
+                          replace(config.lyrics,
+                                  seed=config.lyrics.seed + config.chorus_seed_offset + 1),
+                          avoid=sung)
+    if not result.ok:
+        return SongWords(abc, (), result.lines, tuple(f"chorus: {r}" for r in result.reasons[:2]))
+    chorus = _repeat_words(result.abc, _passes(abc))
+    return SongWords(put_part(abc, "chorus", chorus), (), result.lines)
 
 
 def set_part_words(abc: str, name: str, text: str,
@@ -508,7 +527,8 @@ def rewrite_part(abc: str, name: str, rewrite: Callable[[str, int, int], str],
             new_part = _repeat_words(worded, _passes(abc)) if name == "chorus" else worded
             said = f"The {name} words are set again on the new notes."
         else:
-            said = f"The old {name} words did not fit the new notes, so the {name} has no words now."
+            said = (f"The old {name} words did not fit the new notes, so the {name} has no "
+                    "words now.")
     return put_part(abc, name, new_part), " ".join(s for s in (sing_note, said) if s)
 
 

@@ -23,7 +23,8 @@ from agent.validate import validate_abc
 DATA = Path(__file__).parent / "data" / "abc"
 CONFIG = AgentConfig(seed=0, threads=1)
 #: Lines a model might propose about "the road home", of 3 to 8 syllables, in rhyming sets.
-ROAD_LINES = ["I walk the road back home", "Down the long road I roam", "The road will lead me home",
+ROAD_LINES = ["I walk the road back home", "Down the long road I roam",
+              "The road will lead me home",
               "I walk the road all day", "The road goes on its way", "Home is not far away",
               "I walk the long road home tonight", "The stars above are shining bright",
               "The road is calling me back home", "No longer will I have to roam",
@@ -220,7 +221,8 @@ def test_rewriting_the_chorus_keeps_the_verse_and_sets_the_chorus_words_again(so
 
 def test_words_answer_names_each_verse_and_the_chorus(song: str) -> None:
     answer = song_form.words_answer(song, "what are the words?")
-    assert answer.startswith("Verse 1: “I") and "Verse 2: “" in answer and "Chorus: “" in answer
+    assert answer.startswith("Verse 1: “I")
+    assert "Verse 2: “" in answer and "Chorus: “" in answer
     assert song_form.words_answer(song, "what are the words of the verse?").count("Verse") == 2
 
 
@@ -232,7 +234,8 @@ def test_song_requests_are_understood() -> None:
     assert understand("make the chorus catchier", has_score=True).intent == "creative_edit"
 
 
-def test_a_song_request_through_the_chat_with_the_tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_song_request_through_the_chat_with_the_tiny_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from ui_helpers import tiny_composer
 
     monkeypatch.setattr(conversation, "_generate_text", lambda composer: _fake(ROAD_LINES))
@@ -242,7 +245,7 @@ def test_a_song_request_through_the_chat_with_the_tiny_model(monkeypatch: pytest
     abc = sessions.current_abc(turn.session)
     assert [p.bars for p in song_form.song_parts(abc)] == [(1, 8), (9, 16)]
     assert "Your song has an 8-bar verse and an 8-bar chorus, sung twice through" in turn.reply
-    assert "Verse 1: “" in turn.reply and "Verse 2: “" in turn.reply and "Chorus: “" in turn.reply
+    assert all(f"{name}: “" in turn.reply for name in ("Verse 1", "Verse 2", "Chorus"))
     assert all(len(block) == 2 for block in read_lyrics(abc))
     first, second = song_form.part_words(abc, "verse")
     assert first != second and len(song_form.part_words(abc, "chorus")) == 1
@@ -265,3 +268,22 @@ def test_make_the_chorus_catchier_rewrites_the_chorus_only(song: str) -> None:
     else:
         assert "did not fit the new notes" in turn.reply
     assert validate_abc(after).valid
+
+
+def test_new_chorus_words_on_a_theme_keep_the_verses(song: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    sea = ["The sea is calling me", "I sail upon the sea", "Over the waves so free",
+           "The sea will set me free", "The tide comes in tonight", "The sea is shining bright",
+           "The waves roll on and on", "I sail until the dawn", "The wind is in the sails",
+           "The sea has many tales", "The gulls are crying out", "The sea is all about",
+           "I hear the sea calling me home tonight", "The waves are breaking in the silver light"]
+    monkeypatch.setattr(conversation, "_generate_text", lambda composer: _fake(sea))
+    turn = _chat(_with(song), "make the chorus about the sea")
+    assert turn.changed, turn.reply
+    after = sessions.current_abc(turn.session)
+    chorus_at = song_form.find_part(song, "chorus").start
+    assert after[:chorus_at] == song[:chorus_at] and _notes(after) == _notes(song)
+    (words,) = song_form.part_words(after, "chorus")
+    assert "sea" in words and words != song_form.part_words(song, "chorus")[0]
+    assert all(n[1] == n[2] for n in _part_notes(after, "chorus") if n)
+    assert turn.reply.startswith("The chorus is now about the sea: “")

@@ -29,6 +29,7 @@ transformers' bfloat16 one). Tests check its logits against transformers' on a s
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -493,19 +494,27 @@ def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path:
     embed = embed.clone() if path == "bf16" else embed.float()
     norm_of = (lambda name: state[name].to(embed.dtype))
     eps = float(config.get("rms_norm_eps", 1e-6))
+    count = int(config["num_hidden_layers"])
+    groups = []  # per layer: q/k/v, o, gate/up, down
+    for index in range(count):
+        attention, mlp = f"model.layers.{index}.self_attn", f"model.layers.{index}.mlp"
+        groups += [[f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"], [f"{attention}.o_proj"],
+                   [f"{mlp}.gate_proj", f"{mlp}.up_proj"], [f"{mlp}.down_proj"]]
+    tied = path == "float32" and "lm_head.weight" not in state
+    if not tied:
+        groups.append(["lm_head"])
+    # fbgemm's packing releases the GIL: one thread per core halves the portable path's start
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        linears = list(pool.map(linear, groups))
+    head = Float32Linear(embed) if tied else linears[-1]  # tied: one tensor for both
     layers = []
-    for index in range(int(config["num_hidden_layers"])):
+    for index in range(count):
         prefix = f"model.layers.{index}"
-        attention, mlp = f"{prefix}.self_attn", f"{prefix}.mlp"
+        qkv, out, gate_up, down = linears[4 * index:4 * index + 4]
         layers.append(_Layer(
-            norm_1=norm_of(f"{prefix}.input_layernorm.weight"), eps_1=eps,
-            qkv=linear([f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"]),
-            out=linear([f"{attention}.o_proj"]), norm_2=norm_of(f"{prefix}.post_attention_layernorm.weight"),
-            eps_2=eps, gate_up=linear([f"{mlp}.gate_proj", f"{mlp}.up_proj"]), down=linear([f"{mlp}.down_proj"])))
-    if path == "float32" and "lm_head.weight" not in state:
-        head = Float32Linear(embed)  # tied: one tensor for both
-    else:
-        head = linear(["lm_head"])
+            norm_1=norm_of(f"{prefix}.input_layernorm.weight"), eps_1=eps, qkv=qkv, out=out,
+            norm_2=norm_of(f"{prefix}.post_attention_layernorm.weight"), eps_2=eps, gate_up=gate_up,
+            down=down))
     heads = int(config["num_attention_heads"])
     head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
     return LlamaStepWeights(

@@ -154,11 +154,12 @@ class RenderConfig:
         metadata={"help": "extra verovio options, applied last (e.g. {'spacingLinear': 0.3})"},
     )
     parallel: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "draw the PDF in a second thread while the MIDI, WAV and screen SVG are made "
-            "(cairo and the synthesiser work outside Python's lock; measured in "
-            "scripts/bench_render.py --serial)"
+            "(cairo and the synthesiser work outside Python's lock). Off: on 2 busy cores it "
+            "gained nothing (all six files 1.10 s against 1.02 s one thread at a time, load 9); "
+            "measure on your machine with scripts/bench_render.py --parallel"
         },
     )
 

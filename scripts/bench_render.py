@@ -6,8 +6,8 @@ The first render in a fresh process also pays for importing verovio, cairosvg an
 and for loading fonts; it is reported apart ("cold"). The other runs give the median wall time,
 the median CPU time of this process (steadier than wall time on a busy machine; "load" is the
 1-minute load average when the runs end) and the median of each format. Pass ``--header`` to
-print the table header too; ``--serial`` renders every format in one thread (the
-PDF is otherwise drawn in a second thread, :attr:`agent.render.RenderConfig.parallel`).
+print the table header too; ``--parallel`` draws the PDF in a second thread
+(:attr:`agent.render.RenderConfig.parallel`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--abc", type=Path, default=DEFAULT_ABC, help="the tune to render")
     parser.add_argument("--runs", type=int, default=7, help="timed runs after the cold one")
     parser.add_argument("--header", action="store_true", help="print the Markdown table header first")
-    parser.add_argument("--serial", action="store_true", help="render every format in one thread")
+    parser.add_argument("--parallel", action="store_true", help="draw the PDF in a second thread")
     args = parser.parse_args()
 
     abc_text = args.abc.read_text(encoding="utf-8")
@@ -51,7 +51,7 @@ def main() -> int:
     bars = len(score.parts[0].getElementsByClass("Measure"))
     lyrics = sum(1 for n in score.recurse().notes if n.lyrics)
 
-    config = replace(RenderConfig(), parallel=not args.serial)
+    config = replace(RenderConfig(), parallel=args.parallel)
     totals, cpu, per_format = [], [], {name: [] for name in FORMATS}
     with tempfile.TemporaryDirectory() as folder:
         for run in range(args.runs + 1):
@@ -76,7 +76,7 @@ def main() -> int:
         args.abc.name,
         str(bars),
         str(lyrics),
-        "1" if args.serial else "2",
+        "2" if args.parallel else "1",
         str(len(os.sched_getaffinity(0))),
         f"{os.getloadavg()[0]:.1f}",
         f"{cold:.2f}",

@@ -7,7 +7,8 @@ and for loading fonts; it is reported apart ("cold"). The other runs give the me
 the median CPU time of this process (steadier than wall time on a busy machine; "load" is the
 1-minute load average when the runs end) and the median of each format. Pass ``--header`` to
 print the table header too; ``--parallel`` draws the PDF in a second thread
-(:attr:`agent.render.RenderConfig.parallel`).
+(:attr:`agent.render.RenderConfig.parallel`); ``--warm-up --wait 4`` starts the renderers'
+warm-up thread and waits 4 s (a model writing a tune) before the cold render, as a compose does.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from dataclasses import replace  # noqa: E402
 
-from agent.render import FORMATS, RenderConfig, render_all  # noqa: E402
+from agent.render import FORMATS, RenderConfig, render_all, warm_up_in_background  # noqa: E402
 
 DEFAULT_ABC = ROOT / "tests" / "data" / "render" / "autumn_lantern.abc"
 
@@ -42,8 +43,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs after the cold one")
     parser.add_argument("--header", action="store_true", help="print the Markdown table header first")
     parser.add_argument("--parallel", action="store_true", help="draw the PDF in a second thread")
+    parser.add_argument("--warm-up", action="store_true", help="start agent.render's warm-up "
+                        "thread first (what a compose does while the model writes)")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait before the first "
+                        "render, as the model's writing would (the cold render then shows what "
+                        "the warm-up saved)")
     args = parser.parse_args()
 
+    if args.warm_up:
+        warm_up_in_background()
+    time.sleep(args.wait)
     abc_text = args.abc.read_text(encoding="utf-8")
     started = time.perf_counter()
     score = read_score(abc_text)

@@ -442,6 +442,7 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
     notes = []
     if attrs.verses:  # verse and chorus marked as parts, inside a repeat for two verses
         abc = song_form.shape_song(abc, plan.parts[0].bars, attrs.verses)
+        notes.append(f"Your song has {song_form.describe_song(abc)}.")
     if attrs.program is not None:
         abc, octave_note = _fit_instrument(
             set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc)
@@ -604,12 +605,11 @@ def _unrhymed_note(result: Any) -> str:
 
 def _song_words(abc: str, theme: str, composer: Composer, config: AgentConfig) -> tuple[str, str]:
     """Words for each verse and the chorus of a new song (agent.song_form), and the reply."""
-    form = song_form.describe_song(abc)
     words = song_form.write_song_words(abc, theme, _generate_text(composer), _song_config(config))
     if not words.ok:
-        return abc, (f"Your song has {form}. I could not write words that fit well enough ("
+        return abc, ("I could not write words that fit well enough ("
                      + "; ".join(words.problems[:2]) + "); ask again for another try.")
-    return words.abc, f"Your song has {form}. {song_form.words_note(words)}"
+    return words.abc, song_form.words_note(words)
 
 
 def _song_config(config: AgentConfig) -> Any:

@@ -6,7 +6,7 @@ parts, whether it holds two different verses and one chorus sung twice, whether 
 line fits its notes (:func:`agent.lyrics.syllable_fit`), and how the words sing
 (:func:`agent.prosody.stress_alignment`: stress on strong beats, syllables on notes too short to
 sing, the melody's range). Kept small on purpose: a song costs a compose and three parts'
-lyrics, about a minute on two CPU cores.
+lyrics: 3 to 10 minutes a song on two busy CPU cores.
 
 Usage: ``nice -n 5 .venv/bin/python -m finetune.song_form_eval --limit 3 --out DIR``
 """
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(asdict(row))
         shown = {k: v for k, v in asdict(row).items() if k not in ("reply", "abc")}
         print(json.dumps(shown), flush=True)
-    (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
+        (args.out / "rows.json").write_text(json.dumps(rows, indent=1))  # kept row by row
 
 
 if __name__ == "__main__":

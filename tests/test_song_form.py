@@ -246,6 +246,7 @@ def test_a_song_request_through_the_chat_with_the_tiny_model(
     assert [p.bars for p in song_form.song_parts(abc)] == [(1, 8), (9, 16)]
     assert "Your song has an 8-bar verse and an 8-bar chorus, sung twice through" in turn.reply
     assert all(f"{name}: “" in turn.reply for name in ("Verse 1", "Verse 2", "Chorus"))
+    assert turn.reply.index("Your song has") < turn.reply.index("Verse 1: “")  # form, then words
     assert all(len(block) == 2 for block in read_lyrics(abc))
     first, second = song_form.part_words(abc, "verse")
     assert first != second and len(song_form.part_words(abc, "chorus")) == 1

@@ -492,11 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=None, help="ask each composed prompt for "
                         "this many bars (default: the style's usual length)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    parser.add_argument("--formats", default=",".join(QUICK_FORMATS), help="the files timed "
+                        "with each edit, comma-separated (default: what the app shows first)")
     args = parser.parse_args(argv)
     if args.medians:
         print(medians_table(style_medians()))
         return 0
-    config = MoodEvalConfig(suite=args.suite, repeat=args.repeat)
+    config = MoodEvalConfig(suite=args.suite, repeat=args.repeat,
+                            formats=tuple(name.strip() for name in args.formats.split(",")))
     rows = run_edits(config)
     print(edits_table(rows))
     passed = all(r.passed for r in rows)

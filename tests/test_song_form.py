@@ -145,6 +145,16 @@ def test_song_form_survives_transpose_and_tempo(song: str) -> None:
     assert validate_abc(after).valid
 
 
+@pytest.mark.parametrize("message", ["make it minor", "put it in E minor", "make it sadder",
+                                     "play it on the flute", "add chords"])
+def test_other_edits_keep_the_parts_and_the_words(song: str, message: str) -> None:
+    turn = _chat(_with(song), message)
+    assert turn.changed, turn.reply
+    after = sessions.current_abc(turn.session)
+    assert [p.name for p in song_form.song_parts(after)] == ["verse", "chorus"]
+    assert read_lyrics(after) == read_lyrics(song) and validate_abc(after).valid
+
+
 def test_change_the_chorus_words_leaves_the_verse_byte_for_byte(song: str) -> None:
     request = understand("change the chorus to: we are going home / over hill and over dale",
                          has_score=True)

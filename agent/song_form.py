@@ -617,7 +617,14 @@ def verse_bars_of(total: int, config: SongFormConfig = SongFormConfig()) -> int:
 
 def takes_verse(abc: str) -> bool:
     """Whether "add a second verse" goes under a repeat here (:func:`add_song_verse`): a song
-    with parts, or a tune with no repeat signs (one is added)."""
+    with parts, or a tune with no repeat signs (one is added); either with words already (a
+    tune without words gets its first verse the usual way).
+
+    >>> takes_verse(EXAMPLE), takes_verse(EXAMPLE.replace("|]", "|]\\nw:la la la la\\n"))
+    (False, True)
+    """
+    if not any(block_texts(abc, line) for line in note_slots(abc)):
+        return False
     if song_parts(abc):
         return True
     _, tokens, _ = _melody_bars(abc)

@@ -37,7 +37,7 @@ def pitch_set(abc: str) -> set[int]:
 @pytest.mark.parametrize("way", [-1, 1])
 def test_density_moves_the_asked_way_and_keeps_bars_and_pitches(tunes, way):
     moved = 0
-    for style, abc in tunes:
+    for style, abc in tunes[::2]:  # every other tune: four music21 readings each
         target = density_target(style, way)
         out, beats = change_density(abc, way, target)
         if not beats:
@@ -50,7 +50,7 @@ def test_density_moves_the_asked_way_and_keeps_bars_and_pitches(tunes, way):
         assert bar_lengths(out) == bar_lengths(abc)
         assert pitch_set(out) <= pitch_set(abc)  # no new pitch: the tune's own notes
         assert after.notes - before.notes == pytest.approx(way * beats, abs=beats)
-    assert moved >= len(tunes) // 3
+    assert moved >= len(tunes[::2]) // 3
 
 
 @pytest.mark.parametrize("mood, way", [("sad", -1), ("peaceful", -1), ("joyful", 1), ("angry", 1)])

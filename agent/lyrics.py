@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 from agent import abc_lyrics
 from agent.abc_text import Kind, parse_tune, tokenize_body
 from agent.errors import AbcError, InputError
+from agent.line_sense import old_forms, sense_problems, sense_score
 from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, block_texts, fit_line,
                              lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
                              tune_qpm, words_of_w)
@@ -239,9 +240,10 @@ def check_line(
         repetitive = len(cores) >= 4 and len(set(cores)) * 2 < len(cores)
         if vocables * 2 > len(cores) or most >= 3 or repetitive:
             problems.append(f"filler: {text}")
-    old = [c for c in cores if c.replace("\u2019", "'") in OLD_WORDS]
+    old = [c for c in cores if c.replace("\u2019", "'") in OLD_WORDS] + old_forms(text)
     if old and not config.old_words:
         problems.append(f"old-fashioned words: {', '.join(dict.fromkeys(old))}")
+    problems += sense_problems(text)  # a fragment ("... in the land and") is not a line
     if _normal(text) in {_normal(t) for t in taken}:
         problems.append(f"repeats the line {text!r}")
     if partner is not None and not rhymes(last_word(text), last_word(partner)):
@@ -313,10 +315,12 @@ def _group_scheme(scheme: str, size: int) -> str:
 
 def _line_score(text: str, notes: int, lexicon: ThemeLexicon, config: LyricsConfig) -> float:
     """How good a usable line is for a phrase of ``notes`` notes: it names the theme (2) or a
-    close image (1), and it takes most of the notes (a quarter point off per note left over)."""
+    close image (1), it takes most of the notes (a quarter point off per note left over), and it
+    reads as a whole (:func:`agent.line_sense.sense_score`: half a point off per sign of a
+    fragment)."""
     kind = lexicon.classify(text)
     closeness = -0.25 * (notes - check_line(text, notes, config).syllables)
-    return {"theme": 2.0, "image": 1.0}.get(kind or "", 0.0) + closeness
+    return {"theme": 2.0, "image": 1.0}.get(kind or "", 0.0) + closeness + sense_score(text)
 
 
 @dataclass(frozen=True)

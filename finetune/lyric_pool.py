@@ -1,0 +1,196 @@
+"""Record every line the model proposes for lyrics during a run, and replay the lyric writer's
+choice on those same lines without the model.
+
+The lyric writer (:func:`agent.lyrics.write_lyrics`) asks the model for a stanza at a time and
+chooses among every line proposed. Running the model is the slow part (minutes a song turn on a
+busy CPU), so a change to the *choice* is best measured on the same proposed lines:
+``record`` runs any ``tunesmith`` command (``eval`` above all) with the model's answers to
+each lyric request written to a JSON-lines file, and :func:`replay_generator` answers the same
+requests from that file (a request never seen gets the closest recorded one for the same
+theme: same number of lines first), so ``write_lyrics`` can be run again on the recorded
+tunes in seconds.
+
+    .venv/bin/python -m finetune.lyric_pool record --log /tmp/pool.jsonl -- \\
+        eval --configs default --prompts p60 --scripts "" --seeds 1 --in-process --out /tmp/e
+
+>>> log = [{"theme": "moon", "notes": [6, 6], "scheme": "AA", "seed": 0,
+...         "answers": [["The moon is high", "up in the sky"]]}]
+>>> generate = replay_generator(log)
+>>> from agent.prompts import lyrics_messages
+>>> from agent.lyrics import GenerationSettings
+>>> generate(lyrics_messages("moon", [6, 6], "AA"), GenerationSettings(seed=0))
+['The moon is high\\nup in the sky']
+>>> generate(lyrics_messages("sun", [6], "A"), GenerationSettings(seed=0))
+Traceback (most recent call last):
+...
+KeyError: "no recorded answers for the theme 'sun'"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["read_log", "record", "replay", "replay_generator", "songs_of_records"]
+
+_REQUEST = re.compile(r"Write (\d+) lyric lines about (.+?)\. Syllables per line: ([\d, ]+)\. "
+                      r"Rhyme scheme: (\w+)\.")
+
+
+def _parse_request(messages: list[dict]) -> tuple[str, list[int], str]:
+    """(theme, syllables per line, scheme) of a lyrics request (:func:`lyrics_messages`)."""
+    match = _REQUEST.search(messages[-1]["content"])
+    if not match:
+        raise ValueError(f"not a lyrics request: {messages[-1]['content'][:80]!r}")
+    return match[2], [int(n) for n in match[3].split(",")], match[4]
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The recorded requests of a log file, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def replay_generator(log: Sequence[dict]) -> Callable[[list[dict], Any], list[str]]:
+    """A ``generate_text`` that answers lyrics requests from recorded ones: the same theme,
+    line budgets and scheme (and seed, when recorded), else the same theme and as many lines,
+    else any request of the theme (its answers' lines cut or cycled to the number asked)."""
+
+    log = [r for r in log if "answers" in r]
+
+    def generate(messages: list[dict], settings: Any) -> list[str]:
+        theme, notes, scheme = _parse_request(messages)
+        same = [r for r in log if r["theme"] == theme]
+        if not same:
+            raise KeyError(f"no recorded answers for the theme {theme!r}")
+        exact = [r for r in same if r["notes"] == notes and r["scheme"] == scheme]
+        pick = ([r for r in exact if r.get("seed") == settings.seed] or exact
+                or [r for r in same if len(r["notes"]) == len(notes)] or same)[0]
+        answers = []
+        for lines in pick["answers"]:
+            cycled = [lines[i % len(lines)] for i in range(len(notes))] if lines else []
+            answers.append("\n".join(cycled))
+        return answers
+
+    return generate
+
+
+def record(log_path: str | Path, argv: list[str]) -> int:
+    """Run ``tunesmith`` with ``argv`` (in this process), every lyrics request and the model's
+    answers appended to ``log_path`` as one JSON line each."""
+    from agent import lyrics
+    from tunesmith import cli
+
+    original, original_compose = lyrics._request_lines, lyrics._compose
+    path = Path(log_path)
+
+    def composed(abc, theme, generate_text, config, lexicon, verse, avoid_lines=()):
+        result = original_compose(abc, theme, generate_text, config, lexicon, verse, avoid_lines)
+        entry = {"tune": abc, "theme": theme, "verse": verse, "lines": list(result.lines),
+                 "ok": result.ok}
+        with path.open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+        return result
+
+    def logged(theme, notes, scheme, generate_text, config, request_no):
+        def recording(messages, settings):
+            answers = generate_text(messages, settings)
+            listed = [answers] if isinstance(answers, str) else list(answers)
+            entry = {"theme": _parse_request(messages)[0], "notes": list(notes),
+                     "scheme": scheme, "seed": settings.seed,
+                     "answers": [lyrics.parse_model_lines(a) for a in listed]}
+            with path.open("a") as out:
+                out.write(json.dumps(entry) + "\n")
+            return answers
+        return original(theme, notes, scheme, recording, config, request_no)
+
+    from finetune import evaluate
+
+    original_run = evaluate.run_configuration
+
+    def checkpointed(config, name, loader=None, checkpoint=None):
+        # In-process runs keep their records until the end: write them after every prompt too.
+        partial = Path(config.out) / "records" / f"{name}.partial.json"
+
+        def write(record: dict) -> None:
+            partial.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+            if checkpoint:
+                checkpoint(record)
+        return original_run(config, name, loader=loader, checkpoint=write)
+
+    lyrics._request_lines, lyrics._compose = logged, composed
+    evaluate.run_configuration = checkpointed
+    try:
+        return cli.main(argv)
+    finally:
+        lyrics._request_lines, lyrics._compose = original, original_compose
+        evaluate.run_configuration = original_run
+
+
+def songs_of_records(records_dir: str | Path, log: Sequence[dict]) -> list[dict]:
+    """The song prompts of an eval run (``records/*.json``): id, the theme as the lyric writer
+    got it (from the log's requests), and the tune without its words."""
+    from agent.lyrics import remove_lyrics
+    from agent.theme import theme_words
+
+    themes = list(dict.fromkeys(r["theme"] for r in log if "answers" in r))
+    songs = []
+    for path in sorted(Path(records_dir).glob("*.json")):
+        for item in json.loads(path.read_text()).get("prompts", []):
+            wanted = item["expect"].get("lyrics_theme")
+            if not wanted or not item.get("abc"):
+                continue
+            theme = next((t for t in themes if set(theme_words(t)) == set(theme_words(wanted))),
+                         wanted)
+            songs.append({"id": item["id"], "theme": theme, "abc": item["abc"],
+                          "tune": remove_lyrics(item["abc"])[0]})
+    return songs
+
+
+def replay(songs: Sequence[dict], log: Sequence[dict]) -> list[dict]:
+    """The lyric writer run again on each song's tune with the recorded answers: its lines,
+    whether it succeeded, and the eval's lyrics measures (:func:`finetune.metrics.lyrics_measures`)
+    of the result."""
+    from agent.lyrics import LyricsConfig, write_lyrics
+    from finetune.metrics import lyrics_measures
+
+    generate = replay_generator(log)
+    out = []
+    for song in songs:
+        result = write_lyrics(song["tune"], song["theme"], generate, LyricsConfig())
+        abc = result.abc if result.ok else (result.draft_abc or song["tune"])
+        out.append({"id": song.get("id"), "theme": song["theme"], "ok": result.ok,
+                    "lines": list(result.lines), "reasons": list(result.reasons),
+                    "measures": lyrics_measures(abc)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="run a tunesmith command, logging the lyric requests")
+    rec.add_argument("--log", required=True, help="JSON-lines file the requests are added to")
+    rec.add_argument("rest", nargs=argparse.REMAINDER, help="-- then the tunesmith arguments")
+    rep = sub.add_parser("replay", help="the lyric writer again on an eval's songs, from a log")
+    rep.add_argument("--log", required=True)
+    rep.add_argument("--records", required=True, help="the eval's records folder")
+    args = parser.parse_args(argv)
+    if args.command == "replay":
+        log = read_log(args.log)
+        for row in replay(songs_of_records(args.records, log), log):
+            m = row["measures"]
+            print(f"{row['id']} {row['theme']!r} ok={row['ok']} "
+                  + " ".join(f"{k}={v if v is None else round(v, 2)}" for k, v in m.items()))
+            for line in row["lines"]:
+                print(f"    {line}")
+            for reason in row["reasons"]:
+                print(f"    ! {reason}")
+        return 0
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    return record(args.log, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -562,6 +562,7 @@ class LlamaStepDecoder:
             keys[:, :, :self.length] = self.keys[:, :, :self.length]
             values[:, :, :self.length] = self.values[:, :, :self.length]
         self.keys, self.values, self.capacity = keys, values, capacity
+        self._caches = list(zip(w.layers, keys.unbind(0), values.unbind(0)))  # per-layer views
         positions = torch.arange(capacity)[None]
         probe = torch.zeros(1, 1, w.head_dim, dtype=w.embed.dtype)
         cos, sin = w.rotary(probe, positions)
@@ -576,6 +577,9 @@ class LlamaStepDecoder:
         start, end = self.length, self.length + count
         if end > self.capacity:
             self._allocate(max(end, 2 * self.capacity))
+        if count == 1 and start > 0:
+            logits = self._step(ids[0])
+            return logits[None] if every else logits
         w = self.weights
         attend = torch.nn.functional.scaled_dot_product_attention
         q_size, kv_size = w.heads * w.head_dim, w.kv_heads * w.head_dim
@@ -604,6 +608,36 @@ class LlamaStepDecoder:
         self.length = end
         logits = w.head(_rms_norm(x if every else x[-1:], w.norm, w.eps)).float()
         return logits if every else logits[0]
+
+    def _step(self, token: int) -> Any:
+        """:meth:`feed` of one token after others: the same arithmetic in the same order (the
+        logits are equal), with about a third fewer tensor calls per layer, since at one token
+        the reshapes around the attention are views. At batch 1 on two cores the calls, not
+        the products, were a third of a token's time."""
+        import torch
+
+        w = self.weights
+        position, end = self.length, self.length + 1
+        heads, rotated_rows, head_dim = w.heads, w.heads + w.kv_heads, w.head_dim
+        half, width = head_dim // 2, w.heads * w.head_dim
+        cos, sin = self.cos[position], self.sin[position]
+        attend, silu = torch.nn.functional.scaled_dot_product_attention, torch.nn.functional.silu
+        floating = w.embed.dtype == torch.float32
+        x = w.embed[token:token + 1]
+        for layer, keys, values in self._caches:
+            rows = layer.qkv(_rms_norm(x, layer.norm_1, layer.eps_1)).view(-1, head_dim)
+            both = rows[:rotated_rows]  # queries and keys, one head a row
+            rotated = both * cos + torch.cat((-both[:, half:], both[:, :half]), dim=-1) * sin
+            keys[:, position] = rotated[heads:]
+            values[:, position] = rows[rotated_rows:]
+            query = rotated[:heads] if floating else rotated[:heads].float()
+            attention = attend(query[None, :, None], keys[None, :, :end], values[None, :, :end],
+                               enable_gqa=True).view(1, width)
+            x = x + layer.out(attention if floating else attention.to(x.dtype))
+            gate_up = layer.gate_up(_rms_norm(x, layer.norm_2, layer.eps_2))
+            x = x + layer.down(silu(gate_up[:, :w.intermediate]) * gate_up[:, w.intermediate:])
+        self.length = end
+        return w.head(_rms_norm(x, w.norm, w.eps)).float()[0]
 
     def rewind(self, length: int) -> None:
         _check_rewind(length, self.length)

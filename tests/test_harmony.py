@@ -10,14 +10,14 @@ import pytest
 from music21 import harmony as m21harmony
 
 from agent.abc_text import Kind, parse_tune, tokenize_body
-from agent.edits import transpose
+from agent.edits import change_mode, transpose
 from agent.harmony import (
     QUALITIES, ChordNameError, HarmonyConfig, HarmonyError, chord_in_force, chords_in, enrich,
     harmonise, is_chord_name, parse_chord, progression, set_chord, simplify, strip_chords,
 )
 from agent.errors import InputError
 from agent.harmony import _read
-from agent.understand import Transpose
+from agent.understand import ChangeMode, Transpose
 
 DATA = Path(__file__).parent / "data"
 TUNES = sorted((DATA / "abc").glob("*.abc")) + [DATA / "render" / "autumn_lantern.abc"] + [
@@ -185,12 +185,51 @@ def test_chords_survive_transpose(path):
     assert [b.chords for b in chords_in(back)] == [b.chords for b in chords_in(abc)]
 
 
+def _symbols(abc: str) -> list[str]:
+    return [name for bar in chords_in(abc) for _, name in bar.chords]
+
+
+def test_making_a_tune_minor_keeps_the_dominant_major():
+    """D major -> D minor on a real Nottingham reel: A7 stays A7 (harmonic minor's V7, its C#
+    the leading note), D becomes Dm, Em the minor key's Edim, the borrowed C stays C."""
+    abc = (DATA / "abc" / "nottingham_reel.abc").read_text()
+    minor = change_mode(abc, ChangeMode("minor")).abc
+    mapping = dict(zip(_symbols(abc), _symbols(minor)))
+    assert mapping == {"D": "Dm", "Em": "Edim", "A": "A", "C": "C", "A7": "A7"}
+    for name in set(_symbols(minor)):  # our reading of each symbol is music21's
+        assert parse_chord(name).pitch_classes == frozenset(
+            p.pitchClass for p in m21harmony.ChordSymbol(name).pitches)
+    a7 = m21harmony.ChordSymbol("A7")
+    assert "C#" in {p.name for p in a7.pitches}
+    # back to major: the dominant was already major, the others return; the borrowed C was
+    # D minor's own VII, so it becomes D major's vii (C#dim) with the melody's C#
+    back = change_mode(minor, ChangeMode("major")).abc
+    expected = ["C#dim" if name == "C" else name for name in _symbols(abc)]
+    assert _symbols(back) == expected
+
+
+def test_minor_key_degrees_as_musicians_use_them():
+    """Each diatonic chord of D major on its degree in D minor: iv, III, VI, VII natural minor's,
+    V and V7 major, sevenths the minor key's own (Bm7 -> Bbmaj7); a chromatic D7 stays."""
+    abc = ('X:1\nM:4/4\nL:1/4\nK:D\n"D"DFAd|"G"GBdB|"F#m"FAcA|"Bm7"BdfB|"Em"EGBG|'
+           '"A"Aceg|"C#dim"cegc|"D7"d2c2|"A7"ABcd|"D"d4|]\n')
+    minor = change_mode(abc, ChangeMode("minor")).abc
+    assert _symbols(minor) == ["Dm", "Gm", "F", "Bbmaj7", "Edim", "A", "C", "D7", "A7", "Dm"]
+    assert "K:Dm" in minor
+
+
 def test_harmonising_a_32_bar_tune_is_fast():
+    """CPU time (wall time on a machine shared by other jobs measures the others): about
+    6 ms; a 16-bar reel with two chord slots a bar about 9 ms."""
     abc = (DATA / "render" / "autumn_lantern.abc").read_text()
     harmonise(abc)
-    started = time.perf_counter()
+    started = time.process_time()
     harmonise(abc)
-    assert time.perf_counter() - started < 0.25
+    assert time.process_time() - started < 0.1
+    reel = _plain(DATA / "abc" / "nottingham_reel.abc")
+    started = time.process_time()
+    harmonise(reel)
+    assert time.process_time() - started < 0.1
 
 
 @pytest.mark.parametrize("name", ["broken_rhythm_slurs_airds", "tuplet_grace_lady_behind_the_boat"])

@@ -1,0 +1,94 @@
+"""The harmoniser's trained chord scorer: training moves the weights toward a musician's
+chords on a real tune, both decodings keep the guarantees, the learned table is used."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent import harmony as H
+from agent.harmony_weights import WEIGHTS
+from finetune import harmony_train as T
+
+DATA = Path(__file__).parent / "data"
+REEL = DATA / "abc" / "nottingham_reel.abc"
+
+
+def _problem(abc: str):
+    melody = H._read(H.strip_chords(abc))
+    meter = melody.tune.meter
+    lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length, 2,
+                         melody.pickups, melody.keys)
+    return lattice, T.gold_states(lattice, H.chords_in(abc))
+
+
+def _agreement(lattice, gold, path) -> float:
+    """Share of the slots with a known musician's chord whose root the path matches."""
+    known = [(i, g) for i, g in enumerate(gold) if g is not None]
+    return sum(lattice.states[i][path[i]][0].root in {lattice.states[i][s][0].root for s in g}
+               for i, g in known) / len(known)
+
+
+def test_crf_training_moves_toward_the_musicians_chords():
+    """A few CRF epochs on one real tune raise the likelihood of its chords, and the share of
+    slots whose root agrees with them does not fall."""
+    lattice, gold = _problem(REEL.read_text())
+    hand = H.hand_weights()
+
+    def log_likelihood(weights):
+        _, log_z = T.expected_features(lattice, weights)
+        _, log_gold = T.expected_features(lattice, weights, gold)
+        return log_gold - log_z
+
+    learned = {**hand, **T.train_crf([(lattice, gold)], T.TrainConfig(epochs=4, rate=0.1),
+                                     progress=False)}
+    assert log_likelihood(learned) > log_likelihood(hand) + 1.0
+    assert _agreement(lattice, gold, H._marginal_path(lattice, learned)) >= _agreement(
+        lattice, gold, H._marginal_path(lattice, hand))
+
+
+def test_perceptron_training_fits_the_musicians_chords():
+    lattice, gold = _problem(REEL.read_text())
+    hand = H.hand_weights()
+    learned = {**hand, **T.train([(lattice, gold)], T.TrainConfig(epochs=5, rate=0.05),
+                                 progress=False)}
+    before = _agreement(lattice, gold, H._best_path(lattice, hand))
+    after = _agreement(lattice, gold, H._best_path(lattice, learned))
+    assert after > before
+
+
+def test_the_learned_table_is_used_and_differs_from_the_hand_set_one():
+    hand = H.hand_weights()
+    assert len(WEIGHTS) > 100
+    assert any(abs(WEIGHTS[name] - hand.get(name, 0.0)) > 0.05 for name in WEIGHTS)
+    assert H._weights(H.HarmonyConfig())["ct"] == WEIGHTS.get("ct", hand["ct"])
+    only_hand = H._weights(H.HarmonyConfig(weights=()))
+    assert only_hand == hand
+
+
+@pytest.mark.parametrize("decoding", ["marginal", "viterbi"])
+def test_both_decodings_keep_the_guarantees(decoding):
+    abc = H.strip_chords(REEL.read_text())
+    result = H.harmonise(abc, H.HarmonyConfig(decoding=decoding))
+    assert H.strip_chords(result.abc) == abc
+    names = [name for bar in result.bars for _, name in bar.chords]
+    assert H.parse_chord(names[-1]).name == "D" and len(set(names)) > 2
+    melody = H._read(abc)
+    gap = 0
+    for index, bar in enumerate(H.chords_in(result.abc)):
+        if index not in melody.pickups:  # an upbeat goes without
+            gap = 0 if bar.chords else gap + 1
+            assert gap < 2
+
+
+def test_gold_leaves_unknown_chords_free():
+    """A chord outside the key's vocabulary (F# major in C) leaves its slot free."""
+    abc = 'X:1\nM:2/4\nL:1/8\nK:C\n"C"CEGE|"F#"^FA^ce|"G7"GBdf|"C"c4|]\n'
+    lattice, gold = _problem(abc)
+    labels = {}
+    for (bar, _), states, allowed in zip(lattice.plan, lattice.states, gold):
+        labels.setdefault(bar, []).append(
+            None if allowed is None else sorted(states[s][1] for s in allowed))
+    assert labels[0] == [["major:0M"]] * len(labels[0])
+    assert labels[1] == [None] * len(labels[1])  # F# major is no chord of C major
+    assert labels[2][0] == ["major:47"] and labels[3][-1] == ["major:0M"]

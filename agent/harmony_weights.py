@@ -2,9 +2,10 @@
 
 Written by ``python -m finetune.harmony_train`` (perceptron, 520 tunes: the even half of
 ashover.abc, hpps.abc, jigs.abc, morris.abc, playford.abc, reelsa-c.abc, reelsd-g.abc,
-reelsh-l.abc, reelsm-q.abc, reelsr-t.abc, reelsu-z.abc, slip.abc, waltzes.abc, xmas.abc; 10
-epochs, rate 0.01); features not listed keep their hand-set values. Numbers only: no tune of
-the collection is stored here.
+reelsh-l.abc, reelsm-q.abc, reelsr-t.abc, reelsu-z.abc, slip.abc, waltzes.abc, xmas.abc of
+the Nottingham Music Database's cleaned ABC files; 10 epochs, rate 0.01); features not listed
+keep their hand-set values. Numbers only: no tune of the collection (GPL-3, kept outside the
+repository) is stored here.
 """
 
 WEIGHTS: dict[str, float] = {

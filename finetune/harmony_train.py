@@ -229,7 +229,9 @@ def write_weights(weights: dict[str, float], path: Path, source: str) -> None:
     import textwrap
 
     text = (f"Written by ``python -m finetune.harmony_train`` ({source}); features not listed "
-            "keep their hand-set values. Numbers only: no tune of the collection is stored here.")
+            "keep their hand-set values. Numbers only: no tune of the collection (the "
+            "Nottingham Music Database's cleaned ABC files, GPL-3, kept outside the repository) "
+            "is stored here.")
     lines = [HEADER.format(source=textwrap.fill(text, 95))]
     lines += [f"    {name!r}: {value:.3f},\n" for name, value in sorted(weights.items())]
     lines.append("}\n")

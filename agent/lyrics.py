@@ -48,7 +48,7 @@ from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, bl
                              lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
                              tune_qpm, words_of_w)
 from agent.prompts import lyrics_messages
-from agent.word_rhythm import RhythmConfig, retime_lines
+from agent.word_rhythm import RhythmConfig, retime_lines, singable_split
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
 from agent.theme import ThemeLexicon, ThemePresence, theme_lexicon, theme_presence, theme_words
 
@@ -916,21 +916,6 @@ def _symbols(text: str) -> tuple[str, str]:
     return "".join(ch for ch in text if ch not in gone), gone
 
 
-def _singable_split(abc: str) -> Fraction:
-    """The shortest note a split may make: one a syllable can still be sung on at the tempo
-    (at least a sixteenth).
-
-    >>> _singable_split("X:1\\nM:4/4\\nQ:1/4=120\\nK:C\\nC\\n"), _singable_split("X:1\\nM:none\\nK:C\\nC\\n")
-    (Fraction(1, 8), Fraction(1, 16))
-    """
-    from agent.singable import singable_length  # singable reads tunes; lyrics only needs this
-
-    tune = parse_tune(abc)
-    if tune.meter.is_free:
-        return Fraction(1, 16)
-    return max(Fraction(1, 16), singable_length(tune.meter, 240.0 / tune_qpm(abc)))
-
-
 def set_words(
     abc: str, text: str, config: LyricsConfig = LyricsConfig(),
     shortest_split: Fraction | None = None,
@@ -972,7 +957,7 @@ def set_words(
     if not clean_lines:
         return abc, WordsReport((), (), problems=("no words given",))
     if shortest_split is None:
-        shortest_split = _singable_split(abc)
+        shortest_split = singable_split(abc)
     words_given = [w for line in clean_lines for w in split_text(line)]
     notes_per_verse = sum(line.notes for line in lines)
     sung = sum(w.count for w in words_given)

@@ -55,6 +55,7 @@ from music21 import (articulations, bar, chord, clef, dynamics, expressions, har
 from music21 import duration as m21duration
 
 from agent.errors import AbcError
+from agent.harmony import chord_name_of_figure
 from agent.notation import MODE_SUFFIX, length_text
 
 __all__ = ["WriterConfig", "write_abc", "BarDifference", "first_difference", "score_bars"]
@@ -352,7 +353,7 @@ def _chord_symbol_text(symbol: harmony.Harmony) -> str:
     if isinstance(symbol, harmony.NoChord):
         return '"N.C."'
     figure = symbol.figure or ""
-    figure = re.sub(r"(?<=[A-G])-", "b", figure).replace('"', "")
+    figure = chord_name_of_figure(figure).replace('"', "")
     return f'"{figure}"'
 
 

@@ -41,7 +41,7 @@ from fractions import Fraction
 
 from agent.abc_text import parse_tune
 from agent.errors import InputError
-from agent.harmony import Chord, ChordNameError, parse_chord
+from agent.harmony import Chord, ChordNameError, chord_name_of_figure, parse_chord
 
 __all__ = ["AccompanimentSettings", "INSTRUMENTS", "PATTERNS", "accompaniment_of",
            "set_accompaniment", "pattern_for", "backing_parts", "backing_part",
@@ -81,7 +81,7 @@ _STYLE_PATTERN = {"slip jig": "jig", "single jig": "jig", "strathspey": "reel",
 BACKING_ID = "accompaniment"
 DEFAULT_CHORD_VOLUME = 60
 DEFAULT_BASS_VOLUME = 68
-BASS_RANGE = (40, 50)    # E2 to D3
+BASS_RANGE = (40, 51)    # E2 to E♭3: every pitch class once (a bass on E♭ had no note)
 CHORD_RANGE = (52, 74)   # E3 to D5: chord tones stay between these
 _DIRECTIVE = re.compile(r"^[ \t]*%%MIDI[ \t]+(gchord|chordprog|bassprog|chordvol|bassvol|"
                         r"gchordoff|gchordon)\b[ \t]*([^\r\n%]*)", re.MULTILINE)
@@ -393,7 +393,7 @@ def _chords_by_measure(melody) -> list[list[tuple[float, Chord]]]:
         found = []
         for symbol in measure.recurse().getElementsByClass(harmony.ChordSymbol):
             try:
-                chord = parse_chord(symbol.figure)
+                chord = parse_chord(chord_name_of_figure(symbol.figure))  # E- is E flat
             except ChordNameError:
                 continue
             found.append((float(symbol.getOffsetInHierarchy(measure)), chord))

@@ -254,6 +254,16 @@ def spell(root: int, kind: str, hint: str = "", flats: bool | None = None) -> st
     return names[root] + WRITTEN[kind]
 
 
+def chord_name_of_figure(figure: str) -> str:
+    """A music21 chord symbol's figure as a chord name: music21 spells flats with ``-``
+    ("E-", "B-7/D-"), which in a chord name reads as minor ("C-" is C minor in jazz).
+
+    >>> chord_name_of_figure("E-"), chord_name_of_figure("B-7/D-"), chord_name_of_figure("F#m")
+    ('Eb', 'Bb7/Db', 'F#m')
+    """
+    return re.sub(r"(?<=[A-G])-+", lambda match: "b" * len(match.group()), figure)
+
+
 def parse_chord(name: str) -> Chord:
     """Read a chord name such as ``Am``, ``D7``, ``Bbmaj7``, ``G/B`` or the folk ``Am/c``.
 

@@ -394,8 +394,24 @@ def _move_text(text: str, octaves: int) -> str:
     return NOTE_HEAD_RE.sub(lambda m: _moved_head(m, octaves), text)
 
 
+def _plain(length: Fraction) -> bool:
+    """Whether ``length`` (whole notes) can be written as plain or dotted notes: a power of
+    two below it (a third of a beat, from a triplet, cannot)."""
+    return length > 0 and not length.denominator & (length.denominator - 1)
+
+
 def _pieces(length: Fraction, unit: Fraction) -> list[Fraction]:
-    """A length as notes a reader prints plainly (plain or dotted values), longest first."""
+    """A length as notes a reader prints plainly (plain or dotted values), longest first.
+
+    >>> _pieces(Fraction(3, 8), Fraction(1, 8)), _pieces(Fraction(5, 8), Fraction(1, 8))
+    ([Fraction(3, 8)], [Fraction(1, 2), Fraction(1, 8)])
+    >>> _pieces(Fraction(1, 12), Fraction(1, 8))  # a triplet's share: not a plain value
+    Traceback (most recent call last):
+    ...
+    agent.errors.AbcError: a length of 1/12 cannot be written as plain notes
+    """
+    if not _plain(length):  # halving would never reach it
+        raise AbcError(f"a length of {length} cannot be written as plain notes")
     out: list[Fraction] = []
     left = length
     while left > 0:
@@ -490,8 +506,8 @@ def _plan_bar(bar: Bar, events: list[_Event], grid: Fraction | None,
     same = len(joined) == len(events) and all(
         (a, b) == (e.onset, e.end) and s == i
         for (a, b, s), (i, e) in zip(joined, enumerate(events)))
-    if same:
-        return None
+    if same or not all(_plain(b - a) for a, b, _ in joined):
+        return None  # nothing to change, or a share of a triplet left: the bar stays as written
     kept = {s for _, _, s in joined}
     merged = sum(1 for i, e in enumerate(events) if i not in kept and e.names)
     return _Plan(bar, events, joined, merged, hold_from is not None, grid is not None)

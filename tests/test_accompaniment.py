@@ -184,3 +184,21 @@ def test_abc2midi_plays_the_same_settings(tmp_path):
     programs = {m.program for t in midi.tracks for m in t if m.type == "program_change"}
     velocities = {m.velocity for t in midi.tracks for m in t if m.type == "note_on" and m.velocity}
     assert {25, 32} <= programs and {50, 58} <= velocities
+
+
+def test_a_backing_has_a_bass_note_for_every_root_and_slash_bass():
+    """Twelve roots, plain and over another bass (E♭ had no note in the bass range, so a tune
+    in B♭ or E♭ with an E♭ chord could not be rendered)."""
+    from music21 import converter
+
+    names = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    bars = " | ".join(f'"{name}"B4 | "{name}7/{names[(i + 3) % 12]}"B4' for i, name in enumerate(names))
+    abc = f"X:1\nT:Roots\nM:2/4\nL:1/8\nK:Bb\n{bars} |]\n"
+    part, = backing_parts(converter.parse(abc, format="abc"), set_accompaniment(abc, style="march"))
+    sounding = [n for n in part.recurse().notes]
+    basses = [min(n.pitches, key=lambda p: p.midi) for n in sounding if len(n.pitches) == 1]
+    assert len(basses) >= 24
+    assert {p.pitchClass for p in basses} == set(range(12))
+    assert all(BASS_RANGE[0] <= p.midi <= BASS_RANGE[1] for p in basses)
+    chords = [{p.pitchClass for p in n.pitches} for n in sounding if len(n.pitches) > 1]
+    assert {3, 7, 10} in chords  # E flat major sounds as E flat, G, B flat (not E minor)

@@ -27,6 +27,8 @@ Nothing here imports gradio: the app (``ui/app.py``) lays out and wires; this mo
 True
 >>> tab.is_repeat("add lyrics"), tab.is_repeat("add chords")
 (True, False)
+>>> tab.join_unless_repeat("add lyrics") is None, tab.join_unless_repeat("add chords") is None
+(True, False)
 """
 from __future__ import annotations
 
@@ -47,8 +49,9 @@ log = logging.getLogger(__name__)
 
 #: How much of a queued message its bubble repeats.
 LABEL_CHARS = 60
-#: The same message again within this many seconds is the second click of a double click.
-REPEAT_SECONDS = 1.0
+#: The same message again within this many seconds is the second click of a double click
+#: (on a busy machine the second click's event can reach the server a second or two later).
+REPEAT_SECONDS = 3.0
 STOPPED_REPLY = "Stopped. The score is as it was before that request."
 
 
@@ -120,6 +123,14 @@ class TabState:
             self._line.append(ticket)
             self._last = ticket
             return ticket
+
+    def join_unless_repeat(self, label: str, within: float = REPEAT_SECONDS) -> Ticket | None:
+        """:meth:`join`, or None where ``label`` repeats the last message (:meth:`is_repeat`):
+        checked and joined at once, so two clicks handled side by side cannot both join."""
+        with self._cond:
+            if self.is_repeat(label, within):
+                return None
+            return self.join(label)
 
     def is_repeat(self, label: str, within: float = REPEAT_SECONDS) -> bool:
         """Whether ``label`` is what the last ticket said, under ``within`` seconds ago (the

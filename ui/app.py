@@ -519,10 +519,11 @@ def versions_update(tab: TabState) -> dict:
 
 
 def in_line(app: App, tab: TabState, label: str, body: Callable[[], Iterator[tuple]], *,
-            box: Any = None, shown: bool = True) -> Iterator[tuple]:
+            box: Any = None, shown: bool = True, ticket: Any = None) -> Iterator[tuple]:
     """Run ``body`` when the tab's earlier events are done; meanwhile the chat shows ``label``
-    as queued. ``box`` is what the message box becomes once the event is accepted."""
-    ticket = tab.join(label if shown else "")
+    as queued. ``box`` is what the message box becomes once the event is accepted; ``ticket``
+    is the event's place in line where it has joined already."""
+    ticket = ticket or tab.join(label if shown else "")
     try:
         yield out(tab, box=box)
         waited = 0.0
@@ -570,11 +571,12 @@ def chat(app: App, message: Any, tab: TabState, temperature: Any, seed: Any, ada
         yield (gr.skip(),) * len_turn_outputs()
         return
     shown = shown_text(text, app.ui.shown_message_chars)
-    if tab.is_repeat(shown):  # the second click of a double click: the message is already in
+    ticket = tab.join_unless_repeat(shown)
+    if ticket is None:  # the second click of a double click: the message is already in
         yield (gr.skip(),) * len_turn_outputs()
         return
     yield from in_line(app, tab, shown, lambda: _chat(app, text, shown, tab, temperature, seed,
-                                                        adapter_on), box="")
+                                                        adapter_on), box="", ticket=ticket)
 
 
 def _chat(app: App, text: str, shown: str, tab: TabState, temperature: Any, seed: Any,

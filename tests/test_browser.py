@@ -69,7 +69,7 @@ def context(browser, server, capfd):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     outside: list[str] = []
     context.on("request", lambda request: outside.append(request.url)
-               if not request.url.startswith((server, "data:", "blob:")) else None)
+               if not request.url.startswith(("http://127.0.0.1:", "data:", "blob:")) else None)
     yield context
     error_toasts = sum(page.locator(".toast-body.error").count() for page in context.pages)
     context.close()
@@ -232,7 +232,18 @@ def test_chords_show_above_the_melody_and_the_words_stay(context, server):
 # ------------------------------------------------------------------------------ nothing lost
 
 
-def test_three_messages_sent_during_one_compose_are_answered_in_order(context, server):
+@pytest.fixture(scope="module")
+def slow_server(server):
+    """The app with a composer that takes about ten seconds a tune (so messages can be sent
+    while it writes, on a fast machine too)."""
+    from ui_helpers import slow_composer
+
+    with running_app(composer=slow_composer()) as (url, demo):
+        yield url
+
+
+def test_three_messages_sent_during_one_compose_are_answered_in_order(context, slow_server):
+    server = slow_server
     page = open_app(context, server)
     page.fill("#ts-message textarea", "write a reel in D, 16 bars")
     page.press("#ts-message textarea", "Enter")

@@ -74,6 +74,37 @@ def tiny_composer(config: AgentConfig = TEST_CONFIG) -> Composer:
     return Composer(config, loader=tiny_loader())
 
 
+class _SlowModel:
+    """A model that takes at least ``seconds`` per forward call (everything else is the
+    model's own): a composition that lasts long enough to send messages while it runs."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self._model, self._seconds = model, seconds
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import time
+
+        time.sleep(self._seconds)
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def slow_composer(seconds_per_token: float = 0.05, config: AgentConfig = TEST_CONFIG) -> Composer:
+    """A composer with the tiny model slowed to ``seconds_per_token`` (a 16-bar tune then
+    takes about ten seconds, whatever the machine's speed)."""
+    import dataclasses
+
+    load = tiny_loader()
+
+    def slowed(model_config: Any) -> Any:
+        loaded = load(model_config)
+        return dataclasses.replace(loaded, model=_SlowModel(loaded.model, seconds_per_token))
+
+    return Composer(config, loader=slowed)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -299,7 +299,8 @@ def _new_version(session: Session, abc: str, summary: str, reply: str, intent: s
     if not report.valid:
         problems = "; ".join(d.message for d in report.errors[:3])
         return Turn(session=session, changed=False, intent=intent,
-                    reply=f"The result did not hold together ({problems}), so I kept your score as it was.",
+                    reply=("That came out with a mistake in its notation, so I kept your score as it "
+                           f"was; ask again for another try. (The checker said: {problems}.)"),
                     diagnostics=[d.to_dict() for d in report.diagnostics])
     session = sessions.add_version(session, abc, summary)
     return Turn(session=session, reply=reply, changed=True, intent=intent,

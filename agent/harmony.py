@@ -568,6 +568,20 @@ _MOTION_COST = {5: 0.0, 7: 0.15, 2: 0.2, 10: 0.2, 9: 0.3, 3: 0.3, 4: 0.35, 8: 0.
 #: Bars of the phrase grid in which a bar's position is counted (folk dance tunes are built
 #: of 8-bar strains: the tonic opens them, the dominant half-way, the tonic closes them).
 PHRASE_BARS = 8
+#: Optional groups of features the scorer can add to the base set (each was tried by
+#: cross-validation inside the training half, see finetune.harmony_train ``--cv``):
+#: ``meter``: a prior per chord and bar length (waltz, jig, reel, hornpipe differ);
+#: ``context``: the key degree the next slot starts on and the one the previous slot ends
+#: on, per chord (a V bar often leads to a downbeat on the tonic);
+#: ``last``: the degree a slot ends on, per chord (the leading note before the tonic);
+#: ``stay``: keeping a chord into the next slot or bar, per chord (the tonic lingers,
+#: the dominant moves on);
+#: ``mid``: a chord that starts inside a bar, per chord (mid-bar chords are mostly V and IV);
+#: ``strain``: the bar's place in a 16-bar section and the last bar before a section ends.
+#: ``beats``: the key degree sounding on each beat of the bar, per chord.
+FEATURE_GROUPS_ALL = ("meter", "context", "last", "stay", "mid", "strain", "beats")
+#: The groups the harmoniser uses (chosen by cross-validation inside the training half).
+FEATURE_GROUPS: frozenset[str] = frozenset()
 
 
 def _label(mode: str, degree: int, kind: str) -> str:
@@ -662,10 +676,13 @@ def _note_features(weighted: list[tuple[MelodyEvent, float]], chord: Chord,
 
 
 def _change_features(a: tuple[Chord, str], b: tuple[Chord, str], same_bar: bool,
-                     same_key: bool, meter: str = "") -> dict[str, float]:
-    """Features of moving from chord ``a`` to ``b`` (none for staying put); a change inside
-    a bar also counts per meter (reels and hornpipes change mid-bar more than jigs)."""
+                     same_key: bool, meter: str = "", stay: bool = False) -> dict[str, float]:
+    """Features of moving from chord ``a`` to ``b`` (none for staying put, unless ``stay``:
+    then the chord kept, inside the bar or into the next); a change inside a bar also counts
+    per meter (reels and hornpipes change mid-bar more than jigs)."""
     if a[0] == b[0]:
+        if stay and same_key:
+            return {f"stay{'_mid' if same_bar else ''}:{b[1]}": 1.0}
         return {}
     features = {"change": 1.0, f"motion:{(b[0].root - a[0].root) % 12}": 1.0}
     if same_bar:
@@ -691,6 +708,7 @@ class _Lattice:
     emissions: list[list[dict[str, float]]]      # features of each (slot, chord)
     meter: str = ""                              # the bar's length, as "3/4"
     changes: dict[tuple, list[list[dict[str, float]]]] = field(default_factory=dict)
+    groups: frozenset[str] = frozenset()         # optional feature groups in use
 
     def change_table(self, position: int) -> list[list[dict[str, float]]]:
         """Features of each (previous chord, chord) pair into slot ``position``."""
@@ -698,14 +716,20 @@ class _Lattice:
         key = (self.keys[position - 1], self.keys[position], same_bar)
         if key not in self.changes:
             same_key = key[0] == key[1]
-            self.changes[key] = [[_change_features(a, b, same_bar, same_key, self.meter)
+            self.changes[key] = [[_change_features(a, b, same_bar, same_key, self.meter,
+                                                   "stay" in self.groups)
                                   for b in self.states[position]]
                                  for a in self.states[position - 1]]
         return self.changes[key]
 
 
 def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction, slots: int,
-             skip: frozenset[int], keys: list[tuple[str, str]]) -> _Lattice:
+             skip: frozenset[int], keys: list[tuple[str, str]],
+             groups: frozenset[str] | None = None) -> _Lattice:
+    groups = FEATURE_GROUPS if groups is None else frozenset(groups)
+    unknown = groups - set(FEATURE_GROUPS_ALL)
+    if unknown:
+        raise ValueError(f"unknown feature groups {sorted(unknown)}; known: {FEATURE_GROUPS_ALL}")
     tables = {}
     for key in set(keys):
         key_mode = {"ionian": "major", "aeolian": "minor"}.get(key[1], key[1])
@@ -714,13 +738,16 @@ def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction
         tables[key] = ([(chord, _label(key_mode, degree, chord.kind))
                         for chord, _, degree in vocabulary],
                        frozenset((root + step) % 12 for step in MODE_STEPS[key_mode]), root)
-    lattice = _Lattice([], [], [], [], f"{bar_length.numerator}/{bar_length.denominator}")
+    meter = f"{bar_length.numerator}/{bar_length.denominator}"
+    lattice = _Lattice([], [], [], [], meter, groups=groups)
     counted = 0
     sounding: list[list[int]] = []  # pitch classes of each slot's notes
+    tonics: list[int] = []          # the tonic's pitch class at each slot
     for index, bar in enumerate(bars):
         if index in skip or not bar:
             continue
         phrase = counted % PHRASE_BARS
+        strain = counted % (2 * PHRASE_BARS)
         counted += 1
         for start, inside in _slots(bar, bar_length, slots):
             weighted = [(e, _strength(e.onset, bar_length, beat)) for e in inside]
@@ -731,8 +758,20 @@ def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction
                 features[f"prior:{label}"] = 1.0
                 if start == 0:
                     features[f"bar{phrase}:{label}"] = 1.0
+                    if "strain" in groups:
+                        features[f"strain{strain}:{label}"] = 1.0
+                elif "mid" in groups:
+                    features[f"mid:{label}"] = 1.0
+                if "meter" in groups:
+                    features[f"meter{meter}:{label}"] = 1.0
+                if "beats" in groups:
+                    for event in inside:
+                        if event.pitches and event.onset % beat == 0:
+                            degree = (event.pitches[0] - tonic_pc) % 12
+                            features[f"beat{event.onset // beat}deg{degree}:{label}"] = 1.0
                 rows.append(features)
             sounding.append([e.pitches[0] % 12 for e in inside if e.pitches])
+            tonics.append(tonic_pc)
             lattice.plan.append((index, start))
             lattice.keys.append(keys[index])
             lattice.states.append(states)
@@ -743,7 +782,34 @@ def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction
         for features, (_, label) in zip(lattice.emissions[-2], lattice.states[-2]):
             features[f"before_final:{label}"] = 1.0
     _add_neighbours(lattice, sounding)
+    if groups & {"context", "last", "strain"}:
+        _add_context(lattice, sounding, tonics, groups)
     return lattice
+
+
+def _add_context(lattice: _Lattice, sounding: list[list[int]], tonics: list[int],
+                 groups: frozenset[str]) -> None:
+    """Optional features of a slot's surroundings, per chord: the key degree the next slot
+    starts on and the previous slot ends on (``context``), the degree the slot ends on
+    (``last``), and the bar before a section's last (``strain``)."""
+    bar_starts = [p for p, (_, onset) in enumerate(lattice.plan) if onset == 0]
+    penultimate = set(bar_starts[-2:-1])
+    for position, rows in enumerate(lattice.emissions):
+        tonic = tonics[position]
+        after = sounding[position + 1][:1] if position + 1 < len(sounding) else []
+        before = sounding[position - 1][-1:] if position else []
+        last = sounding[position][-1:]
+        for (_, label), features in zip(lattice.states[position], rows):
+            if "context" in groups:
+                for pc in after:
+                    features[f"nextdeg{(pc - tonic) % 12}:{label}"] = 1.0
+                for pc in before:
+                    features[f"prevdeg{(pc - tonic) % 12}:{label}"] = 1.0
+            if "last" in groups:
+                for pc in last:
+                    features[f"lastdeg{(pc - tonic) % 12}:{label}"] = 1.0
+            if "strain" in groups and position in penultimate:
+                features[f"penult:{label}"] = 1.0
 
 
 def _add_neighbours(lattice: _Lattice, sounding: list[list[int]]) -> None:

@@ -65,6 +65,9 @@ class TrainConfig:
     l2: float = field(default=0.01, metadata={
         "help": "CRF: pull of each weight back toward its hand-set value"})
     seed: int = field(default=0, metadata={"help": "seed of the tune order"})
+    features: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "optional feature groups of the scorer (agent.harmony.FEATURE_GROUPS_ALL); "
+                "None: the ones the harmoniser uses (agent.harmony.FEATURE_GROUPS)"})
 
 
 def gold_states(lattice: "H._Lattice", bars: list[H.BarChords], bar_starts_only: bool = False
@@ -104,8 +107,24 @@ def gold_states(lattice: "H._Lattice", bars: list[H.BarChords], bar_starts_only:
     return out
 
 
-def tune_problems(config: TrainConfig) -> list[tuple[H._Lattice, list]]:
-    """(lattice, gold states) of every usable tune of the chosen half."""
+def bar_roots(lattice: "H._Lattice", bars: list[H.BarChords]) -> list[int | None]:
+    """Per slot, the root of the musician's chord sounding at the start of the slot's bar
+    when the slot opens the bar (what the benchmark compares), else None.
+
+    >>> abc = 'X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|GBd|"A7"cea|"D"d3|]\\n'
+    >>> m = H._read(H.strip_chords(abc))
+    >>> lat = H._lattice(m.events, Fraction(3, 4), Fraction(1, 4), 1, m.pickups, m.keys)
+    >>> bar_roots(lat, H.chords_in(abc))
+    [2, 2, 9, 2]
+    """
+    sounding = H.chord_in_force(bars)
+    return [H.parse_chord(sounding[bar]).root if onset == 0 and sounding[bar] else None
+            for bar, onset in lattice.plan]
+
+
+def tune_problems(config: TrainConfig) -> list[tuple[H._Lattice, list, list]]:
+    """(lattice, gold states, the musician's root at each bar start) of every usable tune
+    of the chosen half."""
     from agent.abc_text import split_tunebook
 
     problems = []
@@ -122,45 +141,237 @@ def tune_problems(config: TrainConfig) -> list[tuple[H._Lattice, list]]:
                 meter = melody.tune.meter
                 lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length,
                                      H.slots_per_bar(style, str(meter)), melody.pickups,
-                                     H._usable_keys(melody.keys, (tonic, mode)))
+                                     H._usable_keys(melody.keys, (tonic, mode)),
+                                     groups=None if config.features is None
+                                     else frozenset(config.features))
             except H.TunesmithError:  # a tune the harmoniser refuses teaches nothing
                 continue
-            problems.append((lattice, gold_states(lattice, theirs)))
+            problems.append((lattice, gold_states(lattice, theirs), bar_roots(lattice, theirs)))
     return problems
 
 
-def train(problems: list, config: TrainConfig, progress: bool = True) -> dict[str, float]:
-    """Averaged perceptron from the hand-set weights; returns the averaged weights."""
-    weights = H.hand_weights()
-    start = dict(weights)
-    summed = {name: 0.0 for name in weights}
-    steps = 0
+def agreement(problems: list, weights: dict[str, float],
+              compiled: tuple[list[Compiled], dict[str, int]] | None = None) -> tuple[int, int]:
+    """(bars whose chord root agrees with the musician's, bars compared), Viterbi decoding,
+    on the bar-start slots of ``problems``."""
+    import numpy as np
+
+    if compiled is not None:
+        tables, index = compiled
+        vector = np.zeros(len(index))
+        for name, number in index.items():
+            vector[number] = weights.get(name, 0.0)
+    agree = total = 0
+    for number, (lattice, _, roots) in enumerate(problems):
+        path = (H._best_path(lattice, weights) if compiled is None
+                else tables[number].best_path(vector))
+        for states, state, root in zip(lattice.states, path, roots):
+            if root is not None:
+                total += 1
+                agree += states[state][0].root == root
+    return agree, total
+
+
+def cross_validate(problems: list, config: TrainConfig, folds: int = 4,
+                   progress: bool = False, compiled: tuple | None = None,
+                   groups: frozenset[str] | None = None) -> list[tuple[int, int]]:
+    """Train on all folds but one and measure bar root agreement on that one, for each fold
+    (fold ``k`` holds the tunes at positions ``k`` mod ``folds`` of ``problems``).
+    ``groups``: the optional feature groups the variant uses, when the lattices were built
+    with more (the others are masked out)."""
+    if compiled is None:
+        index = {name: number for number, name in enumerate(H.hand_weights())}
+        tables = compile_problems(problems, index)
+    else:
+        tables, index = compiled
+    mask = None if groups is None else group_mask(index, groups)
+    out = []
+    for fold in range(folds):
+        inside = [i for i in range(len(problems)) if i % folds != fold]
+        held = [i for i in range(len(problems)) if i % folds == fold]
+        if config.method == "crf":
+            learned = train_crf([problems[i] for i in inside], config, progress=progress)
+        else:
+            learned = train([problems[i] for i in inside], config, progress=progress,
+                            compiled=([tables[i] for i in inside], index), mask=mask)
+        weights = {**H.hand_weights(), **learned}
+        out.append(agreement([problems[i] for i in held], weights,
+                             ([tables[i] for i in held], index)))
+    return out
+
+
+class Compiled:
+    """One lattice's features as index arrays (feature numbers from a shared ``index``), so
+    that every (slot, chord) and every change is scored at once with numpy: training decodes
+    each tune twice an epoch, and the scorer's dictionaries were 20 times slower."""
+
+    def __init__(self, lattice: "H._Lattice", index: dict[str, int]) -> None:
+        import numpy as np
+
+        self.sizes = [len(states) for states in lattice.states]
+        self.offsets = [0]
+        for size in self.sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.emit = self._pack([f for rows in lattice.emissions for f in rows], index)
+        self.tables: list[tuple] = []        # distinct change tables: (rows, cols, packed)
+        self.table_of: list[int] = [-1]      # per slot, its table's number
+        seen: dict[int, int] = {}
+        for position in range(1, len(lattice.plan)):
+            table = lattice.change_table(position)
+            if id(table) not in seen:
+                seen[id(table)] = len(self.tables)
+                cells = [features for row in table for features in row]
+                self.tables.append((len(table), len(table[0]), self._pack(cells, index)))
+            self.table_of.append(seen[id(table)])
+        self._np = np
+
+    @staticmethod
+    def _pack(cells: list[dict[str, float]], index: dict[str, int]) -> tuple:
+        import numpy as np
+
+        idx, val, row, starts = [], [], [], [0]
+        for number, features in enumerate(cells):
+            for name, value in features.items():
+                idx.append(index.setdefault(name, len(index)))
+                val.append(value)
+                row.append(number)
+            starts.append(len(idx))
+        return (np.array(idx, dtype=np.int64), np.array(val, dtype=float),
+                np.array(row, dtype=np.int64), starts, len(cells))
+
+    def _score(self, packed: tuple, w) -> "object":
+        idx, val, row, _, cells = packed
+        return self._np.bincount(row, weights=w[idx] * val, minlength=cells) if len(idx) \
+            else self._np.zeros(cells)
+
+    def best_path(self, w, fixed: list | None = None) -> list[int]:
+        """As :func:`agent.harmony._best_path`, with the weights as a vector."""
+        np = self._np
+        emit = self._score(self.emit, w)
+        moves = [self._score(packed, w).reshape(a, b) for a, b, packed in self.tables]
+        last = len(self.sizes) - 1
+        best, back = None, []
+        for position in range(last + 1):
+            row = emit[self.offsets[position]:self.offsets[position + 1]].copy()
+            if position == last:
+                row[1:] = -np.inf
+            if fixed is not None and fixed[position] is not None:
+                keep = row[list(fixed[position])]
+                row[:] = -np.inf
+                row[list(fixed[position])] = keep
+            if best is None:
+                best = row
+                continue
+            scores = best[:, None] + moves[self.table_of[position]]
+            choice = scores.argmax(axis=0)
+            best = scores[choice, np.arange(scores.shape[1])] + row
+            back.append(choice)
+        state = int(best.argmax())
+        path = [state]
+        for choice in reversed(back):
+            state = int(choice[state])
+            path.append(state)
+        return path[::-1]
+
+    def path_entries(self, path: list[int]) -> tuple:
+        """(feature numbers, values) of the features along a path."""
+        np = self._np
+        idx, val, _, starts, _ = self.emit
+        parts_i, parts_v = [], []
+        for position, state in enumerate(path):
+            cell = self.offsets[position] + state
+            parts_i.append(idx[starts[cell]:starts[cell + 1]])
+            parts_v.append(val[starts[cell]:starts[cell + 1]])
+            if position:
+                _, cols, (t_idx, t_val, _, t_starts, _) = self.tables[self.table_of[position]]
+                cell = path[position - 1] * cols + state
+                parts_i.append(t_idx[t_starts[cell]:t_starts[cell + 1]])
+                parts_v.append(t_val[t_starts[cell]:t_starts[cell + 1]])
+        return np.concatenate(parts_i), np.concatenate(parts_v)
+
+
+#: The name prefixes of each optional feature group's features (agent.harmony
+#: FEATURE_GROUPS_ALL), so one set of lattices built with every group serves each
+#: cross-validated variant: a group left out keeps its features at weight 0 (as if absent).
+GROUP_PREFIXES = {"meter": ("meter",), "context": ("nextdeg", "prevdeg"), "last": ("lastdeg",),
+                  "stay": ("stay",), "mid": ("mid:",), "strain": ("strain", "penult"),
+                  "beats": ("beat",)}
+
+
+def group_mask(index: dict[str, int], groups: frozenset[str]) -> "object":
+    """1 for each numbered feature the variant may move, 0 for those of groups left out.
+
+    >>> group_mask({"ct": 0, "meter3/4:major:0M": 1, "mid_change": 2, "mid:major:0M": 3},
+    ...            frozenset({"meter"})).tolist()
+    [1.0, 1.0, 1.0, 0.0]
+    """
+    import numpy as np
+
+    out = np.ones(len(index))
+    for group, prefixes in GROUP_PREFIXES.items():
+        if group not in groups:
+            for name, number in index.items():
+                if name.startswith(prefixes):
+                    out[number] = 0.0
+    return out
+
+
+def compile_problems(problems: list, index: dict[str, int]) -> list[Compiled]:
+    """Each problem's lattice compiled against one feature numbering (extended in place)."""
+    return [Compiled(problem[0], index) for problem in problems]
+
+
+def train(problems: list, config: TrainConfig, progress: bool = True,
+          compiled: tuple[list[Compiled], dict[str, int]] | None = None,
+          mask: "object | None" = None) -> dict[str, float]:
+    """Averaged perceptron from the hand-set weights; returns the averaged weights (those
+    that moved). ``compiled``: the problems already compiled, with their numbering;
+    ``mask``: per feature number, 0 to keep that feature out (see :func:`group_mask`).
+
+    The average over every step is kept lazily (Daume's trick): an update ``d`` at step
+    ``s`` of ``T`` counts in ``T - s + 1`` of the ``T`` weight vectors averaged.
+    """
+    import numpy as np
+
+    start = H.hand_weights()
+    if compiled is None:
+        index = {name: number for number, name in enumerate(start)}
+        tables = compile_problems(problems, index)
+    else:
+        tables, index = compiled
+        for name in start:
+            index.setdefault(name, len(index))
+    names = sorted(index, key=index.get)
+    weights = np.array([start.get(name, 0.0) for name in names])
+    first = weights.copy()
+    late = np.zeros_like(weights)
     order = list(range(len(problems)))
     rng = random.Random(config.seed)
+    steps = 0
     for epoch in range(config.epochs):
         rng.shuffle(order)
         wrong = 0
-        for index in order:
-            lattice, gold = problems[index]
-            predicted = H._best_path(lattice, weights)
-            target = H._best_path(lattice, weights, gold)
+        for number in order:
+            steps += 1
+            table, gold = tables[number], problems[number][1]
+            predicted = table.best_path(weights)
+            target = table.best_path(weights, gold)
             if predicted != target:
                 wrong += sum(a != b for a, b in zip(predicted, target))
-                good = H._path_features(lattice, target)
-                bad = H._path_features(lattice, predicted)
-                for name in set(good) | set(bad):
-                    step = config.rate * (good.get(name, 0.0) - bad.get(name, 0.0))
-                    if step:
-                        weights[name] = weights.get(name, 0.0) + step
-                        summed.setdefault(name, 0.0)
-            steps += 1
-            for name, value in weights.items():
-                summed[name] = summed.get(name, 0.0) + value
+                step = np.zeros_like(weights)
+                good, good_values = table.path_entries(target)
+                bad, bad_values = table.path_entries(predicted)
+                np.add.at(step, good, config.rate * good_values)
+                np.add.at(step, bad, -config.rate * bad_values)
+                if mask is not None:
+                    step *= mask[:len(step)]
+                weights += step
+                late += (steps - 1) * step
         if progress:
             print(f"epoch {epoch + 1}: {wrong} slots off", file=sys.stderr)
-    averaged = {name: total / steps for name, total in summed.items()}
-    return {name: value for name, value in averaged.items()
-            if abs(value - start.get(name, 0.0)) >= 5e-4}
+    averaged = weights - late / max(steps, 1)
+    return {name: float(value) for name, value, before in zip(names, averaged, first)
+            if abs(value - before) >= 5e-4}
 
 
 def expected_features(lattice: "H._Lattice", weights: dict[str, float],
@@ -208,7 +419,7 @@ def train_crf(problems: list, config: TrainConfig, progress: bool = True) -> dic
         rate = config.rate / (1 + epoch)
         loss = 0.0
         for index in order:
-            lattice, gold = problems[index]
+            lattice, gold = problems[index][:2]
             model, log_z = expected_features(lattice, weights)
             target, log_gold = expected_features(lattice, weights, gold)
             if log_gold == -math.inf:
@@ -238,6 +449,31 @@ def write_weights(weights: dict[str, float], path: Path, source: str) -> None:
     path.write_text("".join(lines))
 
 
+def _cv_variants(config: TrainConfig, folds: int, variants: list[str]) -> int:
+    """Cross-validate each variant on one set of lattices; one line per variant."""
+    from dataclasses import replace
+
+    parsed = []
+    for text in variants:
+        parts = text.split("@")
+        groups = frozenset(g for g in parts[0].split(",") if g and g != "none")
+        epochs = int(parts[1]) if len(parts) > 1 else config.epochs
+        rate = float(parts[2]) if len(parts) > 2 else config.rate
+        parsed.append((text, groups, epochs, rate))
+    union = frozenset().union(*(groups for _, groups, _, _ in parsed))
+    problems = tune_problems(replace(config, features=tuple(sorted(union))))
+    index = {name: number for number, name in enumerate(H.hand_weights())}
+    tables = compile_problems(problems, index)
+    print(f"{len(problems)} tunes, {folds} folds", flush=True)
+    for text, groups, epochs, rate in parsed:
+        run = replace(config, epochs=epochs, rate=rate)
+        results = cross_validate(problems, run, folds, compiled=(tables, index), groups=groups)
+        agree, bars = sum(a for a, _ in results), sum(b for _, b in results)
+        shares = " / ".join(f"{a / b:.2%}" for a, b in results)
+        print(f"| {text} | {shares} | {agree / bars:.2%} ({agree}/{bars}) |", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fields = TrainConfig.__dataclass_fields__
@@ -252,11 +488,33 @@ def main(argv: list[str] | None = None) -> int:
                         help=fields["rate"].metadata["help"])
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
                         help=fields["seed"].metadata["help"])
+    parser.add_argument("--features", default=None,
+                        help=fields["features"].metadata["help"] + " (comma-separated; "
+                        "'none' for the base set)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K",
+                        help="cross-validate in K folds of the chosen tunes and print the "
+                             "bar root agreement of each fold instead of writing weights")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="with --cv: a variant to cross-validate, as GROUPS[@EPOCHS[@RATE]] "
+                             "(GROUPS comma-separated or 'none'); several allowed, one line "
+                             "each (the lattices are built once with every group named)")
     parser.add_argument("--out", type=Path, default=Path(H.__file__).with_name("harmony_weights.py"))
     args = parser.parse_args(argv)
+    features = None if args.features is None else tuple(
+        g for g in args.features.split(",") if g and g != "none")
     config = TrainConfig(tuple(args.abc), args.abc_half, args.method, args.epochs, args.rate,
-                         seed=args.seed)
+                         seed=args.seed, features=features)
+    if args.cv and args.variant:
+        return _cv_variants(config, args.cv, args.variant)
     problems = tune_problems(config)
+    if args.cv:
+        folds = cross_validate(problems, config, args.cv)
+        agree, bars = sum(a for a, _ in folds), sum(b for _, b in folds)
+        shares = " / ".join(f"{a / b:.2%}" for a, b in folds)
+        print(f"{config.method} features={','.join(features or ()) if features is not None else 'default'} "
+              f"epochs={config.epochs} rate={config.rate}: folds {shares}; pooled "
+              f"{agree / bars:.2%} ({agree}/{bars} bars, {len(problems)} tunes)")
+        return 0
     weights = (train_crf if config.method == "crf" else train)(problems, config)
     files = ", ".join(Path(p).name for p in config.abc)
     write_weights(weights, args.out, f"{config.method}, {len(problems)} tunes: the "

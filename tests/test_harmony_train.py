@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent import harmony as H
@@ -14,12 +15,26 @@ DATA = Path(__file__).parent / "data"
 REEL = DATA / "abc" / "nottingham_reel.abc"
 
 
-def _problem(abc: str):
+def _problem(abc: str, groups: frozenset[str] | None = None):
     melody = H._read(H.strip_chords(abc))
     meter = melody.tune.meter
     lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length, 2,
-                         melody.pickups, melody.keys)
-    return lattice, T.gold_states(lattice, H.chords_in(abc))
+                         melody.pickups, melody.keys, groups)
+    if groups is None:
+        return lattice, T.gold_states(lattice, H.chords_in(abc))
+    return lattice, T.gold_states(lattice, H.chords_in(abc)), T.bar_roots(
+        lattice, H.chords_in(abc))
+
+
+def _corpus_reels() -> list[str]:
+    """The two chord-bearing Nottingham reels music21 ships (Cuckoo's Nest, Little Czech
+    Number)."""
+    from music21 import corpus
+
+    from agent.abc_text import split_tunebook
+
+    path = corpus.getWork("nottingham-dataset/reelsa-c.abc")
+    return split_tunebook(Path(path).read_text(encoding="latin-1"))
 
 
 def _agreement(lattice, gold, path) -> float:
@@ -92,3 +107,37 @@ def test_gold_leaves_unknown_chords_free():
     assert labels[0] == [["major:0M"]] * len(labels[0])
     assert labels[1] == [None] * len(labels[1])  # F# major is no chord of C major
     assert labels[2][0] == ["major:47"] and labels[3][-1] == ["major:0M"]
+
+
+def test_the_compiled_decoder_finds_the_scorers_own_paths():
+    """The numpy decoder training uses gives the harmoniser's Viterbi path, free and held to
+    the musician's chords, with the learned and the hand-set weights."""
+    lattice, gold = _problem(REEL.read_text())
+    index = {name: number for number, name in enumerate(H.hand_weights())}
+    compiled = T.Compiled(lattice, index)
+    for weights in (H._weights(H.HarmonyConfig()), H.hand_weights()):
+        vector = np.array([weights.get(name, 0.0) for name in sorted(index, key=index.get)])
+        assert compiled.best_path(vector) == H._best_path(lattice, weights)
+        assert compiled.best_path(vector, gold) == H._best_path(lattice, weights, gold)
+
+
+def test_a_masked_feature_group_is_as_if_absent():
+    """Cross-validation builds lattices with every group once and masks out the groups a
+    variant leaves out: the folds' numbers equal those of lattices built without them."""
+    tunes = _corpus_reels()
+    with_context = [_problem(abc, frozenset({"context", "stay"})) for abc in tunes]
+    without = [_problem(abc, frozenset()) for abc in tunes]
+    config = T.TrainConfig(epochs=2, rate=0.05)
+    masked = T.cross_validate(with_context, config, 2, groups=frozenset())
+    assert masked == T.cross_validate(without, config, 2)
+    assert sum(b for _, b in masked) > 20
+
+
+def test_feature_groups_add_their_features_and_unknown_ones_are_refused():
+    lattice = _problem(REEL.read_text(), frozenset({"context", "meter", "stay"}))[0]
+    names = {name for rows in lattice.emissions for features in rows for name in features}
+    assert any(n.startswith("nextdeg") for n in names) and any(n.startswith("meter") for n in names)
+    assert any(name.startswith("stay") for row in lattice.change_table(1) for cell in row
+               for name in cell)
+    with pytest.raises(ValueError, match="unknown feature groups"):
+        _problem(REEL.read_text(), frozenset({"harmonic_rhythm"}))

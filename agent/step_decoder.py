@@ -49,6 +49,7 @@ __all__ = [
     "int8_llama_weights",
     "int8_rows",
     "RotaryTable",
+    "TokenInt8Linear",
     "config_fits",
     "open_decoder",
     "pack_dynamic_int8",
@@ -128,11 +129,13 @@ class DynamicInt8Linear:
     for fbgemm's float16 weights and 5 ms for ``_weight_int8pack_mm`` with float32 inputs (a
     scalar loop); the whole model's products per token: 2.9 ms, float32 22 ms.
 
-    Why it is not the portable path's: rounding the activations costs SmolLM2 with the shipped
-    adapter 0.56 nats per token on validation tunes (1.118 -> 1.676, the prompt fed whole: one
-    scale over all its tokens), +0.24 with the full 8-bit range (``reduce_range`` off, which
-    AVX2's kernel may saturate), while rounding the weights alone to int8 rows costs 0.0005 and
-    the output layer alone 0.034: the activations' outliers, not the weights, are the cost."""
+    Why it serves only the portable path's one-token steps, on smoothed weights: rounding the
+    activations costs SmolLM2 with the shipped adapter 0.56 nats per token on validation tunes
+    (1.118 -> 1.676, the prompt fed whole: one scale over all its tokens), +0.24 with the full
+    8-bit range (``reduce_range`` off, which AVX2's kernel saturates), while rounding the
+    weights alone to int8 rows costs 0.0005 and the output layer alone 0.034: the activations'
+    outliers, not the weights, are the cost. One token at a time, with the outliers moved into
+    the weights (``agent.activation_ranges``), the cost falls within 0.01 (docs/benchmarks.md)."""
 
     packed: Any
     rows: int
@@ -158,6 +161,48 @@ class Float16Linear:
         import torch
 
         return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
+
+
+@dataclass(frozen=True)
+class TokenInt8Linear:
+    """fbgemm's dynamic int8 kernel (:class:`DynamicInt8Linear`) with each token's activations
+    rounded on a scale of their own: the portable path's kind where the adapter has activation
+    ranges (``agent.activation_ranges``, whose smoothing makes that rounding cheap). The kernel
+    takes one scale per call; one token is one call. Several rows at once (a prompt fed whole)
+    are each mapped onto [-1, 1] first (``x = center + half * unit``) and mapped back after
+    (``W x = half * (W unit) + center * (W 1)``, the last from the rows' sums), so every row
+    uses the whole 8-bit range, as a lone token does: one scale over a whole prompt cost 0.56
+    nats.
+
+    >>> import torch
+    >>> layer = TokenInt8Linear.of(torch.tensor([[127, 0], [0, -127]], dtype=torch.int8),
+    ...                            torch.tensor([0.01, 0.02]))
+    >>> [round(v, 2) for v in layer(torch.tensor([[1.0, 1.0]]))[0].tolist()]  # one token
+    [1.27, -2.54]
+    >>> x = torch.tensor([[1.0, 1.0], [100.0, 0.5]])  # two rows of very different sizes
+    >>> exact = x @ torch.tensor([[1.27, 0.0], [0.0, -2.54]])
+    >>> bool((layer(x) - exact).abs().max() < 0.01 * exact.abs().max())  # within 7-bit rounding
+    True
+    """
+
+    packed: Any
+    row_sums: Any  # of the int8 rows times their scales: W 1
+    rows: int
+
+    @classmethod
+    def of(cls, weight_int8: Any, scales: Any) -> "TokenInt8Linear":
+        sums = weight_int8.float().sum(dim=1) * scales.float()
+        return cls(pack_dynamic_int8(weight_int8, scales).packed, sums, weight_int8.shape[0])
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        if x.shape[0] == 1:
+            return torch.ops.quantized.linear_dynamic(x, self.packed, True)
+        low, high = x.amin(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)
+        center, half = (high + low) / 2, ((high - low) / 2).clamp(min=1e-12)
+        unit = torch.ops.quantized.linear_dynamic((x - center) / half, self.packed, True)
+        return torch.addcmul(center * self.row_sums, unit, half)
 
 
 @dataclass(frozen=True)
@@ -463,12 +508,17 @@ def config_fits(config: dict[str, Any]) -> bool:
             and config.get("pretraining_tp", 1) == 1 and _rope_theta(config) is not None)
 
 
-def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path: str) -> LlamaStepWeights:
+def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path: str,
+                            ranges: dict[str, Any] | None = None, smoothing: Any = None) -> LlamaStepWeights:
     """:class:`LlamaStepWeights` straight from a weight cache's tensors (``agent.model`` keeps
     one per CPU path: ``path`` "bf16" with int8 rows and scales, "portable" with float16
     weights, "float32" plain) and the base's ``config.json``, without building transformers'
     model: the same tensors, fused and packed as :func:`int8_llama_weights` and
     :func:`float_llama_weights` do from a model (tests compare the logits of both).
+
+    On the portable path, ``ranges`` (the adapter's activation ranges, see
+    ``agent.activation_ranges``) smooth the weights, and the layers' products become int8
+    (:class:`TokenInt8Linear`); ``smoothing`` is its ``SmoothingConfig``.
 
     >>> step_weights_from_state({}, {"model_type": "gpt2"}, "portable")
     Traceback (most recent call last):
@@ -500,6 +550,8 @@ def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path:
         attention, mlp = f"model.layers.{index}.self_attn", f"model.layers.{index}.mlp"
         groups += [[f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"], [f"{attention}.o_proj"],
                    [f"{mlp}.gate_proj", f"{mlp}.up_proj"], [f"{mlp}.down_proj"]]
+    if path == "portable" and ranges is not None:
+        return _smoothed_portable(state, config, ranges, smoothing)
     tied = path == "float32" and "lm_head.weight" not in state
     if not tied:
         groups.append(["lm_head"])
@@ -523,6 +575,64 @@ def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path:
         heads=heads,
         kv_heads=int(config.get("num_key_value_heads") or heads), head_dim=head_dim,
         intermediate=int(config["intermediate_size"]))
+
+
+def _token_int8(weight: Any) -> TokenInt8Linear:
+    """The portable path's int8 kind of one smoothed float32 weight."""
+    return TokenInt8Linear.of(*int8_rows(weight))
+
+
+def _smoothed_portable(state: dict[str, Any], config: dict[str, Any], ranges: dict[str, Any],
+                       smoothing: Any = None) -> LlamaStepWeights:
+    """:func:`step_weights_from_state` for the portable path with activation ranges: each
+    layer's weights smoothed (``agent.activation_ranges.smooth_layer``) and packed as int8 rows
+    (:class:`TokenInt8Linear`); the output layer stays float16."""
+    import torch
+
+    from agent.activation_ranges import SmoothingConfig, ranges_fit, smooth_layer
+
+    smoothing = smoothing or SmoothingConfig()
+    count, width = int(config["num_hidden_layers"]), int(config["hidden_size"])
+    intermediate = int(config["intermediate_size"])
+    if not ranges_fit(ranges, count, width, intermediate):
+        raise ValueError("the activation ranges do not fit this model")
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or width // heads)
+    eps = float(config.get("rms_norm_eps", 1e-6))
+
+    def weight(name: str) -> Any:
+        return state[f"{name}.weight_fp16"].float()
+
+    def layer(index: int) -> _Layer:
+        prefix = f"model.layers.{index}"
+        attention, mlp = f"{prefix}.self_attn", f"{prefix}.mlp"
+        smoothed = smooth_layer(
+            state[f"{prefix}.input_layernorm.weight"],
+            torch.cat([weight(f"{attention}.{n}_proj") for n in "qkv"]), weight(f"{attention}.o_proj"),
+            state[f"{prefix}.post_attention_layernorm.weight"],
+            torch.cat([weight(f"{mlp}.gate_proj"), weight(f"{mlp}.up_proj")]), weight(f"{mlp}.down_proj"),
+            ranges, index, heads, kv_heads, smoothing)
+        return _Layer(norm_1=smoothed.norm_1, eps_1=eps, qkv=_token_int8(smoothed.qkv), out=_token_int8(smoothed.out),
+                      norm_2=smoothed.norm_2, eps_2=eps, gate_up=_token_int8(smoothed.gate_up),
+                      down=_token_int8(smoothed.down))
+
+    def output() -> tuple[Any, Any]:
+        # The output layer keeps float16: rounding its input to 8 bits cost
+        # 0.003-0.004 nats more on held-out training tunes under AVX2, smoothed or not, for
+        # about 1 ms of the ~13 ms step (docs/benchmarks.md).
+        return state["model.norm.weight"].float(), pack_float16(state["lm_head.weight_fp16"])
+
+    # fbgemm's packing releases the GIL: one thread per core
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        head_job = pool.submit(output)
+        layers = tuple(pool.map(layer, range(count)))
+        norm, head = head_job.result()
+    embed = state["model.embed_tokens.weight"].float()
+    return LlamaStepWeights(
+        layers=layers, embed=embed, norm=norm, eps=eps, head=head,
+        rotary=RotaryTable(head_dim, _rope_theta(config), "float32"), heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, intermediate=intermediate)
 
 
 def _rms_norm(x: Any, weight: Any, eps: float) -> Any:

@@ -66,6 +66,7 @@ VARIANTS = {
     "int8-dynamic": ({"quantize": "int8-dynamic"}, True),
     "bf16-path": ({"cpu_path": "bf16"}, True),
     "portable": ({"cpu_path": "portable"}, True),
+    "portable-float16": ({"cpu_path": "portable", "smoothed_int8": False}, True),
     "float32-path": ({"cpu_path": "float32"}, True),
     "int8-dynamic-step": ({"cpu_path": "float32"}, True),
 }

@@ -108,6 +108,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         stages = finetune.add_subparsers(dest="stage", required=True, metavar="STAGE")
         data_stage.add_arguments(stages.add_parser("data", help="training data from the bundled corpora"))
         train_stage.add_arguments(stages.add_parser("train", help="LoRA training (CPU or CUDA)"))
+        from finetune import calibrate as calibrate_stage
+
+        calibrate_stage.add_arguments(stages.add_parser(
+            "calibrate", help="activation ranges beside an adapter (int8 steps on the portable path)"))
     if command == "eval":
         from finetune import evaluate as eval_stage
 
@@ -198,6 +202,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     if args.stage == "data":
         from finetune import data as stage
+    elif args.stage == "calibrate":
+        from finetune import calibrate as stage
     else:
         from finetune import train as stage
     return stage.run(stage.config_from_args(args)) or 0

@@ -6,7 +6,9 @@
                                              [--isa native,avx2]
 
 CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat16 activations),
-``portable`` (float16 weights, float32 activations, fbgemm's float16 kernel) and
+``portable`` (smoothed int8 weights, each token's activations rounded on their own, fbgemm's
+dynamic int8 kernel; ``portable-float16``: float16 weights, float32 activations, fbgemm's float16
+kernel, as without activation ranges) and
 ``float32-path`` (the merged float32 model), each through the compact decoder of
 ``agent.step_decoder``; ``int8-dynamic-step`` is the compact decoder with fbgemm's dynamic int8
 kernel (int8 rows, activations rounded to 8 bits), the fastest kind on AVX2, measured for its

@@ -94,7 +94,7 @@ CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
 PATH_WORDS = {
     "bf16": "bf16 path (int8 weights, bfloat16 activations)",
     "portable": "portable path (float16 weights, float32 activations)",
-    "portable+int8": "portable path (int8 weights, smoothed activations)",
+    "portable+int8": "portable path (int8 and float16 weights, smoothed activations)",
     "float32": "float32 path",
 }
 #: ``LoadedModel.quantize`` of the portable path with activation ranges: smoothed int8 weights
@@ -215,10 +215,12 @@ class ModelConfig:
                           "dtype are both auto, or when named here"},
     )
     smoothed_int8: bool = field(
-        default=True,
-        metadata={"help": "portable path: int8 products, each token's activations rounded on "
-                          "their own, where the adapter (or base) folder has activation ranges "
-                          "(agent.activation_ranges); else float16 weights"},
+        default=False,
+        metadata={"help": "portable path: int8 q/k/v, attention-output and gate/up products, "
+                          "each token's activations rounded on their own, where the adapter (or "
+                          "base) folder has activation ranges (agent.activation_ranges); off by "
+                          "default: not faster than float16 on the machine measured "
+                          "(docs/benchmarks.md), at +0.003 nats"},
     )
 
     def __post_init__(self) -> None:

@@ -586,7 +586,8 @@ def _smoothed_portable(state: dict[str, Any], config: dict[str, Any], ranges: di
                        smoothing: Any = None) -> LlamaStepWeights:
     """:func:`step_weights_from_state` for the portable path with activation ranges: each
     layer's weights smoothed (``agent.activation_ranges.smooth_layer``) and packed as int8 rows
-    (:class:`TokenInt8Linear`); the output layer stays float16."""
+    (:class:`TokenInt8Linear`), except the products ``smoothing.int8`` leaves out (down) and
+    the output layer, which stay float16."""
     import torch
 
     from agent.activation_ranges import SmoothingConfig, ranges_fit, smooth_layer
@@ -613,9 +614,9 @@ def _smoothed_portable(state: dict[str, Any], config: dict[str, Any], ranges: di
             state[f"{prefix}.post_attention_layernorm.weight"],
             torch.cat([weight(f"{mlp}.gate_proj"), weight(f"{mlp}.up_proj")]), weight(f"{mlp}.down_proj"),
             ranges, index, heads, kv_heads, smoothing)
-        return _Layer(norm_1=smoothed.norm_1, eps_1=eps, qkv=_token_int8(smoothed.qkv), out=_token_int8(smoothed.out),
-                      norm_2=smoothed.norm_2, eps_2=eps, gate_up=_token_int8(smoothed.gate_up),
-                      down=_token_int8(smoothed.down))
+        kinds = {name: _token_int8(getattr(smoothed, name)) if name in smoothing.int8
+                 else pack_float16(getattr(smoothed, name)) for name in ("qkv", "out", "gate_up", "down")}
+        return _Layer(norm_1=smoothed.norm_1, eps_1=eps, norm_2=smoothed.norm_2, eps_2=eps, **kinds)
 
     def output() -> tuple[Any, Any]:
         # The output layer keeps float16: rounding its input to 8 bits cost

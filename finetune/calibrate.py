@@ -133,7 +133,7 @@ def run(config: CalibrateConfig) -> int:
              len(ranges), len(training), path, time.perf_counter() - started)
     if config.alphas:
         held_out = read_examples(config.data, "train", 6, task="compose", skip=config.tunes)
-        portable = _load(config, "portable", smoothed_int8=False)
+        portable = _load(config, "portable")
         float16 = decoding_loss(portable, held_out)
         for alpha in (float(a) for a in config.alphas.split(",")):
             loss = decoding_loss(_with_alpha(portable, ranges, alpha), held_out)
@@ -142,8 +142,8 @@ def run(config: CalibrateConfig) -> int:
     if config.check:
         validation = read_examples(config.data, "valid", config.check, task="compose")
         rows = {"float32": decoding_loss(reference, validation)}
-        rows["portable, float16"] = decoding_loss(_load(config, "portable", smoothed_int8=False), validation)
-        steps = _load(config, "portable")
+        rows["portable, float16"] = decoding_loss(_load(config, "portable"), validation)
+        steps = _load(config, "portable", smoothed_int8=True)
         if steps.quantize != SMOOTHED_INT8:
             LOG.error("the portable path did not take the smoothed int8 weights: see the log above")
             return 1

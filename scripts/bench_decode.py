@@ -6,9 +6,8 @@
                                              [--isa native,avx2]
 
 CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat16 activations),
-``portable`` (smoothed int8 weights, each token's activations rounded on their own, fbgemm's
-dynamic int8 kernel; ``portable-float16``: float16 weights, float32 activations, fbgemm's float16
-kernel, as without activation ranges) and
+``portable`` (float16 weights, float32 activations, fbgemm's float16 kernel;
+``portable-int8``: its smoothed int8 products, ``ModelConfig.smoothed_int8``) and
 ``float32-path`` (the merged float32 model), each through the compact decoder of
 ``agent.step_decoder``; ``int8-dynamic-step`` is the compact decoder with fbgemm's dynamic int8
 kernel (int8 rows, activations rounded to 8 bits), the fastest kind on AVX2, measured for its
@@ -68,7 +67,7 @@ VARIANTS = {
     "int8-dynamic": ({"quantize": "int8-dynamic"}, True),
     "bf16-path": ({"cpu_path": "bf16"}, True),
     "portable": ({"cpu_path": "portable"}, True),
-    "portable-float16": ({"cpu_path": "portable", "smoothed_int8": False}, True),
+    "portable-int8": ({"cpu_path": "portable", "smoothed_int8": True}, True),
     "float32-path": ({"cpu_path": "float32"}, True),
     "int8-dynamic-step": ({"cpu_path": "float32"}, True),
 }

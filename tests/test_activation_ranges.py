@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_model import make_tiny_base
 
-from agent.activation_ranges import (PRODUCTS, RANGES_FILE, load_ranges, range_name, ranges_fit,
-                                     record_ranges, save_ranges, smooth_head, smooth_layer)
+from agent.activation_ranges import (PRODUCTS, RANGES_FILE, SmoothingConfig, load_ranges, range_name,
+                                     ranges_fit, record_ranges, save_ranges, smooth_head, smooth_layer)
 from agent.model import ModelConfig, describe_model, load_model
 from agent.step_decoder import Float16Linear, TokenInt8Linear, open_decoder
 
@@ -52,8 +52,10 @@ def test_smoothing_changes_no_product_in_exact_arithmetic():
                    out=t(width, heads * head_dim), norm_2=t(width).abs() + 0.5,
                    gate_up=t(2 * inner, width), down=t(width, inner))
     ranges = {range_name(0, p): t(inner if p == "down" else width).abs() * 50 for p in PRODUCTS}
-    smoothed = smooth_layer(**tensors, ranges=ranges, layer=0, heads=heads, kv_heads=kv_heads)
-    assert not torch.allclose(smoothed.qkv.double(), tensors["qkv"])  # it did move something
+    smoothed = smooth_layer(**tensors, ranges=ranges, layer=0, heads=heads, kv_heads=kv_heads,
+                            config=SmoothingConfig(int8=PRODUCTS))  # every product smoothed
+    for name in ("qkv", "out", "gate_up", "down"):  # it did move something everywhere
+        assert not torch.allclose(getattr(smoothed, name).double(), tensors[name])
     x = t(5, width)
     before = _layer_output(x, **tensors, heads=heads, kv_heads=kv_heads)
     after = _layer_output(x, **{k: getattr(smoothed, k).double() for k in tensors}, heads=heads,
@@ -80,16 +82,17 @@ def calibrated(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def smoothed(calibrated, tmp_path_factory):
-    return load_model(ModelConfig(base=str(calibrated), cpu_path="portable",
+    return load_model(ModelConfig(base=str(calibrated), cpu_path="portable", smoothed_int8=True,
                                   cache_dir=str(tmp_path_factory.mktemp("cache-portable"))))
 
 
 def test_ranges_beside_the_model_give_smoothed_int8_and_the_log_says_so(smoothed, calibrated, tmp_path):
     layer = smoothed.int8_llama.layers[0]
-    assert isinstance(layer.qkv, TokenInt8Linear) and isinstance(layer.down, TokenInt8Linear)
+    assert isinstance(layer.qkv, TokenInt8Linear) and isinstance(layer.gate_up, TokenInt8Linear)
+    assert isinstance(layer.down, Float16Linear)  # its inputs' outliers cost too much in int8
     assert isinstance(smoothed.int8_llama.head, Float16Linear)
     assert smoothed.quantize == "int8-smoothed"
-    assert "portable path (int8 weights, smoothed activations)" in describe_model(smoothed)
+    assert "portable path (int8 and float16 weights, smoothed activations)" in describe_model(smoothed)
     # the next start reads the weight cache without transformers, and builds the same weights
     import dataclasses
 
@@ -149,9 +152,8 @@ def test_smoothed_int8_rewinds_and_repeats_a_seed(smoothed):
     assert first.abc == second.abc
 
 
-def test_smoothed_int8_can_be_turned_off_and_foreign_ranges_are_refused(calibrated, tmp_path, caplog):
-    off = load_model(ModelConfig(base=str(calibrated), cpu_path="portable", smoothed_int8=False,
-                                 cache_dir=str(tmp_path / "a")))
+def test_smoothed_int8_is_asked_for_and_foreign_ranges_are_refused(calibrated, tmp_path, caplog):
+    off = load_model(ModelConfig(base=str(calibrated), cpu_path="portable", cache_dir=str(tmp_path / "a")))
     assert off.quantize == "float16-weight"
     assert isinstance(off.int8_llama.layers[0].qkv, Float16Linear)
     other = tmp_path / "other"
@@ -160,6 +162,7 @@ def test_smoothed_int8_can_be_turned_off_and_foreign_ranges_are_refused(calibrat
     ranges.pop(range_name(1, "down"))
     save_ranges(ranges, other)
     with caplog.at_level(logging.WARNING, logger="agent.model"):
-        loaded = load_model(ModelConfig(base=str(other), cpu_path="portable", cache_dir=str(tmp_path / "b")))
+        loaded = load_model(ModelConfig(base=str(other), cpu_path="portable", smoothed_int8=True,
+                                        cache_dir=str(tmp_path / "b")))
     assert loaded.quantize == "float16-weight"
     assert f"{RANGES_FILE} was measured on another model" in caplog.text

@@ -367,12 +367,13 @@ def test_merged_weights_are_cached_per_path_and_read_back_unchanged(tiny_base, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["bf16", "portable"])
+@pytest.mark.parametrize("path", ["bf16", "portable", "portable-int8"])
 def test_the_shipped_model_loses_under_a_hundredth_of_a_nat_on_each_path(tmp_path, path):
     """Validation loss (nats per body token, through the composer's decoder, fed as decoding
     feeds it: the request and header whole, then the body one token at a time) of the shipped
     adapter on a few real tunes: each quantized path within 0.01 of the float32 path (bf16
-    where the CPU has it; the portable path with its int8 steps, as shipped)."""
+    where the CPU has it; the portable path also with its smoothed int8 products, from the
+    activation ranges shipped beside the adapter)."""
     from agent.conversation import resolve_adapter
     from agent.model import cpu_has_bfloat16
     from agent.prompts import compose_messages
@@ -387,9 +388,10 @@ def test_the_shipped_model_loses_under_a_hundredth_of_a_nat_on_each_path(tmp_pat
                          "prefill": prefill})
 
     def loss(path: str) -> float:
-        loaded = load_model(ModelConfig(adapter=adapter, cpu_path=path, cache_dir=str(tmp_path)))
-        if path == "portable":
-            assert loaded.quantize == "int8-smoothed"  # the shipped adapter has its ranges
+        smoothed = path == "portable-int8"
+        loaded = load_model(ModelConfig(adapter=adapter, cpu_path=path.removesuffix("-int8"),
+                                        smoothed_int8=smoothed, cache_dir=str(tmp_path)))
+        assert (loaded.quantize == "int8-smoothed") == smoothed
         return decoding_loss(loaded, examples)
 
     if path == "bf16" and not cpu_has_bfloat16():

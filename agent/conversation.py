@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from agent import lyric_replies
 from agent import lyrics as lyric_ops
 from agent import session as sessions
 from agent import song_form
@@ -470,8 +471,7 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
             notes.append(f"Words about {attrs.lyrics_theme or 'it'} are under the notes: "
                          f"{lyric_ops.quote_lines(lyrics.lines)}.{_unrhymed_note(lyrics)}")
         else:
-            notes.append("I could not write lyrics that fit the melody well enough ("
-                         + "; ".join(lyrics.reasons[:2]) + "); ask again for another try.")
+            notes.append(lyric_replies.refusal(lyrics.reasons, lyric_replies.NO_WORDS_YET))
     if config.chords:  # after the words: chord symbols leave the melody and w: lines as they are
         abc, chords_note = chords_for_new_tune(abc, attrs.style)
         notes.append(f"It comes {chords_note}.")
@@ -596,27 +596,22 @@ def _rewrite_lines(abc: str, op: Any, composer: Composer, config: AgentConfig) -
 
 
 def _words_refused(session: Session, what: str, problems: Sequence[str]) -> Turn:
-    """A lyrics turn that changes nothing: "I could not <what> well enough (the first two
-    problems). Ask again for another try." """
-    return Turn(session, f"I could not {what} well enough (" + "; ".join(problems[:2])
-                + "). Ask again for another try.", False, "lyrics")
+    """A lyrics turn that changes nothing: what went wrong in plain words first ("I couldn't
+    find words that fit the short second phrase"), the checker's words for it last."""
+    return Turn(session, lyric_replies.refusal(problems, what=what), False, "lyrics")
 
 
 def _unrhymed_note(result: Any) -> str:
     """A sentence naming the rhymes the lyrics miss ("" when every pair rhymes)."""
     misses = result.unrhymed if hasattr(result, "unrhymed") else result.report.unrhymed
-    if not misses:
-        return ""
-    return (f" Not every pair rhymes ({'; '.join(misses[:2])}); ask again for another try "
-            "or change a line.")
+    return lyric_replies.unrhymed_note(misses)
 
 
 def _song_words(abc: str, theme: str, composer: Composer, config: AgentConfig) -> tuple[str, str]:
     """Words for each verse and the chorus of a new song (agent.song_form), and the reply."""
     words = song_form.write_song_words(abc, theme, _generate_text(composer), _song_config(config))
     if not words.ok:
-        return abc, ("I could not write words that fit well enough ("
-                     + "; ".join(words.problems[:2]) + "); ask again for another try.")
+        return abc, lyric_replies.refusal(words.problems, lyric_replies.NO_WORDS_YET)
     return words.abc, song_form.words_note(words)
 
 
@@ -665,8 +660,7 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
             result = lyric_ops.add_verse(abc, op.theme or "the tune", _generate_text(composer),
                                          _lyrics_config(config))
             if not result.ok:
-                return Turn(session, "I could not write a verse that fits well enough; ask again.",
-                            False, "lyrics")
+                return _words_refused(session, "write a verse that fits", result.reasons)
             abc = result.abc
             notes.append(f"A new verse about {op.theme or 'the tune'} is under the first."
                          f"{_unrhymed_note(result)}")

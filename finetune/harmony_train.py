@@ -466,14 +466,15 @@ def _cv_variants(config: TrainConfig, folds: int, variants: list[str]) -> int:
         groups = frozenset(g for g in parts[0].split(",") if g and g != "none")
         epochs = int(parts[1]) if len(parts) > 1 else config.epochs
         rate = float(parts[2]) if len(parts) > 2 else config.rate
-        parsed.append((text, groups, epochs, rate))
-    union = frozenset().union(*(groups for _, groups, _, _ in parsed))
+        seed = int(parts[3]) if len(parts) > 3 else config.seed
+        parsed.append((text, groups, epochs, rate, seed))
+    union = frozenset().union(*(groups for _, groups, _, _, _ in parsed))
     problems = tune_problems(replace(config, features=tuple(sorted(union))))
     index = {name: number for number, name in enumerate(H.hand_weights())}
     tables = compile_problems(problems, index)
     print(f"{len(problems)} tunes, {folds} folds", flush=True)
-    for text, groups, epochs, rate in parsed:
-        run = replace(config, epochs=epochs, rate=rate)
+    for text, groups, epochs, rate, seed in parsed:
+        run = replace(config, epochs=epochs, rate=rate, seed=seed)
         results = cross_validate(problems, run, folds, compiled=(tables, index), groups=groups)
         agree, bars = sum(a for a, _ in results), sum(b for _, b in results)
         shares = " / ".join(f"{a / b:.2%}" for a, b in results)
@@ -502,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cross-validate in K folds of the chosen tunes and print the "
                              "bar root agreement of each fold instead of writing weights")
     parser.add_argument("--variant", action="append", default=[],
-                        help="with --cv: a variant to cross-validate, as GROUPS[@EPOCHS[@RATE]] "
+                        help="with --cv: a variant to cross-validate, as "
+                             "GROUPS[@EPOCHS[@RATE[@SEED]]] "
                              "(GROUPS comma-separated or 'none'); several allowed, one line "
                              "each (the lattices are built once with every group named)")
     parser.add_argument("--out", type=Path, default=Path(H.__file__).with_name("harmony_weights.py"))

@@ -622,7 +622,7 @@ def _song_config(config: AgentConfig) -> Any:
 def _set_words(abc: str, text: str) -> tuple[str, str]:
     new_abc, report = set_words(abc, text)
     if not report.ok:
-        raise InputError("those words cannot be set to this melody: " + "; ".join(report.problems[:2]))
+        raise InputError(lyric_replies.words_not_set(report.problems))
     note = report.summary()
     return new_abc, note
 
@@ -653,8 +653,8 @@ def _lyrics(session: Session, request: Request, current: str, composer: Composer
         elif isinstance(op, SetPartWords):  # "change the chorus to: ...": that part only
             abc, report = song_form.set_part_words(abc, op.part, op.text)
             if not report.ok:
-                raise InputError(f"those words cannot be set to the {op.part}: "
-                                 + "; ".join(report.problems[:2]))
+                raise InputError(lyric_replies.words_not_set(report.problems).replace(
+                    "of the tune", f"of the {op.part}"))
             notes.append(report.summary().replace("under the melody", f"on the {op.part}", 1))
         elif isinstance(op, AddVerse):
             result = lyric_ops.add_verse(abc, op.theme or "the tune", _generate_text(composer),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-__all__ = ["KEPT", "NO_WORDS_YET", "plain_reason", "refusal", "unrhymed_note"]
+__all__ = ["KEPT", "NO_WORDS_YET", "plain_reason", "refusal", "unrhymed_note", "words_not_set"]
 
 #: What a refused lyrics turn leaves, said after the reason.
 KEPT = ", so your score is as it was. Ask again and I'll try other words, or give me the words yourself."
@@ -33,6 +33,8 @@ _LINE = re.compile(r"^line (?P<line>\d+):\s*")
 _NO_LINE = re.compile(r"^no usable line (?:of (?P<low>\d+)-(?P<high>\d+) syllables|of words)")
 _RHYME = re.compile(r"^'(?P<word>[^']+)' does not rhyme with '(?P<partner>[^']+)'")
 _THEME = re.compile(r"^no (?:new )?line (?:in this stanza shows|names|uses a word of|is about)")
+_MUSIC_LINE = re.compile(r"^music line (?P<line>\d+)(?:, verse (?P<verse>\d+))?: (?P<rest>.*)$")
+_TOO_MANY = re.compile(r"^\d+ syllables for \d+ notes, and only")
 _FIT = re.compile(r"syllables? for \d+ notes|no words to set|notes?\b")
 #: a phrase of at most this many syllables is "short"; of at least LONG, "long"
 SHORT, LONG = 4, 10
@@ -137,3 +139,28 @@ def unrhymed_note(misses: Sequence[str]) -> str:
             pairs.append(f"“{found.group('word')}” and “{found.group('partner')}”")
     named = f": {', '.join(pairs[:2])} do not" if pairs else ""
     return f" Not every pair rhymes{named}. Ask again for another try or change a line."
+
+
+def words_not_set(problems: Sequence[str]) -> str:
+    """Why the person's own words could not be set, plain words first and the checker's words
+    last in brackets (the chat says "I could not do that: ..." before it).
+
+    >>> print(words_not_set(["music line 2: 8 syllables for 3 notes, and only 1 note(s) could be split"]))
+    your words for the second line of the tune have more syllables than it has notes, even with notes split; send fewer words for it (details: music line 2: 8 syllables for 3 notes, and only 1 note(s) could be split)
+    >>> print(words_not_set(["no words given"]))
+    no words given
+    """
+    shown = [p.strip() for p in problems if p and p.strip()][:2]
+    if not shown:
+        return "those words cannot be set to this melody"
+    found = _MUSIC_LINE.match(shown[0])
+    if not found:
+        return "; ".join(shown)  # already said in words ("a number (1984): write it as words")
+    nth = _ordinal(int(found.group("line")))
+    verse = f" (verse {found.group('verse')})" if found.group("verse") else ""
+    if _TOO_MANY.match(found.group("rest")):
+        plain = (f"your words for the {nth} line of the tune{verse} have more syllables than it "
+                 "has notes, even with notes split; send fewer words for it")
+    else:
+        plain = f"your words for the {nth} line of the tune{verse} would not sit on its notes"
+    return f"{plain} (details: {'; '.join(shown)})"

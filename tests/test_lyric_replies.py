@@ -11,7 +11,7 @@ import pytest
 from agent import conversation
 from agent import session as sessions
 from agent.conversation import AgentConfig, Composer, take_turn
-from agent.lyric_replies import plain_reason, refusal, unrhymed_note
+from agent.lyric_replies import plain_reason, refusal, unrhymed_note, words_not_set
 from agent.lyrics import write_lyrics
 from agent.session import Session
 from agent.theme import ThemeLexicon
@@ -82,3 +82,11 @@ def test_missed_rhymes_are_named_by_their_words() -> None:
     note = unrhymed_note(["line 4: 'day' does not rhyme with 'sea'"])
     assert note == " Not every pair rhymes: “day” and “sea” do not. Ask again for another try or change a line."
     assert unrhymed_note([]) == ""
+
+
+def test_the_persons_words_that_do_not_fit_are_explained_plainly() -> None:
+    said = words_not_set(["music line 3, verse 2: 9 syllables for 7 notes: 2 too many"])
+    assert said.startswith("your words for the third line of the tune (verse 2) would not sit")
+    assert not TECHNICAL.search(said.split(" (details")[0])
+    assert said.endswith("(details: music line 3, verse 2: 9 syllables for 7 notes: 2 too many)")
+    assert words_not_set(["a number (1984): write it as words, as it is sung"]).startswith("a number")

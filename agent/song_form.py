@@ -336,17 +336,35 @@ def shape_song(abc: str, verse_bars: int, verses: int) -> str:
     agent.errors.InputError: a verse of 4 bars leaves no chorus in a tune of 4 bars
     """
     _, _, bars = _melody_bars(abc)
-    if not 0 < verse_bars < len(bars):
+    split = verse_bars + 1 if _pickup(bars) else verse_bars  # the verse's last bar completes it
+    if not 0 < split < len(bars):
         raise InputError(f"a verse of {verse_bars} bars leaves no chorus in a tune of "
-                         f"{len(bars)} bars")
+                         f"{_whole_bars(bars)} bars")
     if verses > 1:
         abc = add_repeat(abc)
-    abc = _chorus_on_its_line(abc, verse_bars)
+    abc = _chorus_on_its_line(abc, split)
     _, _, bars = _melody_bars(abc)
-    abc = _insert_line(abc, bars[verse_bars].start, f"P:{CHORUS}")
+    abc = _insert_line(abc, bars[split].start, f"P:{CHORUS}")
     tune, tokens, _ = _melody_bars(abc)
     first = next(t for t in tokens if t.is_timed or t.kind is Kind.BAR)
     return _insert_line(abc, first.start, f"P:{VERSE}")
+
+
+def _pickup(bars: list[Any]) -> bool:
+    """Whether the first bar is a pickup (shorter than its meter's bar): then it is not counted,
+    and the bar that closes the section completes it."""
+    first = bars[0] if bars else None
+    return bool(first and first.expected is not None and first.duration < first.expected)
+
+
+def _whole_bars(bars: list[Any]) -> int:
+    """How many bars ``bars`` make as a musician counts them: a pickup and the short bar that
+    completes it are one bar between them."""
+    full = [b for b in bars if b.expected is None or b.duration >= b.expected]
+    short = [b for b in bars if b.expected is not None and b.duration < b.expected]
+    if not short:
+        return len(full)
+    return len(full) + round(sum(b.duration / b.expected for b in short))
 
 
 def _passes(abc: str) -> int:
@@ -536,8 +554,7 @@ def rewrite_part(abc: str, name: str, rewrite: Callable[[str, int, int], str],
 # Replies
 
 
-def _bars_phrase(first: int, last: int) -> str:
-    count = last - first + 1
+def _bars_phrase(count: int) -> str:
     return f"{'an' if count in (8, 11, 18) else 'a'} {count}-bar"
 
 
@@ -552,8 +569,10 @@ def describe_song(abc: str) -> str:
     parts = {p.name: p for p in song_parts(abc)}
     if "verse" not in parts or "chorus" not in parts:
         return ""
-    verse, chorus = parts["verse"].bars, parts["chorus"].bars
-    text = f"{_bars_phrase(*verse)} verse and {_bars_phrase(*chorus)} chorus"
+    _, _, bars = _melody_bars(abc)
+    verse, chorus = (_whole_bars(bars[p.bars[0] - 1:p.bars[1]]) for p in
+                     (parts["verse"], parts["chorus"]))
+    text = f"{_bars_phrase(verse)} verse and {_bars_phrase(chorus)} chorus"
     if _passes(abc) > 1:
         text += ", sung twice through (verse 1, chorus, verse 2, chorus)"
     return text

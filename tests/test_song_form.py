@@ -298,3 +298,22 @@ def test_new_chorus_words_on_a_theme_keep_the_verses(song: str,
     assert "sea" in words and words != song_form.part_words(song, "chorus")[0]
     assert all(n[1] == n[2] for n in _part_notes(after, "chorus") if n)
     assert turn.reply.startswith("The chorus is now about the sea: “")
+
+
+#: What the shipped model wrote for "write a song with two verses and a chorus about the sea"
+#: (seed 1): a pickup, and an 8-bar verse closed by a short bar that completes it.
+PICKUP_SONG = ("X:1\nT:Sea\nR:song\nM:2/4\nL:1/8\nQ:1/4=96\nK:D\n"
+               "A | Fc d>e | dc/B/ A2 | AB cA | F4- |\nF4 | F>e ce | f>g f2 | eg f/a/ ||\n"
+               ".a/ .g/ | ec/A/ A2 | AB cA | F4- | F>A fe/c/ |\n"
+               "d2 d>e | f>g f2 | ed ce | fd B/A/ |]\n")
+
+
+def test_a_verse_that_starts_with_a_pickup_ends_where_its_section_ends() -> None:
+    shaped = song_form.shape_song(PICKUP_SONG, 8, 2)
+    assert validate_abc(shaped).valid, [d.message for d in validate_abc(shaped).errors]
+    assert _notes(shaped) == _notes(PICKUP_SONG)
+    verse = song_form.part_tune(shaped, "verse")
+    chorus = song_form.part_tune(shaped, "chorus").split("K:D\n")[1]
+    assert verse.rstrip().endswith("eg f/a/ ||")  # the short bar that completes the pickup
+    assert chorus.startswith(".a/ .g/ |")  # the chorus starts on its own pickup
+    assert song_form.describe_song(shaped).startswith("an 8-bar verse and an 8-bar chorus")

@@ -328,7 +328,8 @@ def add_repeat(abc: str) -> str:
 def shape_song(abc: str, verse_bars: int, verses: int) -> str:
     """Mark the first ``verse_bars`` bars as the verse (``P:A``) and the rest as the chorus
     (``P:B``), the chorus starting on a line of its own; with two ``verses`` or more, the whole
-    song goes inside one repeat (``|: ... :|``). Notes are not touched.
+    song goes inside one repeat (``|: ... :|``). Notes are not touched. A pickup is not
+    counted: the verse then ends with the short bar that completes it.
 
     >>> shape_song(EXAMPLE, 4, 1)
     Traceback (most recent call last):

@@ -15,8 +15,7 @@ multiplied by s_j: the same product in exact arithmetic, with flatter inputs. Th
 over calibration tunes and w_j the largest |weight| in column j. The division costs nothing at
 run time: it is folded into what writes the input:
 
-- before q/k/v and gate/up: the RMSNorm's weight (:func:`smooth_head` does the same for the
-  output layer, which the portable path keeps in float16);
+- before q/k/v and gate/up: the RMSNorm's weight;
 - before the attention's output product: the value rows (the attention output's channels are
   value channels mixed over positions; a value head serves several query heads, so each value
   channel takes the largest factor its query heads ask for);
@@ -146,20 +145,6 @@ def smooth_layer(norm_1: Any, qkv: Any, out: Any, norm_2: Any, gate_up: Any, dow
     return SmoothedLayer(norm_1, qkv, out, norm_2, gate_up, down)
 
 
-def smooth_head(norm: Any, head: Any, ranges: dict[str, Any],
-                config: SmoothingConfig = SmoothingConfig()) -> tuple[Any, Any]:
-    """The final RMSNorm's weight and the output layer, smoothed with ``ranges['head']``.
-
-    >>> import torch
-    >>> norm, head = smooth_head(torch.ones(2), torch.ones(3, 2), {"head": torch.tensor([16.0, 1.0])},
-    ...                          SmoothingConfig(alpha=0.5))
-    >>> norm.tolist(), head[0].tolist()
-    ([0.25, 1.0], [4.0, 1.0])
-    """
-    factors = smoothing_factors(ranges["head"], head, config)
-    return norm.float() / factors, head.float() * factors
-
-
 class _Recorder:
     """A linear layer that passes its input on and keeps each input channel's largest |value|."""
 
@@ -168,7 +153,6 @@ class _Recorder:
 
         self.linear = linear
         self.largest = torch.zeros(channels)
-        self.rows = getattr(linear, "rows", None)
 
     def __call__(self, x: Any) -> Any:
         import torch

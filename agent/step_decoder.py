@@ -545,30 +545,31 @@ def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path:
     norm_of = (lambda name: state[name].to(embed.dtype))
     eps = float(config.get("rms_norm_eps", 1e-6))
     count = int(config["num_hidden_layers"])
-    groups = []  # per layer: q/k/v, o, gate/up, down
-    for index in range(count):
-        attention, mlp = f"model.layers.{index}.self_attn", f"model.layers.{index}.mlp"
-        groups += [[f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"], [f"{attention}.o_proj"],
-                   [f"{mlp}.gate_proj", f"{mlp}.up_proj"], [f"{mlp}.down_proj"]]
-    if path == "portable" and ranges is not None:
-        return _smoothed_portable(state, config, ranges, smoothing)
-    tied = path == "float32" and "lm_head.weight" not in state
-    if not tied:
-        groups.append(["lm_head"])
-    # fbgemm's packing releases the GIL: one thread per core halves the portable path's start
-    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        linears = list(pool.map(linear, groups))
-    head = Float32Linear(embed) if tied else linears[-1]  # tied: one tensor for both
-    layers = []
-    for index in range(count):
-        prefix = f"model.layers.{index}"
-        qkv, out, gate_up, down = linears[4 * index:4 * index + 4]
-        layers.append(_Layer(
-            norm_1=norm_of(f"{prefix}.input_layernorm.weight"), eps_1=eps, qkv=qkv, out=out,
-            norm_2=norm_of(f"{prefix}.post_attention_layernorm.weight"), eps_2=eps, gate_up=gate_up,
-            down=down))
     heads = int(config["num_attention_heads"])
     head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    if path == "portable" and ranges is not None:
+        layers, head = _smoothed_portable(state, config, ranges, smoothing)
+    else:
+        groups = []  # per layer: q/k/v, o, gate/up, down
+        for index in range(count):
+            attention, mlp = f"model.layers.{index}.self_attn", f"model.layers.{index}.mlp"
+            groups += [[f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"],
+                       [f"{attention}.o_proj"], [f"{mlp}.gate_proj", f"{mlp}.up_proj"], [f"{mlp}.down_proj"]]
+        tied = path == "float32" and "lm_head.weight" not in state
+        if not tied:
+            groups.append(["lm_head"])
+        # fbgemm's packing releases the GIL: one thread per core halves the portable path's start
+        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+            linears = list(pool.map(linear, groups))
+        head = Float32Linear(embed) if tied else linears[-1]  # tied: one tensor for both
+        layers = []
+        for index in range(count):
+            prefix = f"model.layers.{index}"
+            qkv, out, gate_up, down = linears[4 * index:4 * index + 4]
+            layers.append(_Layer(
+                norm_1=norm_of(f"{prefix}.input_layernorm.weight"), eps_1=eps, qkv=qkv, out=out,
+                norm_2=norm_of(f"{prefix}.post_attention_layernorm.weight"), eps_2=eps, gate_up=gate_up,
+                down=down))
     return LlamaStepWeights(
         layers=tuple(layers), embed=embed, norm=norm_of("model.norm.weight"), eps=eps, head=head,
         rotary=RotaryTable(head_dim, _rope_theta(config), str(embed.dtype).removeprefix("torch.")),
@@ -583,23 +584,23 @@ def _token_int8(weight: Any) -> TokenInt8Linear:
 
 
 def _smoothed_portable(state: dict[str, Any], config: dict[str, Any], ranges: dict[str, Any],
-                       smoothing: Any = None) -> LlamaStepWeights:
-    """:func:`step_weights_from_state` for the portable path with activation ranges: each
-    layer's weights smoothed (``agent.activation_ranges.smooth_layer``) and packed as int8 rows
-    (:class:`TokenInt8Linear`), except the products ``smoothing.int8`` leaves out (down) and
-    the output layer, which stay float16."""
+                       smoothing: Any = None) -> tuple[list[_Layer], Any]:
+    """The layers and output layer of :func:`step_weights_from_state` on the portable path with
+    activation ranges: each layer's weights smoothed (``agent.activation_ranges.smooth_layer``)
+    and packed as int8 rows (:class:`TokenInt8Linear`), except the products ``smoothing.int8``
+    leaves out (down), which stay float16. The output layer stays float16 too: rounding its
+    input to 8 bits cost 0.003-0.004 nats more on held-out training tunes under AVX2, smoothed
+    or not, for about 1 ms of the ~13 ms step (docs/benchmarks.md)."""
     import torch
 
     from agent.activation_ranges import SmoothingConfig, ranges_fit, smooth_layer
 
     smoothing = smoothing or SmoothingConfig()
     count, width = int(config["num_hidden_layers"]), int(config["hidden_size"])
-    intermediate = int(config["intermediate_size"])
-    if not ranges_fit(ranges, count, width, intermediate):
+    if not ranges_fit(ranges, count, width, int(config["intermediate_size"])):
         raise ValueError("the activation ranges do not fit this model")
     heads = int(config["num_attention_heads"])
     kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or width // heads)
     eps = float(config.get("rms_norm_eps", 1e-6))
 
     def weight(name: str) -> Any:
@@ -618,22 +619,11 @@ def _smoothed_portable(state: dict[str, Any], config: dict[str, Any], ranges: di
                  else pack_float16(getattr(smoothed, name)) for name in ("qkv", "out", "gate_up", "down")}
         return _Layer(norm_1=smoothed.norm_1, eps_1=eps, norm_2=smoothed.norm_2, eps_2=eps, **kinds)
 
-    def output() -> tuple[Any, Any]:
-        # The output layer keeps float16: rounding its input to 8 bits cost
-        # 0.003-0.004 nats more on held-out training tunes under AVX2, smoothed or not, for
-        # about 1 ms of the ~13 ms step (docs/benchmarks.md).
-        return state["model.norm.weight"].float(), pack_float16(state["lm_head.weight_fp16"])
-
     # fbgemm's packing releases the GIL: one thread per core
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        head_job = pool.submit(output)
-        layers = tuple(pool.map(layer, range(count)))
-        norm, head = head_job.result()
-    embed = state["model.embed_tokens.weight"].float()
-    return LlamaStepWeights(
-        layers=layers, embed=embed, norm=norm, eps=eps, head=head,
-        rotary=RotaryTable(head_dim, _rope_theta(config), "float32"), heads=heads, kv_heads=kv_heads,
-        head_dim=head_dim, intermediate=intermediate)
+        head = pool.submit(pack_float16, state["lm_head.weight_fp16"])
+        layers = list(pool.map(layer, range(count)))
+        return layers, head.result()
 
 
 def _rms_norm(x: Any, weight: Any, eps: float) -> Any:

@@ -249,31 +249,40 @@ def test_dynamic_int8_rounds_the_activations_and_drifts_further(tiny_base, refer
     assert 1e-4 < kl < 0.05 and same >= 0.75, (kl, same)
 
 
-def test_the_portable_path_rewinds_and_repeats_itself(portable):
+def check_rewinds_like_a_fresh_decoder(loaded) -> None:
+    """Feeding, rewinding and feeding again gives what a fresh decoder fed the kept tokens gives."""
     import torch
 
-    ids = portable.tokenizer.encode(TUNE)[:30]
-    decoder = open_decoder(portable, 8)
+    ids = loaded.tokenizer.encode(TUNE)[:30]
+    decoder = open_decoder(loaded, 8)
     with torch.inference_mode():
         decoder.feed(ids[:20])
         decoder.feed(ids[20:25])
         decoder.rewind(20)
         got = decoder.feed(ids[25:30])
-        again = open_decoder(portable, 8)
+        again = open_decoder(loaded, 8)
         again.feed(ids[:20])
         want = again.feed(ids[25:30])
     assert torch.equal(got, want)
 
 
-def test_the_composer_on_the_portable_path_repeats_a_seed(portable):
+def check_the_composer_repeats_a_seed(loaded) -> None:
     from agent.compose import ComposeConfig, compose_tune
     from agent.prompts import abc_header
 
     header = abc_header(title="Test Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
-    first = compose_tune(portable, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
-    second = compose_tune(portable, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
+    first = compose_tune(loaded, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
+    second = compose_tune(loaded, "a waltz in D minor", header, 4, ComposeConfig(seed=3))
     assert first.valid and first.bars == 4, first.abc
     assert first.abc == second.abc
+
+
+def test_the_portable_path_rewinds_and_repeats_itself(portable):
+    check_rewinds_like_a_fresh_decoder(portable)
+
+
+def test_the_composer_on_the_portable_path_repeats_a_seed(portable):
+    check_the_composer_repeats_a_seed(portable)
 
 
 def test_sampled_continuations_repeat_a_seed_and_greedy_is_generates(tiny_base, tmp_path):

@@ -62,6 +62,7 @@ __all__ = [
     "MelodyEvent", "parse_chord", "chord_vocabulary", "slots_per_bar", "harmonise",
     "harmonise_events", "chords_in", "progression", "strip_chords", "set_chord", "simplify",
     "enrich", "melody_bars", "chord_in_force", "best_simple_triads", "MODE_STEPS",
+    "section_ends", "pair_viterbi",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -579,7 +580,19 @@ PHRASE_BARS = 8
 #: ``mid``: a chord that starts inside a bar, per chord (mid-bar chords are mostly V and IV);
 #: ``strain``: the bar's place in a 16-bar section and the last bar before a section ends.
 #: ``beats``: the key degree sounding on each beat of the bar, per chord.
-FEATURE_GROUPS_ALL = ("meter", "context", "last", "stay", "mid", "strain", "beats")
+#: ``second``: the chords of the two slots before and this one's (``tri:a>b>c``, in one
+#: key): a second-order term, decoded by Viterbi over pairs of chords;
+#: ``motion2``: the two root motions into this slot (``m2:x>y``, 0 for a held chord), also
+#: second-order (ii-V-I is 5>5 in any key);
+#: ``bar``: the whole bar's weighted key degrees and chord-tone share against each slot's
+#: chord (a mid-bar slot sees the bar it lies in);
+#: ``cadence``: the section ends the bar lines mark (``:|``, ``||``, ``|]``): the chord
+#: opening a section's last bar, the one on its last slot and the one opening the bar before;
+#: ``ahead``: the degree the slot after next starts on and the slot two back ends on.
+FEATURE_GROUPS_ALL = ("meter", "context", "last", "stay", "mid", "strain", "beats", "second",
+                      "motion2", "bar", "cadence", "ahead")
+#: The groups whose features depend on three slots' chords (the Viterbi then runs over pairs).
+SECOND_ORDER = frozenset({"second", "motion2"})
 #: The groups the harmoniser uses, chosen by 2-fold cross-validation inside the training
 #: half (docs/benchmarks.md): ``context`` alone (75.9% bar root agreement against 75.2%
 #: without; every other group and mix scored lower).
@@ -695,6 +708,26 @@ def _change_features(a: tuple[Chord, str], b: tuple[Chord, str], same_bar: bool,
     return features
 
 
+def _triple_features(a: tuple[Chord, str], b: tuple[Chord, str], c: tuple[Chord, str],
+                     same_key: bool, groups: frozenset[str]) -> dict[str, float]:
+    """Second-order features of the chords of three slots in a row (``second``: the three
+    chords, in one key; ``motion2``: the two root motions).
+
+    >>> d, a, g = parse_chord("D"), parse_chord("A"), parse_chord("G")
+    >>> _triple_features((g, "major:3M"), (a, "major:4M"), (d, "major:0M"), True,
+    ...                  frozenset({"second", "motion2"}))
+    {'tri:major:3M>major:4M>major:0M': 1.0, 'm2:2>5': 1.0}
+    >>> _triple_features((g, "major:3M"), (a, "major:4M"), (d, "major:0M"), False, frozenset())
+    {}
+    """
+    features = {}
+    if "second" in groups and same_key:
+        features[f"tri:{a[1]}>{b[1]}>{c[1]}"] = 1.0
+    if "motion2" in groups:
+        features[f"m2:{(b[0].root - a[0].root) % 12}>{(c[0].root - b[0].root) % 12}"] = 1.0
+    return features
+
+
 def _dot(weights: dict[str, float], features: dict[str, float]) -> float:
     return sum(weights.get(name, 0.0) * value for name, value in features.items())
 
@@ -711,6 +744,25 @@ class _Lattice:
     meter: str = ""                              # the bar's length, as "3/4"
     changes: dict[tuple, list[list[dict[str, float]]]] = field(default_factory=dict)
     groups: frozenset[str] = frozenset()         # optional feature groups in use
+    triples: dict[tuple, list] = field(default_factory=dict)
+
+    @property
+    def second_order(self) -> bool:
+        """Whether a slot's score depends on the chords of the two slots before it."""
+        return bool(self.groups & SECOND_ORDER)
+
+    def triple_table(self, position: int) -> list[list[list[dict[str, float]]]]:
+        """Features of each (chord two slots back, previous chord, chord) into ``position``
+        (second-order groups only)."""
+        key = tuple(self.keys[position - 2:position + 1])
+        if key not in self.triples:
+            same_key = key[0] == key[1] == key[2]
+            groups = self.groups & SECOND_ORDER
+            self.triples[key] = [[[_triple_features(a, b, c, same_key, groups)
+                                   for c in self.states[position]]
+                                  for b in self.states[position - 1]]
+                                 for a in self.states[position - 2]]
+        return self.triples[key]
 
     def change_table(self, position: int) -> list[list[dict[str, float]]]:
         """Features of each (previous chord, chord) pair into slot ``position``."""
@@ -727,7 +779,8 @@ class _Lattice:
 
 def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction, slots: int,
              skip: frozenset[int], keys: list[tuple[str, str]],
-             groups: frozenset[str] | None = None) -> _Lattice:
+             groups: frozenset[str] | None = None, ends: frozenset[int] = frozenset()
+             ) -> _Lattice:
     groups = FEATURE_GROUPS if groups is None else frozenset(groups)
     unknown = groups - set(FEATURE_GROUPS_ALL)
     if unknown:
@@ -745,18 +798,32 @@ def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction
     counted = 0
     sounding: list[list[int]] = []  # pitch classes of each slot's notes
     tonics: list[int] = []          # the tonic's pitch class at each slot
+    used = [index for index, bar in enumerate(bars) if index not in skip and bar]
+    before_end = {used[n - 1] for n in range(1, len(used)) if used[n] in ends}
     for index, bar in enumerate(bars):
         if index in skip or not bar:
             continue
         phrase = counted % PHRASE_BARS
         strain = counted % (2 * PHRASE_BARS)
         counted += 1
-        for start, inside in _slots(bar, bar_length, slots):
+        cut = _slots(bar, bar_length, slots)
+        whole = [(e, _strength(e.onset, bar_length, beat)) for e in bar] if "bar" in groups \
+            else []
+        for number, (start, inside) in enumerate(cut):
             weighted = [(e, _strength(e.onset, bar_length, beat)) for e in inside]
             states, scale, tonic_pc = tables[keys[index]]
             rows = []
             for chord, label in states:
                 features = _note_features(weighted, chord, scale, tonic_pc, label)
+                if whole:
+                    features.update(_bar_profile(whole, chord, tonic_pc, label))
+                if "cadence" in groups:
+                    if index in ends and start == 0:
+                        features[f"endbar:{label}"] = 1.0
+                    if index in ends and number == len(cut) - 1:
+                        features[f"end:{label}"] = 1.0
+                    if index in before_end and start == 0:
+                        features[f"preend:{label}"] = 1.0
                 features[f"prior:{label}"] = 1.0
                 if start == 0:
                     features[f"bar{phrase}:{label}"] = 1.0
@@ -784,7 +851,7 @@ def _lattice(bars: list[list[MelodyEvent]], bar_length: Fraction, beat: Fraction
         for features, (_, label) in zip(lattice.emissions[-2], lattice.states[-2]):
             features[f"before_final:{label}"] = 1.0
     _add_neighbours(lattice, sounding)
-    if groups & {"context", "last", "strain"}:
+    if groups & {"context", "last", "strain", "ahead"}:
         _add_context(lattice, sounding, tonics, groups)
     return lattice
 
@@ -801,7 +868,14 @@ def _add_context(lattice: _Lattice, sounding: list[list[int]], tonics: list[int]
         after = sounding[position + 1][:1] if position + 1 < len(sounding) else []
         before = sounding[position - 1][-1:] if position else []
         last = sounding[position][-1:]
+        after2 = sounding[position + 2][:1] if position + 2 < len(sounding) else []
+        before2 = sounding[position - 2][-1:] if position > 1 else []
         for (_, label), features in zip(lattice.states[position], rows):
+            if "ahead" in groups:
+                for pc in after2:
+                    features[f"next2deg{(pc - tonic) % 12}:{label}"] = 1.0
+                for pc in before2:
+                    features[f"prev2deg{(pc - tonic) % 12}:{label}"] = 1.0
             if "context" in groups:
                 for pc in after:
                     features[f"nextdeg{(pc - tonic) % 12}:{label}"] = 1.0
@@ -812,6 +886,45 @@ def _add_context(lattice: _Lattice, sounding: list[list[int]], tonics: list[int]
                     features[f"lastdeg{(pc - tonic) % 12}:{label}"] = 1.0
             if "strain" in groups and position in penultimate:
                 features[f"penult:{label}"] = 1.0
+
+
+def _bar_profile(whole: list[tuple[MelodyEvent, float]], chord: Chord, tonic: int,
+                 label: str) -> dict[str, float]:
+    """The whole bar's key degrees (``bdeg``) and chord-tone share (``barct``), each note
+    weighted as in :func:`_note_features`, against one slot's chord."""
+    degrees: dict[str, float] = {}
+    total = tones = 0.0
+    for event, strength in whole:
+        if not event.pitches:
+            continue
+        weight = float(event.duration) * (1 + 2 * strength)
+        pc = event.pitches[0] % 12
+        name = f"bdeg{(pc - tonic) % 12}:{label}"
+        degrees[name] = degrees.get(name, 0.0) + weight
+        total += weight
+        tones += weight if pc in chord.pitch_classes else 0.0
+    if not total:
+        return {}
+    out = {name: value / total for name, value in degrees.items()}
+    out["barct"] = tones / total
+    return out
+
+
+def section_ends(bars: list[Bar]) -> frozenset[int]:
+    """Indices of the bars that close a section: a repeat sign, a double or final bar line
+    after them (or a repeat starting next), and the last bar.
+
+    >>> m = _read("X:1\\nM:2/4\\nL:1/4\\nK:C\\nCD|EF:|GA|Bc||cB|AG|]\\n")
+    >>> sorted(section_ends(m.bars))
+    [1, 3, 5]
+    """
+    out = {len(bars) - 1} if bars else set()
+    for index, bar in enumerate(bars):
+        closing = bar.bar_line is not None and _SECTION_MARK.search(bar.bar_line.text)
+        following = index + 1 < len(bars) and bars[index + 1].starts_repeat
+        if closing or following:
+            out.add(index)
+    return frozenset(out)
 
 
 def _add_neighbours(lattice: _Lattice, sounding: list[list[int]]) -> None:
@@ -830,6 +943,9 @@ def _best_path(lattice: _Lattice, weights: dict[str, float],
                fixed: list[frozenset[int] | None] | None = None) -> list[int]:
     """The highest-scoring chord of each slot (Viterbi); the last slot takes the key's tonic
     chord. ``fixed``: per slot, the only chords allowed (None: any), for training."""
+    if lattice.second_order:
+        return _best_pair_path(lattice, weights, fixed)
+
     def allowed(position: int, state: int) -> bool:
         if position == len(lattice.plan) - 1 and state != 0:
             return False
@@ -863,6 +979,70 @@ def _best_path(lattice: _Lattice, weights: dict[str, float],
     return path[::-1]
 
 
+def pair_viterbi(emit: list, moves: list, triples: list) -> list[int]:
+    """The best path of a second-order chain (Viterbi over pairs of states), with numpy.
+
+    ``emit[p]``: score of each state at ``p`` (-inf: not allowed); ``moves[p]``: of each
+    (state at p-1, state at p), ``triples[p]``: of each (p-2, p-1, p), from p = 1 and 2 on.
+
+    >>> import numpy as np
+    >>> e = [np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([0.0, 0.0])]
+    >>> m = [None, np.zeros((2, 2)), np.zeros((2, 2))]
+    >>> t = np.zeros((2, 2, 2)); t[1, 0, 1] = 1.0
+    >>> pair_viterbi(e, m, [None, None, t])
+    [1, 0, 1]
+    """
+    import numpy as np
+
+    if len(emit) == 1:
+        return [int(np.argmax(emit[0]))]
+    delta = emit[0][:, None] + moves[1] + emit[1][None, :]
+    back = []
+    for position in range(2, len(emit)):
+        scores = delta[:, :, None] + triples[position]
+        choice = scores.argmax(axis=0)
+        best = np.take_along_axis(scores, choice[None], axis=0)[0]
+        delta = best + moves[position] + emit[position][None, :]
+        back.append(choice)
+    j, k = np.unravel_index(int(np.argmax(delta)), delta.shape)
+    path = [int(k), int(j)]
+    for choice in reversed(back):
+        j, k = int(choice[j, k]), j
+        path.append(j)
+    return path[::-1]
+
+
+def _best_pair_path(lattice: _Lattice, weights: dict[str, float],
+                    fixed: list[frozenset[int] | None] | None = None) -> list[int]:
+    """:func:`_best_path` for a lattice with second-order features."""
+    import numpy as np
+
+    last = len(lattice.plan) - 1
+    emit = []
+    for position, rows in enumerate(lattice.emissions):
+        row = np.array([_dot(weights, f) for f in rows])
+        if position == last:
+            row[1:] = -np.inf
+        if fixed is not None and fixed[position] is not None:
+            keep = sorted(fixed[position])
+            kept = row[keep]
+            row[:] = -np.inf
+            row[keep] = kept
+        emit.append(row)
+    scored: dict[int, object] = {}
+
+    def score(table) -> object:
+        if id(table) not in scored:
+            scored[id(table)] = np.array([[_dot(weights, f) for f in row] for row in table]) \
+                if not isinstance(table[0][0], list) else np.array(
+                    [[[_dot(weights, f) for f in cells] for cells in row] for row in table])
+        return scored[id(table)]
+
+    moves = [None] + [score(lattice.change_table(p)) for p in range(1, last + 1)]
+    triples = [None, None] + [score(lattice.triple_table(p)) for p in range(2, last + 1)]
+    return pair_viterbi(emit, moves, triples)
+
+
 def _path_features(lattice: _Lattice, path: list[int]) -> dict[str, float]:
     """The features summed along a path of chords (what training compares)."""
     total: dict[str, float] = {}
@@ -870,6 +1050,9 @@ def _path_features(lattice: _Lattice, path: list[int]) -> dict[str, float]:
         items = list(lattice.emissions[position][state].items())
         if position:
             items += lattice.change_table(position)[path[position - 1]][state].items()
+        if position > 1 and lattice.second_order:
+            items += lattice.triple_table(position)[path[position - 2]][path[position - 1]][
+                state].items()
         for name, value in items:
             total[name] = total.get(name, 0.0) + value
     return total
@@ -918,14 +1101,15 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
                      config: HarmonyConfig = HarmonyConfig(),
                      skip: frozenset[int] = frozenset(),
                      keys: list[tuple[str, str]] | None = None,
+                     ends: frozenset[int] = frozenset(),
                      ) -> list[list[tuple[Fraction, Chord]]]:
     """Choose chords for a melody given as bars of events: for each bar, (onset, chord) pairs.
 
-    ``skip`` holds the indices of bars left without a chord of their own (upbeats);
-    ``keys``
+    ``skip`` holds the indices of bars left without a chord of their own (upbeats); ``keys``
     the (tonic, mode) of each bar when the key changes in the tune (else ``tonic``/``mode``
-    throughout). The first chord of every bar is returned even when it repeats the previous
-    bar's; a chord later in a bar only when it changes.
+    throughout); ``ends`` the bars that close a section (:func:`section_ends`). The first
+    chord of every bar is returned even when it repeats the previous bar's; a chord later in
+    a bar only when it changes.
 
     >>> bars = [[MelodyEvent(Fraction(0), Fraction(3, 4), (62,))],
     ...         [MelodyEvent(Fraction(0), Fraction(3, 4), (73,))],
@@ -935,7 +1119,7 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
     [['Dm'], ['A'], ['Dm']]
     """
     keys = keys or [(tonic, mode)] * len(bars)
-    lattice = _lattice(bars, bar_length, beat, slots, skip, keys)
+    lattice = _lattice(bars, bar_length, beat, slots, skip, keys, ends=ends)
     if config.decoding not in ("viterbi", "marginal"):
         raise ValueError(f"decoding is 'viterbi' or 'marginal', not {config.decoding!r}")
     decode = _best_path if config.decoding == "viterbi" else _marginal_path
@@ -1067,7 +1251,8 @@ def harmonise(abc: str, config: HarmonyConfig = HarmonyConfig()) -> HarmonyResul
     meter = tune.meter
     chosen = harmonise_events(melody.events, tonic, mode, meter.bar_length, meter.beat_length,
                               slots, config, skip=melody.pickups,
-                              keys=_usable_keys(melody.keys, (tonic, mode)))
+                              keys=_usable_keys(melody.keys, (tonic, mode)),
+                              ends=section_ends(melody.bars))
     changes = [(t.start, t.end, "") for t in existing]
     for bar_events, bar_chords in zip(melody.events, chosen):
         for onset, chord in bar_chords:
@@ -1316,6 +1501,9 @@ def _marginals(lattice: _Lattice, weights: dict[str, float], scale: float = 1.0,
     """Forward-backward over the lattice with the scores (times ``scale``) as log-potentials:
     per slot, the probability of each chord; the log of the total; and the tables behind
     them. ``fixed`` as in :func:`_best_path`."""
+    if lattice.second_order:
+        raise ValueError("forward-backward is first-order; the second-order feature groups "
+                         "decode with Viterbi only")
     last = len(lattice.plan) - 1
     emit = [[scale * _dot(weights, f) for f in row] for row in lattice.emissions]
     emit[last] = [v if i == 0 else -math.inf for i, v in enumerate(emit[last])]

@@ -72,6 +72,9 @@ class TrainConfig:
     l2: float = field(default=0.01, metadata={
         "help": "CRF: pull of each weight back toward its hand-set value"})
     seed: int = field(default=0, metadata={"help": "seed of the tune order"})
+    bag: tuple[int, ...] = field(default=(), metadata={
+        "help": "perceptron: train once per seed named here and average the weights "
+                "(empty: one model, with ``seed``)"})
     features: tuple[str, ...] | None = field(default=None, metadata={
         "help": "optional feature groups of the scorer (agent.harmony.FEATURE_GROUPS_ALL); "
                 "None: the ones the harmoniser uses (agent.harmony.FEATURE_GROUPS)"})
@@ -150,7 +153,8 @@ def tune_problems(config: TrainConfig) -> list[tuple[H._Lattice, list, list]]:
                                      H.slots_per_bar(style, str(meter)), melody.pickups,
                                      H._usable_keys(melody.keys, (tonic, mode)),
                                      groups=None if config.features is None
-                                     else frozenset(config.features))
+                                     else frozenset(config.features),
+                                     ends=H.section_ends(melody.bars))
             except H.TunesmithError:  # a tune the harmoniser refuses teaches nothing
                 continue
             problems.append((lattice, gold_states(lattice, theirs), bar_roots(lattice, theirs)))
@@ -199,8 +203,8 @@ def cross_validate(problems: list, config: TrainConfig, folds: int = 4,
         if config.method == "crf":
             learned = train_crf([problems[i] for i in inside], config, progress=progress)
         else:
-            learned = train([problems[i] for i in inside], config, progress=progress,
-                            compiled=([tables[i] for i in inside], index), mask=mask)
+            learned = train_bagged([problems[i] for i in inside], config, progress=progress,
+                                   compiled=([tables[i] for i in inside], index), mask=mask)
         weights = {**H.hand_weights(), **learned}
         out.append(agreement([problems[i] for i in held], weights,
                              ([tables[i] for i in held], index)))
@@ -230,6 +234,18 @@ class Compiled:
                 cells = [features for row in table for features in row]
                 self.tables.append((len(table), len(table[0]), self._pack(cells, index)))
             self.table_of.append(seen[id(table)])
+        self.triples: list[tuple] = []       # distinct second-order tables: (a, b, c, packed)
+        self.triple_of: list[int] = [-1, -1]  # per slot, its second-order table's number
+        if lattice.second_order:
+            seen = {}
+            for position in range(2, len(lattice.plan)):
+                table = lattice.triple_table(position)
+                if id(table) not in seen:
+                    seen[id(table)] = len(self.triples)
+                    cells = [f for plane in table for row in plane for f in row]
+                    self.triples.append((len(table), len(table[0]), len(table[0][0]),
+                                         self._pack(cells, index)))
+                self.triple_of.append(seen[id(table)])
         self._np = np
 
     @staticmethod
@@ -258,6 +274,7 @@ class Compiled:
         moves = [self._score(packed, w).reshape(a, b) for a, b, packed in self.tables]
         last = len(self.sizes) - 1
         best, back = None, []
+        rows = []
         for position in range(last + 1):
             row = emit[self.offsets[position]:self.offsets[position + 1]].copy()
             if position == last:
@@ -266,6 +283,12 @@ class Compiled:
                 keep = row[list(fixed[position])]
                 row[:] = -np.inf
                 row[list(fixed[position])] = keep
+            rows.append(row)
+        if self.triples:
+            cubes = [self._score(packed, w).reshape(a, b, c) for a, b, c, packed in self.triples]
+            return H.pair_viterbi(rows, [None] + [moves[t] for t in self.table_of[1:]],
+                                  [None, None] + [cubes[t] for t in self.triple_of[2:]])
+        for position, row in enumerate(rows):
             if best is None:
                 best = row
                 continue
@@ -294,6 +317,11 @@ class Compiled:
                 cell = path[position - 1] * cols + state
                 parts_i.append(t_idx[t_starts[cell]:t_starts[cell + 1]])
                 parts_v.append(t_val[t_starts[cell]:t_starts[cell + 1]])
+            if position > 1 and self.triples:
+                _, b, c, (t_idx, t_val, _, t_starts, _) = self.triples[self.triple_of[position]]
+                cell = (path[position - 2] * b + path[position - 1]) * c + state
+                parts_i.append(t_idx[t_starts[cell]:t_starts[cell + 1]])
+                parts_v.append(t_val[t_starts[cell]:t_starts[cell + 1]])
         return np.concatenate(parts_i), np.concatenate(parts_v)
 
 
@@ -302,7 +330,9 @@ class Compiled:
 #: cross-validated variant: a group left out keeps its features at weight 0 (as if absent).
 GROUP_PREFIXES = {"meter": ("meter",), "context": ("nextdeg", "prevdeg"), "last": ("lastdeg",),
                   "stay": ("stay",), "mid": ("mid:",), "strain": ("strain", "penult"),
-                  "beats": ("beat",)}
+                  "beats": ("beat",), "second": ("tri:",), "motion2": ("m2:",),
+                  "bar": ("bdeg", "barct"), "cadence": ("endbar:", "end:", "preend:"),
+                  "ahead": ("next2deg", "prev2deg")}
 
 
 def group_mask(index: dict[str, int], groups: frozenset[str]) -> "object":
@@ -379,6 +409,24 @@ def train(problems: list, config: TrainConfig, progress: bool = True,
     averaged = weights - late / max(steps, 1)
     return {name: float(value) for name, value, before in zip(names, averaged, first)
             if abs(value - before) >= 5e-4}
+
+
+def train_bagged(problems: list, config: TrainConfig, progress: bool = True,
+                 compiled: tuple[list[Compiled], dict[str, int]] | None = None,
+                 mask: "object | None" = None) -> dict[str, float]:
+    """:func:`train` once per seed of ``config.bag`` (the tunes visited in another order
+    each time), the learned weights averaged; with no bag, :func:`train` with
+    ``config.seed``."""
+    from dataclasses import replace
+
+    if not config.bag:
+        return train(problems, config, progress, compiled, mask)
+    start = H.hand_weights()
+    runs = [train(problems, replace(config, seed=seed), progress, compiled, mask)
+            for seed in config.bag]
+    names = set().union(*runs)
+    return {name: sum(run.get(name, start.get(name, 0.0)) for run in runs) / len(runs)
+            for name in sorted(names)}
 
 
 def expected_features(lattice: "H._Lattice", weights: dict[str, float],
@@ -466,15 +514,16 @@ def _cv_variants(config: TrainConfig, folds: int, variants: list[str]) -> int:
         groups = frozenset(g for g in parts[0].split(",") if g and g != "none")
         epochs = int(parts[1]) if len(parts) > 1 else config.epochs
         rate = float(parts[2]) if len(parts) > 2 else config.rate
-        seed = int(parts[3]) if len(parts) > 3 else config.seed
-        parsed.append((text, groups, epochs, rate, seed))
+        seeds = tuple(int(n) for n in parts[3].split("+")) if len(parts) > 3 else (config.seed,)
+        parsed.append((text, groups, epochs, rate, seeds))
     union = frozenset().union(*(groups for _, groups, _, _, _ in parsed))
     problems = tune_problems(replace(config, features=tuple(sorted(union))))
     index = {name: number for number, name in enumerate(H.hand_weights())}
     tables = compile_problems(problems, index)
     print(f"{len(problems)} tunes, {folds} folds", flush=True)
-    for text, groups, epochs, rate, seed in parsed:
-        run = replace(config, epochs=epochs, rate=rate, seed=seed)
+    for text, groups, epochs, rate, seeds in parsed:
+        run = replace(config, epochs=epochs, rate=rate, seed=seeds[0],
+                      bag=seeds if len(seeds) > 1 else ())
         results = cross_validate(problems, run, folds, compiled=(tables, index), groups=groups)
         agree, bars = sum(a for a, _ in results), sum(b for _, b in results)
         shares = " / ".join(f"{a / b:.2%}" for a, b in results)
@@ -496,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=fields["rate"].metadata["help"])
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
                         help=fields["seed"].metadata["help"])
+    parser.add_argument("--bag", default="", metavar="SEEDS",
+                        help=fields["bag"].metadata["help"] + " (as 0+1+2)")
     parser.add_argument("--features", default=None,
                         help=fields["features"].metadata["help"] + " (comma-separated; "
                         "'none' for the base set)")
@@ -504,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
                              "bar root agreement of each fold instead of writing weights")
     parser.add_argument("--variant", action="append", default=[],
                         help="with --cv: a variant to cross-validate, as "
-                             "GROUPS[@EPOCHS[@RATE[@SEED]]] "
+                             "GROUPS[@EPOCHS[@RATE[@SEED]]] (SEED may be a bag, 0+1+2: "
+                             "the weights of one run per seed averaged) "
                              "(GROUPS comma-separated or 'none'); several allowed, one line "
                              "each (the lattices are built once with every group named)")
     parser.add_argument("--out", type=Path, default=Path(H.__file__).with_name("harmony_weights.py"))
@@ -512,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     features = None if args.features is None else tuple(
         g for g in args.features.split(",") if g and g != "none")
     config = TrainConfig(tuple(args.abc), args.abc_half, args.method, args.epochs, args.rate,
-                         seed=args.seed, features=features)
+                         seed=args.seed, features=features,
+                         bag=tuple(int(n) for n in args.bag.split("+") if n))
     if args.cv and args.variant:
         return _cv_variants(config, args.cv, args.variant)
     groups = H.FEATURE_GROUPS if features is None else frozenset(features)
@@ -525,11 +578,13 @@ def main(argv: list[str] | None = None) -> int:
               f"epochs={config.epochs} rate={config.rate}: folds {shares}; pooled "
               f"{agree / bars:.2%} ({agree}/{bars} bars, {len(problems)} tunes)")
         return 0
-    weights = (train_crf if config.method == "crf" else train)(problems, config)
+    weights = (train_crf if config.method == "crf" else train_bagged)(problems, config)
     files = ", ".join(Path(p).name for p in config.abc)
     write_weights(weights, args.out, f"{config.method}, {len(problems)} tunes: the "
                   f"{config.abc_half} half of {files}; {config.epochs} epochs, rate "
-                  f"{config.rate}; feature groups: {', '.join(sorted(groups)) or 'none'}")
+                  f"{config.rate}; feature groups: {', '.join(sorted(groups)) or 'none'}"
+                  + (f"; averaged over seeds {', '.join(map(str, config.bag))}" if config.bag
+                     else ""))
     print(f"{len(weights)} weights from {len(problems)} tunes -> {args.out}")
     return 0
 

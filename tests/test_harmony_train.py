@@ -19,7 +19,8 @@ def _problem(abc: str, groups: frozenset[str] | None = None):
     melody = H._read(H.strip_chords(abc))
     meter = melody.tune.meter
     lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length, 2,
-                         melody.pickups, melody.keys, groups)
+                         melody.pickups, melody.keys, groups,
+                         ends=H.section_ends(melody.bars))
     if groups is None:
         return lattice, T.gold_states(lattice, H.chords_in(abc))
     return lattice, T.gold_states(lattice, H.chords_in(abc)), T.bar_roots(
@@ -141,3 +142,63 @@ def test_feature_groups_add_their_features_and_unknown_ones_are_refused():
                for name in cell)
     with pytest.raises(ValueError, match="unknown feature groups"):
         _problem(REEL.read_text(), frozenset({"harmonic_rhythm"}))
+
+
+def test_the_pair_viterbi_finds_the_best_second_order_path():
+    """On small random chains, the Viterbi over pairs scores as high as trying every path."""
+    import itertools
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        sizes = rng.integers(1, 4, rng.integers(1, 6))
+        n = len(sizes)
+        emit = [rng.normal(size=s) for s in sizes]
+        moves = [None] + [rng.normal(size=(sizes[p - 1], sizes[p])) for p in range(1, n)]
+        triples = [None, None] + [rng.normal(size=tuple(sizes[p - 2:p + 1])) for p in range(2, n)]
+
+        def score(path):
+            return (sum(emit[p][path[p]] for p in range(n))
+                    + sum(moves[p][path[p - 1], path[p]] for p in range(1, n))
+                    + sum(triples[p][path[p - 2], path[p - 1], path[p]] for p in range(2, n)))
+
+        best = max(itertools.product(*(range(s) for s in sizes)), key=score)
+        assert score(H.pair_viterbi(emit, moves, triples)) == pytest.approx(score(best))
+
+
+def test_second_order_groups_decode_as_the_scorer_and_reduce_to_first_order():
+    """With the second-order groups at weight 0 the path is the first-order one; with random
+    weights on every group the compiled decoder finds the scorer's own path (free and held to
+    the musician's chords) and counts the same features along it."""
+    every = frozenset(H.FEATURE_GROUPS_ALL)
+    lattice, gold = _problem(REEL.read_text(), every)[:2]
+    first = _problem(REEL.read_text(), every - H.SECOND_ORDER)[0]
+    weights = H._weights(H.HarmonyConfig())
+    assert lattice.second_order and not first.second_order
+    assert H._best_path(lattice, weights) == H._best_path(first, weights)
+    index = {name: number for number, name in enumerate(H.hand_weights())}
+    compiled = T.Compiled(lattice, index)
+    assert any(name.startswith("tri:") for name in index)
+    rng = np.random.default_rng(0)
+    vector = rng.normal(size=len(index))
+    random_weights = {name: float(vector[number]) for name, number in index.items()}
+    path = compiled.best_path(vector)
+    assert path == H._best_path(lattice, random_weights)
+    assert compiled.best_path(vector, gold) == H._best_path(lattice, random_weights, gold)
+    numbers, values = compiled.path_entries(path)
+    assert float((vector[numbers] * values).sum()) == pytest.approx(
+        H._dot(random_weights, H._path_features(lattice, path)))
+    with pytest.raises(ValueError, match="Viterbi only"):
+        H._marginal_path(lattice, weights)
+
+
+def test_the_new_groups_add_their_features_and_mask_by_name():
+    lattice = _problem(REEL.read_text(), frozenset({"bar", "cadence", "ahead"}))[0]
+    names = {name for rows in lattice.emissions for features in rows for name in features}
+    for prefix in ("bdeg", "barct", "endbar:", "end:", "preend:", "next2deg", "prev2deg"):
+        assert any(n.startswith(prefix) for n in names), prefix
+    index = {name: number for number, name in enumerate(sorted(names | {"tri:a>b>c", "m2:5>5"}))}
+    mask = T.group_mask(index, frozenset({"context"}))
+    kept = {name for name, number in index.items() if mask[number]}
+    assert not any(n.startswith(("bdeg", "barct", "end", "preend", "next2deg", "prev2deg",
+                                 "tri:", "m2:")) for n in kept)
+    assert any(n.startswith("deg") for n in kept)

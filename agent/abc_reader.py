@@ -561,7 +561,7 @@ def _read_voice(tune: TuneText, tokens: list[Token], voice: str, warnings_out: l
             "one; pitches are music21's own and lyrics were not attached")
         return part, [], 0
     corrected = _fix_notes(pairs, warnings_out)
-    _fix_signatures(part, pairs, voice_tokens, tune)
+    _fix_signatures(part, pairs, voice_tokens, tune, voice)
     _add_decorations(pairs, voice_tokens)
     return part, pairs, corrected
 
@@ -699,8 +699,32 @@ def _clef_object(name: str | None):
     return factory() if factory else None
 
 
-def _fix_signatures(part, pairs, tokens: list[Token], tune: TuneText) -> None:
-    """Put the right key signatures, clefs, time signatures and tempo marks on the part."""
+_CLEF_WORDS = ("treble", "bass", "alto", "tenor", "treble8", "treble-8", "perc")
+
+
+def _voice_clef(tune: TuneText, voice: str) -> str | None:
+    """The clef a ``V:`` line names for ``voice`` (``clef=bass`` or a bare ``bass``), if any.
+
+    >>> tune = parse_tune("X:1\\nK:D\\nV:1\\nDFAF|\\nV:2 clef=bass\\nD,4|\\n")
+    >>> _voice_clef(tune, "1"), _voice_clef(tune, "2")
+    (None, 'bass')
+    """
+    fields = list(tune.get_all("V")) + [line[2:] for line in tune.body.splitlines()
+                                         if line.startswith("V:")]
+    for value in fields:
+        words = strip_comment(value).split()
+        if words and words[0] == voice:
+            for word in (w.lower() for w in words[1:]):
+                name = word[5:] if word.startswith("clef=") else word
+                if name in _CLEF_WORDS:
+                    return name
+    return None
+
+
+def _fix_signatures(part, pairs, tokens: list[Token], tune: TuneText, voice: str = "") -> None:
+    """Put the right key signatures, clefs, time signatures and tempo marks on the part. A tune
+    or voice that names no clef gets the treble clef, ABC's default (music21 would otherwise
+    guess one from the notes' average height: a song in a middle voice went to the bass clef)."""
     from music21 import key as m21key
     from music21 import meter as m21meter
     from music21 import tempo as m21tempo
@@ -712,7 +736,7 @@ def _fix_signatures(part, pairs, tokens: list[Token], tune: TuneText) -> None:
     changes: list[tuple[Token | None, object]] = []
     context = Context.from_tune(tune)
     changes.append((None, _key_object(context.key)))
-    clef = _clef_object(context.key.clef)
+    clef = _clef_object(context.key.clef or _voice_clef(tune, voice) or "treble")
     if clef is not None:
         changes.append((None, clef))
     if not tune.meter.is_free:

@@ -360,3 +360,22 @@ def test_music21_agrees_with_the_tokenizer_on_500_corpus_tunes():
     print("\nreader (prepared text, then checked) over 500 corpus tunes:", stats)
     print("music21 alone over the same tunes:", _music21_alone_agreement(500, seed=1))
     assert stats["unmatched"] <= 5 and stats["corrected"] <= stats["notes"] * 0.001, stats
+
+
+def test_a_low_melody_with_no_clef_stays_in_the_treble_clef_as_abc_says():
+    """music21 guesses a clef from the notes' height; a song in a middle voice (A3-A4) went to
+    the bass clef. ABC's default is treble; a clef the text names is kept."""
+    from music21 import clef
+
+    from agent.render import to_musicxml
+
+    low = ("X:1\nT:Sea\nM:2/4\nL:1/8\nK:D\n"
+           '|:"D"A,>B, A,A, | "D"A,>B, A,A | "D"AA GF | "Em"A,B, "A7"G,2 :|\n')
+    clefs = [type(c) for c in read_tune(low).score.recurse().getElementsByClass(clef.Clef)]
+    assert clefs == [clef.TrebleClef]
+    assert b"<sign>G</sign>" in to_musicxml(read_tune(low).score)
+    named = read_tune(low.replace("K:D", "K:D bass"))
+    assert [type(c) for c in named.score.recurse().getElementsByClass(clef.Clef)] == [clef.BassClef]
+    voices = read_tune("X:1\nM:2/4\nL:1/8\nK:D\nV:1\nDFAF|GBdB|]\nV:2 clef=bass\nD,4|G,4|]\n")
+    assert [[type(c) for c in part.recurse().getElementsByClass(clef.Clef)]
+            for part in voices.score.parts] == [[clef.TrebleClef], [clef.BassClef]]

@@ -42,7 +42,7 @@ from agent.decoding import FormPlan
 from agent.edits import apply_edits, resolve_span, set_instrument, shown_bars, transpose
 from agent.errors import InputError, ModelError, TunesmithError
 from agent.harmony_chat import answer_chords, apply_harmony_ops, carry_chords, chords_for_new_tune
-from agent.lyrics import (LyricsConfig, chorus_lines, model_text_generator, rewrite_lines, set_words,
+from agent.lyrics import (LyricsConfig, SharedModelText, chorus_lines, rewrite_lines, set_words,
                           write_lyrics)
 from agent.mood_turn import apply_mood_change, finish_new_tune, mood_with_edits, plan_new_tune
 from agent.notation import MODE_SUFFIX
@@ -568,10 +568,7 @@ def _whole_tune(abc: str) -> tuple[int, int]:
 
 
 def _generate_text(composer: Composer) -> Callable:
-    def generate(messages, settings):
-        return composer.run(lambda loaded: model_text_generator(loaded)(messages, settings))
-
-    return generate
+    return SharedModelText(composer.run)  # writes lines and judges rhyme swaps
 
 
 def _lyrics_config(config: AgentConfig) -> Any:

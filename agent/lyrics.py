@@ -48,14 +48,16 @@ from agent.lyric_fit import (FitConfig, LineFit, LineSlots, NoteSlot, Phrase, bl
                              lyric_phrases, melody_tokens, note_slots, rewrite_blocks, sung_text,
                              tune_qpm, words_of_w)
 from agent.prompts import lyrics_messages
+from agent.rhyme_mend import EndingScorer, MendConfig, mend_line
 from agent.word_rhythm import RhythmConfig, retime_lines, singable_split
 from agent.syllables import FUNCTION_WORDS, Word, core_of, last_word, rhymes, split_text
 from agent.theme import ThemeLexicon, ThemePresence, theme_lexicon, theme_presence, theme_words
 
 __all__ = [
     "EditReport", "GenerationSettings", "LineCheck", "LineReport", "LyricsConfig", "LyricsReport",
-    "LyricsResult", "SyllableFit", "WordsReport", "add_verse", "check_line", "chorus_lines",
-    "model_text_generator", "parse_model_lines", "quote_lines", "remove_lyrics", "replace_line", "replace_word",
+    "LyricsResult", "ModelText", "SharedModelText", "SyllableFit", "WordsReport", "add_verse",
+    "check_line", "chorus_lines", "model_text_generator", "parse_model_lines", "quote_lines",
+    "remove_lyrics", "replace_line", "replace_word",
     "rewrite_lines", "rhyme_rate", "set_words", "stress_on_strong_beats", "syllable_fit",
     "syllable_range", "write_lyrics",
 ]
@@ -122,6 +124,10 @@ class LyricsConfig:
         default=24, metadata={"help": "new tokens allowed per requested line (a line is ~10)"}
     )
     fit: FitConfig = field(default_factory=FitConfig, metadata={"help": "syllable placement"})
+    mend: MendConfig = field(
+        default_factory=MendConfig,
+        metadata={"help": "swapping a line's last word for one that rhymes, where no proposed "
+                  "line rhymes (agent.rhyme_mend; needs a model that scores endings)"})
     old_words: bool = field(
         default=False,
         metadata={"help": "allow old-fashioned words (thee, thou, doth, o'er, 'tis); on when the "
@@ -135,7 +141,9 @@ class LyricsConfig:
 
 
 #: The model as lyrics see it: messages and settings in; one answer, or a list of
-#: ``settings.samples`` answers, out.
+#: ``settings.samples`` answers, out. A ``generate_text`` that also has the methods of
+#: :class:`agent.rhyme_mend.EndingScorer` (:class:`ModelText` does) lets the writer mend a rhyme
+#: that no proposed line gives; without them (a stand-in in tests) missed rhymes are reported.
 GenerateText = Callable[[list[dict], GenerationSettings], "str | list[str]"]
 
 
@@ -433,6 +441,49 @@ class _Stanza:
             self._stress[key] = _sung_score(fit)
         return self._stress[key]
 
+    def mend(self, chosen: dict[int, str], pool: list[str], taken: set[str],
+             hints: dict[str, set[int]], scorer: EndingScorer, messages: list[dict]
+             ) -> dict[int, str]:
+        """``chosen`` with missed rhymes mended where the model finds a natural swap
+        (:func:`agent.rhyme_mend.mend_line`): per rhyme group, each line that does not rhyme with
+        the group's first takes a rhyming last word, or, in a pair, the first line takes one
+        that rhymes with the second; tried on the chosen line and the next best usable lines
+        of its position, and the best mend by the line's score less its surprise wins."""
+        chosen = dict(chosen)
+        for letter in dict.fromkeys(self.scheme):
+            group = [i for i, ch in enumerate(self.scheme) if ch == letter and i in chosen]
+            for member in group[1:]:
+                head = group[0]
+                if rhymes(last_word(chosen[member]), last_word(chosen[head])):
+                    continue
+                ways = [(member, chosen[head])] + ([(head, chosen[member])] if len(group) == 2 else [])
+                best: tuple[float, int, str] | None = None
+                for position, partner in ways:
+                    others = {_normal(t) for t in taken} | {
+                        _normal(t) for i, t in chosen.items() if i != position}
+                    before = "".join(chosen[i] + "\n" for i in sorted(chosen) if i < position)
+                    for base in self._bases(position, chosen[position], pool, others, hints):
+                        for found in mend_line(base, partner, scorer, messages, before, self.config.mend):
+                            if (_normal(found.text) in others
+                                    or not check_line(found.text, self.notes[position], self.config).ok):
+                                continue
+                            asked = {**hints, _normal(found.text): hints.get(_normal(base), set())}
+                            value = self._score(found.text, position, asked) - found.surprise
+                            if best is None or value > best[0]:
+                                best = (value, position, found.text)
+                if best is not None:
+                    chosen[best[1]] = best[2]
+        return chosen
+
+    def _bases(self, position: int, current: str, pool: list[str], others: set[str],
+               hints: dict[str, set[int]]) -> list[str]:
+        """The lines whose last word may be swapped at ``position``: the chosen one, then the
+        best other usable lines there."""
+        usable = [t for t in pool if _normal(t) not in others and _normal(t) != _normal(current)
+                  and check_line(t, self.notes[position], self.config).ok]
+        usable.sort(key=lambda t: -self._score(t, position, hints))
+        return [current] + usable[:self.config.mend.lines_tried - 1]
+
     def _rhyming_set(self, group: list[int], options: dict[int, list[str]], used: set[str],
                      hints: dict[str, set[int]]) -> dict[int, str]:
         """The best lines for positions that must rhyme with each other, or {} if none rhyme."""
@@ -503,6 +554,7 @@ def _write_verse(
     problems: list[str] = []
     unrhymed: list[str] = []
     requests = 0
+    scorer = generate_text if callable(getattr(generate_text, "score_endings", None)) else None
     taken = set(avoid)
     pool: list[str] = []
     for start in range(0, len(phrases), size):
@@ -516,7 +568,7 @@ def _write_verse(
         chosen: dict[int, str] = {}
         wrong: dict[int, list[_Issue]] = {}
         hints: dict[str, set[int]] = {}
-        for _ in range(config.requests_per_stanza):
+        for requests_made in range(config.requests_per_stanza):
             ask = [notes[positions[i]] for i in pending]
             ask_scheme = _group_scheme("".join(scheme[i] for i in pending), len(pending))
             answers = _request_lines(theme, ask, ask_scheme, generate_text, config, requests)
@@ -526,6 +578,11 @@ def _write_verse(
                     hints.setdefault(_normal(text), set()).add(i)
                 pool += [t for t in proposed if _normal(t) not in {_normal(p) for p in pool}]
             chosen, wrong = stanza.choose(pool, taken, hints)
+            last = requests_made == config.requests_per_stanza - 1
+            if scorer is not None and wrong and (last or _only_rhymes_missed(wrong)):
+                chosen = stanza.mend(chosen, pool, taken, hints, scorer,
+                                     lyrics_messages(theme, stanza.notes, scheme))
+                wrong = stanza._problems(chosen, pool, taken)
             if not wrong:
                 break
             pending = sorted(wrong)
@@ -536,6 +593,11 @@ def _write_verse(
             for issue in wrong[i]:
                 (unrhymed if issue.soft else problems).append(f"line {positions[i] + 1}: {issue.text}")
     return lines, problems, unrhymed, requests
+
+
+def _only_rhymes_missed(wrong: dict[int, list[_Issue]]) -> bool:
+    """Whether every problem left in a stanza is a missed rhyme (a line and its partner)."""
+    return all(issue.soft for issues in wrong.values() for issue in issues)
 
 
 def _fit_phrases(phrases: list[Phrase], texts: list[str], config: FitConfig, qpm: float = 120.0
@@ -1384,19 +1446,59 @@ def _stress_count(text: str, starts: list[int], strong: dict[int, bool]) -> tupl
 # The model
 
 
-def model_text_generator(loaded: Any) -> GenerateText:
-    """A ``generate_text`` for :func:`write_lyrics` from a :class:`agent.model.LoadedModel`.
+def model_text_generator(loaded: Any) -> "ModelText":
+    """A ``generate_text`` for :func:`write_lyrics` from a :class:`agent.model.LoadedModel`:
+    called with (messages, settings) it samples ``settings.samples`` answers to the chat in one
+    batch (seeded with ``settings.seed``) and returns their texts, each cut at the end of the
+    assistant's turn. It is also the :class:`agent.rhyme_mend.EndingScorer` that mends rhymes."""
+    return ModelText(loaded)
 
-    Samples ``settings.samples`` answers to the chat in one batch (seeded with ``settings.seed``)
-    and returns their texts, each cut at the end of the assistant's turn.
-    """
 
-    def generate_text(messages: list[dict], settings: GenerationSettings) -> list[str]:
+class SharedModelText:
+    """:class:`ModelText` for a model shared with other work: every call takes the model through
+    ``run`` (``agent.conversation.Composer.run``, which loads it on first use and holds it for
+    the call)."""
+
+    def __init__(self, run: Callable[[Callable[[Any], Any]], Any]) -> None:
+        self.run = run
+        self._text: tuple[Any, ModelText] | None = None
+
+    def _of(self, loaded: Any) -> "ModelText":
+        if self._text is None or self._text[0] is not loaded:
+            self._text = (loaded, ModelText(loaded))
+        return self._text[1]
+
+    def __call__(self, messages: list[dict], settings: GenerationSettings) -> list[str]:
+        return self.run(lambda loaded: self._of(loaded)(messages, settings))
+
+    def knows_word(self, word: str) -> bool:
+        return self.run(lambda loaded: self._of(loaded).knows_word(word))
+
+    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
+                      keep: int) -> list[float]:
+        return self.run(lambda loaded: self._of(loaded).score_endings(messages, prefix, words, keep))
+
+
+#: What may end a lyric line after its last word: a new line, or punctuation (",", ".", "!"…)
+_LINE_END = re.compile(r"^ *(?:\n|[,.!?;:]+[\s,.!?;:]*$)")
+
+
+class ModelText:
+    """The loaded model as the lyric writer uses it: it writes lines (``__call__``, the
+    ``GenerateText`` contract) and judges line endings (``knows_word``, ``score_endings``, the
+    :class:`agent.rhyme_mend.EndingScorer` contract)."""
+
+    def __init__(self, loaded: Any) -> None:
+        self.loaded = loaded
+        self._whole: dict[str, bool] = {}
+        self._ends: list[int] | None = None
+
+    def __call__(self, messages: list[dict], settings: GenerationSettings) -> list[str]:
         import torch
 
         from agent.prompts import chat_prompt_ids
 
-        tokenizer = loaded.tokenizer
+        loaded, tokenizer = self.loaded, self.loaded.tokenizer
         ids = chat_prompt_ids(tokenizer, messages)
         inputs = torch.tensor([ids], device=loaded.device)
         if getattr(loaded, "int8_llama", None) is not None:  # the compact decoder of its CPU path
@@ -1418,4 +1520,52 @@ def model_text_generator(loaded: Any) -> GenerateText:
             )
         return [tokenizer.decode(row[len(ids):], skip_special_tokens=True) for row in output]
 
-    return generate_text
+    def knows_word(self, word: str) -> bool:
+        """Whether " word" is one piece of the model's vocabulary (a common word)."""
+        if word not in self._whole:
+            pieces = self.loaded.tokenizer.encode(" " + word, add_special_tokens=False)
+            self._whole[word] = len(pieces) == 1
+        return self._whole[word]
+
+    def _line_ends(self) -> list[int]:
+        """The tokens that end a line: a new line, closing punctuation, the end of the turn."""
+        if self._ends is None:
+            from agent.step_decoder import _stop_tokens
+
+            tokenizer = self.loaded.tokenizer
+            texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+            self._ends = sorted({i for i, t in enumerate(texts) if _LINE_END.match(t)}
+                                | _stop_tokens(self.loaded))
+        return self._ends
+
+    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
+                      keep: int) -> list[float]:
+        """Per word, log P(" word", then a line end | the chat, the answer so far ``prefix``);
+        only the ``keep`` words with the likeliest first piece are scored in full (one decoder
+        feed each after the shared prompt), the rest get ``-inf``."""
+        import torch
+
+        from agent.prompts import chat_prompt_ids
+        from agent.step_decoder import open_decoder
+
+        if not words:
+            return []
+        tokenizer = self.loaded.tokenizer
+        ids = chat_prompt_ids(tokenizer, messages, prefill=prefix)
+        pieces = [tokenizer.encode(" " + w, add_special_tokens=False) for w in words]
+        ends = torch.tensor(self._line_ends())
+        decoder = open_decoder(self.loaded, len(ids) + max(len(p) for p in pieces) + 1)
+        with torch.inference_mode():
+            first = torch.log_softmax(decoder.feed(ids).float(), -1)
+            starts = [float(first[p[0]]) for p in pieces]
+            kept = set(sorted(range(len(words)), key=lambda i: -starts[i])[:keep])
+            scores = []
+            for i, piece in enumerate(pieces):
+                if i not in kept:
+                    scores.append(-math.inf)
+                    continue
+                decoder.rewind(len(ids))
+                logits = torch.log_softmax(decoder.feed(piece, every=True).float(), -1)
+                rest = sum(float(logits[j, piece[j + 1]]) for j in range(len(piece) - 1))
+                scores.append(starts[i] + rest + float(torch.logsumexp(logits[-1, ends], 0)))
+        return scores

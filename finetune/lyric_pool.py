@@ -150,14 +150,35 @@ def songs_of_records(records_dir: str | Path, log: Sequence[dict]) -> list[dict]
     return songs
 
 
-def replay(songs: Sequence[dict], log: Sequence[dict]) -> list[dict]:
+class _ScoredReplay:
+    """Recorded answers for the lines, a model's judgement for the rhyme swaps
+    (:class:`agent.rhyme_mend.EndingScorer`)."""
+
+    def __init__(self, generate: Callable[[list[dict], Any], list[str]], scorer: Any) -> None:
+        self.generate, self.scorer = generate, scorer
+
+    def __call__(self, messages: list[dict], settings: Any) -> list[str]:
+        return self.generate(messages, settings)
+
+    def knows_word(self, word: str) -> bool:
+        return self.scorer.knows_word(word)
+
+    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
+                      keep: int) -> list[float]:
+        return self.scorer.score_endings(messages, prefix, words, keep)
+
+
+def replay(songs: Sequence[dict], log: Sequence[dict], scorer: Any = None) -> list[dict]:
     """The lyric writer run again on each song's tune with the recorded answers: its lines,
     whether it succeeded, and the eval's lyrics measures (:func:`finetune.metrics.lyrics_measures`)
-    of the result."""
+    of the result. With ``scorer`` (an :class:`agent.rhyme_mend.EndingScorer`, such as the
+    shipped model's :class:`agent.lyrics.ModelText`) missed rhymes are mended, as in the app."""
     from agent.lyrics import LyricsConfig, write_lyrics
     from finetune.metrics import lyrics_measures
 
     generate = replay_generator(log)
+    if scorer is not None:
+        generate = _ScoredReplay(generate, scorer)
     out = []
     for song in songs:
         result = write_lyrics(song["tune"], song["theme"], generate, LyricsConfig())
@@ -230,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("replay", help="the lyric writer again on an eval's songs, from a log")
     rep.add_argument("--log", required=True)
     rep.add_argument("--records", required=True, help="the eval's records folder")
+    rep.add_argument("--mend", action="store_true",
+                     help="mend missed rhymes with the shipped model's judgement (loads it)")
     ver = sub.add_parser("verse", help="the lyric writer with real verse standing in for the model")
     ver.add_argument("--tunes", default="finetune/splits/test.jsonl")
     ver.add_argument("--limit", type=int, default=20)
@@ -246,7 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "replay":
         log = read_log(args.log)
-        for row in replay(songs_of_records(args.records, log), log):
+        scorer = None
+        if args.mend:
+            from agent.conversation import DEFAULT_ADAPTER
+            from agent.lyrics import ModelText
+            from agent.model import ModelConfig, load_model
+
+            scorer = ModelText(load_model(ModelConfig(adapter=str(DEFAULT_ADAPTER))))
+        rows = replay(songs_of_records(args.records, log), log, scorer)
+        for row in rows:
             m = row["measures"]
             print(f"{row['id']} {row['theme']!r} ok={row['ok']} "
                   + " ".join(f"{k}={v if v is None else round(v, 2)}" for k, v in m.items()))
@@ -254,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {line}")
             for reason in row["reasons"]:
                 print(f"    ! {reason}")
+        rated = [row["measures"]["rhyme_rate"] for row in rows if row["measures"].get("rhyme_rate") is not None]
+        print(f"songs {len(rows)}, with words {sum(r['ok'] for r in rows)}, "
+              f"rhyme {sum(rated) / len(rated) if rated else float('nan'):.3f} (mean of {len(rated)})")
         return 0
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return record(args.log, rest)

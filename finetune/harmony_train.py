@@ -29,8 +29,11 @@ learned numbers are written (``agent/harmony_weights.py``), never a tune.
 Every choice of the model (the scorer's optional feature groups, epochs, rate) is made by
 k-fold cross-validation inside the training half (``--cv K --variant GROUPS@EPOCHS@RATE``,
 one line per variant: each fold's bar root agreement and the pooled one), never on the
-held-out half. Training decodes with the lattices compiled to numpy arrays
-(:class:`Compiled`), which gives the same weights as decoding with the scorer's dictionaries.
+held-out half; ``@SEED`` may be a bag (``0+1+2``: the weights of one run per seed averaged)
+and be followed by training options (``@m0.5``: a loss-augmented perceptron, ``@bars``:
+learn from the bar-start chords only). Training decodes with the lattices compiled to numpy
+arrays (:class:`Compiled`), which gives the same weights as decoding with the scorer's
+dictionaries.
 
 Run: ``python -m finetune.harmony_train --abc-half even --abc jigs.abc --abc reelsa-c.abc ...
 --out agent/harmony_weights.py`` (10 epochs, rate 0.01: 3 minutes on 2 busy cores, most of
@@ -75,6 +78,12 @@ class TrainConfig:
     bag: tuple[int, ...] = field(default=(), metadata={
         "help": "perceptron: train once per seed named here and average the weights "
                 "(empty: one model, with ``seed``)"})
+    margin: float = field(default=0.0, metadata={
+        "help": "perceptron: added, while training, to every bar-start chord whose root is "
+                "not the musician's (loss-augmented decoding; 0: plain perceptron)"})
+    bar_starts_only: bool = field(default=False, metadata={
+        "help": "perceptron: learn only from the musicians' chords at bar starts (what the "
+                "benchmark compares); mid-bar slots are left free"})
     features: tuple[str, ...] | None = field(default=None, metadata={
         "help": "optional feature groups of the scorer (agent.harmony.FEATURE_GROUPS_ALL); "
                 "None: the ones the harmoniser uses (agent.harmony.FEATURE_GROUPS)"})
@@ -267,8 +276,9 @@ class Compiled:
         return self._np.bincount(row, weights=w[idx] * val, minlength=cells) if len(idx) \
             else self._np.zeros(cells)
 
-    def best_path(self, w, fixed: list | None = None) -> list[int]:
-        """As :func:`agent.harmony._best_path`, with the weights as a vector."""
+    def best_path(self, w, fixed: list | None = None, bonus: list | None = None) -> list[int]:
+        """As :func:`agent.harmony._best_path`, with the weights as a vector; ``bonus``: per
+        slot, None or an array added to its chords' scores (loss-augmented training)."""
         np = self._np
         emit = self._score(self.emit, w)
         moves = [self._score(packed, w).reshape(a, b) for a, b, packed in self.tables]
@@ -283,6 +293,8 @@ class Compiled:
                 keep = row[list(fixed[position])]
                 row[:] = -np.inf
                 row[list(fixed[position])] = keep
+            if bonus is not None and bonus[position] is not None:
+                row += bonus[position]
             rows.append(row)
         if self.triples:
             cubes = [self._score(packed, w).reshape(a, b, c) for a, b, c, packed in self.triples]
@@ -385,13 +397,15 @@ def train(problems: list, config: TrainConfig, progress: bool = True,
     order = list(range(len(problems)))
     rng = random.Random(config.seed)
     steps = 0
+    golds = [_training_gold(problem, config.bar_starts_only) for problem in problems]
+    bonuses = [_margins(problem, config.margin) for problem in problems]
     for epoch in range(config.epochs):
         rng.shuffle(order)
         wrong = 0
         for number in order:
             steps += 1
-            table, gold = tables[number], problems[number][1]
-            predicted = table.best_path(weights)
+            table, gold = tables[number], golds[number]
+            predicted = table.best_path(weights, bonus=bonuses[number])
             target = table.best_path(weights, gold)
             if predicted != target:
                 wrong += sum(a != b for a, b in zip(predicted, target))
@@ -409,6 +423,37 @@ def train(problems: list, config: TrainConfig, progress: bool = True,
     averaged = weights - late / max(steps, 1)
     return {name: float(value) for name, value, before in zip(names, averaged, first)
             if abs(value - before) >= 5e-4}
+
+
+def _training_gold(problem: tuple, bar_starts_only: bool) -> list:
+    """The problem's gold states, the mid-bar ones left free when ``bar_starts_only``."""
+    lattice, gold = problem[:2]
+    if not bar_starts_only:
+        return gold
+    return [None if onset else allowed for (_, onset), allowed in zip(lattice.plan, gold)]
+
+
+def _margins(problem: tuple, margin: float) -> list | None:
+    """Per slot, ``margin`` on each chord whose root is not the musician's at a bar start
+    (None where the slot is not compared), or None for no margin.
+
+    >>> abc = 'X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A7"cea|"D"d3|]\\n'
+    >>> m = H._read(H.strip_chords(abc))
+    >>> lat = H._lattice(m.events, Fraction(3, 4), Fraction(1, 4), 1, m.pickups, m.keys)
+    >>> cost = _margins((lat, None, bar_roots(lat, H.chords_in(abc))), 0.5)
+    >>> [float(cost[1][i]) for i, (c, _) in enumerate(lat.states[1]) if c.name in ("G", "A")]
+    [0.0, 0.5]
+    >>> _margins((lat, None, [None] * 4), 0.0) is None
+    True
+    """
+    import numpy as np
+
+    if not margin:
+        return None
+    lattice, _, roots = problem[:3]
+    return [None if root is None else
+            np.array([0.0 if chord.root == root else margin for chord, _ in states])
+            for states, root in zip(lattice.states, roots)]
 
 
 def train_bagged(problems: list, config: TrainConfig, progress: bool = True,
@@ -515,15 +560,23 @@ def _cv_variants(config: TrainConfig, folds: int, variants: list[str]) -> int:
         epochs = int(parts[1]) if len(parts) > 1 else config.epochs
         rate = float(parts[2]) if len(parts) > 2 else config.rate
         seeds = tuple(int(n) for n in parts[3].split("+")) if len(parts) > 3 else (config.seed,)
-        parsed.append((text, groups, epochs, rate, seeds))
-    union = frozenset().union(*(groups for _, groups, _, _, _ in parsed))
+        extra = {}
+        for part in parts[4:]:
+            if part == "bars":
+                extra["bar_starts_only"] = True
+            elif part.startswith("m"):
+                extra["margin"] = float(part[1:])
+            else:
+                raise ValueError(f"unknown variant option {part!r} (mMARGIN or bars)")
+        parsed.append((text, groups, epochs, rate, seeds, extra))
+    union = frozenset().union(*(groups for _, groups, *_ in parsed))
     problems = tune_problems(replace(config, features=tuple(sorted(union))))
     index = {name: number for number, name in enumerate(H.hand_weights())}
     tables = compile_problems(problems, index)
     print(f"{len(problems)} tunes, {folds} folds", flush=True)
-    for text, groups, epochs, rate, seeds in parsed:
+    for text, groups, epochs, rate, seeds, extra in parsed:
         run = replace(config, epochs=epochs, rate=rate, seed=seeds[0],
-                      bag=seeds if len(seeds) > 1 else ())
+                      bag=seeds if len(seeds) > 1 else (), **extra)
         results = cross_validate(problems, run, folds, compiled=(tables, index), groups=groups)
         agree, bars = sum(a for a, _ in results), sum(b for _, b in results)
         shares = " / ".join(f"{a / b:.2%}" for a, b in results)
@@ -555,8 +608,10 @@ def main(argv: list[str] | None = None) -> int:
                              "bar root agreement of each fold instead of writing weights")
     parser.add_argument("--variant", action="append", default=[],
                         help="with --cv: a variant to cross-validate, as "
-                             "GROUPS[@EPOCHS[@RATE[@SEED]]] (SEED may be a bag, 0+1+2: "
-                             "the weights of one run per seed averaged) "
+                             "GROUPS[@EPOCHS[@RATE[@SEED[@OPTION...]]]] (SEED may be a "
+                             "bag, 0+1+2: the weights of one run per seed averaged; "
+                             "OPTION mMARGIN for a training margin, bars for bar-start "
+                             "chords only) "
                              "(GROUPS comma-separated or 'none'); several allowed, one line "
                              "each (the lattices are built once with every group named)")
     parser.add_argument("--out", type=Path, default=Path(H.__file__).with_name("harmony_weights.py"))

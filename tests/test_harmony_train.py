@@ -202,3 +202,30 @@ def test_the_new_groups_add_their_features_and_mask_by_name():
     assert not any(n.startswith(("bdeg", "barct", "end", "preend", "next2deg", "prev2deg",
                                  "tri:", "m2:")) for n in kept)
     assert any(n.startswith("deg") for n in kept)
+
+
+@pytest.mark.parametrize("options", [{"margin": 1.0}, {"bar_starts_only": True},
+                                     {"bag": (0, 1)}])
+def test_training_options_still_fit_the_musicians_chords(options):
+    """The loss-augmented perceptron, the bar-start-only one and a bag of two each move the
+    weights toward a real tune's chords."""
+    lattice, gold, roots = _problem(REEL.read_text(), frozenset({"context"}))
+    hand = H.hand_weights()
+    config = T.TrainConfig(epochs=5, rate=0.05, **options)
+    learned = {**hand, **T.train_bagged([(lattice, gold, roots)], config, progress=False)}
+    before = _agreement(lattice, gold, H._best_path(lattice, hand))
+    assert _agreement(lattice, gold, H._best_path(lattice, learned)) > before
+
+
+def test_a_bag_averages_its_runs():
+    problem = _problem(REEL.read_text(), frozenset({"context"}))
+    config = T.TrainConfig(epochs=2, rate=0.05)
+    runs = [T.train([problem], T.TrainConfig(epochs=2, rate=0.05, seed=s), progress=False)
+            for s in (0, 1)]
+    bagged = T.train_bagged([problem], T.TrainConfig(epochs=2, rate=0.05, bag=(0, 1)),
+                            progress=False)
+    hand = H.hand_weights()
+    name = next(iter(runs[0]))
+    assert bagged[name] == pytest.approx(
+        (runs[0][name] + runs[1].get(name, hand.get(name, 0.0))) / 2)
+    assert T.train_bagged([problem], config, progress=False) == runs[0]

@@ -907,9 +907,10 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
     spec = OFFLINE_BASES.get(config.base)
     ranges = _activation_ranges(config, path, where)
     try:
-        with ThreadPoolExecutor(1) as pool:  # fbgemm packs (without the GIL) while this thread
-            packing = pool.submit(step_weights_from_state,  # reads the tokenizer
-                                  load_file(str(entry / "model.safetensors")), hf_config, path, ranges)
+        # fbgemm packs the weights (without the GIL) while this thread reads the tokenizer
+        with ThreadPoolExecutor(1) as pool:
+            packing = pool.submit(step_weights_from_state, load_file(str(entry / "model.safetensors")),
+                                  hf_config, path, ranges)
             tokenizer = _tokenizer_with_table(folder, spec.chat_template if spec else None)
             weights = packing.result()
     except (OSError, ValueError, KeyError, RuntimeError, ModelError) as exc:

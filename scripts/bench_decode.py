@@ -162,6 +162,27 @@ def composer_rate(loaded, header: str, runs: int) -> tuple[float, float]:
     return tokens / (model_seconds + other_seconds), other_seconds / (model_seconds + other_seconds)
 
 
+def grammar_rate(loaded, header: str, prompt: list[int], with_prompt: bool) -> float:
+    """Tokens/s of the composer's loop (grammar, bar checks and sampling included, as
+    :func:`composer_rate` times it) on one 16-bar waltz, seed 0, whose prompt is ``prompt``;
+    without ``with_prompt`` the prompt's feed, timed on a fresh decoder just before, is taken
+    out (llama-bench's generation rate leaves its prompt out too; a repair's prompts count
+    in proportion to their tokens)."""
+    import torch
+
+    from agent.compose import ComposeConfig, compose_tune
+
+    prompt_seconds = 0.0
+    if not with_prompt:
+        with torch.inference_mode():
+            started = time.perf_counter()
+            open_decoder(loaded, len(prompt)).feed(prompt)
+            prompt_seconds = time.perf_counter() - started
+    stats = compose_tune(loaded, "a sad waltz in D minor", header, 16, ComposeConfig(seed=0)).stats
+    prompt_seconds *= stats.prompt_tokens / len(prompt)
+    return stats.tokens / (stats.forward_seconds + stats.constraint_seconds - prompt_seconds)
+
+
 def llama_cpp_rate(base: str, prompt: list[int], tokens: int, runs: int, threads: int) -> float | None:
     """Tokens/s of llama.cpp decoding greedily from ``prompt`` on the base's GGUF, or None."""
     if importlib.util.find_spec("llama_cpp") is None or base not in OFFLINE_BASES:
@@ -285,7 +306,9 @@ def interleave(args) -> int:
     """Best and median tokens/s of each variant over ``args.interleave`` rounds, the variants
     taking turns (so a burst of load on the machine slows them alike); with ``--llama-bench``,
     llama.cpp on each ``--gguf`` file takes its turn in every round too, and every rate is of
-    generation alone (the prompt fed before the clock starts, as llama-bench counts)."""
+    generation alone (the prompt fed before the clock starts, as llama-bench counts). The
+    variants in ``args.grammar`` also take a turn through the composer's loop
+    (:func:`grammar_rate`)."""
     import torch
 
     adapter = resolve_adapter(args.adapter)
@@ -300,10 +323,14 @@ def interleave(args) -> int:
     rates: dict[str, list[float]] = {name: [] for name in models}
     rates.update({f"llama.cpp {path.stem}": [] for path in ggufs})
     threads = torch.get_num_threads()
+    grammar = [name for name in args.grammar.split(",") if name in models]
+    rates.update({f"{name} + grammar": [] for name in grammar})
     for _ in range(args.interleave):
         for name, loaded in models.items():
             seconds, _tokens = decode(loaded, prompt, args.tokens, True, with_prompt=with_prompt)
             rates[name].append(args.tokens / seconds)
+        for name in grammar:
+            rates[f"{name} + grammar"].append(grammar_rate(models[name], header, prompt, with_prompt))
         for path in ggufs:
             rates[f"llama.cpp {path.stem}"].append(
                 llama_bench_rate(Path(args.llama_bench), path, args.tokens, len(prompt), threads))
@@ -338,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
                         "on each --gguf file in every round")
     parser.add_argument("--gguf", default="", help="comma-separated GGUF files for --llama-bench "
                         "(scripts/export_gguf.py writes the shipped model's)")
+    parser.add_argument("--grammar", default="", metavar="VARIANTS",
+                        help="with --interleave: these variants also write a 16-bar waltz (seed 0) "
+                        "through the composer's loop in every round (the grammar on; the prompt "
+                        "left out where llama-bench runs)")
     args = parser.parse_args(argv)
     if args.isa:
         return run_isas(args, argv if argv is not None else sys.argv[1:])

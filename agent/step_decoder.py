@@ -590,7 +590,7 @@ def _in_threads(work: Any, items: list[Any], sizes: list[int]) -> list[Any]:
     fbgemm's packing and the copies around it release the GIL, so threads share the work: on
     two cores they halved the portable path's load. Largest first, because in the weights'
     own order the output layer (a fifth of the model) came last and was packed by one thread
-    while the other sat idle (0.71-0.77 s against 0.50-0.53 s for the model's 121 matrices
+    while the other sat idle (0.71-0.77 s against 0.56-0.65 s for the model's 121 matrices
     under AVX2, 2 threads, 3 fresh processes each).
 
     >>> _in_threads(lambda x: x * 10, [1, 2, 3], [1, 3, 2])

@@ -536,8 +536,9 @@ def step_weights_from_state(state: dict[str, Any], config: dict[str, Any], path:
         if path == "bf16":  # copies: torch's int8 kernel crashed on the file's own memory
             return Int8Bf16Linear(torch.cat([state[f"{n}.weight_int8"] for n in names]).contiguous(),
                                   torch.cat([state[f"{n}.scales"] for n in names]).contiguous())
-        if path == "portable":
-            return pack_float16(torch.cat([state[f"{n}.weight_fp16"] for n in names]))
+        if path == "portable":  # one matrix is widened straight from the file (no copy first)
+            halves = [state[f"{n}.weight_fp16"] for n in names]
+            return pack_float16(halves[0] if len(halves) == 1 else torch.cat(halves))
         return Float32Linear(torch.cat([state[f"{n}.weight"].float() for n in names]).contiguous())
 
     embed = state["model.embed_tokens.weight"]

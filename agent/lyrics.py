@@ -358,6 +358,8 @@ class _Stanza:
     #: is not enough for the verse: it must name its theme somewhere)
     needs_theme_word: bool = False
     qpm: float = 120.0  # the tune's speed in quarter notes a minute (too-short notes)
+    #: a mended line -> the proposed line it was made from (both count as used)
+    mended_from: dict[str, str] = field(default_factory=dict)
     _stress: dict = field(default_factory=dict, repr=False)  # (text, position) -> score
 
     def choose(self, pool: list[str], taken: set[str], hints: dict[str, set[int]]
@@ -457,10 +459,11 @@ class _Stanza:
                 if rhymes(last_word(chosen[member]), last_word(chosen[head])):
                     continue
                 ways = [(member, chosen[head])] + ([(head, chosen[member])] if len(group) == 2 else [])
-                best: tuple[float, int, str] | None = None
+                best: tuple[float, int, str, str] | None = None
                 for position, partner in ways:
                     others = {_normal(t) for t in taken} | {
-                        _normal(t) for i, t in chosen.items() if i != position}
+                        _normal(self.mended_from.get(t, t)) for i, t in chosen.items()
+                        if i != position}
                     before = "".join(chosen[i] + "\n" for i in sorted(chosen) if i < position)
                     for base in self._bases(position, chosen[position], pool, others, hints):
                         for found in mend_line(base, partner, scorer, messages, before, self.config.mend):
@@ -470,9 +473,10 @@ class _Stanza:
                             asked = {**hints, _normal(found.text): hints.get(_normal(base), set())}
                             value = self._score(found.text, position, asked) - found.surprise
                             if best is None or value > best[0]:
-                                best = (value, position, found.text)
+                                best = (value, position, found.text, base)
                 if best is not None:
                     chosen[best[1]] = best[2]
+                    self.mended_from[best[2]] = best[3]
         return chosen
 
     def _bases(self, position: int, current: str, pool: list[str], others: set[str],
@@ -588,7 +592,7 @@ def _write_verse(
             pending = sorted(wrong)
         for i, text in chosen.items():
             lines[positions[i]] = text
-            taken.add(text)
+            taken.update({text, stanza.mended_from.get(text, text)})
         for i in sorted(wrong):
             for issue in wrong[i]:
                 (unrhymed if issue.soft else problems).append(f"line {positions[i] + 1}: {issue.text}")

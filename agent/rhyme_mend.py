@@ -49,7 +49,7 @@ class MendConfig:
     """How a missed rhyme is mended."""
 
     max_surprise: float = field(
-        default=4.0,
+        default=3.0,
         metadata={"help": "how many nats less likely than the line's own ending the new ending "
                   "may be (the model's log-probability of the word and of the line ending "
                   "there); above it the rhyme stays missed"})

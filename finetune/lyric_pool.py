@@ -138,7 +138,11 @@ def songs_of_records(records_dir: str | Path, log: Sequence[dict]) -> list[dict]
 
     themes = list(dict.fromkeys(r["theme"] for r in log if "answers" in r))
     songs = []
-    for path in sorted(Path(records_dir).glob("*.json")):
+    paths = sorted(Path(records_dir).glob("*.json"))
+    finished = {p.name for p in paths}
+    for path in paths:
+        if path.name.endswith(".partial.json") and path.name.replace(".partial", "") in finished:
+            continue  # the run finished: its full record is read instead
         for item in json.loads(path.read_text()).get("prompts", []):
             wanted = item["expect"].get("lyrics_theme")
             if not wanted or not item.get("abc"):

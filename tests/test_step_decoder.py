@@ -310,3 +310,53 @@ def test_sampled_continuations_repeat_a_seed_and_greedy_is_generates(tiny_base, 
     messages = [{"role": "user", "content": "Words for a waltz"}]
     texts = generate_text(messages, GenerationSettings(samples=2, seed=1, max_new_tokens=8))
     assert len(texts) == 2 and texts == generate_text(messages, GenerationSettings(samples=2, seed=1, max_new_tokens=8))
+
+
+def _plain_steps(weights, prompt_keys, prompt_values, start: int, tokens: list[int]):
+    """One-token steps written out plainly (queries and keys rotated by ``_rotate``, keys and
+    values kept apart), from caches holding ``start`` tokens: the reference for the step
+    decoder's fused layout."""
+    import torch
+
+    from agent.step_decoder import _rms_norm, _rotate
+
+    w = weights
+    end = start + len(tokens)
+    cos, sin = w.rotary(torch.zeros(1, 1, w.head_dim), torch.arange(end)[None])
+    keys, values = prompt_keys.clone(), prompt_values.clone()
+    out = []
+    for position, token in enumerate(tokens, start=start):
+        x = w.embed[token:token + 1]
+        for index, layer in enumerate(w.layers):
+            rows = layer.qkv(_rms_norm(x, layer.norm_1, layer.eps_1)).view(-1, w.head_dim)
+            query = _rotate(rows[:w.heads], cos[0, position], sin[0, position])
+            keys[index, :, position] = _rotate(rows[w.heads:w.heads + w.kv_heads], cos[0, position],
+                                               sin[0, position])
+            values[index, :, position] = rows[w.heads + w.kv_heads:]
+            attention = torch.nn.functional.scaled_dot_product_attention(
+                query[None, :, None], keys[None, index, :, :position + 1],
+                values[None, index, :, :position + 1], enable_gqa=True).view(1, -1)
+            x = x + layer.out(attention)
+            gate_up = layer.gate_up(_rms_norm(x, layer.norm_2, layer.eps_2))
+            x = x + layer.down(torch.nn.functional.silu(gate_up[:, :w.intermediate])
+                               * gate_up[:, w.intermediate:])
+        out.append(w.head(_rms_norm(x, w.norm, w.eps))[0])
+    return out
+
+
+def test_one_token_steps_equal_the_plain_formula_bit_for_bit(portable):
+    """The step's per-row rotary tables and its one copy of keys and values change no bit."""
+    import torch
+
+    ids = portable.tokenizer.encode(TUNE)[:24]
+    decoder = LlamaStepDecoder(portable.int8_llama, capacity=12)  # grows while stepping
+    with torch.inference_mode():
+        decoder.feed(ids[:10])
+        keys, values = decoder.keys.clone(), decoder.values.clone()
+        stepped = [decoder.feed([token]) for token in ids[10:]]
+        size = keys.shape[2] + len(ids)
+        grown = [torch.zeros(*keys.shape[:2], size, keys.shape[3]) for _ in range(2)]
+        grown[0][:, :, :10], grown[1][:, :, :10] = keys[:, :, :10], values[:, :, :10]
+        plain = _plain_steps(portable.int8_llama, grown[0], grown[1], 10, ids[10:])
+    assert len(stepped) == len(plain) == 14
+    assert all(torch.equal(a, b) for a, b in zip(stepped, plain))

@@ -477,11 +477,27 @@ def rhyme_key(word: str) -> frozenset[str]:
     import pronouncing
 
     lower = core_of(word).lower().replace("\u2019", "'")
-    phones = pronouncing.phones_for_word(lower)
+    phones = _spoken_forms(lower, pronouncing.phones_for_word(lower))
     if phones:
         return frozenset("cmu:" + re.sub(r"\d", "", pronouncing.rhyming_part(p)) for p in phones)
     letters = re.sub(r"[^a-z]", "", lower)
     return frozenset({"txt:" + _spelled_rhyme(letters)}) if letters else frozenset()
+
+
+def _spoken_forms(word: str, phones: list[str]) -> list[str]:
+    """The pronunciations of ``word`` that read it as a word: CMUdict also spells some words out
+    as letters ("us" as "U.S.", Y UW EH S), and "press" would rhyme with "us" by that one. A
+    reading with more stressed syllables than the written word has vowel groups is such a
+    spelling-out (each letter spelled is stressed), unless every reading has more.
+
+    >>> _spoken_forms("us", ["AH1 S", "Y UW2 EH1 S"]), _spoken_forms("hour", ["AW1 ER0"])
+    (['AH1 S'], ['AW1 ER0'])
+    >>> _spoken_forms("wind", ["W AY1 N D", "W IH1 N D"])
+    ['W AY1 N D', 'W IH1 N D']
+    """
+    groups = max(1, len(_nuclei(re.sub(r"[^a-z]", "", word))))
+    spoken = [p for p in phones if sum(ch in "12" for ch in p) <= groups]
+    return spoken or phones
 
 
 def rhymes(a: str, b: str) -> bool:
@@ -494,6 +510,8 @@ def rhymes(a: str, b: str) -> bool:
     (True, True, False)
     >>> rhymes("day", "today"), rhymes("sea", "see"), rhymes("Home", "home!")
     (False, False, False)
+    >>> rhymes("press", "us"), rhymes("wind", "mind")  # not by "us" spelled out as "U.S."
+    (False, True)
     """
     wa, wb = core_of(a).lower(), core_of(b).lower()
     if not wa or not wb or wa == wb:

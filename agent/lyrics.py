@@ -454,30 +454,39 @@ class _Stanza:
         chosen = dict(chosen)
         for letter in dict.fromkeys(self.scheme):
             group = [i for i, ch in enumerate(self.scheme) if ch == letter and i in chosen]
+            head = group[0] if group else -1
             for member in group[1:]:
-                head = group[0]
                 if rhymes(last_word(chosen[member]), last_word(chosen[head])):
                     continue
-                ways = [(member, chosen[head])] + ([(head, chosen[member])] if len(group) == 2 else [])
-                best: tuple[float, int, str, str] | None = None
-                for position, partner in ways:
-                    others = {_normal(t) for t in taken} | {
-                        _normal(self.mended_from.get(t, t)) for i, t in chosen.items()
-                        if i != position}
-                    before = "".join(chosen[i] + "\n" for i in sorted(chosen) if i < position)
-                    for base in self._bases(position, chosen[position], pool, others, hints):
-                        for found in mend_line(base, partner, scorer, messages, before, self.config.mend):
-                            if (_normal(found.text) in others
-                                    or not check_line(found.text, self.notes[position], self.config).ok):
-                                continue
-                            asked = {**hints, _normal(found.text): hints.get(_normal(base), set())}
-                            value = self._score(found.text, position, asked) - found.surprise
-                            if best is None or value > best[0]:
-                                best = (value, position, found.text, base)
-                if best is not None:
-                    chosen[best[1]] = best[2]
-                    self.mended_from[best[2]] = best[3]
+                ways = [(member, head)] + ([(head, member)] if len(group) == 2 else [])
+                found = [mend for position, partner in ways
+                         if (mend := self._best_mend(position, chosen[partner], chosen, pool, taken,
+                                                     hints, scorer, messages))]
+                if found:
+                    value, position, text, base = max(found)
+                    chosen[position] = text
+                    self.mended_from[text] = base
         return chosen
+
+    def _best_mend(self, position: int, partner: str, chosen: dict[int, str], pool: list[str],
+                   taken: set[str], hints: dict[str, set[int]], scorer: EndingScorer,
+                   messages: list[dict]) -> tuple[float, int, str, str] | None:
+        """The best line for ``position`` made to rhyme with ``partner`` by a swap: (value,
+        position, line, the proposed line it came from), or None."""
+        others = {_normal(t) for t in taken} | {
+            _normal(self.mended_from.get(t, t)) for i, t in chosen.items() if i != position}
+        before = "".join(chosen[i] + "\n" for i in sorted(chosen) if i < position)
+        best = None
+        for base in self._bases(position, chosen[position], pool, others, hints):
+            for mend in mend_line(base, partner, scorer, messages, before, self.config.mend):
+                if (_normal(mend.text) in others
+                        or not check_line(mend.text, self.notes[position], self.config).ok):
+                    continue
+                asked = {**hints, _normal(mend.text): hints.get(_normal(base), set())}
+                value = self._score(mend.text, position, asked) - mend.surprise
+                if best is None or value > best[0]:
+                    best = (value, position, mend.text, base)
+        return best
 
     def _bases(self, position: int, current: str, pool: list[str], others: set[str],
                hints: dict[str, set[int]]) -> list[str]:

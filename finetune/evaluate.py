@@ -381,6 +381,7 @@ def _prompt_record(item: dict, seed: int, composer: Any, agent_config: Any,
     from agent.conversation import take_turn
     from agent.validate import validate_abc
 
+    agent_config = dataclasses.replace(agent_config, seed=seed)  # each seed its own sampling
     started = time.perf_counter()
     if direct:
         outcome = _compose_direct(item["prompt"], composer, agent_config, configuration)

@@ -477,3 +477,25 @@ def test_sixteen_bar_timing_takes_plain_sixteen_bar_tunes_only():
     assert cost["compose_16_bars"]["n"] == 3 and cost["compose_16_bars"]["p50"] == 4.0
     assert cost["decode_tokens_per_second"] == round(500 / 20.5, 1)
     assert cost["tokens_per_second"] == round(500 / 41.0, 1)
+
+
+def test_each_seed_of_a_prompt_samples_with_that_seed(monkeypatch):
+    """A prompt asked under seeds 0, 1, 2 is three samplings, not one sampling three times."""
+    import types
+
+    from agent import conversation
+    from agent.session import Session
+
+    seen = []
+
+    def fake_turn(session, message, composer, config):
+        seen.append(config.seed)
+        return types.SimpleNamespace(intent="compose", details={}, reply="(none)", changed=False,
+                                     session=Session())
+
+    monkeypatch.setattr(conversation, "take_turn", fake_turn)
+    item = {"id": "t", "prompt": "a jig in G", "expect": {}}
+    for seed in (0, 1, 2):
+        record = evaluate._prompt_record(item, seed, None, conversation.AgentConfig(), None, False)
+        assert record["seed"] == seed
+    assert seen == [0, 1, 2]

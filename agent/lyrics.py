@@ -1236,6 +1236,7 @@ def rewrite_lines(
     pool: list[str] = []
     chosen: dict[int, str] = {}
     requests = 0
+    scorer = generate_text if callable(getattr(generate_text, "score_endings", None)) else None
     for _ in range(config.requests_per_stanza):
         for answer in _request_lines(theme, [phrases[i].notes for i in todo], ask_scheme,
                                      generate_text, config, requests):
@@ -1243,6 +1244,10 @@ def rewrite_lines(
         requests += 1
         chosen, missing, unrhymed = _choose_rewrites(todo, phrases, letters, kept_ends, pool,
                                                      song, lexicon, config)
+        if unrhymed and not missing and scorer is not None:
+            messages = lyrics_messages(theme, [phrases[i].notes for i in todo], ask_scheme)
+            chosen, unrhymed = _mend_rewrites(chosen, todo, phrases, letters, kept_ends, pool,
+                                              song, config, scorer, messages)
         if not missing and not unrhymed and any(lexicon.classify(t) for t in chosen.values()):
             break
     problems = [f"line {phrases[i].line + 1}: no usable line of words among {len(pool)} proposed"
@@ -1289,6 +1294,37 @@ def _choose_rewrites(
             unrhymed.append(f"line {phrases[i].line + 1}: {last_word(chosen[i])!r} does not "
                             f"rhyme with {ends[0]!r}")
     return chosen, missing, unrhymed
+
+
+def _mend_rewrites(
+    chosen: dict[int, str], todo: list[int], phrases: list[Phrase], letters: list[str],
+    kept_ends: dict[int, str], pool: list[str], song: list[str], config: LyricsConfig,
+    scorer: EndingScorer, messages: list[dict],
+) -> tuple[dict[int, str], list[str]]:
+    """Rewritten lines whose rhyme is missed, mended as :meth:`_Stanza.mend` does (the chosen
+    line or one of the next usable ones for its phrase, its last word swapped for a rhyme with
+    a kept or rewritten partner); (choices, rhymes still missed)."""
+    chosen = dict(chosen)
+    unrhymed: list[str] = []
+    for i in todo:
+        mates = [j for j, letter in enumerate(letters) if letter == letters[i] and j != i]
+        ends = [kept_ends[j] for j in mates if j in kept_ends]
+        ends += [last_word(chosen[j]) for j in mates if j in chosen and j < i]
+        if not ends or any(rhymes(last_word(chosen[i]), end) for end in ends):
+            continue
+        taken = song + [t for j, t in chosen.items() if j != i]
+        usable = [t for t in pool if t != chosen[i]
+                  and check_line(t, phrases[i].notes, config, taken=taken).ok]
+        before = "".join(chosen[j] + "\n" for j in todo if j < i and j in chosen)
+        mends = [m for base in [chosen[i]] + usable[:config.mend.lines_tried - 1]
+                 for m in mend_line(base, ends[0], scorer, messages, before, config.mend)
+                 if check_line(m.text, phrases[i].notes, config, taken=taken).ok]
+        if mends:
+            chosen[i] = min(mends, key=lambda m: m.surprise).text
+        else:
+            unrhymed.append(f"line {phrases[i].line + 1}: {last_word(chosen[i])!r} does not "
+                            f"rhyme with {ends[0]!r}")
+    return chosen, unrhymed
 
 
 def replace_word(

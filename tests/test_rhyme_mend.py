@@ -117,3 +117,21 @@ def test_the_shipped_model_mends_sky_to_light_after_night():
                       lyrics_messages("the moon", [9, 7], "AA"), partner + "\n")
     assert mends and last_word(mends[0].text) == "light"
     assert all(math.isfinite(m.surprise) and m.surprise <= MendConfig().max_surprise for m in mends)
+
+
+def test_a_rewritten_line_that_misses_its_rhyme_is_mended_too():
+    from agent.lyrics import rewrite_lines
+
+    good = ["The moon is rising high", "A lantern in the sky",
+            "She sings the night to sleep", "Above the valley deep"]
+    song = write_lyrics(TUNE, "the moon", Scripted(good, {}), lexicon=MOON).abc
+    sea = ThemeLexicon("the sea", ("sea",), ("waves", "shore", "tide"))
+    # the new last line must rhyme with "sleep"; the model's line ends on "home"
+    model = Scripted(["The sea will take us home"], {"home": -1.0, "deep": -1.5, "keep": -6.0})
+    result = rewrite_lines(song, [-1], "the sea", model, lexicon=sea,
+                           config=LyricsConfig(requests_per_stanza=2))
+    assert result.ok and result.texts == ("The sea will take us deep",)
+    assert result.unrhymed == () and result.requests == 1
+    plain = rewrite_lines(song, [-1], "the sea", lambda m, s: "The sea will take us home",
+                          lexicon=sea, config=LyricsConfig(requests_per_stanza=2))
+    assert plain.texts == ("The sea will take us home",) and plain.unrhymed

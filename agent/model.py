@@ -19,8 +19,8 @@ quantized for faster decoding on CPU: int8 weights with bfloat16 activations (``
 torch's dynamic int8 quantization.
 
 CPU paths. With ``quantize="auto"`` and ``dtype="auto"`` (what the agent asks for), or with
-``cpu_path`` named, the model runs on the CPU by one of three paths, all through the compact
-decoder of ``agent.step_decoder`` for a Llama architecture:
+``cpu_path`` named, the model runs on the CPU by one of four paths, the first three through the
+compact decoder of ``agent.step_decoder`` for a Llama architecture:
 
 - ``bf16``: int8 weights, bfloat16 activations (a CPU that computes in bfloat16: AVX-512 BF16 or
   AMX);
@@ -31,6 +31,9 @@ decoder of ``agent.step_decoder`` for a Llama architecture:
   this path's (``agent.step_decoder.DynamicInt8Linear``);
 - ``float32``: the merged model in float32 (the compact decoder alone, without transformers'
   per-layer overhead).
+- ``ort`` (Llama only): the whole step as one ONNX Runtime graph (``agent.ort_decoder``), 8-bit
+  weights in blocks of 32 multiplied in int8, norms, rotary and attention in float32; built
+  once from the float32 path's merged weights and kept in the weight cache.
 
 ``auto`` is bf16 where the CPU computes in bfloat16, else portable; ``$TUNESMITH_CPU_PATH`` forces a
 path for a config left at auto, so a benchmark on a fast machine can measure the laptops' path.
@@ -88,7 +91,7 @@ __all__ = [
 QUANTIZE_CHOICES = ("none", "auto", "int8-weight", "int8-dynamic", "nf4")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 #: ``ModelConfig.cpu_path`` (and ``$TUNESMITH_CPU_PATH``)
-CPU_PATHS = ("auto", "bf16", "portable", "float32")
+CPU_PATHS = ("auto", "bf16", "portable", "float32", "ort")
 CPU_PATH_VARIABLE = "TUNESMITH_CPU_PATH"
 #: what each path computes, as startup logs and the app name it
 PATH_WORDS = {
@@ -96,6 +99,7 @@ PATH_WORDS = {
     "portable": "portable path (float16 weights, float32 activations)",
     "portable+int8": "portable path (int8 and float16 weights, smoothed activations)",
     "float32": "float32 path",
+    "ort": "ort path (ONNX Runtime, 8-bit weights in blocks of 32, int8 products)",
 }
 #: ``LoadedModel.quantize`` of the portable path with activation ranges: smoothed int8 weights
 #: (``agent.activation_ranges``), the output layer float16
@@ -105,7 +109,8 @@ SOURCE_FILE = "tunesmith-source.json"
 #: bump when what the weight cache stores changes, so older entries are not read
 WEIGHTS_CACHE_VERSION = 1
 #: what the cache keeps of each path, in its key (the portable path kept int8 rows before)
-CACHE_FORMATS = {"bf16": "bf16", "portable": "portable-float16", "float32": "float32"}
+CACHE_FORMATS = {"bf16": "bf16", "portable": "portable-float16", "float32": "float32",
+                 "ort": "ort-q8-block32"}
 
 
 @dataclass(frozen=True)
@@ -210,9 +215,10 @@ class ModelConfig:
         default="auto",
         metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
                           "activations), portable (float16 weights, float32 activations, fast on "
-                          "AVX2), float32, or auto (bf16 where the CPU computes in bfloat16, else "
-                          "portable; $TUNESMITH_CPU_PATH forces one). Applies when quantize and "
-                          "dtype are both auto, or when named here"},
+                          "AVX2), float32, ort (one ONNX Runtime graph per token, 8-bit weights), "
+                          "or auto (bf16 where the CPU computes in bfloat16, else portable; "
+                          "$TUNESMITH_CPU_PATH forces one). Applies when quantize and dtype are "
+                          "both auto, or when named here"},
     )
     smoothed_int8: bool = field(
         default=False,
@@ -504,7 +510,7 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "fast"})
     Traceback (most recent call last):
     ...
-    agent.errors.ModelError: TUNESMITH_CPU_PATH must be one of auto, bf16, portable, float32, not 'fast'
+    agent.errors.ModelError: TUNESMITH_CPU_PATH must be one of auto, bf16, portable, float32, ort, not 'fast'
     """
     environ = os.environ if environ is None else environ
     if config.cpu_path != "auto":
@@ -835,6 +841,8 @@ def _load_cpu_path(config: ModelConfig, path: str, threads: int, started: float)
     and reads them from there, skipping the base's full load, the adapter and the rounding."""
     import torch
 
+    if path == "ort":
+        return _load_ort_path(config, threads, started)
     dtype = torch.bfloat16 if path == "bf16" else torch.float32
     quantize = {"bf16": "int8-weight", "portable": "float16-weight", "float32": "none"}[path]
     where = prepare_base(config)
@@ -937,6 +945,73 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
+
+
+def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedModel:
+    """:func:`load_model` on the ort path (``agent.ort_decoder``): the decoder graph kept in the
+    weight cache (``merged/…-ort-…``) opened as one ONNX Runtime session; on the first start it
+    is built from the float32 path's merged weights (read from that path's cache, else merged
+    and kept there). A base with no weight cache (a folder, no ``cache_dir``) builds it in
+    memory at every start. transformers' model is built only if a caller asks for it (the
+    float32 path's)."""
+    from agent.ort_decoder import OrtStepWeights, ort_files_ready, write_ort_files
+
+    if config.decoder != "auto":
+        raise ModelError("the ort path runs its own decoder; use decoder auto")
+    where = prepare_base(config)
+    folder = Path(where)
+    try:
+        hf_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the config of {config.base}: {exc}") from None
+    if not config_fits(hf_config):
+        raise ModelError(f"the ort path runs Llama models only, not {hf_config.get('model_type')}; "
+                         "use cpu_path portable")
+    entry = _weights_entry(config, "ort", where)
+    if entry is not None and not ort_files_ready(entry):
+        write_ort_files(_float32_state(config, where), hf_config, entry)
+    weights = (OrtStepWeights.open(entry, threads) if entry is not None
+               else OrtStepWeights.build(_float32_state(config, where), hf_config, threads))
+    spec = OFFLINE_BASES.get(config.base)
+    tokenizer = (_tokenizer_with_table(folder, spec.chat_template if spec else None)
+                 if (folder / "tokenizer.json").is_file() else _tokenizer_from(where, config))
+    generation_file = folder / "generation_config.json"
+    generation = (json.loads(generation_file.read_text(encoding="utf-8")) if generation_file.is_file() else {})
+    ends = generation.get("eos_token_id", hf_config.get("eos_token_id"))
+    ends = tuple(ends) if isinstance(ends, list) else (() if ends is None else (ends,))
+
+    def build_model() -> Any:  # the float32 path's model: what the graph was built from
+        float32 = dataclasses.replace(config, cpu_path="float32")
+        return _load_cpu_path(float32, "float32", threads, time.perf_counter()).model
+
+    loaded = LoadedModel(
+        model=None, tokenizer=tokenizer, config=dataclasses.replace(config),
+        load_seconds=time.perf_counter() - started, device="cpu", dtype="float32",
+        quantize="int8-block32", int8_llama=weights, cpu_path="ort", threads=threads,
+        end_token_ids=ends, build_model=build_model)
+    logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
+                                     loaded.load_seconds)
+    return loaded
+
+
+def _float32_state(config: ModelConfig, where: str) -> dict[str, Any]:
+    """The merged float32 weights of ``config`` (base plus adapter): the float32 path's weight
+    cache where it has an entry, else merged now (and kept there for the next time)."""
+    import torch
+    from safetensors.torch import load_file
+
+    entry = _weights_entry(config, "float32", where)
+    if entry is not None and (entry / "model.safetensors").is_file():
+        try:
+            return load_file(str(entry / "model.safetensors"))
+        except (OSError, RuntimeError) as exc:
+            logging.getLogger(__name__).warning("ignoring the weight cache %s: %s", entry, exc)
+    model, _tokenizer = _load_base(config, "cpu", torch.float32)
+    if config.adapter:
+        model = _attach_adapter(model, config).merge_and_unload()
+    if entry is not None:
+        _store_weights(model, entry)
+    return dict(model.state_dict())
 
 
 def _tokenizer_with_table(folder: Path, chat_template: str | None) -> Any:

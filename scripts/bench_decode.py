@@ -11,7 +11,10 @@ CPU paths (``agent.model``'s ``cpu_path``): ``bf16-path`` (int8 weights, bfloat1
 ``float32-path`` (the merged float32 model), each through the compact decoder of
 ``agent.step_decoder``; ``int8-dynamic-step`` is the compact decoder with fbgemm's dynamic int8
 kernel (int8 rows, activations rounded to 8 bits), the fastest kind on AVX2, measured for its
-loss. ``--isa`` runs the variants once per instruction set, each in a process
+loss; ``ort`` is the ort path (``agent.ort_decoder``: one ONNX Runtime graph per token, 8-bit
+weights in blocks of 32, int8 products). ONNX Runtime picks its kernels from the CPU itself:
+the AVX2 environment below does not reach it, so an AVX2 measurement of ``ort`` on an AVX-512
+machine needs the CPU's AVX-512 hidden from the process (docs/benchmarks.md says how). ``--isa`` runs the variants once per instruction set, each in a process
 of its own: ``native`` as the CPU is, ``avx2`` with torch's kernels forced down to AVX2
 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``),
 which is what a laptop without AVX-512 runs; the table says which ISA each row had, as torch reports it. The variants of
@@ -70,6 +73,7 @@ VARIANTS = {
     "portable-int8": ({"cpu_path": "portable", "smoothed_int8": True}, True),
     "float32-path": ({"cpu_path": "float32"}, True),
     "int8-dynamic-step": ({"cpu_path": "float32"}, True),
+    "ort": ({"cpu_path": "ort"}, True),
 }
 #: variants whose compact decoder runs another kind of linear than their path's
 STEP_KINDS = {"int8-dynamic-step": "int8-dynamic"}

@@ -31,6 +31,7 @@ def test_every_model_command_takes_a_cpu_path(command, rest):
     parser = build_parser(command)
     assert parser.parse_args([command, *rest]).cpu_path is None
     assert parser.parse_args([command, *rest, "--cpu-path", "portable"]).cpu_path == "portable"
+    assert parser.parse_args([command, *rest, "--cpu-path", "ort"]).cpu_path == "ort"
     with pytest.raises(SystemExit):
         parser.parse_args([command, *rest, "--cpu-path", "avx2"])
 
@@ -64,7 +65,9 @@ def test_the_benchmark_has_one_configuration_per_path():
     assert paths == ["auto", "portable", "float32"]
 
 
-def test_compose_on_the_forced_portable_path_says_so_and_writes_a_valid_tune(tmp_path):
+@pytest.mark.parametrize("path, words", [("portable", "portable path (float16 weights"),
+                                         ("ort", "ort path (ONNX Runtime, 8-bit weights")])
+def test_compose_on_a_forced_path_says_so_and_writes_a_valid_tune(tmp_path, path, words):
     from ui_helpers import tiny_loaded_model
 
     loaded = tiny_loaded_model()
@@ -75,8 +78,8 @@ def test_compose_on_the_forced_portable_path_says_so_and_writes_a_valid_tune(tmp
     env.pop("TUNESMITH_CPU_PATH", None)
     result = subprocess.run(
         [sys.executable, "-m", "tunesmith", "compose", "a waltz in D, 4 bars", "--out", str(tmp_path / "out"),
-         "--base", str(base), "--adapter", "none", "--cpu-path", "portable"],
+         "--base", str(base), "--adapter", "none", "--cpu-path", path],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "model ready: " in result.stderr and "portable path (float16 weights" in result.stderr
+    assert "model ready: " in result.stderr and words in result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["valid"] is True

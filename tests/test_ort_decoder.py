@@ -1,0 +1,150 @@
+"""Tests of agent/ort_decoder.py: the ort CPU path, one ONNX Runtime graph per token.
+
+The model is the tiny random Llama of test_model.py (hidden 64: 4 heads of 16, 2 key/value
+heads, so attention is grouped as in SmolLM2). The graph is checked two ways: with the weights
+dequantized and multiplied in float32 (``accuracy_level`` 0) it computes what transformers
+computes on the same dequantized weights, to float32 rounding, so norms, rotary embedding,
+attention and the cache are exact; as shipped (8-bit weights, int8 products) it stays close to
+float32's distribution. Then the decoder contract the composer relies on: a prompt fed whole,
+in pieces or one token at a time, rewinds, seeds that reproduce, and the composer's tune.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_model import make_tiny_base
+from test_step_decoder import TUNE, check_rewinds_like_a_fresh_decoder, check_the_composer_repeats_a_seed
+
+from agent.model import ModelConfig, describe_model, load_model
+from agent.ort_decoder import OrtConfig, OrtStepDecoder, OrtStepWeights, ort_files_ready, quantize_blocks
+from agent.step_decoder import open_decoder, sample_continuations
+
+#: the ort path's largest mean KL divergence from float32's next-token distribution on the tiny
+#: random model (measured 0.0021-0.0024 nats whole, in pieces or token by token)
+KL_TOLERANCE = 0.01
+#: the least share of positions whose best token is float32's (measured 0.95-0.975; a random
+#: model has near ties)
+SAME_BEST = 0.9
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-base"), hidden=64)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_base):
+    """transformers' float32 model, as it loads the tiny base."""
+    return load_model(ModelConfig(base=str(tiny_base), dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def ort_loaded(tiny_base, cache_dir):
+    return load_model(ModelConfig(base=str(tiny_base), cpu_path="ort", cache_dir=str(cache_dir), threads=1))
+
+
+def _reference_logits(loaded, ids: list[int]):
+    import torch
+
+    with torch.inference_mode():
+        return loaded.model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+def _agreement(got, want) -> tuple[float, float]:
+    import torch
+
+    kl = torch.nn.functional.kl_div(got.log_softmax(-1), want.log_softmax(-1), log_target=True,
+                                    reduction="batchmean")
+    return float(kl), float((got.argmax(-1) == want.argmax(-1)).float().mean())
+
+
+def test_the_graph_is_exact_on_dequantized_weights(tiny_base, reference):
+    """accuracy_level 0 multiplies the dequantized weights in float32: transformers' float32
+    forward on the same dequantized weights gives the same logits, however the tokens are fed."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    config = json.loads((tiny_base / "config.json").read_text())
+    weights = OrtStepWeights.build(reference.model.state_dict(), config, 1, OrtConfig(accuracy_level=0))
+    rounded = copy.deepcopy(reference.model)
+    with torch.no_grad():
+        for module in rounded.modules():
+            if isinstance(module, torch.nn.Linear):
+                weight = module.weight.detach().float().numpy()
+                codes, scales = quantize_blocks(weight)
+                values = (codes.astype(np.float32) - 128) * scales.reshape(*codes.shape[:2], 1)
+                module.weight = torch.nn.Parameter(torch.from_numpy(
+                    values.reshape(len(weight), -1)[:, :weight.shape[1]].copy()))
+    ids = reference.tokenizer.encode(TUNE)[:40]
+    want = _reference_logits(type("L", (), {"model": rounded})(), ids)
+    whole = weights.decoder(8).feed(ids, every=True)
+    stepper = weights.decoder(4)  # grows past its first capacity
+    steps = torch.stack([stepper.feed([token]) for token in ids])
+    pieces = weights.decoder(8)
+    first = pieces.feed(ids[:20], every=True)
+    rest = torch.cat([pieces.feed(ids[20:33], every=True), pieces.feed(ids[33:], every=True)])
+    for got in (whole, steps, torch.cat([first, rest])):
+        assert torch.allclose(got, want, atol=1e-4), float((got - want).abs().max())
+
+
+def test_the_ort_path_stays_close_to_float32(ort_loaded, reference):
+    """8-bit weights and int8 products: a prompt fed whole, then one token at a time, stays
+    within KL_TOLERANCE nats of float32's next-token distribution."""
+    import torch
+
+    ids = ort_loaded.tokenizer.encode(TUNE)[:40]
+    want = _reference_logits(reference, ids)
+    decoder = open_decoder(ort_loaded, 48)
+    assert isinstance(decoder, OrtStepDecoder)
+    prompt = decoder.feed(ids[:24], every=True)
+    last = open_decoder(ort_loaded, 48).feed(ids[:24])
+    steps = torch.stack([decoder.feed([token]) for token in ids[24:]])
+    got = torch.cat([prompt, steps])
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert torch.allclose(last, prompt[-1], atol=1e-5)  # the last row alone is the same row
+    kl, same = _agreement(got, want)
+    assert kl < KL_TOLERANCE and same >= SAME_BEST, (kl, same)
+
+
+def test_rewind_then_feed_is_a_fresh_decoder(ort_loaded):
+    check_rewinds_like_a_fresh_decoder(ort_loaded)
+    decoder = open_decoder(ort_loaded, 4)
+    decoder.feed([5, 6, 7])
+    with pytest.raises(ValueError, match="cannot rewind to 4 tokens: 3 are cached"):
+        decoder.rewind(4)
+    with pytest.raises(ValueError, match="feed needs at least one token"):
+        decoder.feed([])
+
+
+def test_the_same_seed_gives_the_same_continuations(ort_loaded):
+    prompt = ort_loaded.tokenizer.encode("X:1\nT:A sad waltz\nM:3/4\nK:Dm\n")
+    first = sample_continuations(ort_loaded, prompt, samples=2, max_new_tokens=20, seed=7)
+    again = sample_continuations(ort_loaded, prompt, samples=2, max_new_tokens=20, seed=7)
+    other = sample_continuations(ort_loaded, prompt, samples=2, max_new_tokens=20, seed=8)
+    assert first == again and len(first) == 2 and all(len(row) == 20 for row in first)
+    assert other != first
+
+
+def test_the_composer_on_the_ort_path_writes_a_valid_tune_and_repeats_a_seed(ort_loaded):
+    check_the_composer_repeats_a_seed(ort_loaded)
+
+
+def test_the_built_graph_is_kept_and_a_second_start_opens_it(ort_loaded, tiny_base, cache_dir):
+    import torch
+
+    entries = [path for path in (cache_dir / "merged").iterdir() if "-ort-" in path.name]
+    assert len(entries) == 1 and ort_files_ready(entries[0])
+    again = load_model(ModelConfig(base=str(tiny_base), cpu_path="ort", cache_dir=str(cache_dir), threads=1))
+    ids = ort_loaded.tokenizer.encode(TUNE)[:12]
+    assert torch.equal(open_decoder(again, 12).feed(ids), open_decoder(ort_loaded, 12).feed(ids))
+    assert "ort path (ONNX Runtime, 8-bit weights" in describe_model(again)
+    assert again.model.config.model_type == "llama"  # transformers' model, built when asked for

@@ -35,8 +35,11 @@ compact decoder of ``agent.step_decoder`` for a Llama architecture:
   weights in blocks of 32 multiplied in int8, norms, rotary and attention in float32; built
   once from the float32 path's merged weights and kept in the weight cache.
 
-``auto`` is bf16 where the CPU computes in bfloat16, else portable; ``$TUNESMITH_CPU_PATH`` forces a
-path for a config left at auto, so a benchmark on a fast machine can measure the laptops' path.
+``auto`` is bf16 where the CPU computes in bfloat16, else ort (portable for a base that is not a
+Llama, or where onnxruntime is missing: the log says so); under AVX2 the ort path decoded with the
+grammar at 1.7x the portable path's rate, about llama.cpp's Q8_0, and its validation loss stayed
+within 0.001 nats of float32 (docs/benchmarks.md). ``$TUNESMITH_CPU_PATH`` forces a path for a
+config left at auto, so a benchmark on a fast machine can measure the laptops' path.
 :func:`describe_model` is the one-line description startup logs and the app show.
 
 torch, transformers and peft are imported inside the functions that need them, so importing this
@@ -101,6 +104,8 @@ PATH_WORDS = {
     "float32": "float32 path",
     "ort": "ort path (ONNX Runtime, 8-bit weights in blocks of 32, int8 products)",
 }
+#: torch's threads on the ort path, where ONNX Runtime runs the model on ``threads`` of its own
+ORT_TORCH_THREADS = 1
 #: ``LoadedModel.quantize`` of the portable path with activation ranges: smoothed int8 weights
 #: (``agent.activation_ranges``), the output layer float16
 SMOOTHED_INT8 = "int8-smoothed"
@@ -216,7 +221,8 @@ class ModelConfig:
         metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
                           "activations), portable (float16 weights, float32 activations, fast on "
                           "AVX2), float32, ort (one ONNX Runtime graph per token, 8-bit weights), "
-                          "or auto (bf16 where the CPU computes in bfloat16, else portable; "
+                          "or auto (bf16 where the CPU computes in bfloat16, else ort for a Llama "
+                          "and portable for other bases; "
                           "$TUNESMITH_CPU_PATH forces one). Applies when quantize and dtype are "
                           "both auto, or when named here"},
     )
@@ -493,12 +499,13 @@ def _device(config: ModelConfig) -> str:
 
 def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | None = None) -> str | None:
     """The CPU path ``config`` asks for: the one it names, else (quantize and dtype both auto)
-    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and portable elsewhere;
-    None where quantize or dtype were set by hand, or the model runs on a GPU. ``environ``
-    replaces ``os.environ``; ``bfloat16`` replaces the CPU check.
+    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and ort elsewhere (the
+    loader runs a base the ort path cannot run on the portable path instead); None where
+    quantize or dtype were set by hand, or the model runs on a GPU. ``environ`` replaces
+    ``os.environ``; ``bfloat16`` replaces the CPU check.
 
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=False)
-    'portable'
+    'ort'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=True)
     'bf16'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "float32"}, True)
@@ -521,7 +528,30 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
     _check_choice(CPU_PATH_VARIABLE, forced, CPU_PATHS)
     if forced != "auto":
         return forced
-    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "portable"
+    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "ort"
+
+
+def _chosen_by_auto(config: ModelConfig, environ: Any = None) -> bool:
+    """Whether :func:`resolve_cpu_path` picked the path itself (nothing named or forced)."""
+    environ = os.environ if environ is None else environ
+    return config.cpu_path == "auto" and (environ.get(CPU_PATH_VARIABLE, "").strip().lower() or "auto") == "auto"
+
+
+def _ort_runs(config: ModelConfig) -> bool:
+    """Whether the ort path can run ``config``'s base here: a Llama (``config_fits``), with
+    onnxruntime installed; logs why not."""
+    log = logging.getLogger(__name__)
+    if importlib.util.find_spec("onnxruntime") is None:
+        log.warning("onnxruntime is not installed: the portable path runs instead of the ort path")
+        return False
+    try:
+        shape = json.loads((Path(prepare_base(config)) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        shape = {}
+    if not config_fits(shape):
+        log.info("the ort path runs Llama models only: the portable path runs %s", config.base)
+        return False
+    return True
 
 
 def describe_model(loaded: Any) -> str:
@@ -798,6 +828,8 @@ def load_model(config: ModelConfig) -> LoadedModel:
     threads = config.threads or cpu_cores()
     torch.set_num_threads(threads)
     path = resolve_cpu_path(config) if device == "cpu" else None
+    if path == "ort" and _chosen_by_auto(config) and not _ort_runs(config):
+        path = "portable"
     if path is not None:
         return _load_cpu_path(config, path, threads, started)
     dtype = _torch_dtype(config, device)
@@ -954,8 +986,14 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
     and kept there). A base with no weight cache (a folder, no ``cache_dir``) builds it in
     memory at every start. transformers' model is built only if a caller asks for it (the
     float32 path's)."""
+    import torch
+
     from agent.ort_decoder import OrtStepWeights, ort_files_ready, write_ort_files
 
+    # torch does only the sampler's and grammar's small work here; its OpenMP threads and ONNX
+    # Runtime's both spin between calls, and on 2 cores they fought: the composer's loop ran
+    # 45-55 tok/s with 2 torch threads, 97-102 with 1 (AVX2, docs/benchmarks.md)
+    torch.set_num_threads(ORT_TORCH_THREADS)
     if config.decoder != "auto":
         raise ModelError("the ort path runs its own decoder; use decoder auto")
     where = prepare_base(config)

@@ -54,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.conversation import resolve_adapter  # noqa: E402
-from agent.model import OFFLINE_BASES, ModelConfig, load_model  # noqa: E402
+from agent.model import OFFLINE_BASES, ModelConfig, cpu_cores, load_model  # noqa: E402
 from agent.prompts import abc_header, chat_prompt_ids, compose_messages, training_ids  # noqa: E402
 from agent.step_decoder import open_decoder  # noqa: E402
 
@@ -306,6 +306,16 @@ def llama_bench_rate(binary: Path, gguf: Path, tokens: int, depth: int, threads:
     return float(json.loads(done.stdout)[0]["avg_ts"])
 
 
+def _torch_threads(loaded, threads: int) -> None:
+    """torch's threads as ``loaded``'s load left them when it runs alone: one on the ort path
+    (``agent.model.ORT_TORCH_THREADS``), else ``threads``; several models share this process."""
+    import torch
+
+    from agent.model import ORT_TORCH_THREADS
+
+    torch.set_num_threads(ORT_TORCH_THREADS if getattr(loaded, "cpu_path", None) == "ort" else threads)
+
+
 def interleave(args) -> int:
     """Best and median tokens/s of each variant over ``args.interleave`` rounds, the variants
     taking turns (so a burst of load on the machine slows them alike); with ``--llama-bench``,
@@ -326,15 +336,18 @@ def interleave(args) -> int:
     with_prompt = not ggufs
     rates: dict[str, list[float]] = {name: [] for name in models}
     rates.update({f"llama.cpp {path.stem}": [] for path in ggufs})
-    threads = torch.get_num_threads()
+    threads = args.threads or cpu_cores()
     grammar = [name for name in args.grammar.split(",") if name in models]
     rates.update({f"{name} + grammar": [] for name in grammar})
     for _ in range(args.interleave):
         for name, loaded in models.items():
+            _torch_threads(loaded, threads)
             seconds, _tokens = decode(loaded, prompt, args.tokens, True, with_prompt=with_prompt)
             rates[name].append(args.tokens / seconds)
         for name in grammar:
+            _torch_threads(models[name], threads)
             rates[f"{name} + grammar"].append(grammar_rate(models[name], header, prompt, with_prompt))
+        _torch_threads(None, threads)
         for path in ggufs:
             rates[f"llama.cpp {path.stem}"].append(
                 llama_bench_rate(Path(args.llama_bench), path, args.tokens, len(prompt), threads))

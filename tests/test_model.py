@@ -316,7 +316,7 @@ def test_the_cpu_path_comes_from_the_config_else_the_environment(tiny_base, monk
 
     monkeypatch.delenv("TUNESMITH_CPU_PATH", raising=False)
     auto = ModelConfig(base=str(tiny_base), quantize="auto", cache_dir=str(tmp_path))
-    assert resolve_cpu_path(auto) == ("bf16" if cpu_has_bfloat16() else "portable")
+    assert resolve_cpu_path(auto) == ("bf16" if cpu_has_bfloat16() else "ort")
     monkeypatch.setenv("TUNESMITH_CPU_PATH", "portable")
     loaded = load_model(auto)
     assert (loaded.cpu_path, loaded.dtype, loaded.quantize) == ("portable", "float32", "float16-weight")
@@ -367,7 +367,7 @@ def test_merged_weights_are_cached_per_path_and_read_back_unchanged(tiny_base, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["bf16", "portable", "portable-int8"])
+@pytest.mark.parametrize("path", ["bf16", "portable", "portable-int8", "ort"])
 def test_the_shipped_model_loses_under_a_hundredth_of_a_nat_on_each_path(tmp_path, path):
     """Validation loss (nats per body token, through the composer's decoder, fed as decoding
     feeds it: the request and header whole, then the body one token at a time) of the shipped
@@ -397,4 +397,5 @@ def test_the_shipped_model_loses_under_a_hundredth_of_a_nat_on_each_path(tmp_pat
     if path == "bf16" and not cpu_has_bfloat16():
         pytest.skip("the bf16 path needs a bfloat16 CPU")
     exact, approx = loss("float32"), loss(path)
+    print(f"validation loss: float32 {exact:.4f}, {path} {approx:.4f} ({approx - exact:+.4f})")
     assert abs(approx - exact) < 0.01, (exact, approx)

@@ -534,7 +534,8 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
 def _chosen_by_auto(config: ModelConfig, environ: Any = None) -> bool:
     """Whether :func:`resolve_cpu_path` picked the path itself (nothing named or forced)."""
     environ = os.environ if environ is None else environ
-    return config.cpu_path == "auto" and (environ.get(CPU_PATH_VARIABLE, "").strip().lower() or "auto") == "auto"
+    forced = environ.get(CPU_PATH_VARIABLE, "").strip().lower() or "auto"
+    return config.cpu_path == "auto" and forced == "auto"
 
 
 def _ort_runs(config: ModelConfig) -> bool:
@@ -1014,7 +1015,8 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
     tokenizer = (_tokenizer_with_table(folder, spec.chat_template if spec else None)
                  if (folder / "tokenizer.json").is_file() else _tokenizer_from(where, config))
     generation_file = folder / "generation_config.json"
-    generation = (json.loads(generation_file.read_text(encoding="utf-8")) if generation_file.is_file() else {})
+    generation = (json.loads(generation_file.read_text(encoding="utf-8"))
+                  if generation_file.is_file() else {})
     ends = generation.get("eos_token_id", hf_config.get("eos_token_id"))
     ends = tuple(ends) if isinstance(ends, list) else (() if ends is None else (ends,))
 

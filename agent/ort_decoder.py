@@ -123,7 +123,8 @@ def _rotary_tables(head_dim: int, theta: float, positions: int) -> tuple[Any, An
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def build_decoder_model(state: dict[str, Any], config: dict[str, Any], ort_config: OrtConfig | None = None) -> Any:
+def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
+                        ort_config: OrtConfig | None = None) -> Any:
     """The decoder graph (an ``onnx.ModelProto``) of a Llama's merged float32 weights ``state``
     (transformers' names; torch tensors or arrays) and its ``config.json``.
 
@@ -141,7 +142,8 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any], ort_confi
         raise ValueError(f"the ort path cannot run this model ({config.get('model_type')})")
     ort_config = ort_config or OrtConfig()
     s = _shape(config)
-    hidden, inter, heads, kv_heads, head_dim = s["hidden"], s["intermediate"], s["heads"], s["kv_heads"], s["head_dim"]
+    hidden, inter, heads = s["hidden"], s["intermediate"], s["heads"]
+    kv_heads, head_dim = s["kv_heads"], s["head_dim"]
 
     def array(name: str) -> Any:
         tensor = state[name]
@@ -174,8 +176,9 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any], ort_confi
     for index in range(s["layers"]):
         prefix, i = f"model.layers.{index}", index
         attention, mlp = f"{prefix}.self_attn", f"{prefix}.mlp"
-        initializers += [numpy_helper.from_array(array(f"{prefix}.input_layernorm.weight"), f"norm1_{i}"),
-                         numpy_helper.from_array(array(f"{prefix}.post_attention_layernorm.weight"), f"norm2_{i}")]
+        initializers += [
+            numpy_helper.from_array(array(f"{prefix}.input_layernorm.weight"), f"norm1_{i}"),
+            numpy_helper.from_array(array(f"{prefix}.post_attention_layernorm.weight"), f"norm2_{i}")]
         for kv in ("k", "v"):
             inputs.append(helper.make_tensor_value_info(f"past_{kv}{i}", TensorProto.FLOAT,
                                                         [1, kv_heads, "capacity", head_dim]))

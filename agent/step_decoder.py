@@ -816,8 +816,8 @@ Int8LlamaDecoder = LlamaStepDecoder
 def open_decoder(loaded: Any, capacity: int = 512) -> StepDecoder:
     """A fresh decoding session on ``loaded`` (an ``agent.model.LoadedModel``): the ort path's
     graph (``agent.ort_decoder.OrtStepDecoder``), else the compact Llama decoder where the model
-    was prepared for it (``loaded.int8_llama``, any other path), else transformers' own. ``capacity`` is how many tokens the session expects (the cache grows
-    past it if needed)."""
+    was prepared for it (``loaded.int8_llama``, any other path), else transformers' own.
+    ``capacity`` is how many tokens the session expects (the cache grows past it if needed)."""
     weights = getattr(loaded, "int8_llama", None)
     if weights is not None and hasattr(weights, "decoder"):  # the ort path's graph
         return weights.decoder(capacity)

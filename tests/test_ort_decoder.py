@@ -150,7 +150,8 @@ def test_the_built_graph_is_kept_and_a_second_start_opens_it(ort_loaded, tiny_ba
     assert again.model.config.model_type == "llama"  # transformers' model, built when asked for
 
 
-def test_auto_picks_the_ort_path_without_bfloat16_and_portable_for_other_bases(tiny_base, tmp_path, monkeypatch):
+def test_auto_picks_the_ort_path_without_bfloat16_and_portable_for_other_bases(tiny_base, tmp_path,
+                                                                              monkeypatch):
     import agent.model
     from agent.errors import ModelError
 

@@ -1007,10 +1007,18 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
         raise ModelError(f"the ort path runs Llama models only, not {hf_config.get('model_type')}; "
                          "use cpu_path portable")
     entry = _weights_entry(config, "ort", where)
-    if entry is not None and not ort_files_ready(entry):
-        write_ort_files(_float32_state(config, where), hf_config, entry)
-    weights = (OrtStepWeights.open(entry, threads) if entry is not None
-               else OrtStepWeights.build(_float32_state(config, where), hf_config, threads))
+    if entry is None:
+        weights = OrtStepWeights.build(_float32_state(config, where), hf_config, threads)
+    else:
+        if not ort_files_ready(entry):
+            write_ort_files(_float32_state(config, where), hf_config, entry)
+        try:
+            weights = OrtStepWeights.open(entry, threads)
+        except Exception as exc:  # onnxruntime's load errors share no narrower base class
+            logging.getLogger(__name__).warning("rebuilding the unreadable ort decoder in %s: %s", entry, exc)
+            shutil.rmtree(entry, ignore_errors=True)
+            write_ort_files(_float32_state(config, where), hf_config, entry)
+            weights = OrtStepWeights.open(entry, threads)
     spec = OFFLINE_BASES.get(config.base)
     tokenizer = (_tokenizer_with_table(folder, spec.chat_template if spec else None)
                  if (folder / "tokenizer.json").is_file() else _tokenizer_from(where, config))

@@ -178,3 +178,16 @@ def test_the_thread_count_changes_no_logit(tiny_base, reference):
     prompts = [decoder.feed(ids[:20], every=True) for decoder in got]
     steps = [torch.stack([decoder.feed([token]) for token in ids[20:]]) for decoder in got]
     assert torch.equal(prompts[0], prompts[1]) and torch.equal(steps[0], steps[1])
+
+
+def test_an_unreadable_cached_graph_is_rebuilt(tiny_base, tmp_path, caplog):
+    import torch
+
+    config = ModelConfig(base=str(tiny_base), cpu_path="ort", cache_dir=str(tmp_path), threads=1)
+    first = load_model(config)
+    entry = next(path for path in (tmp_path / "merged").iterdir() if "-ort-" in path.name)
+    (entry / "decoder.onnx").write_bytes(b"not a graph")
+    again = load_model(config)
+    assert "rebuilding the unreadable ort decoder" in caplog.text and ort_files_ready(entry)
+    ids = first.tokenizer.encode(TUNE)[:12]
+    assert torch.equal(open_decoder(again, 12).feed(ids), open_decoder(first, 12).feed(ids))

@@ -32,7 +32,7 @@ measures and tables from the records of an earlier run (e.g. once the training s
 >>> EvalConfig(out="/tmp/eval", configs=("fastest",))
 Traceback (most recent call last):
 ...
-ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, bfloat16, float32, portable, unconstrained, greedy, sharper, gemma
+ValueError: unknown configuration 'fastest'; choose from default, no-adapter, int8, bfloat16, float32, portable, ort, unconstrained, greedy, sharper, gemma
 """
 from __future__ import annotations
 
@@ -112,7 +112,10 @@ CONFIGURATIONS = {
         Configuration("float32", "the default model in float32, not quantized (the float32 CPU path)",
                       agent={"cpu_path": "float32"}),
         Configuration("portable", "the default model on the portable CPU path (no bfloat16 needed: "
-                      "what a laptop with AVX2 runs)", agent={"cpu_path": "portable"}),
+                      "float16 weights through fbgemm)", agent={"cpu_path": "portable"}),
+        Configuration("ort", "the default model on the ort CPU path (no bfloat16 needed: one ONNX "
+                      "Runtime graph a token, 8-bit weights; what a laptop with AVX2 runs)",
+                      agent={"cpu_path": "ort"}),
         Configuration("unconstrained", "the default model sampled raw: no grammar, no repair",
                       compose={"constrained": False}),
         Configuration("greedy", "the default model, temperature 0", agent={"temperature": 0.0}),
@@ -466,7 +469,7 @@ def run_configuration(config: EvalConfig, name: str, loader: Callable[[Any], Any
         import torch
 
         torch.set_num_threads(config.threads)
-    record["threads"] = _torch_threads()
+    record["threads"] = config.threads or getattr(loaded, "threads", None) or _torch_threads()
     run_scripts = [] if direct else scripts  # the raw baseline is measured on composing only
     total = len(seeds) * (len(prompts) + sum(len(s["turns"]) for s in run_scripts))
     progress = tqdm(total=total, desc=name, unit="turn", dynamic_ncols=True)

@@ -499,15 +499,17 @@ def _device(config: ModelConfig) -> str:
 
 def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | None = None) -> str | None:
     """The CPU path ``config`` asks for: the one it names, else (quantize and dtype both auto)
-    ``$TUNESMITH_CPU_PATH``, else bf16 where the CPU computes in bfloat16 and ort elsewhere (the
-    loader runs a base the ort path cannot run on the portable path instead); None where
-    quantize or dtype were set by hand, or the model runs on a GPU. ``environ`` replaces
-    ``os.environ``; ``bfloat16`` replaces the CPU check.
+    ``$TUNESMITH_CPU_PATH``, else ort on every CPU: it decoded 1.6-1.8 times as fast as the
+    portable path under AVX2 and 1.6-1.7 times as fast as the bf16 path on a bfloat16 CPU
+    (docs/benchmarks.md). The loader runs a base the ort path cannot run (not a Llama, or no
+    onnxruntime) on the bf16 path where the CPU computes in bfloat16, else the portable path.
+    None where quantize or dtype were set by hand, or the model runs on a GPU. ``environ``
+    replaces ``os.environ``; ``bfloat16`` is kept for callers that pass the CPU check.
 
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=False)
     'ort'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {}, bfloat16=True)
-    'bf16'
+    'ort'
     >>> resolve_cpu_path(ModelConfig(quantize="auto"), {"TUNESMITH_CPU_PATH": "float32"}, True)
     'float32'
     >>> resolve_cpu_path(ModelConfig(cpu_path="portable"), {"TUNESMITH_CPU_PATH": "bf16"}, True)
@@ -528,7 +530,12 @@ def resolve_cpu_path(config: ModelConfig, environ: Any = None, bfloat16: bool | 
     _check_choice(CPU_PATH_VARIABLE, forced, CPU_PATHS)
     if forced != "auto":
         return forced
-    return "bf16" if (cpu_has_bfloat16() if bfloat16 is None else bfloat16) else "ort"
+    return "ort"
+
+
+def _path_without_ort() -> str:
+    """The path ``auto`` takes where the ort path cannot run."""
+    return "bf16" if cpu_has_bfloat16() else "portable"
 
 
 def _chosen_by_auto(config: ModelConfig, environ: Any = None) -> bool:
@@ -543,14 +550,16 @@ def _ort_runs(config: ModelConfig) -> bool:
     onnxruntime installed; logs why not."""
     log = logging.getLogger(__name__)
     if importlib.util.find_spec("onnxruntime") is None:
-        log.warning("onnxruntime is not installed: the portable path runs instead of the ort path")
+        log.warning("onnxruntime is not installed: the %s path runs instead of the ort path",
+                    _path_without_ort())
         return False
     try:
         shape = json.loads((Path(prepare_base(config)) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         shape = {}
     if not config_fits(shape):
-        log.info("the ort path runs Llama models only: the portable path runs %s", config.base)
+        log.info("the ort path runs Llama models only: the %s path runs %s", _path_without_ort(),
+                 config.base)
         return False
     return True
 
@@ -830,7 +839,7 @@ def load_model(config: ModelConfig) -> LoadedModel:
     torch.set_num_threads(threads)
     path = resolve_cpu_path(config) if device == "cpu" else None
     if path == "ort" and _chosen_by_auto(config) and not _ort_runs(config):
-        path = "portable"
+        path = _path_without_ort()
     if path is not None:
         return _load_cpu_path(config, path, threads, started)
     dtype = _torch_dtype(config, device)

@@ -150,14 +150,16 @@ def test_the_built_graph_is_kept_and_a_second_start_opens_it(ort_loaded, tiny_ba
     assert again.model.config.model_type == "llama"  # transformers' model, built when asked for
 
 
-def test_auto_picks_the_ort_path_without_bfloat16_and_portable_for_other_bases(tiny_base, tmp_path,
-                                                                              monkeypatch):
+def test_auto_picks_the_ort_path_on_every_cpu_and_another_for_other_bases(tiny_base, tmp_path,
+                                                                           monkeypatch):
     import agent.model
     from agent.errors import ModelError
 
     monkeypatch.setenv("TUNESMITH_CPU_PATH", "auto")
-    monkeypatch.setattr(agent.model, "cpu_has_bfloat16", lambda: False)
     config = ModelConfig(base=str(tiny_base), quantize="auto", cache_dir=str(tmp_path), threads=1)
+    monkeypatch.setattr(agent.model, "cpu_has_bfloat16", lambda: True)
+    assert load_model(config).cpu_path == "ort"
+    monkeypatch.setattr(agent.model, "cpu_has_bfloat16", lambda: False)
     assert load_model(config).cpu_path == "ort"
     monkeypatch.setattr(agent.model, "config_fits", lambda shape: False)  # a base it cannot run
     assert load_model(config).cpu_path == "portable"

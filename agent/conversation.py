@@ -80,8 +80,8 @@ class AgentConfig:
     )
     quantize: str = field(
         default="auto",
-        metadata={"help": "auto (int8 weights where the CPU computes in bfloat16), none, "
-                  "int8-weight or int8-dynamic (CPU)"},
+        metadata={"help": "auto (the CPU path agent.model.resolve_cpu_path picks: ort, 8-bit "
+                  "weights), none, int8-weight or int8-dynamic (CPU)"},
     )
     dtype: str = field(
         default="auto",

@@ -96,7 +96,7 @@ def finish_new_tune(abc: str, plan: MoodPlan | None) -> tuple[str, str]:
         style = measure_cues(abc).style
         abc, beats = change_density(abc, way, density_target(style, way))
         if beats:
-            done.append(f"with {'fewer' if way < 0 else 'more'} notes ({beats} beat"
+            done.append(f"written with {'fewer' if way < 0 else 'more'} notes ({beats} beat"
                         f"{'s' if beats != 1 else ''} {'held' if way < 0 else 'played as repeated notes'})")
     cues = measure_cues(abc)
     limits = instrument_range(cues.program) if cues.program is not None else None
@@ -106,17 +106,18 @@ def finish_new_tune(abc: str, plan: MoodPlan | None) -> tuple[str, str]:
                             cues.lowest, cues.highest)
     if shift:
         abc = transpose(abc, Transpose(semitones=shift)).abc
-        done.append(f"an octave {'higher' if shift > 0 else 'lower'}")
+        done.append(f"moved an octave {'higher' if shift > 0 else 'lower'}")
     if plan.dynamics != cues.dynamics:
         abc = set_dynamics(abc, level=plan.dynamics)
         done.append(f"marked {plan.dynamics}")
     if plan.articulation:
         abc, changed = set_articulation(abc, plan.articulation)
         if changed and plan.articulation == "staccato":
-            done.append("with staccato on the off-beat notes of its running passages")
+            done.append("played with staccato on the off-beat notes of its running passages")
     if not done:
         return abc, ""
-    return abc, f"To sound {plan.mood} it is written " + ", ".join(done) + "."
+    listed = done[0] if len(done) == 1 else ", ".join(done[:-1]) + " and " + done[-1]
+    return abc, f"To sound {plan.mood} it is {listed}."
 
 
 # --------------------------------------------------------------------------------------------

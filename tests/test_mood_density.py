@@ -63,6 +63,9 @@ def test_a_new_tune_lands_on_the_moods_side_of_its_style(tunes, mood, way):
         sides.append((density - HELD_OUT_NOTES_PER_BEAT_BY_STYLE[style]) * way > 0)
         if measure_cues(abc).notes != measure_cues(out).notes:
             assert ("fewer notes" if way < 0 else "more notes") in said
+        if said:  # one sentence a musician reads: "To sound sad it is written with ..., marked p."
+            assert said.startswith(f"To sound {mood} it is ") and said.endswith(".")
+            assert " it is written marked" not in said and " it is an octave" not in said
     assert sum(sides) / len(sides) >= 0.75, f"{sum(sides)}/{len(sides)}"
 
 

@@ -567,7 +567,7 @@ def _write_verse(
     problems: list[str] = []
     unrhymed: list[str] = []
     requests = 0
-    scorer = generate_text if callable(getattr(generate_text, "score_endings", None)) else None
+    scorer = _ending_scorer(generate_text)
     taken = set(avoid)
     pool: list[str] = []
     for start in range(0, len(phrases), size):
@@ -606,6 +606,11 @@ def _write_verse(
             for issue in wrong[i]:
                 (unrhymed if issue.soft else problems).append(f"line {positions[i] + 1}: {issue.text}")
     return lines, problems, unrhymed, requests
+
+
+def _ending_scorer(generate_text: GenerateText) -> EndingScorer | None:
+    """``generate_text`` where it also judges line endings (:class:`ModelText` does), else None."""
+    return generate_text if callable(getattr(generate_text, "score_endings", None)) else None
 
 
 def _only_rhymes_missed(wrong: dict[int, list[_Issue]]) -> bool:
@@ -1236,7 +1241,7 @@ def rewrite_lines(
     pool: list[str] = []
     chosen: dict[int, str] = {}
     requests = 0
-    scorer = generate_text if callable(getattr(generate_text, "score_endings", None)) else None
+    scorer = _ending_scorer(generate_text)
     for _ in range(config.requests_per_stanza):
         for answer in _request_lines(theme, [phrases[i].notes for i in todo], ask_scheme,
                                      generate_text, config, requests):
@@ -1523,9 +1528,10 @@ class SharedModelText:
     def knows_word(self, word: str) -> bool:
         return self.run(lambda loaded: self._of(loaded).knows_word(word))
 
-    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
-                      keep: int) -> list[float]:
-        return self.run(lambda loaded: self._of(loaded).score_endings(messages, prefix, words, keep))
+    def score_endings(self, messages: list[dict], prefix: str, own: str, words: Sequence[str],
+                      keep: int) -> tuple[float, list[float]]:
+        return self.run(lambda loaded: self._of(loaded).score_endings(messages, prefix, own, words,
+                                                                      keep))
 
 
 #: What may end a lyric line after its last word: a new line, or punctuation (",", ".", "!"…)
@@ -1587,34 +1593,31 @@ class ModelText:
                                 | _stop_tokens(self.loaded))
         return self._ends
 
-    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
-                      keep: int) -> list[float]:
-        """Per word, log P(" word", then a line end | the chat, the answer so far ``prefix``);
-        only the ``keep`` words with the likeliest first piece are scored in full (one decoder
-        feed each after the shared prompt), the rest get ``-inf``."""
+    def score_endings(self, messages: list[dict], prefix: str, own: str, words: Sequence[str],
+                      keep: int) -> tuple[float, list[float]]:
+        """log P(" own", then a line end | the chat, the answer so far ``prefix``), and the same
+        per word of ``words``; of those only the ``keep`` with the likeliest first piece are
+        scored in full, the rest get ``-inf``. The context is fed once, then one decoder feed per
+        word scored in full."""
         import torch
 
         from agent.prompts import chat_prompt_ids
         from agent.step_decoder import open_decoder
 
-        if not words:
-            return []
         tokenizer = self.loaded.tokenizer
         ids = chat_prompt_ids(tokenizer, messages, prefill=prefix)
-        pieces = [tokenizer.encode(" " + w, add_special_tokens=False) for w in words]
+        pieces = [tokenizer.encode(" " + w, add_special_tokens=False) for w in [own, *words]]
         ends = torch.tensor(self._line_ends())
         decoder = open_decoder(self.loaded, len(ids) + max(len(p) for p in pieces) + 1)
         with torch.inference_mode():
             first = torch.log_softmax(decoder.feed(ids).float(), -1)
             starts = [float(first[p[0]]) for p in pieces]
-            kept = set(sorted(range(len(words)), key=lambda i: -starts[i])[:keep])
-            scores = []
-            for i, piece in enumerate(pieces):
-                if i not in kept:
-                    scores.append(-math.inf)
-                    continue
+            likeliest = sorted(range(1, len(pieces)), key=lambda i: -starts[i])[:keep]
+            scores = [-math.inf] * len(pieces)
+            for i in [0, *likeliest]:
+                piece = pieces[i]
                 decoder.rewind(len(ids))
                 logits = torch.log_softmax(decoder.feed(piece, every=True).float(), -1)
                 rest = sum(float(logits[j, piece[j + 1]]) for j in range(len(piece) - 1))
-                scores.append(starts[i] + rest + float(torch.logsumexp(logits[-1, ends], 0)))
-        return scores
+                scores[i] = starts[i] + rest + float(torch.logsumexp(logits[-1, ends], 0))
+        return scores[0], scores[1:]

@@ -67,11 +67,11 @@ class EndingScorer(Protocol):
     def knows_word(self, word: str) -> bool:
         """Whether the model's vocabulary holds ``word`` whole (after a space)."""
 
-    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
-                      keep: int) -> list[float]:
-        """Per word, the log-probability that the answer to ``messages``, already reading
-        ``prefix``, goes on with " word" and ends its line there; ``-inf`` for words whose first
-        piece is not among the ``keep`` likeliest."""
+    def score_endings(self, messages: list[dict], prefix: str, own: str, words: Sequence[str],
+                      keep: int) -> tuple[float, list[float]]:
+        """The log-probability that the answer to ``messages``, already reading ``prefix``, goes
+        on with " own" and ends its line there, and the same per word of ``words`` (``-inf`` for
+        words whose first piece is not among the ``keep`` likeliest); the context is fed once."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,9 @@ def mend_line(text: str, partner: str, scorer: EndingScorer, messages: list[dict
 
     >>> class Fake:
     ...     def knows_word(self, word): return True
-    ...     def score_endings(self, messages, prefix, words, keep):
-    ...         return [{"sky": -2.0, "light": -3.0, "bright": -9.0}.get(w, -20.0) for w in words]
+    ...     def score_endings(self, messages, prefix, own, words, keep):
+    ...         table = {"sky": -2.0, "light": -3.0, "bright": -9.0}
+    ...         return table[own], [table.get(w, -20.0) for w in words]
     >>> [m.text for m in mend_line("The moon is shining in the sky", "all through the night",
     ...                            Fake(), [], "")]
     ['The moon is shining in the light']
@@ -181,8 +182,7 @@ def mend_line(text: str, partner: str, scorer: EndingScorer, messages: list[dict
     if not words:
         return []
     prefix = before + text[:text.rfind(old)].rstrip()
-    own = scorer.score_endings(messages, prefix, [old], 1)[0]
-    scores = scorer.score_endings(messages, prefix, words, config.keep)
+    own, scores = scorer.score_endings(messages, prefix, old, words, config.keep)
     mends = [Mend(with_last_word(text, w), old, w, own - score) for w, score in zip(words, scores)
              if own - score <= config.max_surprise]
     return sorted(mends, key=lambda m: m.surprise)

@@ -167,9 +167,9 @@ class _ScoredReplay:
     def knows_word(self, word: str) -> bool:
         return self.scorer.knows_word(word)
 
-    def score_endings(self, messages: list[dict], prefix: str, words: Sequence[str],
-                      keep: int) -> list[float]:
-        return self.scorer.score_endings(messages, prefix, words, keep)
+    def score_endings(self, messages: list[dict], prefix: str, own: str, words: Sequence[str],
+                      keep: int) -> tuple[float, list[float]]:
+        return self.scorer.score_endings(messages, prefix, own, words, keep)
 
 
 def replay(songs: Sequence[dict], log: Sequence[dict], scorer: Any = None) -> list[dict]:

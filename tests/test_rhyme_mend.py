@@ -57,9 +57,9 @@ class Scripted:
     def knows_word(self, word: str) -> bool:
         return word in self.table or word in {"sky", "light", "bright", "nigh", "fly", "sigh"}
 
-    def score_endings(self, messages, prefix, words, keep):
-        self.scored.append((prefix, tuple(words)))
-        return [self.table.get(w, self.rest) for w in words]
+    def score_endings(self, messages, prefix, own, words, keep):
+        self.scored.append((prefix, own, tuple(words)))
+        return self.table.get(own, self.rest), [self.table.get(w, self.rest) for w in words]
 
 
 def test_a_missed_rhyme_is_mended_with_the_word_the_model_finds_natural():
@@ -71,8 +71,8 @@ def test_a_missed_rhyme_is_mended_with_the_word_the_model_finds_natural():
     assert result.report.unrhymed == () and result.report.rhyme_rate == 1.0
     assert model.requests == 1  # mended at once: nothing else was wrong
     # the model judged the ending in its context: the lines before, then the line up to its end
-    assert any(prefix.endswith("The moon is rising high\nA lantern in the") and words == ("night",)
-               for prefix, words in model.scored)
+    assert any(prefix.endswith("The moon is rising high\nA lantern in the") and own == "night"
+               and words == ("fly", "nigh", "sigh", "sky") for prefix, own, words in model.scored)
 
 
 def test_a_swap_that_reads_badly_is_not_made_and_the_miss_is_reported():

@@ -35,10 +35,10 @@ compact decoder of ``agent.step_decoder`` for a Llama architecture:
   weights in blocks of 32 multiplied in int8, norms, rotary and attention in float32; built
   once from the float32 path's merged weights and kept in the weight cache.
 
-``auto`` is bf16 where the CPU computes in bfloat16, else ort (portable for a base that is not a
-Llama, or where onnxruntime is missing: the log says so); under AVX2 the ort path decoded with the
-grammar at 1.7x the portable path's rate, about llama.cpp's Q8_0, and its validation loss stayed
-within 0.001 nats of float32 (docs/benchmarks.md). ``$TUNESMITH_CPU_PATH`` forces a path for a
+``auto`` is ort on every CPU (bf16 where the CPU computes in bfloat16, else portable, for a base
+that is not a Llama or where onnxruntime is missing: the log says so); under AVX2 the ort path
+decoded with the grammar at 1.7x the portable path's rate, about llama.cpp's Q8_0, natively 1.6x
+the bf16 path's, and its validation loss stayed within 0.001 nats of float32 (docs/benchmarks.md). ``$TUNESMITH_CPU_PATH`` forces a path for a
 config left at auto, so a benchmark on a fast machine can measure the laptops' path.
 :func:`describe_model` is the one-line description startup logs and the app show.
 
@@ -221,8 +221,8 @@ class ModelConfig:
         metadata={"help": "how the model runs on the CPU: bf16 (int8 weights, bfloat16 "
                           "activations), portable (float16 weights, float32 activations, fast on "
                           "AVX2), float32, ort (one ONNX Runtime graph per token, 8-bit weights), "
-                          "or auto (bf16 where the CPU computes in bfloat16, else ort for a Llama "
-                          "and portable for other bases; "
+                          "or auto (ort for a Llama; for other bases bf16 where the CPU computes "
+                          "in bfloat16, else portable; "
                           "$TUNESMITH_CPU_PATH forces one). Applies when quantize and dtype are "
                           "both auto, or when named here"},
     )
@@ -945,9 +945,7 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
         return None
     try:
         hf_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        generation_file = folder / "generation_config.json"
-        generation = (json.loads(generation_file.read_text(encoding="utf-8"))
-                      if generation_file.is_file() else {})
+        ends = _end_token_ids(folder, hf_config)
     except (OSError, ValueError):
         return None
     if not config_fits(hf_config) or not (folder / "tokenizer.json").is_file():
@@ -966,8 +964,6 @@ def _fast_start(config: ModelConfig, path: str, where: str, entry: Path | None, 
     except (OSError, ValueError, KeyError, RuntimeError, ModelError) as exc:
         logging.getLogger(__name__).warning("slow start: cannot read the weight cache %s: %s", entry, exc)
         return None
-    ends = generation.get("eos_token_id", hf_config.get("eos_token_id"))
-    ends = tuple(ends) if isinstance(ends, list) else (() if ends is None else (ends,))
 
     def build_model() -> Any:
         model = _cached_model(entry, path, where, dtype)
@@ -1031,11 +1027,7 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
     spec = OFFLINE_BASES.get(config.base)
     tokenizer = (_tokenizer_with_table(folder, spec.chat_template if spec else None)
                  if (folder / "tokenizer.json").is_file() else _tokenizer_from(where, config))
-    generation_file = folder / "generation_config.json"
-    generation = (json.loads(generation_file.read_text(encoding="utf-8"))
-                  if generation_file.is_file() else {})
-    ends = generation.get("eos_token_id", hf_config.get("eos_token_id"))
-    ends = tuple(ends) if isinstance(ends, list) else (() if ends is None else (ends,))
+    ends = _end_token_ids(folder, hf_config)
 
     def build_model() -> Any:  # the float32 path's model: what the graph was built from
         float32 = dataclasses.replace(config, cpu_path="float32")
@@ -1049,6 +1041,17 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
+
+
+def _end_token_ids(folder: Path, hf_config: dict[str, Any]) -> tuple[int, ...]:
+    """The tokens generation stops at: the base's ``generation_config.json`` where it has one,
+    else its ``config.json`` (known without building the model; raises OSError or ValueError
+    for an unreadable file)."""
+    generation_file = folder / "generation_config.json"
+    generation = (json.loads(generation_file.read_text(encoding="utf-8"))
+                  if generation_file.is_file() else {})
+    ends = generation.get("eos_token_id", hf_config.get("eos_token_id"))
+    return tuple(ends) if isinstance(ends, list) else (() if ends is None else (ends,))
 
 
 def _float32_state(config: ModelConfig, where: str) -> dict[str, Any]:

@@ -39,8 +39,8 @@ def _add_cpu_path_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpu-path", choices=("auto", "bf16", "portable", "float32", "ort"), default=None,
         help="how the model runs on the CPU: bf16 (needs AVX-512 BF16 or AMX), portable (any "
-             "x86-64 with AVX2), float32, ort (ONNX Runtime, 8-bit weights), or auto (bf16 where "
-             "the CPU has it, else ort); "
+             "x86-64 with AVX2), float32, ort (ONNX Runtime, 8-bit weights), or auto (ort; for a "
+             "base ort cannot run, bf16 where the CPU has it, else portable); "
              "the same as TUNESMITH_CPU_PATH")
 
 

@@ -35,6 +35,14 @@ learn from the bar-start chords only). Training decodes with the lattices compil
 arrays (:class:`Compiled`), which gives the same weights as decoding with the scorer's
 dictionaries.
 
+Other chord-labelled collections can be added to the training side only (``--extra-abc
+FILE``, repeatable; in cross-validation the variant option ``@extra`` or ``@extraWEIGHT``):
+their tunes join every training fold and the final training and are never measured. A tune of
+theirs is dropped when one of its titles (:func:`normal_title`) or its opening melody
+(:func:`melody_intervals`, which a transposition does not change) matches a tune of the
+``--abc`` files, either half, so the held-out half stays held out; so is a repeat within the
+extra files and a tune with chords on fewer than half its bars.
+
 Run: ``python -m finetune.harmony_train --abc-half even --abc jigs.abc --abc reelsa-c.abc ...
 --out agent/harmony_weights.py`` (10 epochs, rate 0.01: 3 minutes on 2 busy cores, most of
 it reading the tunes); ``... --cv 2 --variant none --variant context`` to compare variants.
@@ -50,6 +58,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from agent import harmony as H
+
+DUPLICATE_NOTES = 24  # the opening notes compared when looking for the same tune elsewhere
+DUPLICATE_LIKENESS = 0.8  # difflib ratio of those steps from which two tunes count as one
+MIN_CHORD_SHARE = 0.5  # an extra tune is used when at least this share of its bars has a chord
 
 HEADER = '''"""Learned weights of the harmoniser's chord scorer (see agent.harmony.hand_weights).
 
@@ -87,6 +99,13 @@ class TrainConfig:
     features: tuple[str, ...] | None = field(default=None, metadata={
         "help": "optional feature groups of the scorer (agent.harmony.FEATURE_GROUPS_ALL); "
                 "None: the ones the harmoniser uses (agent.harmony.FEATURE_GROUPS)"})
+    extra_abc: tuple[str, ...] = field(default=(), metadata={
+        "help": "more ABC files with chords, used for training only: all their tunes that "
+                "are new (no title or opening melody of a tune in ``abc``, either half) join "
+                "every training fold and the final training, never a measured fold"})
+    extra_weight: float = field(default=1.0, metadata={
+        "help": "perceptron: the step size of an update from an extra tune, as a share of "
+                "``rate`` (1: the extra tunes count as much as the main ones)"})
 
 
 def gold_states(lattice: "H._Lattice", bars: list[H.BarChords], bar_starts_only: bool = False
@@ -152,22 +171,177 @@ def tune_problems(config: TrainConfig) -> list[tuple[H._Lattice, list, list]]:
         for position, abc in enumerate(split_tunebook(text)):
             if config.abc_half != "all" and (position % 2 == 1) != (config.abc_half == "odd"):
                 continue
-            try:
-                theirs = H.chords_in(abc)
-                melody = H._read(H.strip_chords(abc))
-                tonic, mode = H._check_harmonisable(melody)
-                style = H._style_name(melody.tune, H.HarmonyConfig())
-                meter = melody.tune.meter
-                lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length,
-                                     H.slots_per_bar(style, str(meter)), melody.pickups,
-                                     H._usable_keys(melody.keys, (tonic, mode)),
-                                     groups=None if config.features is None
-                                     else frozenset(config.features),
-                                     ends=H.section_ends(melody.bars))
-            except H.TunesmithError:  # a tune the harmoniser refuses teaches nothing
-                continue
-            problems.append((lattice, gold_states(lattice, theirs), bar_roots(lattice, theirs)))
+            problem = tune_problem(abc, config.features)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+def tune_problem(abc: str, features: tuple[str, ...] | None = None
+                 ) -> tuple[H._Lattice, list, list] | None:
+    """(lattice, gold states, the musician's root at each bar start) of one tune, or None
+    when the harmoniser refuses it (such a tune teaches nothing).
+
+    >>> waltz = 'X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|"G"GBd|"A7"cea|"D"d3|]\\n'
+    >>> lattice, gold, roots = tune_problem(waltz)
+    >>> roots
+    [2, 7, 9, 2]
+    >>> tune_problem('X:1\\nK:D\\n') is None
+    True
+    """
+    try:
+        theirs = H.chords_in(abc)
+        melody = H._read(H.strip_chords(abc))
+        tonic, mode = H._check_harmonisable(melody)
+        style = H._style_name(melody.tune, H.HarmonyConfig())
+        meter = melody.tune.meter
+        lattice = H._lattice(melody.events, meter.bar_length, meter.beat_length,
+                             H.slots_per_bar(style, str(meter)), melody.pickups,
+                             H._usable_keys(melody.keys, (tonic, mode)),
+                             groups=None if features is None else frozenset(features),
+                             ends=H.section_ends(melody.bars))
+    except H.TunesmithError:
+        return None
+    return lattice, gold_states(lattice, theirs), bar_roots(lattice, theirs)
+
+
+def normal_title(title: str) -> str:
+    """A tune title reduced for comparison across collections: lower case, no accents, no
+    leading dance-type label ("AIR:"), no article, letters and digits only.
+
+    >>> normal_title("AIR: Inis Oírr"), normal_title("Rakes of Kildare, The")
+    ('inisoirr', 'rakesofkildare')
+    >>> normal_title("The Rakes Of Kildare") == normal_title("Rakes of Kildare, The")
+    True
+    >>> normal_title("")
+    ''
+    """
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"^[a-z ]{2,12}:\s*", "", text.strip())
+    text = re.sub(r"(^the\s+)|(,\s*the$)", "", text.strip())
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+def melody_intervals(abc: str, notes: int = DUPLICATE_NOTES) -> tuple[int, ...]:
+    """The steps in semitones between the first ``notes`` notes of a tune's melody (the top
+    note of a chord), which do not change when the tune is transposed.
+
+    >>> melody_intervals('X:1\\nL:1/8\\nK:G\\n"G"GAB d2|"D"c3|]\\n')
+    (2, 2, 3, -2)
+    >>> melody_intervals('X:1\\nL:1/8\\nK:D\\n"D"ABc e2|"A"d3|]\\n')
+    (2, 2, 3, -2)
+    >>> melody_intervals("X:1\\nK:G\\n")
+    ()
+    """
+    try:
+        melody = H._read(H.strip_chords(abc))
+    except H.TunesmithError:
+        return ()
+    pitches = [max(e.pitches) for bar in melody.events for e in bar if e.pitches][:notes]
+    return tuple(b - a for a, b in zip(pitches, pitches[1:]))
+
+
+def _titles(abc: str) -> set[str]:
+    titles = {normal_title(line[2:]) for line in abc.splitlines() if line.startswith("T:")}
+    return titles - {""}
+
+
+def duplicate_of(abc: str, titles: set[str], melodies: list[tuple[int, ...]],
+                 likeness: float = DUPLICATE_LIKENESS) -> str | None:
+    """Why ``abc`` counts as a tune already among the reference tunes (``titles``: their
+    :func:`normal_title` values; ``melodies``: their :func:`melody_intervals`): "title" when
+    one of its titles is theirs, "melody" when its opening steps match one of theirs at
+    least ``likeness`` (difflib's ratio, so an ornament or a varied note still matches);
+    None when it is new.
+
+    >>> ref = 'X:1\\nT:Speed the Plough\\nL:1/8\\nK:G\\nGABc dedB|dedB dedB|c2ec B2dB|]\\n'
+    >>> titles, melodies = _titles(ref), [melody_intervals(ref)]
+    >>> duplicate_of(ref.replace("Speed the Plough", "Plough, The"), titles, melodies)
+    'melody'
+    >>> duplicate_of('X:1\\nT:Speed The Plough\\nL:1/8\\nK:D\\nD4|]\\n', titles, melodies)
+    'title'
+    >>> duplicate_of('X:1\\nT:Other\\nL:1/8\\nK:G\\nGFED CB,A,G,|G,A,B,C DEFG|]\\n',
+    ...              titles, melodies) is None
+    True
+    """
+    from difflib import SequenceMatcher
+
+    if _titles(abc) & titles:
+        return "title"
+    mine = melody_intervals(abc)
+    if len(mine) < 8:
+        return None
+    matcher = SequenceMatcher(autojunk=False)
+    matcher.set_seq2(mine)
+    for theirs in melodies:
+        if len(theirs) < 8:
+            continue
+        matcher.set_seq1(theirs)
+        if matcher.real_quick_ratio() >= likeness and matcher.quick_ratio() >= likeness \
+                and matcher.ratio() >= likeness:
+            return "melody"
+    return None
+
+
+def chord_share(abc: str) -> float:
+    """The share of a tune's bars that carry a chord symbol (0 for a tune that cannot be read).
+
+    >>> chord_share('X:1\\nM:3/4\\nL:1/4\\nK:D\\n"D"DFA|GBd|"A7"cea|"D"d3|]\\n')
+    0.75
+    >>> chord_share("X:1\\nK:D\\n")
+    0.0
+    """
+    try:
+        bars = H.chords_in(abc)
+    except H.TunesmithError:
+        return 0.0
+    return sum(bool(bar.chords) for bar in bars) / len(bars) if bars else 0.0
+
+
+def extra_problems(config: TrainConfig) -> tuple[list, dict[str, int]]:
+    """The problems of the tunes in ``config.extra_abc`` that are new: a tune whose title or
+    opening melody matches any tune of ``config.abc`` (both halves, so the held-out one stays
+    held out) or an extra tune kept before it is dropped. Also the counts: tunes read,
+    dropped as duplicates of the main collection (by title, by melody), dropped as repeats
+    within the extra files, refused by the harmoniser, kept."""
+    from agent.abc_text import split_tunebook
+
+    titles: set[str] = set()
+    melodies: list[tuple[int, ...]] = []
+    for path in config.abc:
+        for abc in split_tunebook(Path(path).read_text(encoding="latin-1")):
+            titles |= _titles(abc)
+            melodies.append(melody_intervals(abc))
+    counts = dict.fromkeys(("read", "title", "melody", "repeat", "no chords", "refused",
+                            "kept"), 0)
+    kept_titles: set[str] = set()
+    kept_melodies: list[tuple[int, ...]] = []
+    problems = []
+    for path in config.extra_abc:
+        for abc in split_tunebook(Path(path).read_text(encoding="utf-8", errors="replace")):
+            counts["read"] += 1
+            reason = duplicate_of(abc, titles, melodies)
+            if reason is not None:
+                counts[reason] += 1
+                continue
+            if duplicate_of(abc, kept_titles, kept_melodies) is not None:
+                counts["repeat"] += 1
+                continue
+            if chord_share(abc) < MIN_CHORD_SHARE:
+                counts["no chords"] += 1
+                continue
+            problem = tune_problem(abc, config.features)
+            if problem is None:
+                counts["refused"] += 1
+                continue
+            counts["kept"] += 1
+            kept_titles |= _titles(abc)
+            kept_melodies.append(melody_intervals(abc))
+            problems.append(problem)
+    return problems, counts
 
 
 def agreement(problems: list, weights: dict[str, float],
@@ -194,9 +368,12 @@ def agreement(problems: list, weights: dict[str, float],
 
 def cross_validate(problems: list, config: TrainConfig, folds: int = 4,
                    progress: bool = False, compiled: tuple | None = None,
-                   groups: frozenset[str] | None = None) -> list[tuple[int, int]]:
+                   groups: frozenset[str] | None = None,
+                   measured: int | None = None) -> list[tuple[int, int]]:
     """Train on all folds but one and measure bar root agreement on that one, for each fold
-    (fold ``k`` holds the tunes at positions ``k`` mod ``folds`` of ``problems``).
+    (fold ``k`` holds the tunes at positions ``k`` mod ``folds`` of the first ``measured``
+    problems; the problems after them, extra tunes, join every training fold and are never
+    measured; None: all are measured).
     ``groups``: the optional feature groups the variant uses, when the lattices were built
     with more (the others are masked out)."""
     if compiled is None:
@@ -205,15 +382,18 @@ def cross_validate(problems: list, config: TrainConfig, folds: int = 4,
     else:
         tables, index = compiled
     mask = None if groups is None else group_mask(index, groups)
+    measured = len(problems) if measured is None else measured
     out = []
     for fold in range(folds):
-        inside = [i for i in range(len(problems)) if i % folds != fold]
-        held = [i for i in range(len(problems)) if i % folds == fold]
+        inside = [i for i in range(len(problems)) if i >= measured or i % folds != fold]
+        held = [i for i in range(measured) if i % folds == fold]
         if config.method == "crf":
             learned = train_crf([problems[i] for i in inside], config, progress=progress)
         else:
             learned = train_bagged([problems[i] for i in inside], config, progress=progress,
-                                   compiled=([tables[i] for i in inside], index), mask=mask)
+                                   compiled=([tables[i] for i in inside], index), mask=mask,
+                                   scales=[config.extra_weight if i >= measured else 1.0
+                                           for i in inside])
         weights = {**H.hand_weights(), **learned}
         out.append(agreement([problems[i] for i in held], weights,
                              ([tables[i] for i in held], index)))
@@ -372,10 +552,11 @@ def compile_problems(problems: list, index: dict[str, int]) -> list[Compiled]:
 
 def train(problems: list, config: TrainConfig, progress: bool = True,
           compiled: tuple[list[Compiled], dict[str, int]] | None = None,
-          mask: "object | None" = None) -> dict[str, float]:
+          mask: "object | None" = None, scales: list[float] | None = None) -> dict[str, float]:
     """Averaged perceptron from the hand-set weights; returns the averaged weights (those
     that moved). ``compiled``: the problems already compiled, with their numbering;
-    ``mask``: per feature number, 0 to keep that feature out (see :func:`group_mask`).
+    ``mask``: per feature number, 0 to keep that feature out (see :func:`group_mask`);
+    ``scales``: per problem, a factor on the step size of its updates (None: all 1).
 
     The average over every step is kept lazily (Daume's trick): an update ``d`` at step
     ``s`` of ``T`` counts in ``T - s + 1`` of the ``T`` weight vectors averaged.
@@ -412,8 +593,9 @@ def train(problems: list, config: TrainConfig, progress: bool = True,
                 step = np.zeros_like(weights)
                 good, good_values = table.path_entries(target)
                 bad, bad_values = table.path_entries(predicted)
-                np.add.at(step, good, config.rate * good_values)
-                np.add.at(step, bad, -config.rate * bad_values)
+                rate = config.rate * (1.0 if scales is None else scales[number])
+                np.add.at(step, good, rate * good_values)
+                np.add.at(step, bad, -rate * bad_values)
                 if mask is not None:
                     step *= mask[:len(step)]
                 weights += step
@@ -458,16 +640,17 @@ def _margins(problem: tuple, margin: float) -> list | None:
 
 def train_bagged(problems: list, config: TrainConfig, progress: bool = True,
                  compiled: tuple[list[Compiled], dict[str, int]] | None = None,
-                 mask: "object | None" = None) -> dict[str, float]:
+                 mask: "object | None" = None, scales: list[float] | None = None
+                 ) -> dict[str, float]:
     """:func:`train` once per seed of ``config.bag`` (the tunes visited in another order
     each time), the learned weights averaged; with no bag, :func:`train` with
     ``config.seed``."""
     from dataclasses import replace
 
     if not config.bag:
-        return train(problems, config, progress, compiled, mask)
+        return train(problems, config, progress, compiled, mask, scales)
     start = H.hand_weights()
-    runs = [train(problems, replace(config, seed=seed), progress, compiled, mask)
+    runs = [train(problems, replace(config, seed=seed), progress, compiled, mask, scales)
             for seed in config.bag]
     names = set().union(*runs)
     return {name: sum(run.get(name, start.get(name, 0.0)) for run in runs) / len(runs)
@@ -564,20 +747,35 @@ def _cv_variants(config: TrainConfig, folds: int, variants: list[str]) -> int:
         for part in parts[4:]:
             if part == "bars":
                 extra["bar_starts_only"] = True
+            elif part.startswith("extra"):
+                if not config.extra_abc:
+                    raise ValueError("the variant option extra needs --extra-abc FILE")
+                extra["extra_abc"] = config.extra_abc
+                extra["extra_weight"] = float(part[5:] or 1.0)
             elif part.startswith("m"):
                 extra["margin"] = float(part[1:])
             else:
-                raise ValueError(f"unknown variant option {part!r} (mMARGIN or bars)")
+                raise ValueError(f"unknown variant option {part!r} (mMARGIN, bars or "
+                                 "extra[WEIGHT])")
         parsed.append((text, groups, epochs, rate, seeds, extra))
     union = frozenset().union(*(groups for _, groups, *_ in parsed))
     problems = tune_problems(replace(config, features=tuple(sorted(union))))
+    measured = len(problems)
+    if any("extra_abc" in extra for *_, extra in parsed):
+        extras, counts = extra_problems(replace(config, features=tuple(sorted(union))))
+        problems = problems + extras
+        print("extra tunes: " + ", ".join(f"{n} {what}" for what, n in counts.items()),
+              flush=True)
     index = {name: number for number, name in enumerate(H.hand_weights())}
     tables = compile_problems(problems, index)
-    print(f"{len(problems)} tunes, {folds} folds", flush=True)
+    print(f"{measured} tunes, {folds} folds", flush=True)
     for text, groups, epochs, rate, seeds, extra in parsed:
         run = replace(config, epochs=epochs, rate=rate, seed=seeds[0],
-                      bag=seeds if len(seeds) > 1 else (), **extra)
-        results = cross_validate(problems, run, folds, compiled=(tables, index), groups=groups)
+                      bag=seeds if len(seeds) > 1 else (), **{"extra_abc": (), **extra})
+        used = len(problems) if run.extra_abc else measured
+        results = cross_validate(problems[:used], run, folds,
+                                 compiled=(tables[:used], index), groups=groups,
+                                 measured=measured)
         agree, bars = sum(a for a, _ in results), sum(b for _, b in results)
         shares = " / ".join(f"{a / b:.2%}" for a, b in results)
         print(f"| {text} | {shares} | {agree / bars:.2%} ({agree}/{bars}) |", flush=True)
@@ -588,6 +786,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     fields = TrainConfig.__dataclass_fields__
     parser.add_argument("--abc", action="append", default=[], help=fields["abc"].metadata["help"])
+    parser.add_argument("--extra-abc", action="append", default=[], metavar="FILE",
+                        help=fields["extra_abc"].metadata["help"] + " (with --cv and "
+                        "--variant: only the variants with the option @extra use them)")
+    parser.add_argument("--extra-weight", type=float, default=TrainConfig.extra_weight,
+                        help=fields["extra_weight"].metadata["help"])
     parser.add_argument("--abc-half", choices=("all", "odd", "even"), default="even",
                         help=fields["abc_half"].metadata["help"])
     parser.add_argument("--method", choices=("crf", "perceptron"), default=TrainConfig.method,
@@ -611,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
                              "GROUPS[@EPOCHS[@RATE[@SEED[@OPTION...]]]] (SEED may be a "
                              "bag, 0+1+2: the weights of one run per seed averaged; "
                              "OPTION mMARGIN for a training margin, bars for bar-start "
-                             "chords only) "
+                             "chords only, extra[WEIGHT] to train with the --extra-abc tunes too, "
+                             "their updates scaled by WEIGHT, 1 if not given) "
                              "(GROUPS comma-separated or 'none'); several allowed, one line "
                              "each (the lattices are built once with every group named)")
     parser.add_argument("--out", type=Path, default=Path(H.__file__).with_name("harmony_weights.py"))
@@ -620,23 +824,35 @@ def main(argv: list[str] | None = None) -> int:
         g for g in args.features.split(",") if g and g != "none")
     config = TrainConfig(tuple(args.abc), args.abc_half, args.method, args.epochs, args.rate,
                          seed=args.seed, features=features,
-                         bag=tuple(int(n) for n in args.bag.split("+") if n))
+                         bag=tuple(int(n) for n in args.bag.split("+") if n),
+                         extra_abc=tuple(args.extra_abc), extra_weight=args.extra_weight)
     if args.cv and args.variant:
         return _cv_variants(config, args.cv, args.variant)
     groups = H.FEATURE_GROUPS if features is None else frozenset(features)
     problems = tune_problems(config)
+    measured = len(problems)
+    if config.extra_abc:
+        extras, counts = extra_problems(config)
+        problems = problems + extras
+        print("extra tunes: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     if args.cv:
-        folds = cross_validate(problems, config, args.cv)
+        folds = cross_validate(problems, config, args.cv, measured=measured)
         agree, bars = sum(a for a, _ in folds), sum(b for _, b in folds)
         shares = " / ".join(f"{a / b:.2%}" for a, b in folds)
         print(f"{config.method} features={','.join(features or ()) if features is not None else 'default'} "
               f"epochs={config.epochs} rate={config.rate}: folds {shares}; pooled "
-              f"{agree / bars:.2%} ({agree}/{bars} bars, {len(problems)} tunes)")
+              f"{agree / bars:.2%} ({agree}/{bars} bars, {measured} tunes)")
         return 0
-    weights = (train_crf if config.method == "crf" else train_bagged)(problems, config)
+    if config.method == "crf":
+        weights = train_crf(problems, config)
+    else:
+        weights = train_bagged(problems, config, scales=[
+            1.0 if i < measured else config.extra_weight for i in range(len(problems))])
     files = ", ".join(Path(p).name for p in config.abc)
+    extra_files = ", ".join(Path(p).name for p in config.extra_abc)
+    more = f" and {len(problems) - measured} new tunes of {extra_files}" if extra_files else ""
     write_weights(weights, args.out, f"{config.method}, {len(problems)} tunes: the "
-                  f"{config.abc_half} half of {files}; {config.epochs} epochs, rate "
+                  f"{config.abc_half} half of {files}{more}; {config.epochs} epochs, rate "
                   f"{config.rate}; feature groups: {', '.join(sorted(groups)) or 'none'}"
                   + (f"; averaged over seeds {', '.join(map(str, config.bag))}" if config.bag
                      else ""))

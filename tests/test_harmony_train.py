@@ -229,3 +229,43 @@ def test_a_bag_averages_its_runs():
     assert bagged[name] == pytest.approx(
         (runs[0][name] + runs[1].get(name, hand.get(name, 0.0))) / 2)
     assert T.train_bagged([problem], config, progress=False) == runs[0]
+
+
+def test_extra_tunes_join_every_training_fold_and_are_never_measured():
+    """Cross-validation with extra tunes after the measured ones: each fold measures the same
+    bars as without them (the extras are never held out), and the extras change what is
+    learned."""
+    tunes = _corpus_reels()
+    main = [_problem(abc, frozenset({"context"})) for abc in tunes]
+    extra = [_problem(REEL.read_text(), frozenset({"context"}))]
+    config = T.TrainConfig(epochs=2, rate=0.05)
+    alone = T.cross_validate(main, config, 2)
+    joined = T.cross_validate(main + extra, config, 2, measured=len(main))
+    assert [bars for _, bars in joined] == [bars for _, bars in alone]
+    assert sum(bars for _, bars in alone) > 20
+    everything = T.cross_validate(main + extra, config, 2)
+    assert sum(b for _, b in everything) > sum(b for _, b in joined)
+
+
+def test_extra_tunes_that_repeat_a_main_tune_are_dropped(tmp_path):
+    """An extra file holding a main tune transposed under another title, the same tune under
+    its title written another way, a new tune twice and a tune without chords: only the
+    new tune is kept, once, and the counts say why the others went."""
+    from agent.edits import transpose
+    from agent.ops import Transpose
+
+    reel = REEL.read_text()
+    main = tmp_path / "main.abc"
+    main.write_text(reel)
+    moved = transpose(reel, Transpose(semitones=2)).abc.replace("T:Cuckoo's Nest",
+                                                                 "T:Nest of the Cuckoo")
+    new = _corpus_reels()[1]
+    bare = DATA.joinpath("abc", "oneills_darby_the_driver.abc").read_text()
+    renamed = reel.replace("T:Cuckoo's Nest", "T:The Cuckoo's Nest")
+    extra = tmp_path / "extra.abc"
+    extra.write_text("\n\n".join([moved, renamed, new, new, bare]) + "\n")
+    problems, counts = T.extra_problems(T.TrainConfig(abc=(str(main),),
+                                                      extra_abc=(str(extra),)))
+    assert counts == {"read": 5, "title": 1, "melody": 1, "repeat": 1, "no chords": 1,
+                      "refused": 0, "kept": 1}
+    assert len(problems) == 1 and any(root is not None for root in problems[0][2])

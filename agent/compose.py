@@ -144,6 +144,10 @@ class ComposeConfig:
                   "what its style usually holds (agent.styles.usual_short_notes) is kept with its "
                   "chance times exp(-rhythm_prior x the short notes over that share), so it is "
                   "resampled more often (with bar_retries); 0: no prior"})
+    program: int | None = field(
+        default=None,
+        metadata={"help": "the General MIDI instrument the tune is for, when its header names none "
+                  "yet: the notes stay within that instrument's range (agent.validate's table)"})
     short_notes: float | None = field(
         default=None,
         metadata={"help": "the share of notes shorter than L: the rhythm prior allows, in place "
@@ -314,7 +318,31 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig, ornaments: 
                      allow_pickup=config.allow_pickup, repetition=config.repetition(),
                      ornaments=ornaments, max_accidentals_per_bar=config.max_accidentals_per_bar,
                      double_accidentals=config.double_accidentals,
-                     max_range_steps=config.max_range_steps, decorations=config.decorations())
+                     max_range_steps=config.max_range_steps, decorations=config.decorations(),
+                     pitch_steps=_instrument_steps(header, config.program))
+
+
+def _instrument_steps(header: str, program: int | None = None) -> tuple[int, int] | None:
+    """The staff steps the header's instrument (``%%MIDI program``, else ``program``) can play,
+    or None when neither names one the validator knows: the grammar keeps the notes there, as
+    the validator asks.
+
+    >>> _instrument_steps("X:1\\n%%MIDI program 73\\nM:3/4\\nK:D\\n"), _instrument_steps("X:1\\nK:D\\n")
+    ((28, 48), None)
+    """
+    from agent.decoding import playable_steps
+    from agent.notation import midi_directives, midi_program_number
+    from agent.validate import instrument_range
+
+    for name, args in midi_directives(header):
+        number = midi_program_number(args) if name == "program" else None
+        if number is not None and number.isdigit():
+            program = int(number)
+            break
+    listed = instrument_range(program) if program is not None else None
+    if not listed:
+        return None
+    return playable_steps(listed[0], listed[1], parse_tune(header + "\n").key.alterations)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +449,35 @@ class _BarTry:
     kept: float
 
 
+def _likelier_unfinished(unfinished: list[_BarTry], finished: list[_BarTry]) -> _BarTry | None:
+    """The stopped try with the highest chance so far, if that beats every finished try's: a
+    try's chance only shrinks as it goes on, so a stopped try below the best finished one can
+    never be the likeliest, and one above it must be written to its bar line to know.
+
+    >>> done = [_BarTry((1,), ("A",), None, 0.2)]
+    >>> stopped = [_BarTry((2,), ("B",), None, 0.1), _BarTry((3,), ("c",), None, 0.3)]
+    >>> _likelier_unfinished(stopped, done).tokens, _likelier_unfinished(stopped[:1], done)
+    ((3,), None)
+    """
+    best = max((t.kept for t in finished), default=0.0)
+    candidates = [t for t in unfinished if t.kept > best]
+    return max(candidates, key=lambda t: t.kept) if candidates else None
+
+
+def _judged_at_bar_line(state: BodyState) -> bool:
+    """Whether the bar begun at ``state`` ends with a bar line, where its try is judged: not
+    the last bar of an edited span, which ends without one and is kept as written, nor what
+    follows the body's last bar line (the rest of a final ``|]``).
+
+    >>> from agent.decoding import FormPlan, body_spec, start_state
+    >>> start = start_state(body_spec("3/4", "1/8", FormPlan.through(2)))
+    >>> _judged_at_bar_line(start), _judged_at_bar_line(start.feed("A6 | A6 |"))
+    (True, False)
+    """
+    last = state.spec.last_bar - (1 if state.spec.span_end else 0)
+    return state.bars_done < last
+
+
 def decode_body(
     loaded: Any,
     prompt_ids: list[int],
@@ -450,6 +507,13 @@ def decode_body(
     kept. A bar is judged at its bar line (a pickup's too); the last bar of an edited span,
     which ends without one, is kept as written.
 
+    The uniform number a try is judged by is drawn when the try starts, and a try that may still
+    be taken back is stopped as soon as the product so far falls below it: the product only
+    shrinks, so the bar would be refused at its bar line anyway (the same decision, without
+    writing the rest of the bar; about a sixth of the tokens of a 16-bar tune,
+    docs/benchmarks.md). The likeliest try kept after the last retry is then the likeliest of
+    the tries written to their bar line.
+
     With ``short_notes`` (the share of notes shorter than ``L:`` a tune of its style usually
     holds at most), a bar's chance is also multiplied by :func:`_rhythm_prior`: the model alone,
     even unconstrained, writes airs and waltzes in sixteenths far more often than the corpus.
@@ -472,7 +536,9 @@ def decode_body(
         stats.forward_seconds += time.perf_counter() - clock
         bar_start = _BarStart(decoder.length, logits, state, 0)
         tries: list[_BarTry] = []
-        kept = 1.0
+        unfinished: list[_BarTry] = []  # tries stopped before their bar line, as far as written
+        kept, taken_back = 1.0, 0
+        threshold = _draw(generator) if retries and state is not None else 0.0
         while len(generated) < budget and stats.tokens < budget * (1 + retries):
             clock = time.perf_counter()
             recent = generated[-config.penalty_window:]
@@ -486,6 +552,20 @@ def decode_body(
                 stats.widened += bool(choice.widened)
                 stats.relaxed += choice.relaxed
                 kept *= 1.0 - choice.refused_mass
+                if (not closed and kept <= threshold and taken_back < retries
+                        and _judged_at_bar_line(bar_start.state)):  # refused already
+                    stats.tokens += 1
+                    stats.resampled_bars += 1
+                    taken_back += 1
+                    unfinished.append(_BarTry(tuple(generated[bar_start.written:]) + (token,),
+                                              tuple(pieces[bar_start.written:]) + (table.texts[token],),
+                                              state, kept))
+                    decoder.rewind(bar_start.cached)
+                    logits, state, kept = bar_start.logits, bar_start.state, 1.0
+                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    threshold = _draw(generator)
+                    stats.constraint_seconds += time.perf_counter() - clock
+                    continue
                 pieces.append(table.texts[token])
                 complete = state.is_complete
             else:
@@ -499,13 +579,28 @@ def decode_body(
                     kept *= _rhythm_prior(bar_start.state, state, short_notes, config.rhythm_prior)
                 tries.append(_BarTry(tuple(generated[bar_start.written:]),
                                      tuple(pieces[bar_start.written:]), state, kept))
-                accepted = _draw(generator) < kept
-                if not accepted and len(tries) <= retries:  # take the bar back, write it again
+                accepted = threshold < kept
+                if not accepted and taken_back < retries:  # take the bar back, write it again
                     stats.resampled_bars += 1
+                    taken_back += 1
                     decoder.rewind(bar_start.cached)
                     logits, state, kept, complete = bar_start.logits, bar_start.state, 1.0, False
                     del generated[bar_start.written:], pieces[bar_start.written:]
+                    threshold = _draw(generator)
                     stats.constraint_seconds += time.perf_counter() - clock
+                    continue
+                resumed = None if accepted else _likelier_unfinished(unfinished, tries)
+                if resumed is not None:  # it may yet be the likeliest: write it to its bar line
+                    unfinished.remove(resumed)
+                    decoder.rewind(bar_start.cached)
+                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    generated.extend(resumed.tokens)
+                    pieces.extend(resumed.texts)
+                    state, kept, complete, threshold = resumed.state, resumed.kept, False, 1.0
+                    started = time.perf_counter()
+                    logits = decoder.feed(list(resumed.tokens))
+                    stats.forward_seconds += time.perf_counter() - started
+                    stats.constraint_seconds += started - clock
                     continue
                 best = tries[-1] if accepted else max(tries, key=lambda t: t.kept)
                 if best is not tries[-1]:  # an earlier try was likelier: write it back
@@ -520,7 +615,7 @@ def decode_body(
                         spent = time.perf_counter() - started
                         stats.forward_seconds += spent
                         clock += spent  # model time, not the constraints
-                tries, kept = [], 1.0
+                tries, unfinished, kept, taken_back = [], [], 1.0, 0
             if closed:
                 if on_bar is not None and state.bars_done > bar_start.state.bars_done:
                     on_bar(state.bars_done, "".join(pieces))
@@ -533,6 +628,7 @@ def decode_body(
                 stats.forward_seconds += time.perf_counter() - clock
             if closed:
                 bar_start = _BarStart(decoder.length, logits, state, len(generated))
+                threshold = _draw(generator) if retries else 0.0
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],
                                    clean_up_tokenization_spaces=False)]
@@ -776,6 +872,7 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
         history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
         tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
         slurs_in=slurs_in, slurs_out=slurs_out,
+        pitch_steps=_instrument_steps(tune.text[:tune.body_offset]),
     )
     return spec, lead, opens
 

@@ -429,7 +429,7 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
     attrs, mood_plan = plan_new_tune(request.attributes, resolve(request.attributes, config.understand))
     header = header_for(attrs)
     plan = song_form.song_plan(attrs.bars) if attrs.verses else form_plan(attrs)
-    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature,
+    compose_config = ComposeConfig(seed=config.seed, temperature=config.temperature, program=attrs.program,
                                    short_notes=mood_plan.short_notes if mood_plan else None)
     warm_up_in_background()  # the renderers load while the model writes (about 1 s, once)
     result = composer.run(lambda loaded: compose_tune(loaded, request.text, header, plan,

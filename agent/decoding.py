@@ -89,7 +89,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from agent.abc_text import parse_meter, parse_unit_length
 from agent.errors import TunesmithError
@@ -405,6 +405,9 @@ class BodySpec:
     #: them all at once, ")))))))".
     slur_bars: int = 1
     max_range_steps: int = 0  # lowest to highest single note, in diatonic steps (0: no limit)
+    #: the lowest and highest staff step (:func:`staff_step`) a note may take: the instrument's
+    #: range (None: no bounds)
+    pitch_steps: tuple[int, int] | None = None
     max_decorations_per_bar: int = 2  # staccato dots and !...! marks in one bar (0: no limit)
     decorations: frozenset = DECORATIONS  # the !...! marks allowed (dynamics among them)
     lengths: dict = field(default=None, compare=False, repr=False)
@@ -450,6 +453,7 @@ def body_spec(
     double_accidentals: bool = False,
     max_range_steps: int = 0,
     decorations: frozenset[str] = DECORATIONS,
+    pitch_steps: tuple[int, int] | None = None,
 ) -> BodySpec:
     """The spec for a new tune body in ``meter`` (an ``M:`` value) with ``L:`` = ``unit_length``.
 
@@ -457,7 +461,8 @@ def body_spec(
     ``ornaments=False`` leaves out slurs, grace notes and decorations; a bar holds at most
     ``max_accidentals_per_bar`` accidentals, double sharps and flats only when
     ``double_accidentals``; the melody's notes span at most ``max_range_steps`` diatonic steps
-    (7 is an octave; 0: no limit); ``decorations`` names the ``!...!`` marks allowed.
+    (7 is an octave; 0: no limit) and lie within ``pitch_steps`` (lowest and highest
+    :func:`staff_step`, an instrument's range); ``decorations`` names the ``!...!`` marks allowed.
 
     >>> spec = body_spec("6/8", "1/8", FormPlan.dance(8))
     >>> spec.bar_ticks, spec.last_bar
@@ -488,7 +493,27 @@ def body_spec(
         double_accidentals=double_accidentals,
         max_range_steps=max_range_steps,
         decorations=decorations,
+        pitch_steps=pitch_steps,
     )
+
+
+def playable_steps(lowest: int, highest: int, alterations: Sequence[int] = (0,) * 7
+                   ) -> tuple[int, int]:
+    """The lowest and highest staff steps (:func:`staff_step`) whose notes, as the key
+    signature's ``alterations`` (semitones for C D E F G A B) sound them, lie within MIDI
+    ``lowest``..``highest``. An accidental written at the very edge is left to the validator.
+
+    >>> playable_steps(60, 96)  # a flute in C: middle C to c''
+    (28, 49)
+    >>> playable_steps(60, 96, (1, 0, 0, 1, 0, 0, 0))  # in D major c'' is C sharp: up to b'
+    (28, 48)
+    """
+    def midi(step: int) -> int:
+        return 12 * (step // 7 + 1) + (0, 2, 4, 5, 7, 9, 11)[step % 7] + alterations[step % 7]
+
+    low = next(step for step in range(0, 80) if midi(step) >= lowest)
+    high = next(step for step in range(80, 0, -1) if midi(step) <= highest)
+    return low, high
 
 
 def staff_step(name: str) -> int:
@@ -755,7 +780,13 @@ class BodyState:
         return self.pitch[len(self.pitch) - 1 - self.marks:]
 
     def _range_ok(self, step: int | None = None) -> bool:
-        """The note being written (or ``step``) keeps the melody within ``max_range_steps``."""
+        """The note being written (or ``step``) lies within ``pitch_steps`` and keeps the melody
+        within ``max_range_steps``."""
+        bounds = self.spec.pitch_steps
+        if bounds is not None:
+            step = staff_step(self._note_name()) if step is None else step
+            if not bounds[0] <= step <= bounds[1]:
+                return False
         limit = self.spec.max_range_steps
         if not limit or self.low_step is None:
             return True
@@ -935,6 +966,8 @@ class BodyState:
                     return False
                 self.chord_pitch += ch
             elif not current or has_letter:
+                if not self._chord_note_in_range(exact=True):
+                    return False
                 self._chord_note_done()
                 if self.chord_notes >= MAX_CHORD_NOTES or (free and not self._accidental_ok()):
                     return False
@@ -945,18 +978,24 @@ class BodyState:
             if current and not has_letter:
                 self.chord_pitch += ch
             else:
+                if not self._chord_note_in_range(exact=True):
+                    return False
                 self._chord_note_done()
                 if self.chord_notes >= MAX_CHORD_NOTES:
                     return False
                 self.chord_pitch = ch
+            if not self._chord_note_in_range(exact=False):
+                return False
         elif ch == "," or ch == "'":
             letters = [c for c in current if c in NOTE_LETTERS]
             marks = len(current) - current.index(letters[0]) - 1 if letters else 0
             if not letters or marks >= MAX_OCTAVE_MARKS or (ch == ",") != letters[0].isupper():
                 return False
             self.chord_pitch += ch
+            if not self._chord_note_in_range(exact=False):
+                return False
         elif ch == "]":
-            if not has_letter:
+            if not has_letter or not self._chord_note_in_range(exact=True):
                 return False
             self._chord_note_done()
             if self.chord_notes < 2:
@@ -971,6 +1010,20 @@ class BodyState:
             self.mode, self.length, self.items = _CHORD_LEN, "", ""
             return self._length_viable("")
         return True
+
+    def _chord_note_in_range(self, exact: bool) -> bool:
+        """The chord note being written lies within ``pitch_steps`` as it is (``exact``), or
+        could with more octave marks."""
+        bounds = self.spec.pitch_steps
+        current = self.chord_pitch
+        first = next((i for i, c in enumerate(current) if c in NOTE_LETTERS), None)
+        if bounds is None or first is None:
+            return True
+        name = current[first:]
+        step = staff_step(name)
+        more = 0 if exact else MAX_OCTAVE_MARKS - (len(name) - 1)
+        direction = -7 if name[0].isupper() else 7
+        return any(bounds[0] <= step + direction * k <= bounds[1] for k in range(more + 1))
 
     def _chord_note_done(self) -> None:
         """Count the chord note just written (if any) and record its accidental for the bar."""

@@ -248,7 +248,7 @@ def _check_tune(tune: TuneText, settings: ValidateSettings) -> tuple[list[Diagno
     bars = split_bars(tokens, tune)
     out.extend(_check_bars(bars, tokens))
     out.extend(_check_repeats(bars))
-    out.extend(_check_range(tune, tokens, settings))
+    out.extend(_check_range(tune, tokens, settings, bars))
     out.extend(_check_lyrics(tokens))
     out.extend(_check_trailing(tune))
     if settings.music21 and not any(d.severity == "error" and d.code in ("parse", "note-length")
@@ -598,8 +598,21 @@ def instrument_range(program: int) -> tuple[int, int, str] | None:
     return next((limits for programs, limits in INSTRUMENT_RANGES.items() if program in programs), None)
 
 
-def _check_range(tune: TuneText, tokens: list[Token], settings: ValidateSettings
-                 ) -> list[Diagnostic]:
+def _bar_of(token: Token, bars: list[Bar]) -> tuple[int | None, int | None]:
+    """The bar number in its voice (1-based) and the engraved score's number of the bar that
+    holds ``token``, so a repair can rewrite that bar alone; (None, None) outside every bar."""
+    by_voice: dict[str, list[Bar]] = {}
+    for bar in bars:
+        by_voice.setdefault(bar.voice, []).append(bar)
+    for voice_bars in by_voice.values():
+        for number, bar in enumerate(voice_bars, start=1):
+            if bar.start <= token.start <= bar.end:
+                return number, number - 1 + first_score_number(voice_bars)
+    return None, None
+
+
+def _check_range(tune: TuneText, tokens: list[Token], settings: ValidateSettings,
+                 bars: list[Bar] = ()) -> list[Diagnostic]:
     program = _program(tune, tokens)
     low, high, name = settings.lowest, settings.highest, None
     listed = instrument_range(program) if program is not None else None
@@ -614,9 +627,10 @@ def _check_range(tune: TuneText, tokens: list[Token], settings: ValidateSettings
                 continue
             where = "too low" if midi < low else "too high"
             playable = f"a {name}" if name else "the default range"
+            number, shown = _bar_of(token, bars)
             out.append(Diagnostic("error", "range", f"{token.text} ({pitch_name}, MIDI {midi}) "
                                   f"is {where} for {playable} (MIDI {low}..{high})",
-                                  token.line))
+                                  token.line, number, score_bar=shown))
             break
         if len(out) >= 10:
             break

@@ -100,7 +100,7 @@ class _EagerBarLines:
 
 def test_bars_the_grammar_bent_are_written_again(tiny):
     """A model that wants each bar closed after one note gets every bar refused most of its
-    probability: each bar is written again ``bar_retries`` times, then the last try is kept.
+    probability: each bar is written again ``bar_retries`` times, then the likeliest try is kept.
     ``bar_retries=0`` keeps every first try; the tune is valid and seeded either way."""
     eager = SimpleNamespace(model=_EagerBarLines(tiny.tokenizer), tokenizer=tiny.tokenizer,
                             config=SimpleNamespace(adapter=None), device="cpu")
@@ -159,7 +159,7 @@ def test_the_rhythm_prior_resamples_an_air_toward_fewer_sixteenths(tiny):
         runs[prior] = (sum(_short_share(r.abc) for r in results) / 3,
                        sum(r.stats.resampled_bars for r in results))
     (free_share, free_resampled), (held_share, held_resampled) = runs.values()
-    assert free_share > 0.6
+    assert free_share > 0.5  # most of its notes are sixteenths
     assert held_share < free_share - 0.03 and held_resampled > free_resampled
 
 

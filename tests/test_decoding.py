@@ -356,6 +356,22 @@ def test_range_limit_keeps_single_notes_within_the_span():
     assert start_state(body_spec("4/4", "1/8", FormPlan.through(1))).feed("C,,2 c'2 C,,2 c'2 |")
 
 
+def test_an_instruments_range_bounds_every_note_and_chord_note():
+    """A flute plays middle C to c'' (MIDI 60..96): notes and chord notes outside are refused
+    as soon as no octave mark can bring them back."""
+    from agent.compose import _instrument_steps
+
+    steps = _instrument_steps("X:1\n%%MIDI program 73\nM:3/4\nK:D\n")
+    spec = body_spec("3/4", "1/8", FormPlan.through(2), pitch_steps=steps)
+    start = start_state(spec)
+    assert start.feed("C2 c2 b'2 |") is not None and start.feed("c''") is None  # C sharp in D
+    assert start.feed("d''") is None and start.feed("B,") is None
+    assert start.feed("[ce']2") is not None and start.feed("[ce''") is None
+    assert start.feed("[C,") is None
+    assert start_state(body_spec("3/4", "1/8", FormPlan.through(2))).feed("[ce'']2 d''4 |")
+    assert validate_abc("X:1\n%%MIDI program 73\nM:3/4\nL:1/8\nK:D\nC2 c2 b'2 |]\n").valid
+
+
 def test_at_most_two_decorations_in_a_bar():
     spec = body_spec("4/4", "1/8", FormPlan.through(2))
     state = start_state(spec).feed(".C .D !trill!E")

@@ -33,7 +33,10 @@ ROAD_LINES = ["I walk the road back home", "Down the long road I roam",
               "The river runs beside the road", "I carry home a heavy load",
               "The lights of home are in my sight", "I will be home before the night",
               "My feet are sore my heart is light", "The road home turns by the hill",
-              "The evening air is calm and still", "The road home leads me to you"]
+              "The evening air is calm and still", "The road home leads me to you",
+              "I follow every winding mile along the road back home",
+              "And every weary step I take is one more step toward my home",
+              "The valley and the river keep me company along the way"]
 
 
 def _kaisari() -> str:

@@ -186,6 +186,9 @@ def test_range_depends_on_the_instrument():
     flute = _tune("%%MIDI program 73\nG,8 |]")
     assert "too low for a flute" in validate_abc(flute, FAST).errors[0].message
     assert _codes(_tune("%%MIDI program 73\nc8 |]")) == []
+    # the bar is named, so the composer's repair rewrites that bar alone
+    high = validate_abc(_tune("%%MIDI program 73\nc8 | e''8 |]"), FAST).errors[0]
+    assert (high.code, high.bar, high.score_bar) == ("range", 2, 2)
 
 
 def test_ties_between_different_pitches_are_warned():

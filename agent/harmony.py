@@ -20,8 +20,9 @@ every ABC tool reads them. This module:
   CHI 2008); the weights start from values set by hand from harmony textbooks
   (:func:`hand_weights`) and were then moved toward the chords folk musicians wrote over
   half of the Nottingham Music Database by a structured perceptron
-  (:mod:`finetune.harmony_train`, the learned numbers in :mod:`agent.harmony_weights`); the
-  other half is kept to measure on;
+  (:mod:`finetune.harmony_train`, the learned numbers in :mod:`agent.harmony_weights`); a
+  small neural network adds a score to each slot's chord on top (:mod:`agent.harmony_nodes`,
+  trained by :mod:`finetune.harmony_mlp`); the other half is kept to measure on;
 * writes chords into the text without touching any other byte (every edit inserts or replaces
   quoted strings at token offsets from :mod:`agent.abc_text`), and lists, sets, simplifies,
   enriches and strips them.
@@ -373,6 +374,11 @@ class HarmonyConfig:
                 "the melody is not tonal enough to harmonise"})
     sevenths: bool = field(default=False, metadata={
         "help": "write the dominant as a seventh chord (V7) where the melody allows"})
+    scorer: str = field(default="network", metadata={
+        "help": "'network': the linear scores plus a small neural network's score of each "
+                "(slot, chord) (agent.harmony_nodes, trained on top of the learned table: "
+                "used with Viterbi decoding and weights None); 'linear': the weighted "
+                "features alone"})
 
 
 @dataclass(frozen=True)
@@ -941,9 +947,11 @@ def _add_neighbours(lattice: _Lattice, sounding: list[list[int]]) -> None:
 
 
 def _best_path(lattice: _Lattice, weights: dict[str, float],
-               fixed: list[frozenset[int] | None] | None = None) -> list[int]:
+               fixed: list[frozenset[int] | None] | None = None,
+               bonus: list | None = None) -> list[int]:
     """The highest-scoring chord of each slot (Viterbi); the last slot takes the key's tonic
-    chord. ``fixed``: per slot, the only chords allowed (None: any), for training."""
+    chord. ``fixed``: per slot, the only chords allowed (None: any), for training;
+    ``bonus``: per slot, a score added to each chord's (the node network's)."""
     if lattice.second_order:
         return _best_pair_path(lattice, weights, fixed)
 
@@ -952,7 +960,11 @@ def _best_path(lattice: _Lattice, weights: dict[str, float],
             return False
         return fixed is None or fixed[position] is None or state in fixed[position]
 
-    best = [_dot(weights, f) if allowed(0, i) else -math.inf
+    def node(position: int, state: int, features: dict[str, float]) -> float:
+        extra = 0.0 if bonus is None else float(bonus[position][state])
+        return _dot(weights, features) + extra
+
+    best = [node(0, i, f) if allowed(0, i) else -math.inf
             for i, f in enumerate(lattice.emissions[0])]
     back: list[list[int]] = []
     scored: dict[int, list[list[float]]] = {}  # change scores, per distinct table
@@ -968,7 +980,7 @@ def _best_path(lattice: _Lattice, weights: dict[str, float],
                 pointers.append(0)
                 continue
             choice = max(range(len(best)), key=lambda p: best[p] + scores[p][state])
-            row.append(best[choice] + scores[choice][state] + _dot(weights, features))
+            row.append(best[choice] + scores[choice][state] + node(position, state, features))
             pointers.append(choice)
         best = row
         back.append(pointers)
@@ -1123,8 +1135,18 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
     lattice = _lattice(bars, bar_length, beat, slots, skip, keys, ends=ends)
     if config.decoding not in ("viterbi", "marginal"):
         raise ValueError(f"decoding is 'viterbi' or 'marginal', not {config.decoding!r}")
-    decode = _best_path if config.decoding == "viterbi" else _marginal_path
-    path = decode(lattice, _weights(config))
+    if config.scorer not in ("network", "linear"):
+        raise ValueError(f"scorer is 'network' or 'linear', not {config.scorer!r}")
+    if (config.decoding == "viterbi" and config.scorer == "network" and config.weights is None
+            and not lattice.second_order):
+        from agent.harmony_nodes import node_bonus, shipped_model
+
+        scale = float(shipped_model()["scale"])
+        path = _best_path(lattice, {n: scale * v for n, v in _weights(config).items()},
+                          bonus=node_bonus(lattice))
+    else:
+        decode = _best_path if config.decoding == "viterbi" else _marginal_path
+        path = decode(lattice, _weights(config))
     result: list[list[tuple[Fraction, Chord]]] = [[] for _ in bars]
     previous = None
     for (bar_index, start), states, chosen in zip(lattice.plan, lattice.states, path):

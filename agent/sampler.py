@@ -156,6 +156,7 @@ def choose_token(
     table: TokenTable,
     settings: SamplingSettings,
     generator: Any = None,
+    draft: int | None = None,
 ) -> Choice:
     """Pick the next token from ``scores`` (1-D logits, already penalized) among those that
     keep the body valid.
@@ -163,7 +164,10 @@ def choose_token(
     The top ``settings.top_k`` ids by score are run through the automaton; if none is viable,
     the next ``widen_k``, then the whole vocabulary (a walk of the token trie). Among the viable
     ones (at most ``top_k``, best first) the token is sampled with temperature and top-p using
-    ``generator`` (a seeded ``torch.Generator``), or taken greedily at temperature 0.
+    ``generator`` (a seeded ``torch.Generator``), or taken greedily at temperature 0. A
+    ``draft`` (a guessed token the model has already been run on) is taken with the
+    probability the sampler gives it, else a token is drawn from the rest: every token keeps
+    its probability (speculative sampling with a guess for the draft).
     """
     import torch
 
@@ -187,7 +191,7 @@ def choose_token(
         checked += more
     if not found:
         raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
-    token, new = _sample(found, scores, settings, generator)
+    token, new = _sample(found, scores, settings, generator, draft)
     return Choice(token, new, checked, widened, relaxed, refused)
 
 
@@ -203,9 +207,10 @@ def _refused_mass(scores: Any, candidates: list[int], found: list, temperature: 
     return float(probs[torch.tensor(refused)].sum())
 
 
-def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any
-            ) -> tuple[int, BodyState]:
-    """Temperature and top-p sampling among viable (id, state) pairs, best score first."""
+def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any,
+            draft: int | None = None) -> tuple[int, BodyState]:
+    """Temperature and top-p sampling among viable (id, state) pairs, best score first; a
+    ``draft`` is taken with its probability, else the draw is among the others."""
     import torch
 
     if settings.temperature <= 0 or len(found) == 1:
@@ -216,6 +221,14 @@ def _sample(found: list, scores: Any, settings: SamplingSettings, generator: Any
         cumulative = torch.cumsum(probs, dim=0)
         keep = int((cumulative < settings.top_p).sum().item()) + 1
         probs = probs[:keep] / probs[:keep].sum()
+    guessed = next((i for i in range(len(probs)) if found[i][0] == draft), None)
+    if guessed is not None:
+        chance = float(probs[guessed])
+        if torch.rand((), generator=generator, dtype=torch.float64).item() < chance:
+            return found[guessed]
+        probs = probs.clone()
+        probs[guessed] = 0.0
+        probs = probs / probs.sum()
     draw = torch.rand((), generator=generator, dtype=torch.float64).item()
     cumulative = torch.cumsum(probs, dim=0).tolist()
     for index, edge in enumerate(cumulative):

@@ -103,7 +103,7 @@ class Configuration:
 CONFIGURATIONS = {
     c.name: c for c in (
         Configuration("default", "the shipped adapter (models/tunesmith-smollm2-135m) on SmolLM2-135M, "
-                      "merged; bfloat16 with int8 weights on a CPU that computes in bfloat16"),
+                      "merged, on the CPU path `auto` picks (ort: ONNX Runtime, 8-bit weights)"),
         Configuration("no-adapter", "the bare base model, no adapter", agent={"adapter": "none"}),
         Configuration("int8", "the default model with int8 dynamic quantization",
                       agent={"quantize": "int8-dynamic"}),
@@ -252,6 +252,9 @@ def _command_line(config: EvalConfig) -> str:
         words.append("--reuse-records")
     if config.mood_prompts:
         words += ["--mood-prompts", str(config.mood_prompts)]
+    path = os.environ.get("TUNESMITH_CPU_PATH", "").strip()
+    if path and path != "auto":  # set by --cpu-path
+        words += ["--cpu-path", path]
     words += ["--out", config.out]
     return shlex.join(words)
 
@@ -465,6 +468,9 @@ def run_configuration(config: EvalConfig, name: str, loader: Callable[[Any], Any
         record["failed"] = str(err)
         return record
     record["load_seconds"] = round(getattr(loaded, "load_seconds", None) or time.perf_counter() - started, 2)
+    from agent.model import describe_model
+
+    record["running"] = describe_model(loaded)  # the path it ran on, as "Model ready" says
     if config.threads:  # after loading: the loader sets its own thread count
         import torch
 
@@ -756,7 +762,7 @@ def summarize(record: dict, reference: Reference) -> dict:
                if (metrics.bar_count(p["abc"]) if p["abc"] else p.get("bars")) == 16
                and p["compose_seconds"] and "lyrics_theme" not in p["expect"]]
     return {
-        "prompts": len(prompts), "tunes": len(tunes),
+        "prompts": len(prompts), "tunes": len(tunes), "running": record.get("running"),
         "validity": validity,
         "control": {name: _share(flags) for name, flags in control.items()},
         "lyrics": {name: _mean(values) for name, values in lyric_values.items()}
@@ -937,6 +943,8 @@ def _report_header(result: dict) -> list[str]:
             f"- Full run: `{result['full_command']}`", ""]
     for name, summary in result["configurations"].items():
         note = result["descriptions"][name]
+        if summary.get("running"):
+            note += f"; ran as: {summary['running']}"
         failure = f" — **failed**: {summary['failed']}" if "failed" in summary else ""
         out.append(f"- **{name}**: {note}{failure}")
     out.append("")

@@ -297,6 +297,27 @@ def test_choose_token_is_seeded():
     assert {table.texts[t] for t in draws(3)} <= {"A", "B2", "c", "(3"}
 
 
+
+def test_a_guessed_token_leaves_every_tokens_probability_as_it_was():
+    """Speculative sampling with a guess: the guess is taken with its probability, else a draw
+    among the others, so over many draws the frequencies match the sampler's own, whatever
+    the guess (a likely one, an unlikely one, one the grammar refuses)."""
+    table = small_table()
+    state = start_state(body_spec("2/4", "1/8", FormPlan.through(2)))
+    scores = torch.full((table.size,), -30.0)
+    scores[[1, 2, 9, 12]] = torch.tensor([1.0, 0.5, 0.0, -1.0])  # A, B2, c, (3: all viable here
+    settings = SamplingSettings(temperature=1.0, top_k=10, top_p=1.0)
+    expected = torch.softmax(scores[[1, 2, 9, 12]].double(), dim=0).tolist()
+    for guess in (None, 1, 12, 11):  # none, the likeliest, the least likely, "|]" (refused)
+        generator = torch.Generator().manual_seed(5)
+        counts = dict.fromkeys((1, 2, 9, 12), 0)
+        for _ in range(6000):
+            counts[choose_token(scores, state, table, settings, generator, guess).token_id] += 1
+        for token, probability in zip(counts, expected):
+            assert counts[token] / 6000 == pytest.approx(probability, abs=0.02), (guess, counts)
+    greedy = SamplingSettings(temperature=0.0, top_k=10)
+    assert choose_token(scores, state, table, greedy, None, 9).token_id == 1  # greedy ignores it
+
 # ---- the grammar as data -------------------------------------------------------------------
 
 

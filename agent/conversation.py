@@ -299,9 +299,13 @@ def _new_version(session: Session, abc: str, summary: str, reply: str, intent: s
     report = validate_abc(abc)
     if not report.valid:
         problems = "; ".join(d.message for d in report.errors[:3])
-        return Turn(session=session, changed=False, intent=intent,
-                    reply=("That came out with a mistake in its notation, so I kept your score as it "
-                           f"was; ask again for another try. (The checker said: {problems}.)"),
+        if all(d.code == "range" for d in report.errors):  # e.g. a transposition past the top
+            reply = (f"That would take notes out of the playable range ({problems}), so I kept "
+                     "your score as it was. Try the other direction, or an octave lower or higher.")
+        else:
+            reply = ("That came out with a mistake in its notation, so I kept your score as it "
+                     f"was; ask again for another try. (The checker said: {problems}.)")
+        return Turn(session=session, changed=False, intent=intent, reply=reply,
                     diagnostics=[d.to_dict() for d in report.diagnostics])
     session = sessions.add_version(session, abc, summary)
     return Turn(session=session, reply=reply, changed=True, intent=intent,

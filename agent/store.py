@@ -145,6 +145,19 @@ def data_folder(environ: Mapping[str, str] | None = None) -> Path:
     return Path(home) / ".local" / "share" / "tunesmith"
 
 
+def new_song_id() -> str:
+    """A fresh song id: unguessable, and never starting with "-", which a command line would
+    read as an option (``--session -x...``).
+
+    >>> all(not new_song_id().startswith("-") for _ in range(200))
+    True
+    """
+    song = secrets.token_urlsafe(18)
+    while song.startswith("-"):
+        song = secrets.token_urlsafe(18)
+    return song
+
+
 def new_owner_key() -> str:
     """A fresh owner key: the secret a browser keeps to reach its own songs.
 
@@ -452,7 +465,7 @@ class Store:
     def create(self, owner: str, session: Session = Session(), title: str = "") -> str:
         """A new song for ``owner`` (an empty session unless given); returns its id."""
         digest = owner_hash(owner)
-        song = secrets.token_urlsafe(18)
+        song = new_song_id()
         now = time.time()
         data, facts = self._encode(session)
         named = bool(title.strip())

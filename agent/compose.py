@@ -481,8 +481,10 @@ class _Guesses:
         self.after: dict[tuple[int, int], int] = {}
 
     def learn(self, tokens: list[int]) -> None:
-        """Note what followed the two tokens before the last of ``tokens`` (guessing from one
-        token alone doubled the guesses but took fewer: no faster, measured)."""
+        """Note what followed the two tokens before the last of ``tokens``. (Measured, not
+        taken: guessing from one token alone doubled the guesses but took fewer, no faster;
+        guessing only what had followed twice took 64% of its guesses but saved 1% of the
+        model's time against 7%.)"""
         if len(tokens) >= 3:
             self.after[(tokens[-3], tokens[-2])] = tokens[-1]
 

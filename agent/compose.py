@@ -144,6 +144,10 @@ class ComposeConfig:
                   "what its style usually holds (agent.styles.usual_short_notes) is kept with its "
                   "chance times exp(-rhythm_prior x the short notes over that share), so it is "
                   "resampled more often (with bar_retries); 0: no prior"})
+    stop_refused_tries: bool = field(
+        default=True,
+        metadata={"help": "stop a bar's try at the token that already sinks it (the same bars "
+                  "kept, fewer tokens written; False writes every try to its bar line)"})
     guess_ahead: bool = field(
         default=True,
         metadata={"help": "run the model on each token together with a guess of the next (the "
@@ -610,6 +614,7 @@ def decode_body(
                 stats.relaxed += choice.relaxed
                 kept *= 1.0 - choice.refused_mass
                 if (not closed and kept <= threshold and taken_back < retries
+                        and config.stop_refused_tries
                         and _judged_at_bar_line(bar_start.state)):  # refused already
                     stats.tokens += 1
                     stats.resampled_bars += 1

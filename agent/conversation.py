@@ -453,6 +453,9 @@ def _compose(session: Session, request: Request, composer: Composer, config: Age
         abc, octave_note = _fit_instrument(
             set_instrument(abc, SetInstrument(program=attrs.program, name=attrs.instrument or "")).abc)
         notes.append(octave_note)
+    sung = bool(attrs.lyrics_text or attrs.lyrics or attrs.verses)
+    if sung and mood_plan is not None:  # a voice's range places a song, not the mood's octave
+        mood_plan = dataclasses.replace(mood_plan, register=0)
     abc, mood_note = finish_new_tune(abc, mood_plan)  # dynamics, articulation, register
     notes.append(mood_note)
     if attrs.lyrics_text or attrs.lyrics:  # words need a melody a voice can sing

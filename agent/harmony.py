@@ -1071,6 +1071,37 @@ def _path_features(lattice: _Lattice, path: list[int]) -> dict[str, float]:
     return total
 
 
+def _with_a_change(lattice: _Lattice, weights: dict[str, float], bonus: list | None,
+                   path: list[int], least_bars: int = 4) -> list[int]:
+    """``path``, or where it holds one chord throughout a tune of ``least_bars`` bars or more,
+    the best-scoring path that changes chord at least once: a tune on one chord has no harmony
+    to speak of (a locrian study came out on its diminished tonic throughout, the modes other
+    than major and minor having no learnt weights of their own). The best such path leaves the
+    chord at some slot before the last, so the best path with that slot's chord barred from
+    each slot in turn is the answer (one Viterbi search a slot, and only for such a tune)."""
+    chords = [lattice.states[p][state][0] for p, state in enumerate(path)]
+    bars = len({bar for bar, _ in lattice.plan})
+    if bars < least_bars or len(set(chords)) > 1 or len(path) < 3:
+        return path
+
+    def score(candidate: list[int]) -> float:
+        extra = 0.0 if bonus is None else sum(float(bonus[p][s]) for p, s in enumerate(candidate))
+        return _dot(weights, _path_features(lattice, candidate)) + extra
+
+    best, best_score = path, -math.inf
+    for position in range(len(path) - 1):
+        barred = frozenset(i for i, (chord, _) in enumerate(lattice.states[position])
+                           if chord != chords[0])
+        if not barred:
+            continue
+        fixed: list[frozenset[int] | None] = [None] * len(path)
+        fixed[position] = barred
+        candidate = _best_path(lattice, weights, fixed, bonus)
+        if score(candidate) > best_score:
+            best, best_score = candidate, score(candidate)
+    return best
+
+
 # --------------------------------------------------------------------------------------------
 # The harmoniser
 
@@ -1142,11 +1173,14 @@ def harmonise_events(bars: list[list[MelodyEvent]], tonic: str, mode: str,
         from agent.harmony_nodes import node_bonus, shipped_model
 
         scale = float(shipped_model()["scale"])
-        path = _best_path(lattice, {n: scale * v for n, v in _weights(config).items()},
-                          bonus=node_bonus(lattice))
+        weights, bonus = {n: scale * v for n, v in _weights(config).items()}, node_bonus(lattice)
+        path = _best_path(lattice, weights, bonus=bonus)
     else:
         decode = _best_path if config.decoding == "viterbi" else _marginal_path
-        path = decode(lattice, _weights(config))
+        weights, bonus = _weights(config), None
+        path = decode(lattice, weights)
+    if config.decoding == "viterbi" and not lattice.second_order:
+        path = _with_a_change(lattice, weights, bonus, path)
     result: list[list[tuple[Fraction, Chord]]] = [[] for _ in bars]
     previous = None
     for (bar_index, start), states, chosen in zip(lattice.plan, lattice.states, path):

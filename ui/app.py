@@ -294,6 +294,8 @@ def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
     True
     >>> "bar 2" in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nCDEF|GAB|]\\n", None)
     True
+    >>> "Valid, 2 bars." in check_html("X:1\\nT:t\\nM:2/4\\nL:1/8\\nK:C\\nC|DEFG|ABc|]\\n", None)
+    True
     """
     text = text if isinstance(text, str) else ""
     if not text.strip():
@@ -308,7 +310,10 @@ def check_html(text: str, current: str | None, max_chars: int = 100_000) -> str:
         name = html.escape(type(err).__name__)
         return f'<p class="ts-bad">This text could not be checked ({name}).</p>'
     same = current is not None and text.strip() == current.strip()
-    bars = f"{report.bars} bar{'s' * (report.bars != 1)}"
+    count = report.bars
+    if report.valid and report.tunes == 1:  # as a musician counts (and the chat's replies say):
+        count = bar_count(parse_tune(text))  # a pickup and its part's last bar count once
+    bars = f"{count} bar{'s' * (count != 1)}"
     if report.valid:
         head = f'<p class="ts-good">✓ Valid, {bars}.'
         head += (" This is the version on screen." if same

@@ -1042,7 +1042,8 @@ def mood_edit(abc: str, request: "MoodRequest | str", allow_mode_change: bool = 
                                      before.mean_pitch + 12 * octaves,
                                      f"{'up' if octaves > 0 else 'down'} {count}"))
         else:
-            kept.append(f"an octave {'up' if octaves > 0 else 'down'} would leave {name}")
+            kept.append(f"it stays at its pitch, since an octave {'up' if octaves > 0 else 'down'} "
+                        f"would leave {name}")
 
     wanted_mode = row.mode if k > 0 else _opposite_mode(row.mode)
     if wanted_mode and before.mode and (wanted_mode in MINOR_FAMILY) != before.minor and (
@@ -1095,11 +1096,11 @@ def edit_reply(edit: MoodEdit) -> str:
     else:
         head = _COMPARATIVE_WORDS.get(edit.mood, f"More {edit.mood}")
     moved = ", ".join(change.words for change in edit.changes)
-    parts = [f"{head}: {moved}." if moved else f"{head}: nothing could move exactly."]
+    parts = [f"{head}: {moved}." if moved else f"{head}: there is nothing more I can change."]
     notes = [k for k in edit.kept if k.startswith("It stays")]
     limits = [k for k in edit.kept if not k.startswith("It stays")]
     if limits:
-        parts.append("Kept as it was where " + "; ".join(limits) + ".")
+        parts.append("; ".join(limits)[:1].upper() + "; ".join(limits)[1:] + ".")
     parts += [n + "." for n in notes]
     if edit.pending_words:
         parts.append("For " + " and ".join(edit.pending_words) + " the bars need rewriting.")

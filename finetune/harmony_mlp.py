@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent import harmony as H
-from agent.harmony_nodes import METERS, base_name, mlp_scores, node_inputs
+from agent.harmony_nodes import base_name, mlp_scores, node_inputs
 from finetune import harmony_train as T
 
 @dataclass(frozen=True)
@@ -88,24 +88,6 @@ def _linear_tables(table: "T.Compiled", w) -> tuple[list, list]:
     moves = [table._score(packed, w).reshape(a, b) for a, b, packed in table.tables]
     rows = [emit[table.offsets[p]:table.offsets[p + 1]] for p in range(len(table.sizes))]
     return rows, [None] + [moves[t] for t in table.table_of[1:]]
-
-
-def _viterbi(rows: list, moves: list) -> list[int]:
-    import numpy as np
-
-    best = rows[0]
-    back = []
-    for p in range(1, len(rows)):
-        scores = best[:, None] + moves[p]
-        choice = scores.argmax(axis=0)
-        best = scores[choice, np.arange(scores.shape[1])] + rows[p]
-        back.append(choice)
-    state = int(best.argmax())
-    path = [state]
-    for choice in reversed(back):
-        state = int(choice[state])
-        path.append(state)
-    return path[::-1]
 
 
 class _Net:
@@ -264,7 +246,7 @@ def _hinge(emit: list, trans: list, free: list, masks: list, gold: list) -> "obj
         cost = np.zeros(len(row)) if gold[p] is None else (~masks[p]).astype(float)
         bad_rows.append(np.where(free[p], row + cost, -np.inf))
         good_rows.append(np.where(masks[p], row, -np.inf))
-    bad, good = _viterbi(bad_rows, m), _viterbi(good_rows, m)
+    bad, good = T.viterbi(bad_rows, m), T.viterbi(good_rows, m)
     cost = sum(1.0 for p, s in enumerate(bad) if gold[p] is not None and not masks[p][s])
     return cost + _path_score(emit, trans, bad) - _path_score(emit, trans, good)
 
@@ -290,7 +272,7 @@ def decode(x: list, rows: list, moves: list, arrays: dict) -> list[int]:
         if p == len(rows) - 1:
             values = np.where(np.arange(len(values)) == 0, values, -np.inf)
         out.append(values)
-    return _viterbi(out, [None] + [scale * m for m in moves[1:]])
+    return T.viterbi(out, [None] + [scale * m for m in moves[1:]])
 
 
 def parse_variant(text: str) -> MlpConfig | None:

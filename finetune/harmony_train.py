@@ -400,6 +400,30 @@ def cross_validate(problems: list, config: TrainConfig, folds: int = 4,
     return out
 
 
+def viterbi(rows: list, moves: list) -> list[int]:
+    """The best path of a chain: ``rows[p]`` the scores of slot ``p``'s states (numpy arrays),
+    ``moves[p]`` (from 1) the scores of each move from slot ``p - 1``'s states into ``p``'s.
+
+    >>> import numpy as np
+    >>> viterbi([np.array([1.0, 0.0]), np.array([0.0, 2.0])], [None, np.array([[0.0, -5.0], [0.0, 0.0]])])
+    [1, 1]
+    """
+    import numpy as np
+
+    best, back = rows[0], []
+    for p in range(1, len(rows)):
+        scores = best[:, None] + moves[p]
+        choice = scores.argmax(axis=0)
+        best = scores[choice, np.arange(scores.shape[1])] + rows[p]
+        back.append(choice)
+    state = int(best.argmax())
+    path = [state]
+    for choice in reversed(back):
+        state = int(choice[state])
+        path.append(state)
+    return path[::-1]
+
+
 class Compiled:
     """One lattice's features as index arrays (feature numbers from a shared ``index``), so
     that every (slot, chord) and every change is scored at once with numpy: training decodes
@@ -463,7 +487,6 @@ class Compiled:
         emit = self._score(self.emit, w)
         moves = [self._score(packed, w).reshape(a, b) for a, b, packed in self.tables]
         last = len(self.sizes) - 1
-        best, back = None, []
         rows = []
         for position in range(last + 1):
             row = emit[self.offsets[position]:self.offsets[position + 1]].copy()
@@ -480,20 +503,7 @@ class Compiled:
             cubes = [self._score(packed, w).reshape(a, b, c) for a, b, c, packed in self.triples]
             return H.pair_viterbi(rows, [None] + [moves[t] for t in self.table_of[1:]],
                                   [None, None] + [cubes[t] for t in self.triple_of[2:]])
-        for position, row in enumerate(rows):
-            if best is None:
-                best = row
-                continue
-            scores = best[:, None] + moves[self.table_of[position]]
-            choice = scores.argmax(axis=0)
-            best = scores[choice, np.arange(scores.shape[1])] + row
-            back.append(choice)
-        state = int(best.argmax())
-        path = [state]
-        for choice in reversed(back):
-            state = int(choice[state])
-            path.append(state)
-        return path[::-1]
+        return viterbi(rows, [None] + [moves[t] for t in self.table_of[1:]])
 
     def path_entries(self, path: list[int]) -> tuple:
         """(feature numbers, values) of the features along a path."""

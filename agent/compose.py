@@ -331,30 +331,27 @@ def _header_spec(header: str, plan: FormPlan, config: ComposeConfig, ornaments: 
                      ornaments=ornaments, max_accidentals_per_bar=config.max_accidentals_per_bar,
                      double_accidentals=config.double_accidentals,
                      max_range_steps=config.max_range_steps, decorations=config.decorations(),
-                     pitch_steps=_instrument_steps(header, config.program))
+                     pitch_steps=_instrument_steps(tune, config.program))
 
 
-def _instrument_steps(header: str, program: int | None = None) -> tuple[int, int] | None:
-    """The staff steps the header's instrument (``%%MIDI program``, else ``program``) can play,
-    or None when neither names one the validator knows: the grammar keeps the notes there, as
-    the validator asks.
+def _instrument_steps(tune: TuneText, program: int | None = None) -> tuple[int, int] | None:
+    """The staff steps the tune's instrument (its header's ``%%MIDI program``, else ``program``)
+    can play in its key, or None when neither names one the validator knows: the grammar keeps
+    the notes there, as the validator asks.
 
-    >>> _instrument_steps("X:1\\n%%MIDI program 73\\nM:3/4\\nK:D\\n"), _instrument_steps("X:1\\nK:D\\n")
+    >>> _instrument_steps(parse_tune("X:1\\n%%MIDI program 73\\nM:3/4\\nK:D\\n")), _instrument_steps(parse_tune("X:1\\nK:D\\n"))
     ((28, 48), None)
     """
     from agent.decoding import playable_steps
-    from agent.notation import midi_directives, midi_program_number
+    from agent.notation import midi_program
     from agent.validate import instrument_range
 
-    for name, args in midi_directives(header):
-        number = midi_program_number(args) if name == "program" else None
-        if number is not None and number.isdigit():
-            program = int(number)
-            break
+    named = midi_program("\n".join(text for text, _ in tune.directives))
+    program = named if named is not None else program
     listed = instrument_range(program) if program is not None else None
     if not listed:
         return None
-    return playable_steps(listed[0], listed[1], parse_tune(header + "\n").key.alterations)
+    return playable_steps(listed[0], listed[1], tune.key.alterations)
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,6 +590,14 @@ def decode_body(
         logits = decoder.feed(prompt_ids)
         stats.forward_seconds += time.perf_counter() - clock
         bar_start = _BarStart(decoder.length, logits, state, 0)
+
+        def back_to_bar_start() -> None:
+            """Take the bar being written back: its cache, its tokens, a pending guess."""
+            nonlocal ahead
+            decoder.rewind(bar_start.cached)
+            ahead = None
+            del generated[bar_start.written:], pieces[bar_start.written:]
+
         tries: list[_BarTry] = []
         unfinished: list[_BarTry] = []  # tries stopped before their bar line, as far as written
         guesses = _Guesses() if config.guess_ahead and state is not None else None
@@ -622,10 +627,8 @@ def decode_body(
                     unfinished.append(_BarTry(tuple(generated[bar_start.written:]) + (token,),
                                               tuple(pieces[bar_start.written:]) + (table.texts[token],),
                                               state, kept))
-                    decoder.rewind(bar_start.cached)
-                    ahead = None
+                    back_to_bar_start()
                     logits, state, kept = bar_start.logits, bar_start.state, 1.0
-                    del generated[bar_start.written:], pieces[bar_start.written:]
                     threshold = _draw(generator)
                     stats.constraint_seconds += time.perf_counter() - clock
                     continue
@@ -648,19 +651,15 @@ def decode_body(
                 if not accepted and taken_back < retries:  # take the bar back, write it again
                     stats.resampled_bars += 1
                     taken_back += 1
-                    decoder.rewind(bar_start.cached)
-                    ahead = None
+                    back_to_bar_start()
                     logits, state, kept, complete = bar_start.logits, bar_start.state, 1.0, False
-                    del generated[bar_start.written:], pieces[bar_start.written:]
                     threshold = _draw(generator)
                     stats.constraint_seconds += time.perf_counter() - clock
                     continue
                 resumed = None if accepted else _likelier_unfinished(unfinished, tries)
                 if resumed is not None:  # it may yet be the likeliest: write it to its bar line
                     unfinished.remove(resumed)
-                    decoder.rewind(bar_start.cached)
-                    ahead = None
-                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    back_to_bar_start()
                     generated.extend(resumed.tokens)
                     pieces.extend(resumed.texts)
                     state, kept, complete, threshold = resumed.state, resumed.kept, False, 1.0
@@ -671,9 +670,7 @@ def decode_body(
                     continue
                 best = tries[-1] if accepted else max(tries, key=lambda t: t.kept)
                 if best is not tries[-1]:  # an earlier try was likelier: write it back
-                    decoder.rewind(bar_start.cached)
-                    ahead = None
-                    del generated[bar_start.written:], pieces[bar_start.written:]
+                    back_to_bar_start()
                     generated.extend(best.tokens)
                     pieces.extend(best.texts)
                     state, complete = best.state, best.state.is_complete
@@ -941,7 +938,7 @@ def _span_spec(tune: TuneText, bars: list[Bar], first: int, last: int, config: C
         history=tuple(normalize_bar(b.text_in(body)) for b in bars[:first - 1]),
         tie_in=_tie_into(bars[first - 2], body) if first > 1 else None,
         slurs_in=slurs_in, slurs_out=slurs_out,
-        pitch_steps=_instrument_steps(tune.text[:tune.body_offset]),
+        pitch_steps=_instrument_steps(tune),
     )
     return spec, lead, opens
 

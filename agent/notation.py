@@ -209,3 +209,16 @@ def midi_program_number(args: str) -> str | None:
     """
     match = _PROGRAM_ARGS_RE.match(args)
     return match.group(2) if match else None
+
+
+def midi_program(abc: str) -> int | None:
+    """The General MIDI program the first ``%%MIDI program`` line of the text names, or None.
+
+    >>> midi_program("X:1\\n%%MIDI program 1 40\\nK:C\\n"), midi_program("X:1\\nK:C\\n")
+    (40, None)
+    """
+    for name, args in midi_directives(abc):
+        number = midi_program_number(args) if name == "program" else None
+        if number is not None and number.isdigit():
+            return int(number)
+    return None

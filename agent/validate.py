@@ -44,7 +44,7 @@ from agent.abc_text import (KNOWN_FIELDS, Bar, Kind, Meter, Token, TuneText, par
                             parse_meter, parse_tempo, parse_tune, parse_unit_length, scan_body,
                             split_bars, tunebook_sources)
 from agent.errors import AbcError
-from agent.notation import midi_directives, midi_program_number
+from agent.notation import midi_program
 
 __all__ = ["Diagnostic", "Report", "ValidateSettings", "validate_abc", "validate_tune",
            "describe_length"]
@@ -581,11 +581,7 @@ def _unclosed(where: tuple[int, int, int]) -> Diagnostic:
 def _program(tune: TuneText, tokens: list[Token]) -> int | None:
     texts = [text for text, _ in tune.directives]
     texts += [t.text for t in tokens if t.kind is Kind.COMMENT]
-    for name, args in midi_directives("\n".join(texts)):
-        number = midi_program_number(args) if name == "program" else None
-        if number is not None and number.isdigit():
-            return int(number)
-    return None
+    return midi_program("\n".join(texts))
 
 
 def instrument_range(program: int) -> tuple[int, int, str] | None:

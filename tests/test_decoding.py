@@ -382,7 +382,7 @@ def test_an_instruments_range_bounds_every_note_and_chord_note():
     as soon as no octave mark can bring them back."""
     from agent.compose import _instrument_steps
 
-    steps = _instrument_steps("X:1\n%%MIDI program 73\nM:3/4\nK:D\n")
+    steps = _instrument_steps(parse_tune("X:1\n%%MIDI program 73\nM:3/4\nK:D\n"))
     spec = body_spec("3/4", "1/8", FormPlan.through(2), pitch_steps=steps)
     start = start_state(spec)
     assert start.feed("C2 c2 b'2 |") is not None and start.feed("c''") is None  # C sharp in D

@@ -88,7 +88,9 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "prepare_base",
+    "read_body_tokens",
     "resolve_cpu_path",
+    "write_body_tokens",
 ]
 
 QUANTIZE_CHOICES = ("none", "auto", "int8-weight", "int8-dynamic", "nf4")
@@ -104,6 +106,9 @@ PATH_WORDS = {
     "float32": "float32 path",
     "ort": "ort path (ONNX Runtime, 8-bit weights in blocks of 32, int8 products)",
 }
+#: beside an adapter's weights (or a base's): the tokens it writes tune bodies in
+#: (``agent.sampler.body_vocabulary``), which the ort path's fast output layer computes alone
+BODY_TOKENS_FILE = "body_tokens.json"
 #: torch's threads on the ort path, where ONNX Runtime runs the model on ``threads`` of its own
 ORT_TORCH_THREADS = 1
 #: ``LoadedModel.quantize`` of the portable path with activation ranges: smoothed int8 weights
@@ -1012,21 +1017,29 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
         raise ModelError(f"the ort path runs Llama models only, not {hf_config.get('model_type')}; "
                          "use cpu_path portable")
     entry = _weights_entry(config, "ort", where)
+    body = read_body_tokens(config, where)
+    if body is not None and max(body) >= int(hf_config.get("vocab_size", 0)):
+        raise ModelError(f"the body's tokens of {config.adapter or where} are not all in the "
+                         f"vocabulary of {config.base}")
     if entry is None:
-        weights = OrtStepWeights.build(_float32_state(config, where), hf_config, threads)
+        weights = OrtStepWeights.build(_float32_state(config, where), hf_config, threads, body_ids=body)
     else:
         if not ort_files_ready(entry):
-            write_ort_files(_float32_state(config, where), hf_config, entry)
+            write_ort_files(_float32_state(config, where), hf_config, entry, body_ids=body)
         try:
             weights = OrtStepWeights.open(entry, threads)
         except Exception as exc:  # onnxruntime's load errors share no narrower base class
             logging.getLogger(__name__).warning("rebuilding the unreadable ort decoder in %s: %s", entry, exc)
             shutil.rmtree(entry, ignore_errors=True)
-            write_ort_files(_float32_state(config, where), hf_config, entry)
+            write_ort_files(_float32_state(config, where), hf_config, entry, body_ids=body)
             weights = OrtStepWeights.open(entry, threads)
     spec = OFFLINE_BASES.get(config.base)
     tokenizer = (_tokenizer_with_table(folder, spec.chat_template if spec else None)
                  if (folder / "tokenizer.json").is_file() else _tokenizer_from(where, config))
+    if weights.body_ids is not None:
+        from agent.sampler import token_table
+
+        token_table(tokenizer, weights.body_ids)  # the composer's, built once
     ends = _end_token_ids(folder, hf_config)
 
     def build_model() -> Any:  # the float32 path's model: what the graph was built from
@@ -1041,6 +1054,34 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
+
+
+def write_body_tokens(folder: str | Path, ids: list[int], tunes: int) -> Path:
+    """Keep the body vocabulary ``ids`` (learnt from ``tunes`` training tunes) in ``folder``, an
+    adapter's or a base's; returns the file written."""
+    path = Path(folder) / BODY_TOKENS_FILE
+    path.write_text(json.dumps({"tunes": tunes, "ids": [int(i) for i in ids]}) + "\n", encoding="utf-8")
+    return path
+
+
+def read_body_tokens(config: ModelConfig, where: str) -> list[int] | None:
+    """The body vocabulary kept with ``config``'s adapter, else with its base (the folder
+    ``where``), or None where neither has one; a file that cannot be read is a ModelError.
+
+    >>> read_body_tokens(ModelConfig(adapter=None), "/nonexistent") is None
+    True
+    """
+    folders = ([Path(config.adapter)] if config.adapter else []) + [Path(where)]
+    for path in (folder / BODY_TOKENS_FILE for folder in folders):
+        if path.is_file():
+            try:
+                ids = json.loads(path.read_text(encoding="utf-8"))["ids"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"cannot read the body's tokens in {path}: {exc}") from None
+            if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
+                raise ModelError(f"{path} lists no body tokens, or ids that are not tokens")
+            return sorted(set(ids))
+    return None
 
 
 def _end_token_ids(folder: Path, hf_config: dict[str, Any]) -> tuple[int, ...]:
@@ -1149,6 +1190,11 @@ def _weights_entry(config: ModelConfig, path: str, where: str) -> Path | None:
             item = Path(config.adapter) / name
             if item.is_file():
                 digest.update(item.read_bytes())
+    if path == "ort":  # its output layer's body part
+        for item in ([Path(config.adapter)] if config.adapter else []) + [folder]:
+            if (item / BODY_TOKENS_FILE).is_file():
+                digest.update((item / BODY_TOKENS_FILE).read_bytes())
+                break
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     name = Path(config.base).name if config.base not in OFFLINE_BASES else config.base
     return cache / "merged" / f"{name}-{path}-{digest.hexdigest()[:16]}"

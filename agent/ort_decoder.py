@@ -100,10 +100,12 @@ def quantize_blocks(weight: Any, block_size: int = 32) -> tuple[Any, Any]:
     return codes.astype(np.uint8), scales.astype(np.float32).reshape(-1)
 
 
-def _shape(config: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of a Llama ``config.json`` the graph needs."""
+def _shape(config: dict[str, Any], body_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """The numbers of a Llama ``config.json`` the graph needs (and the body's tokens, where its
+    output layer has a body part)."""
     heads = int(config["num_attention_heads"])
-    return {
+    body = {} if body_ids is None else {"body_ids": [int(i) for i in body_ids]}
+    return body | {
         "hidden": int(config["hidden_size"]), "intermediate": int(config["intermediate_size"]),
         "layers": int(config["num_hidden_layers"]), "heads": heads,
         "kv_heads": int(config.get("num_key_value_heads") or heads),
@@ -124,7 +126,8 @@ def _rotary_tables(head_dim: int, theta: float, positions: int) -> tuple[Any, An
 
 
 def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
-                        ort_config: OrtConfig | None = None) -> Any:
+                        ort_config: OrtConfig | None = None,
+                        body_ids: Sequence[int] | None = None) -> Any:
     """The decoder graph (an ``onnx.ModelProto``) of a Llama's merged float32 weights ``state``
     (transformers' names; torch tensors or arrays) and its ``config.json``.
 
@@ -132,6 +135,12 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
     ``total_len`` = cached + S, ``rows`` (R,) the rows whose logits to give, and per layer
     ``past_k{i}``/``past_v{i}`` (1, kv_heads, capacity, head_dim), the caches, bound again as
     ``present_k{i}``/``present_v{i}``. Output ``logits`` (1, R, vocab).
+
+    With ``body_ids`` (the tokens a tune body is written in, ``agent.sampler.body_vocabulary``)
+    the output layer is an ``If`` on a further input ``whole`` (a bool): true gives the whole
+    vocabulary's logits, false only those of ``body_ids``, in their order (the same rows of the
+    same 8-bit output layer, so the same numbers). The composer asks for the body's: its rows
+    are about 1.5% of the vocabulary, and the whole output layer was about a tenth of a step.
     """
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
@@ -151,13 +160,16 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
 
     initializers, nodes = [], []
 
-    def product(source: str, target: str, names: list[str]) -> None:
+    def product(source: str, target: str, names: list[str], rows: Sequence[int] | None = None,
+                into: list | None = None) -> None:
         weight = np.concatenate([array(f"{name}.weight" if name != "lm_head" else _head_name(state))
                                  for name in names])
+        if rows is not None:
+            weight = weight[np.asarray(rows, np.int64)]
         codes, scales = quantize_blocks(weight, ort_config.block_size)
         initializers.extend([numpy_helper.from_array(codes, f"{target}_B"),
                              numpy_helper.from_array(scales, f"{target}_scales")])
-        nodes.append(helper.make_node(
+        (nodes if into is None else into).append(helper.make_node(
             "MatMulNBits", [source, f"{target}_B", f"{target}_scales"], [target], domain="com.microsoft",
             K=weight.shape[1], N=weight.shape[0], bits=8, block_size=ort_config.block_size,
             accuracy_level=ort_config.accuracy_level))
@@ -171,7 +183,8 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
               helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
               helper.make_tensor_value_info("total_len", TensorProto.INT32, []),
               helper.make_tensor_value_info("rows", TensorProto.INT64, ["R"])]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "R", s["vocab"]])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                             [1, "R", s["vocab"] if body_ids is None else "V"])]
     x = "x"
     for index in range(s["layers"]):
         prefix, i = f"model.layers.{index}", index
@@ -208,7 +221,18 @@ def build_decoder_model(state: dict[str, Any], config: dict[str, Any],
     nodes += [helper.make_node("Gather", [x, "rows"], ["picked"], axis=1),
               helper.make_node("SimplifiedLayerNormalization", ["picked", "norm_final"], ["normed"],
                                axis=-1, epsilon=s["eps"])]
-    product("normed", "logits", ["lm_head"])
+    if body_ids is None:
+        product("normed", "logits", ["lm_head"])
+    else:  # one output layer or the other, chosen per run (an unbound output is still computed)
+        inputs.append(helper.make_tensor_value_info("whole", TensorProto.BOOL, []))
+        branches = {}
+        for name, rows in (("whole", None), ("body", body_ids)):
+            branch: list = []
+            product("normed", f"logits_{name}", ["lm_head"], rows, branch)
+            branches[name] = helper.make_graph(branch, f"head_{name}", [], [
+                helper.make_tensor_value_info(f"logits_{name}", TensorProto.FLOAT, None)])
+        nodes.append(helper.make_node("If", ["whole"], ["logits"], then_branch=branches["whole"],
+                                      else_branch=branches["body"]))
     graph = helper.make_graph(nodes, "llama_step", inputs, outputs, initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                    helper.make_opsetid("com.microsoft", 1)])
@@ -229,7 +253,8 @@ def ort_files_ready(folder: str | Path) -> bool:
 
 
 def write_ort_files(state: dict[str, Any], config: dict[str, Any], folder: str | Path,
-                    ort_config: OrtConfig | None = None) -> Path:
+                    ort_config: OrtConfig | None = None,
+                    body_ids: Sequence[int] | None = None) -> Path:
     """Build the decoder of ``state`` and keep it in ``folder`` (the graph with its weights in
     one external file, the float32 embedding as ``embed.npy``), written under a temporary name
     and renamed when complete; returns ``folder``. Another process finishing first wins."""
@@ -242,13 +267,13 @@ def write_ort_files(state: dict[str, Any], config: dict[str, Any], folder: str |
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
     try:
-        model = build_decoder_model(state, config, ort_config)
+        model = build_decoder_model(state, config, ort_config, body_ids)
         onnx.save_model(model, str(scratch / "decoder.onnx"), save_as_external_data=True,
                         all_tensors_to_one_file=True, location="decoder.onnx.data")
         embed = state["model.embed_tokens.weight"]
         np.save(scratch / "embed.npy", embed.float().numpy() if hasattr(embed, "numpy") else
                 np.asarray(embed, np.float32))
-        (scratch / "shape.json").write_text(json.dumps(_shape(config)), encoding="utf-8")
+        (scratch / "shape.json").write_text(json.dumps(_shape(config, body_ids)), encoding="utf-8")
         try:
             os.rename(scratch, folder)
         except OSError:
@@ -270,6 +295,13 @@ class OrtStepWeights:
     shape: dict[str, Any]
     max_positions: int
 
+    @property
+    def body_ids(self) -> tuple[int, ...] | None:
+        """The tokens whose logits ``feed(..., body=True)`` gives, in that order; None where
+        the graph has only the whole output layer."""
+        ids = self.shape.get("body_ids")
+        return None if ids is None else tuple(ids)
+
     @classmethod
     def open(cls, folder: str | Path, threads: int, ort_config: OrtConfig | None = None) -> "OrtStepWeights":
         """The decoder kept in ``folder``, run on ``threads`` threads."""
@@ -285,16 +317,17 @@ class OrtStepWeights:
 
     @classmethod
     def build(cls, state: dict[str, Any], config: dict[str, Any], threads: int,
-              ort_config: OrtConfig | None = None) -> "OrtStepWeights":
+              ort_config: OrtConfig | None = None,
+              body_ids: Sequence[int] | None = None) -> "OrtStepWeights":
         """The decoder of ``state`` built in memory, kept nowhere (a base with no weight cache)."""
         import numpy as np
 
         ort_config = ort_config or OrtConfig()
-        model = build_decoder_model(state, config, ort_config)
+        model = build_decoder_model(state, config, ort_config, body_ids)
         embed = state["model.embed_tokens.weight"]
         embed = embed.float().numpy() if hasattr(embed, "numpy") else np.asarray(embed, np.float32)
-        return cls(_session(model.SerializeToString(), threads, ort_config), embed, _shape(config),
-                   ort_config.max_positions)
+        return cls(_session(model.SerializeToString(), threads, ort_config), embed,
+                   _shape(config, body_ids), ort_config.max_positions)
 
     def decoder(self, capacity: int = 512) -> "OrtStepDecoder":
         """A fresh decoding session (what ``agent.step_decoder.open_decoder`` returns)."""
@@ -350,7 +383,15 @@ class OrtStepDecoder:
                 self._binding.bind_ortvalue_input(f"past_{name}{index}", value)
                 self._binding.bind_ortvalue_output(f"present_{name}{index}", value)
 
-    def feed(self, ids: Sequence[int], every: bool = False) -> Any:
+    @property
+    def body_ids(self) -> tuple[int, ...] | None:
+        """What ``feed(..., body=True)`` gives the logits of (see :class:`OrtStepWeights`)."""
+        return self.weights.body_ids
+
+    def feed(self, ids: Sequence[int], every: bool = False, body: bool = False) -> Any:
+        """Run ``ids`` (after the cached tokens) and return the logits after the last of them,
+        or after each with ``every``: over the whole vocabulary, or with ``body`` over
+        :attr:`body_ids` only (in their order)."""
         import numpy as np
         import onnxruntime as ort
         import torch
@@ -358,6 +399,9 @@ class OrtStepDecoder:
         count = len(ids)
         if count == 0:
             raise ValueError("feed needs at least one token")
+        body_ids = self.weights.body_ids
+        if body and body_ids is None:
+            raise ValueError("this decoder's graph has no body output layer")
         end = self.length + count
         if end > self.capacity:
             self._allocate(min(max(end, 2 * self.capacity), max(end, self.weights.max_positions)))
@@ -367,7 +411,10 @@ class OrtStepDecoder:
         binding.bind_cpu_input("total_len", np.array(end, np.int32))
         rows = np.arange(count, dtype=np.int64) if every else np.array([count - 1], np.int64)
         binding.bind_cpu_input("rows", rows)
-        logits = np.empty((1, len(rows), self.weights.shape["vocab"]), np.float32)
+        if body_ids is not None:
+            binding.bind_cpu_input("whole", np.array(not body))
+        width = len(body_ids) if body else self.weights.shape["vocab"]
+        logits = np.empty((1, len(rows), width), np.float32)
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.weights.session.run_with_iobinding(binding)
         self.length = end

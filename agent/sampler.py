@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from agent.decoding import BODY_CHARS, NOTE_LETTERS, BodyState, DecodingError
 
-__all__ = ["Choice", "SamplingSettings", "TokenTable", "choose_token", "token_table"]
+__all__ = ["Choice", "SamplingSettings", "TokenTable", "body_vocabulary", "choose_token",
+           "token_table"]
 
 
 class TokenTable:
@@ -58,24 +59,85 @@ class TokenTable:
         )
 
 
-_TABLES: "weakref.WeakKeyDictionary[Any, TokenTable]" = weakref.WeakKeyDictionary()
+    def restricted(self, ids: Sequence[int]) -> "TokenTable":
+        """The table of the vocabulary ``ids`` alone: id ``i`` of the new table is ``ids[i]``
+        here (the composer's body vocabulary, :func:`body_vocabulary`).
+
+        >>> TokenTable(["A", "B2", "|", "é"]).restricted([2, 0, 3]).texts
+        ['|', 'A', None]
+        """
+        return TokenTable([self.texts[i] or "" for i in ids])
 
 
-def token_table(tokenizer: Any) -> TokenTable:
-    """The :class:`TokenTable` of a Hugging Face tokenizer (decoded once per tokenizer object
-    and remembered while the tokenizer lives; about a second for a 49k vocabulary)."""
+_TABLES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def token_table(tokenizer: Any, ids: Sequence[int] | None = None) -> TokenTable:
+    """The :class:`TokenTable` of a Hugging Face tokenizer, or of its vocabulary ``ids`` alone
+    (:meth:`TokenTable.restricted`); decoded once per tokenizer object and remembered while the
+    tokenizer lives (about a second for a 49k vocabulary)."""
+    key = None if ids is None else tuple(ids)
     try:
-        return _TABLES[tokenizer]
+        return _TABLES[tokenizer][key]
     except (KeyError, TypeError):
         pass
-    size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
-    table = TokenTable(texts, getattr(tokenizer, "all_special_ids", ()))
+    if key is None:
+        size = len(tokenizer)
+        texts = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
+        table = TokenTable(texts, getattr(tokenizer, "all_special_ids", ()))
+    else:
+        table = token_table(tokenizer).restricted(key)
     try:
-        _TABLES[tokenizer] = table
+        _TABLES.setdefault(tokenizer, {})[key] = table
     except TypeError:  # an object without weak references: no memo
         pass
     return table
+
+
+def body_vocabulary(tokenizer: Any, tunes: Iterable[str]) -> list[int]:
+    """The token ids a model writes tune bodies in, learnt from the ``tunes`` it was trained
+    on: each tune is split into tokens whole, as in training, and every token from the one that
+    holds the end of its ``K:`` line on is kept; so is every one-character token of
+    :data:`BODY_CHARS`, so that any body the automaton accepts can still be spelled. Tokens
+    the automaton refuses everywhere (a comment's ``%``, a character outside
+    :data:`BODY_CHARS`) are left out.
+
+    The composer's fast output layer computes these rows alone (``agent.ort_decoder``). The
+    others are what a model trained on ABC gives almost nothing in a body: on the shipped
+    model, the first thousands of composing steps put 0.46% of their probability there on
+    average, spread thin over tens of thousands of ids, and the grammar refuses nearly all of
+    them (docs/benchmarks.md).
+
+    >>> from agent.tokenizer import FastTokenizer
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> chars = sorted(BODY_CHARS | set("XKT:Cabc"))
+    >>> backend = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)} | {"[?]": len(chars)},
+    ...                                      unk_token="[?]"))
+    >>> backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    >>> tokenizer = FastTokenizer(backend, {}, None)
+    >>> ids = body_vocabulary(tokenizer, ["X:1\\nK:C\\nCDE|\\n"])
+    >>> len(ids) == len({tokenizer.encode(c, add_special_tokens=False)[0] for c in BODY_CHARS})
+    True
+    >>> body_vocabulary(tokenizer, ["no header"])
+    Traceback (most recent call last):
+    ...
+    agent.decoding.DecodingError: a tune without a K: line has no body: 'no header'
+    """
+    ids: set[int] = set()
+    for tune in tunes:
+        key_line = 0 if tune.startswith("K:") else tune.find("\nK:") + 1
+        end = tune.find("\n", key_line) + 1 if key_line or tune.startswith("K:") else 0
+        if not end:
+            raise DecodingError(f"a tune without a K: line has no body: {tune[:40]!r}")
+        header = tokenizer.encode(tune[:end], add_special_tokens=False)
+        whole = tokenizer.encode(tune, add_special_tokens=False)
+        ids.update(whole[max(len(header) - 1, 0):])
+    for char in BODY_CHARS:
+        single = tokenizer.encode(char, add_special_tokens=False)
+        if len(single) == 1:
+            ids.add(single[0])
+    texts = token_table(tokenizer).texts  # a token the automaton always refuses is left out
+    return sorted(i for i in ids if texts[i] is not None)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agent.errors import InputError, ModelError
+from agent.model import BODY_TOKENS_FILE
+from finetune.body_tokens import write_for_adapter
 
 # --------------------------------------------------------------------------------------------
 # Settings
@@ -796,7 +799,11 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     data_hash = split_hash(data_dir)
     set_seed(config.seed)
     model, tokenizer = build_model(config, device)  # also sets torch's CPU threads
-    train_examples, train_dropped = encode_records(tokenizer, read_jsonl(data_dir / "train.jsonl"), config.max_length)
+    train_records = read_jsonl(data_dir / "train.jsonl")
+    train_examples, train_dropped = encode_records(tokenizer, train_records, config.max_length)
+    with tempfile.TemporaryDirectory() as scratch:  # the body's tokens, written with each adapter
+        body_tokens = write_for_adapter(scratch, tokenizer, train_records).read_text(encoding="utf-8")
+    del train_records
     valid_examples, valid_dropped = encode_records(tokenizer, read_jsonl(data_dir / "valid.jsonl"), config.max_length)
     if not train_examples or not valid_examples:
         raise InputError(f"no example in {data_dir} fits in max_length={config.max_length} tokens")
@@ -903,6 +910,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
             card = model_card(config, progress, data_hash, command, name)
             save_adapter(accelerator.unwrap_model(model), tokenizer, tmp, card)
             write_progress(tmp, progress, config, data_hash)
+            (tmp / BODY_TOKENS_FILE).write_text(body_tokens, encoding="utf-8")
             replace_dir(tmp, path)
         accelerator.wait_for_everyone()
         return path

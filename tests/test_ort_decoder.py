@@ -193,3 +193,91 @@ def test_an_unreadable_cached_graph_is_rebuilt(tiny_base, tmp_path, caplog):
     assert "rebuilding the unreadable ort decoder" in caplog.text and ort_files_ready(entry)
     ids = first.tokenizer.encode(TUNE)[:12]
     assert torch.equal(open_decoder(again, 12).feed(ids), open_decoder(first, 12).feed(ids))
+
+
+@pytest.fixture(scope="module")
+def body_base(tiny_base, tmp_path_factory) -> Path:
+    """The tiny base with a body vocabulary beside it, learnt from corpus tunes."""
+    import shutil
+
+    from test_model import corpus_tunes
+
+    from agent.model import write_body_tokens
+    from agent.sampler import body_vocabulary
+    from agent.tokenizer import FastTokenizer
+
+    folder = tmp_path_factory.mktemp("body-base") / "tiny"
+    shutil.copytree(tiny_base, folder)
+    tunes = corpus_tunes(40)
+    write_body_tokens(folder, body_vocabulary(FastTokenizer.from_folder(folder), tunes), len(tunes))
+    return folder
+
+
+def _composed(loaded, seed: int = 3, **settings) -> str:
+    from agent.compose import ComposeConfig, compose_tune
+    from agent.prompts import abc_header
+
+    header = abc_header(title="Test Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
+    result = compose_tune(loaded, "a waltz in D minor", header, 4, ComposeConfig(seed=seed, **settings))
+    assert result.valid and result.bars == 4, result.abc
+    return result.abc
+
+
+def test_the_body_output_layer_gives_the_whole_layers_numbers_for_its_tokens(body_base, tmp_path):
+    """The graph's body head is the same rows of the same 8-bit output layer: bit for bit the
+    whole vocabulary's logits at those ids, fed whole or token by token."""
+    import torch
+
+    loaded = load_model(ModelConfig(base=str(body_base), cpu_path="ort", cache_dir=str(tmp_path), threads=1))
+    body = loaded.int8_llama.body_ids
+    assert body is not None and 0 < len(body) < len(loaded.tokenizer)
+    ids = loaded.tokenizer.encode(TUNE)[:30]
+    whole, part = open_decoder(loaded, 8), open_decoder(loaded, 8)
+    assert part.body_ids == body
+    assert torch.equal(whole.feed(ids[:20], every=True)[:, list(body)], part.feed(ids[:20], every=True, body=True))
+    for token in ids[20:]:
+        assert torch.equal(whole.feed([token])[list(body)], part.feed([token], body=True))
+    plain = OrtStepWeights.build(loaded.model.state_dict(), json.loads((body_base / "config.json").read_text()), 1)
+    assert plain.body_ids is None
+    with pytest.raises(ValueError, match="no body output layer"):
+        plain.decoder(4).feed(ids[:3], body=True)
+
+
+def test_the_composer_writes_in_the_body_vocabulary_and_repeats_a_seed(body_base, tmp_path):
+    """On a body vocabulary of one-character tokens alone any body can still be spelled: the
+    composer writes a valid tune, the same for a seed, and not the tune the whole vocabulary
+    gives (it decodes other tokens)."""
+    from agent.model import write_body_tokens
+    from agent.sampler import body_vocabulary
+    from agent.tokenizer import FastTokenizer
+
+    config = ModelConfig(base=str(body_base), cpu_path="ort", cache_dir=str(tmp_path), threads=1)
+    learnt = load_model(config)
+    assert _composed(learnt) == _composed(learnt)
+    singles = body_vocabulary(FastTokenizer.from_folder(body_base), [])
+    write_body_tokens(body_base, singles, 0)
+    try:
+        spelled = load_model(config)  # a new cache entry: the body's tokens are in its key
+        assert spelled.int8_llama.body_ids == tuple(singles)
+        assert len([p for p in (tmp_path / "merged").iterdir() if "-ort-" in p.name]) == 2
+        by_letter = _composed(spelled)
+        assert by_letter == _composed(spelled)
+        assert by_letter != _composed(spelled, body_vocabulary=False)
+    finally:
+        write_body_tokens(body_base, learnt.int8_llama.body_ids, 40)
+
+
+def test_body_tokens_outside_the_vocabulary_are_refused(body_base, tmp_path):
+    import shutil
+
+    from agent.errors import ModelError
+    from agent.model import write_body_tokens
+
+    folder = tmp_path / "base"
+    shutil.copytree(body_base, folder)
+    write_body_tokens(folder, [1, 2, 10 ** 6], 1)
+    with pytest.raises(ModelError, match="not all in the vocabulary"):
+        load_model(ModelConfig(base=str(folder), cpu_path="ort", threads=1))
+    (folder / "body_tokens.json").write_text("{}")
+    with pytest.raises(ModelError, match="cannot read the body's tokens"):
+        load_model(ModelConfig(base=str(folder), cpu_path="ort", threads=1))

@@ -112,9 +112,9 @@ def test_loss_falls_and_adapters_are_saved(tiny, tmp_path):
     assert len(vals) == 3 and vals[-1] < vals[0]
     for name in ("best", "final"):
         folder = tmp_path / "run" / name
-        assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= {
-            p.name for p in folder.iterdir()
-        }
+        assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md",
+                "body_tokens.json"} <= {p.name for p in folder.iterdir()}
+        assert json.loads((folder / "body_tokens.json").read_text())["tunes"] > 0
     card = (tmp_path / "run" / "best" / "README.md").read_text()
     assert "split hash" in card and f"{result.progress.best_val:.4f}" in card
     log = (tmp_path / "run" / "train.log").read_text()

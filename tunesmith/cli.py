@@ -113,6 +113,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         calibrate_stage.add_arguments(stages.add_parser(
             "calibrate", help="activation ranges beside an adapter (int8 steps on the portable path)"))
+        from finetune import body_tokens as body_tokens_stage
+
+        body_tokens_stage.add_arguments(stages.add_parser(
+            "body-tokens", help="the tokens an adapter writes tune bodies in (the ort path's fast output layer)"))
     if command == "eval":
         from finetune import evaluate as eval_stage
 
@@ -205,6 +209,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         from finetune import data as stage
     elif args.stage == "calibrate":
         from finetune import calibrate as stage
+    elif args.stage == "body-tokens":
+        from finetune import body_tokens as stage
     else:
         from finetune import train as stage
     return stage.run(stage.config_from_args(args)) or 0

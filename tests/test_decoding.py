@@ -424,3 +424,18 @@ def test_decorations_are_limited_to_the_spec():
     assert start_state(ornaments).feed("!trill!A2 !fermata!B2") is not None
     with pytest.raises(DecodingError, match="unknown decorations"):
         body_spec("4/4", "1/8", decorations=frozenset({"wiggle"}))
+
+
+def test_a_tune_keeps_to_its_budget_of_ornaments():
+    """Two trills in the first bar are within 1 + 0.25 a bar begun; a third in the second bar
+    is not, from its opening ``!`` (no dead end); one more later on is; 0 lifts the budget."""
+    spec = body_spec("6/8", "1/8", FormPlan.through(4))
+    start = start_state(spec)
+    two = start.feed("!trill!A2B !trill!c2d |")
+    assert two is not None
+    assert two.feed("!trill!") is None and two.feed("!tr") is None
+    assert two.feed("!f!A") is not None  # a dynamic is not an ornament
+    later = start.feed("!trill!A2B c2d | A2B c2d | A2B c2d | ")
+    assert later.feed("!trill!A") is not None
+    free = start_state(dataclasses.replace(spec, ornaments_per_bar=0))
+    assert free.feed("!trill!A2B !trill!c2d | !trill!A2B") is not None

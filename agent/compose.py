@@ -45,6 +45,7 @@ agent.decoding.DecodingError: max_attempts must be at least 1
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -148,6 +149,12 @@ class ComposeConfig:
         default=True,
         metadata={"help": "stop a bar's try at the token that already sinks it (the same bars "
                   "kept, fewer tokens written; False writes every try to its bar line)"})
+    lazy_checks: bool = field(
+        default=True,
+        metadata={"help": "run the grammar on the drawn token alone, and whether a bar's try "
+                  "sinks by whether the draw landed on a refused token, instead of checking all "
+                  "top_k candidates at each step for the refused mass (the same bars, kept with "
+                  "the same chance; agent.sampler.choose_token)"})
     guess_ahead: bool = field(
         default=True,
         metadata={"help": "run the model on each token together with a guess of the next (the "
@@ -457,12 +464,25 @@ class _BarStart:
 @dataclass(frozen=True)
 class _BarTry:
     """One written try of a bar: its tokens and texts, the automaton after it, and the chance
-    the model would have written it without the grammar's help."""
+    the model would have written it without the grammar's help (``kept``: the rhythm prior's
+    ``prior`` times 1 minus the refused mass at each of its ``steps``, worked out by
+    :func:`_with_chances` only when every try of a bar was refused)."""
 
     tokens: tuple[int, ...]
     texts: tuple[str, ...]
     state: BodyState
-    kept: float
+    kept: float | None = None
+    steps: tuple = ()  # (scores, automaton before) of each step
+    prior: float = 1.0
+
+
+def _with_chances(tries: list[_BarTry], table: TokenTable, settings: SamplingSettings) -> list[_BarTry]:
+    """``tries`` with their chances worked out from their steps."""
+    from agent.sampler import refused_mass
+
+    return [t if t.kept is not None else dataclasses.replace(t, kept=t.prior * math.prod(
+        1.0 - refused_mass(scores, before, table, settings) for scores, before in t.steps))
+        for t in tries]
 
 
 def _likelier_unfinished(unfinished: list[_BarTry], finished: list[_BarTry]) -> _BarTry | None:
@@ -641,10 +661,11 @@ def decode_body(
 
         tries: list[_BarTry] = []
         unfinished: list[_BarTry] = []  # tries stopped before their bar line, as far as written
+        steps: list[tuple[Any, BodyState]] = []  # this try's scores and states, for its chance
         guesses = _Guesses() if config.guess_ahead and state is not None else None
         ahead: tuple[int, Any] | None = None  # a guess fed after the last token, its logits
-        kept, taken_back = 1.0, 0
-        threshold = _draw(generator) if retries and state is not None else 0.0
+        sank, taken_back = False, 0
+        lazy = config.lazy_checks and retries > 0
         while len(generated) < budget and stats.tokens < budget * (1 + retries):
             clock = time.perf_counter()
             recent = generated[-config.penalty_window:]
@@ -652,14 +673,20 @@ def decode_body(
             closed = False
             if state is not None:
                 guess = ahead[0] if ahead is not None else None
-                choice = choose_token(scores, state, table, settings, generator, guess)
+                if not lazy and retries:  # the refused mass, at once
+                    choice = choose_token(scores, state, table, settings, generator, guess)
+                    choice = choice._replace(sank=_draw(generator) < choice.refused_mass)
+                else:
+                    choice = choose_token(scores, state, table, settings, generator, guess, lazy=lazy)
+                if retries:
+                    steps.append((scores, state))
                 closed = choice.state.bar_lines > state.bar_lines
                 token, state = choice.token_id, choice.state
                 stats.checked += choice.checked
                 stats.widened += bool(choice.widened)
                 stats.relaxed += choice.relaxed
-                kept *= 1.0 - choice.refused_mass
-                if (not closed and kept <= threshold and taken_back < retries
+                sank = sank or (choice.sank and retries > 0)
+                if (not closed and choice.sank and taken_back < retries
                         and config.stop_refused_tries
                         and _judged_at_bar_line(bar_start.state)):  # refused already
                     stats.tokens += 1
@@ -667,10 +694,9 @@ def decode_body(
                     taken_back += 1
                     unfinished.append(_BarTry(tuple(generated[bar_start.written:]) + (token,),
                                               tuple(pieces[bar_start.written:]) + (table.texts[token],),
-                                              state, kept))
+                                              state, steps=tuple(steps)))
                     back_to_bar_start()
-                    logits, state, kept = bar_start.logits, bar_start.state, 1.0
-                    threshold = _draw(generator)
+                    logits, state, steps, sank = bar_start.logits, bar_start.state, [], False
                     stats.constraint_seconds += time.perf_counter() - clock
                     continue
                 pieces.append(table.texts[token])
@@ -684,26 +710,31 @@ def decode_body(
                 guesses.learn(generated)
             fed = False
             if closed and retries:
-                if short_notes is not None:
-                    kept *= _rhythm_prior(bar_start.state, state, short_notes, config.rhythm_prior)
+                prior = (_rhythm_prior(bar_start.state, state, short_notes, config.rhythm_prior)
+                         if short_notes is not None else 1.0)
                 tries.append(_BarTry(tuple(generated[bar_start.written:]),
-                                     tuple(pieces[bar_start.written:]), state, kept))
-                accepted = threshold < kept
+                                     tuple(pieces[bar_start.written:]), state, steps=tuple(steps),
+                                     prior=prior))
+                accepted = not sank and _draw(generator) < prior
+                steps, sank = [], False
                 if not accepted and taken_back < retries:  # take the bar back, write it again
                     stats.resampled_bars += 1
                     taken_back += 1
                     back_to_bar_start()
-                    logits, state, kept, complete = bar_start.logits, bar_start.state, 1.0, False
-                    threshold = _draw(generator)
+                    logits, state, complete = bar_start.logits, bar_start.state, False
                     stats.constraint_seconds += time.perf_counter() - clock
                     continue
+                if not accepted:  # every try refused: the likeliest is kept
+                    tries = _with_chances(tries, table, settings)
+                    unfinished = _with_chances(unfinished, table, settings)
                 resumed = None if accepted else _likelier_unfinished(unfinished, tries)
                 if resumed is not None:  # it may yet be the likeliest: write it to its bar line
                     unfinished.remove(resumed)
                     back_to_bar_start()
                     generated.extend(resumed.tokens)
                     pieces.extend(resumed.texts)
-                    state, kept, complete, threshold = resumed.state, resumed.kept, False, 1.0
+                    state, complete = resumed.state, False
+                    steps, sank = list(resumed.steps), True  # never accepted: compared at its bar line
                     started = time.perf_counter()
                     logits = decoder.feed(resumed.tokens)
                     stats.forward_seconds += time.perf_counter() - started
@@ -721,7 +752,7 @@ def decode_body(
                         spent = time.perf_counter() - started
                         stats.forward_seconds += spent
                         clock += spent  # model time, not the constraints
-                tries, unfinished, kept, taken_back = [], [], 1.0, 0
+                tries, unfinished, taken_back = [], [], 0
             if closed:
                 if on_bar is not None and state.bars_done > bar_start.state.bars_done:
                     on_bar(state.bars_done, "".join(pieces))
@@ -735,7 +766,7 @@ def decode_body(
                 stats.forward_seconds += time.perf_counter() - clock
             if closed:
                 bar_start = _BarStart(decoder.length - (ahead is not None), logits, state, len(generated))
-                threshold = _draw(generator) if retries else 0.0
+                steps, sank = [], False
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],
                                    clean_up_tokenization_spaces=False)]

@@ -16,6 +16,7 @@ inside the functions that take its tensors, so reading a tune needs no torch.
 """
 from __future__ import annotations
 
+import bisect
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 from agent.decoding import BODY_CHARS, NOTE_LETTERS, BodyState, DecodingError
 
 __all__ = ["Choice", "SamplingSettings", "TokenTable", "body_vocabulary", "choose_token",
-           "token_table"]
+           "refused_mass", "token_table"]
 
 
 class TokenTable:
@@ -163,8 +164,12 @@ class Choice(NamedTuple):
     widened: int  # 0: found among the top_k; 1: in the second round; 2: in the whole vocabulary
     relaxed: bool  # the repetition rules had to be lifted to find a way on
     #: the model's probability (softmax of the scores at the sampling temperature, 1 when
-    #: greedy) on the top_k candidates the automaton refused: how far the grammar pushed it
-    refused_mass: float = 0.0
+    #: greedy) on the top_k candidates the automaton refused: how far the grammar pushed it;
+    #: None where a ``lazy`` choice did not need it
+    refused_mass: float | None = 0.0
+    #: a ``lazy`` choice's draw landed on a refused candidate: true with probability
+    #: ``refused_mass``, whatever the token
+    sank: bool = False
 
 
 def _viable(ids: Sequence[int], state: BodyState, table: TokenTable, limit: int
@@ -219,6 +224,7 @@ def choose_token(
     settings: SamplingSettings,
     generator: Any = None,
     draft: int | None = None,
+    lazy: bool = False,
 ) -> Choice:
     """Pick the next token from ``scores`` (1-D logits, already penalized) among those that
     keep the body valid.
@@ -230,9 +236,21 @@ def choose_token(
     ``draft`` (a guessed token the model has already been run on) is taken with the
     probability the sampler gives it, else a token is drawn from the rest: every token keeps
     its probability (speculative sampling with a guess for the draft).
+
+    ``lazy`` (sampling at a temperature, no top-p cut) runs one candidate through the
+    automaton instead of all ``top_k``: a token is drawn from the model's softmax; a viable one
+    is taken. Where the draw lands on a refused candidate (``sank``) or outside the ``top_k``,
+    the token is drawn as above. The token is then distributed exactly as without ``lazy``, and
+    ``sank`` is true with probability ``refused_mass``, independently of it: what the composer's
+    bar test needs, without the refused mass itself (about 40 automaton runs a step).
     """
     import torch
 
+    sank = False
+    if lazy and settings.temperature > 0 and settings.top_p >= 1.0:
+        quick, sank = _first_draw(scores, state, table, settings, generator)
+        if quick is not None:
+            return quick
     k = min(settings.top_k, scores.shape[-1])
     top = torch.topk(scores, k).indices.tolist()
     found, checked = _viable(top, state, table, settings.top_k)
@@ -254,7 +272,48 @@ def choose_token(
     if not found:
         raise DecodingError(f"no token can continue the body at bar {state.bar_number}")
     token, new = _sample(found, scores, settings, generator, draft)
-    return Choice(token, new, checked, widened, relaxed, refused)
+    return Choice(token, new, checked, widened, relaxed, refused, sank)
+
+
+def refused_mass(scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings) -> float:
+    """The ``refused_mass`` :func:`choose_token` gives these ``scores`` in ``state`` (for a
+    ``lazy`` choice that went without it).
+
+    >>> import torch
+    >>> from agent.decoding import FormPlan, body_spec, start_state
+    >>> table = TokenTable(["A2", "A", "|", "x"])
+    >>> state = start_state(body_spec("2/4", "1/8", FormPlan.through(1))).feed("A2 ")
+    >>> round(refused_mass(torch.tensor([0.0, 0.0, 0.0, 0.0]), state, table, SamplingSettings(1.0, 4, 1.0)), 2)
+    0.5
+    """
+    import torch
+
+    top = torch.topk(scores, min(settings.top_k, scores.shape[-1])).indices.tolist()
+    found, _ = _viable(top, state, table, settings.top_k)
+    return _refused_mass(scores, top, found, settings.temperature)
+
+
+def _first_draw(scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings,
+                generator: Any) -> tuple[Choice | None, bool]:
+    """One token drawn from the softmax of ``scores`` over the whole vocabulary: the choice
+    where it is among the ``top_k`` and viable, else None and whether it was refused (a draw
+    beyond the ``top_k`` is not: the refused mass counts the ``top_k`` alone)."""
+    import torch
+
+    k = min(settings.top_k, scores.shape[-1])
+    values, ids = torch.topk(scores, k)
+    scaled = scores.double() / settings.temperature
+    probs = torch.exp(values.double() / settings.temperature - torch.logsumexp(scaled, dim=0))
+    draw = torch.rand((), generator=generator, dtype=torch.float64).item()
+    index = bisect.bisect_right(torch.cumsum(probs, dim=0).tolist(), draw)
+    if index >= k:
+        return None, False
+    token = int(ids[index])
+    text = table.texts[token] if token < table.size else None
+    new = state.feed(text) if text is not None else None
+    if new is None:
+        return None, True
+    return Choice(token, new, 1, 0, False, None, False), False
 
 
 def _refused_mass(scores: Any, candidates: list[int], found: list, temperature: float) -> float:

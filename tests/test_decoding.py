@@ -318,6 +318,36 @@ def test_a_guessed_token_leaves_every_tokens_probability_as_it_was():
     greedy = SamplingSettings(temperature=0.0, top_k=10)
     assert choose_token(scores, state, table, greedy, None, 9).token_id == 1  # greedy ignores it
 
+
+def test_a_lazy_choice_draws_as_the_full_one_and_sinks_with_the_refused_mass():
+    """One automaton run a step: the tokens keep the full choice's frequencies, and ``sank``
+    comes with the refused mass's frequency (a refused "|]", "hello" and the end token carry
+    some; one score sits outside the top_k), independently of the token."""
+    table = small_table()
+    state = start_state(body_spec("2/4", "1/8", FormPlan.through(2)))
+    scores = torch.full((table.size,), -30.0)
+    scores[[1, 2, 9, 12, 11, 8, 0, 13]] = torch.tensor([1.0, 0.5, 0.0, -1.0, 0.2, -0.5, -0.3, -0.8])
+    settings = SamplingSettings(temperature=1.0, top_k=7, top_p=1.0)
+    full = choose_token(scores, state, table, settings, torch.Generator().manual_seed(1))
+    viable = [1, 2, 9, 12]  # "(3" is viable but not among the top 7: never drawn
+    assert not full.widened
+    expected = torch.softmax(scores[viable[:3]].double(), dim=0).tolist() + [0.0]
+    generator = torch.Generator().manual_seed(5)
+    draws = 12000
+    counts = dict.fromkeys(viable, 0)
+    sank = dict.fromkeys(viable, 0)
+    for _ in range(draws):
+        choice = choose_token(scores, state, table, settings, generator, lazy=True)
+        counts[choice.token_id] += 1
+        sank[choice.token_id] += choice.sank
+    for token, probability in zip(viable, expected):
+        assert counts[token] / draws == pytest.approx(probability, abs=0.015), counts
+    for token in viable[:3]:
+        assert sank[token] / counts[token] == pytest.approx(full.refused_mass, abs=0.03), (sank, counts)
+    assert 0.2 < full.refused_mass < 0.5
+    assert sum(sank.values()) / draws == pytest.approx(full.refused_mass, abs=0.015)
+
+
 # ---- the grammar as data -------------------------------------------------------------------
 
 

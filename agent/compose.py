@@ -621,12 +621,15 @@ def decode_body(
     kept. A bar is judged at its bar line (a pickup's too); the last bar of an edited span,
     which ends without one, is kept as written.
 
-    The uniform number a try is judged by is drawn when the try starts, and a try that may still
-    be taken back is stopped as soon as the product so far falls below it: the product only
-    shrinks, so the bar would be refused at its bar line anyway (the same decision, without
-    writing the rest of the bar; about a sixth of the tokens of a 16-bar tune,
-    docs/benchmarks.md). The likeliest try kept after the last retry is then the likeliest of
-    the tries written to their bar line.
+    A try is judged step by step instead of by its product: at each step a draw lands on a
+    refused candidate with the refused mass's probability (``Choice.sank``), so a try survives
+    its steps with exactly the product's probability, and a try that sinks before its bar line
+    is stopped there (the same decision, without writing the rest of the bar; about a sixth of
+    the tokens of a 16-bar tune, docs/benchmarks.md). With ``config.lazy_checks`` the draw is
+    the sampler's own, so a step runs the grammar on one token instead of every candidate.
+    Only when every try of a bar is refused are the tries' chances worked out from their
+    steps, and the likeliest is kept; a stopped try that could still be the likeliest is
+    first written on to its bar line.
 
     With ``short_notes`` (the share of notes shorter than ``L:`` a tune of its style usually
     holds at most), a bar's chance is also multiplied by :func:`_rhythm_prior`: the model alone,

@@ -1,4 +1,4 @@
-"""Model steps per tune: the composer's loop with and without its step savers, in one run.
+"""Model steps per tune: the composer's loop with and without its savers, in one run.
 
     .venv/bin/python scripts/bench_compose_steps.py [--seeds 3] [--rounds 2] [--cpu-path ort]
         [--variants '{"plain": {"guess_ahead": false, "stop_refused_tries": false}, "default": {}}']
@@ -9,8 +9,9 @@ repeats) are composed with seeds 0.. under every variant (a set of
 round by round (the order reversed every other round) so a busy machine slows each alike. Printed
 per variant: the median and total seconds of ``compose_tune``, tokens decoded (taken-back tries
 included), bars taken back, guesses run and taken, and the model's milliseconds per token.
-Both savers keep the tunes' distribution (``agent.compose.decode_body``), so the same seed gives
-another tune under each variant: compare totals over many tunes, not tune by tune.
+The savers (``stop_refused_tries``, ``guess_ahead``, ``lazy_checks``; ``body_vocabulary`` within
+0.03% a step) keep the tunes' distribution (``agent.compose.decode_body``), so the same seed
+gives another tune under each variant: compare totals over many tunes, not tune by tune.
 """
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ REQUESTS = (
     ("a reel in D", "X:1\nT:Reel\nR:reel\nM:4/4\nL:1/8\nQ:1/2=100\nK:D\n"),
     ("a hornpipe in A", "X:1\nT:Hornpipe\nR:hornpipe\nM:4/4\nL:1/8\nQ:1/2=84\nK:A\n"),
 )
-DEFAULT_VARIANTS = ('{"plain": {"guess_ahead": false, "stop_refused_tries": false}, '
-                    '"stop": {"guess_ahead": false}, "default": {}}')
+DEFAULT_VARIANTS = ('{"plain": {"guess_ahead": false, "stop_refused_tries": false, '
+                    '"lazy_checks": false, "body_vocabulary": false}, '
+                    '"stop": {"guess_ahead": false, "lazy_checks": false, "body_vocabulary": false}, '
+                    '"default": {}}')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,6 +168,11 @@ class ComposeConfig:
                   "are written in (agent.sampler.body_vocabulary): 12% less model time a "
                   "token under AVX2; the chance a step leaves a bar moved by 0.03% on average, "
                   "1.5% at most (docs/benchmarks.md)"})
+    common_guesses: bool = field(
+        default=True,
+        metadata={"help": "with guess_ahead, where the tune has no guess of its own, guess the "
+                  "token that mostly followed the same two in the training tunes (the model's "
+                  "body_tokens.json)"})
     program: int | None = field(
         default=None,
         metadata={"help": "the General MIDI instrument the tune is for, when its header names none "
@@ -503,10 +508,13 @@ def _likelier_unfinished(unfinished: list[_BarTry], finished: list[_BarTry]) -> 
 class _Guesses:
     """Guesses of the next token: the one that followed the same two tokens the last time
     they came (tunes repeat their figures; 57% of such guesses were right in the suite's
-    tunes). Entries from bars taken back stay: a stale guess only costs its share of a step."""
+    tunes), else, where the tune has none yet, the one that mostly followed them in the
+    training tunes (``common``: 50% right). Entries from bars taken back stay: a stale guess
+    only costs its share of a step."""
 
-    def __init__(self) -> None:
+    def __init__(self, common: dict[tuple[int, int], int] | None = None) -> None:
         self.after: dict[tuple[int, int], int] = {}
+        self.common = common or {}
 
     def learn(self, tokens: list[int]) -> None:
         """Note what followed the two tokens before the last of ``tokens``. (Measured, not
@@ -524,8 +532,13 @@ class _Guesses:
         ...     guesses.learn([7, 8, 9, 7, 8][:end])
         >>> guesses.next([7, 8, 9, 7, 8]), guesses.next([1, 2])
         (9, None)
+        >>> _Guesses({(1, 2): 3, (7, 8): 4}).next([1, 2]), guesses.next([7, 8])
+        (3, 9)
         """
-        return self.after.get((tokens[-2], tokens[-1])) if len(tokens) >= 2 else None
+        if len(tokens) < 2:
+            return None
+        key = (tokens[-2], tokens[-1])
+        return self.after.get(key, self.common.get(key))
 
 
 class _Feeder:
@@ -558,6 +571,22 @@ class _Feeder:
 def _body_vocabulary(decoder: Any, config: ComposeConfig) -> tuple[int, ...] | None:
     """The decoder's body vocabulary where the composer may use it."""
     return getattr(decoder, "body_ids", None) if config.body_vocabulary else None
+
+
+def _common_follows(loaded: Any, vocabulary: Sequence[int] | None) -> dict[tuple[int, int], int]:
+    """The model's common follows (``LoadedModel.body_follows``) in the ids the loop writes:
+    positions in ``vocabulary`` where it has one.
+
+    >>> from types import SimpleNamespace
+    >>> _common_follows(SimpleNamespace(body_follows={(10, 11): 12, (10, 13): 14}), (10, 11, 12))
+    {(0, 1): 2}
+    """
+    follows = getattr(loaded, "body_follows", None) or {}
+    if vocabulary is None:
+        return dict(follows)
+    position = {token: index for index, token in enumerate(vocabulary)}
+    return {(position[a], position[b]): position[c] for (a, b), c in follows.items()
+            if a in position and b in position and c in position}
 
 
 def _feed_with_guess(decoder: _Feeder, token: int, ahead: tuple[int, Any] | None, guess: int | None,
@@ -665,7 +694,8 @@ def decode_body(
         tries: list[_BarTry] = []
         unfinished: list[_BarTry] = []  # tries stopped before their bar line, as far as written
         steps: list[tuple[Any, BodyState]] = []  # this try's scores and states, for its chance
-        guesses = _Guesses() if config.guess_ahead and state is not None else None
+        guesses = (_Guesses(_common_follows(loaded, vocabulary) if config.common_guesses else None)
+                   if config.guess_ahead and state is not None else None)
         ahead: tuple[int, Any] | None = None  # a guess fed after the last token, its logits
         sank, taken_back = False, 0
         lazy = config.lazy_checks and retries > 0

@@ -88,6 +88,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "prepare_base",
+    "read_body_follows",
     "read_body_tokens",
     "resolve_cpu_path",
     "write_body_tokens",
@@ -275,6 +276,9 @@ class LoadedModel:
     threads: int = 0
     #: the ids that end a generation (the generation config's), where known without ``model``
     end_token_ids: tuple[int, ...] | None = None
+    #: the composer's guesses from training tunes, ``{(a, b): c}`` (``read_body_follows``; in
+    #: vocabulary ids), where the model has a body vocabulary
+    body_follows: dict | None = None
     #: builds ``model`` on first use where the load left it out: a cached CPU path's fast start
     #: runs the compact decoder alone, and only a caller that asks for transformers' model pays
     #: for importing transformers and building it
@@ -1050,17 +1054,21 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
         model=None, tokenizer=tokenizer, config=dataclasses.replace(config),
         load_seconds=time.perf_counter() - started, device="cpu", dtype="float32",
         quantize="int8-block32", int8_llama=weights, cpu_path="ort", threads=threads,
-        end_token_ids=ends, build_model=build_model)
+        end_token_ids=ends, build_model=build_model,
+        body_follows=read_body_follows(config, where) if weights.body_ids is not None else None)
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
 
 
-def write_body_tokens(folder: str | Path, ids: list[int], tunes: int) -> Path:
-    """Keep the body vocabulary ``ids`` (learnt from ``tunes`` training tunes) in ``folder``, an
-    adapter's or a base's; returns the file written."""
+def write_body_tokens(folder: str | Path, ids: list[int], tunes: int,
+                      follows: list[tuple[int, int, int]] = ()) -> Path:
+    """Keep the body vocabulary ``ids`` (learnt from ``tunes`` training tunes) and the common
+    ``follows`` (``(a, b, c)``: after ``a, b`` mostly ``c``) in ``folder``, an adapter's or a
+    base's; returns the file written."""
     path = Path(folder) / BODY_TOKENS_FILE
-    path.write_text(json.dumps({"tunes": tunes, "ids": [int(i) for i in ids]}) + "\n", encoding="utf-8")
+    record = {"tunes": tunes, "ids": [int(i) for i in ids], "follows": [[int(t) for t in f] for f in follows]}
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     return path
 
 
@@ -1071,16 +1079,32 @@ def read_body_tokens(config: ModelConfig, where: str) -> list[int] | None:
     >>> read_body_tokens(ModelConfig(adapter=None), "/nonexistent") is None
     True
     """
+    record = _body_record(config, where)
+    return None if record is None else sorted(set(record["ids"]))
+
+
+def read_body_follows(config: ModelConfig, where: str) -> dict[tuple[int, int], int]:
+    """The common follows kept with the body vocabulary (see :func:`write_body_tokens`), as
+    ``{(a, b): c}``; empty where there are none."""
+    record = _body_record(config, where)
+    return {} if record is None else {(a, b): c for a, b, c in record.get("follows", [])}
+
+
+def _body_record(config: ModelConfig, where: str) -> dict[str, Any] | None:
     folders = ([Path(config.adapter)] if config.adapter else []) + [Path(where)]
     for path in (folder / BODY_TOKENS_FILE for folder in folders):
         if path.is_file():
             try:
-                ids = json.loads(path.read_text(encoding="utf-8"))["ids"]
+                record = json.loads(path.read_text(encoding="utf-8"))
+                ids, follows = record["ids"], record.get("follows", [])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise ModelError(f"cannot read the body's tokens in {path}: {exc}") from None
             if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
                 raise ModelError(f"{path} lists no body tokens, or ids that are not tokens")
-            return sorted(set(ids))
+            if not all(isinstance(f, list) and len(f) == 3 and all(isinstance(t, int) and t >= 0 for t in f)
+                       for f in follows):
+                raise ModelError(f"{path} lists follows that are not three token ids each")
+            return record
     return None
 
 

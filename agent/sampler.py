@@ -23,8 +23,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 from agent.decoding import BODY_CHARS, NOTE_LETTERS, BodyState, DecodingError
 
-__all__ = ["Choice", "SamplingSettings", "TokenTable", "body_vocabulary", "choose_token",
-           "refused_mass", "token_table"]
+__all__ = ["Choice", "SamplingSettings", "TokenTable", "body_token_lists", "body_vocabulary",
+           "choose_token", "refused_mass", "token_table"]
 
 
 class TokenTable:
@@ -95,6 +95,36 @@ def token_table(tokenizer: Any, ids: Sequence[int] | None = None) -> TokenTable:
     return table
 
 
+def body_token_lists(tokenizer: Any, tunes: Iterable[str]) -> list[list[int]]:
+    """Each tune's body as training splits it: the tune is split into tokens whole, and the
+    tokens from the one that holds the end of its ``K:`` line on are kept (that one may join
+    the line's end to the first notes).
+
+    >>> from agent.tokenizer import FastTokenizer
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> chars = sorted(BODY_CHARS | set("XK:C"))
+    >>> backend = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="X"))
+    >>> backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    >>> tokenizer = FastTokenizer(backend, {}, None)
+    >>> [[chars[i] for i in body] for body in body_token_lists(tokenizer, ["X:1\\nK:C\\nCD|\\n"])]
+    [['\\n', 'C', 'D', '|', '\\n']]
+    >>> body_token_lists(tokenizer, ["no header"])
+    Traceback (most recent call last):
+    ...
+    agent.decoding.DecodingError: a tune without a K: line has no body: 'no header'
+    """
+    bodies = []
+    for tune in tunes:
+        key_line = 0 if tune.startswith("K:") else tune.find("\nK:") + 1
+        end = tune.find("\n", key_line) + 1 if key_line or tune.startswith("K:") else 0
+        if not end:
+            raise DecodingError(f"a tune without a K: line has no body: {tune[:40]!r}")
+        header = tokenizer.encode(tune[:end], add_special_tokens=False)
+        whole = tokenizer.encode(tune, add_special_tokens=False)
+        bodies.append(whole[max(len(header) - 1, 0):])
+    return bodies
+
+
 def body_vocabulary(tokenizer: Any, tunes: Iterable[str]) -> list[int]:
     """The token ids a model writes tune bodies in, learnt from the ``tunes`` it was trained
     on: each tune is split into tokens whole, as in training, and every token from the one that
@@ -125,14 +155,8 @@ def body_vocabulary(tokenizer: Any, tunes: Iterable[str]) -> list[int]:
     agent.decoding.DecodingError: a tune without a K: line has no body: 'no header'
     """
     ids: set[int] = set()
-    for tune in tunes:
-        key_line = 0 if tune.startswith("K:") else tune.find("\nK:") + 1
-        end = tune.find("\n", key_line) + 1 if key_line or tune.startswith("K:") else 0
-        if not end:
-            raise DecodingError(f"a tune without a K: line has no body: {tune[:40]!r}")
-        header = tokenizer.encode(tune[:end], add_special_tokens=False)
-        whole = tokenizer.encode(tune, add_special_tokens=False)
-        ids.update(whole[max(len(header) - 1, 0):])
+    for body in body_token_lists(tokenizer, tunes):
+        ids.update(body)
     for char in BODY_CHARS:
         single = tokenizer.encode(char, add_special_tokens=False)
         if len(single) == 1:

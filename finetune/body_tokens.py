@@ -5,7 +5,8 @@
 The tunes are the answers of the training data's compose and edit examples (``train.jsonl``),
 split into tokens by the adapter's tokenizer as training split them
 (``agent.sampler.body_vocabulary``); the ids go to ``body_tokens.json`` in the adapter's folder
-(``agent.model.write_body_tokens``). ``tunesmith finetune train`` writes the file with every
+(``agent.model.write_body_tokens``), with the pairs of tokens most often followed by one token
+(:func:`common_follows`: the composer's guesses where a tune has none of its own yet). ``tunesmith finetune train`` writes the file with every
 adapter it saves; this stage writes it for an adapter trained before.
 """
 from __future__ import annotations
@@ -16,11 +17,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Sequence
 
 LOG = logging.getLogger("tunesmith.body_tokens")
 #: the tasks whose answers are whole tunes (a lyrics answer is words)
 TUNE_TASKS = ("compose", "edit")
+#: a pair of tokens must come this often, and one token after it this share of the time, for
+#: the composer to guess that token there (agent.compose: 50% of such guesses were right on the
+#: whole suite's tunes, where the tune itself had no guess yet)
+FOLLOW_LEAST, FOLLOW_SHARE = 5, 0.5
 
 
 @dataclass
@@ -60,13 +66,36 @@ def answer_tunes(records: Iterable[dict[str, Any]]) -> list[str]:
     return tunes
 
 
+def common_follows(bodies: Iterable[Sequence[int]], least: int = FOLLOW_LEAST,
+                   share: float = FOLLOW_SHARE) -> list[tuple[int, int, int]]:
+    """``(a, b, c)``: after the tokens ``a, b``, at least ``least`` times in ``bodies``, the
+    token ``c`` came at least ``share`` of the time (the composer guesses it there).
+
+    >>> common_follows([[1, 2, 3], [1, 2, 3], [1, 2, 4], [5, 6, 7]], least=3, share=0.6)
+    [(1, 2, 3)]
+    """
+    after: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for body in bodies:
+        for a, b, c in zip(body, body[1:], body[2:]):
+            after[(a, b)][c] += 1
+    follows = []
+    for (a, b), counts in sorted(after.items()):
+        total = sum(counts.values())
+        token, count = counts.most_common(1)[0]
+        if total >= least and count >= share * total:
+            follows.append((a, b, token))
+    return follows
+
+
 def write_for_adapter(folder: str | Path, tokenizer: Any, records: Iterable[dict[str, Any]]) -> Path:
-    """Write ``folder``'s ``body_tokens.json`` from the training ``records``; the file's path."""
+    """Write ``folder``'s ``body_tokens.json`` from the training ``records``: the body
+    vocabulary and the common follows; the file's path."""
     from agent.model import write_body_tokens
-    from agent.sampler import body_vocabulary
+    from agent.sampler import body_token_lists, body_vocabulary
 
     tunes = answer_tunes(records)
-    return write_body_tokens(folder, body_vocabulary(tokenizer, tunes), len(tunes))
+    follows = common_follows(body_token_lists(tokenizer, tunes))
+    return write_body_tokens(folder, body_vocabulary(tokenizer, tunes), len(tunes), follows)
 
 
 def run(config: BodyTokensConfig) -> int:
@@ -80,5 +109,6 @@ def run(config: BodyTokensConfig) -> int:
         records = [json.loads(line) for line in lines]
     written = write_for_adapter(config.adapter, FastTokenizer.from_folder(config.adapter), records)
     kept = json.loads(written.read_text(encoding="utf-8"))
-    LOG.info("%d body tokens from %d training tunes written to %s", len(kept["ids"]), kept["tunes"], written)
+    LOG.info("%d body tokens and %d common follows from %d training tunes written to %s",
+             len(kept["ids"]), len(kept["follows"]), kept["tunes"], written)
     return 0

@@ -14,7 +14,7 @@ from test_model import corpus_tunes
 
 from agent.conversation import DEFAULT_ADAPTER
 from agent.decoding import BODY_CHARS
-from agent.model import BODY_TOKENS_FILE, ModelConfig, read_body_tokens
+from agent.model import BODY_TOKENS_FILE, ModelConfig, read_body_follows, read_body_tokens
 from agent.sampler import body_vocabulary, token_table
 from agent.tokenizer import FastTokenizer
 from finetune.body_tokens import BodyTokensConfig, run
@@ -73,5 +73,8 @@ def test_the_stage_writes_the_file_beside_an_adapter(tmp_path):
     kept = json.loads((adapter / BODY_TOKENS_FILE).read_text())
     assert kept["tunes"] == 3
     assert kept["ids"] == body_vocabulary(FastTokenizer.from_folder(adapter), tunes)
+    assert kept["follows"] and all(len(f) == 3 for f in kept["follows"])  # 3 tunes repeat their figures
+    config = ModelConfig(adapter=str(adapter))
+    assert read_body_follows(config, "/nonexistent") == {(a, b): c for a, b, c in kept["follows"]}
     with pytest.raises(FileNotFoundError, match="build the data first"):
         run(BodyTokensConfig(adapter=str(adapter), data=str(tmp_path / "none")))

@@ -203,13 +203,16 @@ def body_base(tiny_base, tmp_path_factory) -> Path:
     from test_model import corpus_tunes
 
     from agent.model import write_body_tokens
-    from agent.sampler import body_vocabulary
+    from agent.sampler import body_token_lists, body_vocabulary
     from agent.tokenizer import FastTokenizer
+    from finetune.body_tokens import common_follows
 
     folder = tmp_path_factory.mktemp("body-base") / "tiny"
     shutil.copytree(tiny_base, folder)
     tunes = corpus_tunes(40)
-    write_body_tokens(folder, body_vocabulary(FastTokenizer.from_folder(folder), tunes), len(tunes))
+    tokenizer = FastTokenizer.from_folder(folder)
+    write_body_tokens(folder, body_vocabulary(tokenizer, tunes), len(tunes),
+                      common_follows(body_token_lists(tokenizer, tunes), least=2))
     return folder
 
 
@@ -255,6 +258,7 @@ def test_the_composer_writes_in_the_body_vocabulary_and_repeats_a_seed(body_base
     learnt = load_model(config)
     assert _composed(learnt) == _composed(learnt)
     singles = body_vocabulary(FastTokenizer.from_folder(body_base), [])
+    kept = (body_base / "body_tokens.json").read_bytes()
     write_body_tokens(body_base, singles, 0)
     try:
         spelled = load_model(config)  # a new cache entry: the body's tokens are in its key
@@ -264,7 +268,24 @@ def test_the_composer_writes_in_the_body_vocabulary_and_repeats_a_seed(body_base
         assert by_letter == _composed(spelled)
         assert by_letter != _composed(spelled, body_vocabulary=False)
     finally:
-        write_body_tokens(body_base, learnt.int8_llama.body_ids, 40)
+        (body_base / "body_tokens.json").write_bytes(kept)
+
+
+def test_the_training_tunes_common_follows_are_guessed_too(body_base, tmp_path):
+    """Where a tune has no guess of its own yet, the composer guesses what mostly followed the
+    same two tokens in the training tunes: more guesses, the same kind of tune, a seed kept."""
+    from agent.compose import ComposeConfig, compose_tune
+    from agent.prompts import abc_header
+
+    loaded = load_model(ModelConfig(base=str(body_base), cpu_path="ort", cache_dir=str(tmp_path), threads=1))
+    assert loaded.body_follows and all(len(key) == 2 for key in loaded.body_follows)
+    header = abc_header(title="Test Waltz", meter="3/4", tempo="1/4=96", key="Dm", style="waltz")
+    runs = {common: [compose_tune(loaded, "a waltz", header, 4, ComposeConfig(seed=seed, common_guesses=common))
+                     for seed in range(3)] for common in (False, True)}
+    assert all(r.valid for results in runs.values() for r in results)
+    assert sum(r.stats.guesses for r in runs[True]) > sum(r.stats.guesses for r in runs[False])
+    assert [r.abc for r in runs[True]] == [compose_tune(loaded, "a waltz", header, 4, ComposeConfig(seed=seed)).abc
+                                           for seed in range(3)]
 
 
 def test_body_tokens_outside_the_vocabulary_are_refused(body_base, tmp_path):
@@ -280,4 +301,7 @@ def test_body_tokens_outside_the_vocabulary_are_refused(body_base, tmp_path):
         load_model(ModelConfig(base=str(folder), cpu_path="ort", threads=1))
     (folder / "body_tokens.json").write_text("{}")
     with pytest.raises(ModelError, match="cannot read the body's tokens"):
+        load_model(ModelConfig(base=str(folder), cpu_path="ort", threads=1))
+    (folder / "body_tokens.json").write_text('{"ids": [1, 2], "follows": [[1, 2]]}')
+    with pytest.raises(ModelError, match="three token ids each"):
         load_model(ModelConfig(base=str(folder), cpu_path="ort", threads=1))

@@ -91,9 +91,10 @@ class _SlowModel:
         return getattr(self._model, name)
 
 
-def slow_composer(seconds_per_token: float = 0.05, config: AgentConfig = TEST_CONFIG) -> Composer:
-    """A composer with the tiny model slowed to ``seconds_per_token`` (a 16-bar tune then
-    takes about ten seconds, whatever the machine's speed)."""
+def slow_composer(seconds_per_token: float = 0.1, config: AgentConfig = TEST_CONFIG) -> Composer:
+    """A composer with the tiny model slowed to ``seconds_per_token`` a model call (a 16-bar
+    tune then takes ten seconds or more, whatever the machine's speed: the composer's guesses
+    run two tokens in some calls, and at 0.05 s a tune took 6 s)."""
     import dataclasses
 
     load = tiny_loader()

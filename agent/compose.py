@@ -706,11 +706,9 @@ def decode_body(
             closed = False
             if state is not None:
                 guess = ahead[0] if ahead is not None else None
-                if not lazy and retries:  # the refused mass, at once
-                    choice = choose_token(scores, state, table, settings, generator, guess)
+                choice = choose_token(scores, state, table, settings, generator, guess, lazy=lazy)
+                if retries and not lazy:  # the refused mass at hand: the sink drawn from it
                     choice = choice._replace(sank=_draw(generator) < choice.refused_mass)
-                else:
-                    choice = choose_token(scores, state, table, settings, generator, guess, lazy=lazy)
                 if retries:
                     steps.append((scores, state))
                 closed = choice.state.bar_lines > state.bar_lines
@@ -718,7 +716,7 @@ def decode_body(
                 stats.checked += choice.checked
                 stats.widened += bool(choice.widened)
                 stats.relaxed += choice.relaxed
-                sank = sank or (choice.sank and retries > 0)
+                sank = sank or choice.sank
                 if (not closed and choice.sank and taken_back < retries
                         and config.stop_refused_tries
                         and _judged_at_bar_line(bar_start.state)):  # refused already
@@ -799,7 +797,6 @@ def decode_body(
                 stats.forward_seconds += time.perf_counter() - clock
             if closed:
                 bar_start = _BarStart(decoder.length - (ahead is not None), logits, state, len(generated))
-                steps, sank = [], False
     if state is None:  # decode at once: a character may span several byte-level tokens
         pieces = [tokenizer.decode([t for t in generated if t not in stops],
                                    clean_up_tokenization_spaces=False)]

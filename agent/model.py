@@ -1021,7 +1021,8 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
         raise ModelError(f"the ort path runs Llama models only, not {hf_config.get('model_type')}; "
                          "use cpu_path portable")
     entry = _weights_entry(config, "ort", where)
-    body = read_body_tokens(config, where)
+    record = _body_record(_body_tokens_file(config, where))
+    body = None if record is None else _body_ids(record)
     if body is not None and max(body) >= int(hf_config.get("vocab_size", 0)):
         raise ModelError(f"the body's tokens of {config.adapter or where} are not all in the "
                          f"vocabulary of {config.base}")
@@ -1055,7 +1056,7 @@ def _load_ort_path(config: ModelConfig, threads: int, started: float) -> LoadedM
         load_seconds=time.perf_counter() - started, device="cpu", dtype="float32",
         quantize="int8-block32", int8_llama=weights, cpu_path="ort", threads=threads,
         end_token_ids=ends, build_model=build_model,
-        body_follows=read_body_follows(config, where) if weights.body_ids is not None else None)
+        body_follows=_body_follows(record) if weights.body_ids is not None else None)
     logging.getLogger(__name__).info("model ready: %s (%.1f s)", describe_model(loaded),
                                      loaded.load_seconds)
     return loaded
@@ -1079,33 +1080,45 @@ def read_body_tokens(config: ModelConfig, where: str) -> list[int] | None:
     >>> read_body_tokens(ModelConfig(adapter=None), "/nonexistent") is None
     True
     """
-    record = _body_record(config, where)
-    return None if record is None else sorted(set(record["ids"]))
+    record = _body_record(_body_tokens_file(config, where))
+    return None if record is None else _body_ids(record)
 
 
 def read_body_follows(config: ModelConfig, where: str) -> dict[tuple[int, int], int]:
     """The common follows kept with the body vocabulary (see :func:`write_body_tokens`), as
     ``{(a, b): c}``; empty where there are none."""
-    record = _body_record(config, where)
-    return {} if record is None else {(a, b): c for a, b, c in record.get("follows", [])}
+    return _body_follows(_body_record(_body_tokens_file(config, where)))
 
 
-def _body_record(config: ModelConfig, where: str) -> dict[str, Any] | None:
+def _body_tokens_file(config: ModelConfig, where: str) -> Path | None:
+    """The body vocabulary's file: beside ``config``'s adapter, else in its base's folder."""
     folders = ([Path(config.adapter)] if config.adapter else []) + [Path(where)]
-    for path in (folder / BODY_TOKENS_FILE for folder in folders):
-        if path.is_file():
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                ids, follows = record["ids"], record.get("follows", [])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ModelError(f"cannot read the body's tokens in {path}: {exc}") from None
-            if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
-                raise ModelError(f"{path} lists no body tokens, or ids that are not tokens")
-            if not all(isinstance(f, list) and len(f) == 3 and all(isinstance(t, int) and t >= 0 for t in f)
-                       for f in follows):
-                raise ModelError(f"{path} lists follows that are not three token ids each")
-            return record
-    return None
+    return next((f / BODY_TOKENS_FILE for f in folders if (f / BODY_TOKENS_FILE).is_file()), None)
+
+
+def _body_record(path: Path | None) -> dict[str, Any] | None:
+    """The body vocabulary's file read and checked (None for no file)."""
+    if path is None:
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        ids, follows = record["ids"], record.get("follows", [])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read the body's tokens in {path}: {exc}") from None
+    if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
+        raise ModelError(f"{path} lists no body tokens, or ids that are not tokens")
+    if not all(isinstance(f, list) and len(f) == 3 and all(isinstance(t, int) and t >= 0 for t in f)
+               for f in follows):
+        raise ModelError(f"{path} lists follows that are not three token ids each")
+    return record
+
+
+def _body_ids(record: dict[str, Any]) -> list[int]:
+    return sorted(set(record["ids"]))
+
+
+def _body_follows(record: dict[str, Any] | None) -> dict[tuple[int, int], int]:
+    return {} if record is None else {(a, b): c for a, b, c in record.get("follows", [])}
 
 
 def _end_token_ids(folder: Path, hf_config: dict[str, Any]) -> tuple[int, ...]:
@@ -1214,11 +1227,9 @@ def _weights_entry(config: ModelConfig, path: str, where: str) -> Path | None:
             item = Path(config.adapter) / name
             if item.is_file():
                 digest.update(item.read_bytes())
-    if path == "ort":  # its output layer's body part
-        for item in ([Path(config.adapter)] if config.adapter else []) + [folder]:
-            if (item / BODY_TOKENS_FILE).is_file():
-                digest.update((item / BODY_TOKENS_FILE).read_bytes())
-                break
+    body = _body_tokens_file(config, where) if path == "ort" else None
+    if body is not None:  # its output layer's body part
+        digest.update(body.read_bytes())
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     name = Path(config.base).name if config.base not in OFFLINE_BASES else config.base
     return cache / "merged" / f"{name}-{path}-{digest.hexdigest()[:16]}"

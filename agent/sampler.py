@@ -113,23 +113,25 @@ def body_token_lists(tokenizer: Any, tunes: Iterable[str]) -> list[list[int]]:
     ...
     agent.decoding.DecodingError: a tune without a K: line has no body: 'no header'
     """
+    from agent.abc_text import parse_tune
+    from agent.errors import AbcError
+
     bodies = []
     for tune in tunes:
-        key_line = 0 if tune.startswith("K:") else tune.find("\nK:") + 1
-        end = tune.find("\n", key_line) + 1 if key_line or tune.startswith("K:") else 0
-        if not end:
-            raise DecodingError(f"a tune without a K: line has no body: {tune[:40]!r}")
+        try:
+            end = parse_tune(tune).body_offset
+        except AbcError:
+            raise DecodingError(f"a tune without a K: line has no body: {tune[:40]!r}") from None
         header = tokenizer.encode(tune[:end], add_special_tokens=False)
         whole = tokenizer.encode(tune, add_special_tokens=False)
         bodies.append(whole[max(len(header) - 1, 0):])
     return bodies
 
 
-def body_vocabulary(tokenizer: Any, tunes: Iterable[str]) -> list[int]:
-    """The token ids a model writes tune bodies in, learnt from the ``tunes`` it was trained
-    on: each tune is split into tokens whole, as in training, and every token from the one that
-    holds the end of its ``K:`` line on is kept; so is every one-character token of
-    :data:`BODY_CHARS`, so that any body the automaton accepts can still be spelled. Tokens
+def body_vocabulary(tokenizer: Any, bodies: Iterable[Sequence[int]]) -> list[int]:
+    """The token ids a model writes tune bodies in, learnt from the ``bodies`` of the tunes it
+    was trained on (:func:`body_token_lists`): every token of them, and every one-character
+    token of :data:`BODY_CHARS`, so that any body the automaton accepts can still be spelled. Tokens
     the automaton refuses everywhere (a comment's ``%``, a character outside
     :data:`BODY_CHARS`) are left out.
 
@@ -146,17 +148,13 @@ def body_vocabulary(tokenizer: Any, tunes: Iterable[str]) -> list[int]:
     ...                                      unk_token="[?]"))
     >>> backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     >>> tokenizer = FastTokenizer(backend, {}, None)
-    >>> ids = body_vocabulary(tokenizer, ["X:1\\nK:C\\nCDE|\\n"])
+    >>> ids = body_vocabulary(tokenizer, body_token_lists(tokenizer, ["X:1\\nK:C\\nCDE|\\n"]))
     >>> len(ids) == len({tokenizer.encode(c, add_special_tokens=False)[0] for c in BODY_CHARS})
     True
-    >>> body_vocabulary(tokenizer, ["no header"])
-    Traceback (most recent call last):
-    ...
-    agent.decoding.DecodingError: a tune without a K: line has no body: 'no header'
+    >>> chars.index("K") in body_vocabulary(tokenizer, [[chars.index("K")]])  # never in a body
+    False
     """
-    ids: set[int] = set()
-    for body in body_token_lists(tokenizer, tunes):
-        ids.update(body)
+    ids = {token for body in bodies for token in body}
     for char in BODY_CHARS:
         single = tokenizer.encode(char, add_special_tokens=False)
         if len(single) == 1:
@@ -275,14 +273,12 @@ def choose_token(
         quick, sank = _first_draw(scores, state, table, settings, generator)
         if quick is not None:
             return quick
-    k = min(settings.top_k, scores.shape[-1])
-    top = torch.topk(scores, k).indices.tolist()
-    found, checked = _viable(top, state, table, settings.top_k)
+    top, found, checked = _top_viable(scores, state, table, settings)
     refused = _refused_mass(scores, top, found, settings.temperature)
     widened, relaxed = 0, False
     if not found:
         widened = 1
-        wide = torch.topk(scores, min(settings.widen_k, scores.shape[-1])).indices.tolist()[k:]
+        wide = torch.topk(scores, min(settings.widen_k, scores.shape[-1])).indices.tolist()[len(top):]
         found, more = _viable(wide, state, table, settings.top_k)
         checked += more
     if not found:
@@ -310,11 +306,19 @@ def refused_mass(scores: Any, state: BodyState, table: TokenTable, settings: Sam
     >>> round(refused_mass(torch.tensor([0.0, 0.0, 0.0, 0.0]), state, table, SamplingSettings(1.0, 4, 1.0)), 2)
     0.5
     """
+    top, found, _ = _top_viable(scores, state, table, settings)
+    return _refused_mass(scores, top, found, settings.temperature)
+
+
+def _top_viable(scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings
+                ) -> tuple[list[int], list, int]:
+    """The ``top_k`` ids by score, the viable (id, state) pairs among them and how many were
+    run through the automaton."""
     import torch
 
     top = torch.topk(scores, min(settings.top_k, scores.shape[-1])).indices.tolist()
-    found, _ = _viable(top, state, table, settings.top_k)
-    return _refused_mass(scores, top, found, settings.temperature)
+    found, checked = _viable(top, state, table, settings.top_k)
+    return top, found, checked
 
 
 def _first_draw(scores: Any, state: BodyState, table: TokenTable, settings: SamplingSettings,

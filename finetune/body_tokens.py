@@ -6,8 +6,9 @@ The tunes are the answers of the training data's compose and edit examples (``tr
 split into tokens by the adapter's tokenizer as training split them
 (``agent.sampler.body_vocabulary``); the ids go to ``body_tokens.json`` in the adapter's folder
 (``agent.model.write_body_tokens``), with the pairs of tokens most often followed by one token
-(:func:`common_follows`: the composer's guesses where a tune has none of its own yet). ``tunesmith finetune train`` writes the file with every
-adapter it saves; this stage writes it for an adapter trained before.
+(:func:`common_follows`: the composer's guesses where a tune has none of its own yet).
+``tunesmith finetune train`` writes the file with every adapter it saves; this stage writes it
+for an adapter trained before.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import argparse
 import dataclasses
 import json
 import logging
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
 LOG = logging.getLogger("tunesmith.body_tokens")
@@ -87,15 +88,30 @@ def common_follows(bodies: Iterable[Sequence[int]], least: int = FOLLOW_LEAST,
     return follows
 
 
-def write_for_adapter(folder: str | Path, tokenizer: Any, records: Iterable[dict[str, Any]]) -> Path:
-    """Write ``folder``'s ``body_tokens.json`` from the training ``records``: the body
-    vocabulary and the common follows; the file's path."""
-    from agent.model import write_body_tokens
+@dataclass(frozen=True)
+class BodyTokens:
+    """What ``body_tokens.json`` keeps: the body vocabulary, how many tunes it was learnt
+    from, and the common follows."""
+
+    ids: list[int]
+    tunes: int
+    follows: list[tuple[int, int, int]]
+
+    def write(self, folder: str | Path) -> Path:
+        """Keep these in ``folder`` (``agent.model.write_body_tokens``); the file's path."""
+        from agent.model import write_body_tokens
+
+        return write_body_tokens(folder, self.ids, self.tunes, self.follows)
+
+
+def learn_body_tokens(tokenizer: Any, records: Iterable[dict[str, Any]]) -> BodyTokens:
+    """The body vocabulary and the common follows of the training ``records``' tunes, each
+    tune split into tokens once."""
     from agent.sampler import body_token_lists, body_vocabulary
 
     tunes = answer_tunes(records)
-    follows = common_follows(body_token_lists(tokenizer, tunes))
-    return write_body_tokens(folder, body_vocabulary(tokenizer, tunes), len(tunes), follows)
+    bodies = body_token_lists(tokenizer, tunes)
+    return BodyTokens(body_vocabulary(tokenizer, bodies), len(tunes), common_follows(bodies))
 
 
 def run(config: BodyTokensConfig) -> int:
@@ -107,8 +123,8 @@ def run(config: BodyTokensConfig) -> int:
         raise FileNotFoundError(f"{path} is missing: build the data first (tunesmith finetune data)")
     with path.open(encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines]
-    written = write_for_adapter(config.adapter, FastTokenizer.from_folder(config.adapter), records)
-    kept = json.loads(written.read_text(encoding="utf-8"))
+    learnt = learn_body_tokens(FastTokenizer.from_folder(config.adapter), records)
+    written = learnt.write(config.adapter)
     LOG.info("%d body tokens and %d common follows from %d training tunes written to %s",
-             len(kept["ids"]), len(kept["follows"]), kept["tunes"], written)
+             len(learnt.ids), len(learnt.follows), learnt.tunes, written)
     return 0

@@ -42,7 +42,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -50,8 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agent.errors import InputError, ModelError
-from agent.model import BODY_TOKENS_FILE
-from finetune.body_tokens import write_for_adapter
+from finetune.body_tokens import learn_body_tokens
 
 # --------------------------------------------------------------------------------------------
 # Settings
@@ -801,8 +799,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
     model, tokenizer = build_model(config, device)  # also sets torch's CPU threads
     train_records = read_jsonl(data_dir / "train.jsonl")
     train_examples, train_dropped = encode_records(tokenizer, train_records, config.max_length)
-    with tempfile.TemporaryDirectory() as scratch:  # the body's tokens, written with each adapter
-        body_tokens = write_for_adapter(scratch, tokenizer, train_records).read_text(encoding="utf-8")
+    body_tokens = learn_body_tokens(tokenizer, train_records)  # written with each adapter
     del train_records
     valid_examples, valid_dropped = encode_records(tokenizer, read_jsonl(data_dir / "valid.jsonl"), config.max_length)
     if not train_examples or not valid_examples:
@@ -910,7 +907,7 @@ def train(config: TrainConfig, *, stop_after: int | None = None, command: str | 
             card = model_card(config, progress, data_hash, command, name)
             save_adapter(accelerator.unwrap_model(model), tokenizer, tmp, card)
             write_progress(tmp, progress, config, data_hash)
-            (tmp / BODY_TOKENS_FILE).write_text(body_tokens, encoding="utf-8")
+            body_tokens.write(tmp)
             replace_dir(tmp, path)
         accelerator.wait_for_everyone()
         return path

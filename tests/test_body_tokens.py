@@ -15,7 +15,7 @@ from test_model import corpus_tunes
 from agent.conversation import DEFAULT_ADAPTER
 from agent.decoding import BODY_CHARS
 from agent.model import BODY_TOKENS_FILE, ModelConfig, read_body_follows, read_body_tokens
-from agent.sampler import body_vocabulary, token_table
+from agent.sampler import body_token_lists, body_vocabulary, token_table
 from agent.tokenizer import FastTokenizer
 from finetune.body_tokens import BodyTokensConfig, run
 
@@ -27,7 +27,7 @@ def tokenizer():
 
 def test_the_body_vocabulary_holds_every_body_token_and_no_title(tokenizer):
     tunes = corpus_tunes(30)
-    ids = set(body_vocabulary(tokenizer, tunes))
+    ids = set(body_vocabulary(tokenizer, body_token_lists(tokenizer, tunes)))
     texts = token_table(tokenizer).texts
     for tune in tunes:  # the body's tokens as the whole tune splits (the first two may merge)
         body = tune[tune.index("\n", tune.index("\nK:") + 1) + 1:]
@@ -47,7 +47,7 @@ def test_the_body_vocabulary_holds_every_body_token_and_no_title(tokenizer):
 
 
 def test_the_restricted_table_maps_positions_to_the_vocabulary(tokenizer):
-    ids = body_vocabulary(tokenizer, corpus_tunes(5))
+    ids = body_vocabulary(tokenizer, body_token_lists(tokenizer, corpus_tunes(5)))
     whole, part = token_table(tokenizer), token_table(tokenizer, ids)
     assert part is token_table(tokenizer, ids)  # built once
     assert part.size == len(ids) and [part.texts[i] for i in range(len(ids))] == [whole.texts[i] for i in ids]
@@ -72,7 +72,8 @@ def test_the_stage_writes_the_file_beside_an_adapter(tmp_path):
     assert run(BodyTokensConfig(adapter=str(adapter), data=str(data))) == 0
     kept = json.loads((adapter / BODY_TOKENS_FILE).read_text())
     assert kept["tunes"] == 3
-    assert kept["ids"] == body_vocabulary(FastTokenizer.from_folder(adapter), tunes)
+    tokenizer = FastTokenizer.from_folder(adapter)
+    assert kept["ids"] == body_vocabulary(tokenizer, body_token_lists(tokenizer, tunes))
     assert kept["follows"] and all(len(f) == 3 for f in kept["follows"])  # 3 tunes repeat their figures
     config = ModelConfig(adapter=str(adapter))
     assert read_body_follows(config, "/nonexistent") == {(a, b): c for a, b, c in kept["follows"]}

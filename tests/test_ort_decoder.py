@@ -211,8 +211,8 @@ def body_base(tiny_base, tmp_path_factory) -> Path:
     shutil.copytree(tiny_base, folder)
     tunes = corpus_tunes(40)
     tokenizer = FastTokenizer.from_folder(folder)
-    write_body_tokens(folder, body_vocabulary(tokenizer, tunes), len(tunes),
-                      common_follows(body_token_lists(tokenizer, tunes), least=2))
+    bodies = body_token_lists(tokenizer, tunes)
+    write_body_tokens(folder, body_vocabulary(tokenizer, bodies), len(tunes), common_follows(bodies, least=2))
     return folder
 
 
